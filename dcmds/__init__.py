@@ -1,0 +1,1 @@
+"""Built-in dcmds, one module per subject; found by walking this package."""

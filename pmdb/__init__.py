@@ -1,0 +1,3 @@
+"""pmdb: a post-mortem debugger for crash dumps, speaking the mdb language."""
+
+__version__ = "0.1.0"

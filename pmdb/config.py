@@ -1,0 +1,126 @@
+"""Options: one declarative table (name, type, bounds, default, doc), read from pmdb.toml.
+
+Every option pmdb has is in OPTIONS; pmdb.toml at the top of the tree documents
+the same names (a test keeps the two in step). Values are checked here, once,
+with clear errors, then read with ``config.get(name)``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pmdb.errors import PmdbError
+
+
+class ConfigError(PmdbError):
+    """A bad option name or value."""
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str                 # "table.key"
+    type: type
+    default: Any
+    doc: str
+    low: int | None = None
+    high: int | None = None
+    choices: tuple[str, ...] = ()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("symbols.search_path", list, [], "directories searched for executables and libraries "
+           "named by a core (after their recorded path and the core's own directory)"),
+    Option("symbols.sysroot", str, "", "a root prefixed to recorded library paths (like gdb's sysroot)"),
+    Option("symbols.check_build_id", bool, True, "ignore a found file whose build-id differs from the core's"),
+    Option("plugins.paths", list, [], "extra plugin files or directories of *.py plugins"),
+    Option("shell.timeout", int, 60, "seconds a '!' shell pipe may run", 1, 86400),
+    Option("unwind.max_frames", int, 512, "frames at most in one backtrace", 1, 100000),
+    Option("repl.history_file", str, "~/.pmdb_history", "where the prompt keeps its history"),
+    Option("repl.pager", bool, True, "page output longer than the screen"),
+    Option("repl.prompt", str, "> ", "the prompt string"),
+    Option("output.color", str, "auto", "color on a terminal", choices=("auto", "always", "never")),
+)
+
+_BY_NAME = {o.name: o for o in OPTIONS}
+
+
+class Config:
+    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+        self._values: dict[str, Any] = {o.name: o.default for o in OPTIONS}
+        for name, value in (values or {}).items():
+            self.set(name, value)
+
+    def get(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise ConfigError(f"unknown option '{name}'") from None
+
+    def set(self, name: str, value: Any) -> None:
+        opt = _BY_NAME.get(name)
+        if opt is None:
+            raise ConfigError(f"unknown option '{name}'")
+        self._values[name] = _check(opt, value)
+
+    @classmethod
+    def load(cls, path: str | None = None) -> Config:
+        """Defaults, overridden by a pmdb.toml: the given one, $PMDB_CONFIG, or ~/.config/pmdb/pmdb.toml."""
+        candidates = [path] if path else [os.environ.get("PMDB_CONFIG"),
+                                          str(Path.home() / ".config" / "pmdb" / "pmdb.toml")]
+        for cand in candidates:
+            if cand and Path(cand).is_file():
+                return cls.from_file(cand)
+            if cand and path:
+                raise ConfigError(f"{cand}: no such configuration file")
+        return cls()
+
+    @classmethod
+    def from_file(cls, path: str) -> Config:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise ConfigError(f"{path}: {err}") from None
+        return cls(flatten(data))
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; tables that are not options stay for their owners."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and name not in _BY_NAME:
+            if name in OWNED_TABLES:
+                continue
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+# tables whose contents another component validates with its own table (e.g. ::emulate)
+OWNED_TABLES: set[str] = {"emulate"}
+
+
+def _check(opt: Option, value: Any) -> Any:
+    if opt.type is bool and not isinstance(value, bool):
+        raise ConfigError(f"option {opt.name}: expected true or false, got {value!r}")
+    if opt.type is int and (not isinstance(value, int) or isinstance(value, bool)):
+        raise ConfigError(f"option {opt.name}: expected an integer, got {value!r}")
+    if opt.type is str and not isinstance(value, str):
+        raise ConfigError(f"option {opt.name}: expected a string, got {value!r}")
+    if opt.type is list:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"option {opt.name}: expected a list of strings, got {value!r}")
+    if opt.low is not None and value < opt.low or opt.high is not None and value > opt.high:
+        raise ConfigError(f"option {opt.name}: {value} is outside [{opt.low}, {opt.high}]")
+    if opt.choices and value not in opt.choices:
+        raise ConfigError(f"option {opt.name}: {value!r} is not one of {', '.join(opt.choices)}")
+    return value

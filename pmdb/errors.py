@@ -1,0 +1,58 @@
+"""The few exceptions a user sees.
+
+Every layer translates foreign errors (pyelftools, zlib, unicorn, KeyError...)
+into one of these where they enter pmdb; the session prints ``str(err)`` as one
+line and carries on.
+"""
+
+from __future__ import annotations
+
+
+class PmdbError(Exception):
+    """Base of every error pmdb reports to the user as one line."""
+
+
+class FaultError(PmdbError):
+    """An address that cannot be read (unmapped, excluded from the dump, ...)."""
+
+    def __init__(self, address: int, size: int = 1, reason: str = "") -> None:
+        self.address = address
+        self.size = size
+        self.reason = reason
+        text = f"cannot read {size} byte{'s' if size != 1 else ''} at {address:#x}"
+        super().__init__(f"{text}: {reason}" if reason else text)
+
+
+class FormatError(PmdbError):
+    """A file that is not what it claims to be: unknown, truncated or corrupt."""
+
+
+class CommandError(PmdbError):
+    """A command used wrongly: unknown dcmd, bad option, missing address."""
+
+
+class SymbolError(PmdbError):
+    """An unknown symbol or type name."""
+
+
+class CorruptionError(PmdbError):
+    """A data structure in the dump that cannot be right (a cycle, a wild pointer)."""
+
+    def __init__(self, address: int, why: str) -> None:
+        self.address = address
+        self.why = why
+        super().__init__(f"corrupt data at {address:#x}: {why}")
+
+
+class ParseError(PmdbError):
+    """A command line that does not parse; ``offset`` points at the bad character."""
+
+    def __init__(self, message: str, text: str, offset: int) -> None:
+        self.message = message
+        self.text = text
+        self.offset = offset
+        super().__init__(message)
+
+    def caret(self) -> str:
+        """The line and a caret under the offending character, for display."""
+        return f"{self.text}\n{' ' * self.offset}^ {self.message}"

@@ -1,0 +1,1 @@
+"""The mdb language: lexer -> parser (AST, never reads memory) -> evaluator."""

@@ -1,0 +1,104 @@
+"""AST of an mdb command line. The parser builds it; nothing here reads memory.
+
+    line      := pipeline (';' pipeline)*
+    pipeline  := stage ('|' stage)* ['!' shell-text]
+    stage     := [expr] [',' expr] [verb]
+    verb      := '::' name args | '$' char args | ('/'|'='|'?') fmt | '>' var
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class Expr:
+    """Base of expression nodes."""
+
+
+@dataclass(frozen=True)
+class Num(Expr):
+    value: int
+
+
+@dataclass(frozen=True)
+class Sym(Expr):
+    name: str
+    module: str | None = None      # ``libc.so.6`sym`` -> module "libc.so.6"
+    offset: int = 0                # start offset in the source line (for errors)
+
+
+@dataclass(frozen=True)
+class Dot(Expr):
+    pass
+
+
+@dataclass(frozen=True)
+class VarRef(Expr):
+    name: str                      # ``<name``
+
+
+@dataclass(frozen=True)
+class Unary(Expr):
+    op: str                        # '-', '~', '#'
+    operand: Expr
+
+
+@dataclass(frozen=True)
+class Deref(Expr):
+    operand: Expr
+    size: int | None = None        # None: pointer size; */c/ 1, */s/ 2, */i/ 4, */l/ 8
+
+
+@dataclass(frozen=True)
+class Binary(Expr):
+    op: str                        # + - * % %% & | ^ << >> == !=
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One dcmd argument: a word or quoted string, or ``$[expr]`` (expr set)."""
+
+    text: str
+    expr: Expr | None = None
+    quoted: bool = False
+
+
+@dataclass(frozen=True)
+class DcmdVerb:
+    name: str                      # "print" for ::print; "$c" for $c; "$<" for $<file
+    args: tuple[Arg, ...] = ()
+
+
+@dataclass(frozen=True)
+class FormatVerb:
+    op: str                        # '/' (read memory), '=' (format the value itself), '?'
+    fmt: str                       # e.g. "4X", "K", "s", "" (repeat the last format)
+
+
+@dataclass(frozen=True)
+class AssignVerb:
+    var: str                       # ``>var``
+
+
+Verb = DcmdVerb | FormatVerb | AssignVerb
+
+
+@dataclass(frozen=True)
+class Stage:
+    addr: Expr | None = None
+    count: Expr | None = None
+    verb: Verb | None = None       # None: a bare expression, which sets dot
+    offset: int = 0                # where the stage starts in the source line
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    stages: tuple[Stage, ...]
+    shell: str | None = None       # text after '!': output is piped through sh -c
+
+
+@dataclass(frozen=True)
+class Line:
+    pipelines: tuple[Pipeline, ...] = field(default_factory=tuple)

@@ -1,0 +1,1 @@
+"""Address spaces, stacked like layers; every read is whole or raises FaultError."""

@@ -1,0 +1,177 @@
+"""AddressSpace: the one read interface every layer shares.
+
+A layer implements ``mapping(addr, n)``, which says where the bytes of
+``[addr, addr+n)`` live (a list of chunks in lower sources); the generic
+``read`` here serves all layers. A source is anything with
+``read_at(offset, n) -> bytes``: a file, zeros, or another AddressSpace.
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Protocol
+
+from pmdb.errors import FaultError
+
+
+class ByteSource(Protocol):
+    def read_at(self, offset: int, n: int) -> bytes: ...
+
+
+class ZeroSource:
+    """Bytes that are known to be zero (e.g. p_memsz beyond p_filesz)."""
+
+    def read_at(self, offset: int, n: int) -> bytes:
+        return bytes(n)
+
+
+ZEROS = ZeroSource()
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """``length`` bytes at ``addr`` come from ``source`` at ``offset``."""
+
+    addr: int
+    length: int
+    source: ByteSource
+    offset: int
+
+
+class AddressSpace(ABC):
+    """Reads of typed values; subclasses only say where bytes live."""
+
+    def __init__(self, byteorder: str = "little", ptr_size: int = 8) -> None:
+        self.byteorder = byteorder
+        self.ptr_size = ptr_size
+        self._endian = "<" if byteorder == "little" else ">"
+
+    @abstractmethod
+    def mapping(self, addr: int, n: int) -> list[Chunk]:
+        """Chunks covering exactly [addr, addr+n); FaultError for any hole."""
+
+    def read(self, addr: int, n: int) -> bytes:
+        """Exactly n bytes at addr, or FaultError naming the first unreadable byte."""
+        if n <= 0:
+            return b""
+        chunks = self.mapping(addr, n)
+        if len(chunks) == 1:
+            c = chunks[0]
+            data = c.source.read_at(c.offset, c.length)
+        else:
+            data = b"".join(c.source.read_at(c.offset, c.length) for c in chunks)
+        if len(data) != n:
+            raise FaultError(addr, n, "short read")
+        return data
+
+    def read_at(self, offset: int, n: int) -> bytes:
+        """A space is itself a source for the layer above it."""
+        return self.read(offset, n)
+
+    def readable(self, addr: int, n: int = 1) -> bool:
+        try:
+            self.mapping(addr, n)
+        except FaultError:
+            return False
+        return True
+
+    def read_int(self, addr: int, size: int, signed: bool = False) -> int:
+        return int.from_bytes(self.read(addr, size), self.byteorder, signed=signed)
+
+    def u8(self, addr: int) -> int:
+        return self.read(addr, 1)[0]
+
+    def u16(self, addr: int) -> int:
+        return self.read_int(addr, 2)
+
+    def u32(self, addr: int) -> int:
+        return self.read_int(addr, 4)
+
+    def u64(self, addr: int) -> int:
+        return self.read_int(addr, 8)
+
+    def ptr(self, addr: int) -> int:
+        return self.read_int(addr, self.ptr_size)
+
+    def unpack(self, fmt: str, addr: int) -> tuple:
+        """struct.unpack in the space's byte order (fmt without the order char)."""
+        s = struct.Struct(self._endian + fmt)
+        return s.unpack(self.read(addr, s.size))
+
+    def cstring(self, addr: int, limit: int = 4096) -> bytes:
+        """NUL-terminated bytes at addr (without the NUL), at most ``limit`` bytes."""
+        out = bytearray()
+        while len(out) < limit:
+            page_left = 0x1000 - ((addr + len(out)) & 0xFFF)
+            want = min(page_left, limit - len(out))
+            try:
+                block = self.read(addr + len(out), want)
+            except FaultError:
+                if not out and want == page_left:
+                    raise
+                # fall back byte by byte up to the fault
+                block = b""
+                for i in range(want):
+                    try:
+                        block += self.read(addr + len(out) + i, 1)
+                    except FaultError:
+                        if not out and not block:
+                            raise
+                        return bytes(out + block)
+            nul = block.find(b"\0")
+            if nul >= 0:
+                out += block[:nul]
+                return bytes(out)
+            out += block
+        return bytes(out)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A contiguous run of a segmented space, backed by one source."""
+
+    start: int
+    size: int
+    source: ByteSource
+    offset: int = 0
+    name: str = ""
+
+    @property
+    def end(self) -> int:
+        return self.start + self.size
+
+
+class SegmentedSpace(AddressSpace):
+    """A space made of sorted, non-overlapping segments (user cores, ELF vmcores).
+
+    Lookup is by bisection, so cost grows with the log of the segment count.
+    """
+
+    def __init__(self, segments: list[Segment], byteorder: str = "little", ptr_size: int = 8,
+                 hole_reason: str = "address not in the dump") -> None:
+        super().__init__(byteorder, ptr_size)
+        self.segments = sorted((s for s in segments if s.size > 0), key=lambda s: s.start)
+        self._starts = [s.start for s in self.segments]
+        self._hole_reason = hole_reason
+
+    def segment_at(self, addr: int) -> Segment | None:
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i >= 0 and addr < self.segments[i].end:
+            return self.segments[i]
+        return None
+
+    def mapping(self, addr: int, n: int) -> list[Chunk]:
+        chunks: list[Chunk] = []
+        cur, left = addr, n
+        while left > 0:
+            seg = self.segment_at(cur)
+            if seg is None:
+                raise FaultError(cur, left, self._hole_reason)
+            take = min(left, seg.end - cur)
+            chunks.append(Chunk(cur, take, seg.source, seg.offset + (cur - seg.start)))
+            cur += take
+            left -= take
+        return chunks

@@ -1,0 +1,330 @@
+"""Session: one open target, its variables and command registry; runs command lines.
+
+Lines are lexed and parsed into an AST first (pmdb.language), then evaluated
+here stage by stage. Errors a user can cause become one line on stderr; the
+session always survives to run the next line.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import os
+import subprocess
+import sys
+import traceback
+from collections.abc import Iterable, Sequence
+from typing import IO, Any
+
+from pmdb.commands.context import Context, Handoff
+from pmdb.commands.registry import DcmdSpec, Registry
+from pmdb.config import Config
+from pmdb.errors import CommandError, FaultError, ParseError, PmdbError, SymbolError
+from pmdb.language.ast import (
+    AssignVerb,
+    DcmdVerb,
+    FormatVerb,
+    Line,
+    Pipeline,
+    Stage,
+)
+from pmdb.language.evaluate import evaluate
+from pmdb.language.parser import parse
+from pmdb.output import Output
+from pmdb.target import Target
+
+
+class QuitRequest(Exception):
+    """Raised by $q to end the session."""
+
+
+class Session:
+    def __init__(self, target: Target | None = None, *, config: Config | None = None,
+                 stdout: IO[str] | None = None, stderr: IO[str] | None = None,
+                 json_mode: bool = False) -> None:
+        self.target = target
+        self.config = config or Config()
+        self.stdout = stdout if stdout is not None else sys.stdout
+        self.stderr = stderr if stderr is not None else sys.stderr
+        self.json_mode = json_mode
+        self.registry = Registry()
+        self.registry.discover(self.config.get("plugins.paths"))
+        for problem in self.registry.load_errors:
+            self.stderr.write(f"pmdb: {problem}\n")
+        self.variables: dict[str, int] = {}
+        self.dot = 0
+        self.next_dot = 0            # where a repeated format command continues
+        self.last_format: str = "X"  # what a bare '/' repeats
+        self.last_line = ""
+        self.failed = False          # any command failed (for the exit status)
+
+    # -- environment for the evaluator ------------------------------------------------
+
+    @property
+    def ptr_size(self) -> int:
+        return self.target.arch.ptr_size if self.target else 8
+
+    def symbol_value(self, name: str, module: str | None) -> int:
+        if name in self.variables and module is None and self.target is None:
+            return self.variables[name]
+        if self.target is None:
+            raise SymbolError(f"unknown symbol '{name}' (no target open)")
+        sym = self.target.symbols.lookup(name, module)
+        if sym is None:
+            where = f"{module}`{name}" if module else name
+            raise SymbolError(f"unknown symbol '{where}'")
+        return sym.addr
+
+    def variable(self, name: str) -> int:
+        if name in self.variables:
+            return self.variables[name]
+        if self.target is not None:
+            regs = self.target.current_thread.registers if self.target.current_thread else {}
+            reg = self.target.arch.reg_name(name)
+            if reg in regs:
+                return regs[reg]
+        raise CommandError(f"unknown variable '{name}'")
+
+    def read_int(self, addr: int, size: int) -> int:
+        if self.target is None:
+            raise FaultError(addr, size, "no target open")
+        return self.target.memory.read_int(addr, size)
+
+    # -- running lines -------------------------------------------------------------
+
+    def run_line(self, text: str, *, out: IO[str] | None = None) -> bool:
+        """Run one command line; False when any part of it failed (already reported)."""
+        if not text.strip():
+            return True
+        self.last_line = text
+        try:
+            line = parse(text)
+        except ParseError as err:
+            self._report(err.caret())
+            return False
+        ok = True
+        for pipeline in line.pipelines:
+            ok = self._run_reporting(pipeline, out) and ok
+        return ok
+
+    def repeat_last(self, *, out: IO[str] | None = None) -> bool:
+        """A bare newline: repeat the last command (a format continues where it stopped)."""
+        if not self.last_line:
+            return True
+        try:
+            line = parse(self.last_line)
+        except ParseError:
+            return False
+        pls = line.pipelines
+        if len(pls) == 1 and len(pls[0].stages) == 1 and isinstance(pls[0].stages[0].verb, FormatVerb):
+            stage = pls[0].stages[0]
+            from pmdb.language.ast import Num
+
+            cont = Stage(Num(self.next_dot), stage.count, stage.verb, stage.offset)
+            return self._run_reporting(Pipeline((cont,), pls[0].shell), out)
+        return self.run_line(self.last_line, out=out)
+
+    def run_script(self, lines: Iterable[str]) -> bool:
+        ok = True
+        for text in lines:
+            if text.strip().startswith("//"):
+                continue
+            ok = self.run_line(text.rstrip("\n")) and ok
+        return ok
+
+    def _run_reporting(self, pipeline: Pipeline, out: IO[str] | None) -> bool:
+        try:
+            self.run_pipeline(pipeline, out if out is not None else self.stdout)
+            return True
+        except QuitRequest:
+            raise
+        except PmdbError as err:
+            self._report(str(err))
+        except KeyboardInterrupt:
+            self._report("interrupted")
+        except BrokenPipeError:
+            return True
+        except RecursionError:
+            self._report("internal error: recursion too deep (the data may be cyclic)")
+        except Exception as err:  # a bug: one line, the traceback only when asked for
+            self._report(f"internal error: {type(err).__name__}: {err}")
+            if os.environ.get("PMDB_DEBUG"):
+                traceback.print_exc(file=self.stderr)
+        return False
+
+    def _report(self, message: str) -> None:
+        self.failed = True
+        self.stderr.write(f"pmdb: {message}\n")
+        self.stderr.flush()
+
+    # -- pipelines -------------------------------------------------------------------
+
+    def run_pipeline(self, pipeline: Pipeline, stream: IO[str]) -> None:
+        sink = io.StringIO() if pipeline.shell is not None else stream
+        out = Output(sink, json_mode=self.json_mode,
+                     color=False if pipeline.shell is not None else None)
+        handoffs: list[Handoff] | None = None
+        last = len(pipeline.stages) - 1
+        for i, stage in enumerate(pipeline.stages):
+            handoffs = self._run_stage(stage, handoffs, out, piped=i < last)
+        out.flush_json()
+        if pipeline.shell is not None:
+            self._shell(pipeline.shell, sink.getvalue(), stream)
+
+    def _run_stage(self, stage: Stage, inputs: list[Handoff] | None, out: Output,
+                   piped: bool) -> list[Handoff]:
+        results: list[Handoff] = []
+        if inputs is None:
+            addr = self._eval(stage.addr) if stage.addr is not None else None
+            count, count_given = self._count(stage)
+            results += self._call(stage, addr, None, count, count_given, out, piped, False, True)
+            return results
+        count, count_given = self._count(stage)
+        for n, h in enumerate(inputs):
+            self.dot = h.addr
+            addr = self._eval(stage.addr) if stage.addr is not None else h.addr
+            results += self._call(stage, addr, h.type, count, count_given, out, piped, True, n == 0)
+        return results
+
+    def _count(self, stage: Stage) -> tuple[int, bool]:
+        if stage.count is None:
+            return 1, False
+        return self._eval(stage.count), True
+
+    def _eval(self, expr: Any) -> int:
+        return evaluate(expr, self)
+
+    def _call(self, stage: Stage, addr: int | None, typ: Any, count: int, count_given: bool,
+              out: Output, piped: bool, in_loop: bool, first: bool) -> list[Handoff]:
+        verb = stage.verb
+        if addr is not None:
+            self.dot = addr
+        ctx = Context(self, out, addr=addr, count=count, count_given=count_given, in_loop=in_loop,
+                      first=first, piped=piped, type=typ)
+        if verb is None:
+            if addr is not None and piped:
+                ctx.emit(addr, typ)
+            return ctx.handoffs
+        if isinstance(verb, AssignVerb):
+            self.variables[verb.var] = addr if addr is not None else self.dot
+            if piped and addr is not None:
+                ctx.emit(addr, typ)
+            return ctx.handoffs
+        if isinstance(verb, FormatVerb):
+            from pmdb.formats import run_format
+
+            self.next_dot = run_format(ctx, verb.op, verb.fmt, self.dot if addr is None else addr)
+            return ctx.handoffs
+        assert isinstance(verb, DcmdVerb)
+        if verb.name == "$q":
+            raise QuitRequest()
+        spec = self.registry.dcmd(verb.name)
+        args = [self._eval(a.expr) if a.expr is not None else a.text for a in verb.args]
+        self.invoke(spec, ctx, args)
+        return ctx.handoffs
+
+    def invoke(self, spec: DcmdSpec, ctx: Context, args: Sequence[Any]) -> None:
+        """Call a dcmd with parsed options, re-running over its walker when it has no address."""
+        positional, options = parse_options(spec, args)
+        ctx.argv = positional
+        if ctx.addr is not None and spec.addr == "none":
+            raise CommandError(f"{spec.name} does not take an address")
+        if ctx.addr is None and spec.addr == "required":
+            if spec.walker is None:
+                raise CommandError(f"{spec.name} needs an address (addr::{spec.name} {spec.usage})".replace(" )", ")"))
+            self._over_walker(spec, ctx, positional, options)
+            return
+        _bind_call(spec, ctx, positional, options)
+
+    def _over_walker(self, spec: DcmdSpec, ctx: Context, positional: Sequence[Any],
+                     options: dict[str, Any]) -> None:
+        wspec = self.registry.walker(spec.walker or "")
+        typ = self._walker_type(wspec.type_name)
+        for n, addr in enumerate(wspec.func(ctx, None)):
+            self.dot = addr
+            sub = Context(self, ctx.out, addr=addr, count=ctx.count, in_loop=True, first=n == 0,
+                          piped=ctx.piped, type=typ, argv=positional)
+            _bind_call(spec, sub, positional, options)
+            ctx.handoffs += sub.handoffs
+
+    def _walker_type(self, name: str | None) -> Any:
+        if name is None or self.target is None:
+            return None
+        return self.target.types.find(name)
+
+    def walk(self, ctx: Context, name: str, start: int | None) -> Iterable[int]:
+        """Addresses of a walker (used by ::walk and dcmds that re-run over walkers)."""
+        return self.registry.walker(name).func(ctx, start)
+
+    def _shell(self, command: str, text: str, stream: IO[str]) -> None:
+        try:
+            proc = subprocess.run(["/bin/sh", "-c", command], input=text, capture_output=True,
+                                  text=True, timeout=self.config.get("shell.timeout"))
+        except subprocess.TimeoutExpired:
+            raise CommandError(f"shell command timed out: {command}") from None
+        except OSError as err:
+            raise CommandError(f"cannot run shell: {err}") from None
+        stream.write(proc.stdout)
+        if proc.stderr:
+            self.stderr.write(proc.stderr)
+        if proc.returncode != 0:
+            self.failed = True
+
+
+def parse_options(spec: DcmdSpec, args: Sequence[Any]) -> tuple[list[Any], dict[str, Any]]:
+    """getopt-style: ``-v`` flags and ``-c value`` options anywhere before ``--``."""
+    flags: dict[str, tuple[str, bool]] = {}
+    for key, dest in spec.opts.items():
+        flags[key.rstrip(":")] = (dest, key.endswith(":"))
+    options: dict[str, Any] = {}
+    positional: list[Any] = []
+    items = list(args)
+    i = 0
+    while i < len(items):
+        a = items[i]
+        i += 1
+        if a == "--":
+            positional += items[i:]
+            break
+        if not isinstance(a, str) or not a.startswith("-") or len(a) < 2 or not flags or _is_number(a):
+            positional.append(a)
+            continue
+        letters = a[1:]
+        for j, ch in enumerate(letters):
+            if ch not in flags:
+                raise CommandError(f"{spec.name}: unknown option -{ch}"
+                                   + (f" (usage: {spec.usage})" if spec.usage else ""))
+            dest, takes_value = flags[ch]
+            if takes_value:
+                rest = letters[j + 1:]
+                if rest:
+                    value: Any = rest
+                elif i < len(items):
+                    value = items[i]
+                    i += 1
+                else:
+                    raise CommandError(f"{spec.name}: option -{ch} needs a value")
+                if isinstance(options.get(dest), list):
+                    options[dest].append(value)
+                else:
+                    options[dest] = value
+                break
+            options[dest] = True
+    return positional, options
+
+
+def _is_number(text: str) -> bool:
+    try:
+        int(text, 0)
+        return True
+    except ValueError:
+        return False
+
+
+def _bind_call(spec: DcmdSpec, ctx: Context, positional: Sequence[Any], options: dict[str, Any]) -> None:
+    try:
+        inspect.signature(spec.func).bind(ctx, *positional, **options)
+    except TypeError:
+        usage = f" (usage: {spec.usage})" if spec.usage else ""
+        raise CommandError(f"{spec.name}: wrong arguments{usage}") from None
+    spec.func(ctx, *positional, **options)

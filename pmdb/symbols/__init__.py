@@ -1,0 +1,1 @@
+"""Address <-> name: symbol tables from ELF files, kallsyms, modules."""

@@ -1,0 +1,125 @@
+"""Target: what the user debugs, seen the same way by every dcmd.
+
+A Target bundles an architecture, a virtual address space, symbols, types and
+an OS model (which knows threads, stacks and status). DumpTarget is opened
+from a file; EmulatedTarget (pmdb.emulate) wraps an emulator's CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pmdb.arch import Arch
+from pmdb.errors import CommandError
+from pmdb.memory.space import AddressSpace
+from pmdb.symbols.table import SymbolTable
+from pmdb.types.registry import TypeRegistry
+from pmdb.unwind.frame import Frame
+
+
+@dataclass
+class Thread:
+    """One thread of execution: a user thread, a kernel task, a CPU."""
+
+    id: int                       # tid / pid / cpu: what the user types to pick it
+    registers: dict[str, int]
+    name: str = ""
+    index: int = 0                # 1-based position, as gdb numbers threads
+    address: int | None = None    # e.g. the task_struct, for kernel threads
+    signal: int | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Mapping:
+    start: int
+    end: int
+    perms: str                    # "r-x", "rw-" ...
+    offset: int = 0
+    path: str = ""
+    in_dump: bool = True          # False when the dump left the bytes out
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+class OSModel(Protocol):
+    """What an operating-system model (user process, Linux kernel) provides."""
+
+    name: str
+
+    def threads(self) -> Sequence[Thread]: ...
+
+    def stack(self, thread: Thread) -> list[Frame]: ...
+
+    def status(self) -> list[tuple[str, str]]: ...
+
+    def mappings(self) -> Sequence[Mapping]: ...
+
+
+class Target:
+    """A debuggable thing; see the module docstring."""
+
+    def __init__(self, *, path: str, arch: Arch, memory: AddressSpace, symbols: SymbolTable,
+                 types: TypeRegistry, os: OSModel, kind: str) -> None:
+        self.path = path
+        self.arch = arch
+        self.memory = memory
+        self.symbols = symbols
+        self.types = types
+        self.os = os
+        self.kind = kind
+        threads = list(os.threads())
+        self._current: Thread | None = threads[0] if threads else None
+
+    # -- threads ---------------------------------------------------------------
+
+    def threads(self) -> Sequence[Thread]:
+        return self.os.threads()
+
+    @property
+    def current_thread(self) -> Thread | None:
+        return self._current
+
+    def set_current_thread(self, ident: int) -> Thread:
+        """Make a thread current by its id (tid/pid), address or 1-based index."""
+        for t in self.threads():
+            if ident in (t.id, t.address):
+                self._current = t
+                return t
+        for t in self.threads():
+            if t.index == ident:
+                self._current = t
+                return t
+        raise CommandError(f"no thread {ident:#x} ({ident})")
+
+    def thread_by_id(self, ident: int) -> Thread:
+        for t in self.threads():
+            if ident in (t.id, t.address) or t.index == ident:
+                return t
+        raise CommandError(f"no thread {ident:#x} ({ident})")
+
+    def registers(self, thread: Thread | None = None) -> dict[str, int]:
+        t = thread or self._current
+        if t is None:
+            raise CommandError("the target has no threads")
+        return t.registers
+
+    def stack(self, thread: Thread | None = None) -> list[Frame]:
+        t = thread or self._current
+        if t is None:
+            raise CommandError("the target has no threads")
+        return self.os.stack(t)
+
+    # -- addresses ---------------------------------------------------------------
+
+    def describe(self, addr: int) -> str:
+        return self.symbols.describe(addr)
+
+    def close(self) -> None:
+        closer = getattr(self.os, "close", None)
+        if closer:
+            closer()

@@ -1,0 +1,1 @@
+"""One type model (model.py) fed by several sources: DWARF, BTF, CTF."""

@@ -1,0 +1,1 @@
+"""Stack unwinders: DWARF CFI, ORC, frame pointers, stack scanning."""

@@ -1,0 +1,20 @@
+"""Frame: one unwound stack frame, whichever unwinder produced it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Frame:
+    level: int
+    pc: int
+    sp: int
+    cfa: int | None = None
+    regs: dict[str, int] = field(default_factory=dict)  # registers known in this frame
+    method: str = "regs"      # regs (from the thread's context), cfi, fp, orc, scan, exception
+    note: str = ""            # why unwinding stopped after this frame, or an exception marker
+
+    @property
+    def fp(self) -> int | None:
+        return self.regs.get("rbp", self.regs.get("ebp", self.regs.get("i6", self.regs.get("x29"))))

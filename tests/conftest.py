@@ -1,0 +1,27 @@
+"""Shared test plumbing: where ../shared/fixtures is, and skipping (or failing) without it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("PMDB_SHARED", ROOT.parent / "shared"))
+FIXTURES = SHARED / "fixtures"
+USER_CORES = FIXTURES / "user-cores"
+
+
+def need_fixture(path: Path) -> Path:
+    """The fixture path; skip when absent, or fail when PMDB_REQUIRE_FIXTURES=1 (CI)."""
+    if not path.exists():
+        if os.environ.get("PMDB_REQUIRE_FIXTURES") == "1":
+            pytest.fail(f"required fixture missing: {path}")
+        pytest.skip(f"fixture not available: {path} (../shared is absent)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def user_cores() -> Path:
+    return need_fixture(USER_CORES)
