@@ -24,7 +24,6 @@ from pmdb.language.ast import (
     AssignVerb,
     DcmdVerb,
     FormatVerb,
-    Line,
     Pipeline,
     Stage,
 )
@@ -174,16 +173,17 @@ class Session:
     def _run_stage(self, stage: Stage, inputs: list[Handoff] | None, out: Output,
                    piped: bool) -> list[Handoff]:
         results: list[Handoff] = []
+        state: dict[str, Any] = {}
         if inputs is None:
             addr = self._eval(stage.addr) if stage.addr is not None else None
             count, count_given = self._count(stage)
-            results += self._call(stage, addr, None, count, count_given, out, piped, False, True)
+            results += self._call(stage, addr, None, count, count_given, out, piped, False, True, state)
             return results
         count, count_given = self._count(stage)
         for n, h in enumerate(inputs):
             self.dot = h.addr
             addr = self._eval(stage.addr) if stage.addr is not None else h.addr
-            results += self._call(stage, addr, h.type, count, count_given, out, piped, True, n == 0)
+            results += self._call(stage, addr, h.type, count, count_given, out, piped, True, n == 0, state)
         return results
 
     def _count(self, stage: Stage) -> tuple[int, bool]:
@@ -195,12 +195,13 @@ class Session:
         return evaluate(expr, self)
 
     def _call(self, stage: Stage, addr: int | None, typ: Any, count: int, count_given: bool,
-              out: Output, piped: bool, in_loop: bool, first: bool) -> list[Handoff]:
+              out: Output, piped: bool, in_loop: bool, first: bool,
+              state: dict[str, Any]) -> list[Handoff]:
         verb = stage.verb
         if addr is not None:
             self.dot = addr
         ctx = Context(self, out, addr=addr, count=count, count_given=count_given, in_loop=in_loop,
-                      first=first, piped=piped, type=typ)
+                      first=first, piped=piped, type=typ, state=state)
         if verb is None:
             if addr is not None and piped:
                 ctx.emit(addr, typ)

@@ -36,6 +36,7 @@ class Context:
     type: Type | None = None         # the type carried with addr from the previous stage
     argv: Sequence[Any] = ()
     handoffs: list[Handoff] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)  # shared by every call of one pipe stage
 
     @property
     def target(self) -> Target:

@@ -1,0 +1,196 @@
+"""The dcmds about pmdb itself and about pipelines: help, walking, filtering, hexdump."""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+
+from pmdb.commands import Context, dcmd
+from pmdb.errors import CommandError, FaultError, ParseError
+from pmdb.language.evaluate import evaluate
+from pmdb.language.parser import parse
+
+
+@dcmd("dcmds", addr="none", synopsis="list the available dcmds", example="::dcmds")
+def dcmds_list(ctx: Context) -> None:
+    """Every dcmd with its synopsis; aliases follow the name in parentheses."""
+    reg = ctx.session.registry
+    rows = []
+    for name in sorted(reg.dcmds):
+        spec = reg.dcmds[name]
+        label = name if not spec.aliases else f"{name} ({', '.join(spec.aliases)})"
+        rows.append([label, f"- {spec.synopsis}"])
+    ctx.out.table(["", ""], rows, header=False)
+
+
+@dcmd("walkers", addr="none", synopsis="list the available walkers", example="::walkers")
+def walkers_list(ctx: Context) -> None:
+    """Every walker with its synopsis."""
+    reg = ctx.session.registry
+    ctx.out.table(["", ""], [[n, f"- {reg.walkers[n].synopsis}"] for n in sorted(reg.walkers)],
+                  header=False)
+
+
+@dcmd("help", addr="none", synopsis="describe a dcmd or walker", example="::help findstack",
+      usage="[dcmd | walker]")
+def help_cmd(ctx: Context, name: str = "") -> None:
+    """Without a name, how to get started; with one, its synopsis, usage, description and example."""
+    reg = ctx.session.registry
+    if not name:
+        ctx.out.line("Each dcmd is run as [address][,count]::name [args]; pipe addresses on with '|'.")
+        ctx.out.line("::dcmds lists the dcmds, ::walkers the walkers, ::formats the format verbs of /.")
+        ctx.out.line("::help NAME describes one of them.")
+        return
+    name = name.lstrip(":")
+    if reg.has_dcmd(name):
+        spec = reg.dcmd(name)
+        addr = {"none": "", "optional": "[addr]", "required": "addr"}[spec.addr]
+        call = spec.name if spec.name.startswith("$") else f"::{spec.name}"
+        _help_page(ctx, spec.name, spec.synopsis, f"{addr}{call} {spec.usage}".strip(), spec.help,
+                   spec.example, spec.aliases)
+        return
+    if name in reg.walkers:
+        w = reg.walker(name)
+        _help_page(ctx, w.name, w.synopsis, f"[addr]::walk {w.name}", w.help, w.example, ())
+        return
+    raise CommandError(f"no dcmd or walker named '{name}'")
+
+
+def _help_page(ctx: Context, name: str, synopsis: str, usage: str, text: str, example: str,
+               aliases: tuple[str, ...]) -> None:
+    out = ctx.out
+    out.line("NAME")
+    out.line(f"  {name} - {synopsis}")
+    out.line("")
+    out.line("SYNOPSIS")
+    out.line(f"  {usage}")
+    if aliases:
+        out.line("")
+        out.line("ALIASES")
+        out.line("  " + ", ".join(aliases))
+    out.line("")
+    out.line("DESCRIPTION")
+    for para in text.splitlines():
+        out.line(f"  {para}".rstrip())
+    if example:
+        out.line("")
+        out.line("EXAMPLE")
+        out.line(f"  > {example}")
+
+
+@dcmd("walk", synopsis="walk a data structure, printing or handing on addresses",
+      example="::walk thread | ::findstack", usage="name [variable] [walker args...]")
+def walk(ctx: Context, name: str, *args: Any) -> None:
+    """Run a walker from addr (or from its default start). Piped, the addresses go to the next
+    dcmd, with their type when the walker knows it; otherwise they are printed one per line."""
+    wspec = ctx.session.registry.walker(name)
+    sub = Context(ctx.session, ctx.out, addr=ctx.addr, count=ctx.count, piped=ctx.piped,
+                  type=ctx.type, argv=args, state=ctx.state)
+    typ = ctx.target.types.find(wspec.type_name) if wspec.type_name and ctx.session.target else None
+    for addr in wspec.func(sub, ctx.addr):
+        if ctx.piped:
+            ctx.emit(addr, typ)
+        else:
+            ctx.out.line(f"{addr:x}")
+
+
+@dcmd("grep", addr="required", synopsis="hand on the address when an expression is non-zero",
+      example="::walk thread | ::grep .==0t1234 | ::findstack", usage="expression")
+def grep(ctx: Context, *words: Any) -> None:
+    """Evaluates the expression with dot set to each input address; the address goes on (or is
+    printed) only when the value is non-zero."""
+    if not words:
+        raise CommandError("grep: an expression is needed")
+    value = _expression_value(ctx, words)
+    if value:
+        _pass_on(ctx)
+
+
+@dcmd("head", addr="required", synopsis="hand on only the first addresses of a pipe",
+      example="::walk thread | ::head -n 2 | ::findstack", opts={"n:": "count"}, usage="[-n count]")
+def head(ctx: Context, count: Any = 10) -> None:
+    """The first count (default 10) addresses of the pipe go on; the rest are dropped."""
+    limit = _number(count)
+    seen = ctx.state.get("seen", 0)
+    if seen < limit:
+        _pass_on(ctx)
+    ctx.state["seen"] = seen + 1
+
+
+@dcmd("dump", addr="required", synopsis="hex and ASCII dump of memory", example="main,40::dump",
+      opts={"q": "no_ascii"}, usage="[-q]")
+def dump(ctx: Context, no_ascii: bool = False) -> None:
+    """addr,count::dump shows count bytes (default 16) in rows of 16, with ASCII on the right;
+    an unreadable row is marked instead of ending the dump."""
+    addr = ctx.require_addr()
+    length = ctx.count if ctx.count_given else 16
+    start = addr & ~0xF
+    end = addr + max(length, 1)
+    width = len(f"{end:x}")
+    header = " " * (width + 3) + "\\/ 1 2 3  4 5 6 7  8 9 a b  c d e f"
+    ctx.out.line(header + ("  v123456789abcdef" if not no_ascii else ""))
+    mem = ctx.target.memory
+    for row in range(start, end, 16):
+        try:
+            data = mem.read(row, 16)
+        except FaultError:
+            data = _read_partial(mem, row, 16)
+        ctx.out.line(_dump_row(row, data, addr, end, width, no_ascii))
+
+
+def _read_partial(mem: Any, addr: int, n: int) -> list[int | None]:
+    out: list[int | None] = []
+    for i in range(n):
+        try:
+            out.append(mem.read(addr + i, 1)[0])
+        except FaultError:
+            out.append(None)
+    return out
+
+
+_PRINTABLE = set(string.printable) - set("\t\n\r\x0b\x0c")
+
+
+def _dump_row(row: int, data: Any, first: int, end: int, width: int, no_ascii: bool) -> str:
+    hexes, chars = [], []
+    for i in range(16):
+        a = row + i
+        b = data[i] if i < len(data) else None
+        shown = first <= a < end
+        hexes.append("  " if not shown else ("??" if b is None else f"{b:02x}"))
+        ch = chr(b) if b is not None else "?"
+        chars.append(" " if not shown else (ch if ch in _PRINTABLE else "."))
+    groups = " ".join("".join(hexes[i:i + 4]) for i in range(0, 16, 4))
+    line = f"{row:>{width}x}:  {groups}"
+    return line if no_ascii else f"{line}  {''.join(chars)}"
+
+
+def _expression_value(ctx: Context, words: tuple[Any, ...]) -> int:
+    if len(words) == 1 and isinstance(words[0], int):
+        return words[0]
+    text = " ".join(str(w) if not isinstance(w, int) else f"0x{w:x}" for w in words)
+    try:
+        line = parse(text)
+    except ParseError as err:
+        raise CommandError(f"bad expression '{text}': {err.message}") from None
+    stages = line.pipelines[0].stages if len(line.pipelines) == 1 else ()
+    if len(stages) != 1 or stages[0].verb is not None or stages[0].addr is None:
+        raise CommandError(f"'{text}' is not an expression")
+    return evaluate(stages[0].addr, ctx.session)
+
+
+def _pass_on(ctx: Context) -> None:
+    addr = ctx.require_addr()
+    if ctx.piped:
+        ctx.emit(addr, ctx.type)
+    else:
+        ctx.out.line(f"{addr:x}")
+
+
+def _number(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value), 0) if str(value).startswith(("0x", "0X")) else int(str(value), 10)
+    except ValueError:
+        raise CommandError(f"not a number: {value!r}") from None
