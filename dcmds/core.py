@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import string
 from typing import Any
 
@@ -163,6 +164,30 @@ def _dump_row(row: int, data: Any, first: int, end: int, width: int, no_ascii: b
     groups = " ".join("".join(hexes[i:i + 4]) for i in range(0, 16, 4))
     line = f"{row:>{width}x}:  {groups}"
     return line if no_ascii else f"{line}  {''.join(chars)}"
+
+
+@dcmd("$<", synopsis="run a file of commands, or a dcmd spelled as an mdb macro",
+      example="$<cmds.txt", usage="file | macro")
+def run_macro(ctx: Context, name: str) -> None:
+    """Runs each line of the file with dot set to addr. When no such file exists and name is a
+    dcmd, ``addr$<name`` runs that dcmd at addr (mdb's macros such as $<bufctl_audit)."""
+    path = os.path.expanduser(name)
+    if os.path.isfile(path):
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                lines = f.read().splitlines()
+        except OSError as err:
+            raise CommandError(f"{name}: {err.strerror}") from None
+        if ctx.addr is not None:
+            ctx.session.dot = ctx.addr
+        if not ctx.session.run_script(lines):
+            raise CommandError(f"{name}: a command in the file failed")
+        return
+    reg = ctx.session.registry
+    if reg.has_dcmd(name):
+        ctx.session.invoke(reg.dcmd(name), ctx, ())
+        return
+    raise CommandError(f"{name}: no such file or macro")
 
 
 def _expression_value(ctx: Context, words: tuple[Any, ...]) -> int:
