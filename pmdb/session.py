@@ -159,16 +159,16 @@ class Session:
     # -- pipelines -------------------------------------------------------------------
 
     def run_pipeline(self, pipeline: Pipeline, stream: IO[str]) -> None:
-        sink = io.StringIO() if pipeline.shell is not None else stream
-        out = Output(sink, json_mode=self.json_mode,
+        captured = io.StringIO() if pipeline.shell is not None else None
+        out = Output(captured if captured is not None else stream, json_mode=self.json_mode,
                      color=False if pipeline.shell is not None else None)
         handoffs: list[Handoff] | None = None
         last = len(pipeline.stages) - 1
         for i, stage in enumerate(pipeline.stages):
             handoffs = self._run_stage(stage, handoffs, out, piped=i < last)
         out.flush_json()
-        if pipeline.shell is not None:
-            self._shell(pipeline.shell, sink.getvalue(), stream)
+        if pipeline.shell is not None and captured is not None:
+            self._shell(pipeline.shell, captured.getvalue(), stream)
 
     def _run_stage(self, stage: Stage, inputs: list[Handoff] | None, out: Output,
                    piped: bool) -> list[Handoff]:

@@ -9,6 +9,7 @@ load is reported and skipped; a duplicate name is an error.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -148,8 +149,8 @@ class Registry:
         for pkg_name in ("dcmds", "walkers"):
             package = _builtin_package(pkg_name)
             for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
-                self._load(lambda n=info.name, p=package: importlib.import_module(f"{p.__name__}.{n}"),
-                           f"pmdb.{pkg_name}.{info.name}")
+                full = f"{package.__name__}.{info.name}"
+                self._load(functools.partial(importlib.import_module, full), full)
         for ep in entry_points(group="pmdb.plugins"):
             self._load(ep.load, f"entry point {ep.name}")
         for path in plugin_paths:
@@ -159,7 +160,7 @@ class Registry:
         p = Path(path).expanduser()
         files = sorted(p.glob("*.py")) if p.is_dir() else [p]
         for f in files:
-            self._load(lambda f=f: _import_file(f), str(f))
+            self._load(functools.partial(_import_file, f), str(f))
 
     def _load(self, loader: Callable[[], Any], origin: str) -> None:
         try:

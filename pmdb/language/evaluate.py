@@ -15,8 +15,11 @@ MASK = (1 << 64) - 1
 
 
 class Environment(Protocol):
-    dot: int
-    ptr_size: int
+    @property
+    def dot(self) -> int: ...
+
+    @property
+    def ptr_size(self) -> int: ...
 
     def symbol_value(self, name: str, module: str | None) -> int: ...
 

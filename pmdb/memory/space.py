@@ -12,7 +12,7 @@ import bisect
 import struct
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from pmdb.errors import FaultError
 
@@ -45,7 +45,7 @@ class AddressSpace(ABC):
     """Reads of typed values; subclasses only say where bytes live."""
 
     def __init__(self, byteorder: str = "little", ptr_size: int = 8) -> None:
-        self.byteorder = byteorder
+        self.byteorder: Literal["little", "big"] = "big" if byteorder == "big" else "little"
         self.ptr_size = ptr_size
         self._endian = "<" if byteorder == "little" else ">"
 
