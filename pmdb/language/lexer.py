@@ -1,0 +1,288 @@
+"""Tokens of an mdb command line, with their spans.
+
+The lexer is modal because mdb's words mean different things by position:
+after ``::name`` the rest of a stage is dcmd arguments (``-v``, ``struct``),
+at a stage's start it is an expression (``ff`` is a number). The REPL's
+highlighter calls ``tokenize(text, tolerant=True)`` on every keystroke, so the
+lexer never raises by itself: what it cannot read becomes an ERROR token, and
+only strict mode turns the first ERROR into a ParseError.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pmdb.errors import ParseError
+
+NUMBER = "NUMBER"
+SYMBOL = "SYMBOL"          # main, libc`malloc
+DOT = "DOT"                # .
+VAR = "VAR"                # <name
+OPERATOR = "OPERATOR"      # + - * % %% << >> == != & ^ | ~ # and sized derefs */c/
+LPAREN = "LPAREN"
+RPAREN = "RPAREN"
+COMMA = "COMMA"
+DCMD = "DCMD"              # ::name (text includes the colons)
+DOLLAR = "DOLLAR"          # $c, $< ... (text includes the dollar)
+FORMAT = "FORMAT"          # /fmt =fmt ?fmt (text includes the operator)
+ASSIGN = "ASSIGN"          # >var
+WORD = "WORD"              # a dcmd argument
+STRING = "STRING"          # "..." or '...' (text includes the quotes)
+IMMEDIATE = "IMMEDIATE"    # the '$[' that opens an immediate argument
+RBRACKET = "RBRACKET"      # the ']' that closes it
+PIPE = "PIPE"
+SEMI = "SEMI"
+SHELL = "SHELL"            # !cmd to the end of the line (text includes the '!')
+COMMENT = "COMMENT"        # // to the end of the line
+WHITESPACE = "WHITESPACE"
+ERROR = "ERROR"
+
+KINDS = (NUMBER, SYMBOL, DOT, VAR, OPERATOR, LPAREN, RPAREN, COMMA, DCMD, DOLLAR, FORMAT, ASSIGN,
+         WORD, STRING, IMMEDIATE, RBRACKET, PIPE, SEMI, SHELL, COMMENT, WHITESPACE, ERROR)
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str
+    text: str
+    start: int
+    end: int
+    message: str = ""          # ERROR tokens: what is wrong
+    error_at: int = -1         # ERROR tokens: the offending character (may be inside the token)
+
+
+_SPACE = re.compile(r"[ \t\r\n]+")
+_MODULE_SYM = re.compile(r"([A-Za-z_][A-Za-z0-9_.+-]*)?`([A-Za-z_][A-Za-z0-9_.$]*)")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.$]*")
+_NUMWORD = re.compile(r"[0-9][A-Za-z0-9_]*")
+_VARNAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DCMDNAME = re.compile(r"[A-Za-z0-9_-]*")
+_SIZED_DEREF = re.compile(r"\*/([A-Za-z])/")
+_FMT_END = " \t\r\n;|!"
+_HEXDIGITS = frozenset("0123456789abcdefABCDEF")
+_RADIX = {"x": 16, "t": 10, "o": 8, "i": 2}
+_TWO_CHAR_OPS = ("%%", "<<", ">>", "==", "!=")
+
+EXPR, ARGS, IMMED = "expr", "args", "immediate"
+
+
+def number_value(text: str) -> tuple[int | None, int, str]:
+    """(value, bad_offset, message) of an mdb number; value None when malformed."""
+    radix, digits, skip = 16, text, 0
+    if len(text) >= 2 and text[0] == "0" and text[1].lower() in _RADIX:
+        radix, digits, skip = _RADIX[text[1].lower()], text[2:], 2
+    if not digits:
+        return None, len(text), f"missing digits after '{text}'"
+    for i, ch in enumerate(digits):
+        if ch == "_":
+            continue
+        if not ch.isascii() or not ch.isalnum() or int(ch, 36) >= radix:
+            return None, skip + i, f"bad digit '{ch}' in base-{radix} number '{text}'"
+    return int(digits.replace("_", ""), radix), -1, ""
+
+
+def is_hex_word(text: str) -> bool:
+    """mdb reads an identifier of only hex digits (``ff``, ``dead``) as a number."""
+    return bool(text) and all(c in _HEXDIGITS for c in text)
+
+
+class _Lexer:
+    def __init__(self, text: str, mode: str = EXPR) -> None:
+        self.text = text
+        self.pos = 0
+        self.tokens: list[Token] = []
+        self.mode = mode
+        self.depth = 0                 # parentheses open in this expression
+
+    def add(self, kind: str, end: int, message: str = "", error_at: int = -1) -> None:
+        self.tokens.append(Token(kind, self.text[self.pos:end], self.pos, end, message, error_at))
+        self.pos = end
+
+    def run(self) -> list[Token]:
+        while self.pos < len(self.text):
+            m = _SPACE.match(self.text, self.pos)
+            if m:
+                self.add(WHITESPACE, m.end())
+            elif self.mode == ARGS:
+                self.arg()
+            else:
+                self.expr()
+        return self.tokens
+
+    def rest_of_line(self, kind: str) -> None:
+        self.add(kind, len(self.text))
+
+    def end_stage(self, kind: str) -> None:
+        self.add(kind, self.pos + 1)
+        self.mode, self.depth = EXPR, 0
+
+    # -- expressions and verbs --------------------------------------------------
+
+    def expr(self) -> None:
+        t, p = self.text, self.pos
+        ch = t[p]
+        two = t[p:p + 2]
+        if two == "//":
+            self.rest_of_line(COMMENT)
+        elif "0" <= ch <= "9":
+            self.number()
+        elif ch.isascii() and ch.isalpha() or ch in "_`":
+            self.symbol()
+        elif ch == ".":
+            self.add(DOT, p + 1)
+        elif two == "::":
+            m = _DCMDNAME.match(t, p + 2)
+            self.add(DCMD, m.end() if m else p + 2)
+            self.mode = ARGS
+        elif ch == "$":
+            self.dollar()
+        elif ch in "/=?" and two != "==":
+            self.format()
+        elif ch in "<>" and two not in ("<<", ">>"):
+            self.var_or_assign()
+        elif two in _TWO_CHAR_OPS:
+            self.add(OPERATOR, p + 2)
+        elif ch == "*":
+            m = _SIZED_DEREF.match(t, p)
+            self.add(OPERATOR, m.end() if m else p + 1)
+        elif ch in "+-%&^~#":
+            self.add(OPERATOR, p + 1)
+        else:
+            self.punct(ch)
+
+    def punct(self, ch: str) -> None:
+        p = self.pos
+        if ch == "(":
+            self.depth += 1
+            self.add(LPAREN, p + 1)
+        elif ch == ")":
+            self.depth = max(0, self.depth - 1)
+            self.add(RPAREN, p + 1)
+        elif ch == ",":
+            self.add(COMMA, p + 1)
+        elif ch == "|":
+            if self.depth or self.mode == IMMED:
+                self.add(OPERATOR, p + 1)
+            else:
+                self.end_stage(PIPE)
+        elif ch == ";":
+            self.end_stage(SEMI)
+        elif ch == "!":
+            self.rest_of_line(SHELL)
+        elif ch == "]" and self.mode == IMMED:
+            self.add(RBRACKET, p + 1)
+            self.mode, self.depth = ARGS, 0
+        else:
+            self.add(ERROR, p + 1, f"unexpected character {ch!r}", p)
+
+    def number(self) -> None:
+        m = _NUMWORD.match(self.text, self.pos)
+        assert m is not None
+        value, bad, message = number_value(m.group())
+        if value is None:
+            self.add(ERROR, m.end(), message, self.pos + bad)
+        else:
+            self.add(NUMBER, m.end())
+
+    def symbol(self) -> None:
+        t, p = self.text, self.pos
+        m = _MODULE_SYM.match(t, p)
+        if m:
+            self.add(SYMBOL, m.end())
+            return
+        m = _IDENT.match(t, p)
+        if not m:
+            self.add(ERROR, p + 1, "expected a symbol after '`'", p + 1)
+            return
+        self.add(NUMBER if is_hex_word(m.group()) else SYMBOL, m.end())
+
+    def dollar(self) -> None:
+        t, p = self.text, self.pos
+        nxt = t[p + 1:p + 2]
+        if nxt == "[" and self.mode == IMMED:
+            self.add(ERROR, p + 2, "'$[' cannot nest", p)
+        elif nxt == "[":
+            self.add(ERROR, p + 2, "'$[expr]' is only allowed as a dcmd argument", p)
+        elif nxt and not nxt.isspace():
+            self.add(DOLLAR, p + 2)
+            self.mode = ARGS
+        else:
+            self.add(DOLLAR, p + 1)
+            self.mode = ARGS
+
+    def format(self) -> None:
+        t, p = self.text, self.pos
+        end = p + 1
+        while end < len(t) and t[end] not in _FMT_END:
+            end += 1
+        self.add(FORMAT, end)
+        self.mode = ARGS
+
+    def var_or_assign(self) -> None:
+        t, p = self.text, self.pos
+        m = _VARNAME.match(t, p + 1)
+        if m:
+            self.add(VAR if t[p] == "<" else ASSIGN, m.end())
+            if t[p] == ">":
+                self.mode = ARGS
+        else:
+            what = "variable" if t[p] == "<" else "assignment"
+            self.add(ERROR, p + 1, f"expected a name after '{t[p]}' ({what})", p + 1)
+
+    # -- dcmd arguments -----------------------------------------------------------
+
+    def arg(self) -> None:
+        t, p = self.text, self.pos
+        ch = t[p]
+        if ch in "|;":
+            self.end_stage(PIPE if ch == "|" else SEMI)
+        elif ch == "!":
+            self.rest_of_line(SHELL)
+        elif t.startswith("//", p):
+            self.rest_of_line(COMMENT)
+        elif t.startswith("$[", p):
+            self.add(IMMEDIATE, p + 2)
+            self.mode, self.depth = IMMED, 0
+        elif ch in "\"'":
+            self.string(ch)
+        else:
+            end = p
+            while end < len(t) and t[end] not in " \t\r\n|;":
+                end += 1
+            self.add(WORD, end)
+
+    def string(self, quote: str) -> None:
+        t, p = self.text, self.pos
+        i = p + 1
+        while i < len(t):
+            if t[i] == "\\" and quote == '"':
+                i += 2
+                continue
+            if t[i] == quote:
+                self.add(STRING, i + 1)
+                return
+            i += 1
+        self.add(ERROR, len(t), "unterminated string", p)
+
+
+def tokenize(text: str, tolerant: bool = False, *, expression: bool = False) -> list[Token]:
+    """Every token of text, whitespace and comments included, covering it exactly.
+
+    Tolerant mode never raises; strict mode raises ParseError at the first ERROR.
+    ``expression``: text is one expression (as inside ``$[...]``), so '|' is OR.
+    """
+    tokens = _Lexer(text, IMMED if expression else EXPR).run()
+    if not tolerant:
+        for tok in tokens:
+            if tok.kind == ERROR:
+                raise ParseError(tok.message, text, tok.error_at if tok.error_at >= 0 else tok.start)
+    return tokens
+
+
+def unquote(token_text: str) -> str:
+    """The contents of a STRING token: quotes removed, ``\\"`` and ``\\\\`` undone in "..."."""
+    quote, body = token_text[0], token_text[1:-1]
+    if quote == "'":
+        return body
+    return re.sub(r"\\(.)", r"\1", body)
