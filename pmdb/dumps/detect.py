@@ -1,0 +1,66 @@
+"""Sniff a dump file's format from its first bytes and open the right reader.
+
+Every failure is one FormatError line naming the file: missing, empty, an
+unknown format, an ELF that is not a core, a truncated or corrupt header.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable
+
+from pmdb.dumps.base import Dump, FileSource
+from pmdb.errors import FaultError, FormatError
+
+# Formats recognised by magic but not readable yet: (magic at offset 0, description).
+# A later issue adds readers for these (pmdb/dumps/kdump.py); register them in READERS.
+KNOWN_UNSUPPORTED: tuple[tuple[bytes, str], ...] = (
+    (b"KDUMP   ", "a compressed kdump (diskdump) vmcore"),
+    (b"DISKDUMP", "a diskdump vmcore"),
+    (b"makedumpfile", "a flattened makedumpfile vmcore"),
+)
+
+
+def _open_elf(path: str, src: FileSource) -> Dump:
+    from pmdb.dumps.elf import ElfCore
+
+    return ElfCore(path, src)
+
+
+# magic -> reader(path, source); the first match wins
+READERS: list[tuple[bytes, Callable[[str, FileSource], Dump]]] = [
+    (b"\x7fELF", _open_elf),
+]
+
+
+def open_dump(path: str) -> Dump:
+    """The Dump for ``path``, or FormatError with one line saying what is wrong."""
+    name = os.path.basename(path) or path
+    if not os.path.exists(path):
+        raise FormatError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise FormatError(f"{path}: is a directory, not a dump file")
+    src = FileSource(path)
+    try:
+        return _sniff(path, name, src)
+    except FormatError:
+        src.close()
+        raise
+    except (FaultError, struct.error, ValueError, OverflowError, MemoryError) as err:
+        # a length or offset that escaped a bounds check: still one line, never a traceback
+        src.close()
+        raise FormatError(f"{name}: truncated or corrupt dump ({err})") from None
+
+
+def _sniff(path: str, name: str, src: FileSource) -> Dump:
+    if src.size == 0:
+        raise FormatError(f"{name}: empty file")
+    head = src.read_at(0, min(src.size, 16))
+    for magic, reader in READERS:
+        if head.startswith(magic):
+            return reader(path, src)
+    for magic, what in KNOWN_UNSUPPORTED:
+        if head.startswith(magic):
+            raise FormatError(f"{name}: {what}; this format is not supported yet")
+    raise FormatError(f"{name}: unknown dump format (first bytes {head[:8].hex(' ')})")

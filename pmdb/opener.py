@@ -1,0 +1,104 @@
+"""Opening a target: dump file -> address space -> objects -> symbols and types -> Target.
+
+The one place that wires the layers together, so each layer gets only what it
+needs. Problems that leave the core usable (a library not found, a build-id
+mismatch) become ``target.warnings`` for the caller to print once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from pmdb.config import Config
+from pmdb.dumps.detect import open_dump
+from pmdb.dumps.elf import ElfCore
+from pmdb.errors import FormatError, PmdbError
+from pmdb.os.user.process import UserProcess
+from pmdb.symbols.table import SymbolTable
+from pmdb.target import Target
+from pmdb.types.registry import TypeRegistry
+
+
+def open_target(path: str, *, config: Config, symbol_files: Sequence[str] = (),
+                sysroot: str | None = None) -> Target:
+    """The Target for a dump file; FormatError (one line) when the file cannot be read."""
+    dump = open_dump(path)
+    if not isinstance(dump, ElfCore):
+        dump.close()
+        raise FormatError(f"{os.path.basename(path)}: {dump.kind} dumps are not supported yet")
+    try:
+        return _open_user_core(dump, config=config, symbol_files=symbol_files, sysroot=sysroot)
+    except PmdbError:
+        dump.close()
+        raise
+
+
+def _open_user_core(core: ElfCore, *, config: Config, symbol_files: Sequence[str],
+                    sysroot: str | None) -> Target:
+    search_path = [os.path.expanduser(p) for p in config.get("symbols.search_path")]
+    root = config.get("symbols.sysroot") if sysroot is None else sysroot
+    check = bool(config.get("symbols.check_build_id"))
+    core.locate = _locator(core, search_path=search_path, sysroot=root, check=check,
+                           symbol_files=symbol_files)
+    proc = UserProcess(core, max_frames=config.get("unwind.max_frames"))
+    warnings: list[str] = []
+    objects = _load_objects(core, proc, search_path=search_path, sysroot=root, check=check,
+                            symbol_files=symbol_files, warnings=warnings)
+    if objects is not None:
+        proc.objects = objects
+    symbols = objects.symbol_table() if objects is not None else SymbolTable()
+    types = TypeRegistry(core.arch.ptr_size)
+    if objects is not None:
+        try:
+            types.add_source(objects.type_source())
+        except ImportError as err:  # the DWARF layer not built yet: symbols still work
+            warnings.append(f"types unavailable: {err}")
+        warnings.extend(objects.warnings)
+    target = Target(path=core.path, arch=core.arch, memory=core.space(), symbols=symbols,
+                    types=types, os=proc, kind="user-core")
+    target.warnings = _unique(warnings)  # type: ignore[attr-defined]
+    return target
+
+
+def _load_objects(core: ElfCore, proc: UserProcess, *, search_path: list[str], sysroot: str,
+                  check: bool, symbol_files: Sequence[str], warnings: list[str]) -> Any:
+    """The process's ObjectSet, or None (with a warning) when the symbols layer is missing."""
+    try:
+        from pmdb.symbols.objfile import load_objects
+    except ImportError as err:
+        warnings.append(f"symbols unavailable: {err}")
+        return None
+    return load_objects(core.space(), proc.mappings(), core_path=core.path, arch=core.arch,
+                        search_path=search_path, sysroot=sysroot, extra_files=symbol_files,
+                        check_build_id=check)
+
+
+def _locator(core: ElfCore, *, search_path: list[str], sysroot: str, check: bool,
+             symbol_files: Sequence[str]) -> Any:
+    """Where to read a mapped file the core left out: the same search (and build-id check)
+    the symbol loader uses, then any -s FILE with the same name."""
+    from pmdb.symbols.finder import build_id_in_memory, build_id_of_file, find_file
+
+    core_dir = os.path.dirname(os.path.abspath(core.path))
+
+    def locate(recorded: str) -> str | None:
+        head = next((f.start for f in core.files if f.path == recorded and f.offset == 0), None)
+        expected = build_id_in_memory(core.space(), head) if head is not None else None
+        found = find_file(recorded, core_dir=core_dir, search_path=search_path, sysroot=sysroot,
+                          expected_build_id=expected, check_build_id=check)
+        if found:
+            return found
+        base = os.path.basename(recorded)
+        for extra in symbol_files:
+            if os.path.basename(extra) == base or (expected and build_id_of_file(extra) == expected):
+                return extra
+        return None
+
+    return locate
+
+
+def _unique(items: list[str]) -> list[str]:
+    seen: set[str] = set()
+    return [i for i in items if not (i in seen or seen.add(i))]  # type: ignore[func-returns-value]

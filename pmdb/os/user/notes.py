@@ -1,0 +1,164 @@
+"""Decoding a user core's notes: NT_PRSTATUS, NT_PRPSINFO, NT_SIGINFO, NT_AUXV.
+
+The layouts are the kernel's ``struct elf_prstatus`` / ``elf_prpsinfo`` and
+``siginfo_t``; they differ by word size (and i386 keeps 16-bit uids), and the
+register block ``pr_reg`` is each CPU's ``elf_gregset_t`` in its own order.
+A short note decodes as far as it goes; a missing field is simply absent.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from pmdb.arch import Arch
+
+# pr_reg order per CPU (the kernel's elf_gregset_t); names are the Arch's canonical ones
+PR_REG_ORDER: dict[str, tuple[str, ...]] = {
+    "x86_64": ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx",
+               "rdx", "rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base",
+               "gs_base", "ds", "es", "fs", "gs"),
+    "i386": ("ebx", "ecx", "edx", "esi", "edi", "ebp", "eax", "ds", "es", "fs", "gs", "orig_eax",
+             "eip", "cs", "eflags", "esp", "ss"),
+    "sparc64": tuple(f"{k}{i}" for k in "goli" for i in range(8)) + ("tstate", "pc", "npc", "y"),
+    "aarch64": tuple(f"x{i}" for i in range(31)) + ("sp", "pc", "pstate"),
+}
+
+SIGNALS = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT",
+           7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL", 10: "SIGUSR1", 11: "SIGSEGV", 12: "SIGUSR2",
+           13: "SIGPIPE", 14: "SIGALRM", 15: "SIGTERM", 16: "SIGSTKFLT", 17: "SIGCHLD",
+           18: "SIGCONT", 19: "SIGSTOP", 20: "SIGTSTP", 21: "SIGTTIN", 22: "SIGTTOU", 23: "SIGURG",
+           24: "SIGXCPU", 25: "SIGXFSZ", 26: "SIGVTALRM", 27: "SIGPROF", 28: "SIGWINCH",
+           29: "SIGIO", 30: "SIGPWR", 31: "SIGSYS"}
+# SPARC numbers some signals differently (arch/sparc/include/uapi/asm/signal.h)
+SPARC_SIGNALS = {**SIGNALS, 7: "SIGEMT", 10: "SIGBUS", 12: "SIGSYS", 16: "SIGURG", 17: "SIGSTOP",
+                 18: "SIGTSTP", 19: "SIGCONT", 20: "SIGCHLD", 23: "SIGIO", 29: "SIGLOST",
+                 30: "SIGUSR1", 31: "SIGUSR2"}
+
+# si_code meanings for the signals that carry a fault address
+SEGV_CODES = {1: "SEGV_MAPERR", 2: "SEGV_ACCERR", 3: "SEGV_BNDERR", 4: "SEGV_PKUERR"}
+BUS_CODES = {1: "BUS_ADRALN", 2: "BUS_ADRERR", 3: "BUS_OBJERR"}
+SI_CODES = {0: "SI_USER", 0x80: "SI_KERNEL", -1: "SI_QUEUE", -6: "SI_TKILL"}
+
+
+def signal_name(signo: int, arch: Arch) -> str:
+    table = SPARC_SIGNALS if arch.name == "sparc64" else SIGNALS
+    return table.get(signo, f"signal {signo}")
+
+
+def code_name(signo: int, code: int, arch: Arch) -> str:
+    name = signal_name(signo, arch)
+    if name == "SIGSEGV" and code in SEGV_CODES:
+        return SEGV_CODES[code]
+    if name == "SIGBUS" and code in BUS_CODES:
+        return BUS_CODES[code]
+    return SI_CODES.get(code, str(code))
+
+
+@dataclass
+class PrStatus:
+    signo: int
+    code: int
+    cursig: int
+    pid: int
+    ppid: int
+    pgrp: int
+    sid: int
+    registers: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class PrPsInfo:
+    state: int
+    sname: str
+    uid: int
+    gid: int
+    pid: int
+    ppid: int
+    fname: str
+    psargs: str
+
+
+@dataclass
+class SigInfo:
+    signo: int
+    errno: int
+    code: int
+    addr: int | None
+
+
+def _e(arch: Arch) -> str:
+    return "<" if arch.byteorder == "little" else ">"
+
+
+def decode_prstatus(desc: bytes, arch: Arch) -> PrStatus:
+    """elf_prstatus: elf_siginfo (signo, code, errno), cursig, sigpend/sighold (words), pids, times, pr_reg."""
+    e, w = _e(arch), arch.ptr_size
+    hdr = desc.ljust(12 + 4 + 2 * w + 16, b"\0")
+    signo, code, _errno, cursig = struct.unpack_from(e + "iiih", hdr, 0)
+    pid, ppid, pgrp, sid = struct.unpack_from(e + "iiii", hdr, 16 + 2 * w)
+    reg_at = 16 + 2 * w + 16 + 8 * w   # then four struct timevals of two words each
+    order = PR_REG_ORDER.get(arch.name, ())
+    regs: dict[str, int] = {}
+    fmt = e + ("I" if w == 4 else "Q")
+    for i, name in enumerate(order):
+        at = reg_at + i * w
+        if at + w > len(desc):
+            break
+        regs[name] = struct.unpack_from(fmt, desc, at)[0]
+    return PrStatus(signo, code, cursig, pid, ppid, pgrp, sid, regs)
+
+
+def decode_prpsinfo(desc: bytes, arch: Arch) -> PrPsInfo:
+    """elf_prpsinfo; 32-bit layouts with 16-bit uids (i386: 124 bytes) and 32-bit uids (128)."""
+    e = _e(arch)
+    if arch.ptr_size == 8:
+        d = desc.ljust(136, b"\0")
+        state, sname = d[0], d[1]
+        uid, gid, pid, ppid = struct.unpack_from(e + "IIii", d, 16)
+        fname_at = 40
+    elif len(desc) >= 128:
+        d = desc.ljust(128, b"\0")
+        state, sname = d[0], d[1]
+        uid, gid, pid, ppid = struct.unpack_from(e + "IIii", d, 8)
+        fname_at = 32
+    else:
+        d = desc.ljust(124, b"\0")
+        state, sname = d[0], d[1]
+        uid, gid, pid, ppid = struct.unpack_from(e + "HHii", d, 8)
+        fname_at = 28
+    fname = _cstr(d[fname_at:fname_at + 16])
+    psargs = _cstr(d[fname_at + 16:fname_at + 96])
+    return PrPsInfo(state, chr(sname) if sname else "", uid, gid, pid, ppid, fname, psargs)
+
+
+def _cstr(b: bytes) -> str:
+    return b.split(b"\0", 1)[0].decode("utf-8", "replace").rstrip()
+
+
+def decode_siginfo(desc: bytes, arch: Arch) -> SigInfo:
+    """siginfo_t: signo, errno, code, then (64-bit: after 4 bytes padding) si_addr for faults."""
+    e, w = _e(arch), arch.ptr_size
+    d = desc.ljust(16 + w, b"\0")
+    signo, errno, code = struct.unpack_from(e + "iii", d, 0)
+    addr = None
+    if signal_name(signo, arch) in ("SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGEMT"):
+        addr = struct.unpack_from(e + ("I" if w == 4 else "Q"), d, 12 if w == 4 else 16)[0]
+    return SigInfo(signo, errno, code, addr)
+
+
+def decode_auxv(desc: bytes, arch: Arch) -> list[tuple[int, int]]:
+    """(type, value) pairs up to AT_NULL."""
+    e, w = _e(arch), arch.ptr_size
+    fmt = e + ("II" if w == 4 else "QQ")
+    out = []
+    for at in range(0, len(desc) - 2 * w + 1, 2 * w):
+        t, v = struct.unpack_from(fmt, desc, at)
+        if t == 0:
+            break
+        out.append((t, v))
+    return out
+
+
+AT_NAMES = {3: "AT_PHDR", 5: "AT_PHNUM", 6: "AT_PAGESZ", 7: "AT_BASE", 9: "AT_ENTRY",
+            15: "AT_PLATFORM", 16: "AT_HWCAP", 31: "AT_EXECFN", 33: "AT_SYSINFO_EHDR"}

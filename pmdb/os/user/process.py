@@ -1,0 +1,176 @@
+"""UserProcess: the OS model of a crashed user process, from its ELF core's notes.
+
+Threads come from NT_PRSTATUS (one per thread, the faulting one first, as the
+kernel writes them), the program and its arguments from NT_PRPSINFO, the
+signal details from NT_SIGINFO, mappings from NT_FILE and the PT_LOADs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from pmdb.dumps.elf import NT_AUXV, NT_PRPSINFO, NT_PRSTATUS, NT_SIGINFO, ElfCore
+from pmdb.os.user.notes import (
+    AT_NAMES,
+    PrPsInfo,
+    PrStatus,
+    SigInfo,
+    code_name,
+    decode_auxv,
+    decode_prpsinfo,
+    decode_prstatus,
+    decode_siginfo,
+    signal_name,
+)
+from pmdb.target import Mapping, Thread
+from pmdb.unwind.frame import Frame
+
+
+class UserProcess:
+    """pmdb.target.OSModel for a user core; ``objects`` is the process's ObjectSet."""
+
+    name = "user"
+
+    def __init__(self, core: ElfCore, objects: Any = None, *, max_frames: int = 512) -> None:
+        self.core = core
+        self.arch = core.arch
+        self.objects = objects if objects is not None else _NoObjects()
+        self.max_frames = max_frames
+        self.prstatus: list[PrStatus] = [decode_prstatus(n.desc, self.arch)
+                                         for n in core.notes_of(NT_PRSTATUS, "CORE")]
+        ps = core.notes_of(NT_PRPSINFO, "CORE")
+        self.psinfo: PrPsInfo | None = decode_prpsinfo(ps[0].desc, self.arch) if ps else None
+        si = core.notes_of(NT_SIGINFO, "CORE")
+        self.siginfo: SigInfo | None = decode_siginfo(si[0].desc, self.arch) if si else None
+        av = core.notes_of(NT_AUXV, "CORE")
+        self.auxv: list[tuple[int, int]] = decode_auxv(av[0].desc, self.arch) if av else []
+        self._threads = [self._thread(i, p) for i, p in enumerate(self.prstatus, 1)]
+        self._mappings: list[Mapping] | None = None
+
+    def _thread(self, index: int, st: PrStatus) -> Thread:
+        return Thread(id=st.pid, registers=dict(st.registers), index=index,
+                      signal=st.cursig or st.signo or None,
+                      extra={"ppid": st.ppid, "pgrp": st.pgrp, "sid": st.sid, "si_code": st.code})
+
+    # -- OSModel -----------------------------------------------------------------------
+
+    def threads(self) -> Sequence[Thread]:
+        return self._threads
+
+    def stack(self, thread: Thread) -> list[Frame]:
+        """Unwound frames of a thread; frame 0 alone until the unwinder is available."""
+        try:
+            from pmdb.unwind.user import unwind_user
+        except ImportError:
+            return [self._frame0(thread)]
+        return unwind_user(thread.registers, arch=self.arch, memory=self.core.space(),
+                           objects=self.objects, max_frames=self.max_frames)
+
+    def _frame0(self, thread: Thread) -> Frame:
+        regs = thread.registers
+        sp = regs.get(self.arch.sp, 0)
+        return Frame(level=0, pc=regs.get(self.arch.pc, 0), sp=sp, regs=dict(regs), method="regs",
+                     note="no unwinder available")
+
+    def mappings(self) -> Sequence[Mapping]:
+        """NT_FILE mappings and anonymous PT_LOADs, in address order."""
+        if self._mappings is None:
+            self._mappings = build_mappings(self.core)
+        return self._mappings
+
+    @property
+    def signal(self) -> int | None:
+        """The signal that killed the process (gdb cores leave prstatus' signo 0: use siginfo)."""
+        if self.siginfo and self.siginfo.signo:
+            return self.siginfo.signo
+        for st in self.prstatus:
+            if st.cursig or st.signo:
+                return st.cursig or st.signo
+        return None
+
+    def program(self) -> tuple[str, str]:
+        """(program name, full argument string) from NT_PRPSINFO."""
+        if self.psinfo is None:
+            return "", ""
+        return self.psinfo.fname, self.psinfo.psargs
+
+    def executable(self) -> str:
+        """The recorded path of the executable (AT_EXECFN's mapping, else the first NT_FILE entry)."""
+        files = self.core.files
+        fname = self.psinfo.fname if self.psinfo else ""
+        for fm in files:
+            if fname and os.path.basename(fm.path).startswith(fname):
+                return fm.path
+        return files[0].path if files else ""
+
+    def status(self) -> list[tuple[str, str]]:
+        return process_status(self)
+
+    def auxv_named(self) -> list[tuple[str, int]]:
+        return [(AT_NAMES.get(t, str(t)), v) for t, v in self.auxv]
+
+    def close(self) -> None:
+        closer = getattr(self.objects, "close", None)
+        if closer:
+            closer()
+        self.core.close()
+
+
+def build_mappings(core: ElfCore) -> list[Mapping]:
+    """One Mapping per NT_FILE entry (perms and in_dump from the PT_LOAD covering it),
+    plus the PT_LOADs no file backs (heap, stack, anonymous memory)."""
+    loads = sorted(core.loads, key=lambda p: p.vaddr)
+    out: list[Mapping] = []
+    covered: list[tuple[int, int]] = []
+    for fm in core.files:
+        ph = next((p for p in loads if p.vaddr <= fm.start < p.vaddr + max(p.memsz, 1)), None)
+        perms = ph.perms if ph else "---"
+        in_dump = ph is not None and ph.vaddr + ph.filesz >= fm.end
+        out.append(Mapping(fm.start, fm.end, perms, fm.offset, fm.path, in_dump))
+        covered.append((fm.start, fm.end))
+    for ph in loads:
+        if any(s <= ph.vaddr < e for s, e in covered):
+            continue
+        out.append(Mapping(ph.vaddr, ph.vaddr + ph.memsz, ph.perms, 0, "", ph.filesz >= ph.memsz))
+    return sorted(out, key=lambda m: m.start)
+
+
+def process_status(proc: UserProcess) -> list[tuple[str, str]]:
+    """The (field, value) rows of ``::status`` for a user core."""
+    arch = proc.arch
+    fname, args = proc.program()
+    rows = [("debugging core file", proc.core.path), ("program", fname or "?")]
+    if args:
+        rows.append(("arguments", args))
+    pid = proc.psinfo.pid if proc.psinfo else (proc.prstatus[0].pid if proc.prstatus else 0)
+    rows.append(("pid", str(pid)))
+    exe = proc.executable()
+    if exe:
+        rows.append(("executable", exe))
+    sig = proc.signal
+    if sig:
+        text = f"{signal_name(sig, arch)} ({sig})"
+        si = proc.siginfo
+        if si and si.signo == sig:
+            text += f", code {code_name(sig, si.code, arch)} ({si.code})"
+        rows.append(("signal", text))
+        if si and si.addr is not None:
+            rows.append(("fault address", f"{si.addr:#x}"))
+    rows.append(("threads", str(len(proc.threads()))))
+    rows.append(("architecture", f"{arch.name} ({arch.bits}-bit, {arch.byteorder}-endian)"))
+    return rows
+
+
+class _NoObjects:
+    """An empty object set, when no executable or library could be loaded."""
+
+    objects: list[Any] = []
+    warnings: list[str] = []
+
+    def object_at(self, addr: int) -> None:
+        return None
+
+    def close(self) -> None:
+        pass
