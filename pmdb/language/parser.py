@@ -41,7 +41,7 @@ PRECEDENCE: tuple[tuple[str, ...], ...] = (
     ("*", "%", "%%"),
 )
 UNARY = ("-", "~", "#", "*")
-DEREF_SIZES = {"c": 1, "s": 2, "i": 4, "l": 8}
+DEREF_SIZES = {"c": 1, "s": 2, "i": 4, "l": 8, "1": 1, "2": 2, "4": 4, "8": 8}
 _STAGE_END = (lx.PIPE, lx.SEMI, lx.SHELL)
 
 
@@ -203,7 +203,7 @@ class _Parser:
                 self.take()
                 letter = tok.text[2]
                 if letter not in DEREF_SIZES:
-                    raise self.error(f"unknown size '*/{letter}/' (use c, s, i or l)", tok.start + 2)
+                    raise self.error(f"unknown size '*/{letter}/' (use c, s, i, l or 1, 2, 4, 8)", tok.start + 2)
                 return Deref(self.unary(), DEREF_SIZES[letter])
             if tok.text in UNARY:
                 self.take()
