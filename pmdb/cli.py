@@ -1,0 +1,159 @@
+"""The ``pmdb`` command: argv -> an open target and a Session -> commands -> exit status.
+
+Exit status: 0 when every command succeeded, 1 when one failed, 2 for a usage
+error or a dump that cannot be opened (always one line, never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import NoReturn
+
+from pmdb import __version__
+from pmdb.config import Config
+from pmdb.errors import PmdbError
+from pmdb.session import QuitRequest, Session
+from pmdb.target import Target
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A bad command line or a dump that cannot be opened: one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # argparse prints the whole usage and exits; one line is enough, --help has the rest
+        raise UsageError(f"{message} (pmdb --help for usage)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="pmdb", description="Post-mortem debugger for crash dumps (mdb language).",
+                epilog="Without -e/-f and without a terminal on stdin, commands are read from stdin.")
+    p.add_argument("dump", nargs="?", metavar="DUMP", help="the core or crash dump to open")
+    p.add_argument("files", nargs="*", metavar="FILE", help="executables or libraries for symbols")
+    p.add_argument("-e", dest="commands", action="append", metavar="CMDS",
+                   help="run these commands and exit (repeatable)")
+    p.add_argument("-f", dest="script", metavar="SCRIPT", help="run the commands in SCRIPT and exit")
+    p.add_argument("--json", action="store_true", help="print JSON records instead of text")
+    p.add_argument("--demo", action="store_true", help="open the bundled demo dump")
+    p.add_argument("-s", dest="symbol_files", action="append", default=[], metavar="FILE",
+                   help="an extra symbol or object file (repeatable)")
+    p.add_argument("--sysroot", metavar="DIR", help="root prefixed to the paths recorded in the dump")
+    p.add_argument("--config", metavar="FILE", help="a pmdb.toml to use instead of the default")
+    p.add_argument("-q", dest="quiet", action="store_true", help="no banner")
+    p.add_argument("--version", action="version", version=f"pmdb {__version__}")
+    return p
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    if args.demo:
+        if args.dump:       # with --demo, positional words are symbol files at most
+            args.files.insert(0, args.dump)
+        args.dump = None
+    elif not args.dump:
+        raise UsageError("no dump given: pmdb [options] DUMP (or pmdb --demo)")
+    if args.commands and args.script:
+        raise UsageError("-e and -f cannot be used together")
+    return args
+
+
+def open_dump(args: argparse.Namespace, config: Config) -> Target:
+    """The target named on the command line; UsageError (one line) when it cannot be opened."""
+    from pmdb.opener import open_target
+
+    path = args.dump
+    if args.demo:
+        from pmdb.demo import demo_path
+
+        path = demo_path()
+    try:
+        return open_target(path, config=config, symbol_files=[*args.symbol_files, *args.files],
+                           sysroot=args.sysroot)
+    except OSError as err:
+        raise UsageError(f"cannot open {path}: {err.strerror or err}") from None
+
+
+def banner(target: Target, demo: bool) -> str:
+    threads = len(target.threads())
+    head = (f"pmdb {__version__}: {target.path} ({target.kind}, {target.arch.name}, "
+            f"{threads} thread{'s' if threads != 1 else ''})")
+    if demo:
+        from pmdb.demo import BANNER
+
+        return f"{head}\n{BANNER}"
+    return f"{head}\nType ::help for commands, $q to quit."
+
+
+def run(session: Session, args: argparse.Namespace, *, show_banner: str) -> None:
+    """Run what the command line asks for: -e, -f, stdin, or the interactive REPL."""
+    try:
+        if args.commands:
+            for text in args.commands:
+                session.run_line(text)
+        elif args.script:
+            session.run_script(_read_script(args.script))
+        elif not sys.stdin.isatty():
+            session.run_script(sys.stdin)
+        else:
+            from pmdb.repl.app import run_repl
+
+            run_repl(session, banner=show_banner)
+    except QuitRequest:
+        pass
+
+
+def _read_script(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.readlines()
+    except OSError as err:
+        raise UsageError(f"cannot read script {path}: {err.strerror or err}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The console script: see the module docstring for the exit status."""
+    try:
+        args = parse_args(argv)
+        config = Config.load(args.config)
+        target = open_dump(args, config)
+    except (UsageError, PmdbError) as err:
+        return _fail(str(err))
+    for warning in getattr(target, "warnings", ()):
+        sys.stderr.write(f"pmdb: warning: {warning}\n")
+    session = Session(target, config=config, json_mode=args.json)
+    text = "" if args.quiet else banner(target, args.demo)
+    try:
+        run(session, args, show_banner=text)
+    except UsageError as err:
+        return _fail(str(err))
+    except KeyboardInterrupt:
+        sys.stderr.write("pmdb: interrupted\n")
+        return EXIT_FAILED
+    finally:
+        _flush_quietly()
+        target.close()
+    return EXIT_FAILED if session.failed else EXIT_OK
+
+
+def _fail(message: str) -> int:
+    sys.stderr.write(f"pmdb: {message}\n")
+    if os.environ.get("PMDB_DEBUG"):
+        traceback.print_exc()
+    return EXIT_USAGE
+
+
+def _flush_quietly() -> None:
+    """Flush stdout, ignoring a reader that went away (pmdb ... | head)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # keep the interpreter's own flush at exit from raising again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
