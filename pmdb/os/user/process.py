@@ -149,6 +149,7 @@ def process_status(proc: UserProcess) -> list[tuple[str, str]]:
     exe = proc.executable()
     if exe:
         rows.append(("executable", exe))
+        rows.append(("executable file", _executable_check(proc)))
     sig = proc.signal
     if sig:
         text = f"{signal_name(sig, arch)} ({sig})"
@@ -161,6 +162,24 @@ def process_status(proc: UserProcess) -> list[tuple[str, str]]:
     rows.append(("threads", str(len(proc.threads()))))
     rows.append(("architecture", f"{arch.name} ({arch.bits}-bit, {arch.byteorder}-endian)"))
     return rows
+
+
+def _executable_check(proc: UserProcess) -> str:
+    """Where the executable was found, and whether its build-id is the one in the core."""
+    main = getattr(proc.objects, "main", None)
+    if main is None:
+        return "not found (symbols unavailable)"
+    from pmdb.symbols.finder import build_id_in_memory, build_id_of_file
+
+    in_core = build_id_in_memory(proc.core.space(), main.start)
+    on_disk = build_id_of_file(main.path)
+    if in_core is None or on_disk is None:
+        verdict = "build-id not checked"
+    elif in_core == on_disk:
+        verdict = "build-id matches"
+    else:
+        verdict = "build-id DIFFERS from the core's"
+    return f"{main.path} ({verdict})"
 
 
 class _NoObjects:

@@ -1,0 +1,19 @@
+"""Walkers over a process: its threads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from pmdb.commands import Context, walker
+
+
+@walker("thread", synopsis="every thread's id", example="::walk thread | ::findstack")
+def walk_thread(ctx: Context, start: int | None) -> Iterator[int]:
+    """The id of each thread (tid for a user core), in the dump's order; with a start
+    address, only that thread. Pipe into ::findstack or ::regs."""
+    target = ctx.target
+    if start is not None:
+        yield target.thread_by_id(start).id
+        return
+    for t in target.threads():
+        yield t.id
