@@ -15,6 +15,8 @@ from pmdb.memory.space import AddressSpace
 class StepFailed(Exception):
     """A step could not be taken; the message says why (it becomes Frame.note)."""
 
+    cfa: int | None = None
+
 
 def fp_step(regs: dict[str, int], arch: Arch, memory: AddressSpace) -> dict[str, int]:
     """The caller's registers from the callee's, by the saved frame pointer chain."""

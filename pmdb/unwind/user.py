@@ -66,6 +66,7 @@ def unwind_user(regs: dict[str, int], *, arch: Arch, memory: AddressSpace, objec
             caller, method, cfa, exact = _step(frame, exact, arch, memory, objects)
         except StepFailed as why:
             frame.note = str(why)
+            frame.cfa = why.cfa
             break
         frame.cfa = cfa
         nxt = Frame(frame.level + 1, caller.get(arch.pc, 0), caller.get(arch.sp, 0),
@@ -147,8 +148,11 @@ def _apply_row(row: Row, regs: dict[str, int], arch: Arch, memory: AddressSpace,
             caller.pop(name, None)
         else:
             caller[name] = value & mask
-    ra = _return_address(row, caller, regs, arch)
-    caller[arch.pc] = ra
+    try:
+        caller[arch.pc] = _return_address(row, caller, regs, arch)
+    except StepFailed as why:
+        why.cfa = cfa  # the outermost frame still has a known CFA
+        raise
     return caller, cfa
 
 
