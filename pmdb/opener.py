@@ -8,6 +8,7 @@ mismatch) become ``target.warnings`` for the caller to print once.
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,9 +31,13 @@ def open_target(path: str, *, config: Config, symbol_files: Sequence[str] = (),
         raise FormatError(f"{os.path.basename(path)}: {dump.kind} dumps are not supported yet")
     try:
         return _open_user_core(dump, config=config, symbol_files=symbol_files, sysroot=sysroot)
-    except PmdbError:
+    except FormatError:
         dump.close()
         raise
+    except (PmdbError, struct.error, ValueError, OverflowError) as err:
+        # a note or header field that decodes to nonsense: still one line about the file
+        dump.close()
+        raise FormatError(f"{os.path.basename(path)}: corrupt core ({err})") from None
 
 
 def _open_user_core(core: ElfCore, *, config: Config, symbol_files: Sequence[str],

@@ -60,6 +60,8 @@ def _sniff(path: str, name: str, src: FileSource) -> Dump:
     for magic, reader in READERS:
         if head.startswith(magic):
             return reader(path, src)
+    if any(magic.startswith(head) for magic, _ in READERS) and len(head) < 16:
+        raise FormatError(f"{name}: truncated: only {src.size} bytes")
     for magic, what in KNOWN_UNSUPPORTED:
         if head.startswith(magic):
             raise FormatError(f"{name}: {what}; this format is not supported yet")

@@ -105,6 +105,8 @@ def parse_header(src: FileSource) -> ElfHeader:
     want = 32 if bits == 32 else 56
     if phentsize < want:
         raise FormatError(f"{name}: corrupt ELF header (program header size {phentsize})")
+    if phoff % 4:  # every ELF writer aligns the table; an odd offset is a damaged field
+        raise FormatError(f"{name}: corrupt ELF header (program headers at odd offset {phoff:#x})")
     if phnum == 0 or phnum > MAX_PHDRS or phoff + phnum * phentsize > src.size:
         raise FormatError(f"{name}: truncated or corrupt core: {phnum} program headers at "
                           f"{phoff:#x} do not fit in the file ({src.size} bytes)")
@@ -131,10 +133,12 @@ def parse_phdrs(src: FileSource, hdr: ElfHeader) -> list[ProgramHeader]:
         else:
             ptype, flags, off, vaddr, _pa, filesz, memsz, _al = struct.unpack(fmt, raw)
         if ptype in (PT_LOAD, PT_NOTE) and off + filesz > src.size:
-            what = "notes" if ptype == PT_NOTE else f"segment at {vaddr:#x}"
-            raise FormatError(f"{name}: truncated core: {what} needs bytes up to "
-                              f"{off + filesz:#x} but the file has {src.size:#x}")
+            what = "the notes end" if ptype == PT_NOTE else f"the segment at {vaddr:#x} ends"
+            raise FormatError(f"{name}: truncated core: {what} at file offset {off + filesz:#x} "
+                              f"but the file has only {src.size:#x} bytes")
         out.append(ProgramHeader(ptype, flags, off, vaddr, filesz, memsz))
+    if not any(ph.type in (PT_LOAD, PT_NOTE) for ph in out):
+        raise FormatError(f"{name}: corrupt core: no PT_LOAD or PT_NOTE among {hdr.phnum} program headers")
     return out
 
 
@@ -217,7 +221,10 @@ class ElfCore(Dump):
         self.path = path
         self.src = source or FileSource(path)
         self.header = parse_header(self.src)
-        self.arch: Arch = by_elf_machine(self.header.machine, self.header.bits)
+        try:
+            self.arch: Arch = by_elf_machine(self.header.machine, self.header.bits)
+        except FormatError as err:
+            raise FormatError(f"{os.path.basename(path)}: {err}") from None
         self.phdrs = parse_phdrs(self.src, self.header)
         self.notes = [n for ph in self.phdrs if ph.type == PT_NOTE
                       for n in parse_notes(self.src, ph, self.header.endian)]
