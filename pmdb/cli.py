@@ -1,6 +1,7 @@
 """The ``pmdb`` command: argv -> an open target and a Session -> commands -> exit status.
 
-Exit status: 0 when every command succeeded, 1 when one failed, 2 for a usage
+Exit status: 0 when every command succeeded (or after an interactive session),
+1 when a command from -e, -f or stdin failed, 2 for a usage
 error or a dump that cannot be opened (always one line, never a traceback).
 """
 
@@ -91,8 +92,9 @@ def banner(target: Target, demo: bool) -> str:
     return f"{head}\nType ::help for commands, $q to quit."
 
 
-def run(session: Session, args: argparse.Namespace, *, show_banner: str) -> None:
-    """Run what the command line asks for: -e, -f, stdin, or the interactive REPL."""
+def run(session: Session, args: argparse.Namespace, *, show_banner: str) -> bool:
+    """Run what the command line asks for: -e, -f, stdin, or the interactive REPL;
+    True when the exit status should report failed commands (not after a REPL)."""
     try:
         if args.commands:
             for text in args.commands:
@@ -104,9 +106,12 @@ def run(session: Session, args: argparse.Namespace, *, show_banner: str) -> None
         else:
             from pmdb.repl.app import run_repl
 
+            # at a prompt a failed command is answered on the spot, not by the exit status
             run_repl(session, banner=show_banner)
+            return False
     except QuitRequest:
         pass
+    return True
 
 
 def _read_script(path: str) -> list[str]:
@@ -130,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     session = Session(target, config=config, json_mode=args.json)
     text = "" if args.quiet else banner(target, args.demo)
     try:
-        run(session, args, show_banner=text)
+        scripted = run(session, args, show_banner=text)
     except UsageError as err:
         return _fail(str(err))
     except KeyboardInterrupt:
@@ -139,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         _flush_quietly()
         target.close()
-    return EXIT_FAILED if session.failed else EXIT_OK
+    return EXIT_FAILED if scripted and session.failed else EXIT_OK
 
 
 def _fail(message: str) -> int:

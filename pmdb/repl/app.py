@@ -22,6 +22,8 @@ from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.lexers import PygmentsLexer
 
+from pmdb.errors import ParseError
+from pmdb.language.parser import parse
 from pmdb.repl.completer import SessionCompleter
 from pmdb.repl.highlight import MdbLexer
 from pmdb.repl.keys import key_bindings
@@ -56,7 +58,8 @@ def run_repl(session: Session, *, banner: str = "", stdout: IO[str] | None = Non
         except EOFError:
             break
         try:
-            run_one(session, text, out)
+            if not _parse_error_shown(session, text, len(text_prompt), out):
+                run_one(session, text, out)
         except QuitRequest:
             break
 
@@ -85,6 +88,22 @@ def _history(session: Session) -> History:
         session.stderr.write(f"pmdb: history not saved: {path}: {err.strerror}\n")
         return InMemoryHistory()
     return FileHistory(path)
+
+
+def _parse_error_shown(session: Session, text: str, indent: int, out: IO[str]) -> bool:
+    """A line that does not parse gets one caret line under the bad character of the
+    line still on screen above it (instead of the line repeated with a caret)."""
+    try:
+        parse(text)
+        return False
+    except ParseError as err:
+        column = indent + err.offset
+        if "\n" in text or column >= shutil.get_terminal_size().columns:
+            return False        # the caret would not land under the character: let the session show it
+        out.write(f"{' ' * column}^ {err.message}\n")
+        out.flush()
+        session.failed = True
+        return True
 
 
 def run_one(session: Session, text: str, out: IO[str]) -> bool:
