@@ -1,0 +1,119 @@
+"""Page descriptors and page decompression for kdump files (zlib, lzo, snappy, zstd).
+
+Every decompressor is bounded to one page of output, so a corrupt page cannot
+allocate more than that; its errors become a FaultError for that page's address.
+The lzo, snappy and zstd modules are imported on first use, so a dump that
+does not need them opens without them.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+from pmdb.errors import FaultError
+
+DUMP_DH_COMPRESSED_ZLIB = 0x1
+DUMP_DH_COMPRESSED_LZO = 0x2
+DUMP_DH_COMPRESSED_SNAPPY = 0x4
+DUMP_DH_COMPRESSED_ZSTD = 0x20
+COMPRESSED = (DUMP_DH_COMPRESSED_ZLIB | DUMP_DH_COMPRESSED_LZO | DUMP_DH_COMPRESSED_SNAPPY
+              | DUMP_DH_COMPRESSED_ZSTD)
+
+PACKAGES = {DUMP_DH_COMPRESSED_LZO: ("lzo", "python-lzo"),
+            DUMP_DH_COMPRESSED_SNAPPY: ("snappy", "cramjam"),
+            DUMP_DH_COMPRESSED_ZSTD: ("zstd", "zstandard")}
+
+
+@dataclass(frozen=True)
+class PageDescriptor:
+    """page_desc_t: where one page's (maybe compressed) bytes are in the file."""
+
+    offset: int
+    size: int
+    flags: int
+    page_flags: int
+
+    SIZE = 24
+
+    @classmethod
+    def unpack(cls, raw: bytes, endian: str) -> PageDescriptor:
+        return cls(*struct.unpack(endian + "qIIQ", raw))
+
+    @property
+    def method(self) -> str:
+        for bit, name in ((DUMP_DH_COMPRESSED_ZLIB, "zlib"), (DUMP_DH_COMPRESSED_LZO, "lzo"),
+                          (DUMP_DH_COMPRESSED_SNAPPY, "snappy"), (DUMP_DH_COMPRESSED_ZSTD, "zstd")):
+            if self.flags & bit:
+                return name
+        return "raw"
+
+
+def decompress_page(data: bytes, desc: PageDescriptor, page_size: int, addr: int) -> bytes:
+    """One page from its stored bytes, exactly page_size long, or FaultError at addr."""
+    method = desc.method
+    if method == "raw":
+        if desc.size != page_size:
+            raise FaultError(addr, page_size, f"corrupt page descriptor: uncompressed page of "
+                                              f"{desc.size} bytes (page size {page_size})")
+        return data
+    if desc.size > 2 * page_size or desc.size == 0:
+        raise FaultError(addr, page_size, f"corrupt page descriptor: {method} page of {desc.size} bytes")
+    try:
+        out = _DECOMPRESS[method](data, page_size)
+    except ImportError:
+        module, package = PACKAGES[desc.flags & (COMPRESSED & ~DUMP_DH_COMPRESSED_ZLIB)]
+        raise FaultError(addr, page_size, f"the dump's pages are {module}-compressed: "
+                                          f"install {package} to read them") from None
+    except Exception as err:  # noqa: BLE001 - each library has its own error class
+        raise FaultError(addr, page_size, f"corrupt {method} data in the dump for this page "
+                                          f"({type(err).__name__}: {err})") from None
+    if len(out) != page_size:
+        raise FaultError(addr, page_size, f"corrupt {method} data in the dump for this page "
+                                          f"({len(out)} bytes instead of {page_size})")
+    return bytes(out)
+
+
+def _zlib(data: bytes, page_size: int) -> bytes:
+    d = zlib.decompressobj()
+    out = d.decompress(data, page_size)
+    if not d.eof:
+        raise ValueError("incomplete or oversized zlib stream")
+    return out
+
+
+def _lzo(data: bytes, page_size: int) -> bytes:
+    import lzo  # python-lzo: lzo1x_decompress_safe into a buffer of page_size
+
+    return lzo.decompress(data, False, page_size)
+
+
+def _snappy(data: bytes, page_size: int) -> bytes:
+    import cramjam
+
+    # The raw snappy stream starts with its length: check it before allocating.
+    length, shift, i = 0, 0, 0
+    while i < min(len(data), 5):
+        length |= (data[i] & 0x7F) << shift
+        shift += 7
+        i += 1
+        if not data[i - 1] & 0x80:
+            break
+    if length != page_size:
+        raise ValueError(f"snappy stream of {length} bytes")
+    out = bytearray(page_size)
+    n = cramjam.snappy.decompress_raw_into(data, out)
+    return bytes(out[:n])
+
+
+def _zstd(data: bytes, page_size: int) -> bytes:
+    import zstandard
+
+    size = zstandard.frame_content_size(data)
+    if size > page_size:
+        raise ValueError(f"zstd frame of {size} bytes")
+    return zstandard.ZstdDecompressor().decompress(data, max_output_size=page_size)
+
+
+_DECOMPRESS = {"zlib": _zlib, "lzo": _lzo, "snappy": _snappy, "zstd": _zstd}

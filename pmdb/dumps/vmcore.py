@@ -1,0 +1,54 @@
+"""Which vmcore format a file is: the one entry point detect.py calls for kernel dumps.
+
+``sniff_vmcore(path)`` opens compressed kdump and diskdump files, flattened
+files, ELF vmcores (an ELF core whose notes hold VMCOREINFO or QEMU's CPU
+state) and ``.zst`` copies of any of these; for anything else it returns None
+so the caller can try the other readers.
+"""
+
+from __future__ import annotations
+
+from pmdb.dumps import zst
+from pmdb.dumps.base import Dump, FileSource
+from pmdb.dumps.elf import ELF_MAGIC, parse_header, parse_notes
+from pmdb.dumps.flattened import FlattenedSource, is_flattened
+from pmdb.dumps.kdump import DISKDUMP_SIGNATURE, KDUMP_SIGNATURE, KdumpFile
+from pmdb.dumps.vmcore_elf import VmcoreElf, parse_loads
+from pmdb.errors import FormatError
+
+VMCORE_NOTE_OWNERS = ("VMCOREINFO", "QEMU")
+
+
+def sniff_vmcore(path: str, notify: zst.Notify | None = zst._stderr) -> Dump | None:
+    """The vmcore reader for ``path``, None if it is no vmcore; FormatError if it is a broken one."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as err:
+        raise FormatError(f"{path}: {err.strerror}") from None
+    if zst.is_zstd(head):
+        return sniff_vmcore(zst.decompressed(path, notify=notify), notify)
+    if head[:8] in (KDUMP_SIGNATURE, DISKDUMP_SIGNATURE):
+        return KdumpFile(FileSource(path))
+    if is_flattened(head):
+        return KdumpFile(FlattenedSource(path))
+    if head[:4] == ELF_MAGIC:
+        return _elf_vmcore(path)
+    return None
+
+
+def _elf_vmcore(path: str) -> Dump | None:
+    """A VmcoreElf when the core's notes say it is a kernel's; None for user cores."""
+    src = FileSource(path)
+    try:
+        hdr = parse_header(src)
+        _loads, note_hdrs = parse_loads(src, hdr)
+        owners = {n.name for ph in note_hdrs if ph.offset + ph.filesz <= src.size
+                  for n in parse_notes(src, ph, hdr.endian)}
+    except FormatError:
+        src.close()
+        return None   # not a core at all, or one the user-core reader explains better
+    if not owners.intersection(VMCORE_NOTE_OWNERS):
+        src.close()
+        return None
+    return VmcoreElf(path, src)
