@@ -83,8 +83,10 @@ class FileMapping:
 def parse_header(src: FileSource) -> ElfHeader:
     """The ELF header, checked: FormatError for anything that cannot be a core."""
     name = os.path.basename(src.path)
-    if src.size < 16 or src.read_at(0, 4) != ELF_MAGIC:
+    if src.size < 4 or src.read_at(0, 4) != ELF_MAGIC:
         raise FormatError(f"{name}: not an ELF file")
+    if src.size < 16:
+        raise FormatError(f"{name}: truncated ELF header ({src.size} bytes)")
     ident = src.read_at(0, 16)
     if ident[4] not in (1, 2) or ident[5] not in (1, 2):
         raise FormatError(f"{name}: corrupt ELF header (class {ident[4]}, data {ident[5]})")
