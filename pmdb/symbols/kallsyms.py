@@ -1,0 +1,161 @@
+"""The kernel's own symbol table (kallsyms), decoded from the dump.
+
+Since Linux 6.0 VMCOREINFO names the kallsyms arrays, so a vmcore carries its
+symbol table without a vmlinux. The names are a stream of length-prefixed
+records whose bytes index a 256-entry token table; the first expanded
+character is the nm-style type letter. Addresses are 32-bit offsets from
+``kallsyms_relative_base`` (CONFIG_KALLSYMS_BASE_RELATIVE); with
+CONFIG_KALLSYMS_ABSOLUTE_PERCPU (x86-64 SMP) a non-negative offset is an
+absolute per-CPU offset and a negative one counts down from base - 1.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pmdb.errors import FaultError, FormatError, SymbolError
+from pmdb.memory.space import AddressSpace
+from pmdb.os.linux.vmcoreinfo import VmcoreInfo
+from pmdb.symbols.table import Symbol
+
+_MAX_SYMS = 4_000_000
+_MAX_NAMES_BLOB = 64 << 20
+_MAX_SIZE = 16 << 20
+_PERCPU_LIMIT = 1 << 32  # absolute per-CPU offsets are small; kernel addresses are not  # a gap larger than this is between regions, not a symbol's size
+
+
+@dataclass(frozen=True)
+class KallsymsTables:
+    """Where the kallsyms arrays live (kernel virtual addresses)."""
+
+    names: int
+    num_syms: int
+    token_table: int
+    token_index: int
+    offsets: int
+    relative_base: int
+
+    @classmethod
+    def from_vmcoreinfo(cls, info: VmcoreInfo) -> KallsymsTables:
+        """The addresses VMCOREINFO gives (Linux 6.0+); SymbolError on an older kernel."""
+        try:
+            return cls(*(info.symbol(f"kallsyms_{n}") for n in
+                         ("names", "num_syms", "token_table", "token_index", "offsets", "relative_base")))
+        except SymbolError as err:
+            raise SymbolError(f"{err}: kallsyms needs Linux 6.0 or later, or a vmlinux") from None
+
+
+def _kind_and_binding(letter: str) -> tuple[str, str]:
+    """nm's letter → (kind, binding); W/V are weak functions/objects."""
+    low = letter.lower()
+    if low in "tw":
+        kind = "func"
+    elif low in "dbrv":
+        kind = "object"
+    else:
+        kind = "other"
+    if low in "wv":
+        return kind, "weak"
+    return kind, "local" if letter.islower() else "global"
+
+
+_LETTERS = {chr(c): _kind_and_binding(chr(c)) for c in range(0x21, 0x7F)}
+
+
+def read_tokens(mem: AddressSpace, tables: KallsymsTables) -> list[bytes]:
+    """The 256 expansions, each found through kallsyms_token_index."""
+    index = struct.unpack("<256H", mem.read(tables.token_index, 512))
+    size = max(index) + 256  # the last token is short; its NUL ends it
+    blob = mem.read(tables.token_table, size) if size <= 0x10000 else b""
+    if not blob:
+        raise FormatError(f"kallsyms token index is corrupt (offset {max(index):#x})")
+    tokens = []
+    for off in index:
+        end = blob.find(b"\0", off)
+        if end < 0:
+            raise FormatError(f"kallsyms token at {tables.token_table + off:#x} is not terminated")
+        tokens.append(blob[off:end])
+    return tokens
+
+
+def decode_names(blob: bytes, count: int, tokens: Sequence[bytes]) -> list[bytes]:
+    """Expand ``count`` records; a length byte with bit 7 set takes a second byte (6.1+)."""
+    tok = tokens.__getitem__
+    join = b"".join
+    out = []
+    pos = 0
+    try:
+        for _ in range(count):
+            n = blob[pos]
+            if n & 0x80:
+                n = (n & 0x7F) | (blob[pos + 1] << 7)
+                pos += 1
+            end = pos + 1 + n
+            out.append(join(map(tok, blob[pos + 1:end])))
+            pos = end
+    except IndexError:
+        raise FormatError(f"kallsyms names end after {len(out)} of {count} symbols") from None
+    if pos > len(blob):
+        raise FormatError(f"kallsyms names run past their table ({pos} > {len(blob)} bytes)")
+    return out
+
+
+def decode_addresses(raw: bytes, count: int, base: int) -> list[int]:
+    """Runtime addresses from the offsets array (see the module docstring for the rule)."""
+    offs = struct.unpack(f"<{count}i", raw)
+    if min(offs, default=0) >= 0:
+        # no negative offset: plain base-relative (unsigned) offsets
+        return [base + o for o in offs]
+    top = base - 1
+    return [o if o >= 0 else top - o for o in offs]
+
+
+def _names_end(tables: KallsymsTables) -> int:
+    """The first kallsyms array after the names blob bounds it (the order changed in 6.2/6.4)."""
+    after = [a for a in (tables.token_table, tables.token_index, tables.offsets,
+                         tables.relative_base, tables.num_syms) if a > tables.names]
+    end = min(after) if after else tables.names + _MAX_NAMES_BLOB
+    return min(end, tables.names + _MAX_NAMES_BLOB)
+
+
+def read_kallsyms(mem: AddressSpace, tables: KallsymsTables) -> list[Symbol]:
+    """Every kallsyms symbol of vmlinux, with sizes from the next higher address."""
+    try:
+        count = mem.u32(tables.num_syms)
+        if not 0 < count <= _MAX_SYMS:
+            raise FormatError(f"kallsyms_num_syms is {count}: not a symbol count")
+        tokens = read_tokens(mem, tables)
+        blob = mem.read(tables.names, _names_end(tables) - tables.names)
+        names = decode_names(blob, count, tokens)
+        base = mem.u64(tables.relative_base)
+        addrs = decode_addresses(mem.read(tables.offsets, 4 * count), count, base)
+    except FaultError as err:
+        raise FormatError(f"kallsyms tables are not readable: {err}") from None
+    return _symbols(names, addrs)
+
+
+def _symbols(names: list[bytes], addrs: list[int]) -> list[Symbol]:
+    text = b"\n".join(names).decode("ascii", errors="replace").split("\n")
+    order = sorted(range(len(addrs)), key=addrs.__getitem__)
+    sizes = [0] * len(addrs)
+    higher = last = None  # higher: the next address strictly above the current one
+    for i in reversed(order):
+        a = addrs[i]
+        if last is not None and a < last:
+            higher = last
+        last = a
+        if higher is not None and higher - a <= _MAX_SIZE:
+            sizes[i] = higher - a
+    out = []
+    new = Symbol.__new__
+    for name, addr, size in zip(text, addrs, sizes, strict=True):
+        kind, binding = _LETTERS.get(name[:1], ("other", "global"))
+        if kind == "other" and addr < _PERCPU_LIMIT and name[:1] in "Aa":
+            kind = "object"  # an absolute per-CPU offset: a per-CPU variable
+        sym = new(Symbol)
+        # frozen dataclass: fill __dict__ directly, ~3x faster than __init__ for 150k symbols
+        sym.__dict__.update(name=name[1:], addr=addr, size=size, kind=kind, module=None, binding=binding)
+        out.append(sym)
+    return out

@@ -1,0 +1,77 @@
+"""VMCOREINFO parsing, checked against the fixture READMEs' facts."""
+
+from __future__ import annotations
+
+import pytest
+
+from pmdb.errors import FormatError, SymbolError
+from pmdb.os.linux.vmcoreinfo import VmcoreInfo
+from tests.conftest import need_fixture
+from tests.linux_vmcore import KASLR, NOKASLR, elf_vmcore, open_phys
+
+
+@pytest.fixture(scope="module")
+def kaslr() -> VmcoreInfo:
+    return VmcoreInfo.parse(need_fixture(KASLR / "vmcoreinfo.txt").read_text())
+
+
+@pytest.fixture(scope="module")
+def nokaslr() -> VmcoreInfo:
+    return VmcoreInfo.parse(need_fixture(NOKASLR / "vmcoreinfo.txt").read_text())
+
+
+def test_single_keys_match_readme(kaslr: VmcoreInfo) -> None:
+    assert kaslr.osrelease == "6.1.0-56-amd64"
+    assert kaslr.build_id == "eb4fbcd037e7253717950bf2b93bd5566f47c56f"
+    assert kaslr.page_size == 4096
+    assert kaslr.kernel_offset == 0x9000000
+    assert kaslr.crash_time is None  # README: no CRASHTIME (no kexec)
+
+
+def test_families_are_typed(kaslr: VmcoreInfo) -> None:
+    assert kaslr.number("phys_base") == -0x4E00000  # README: -81788928, negative
+    assert kaslr.symbol("_stext") == 0xFFFFFFFF8A000000
+    assert kaslr.offset("uts_namespace", "name") == 0
+    assert kaslr.length("mem_section") == 4096
+    assert kaslr.size("list_head") == 16
+    assert kaslr.offset("list_head", "prev") == 8
+    assert kaslr.number("PAGE_BUDDY_MAPCOUNT_VALUE") == -129
+    assert kaslr.number("pgtable_l5_enabled") == 0
+
+
+def test_kernel_offset_is_the_stext_shift(kaslr: VmcoreInfo, nokaslr: VmcoreInfo) -> None:
+    assert nokaslr.kernel_offset == 0
+    assert nokaslr.number("phys_base") == 0
+    assert kaslr.symbol("_stext") - kaslr.kernel_offset == nokaslr.symbol("_stext") == 0xFFFFFFFF81000000
+
+
+def test_missing_keys_say_which(kaslr: VmcoreInfo) -> None:
+    with pytest.raises(SymbolError, match=r"^vmcoreinfo has no SYMBOL\(foo\)$"):
+        kaslr.symbol("foo")
+    with pytest.raises(SymbolError, match=r"OFFSET\(task_struct\.pid\)"):
+        kaslr.offset("task_struct", "pid")
+    with pytest.raises(SymbolError, match=r"NUMBER\(nope\)"):
+        kaslr.number("nope")
+    assert kaslr.number_or("nope", 7) == 7
+
+
+def test_note_bytes_with_padding_and_configs() -> None:
+    text = b"OSRELEASE=5.10.0\nCRASHTIME=1700000000\nCONFIG_KALLSYMS=y\nKERNELOFFSET=1e000000\n\0\0\0"
+    info = VmcoreInfo.parse(text)
+    assert info.osrelease == "5.10.0"
+    assert info.crash_time == 1700000000
+    assert info.config("KALLSYMS") and not info.config("X86_5LEVEL")
+    assert info.kernel_offset == 0x1E000000
+
+
+@pytest.mark.parametrize("text", ["SYMBOL(x)=zz\n", "NUMBER(y)=0x10\n", "no equals sign\n",
+                                  "KERNELOFFSET=nothex\n"])
+def test_bad_values_are_one_line_errors(text: str) -> None:
+    with pytest.raises(FormatError, match=r"^VMCOREINFO line 1: "):
+        VmcoreInfo.parse(text)
+
+
+def test_dump_note_is_the_fixture_text(kaslr: VmcoreInfo) -> None:
+    _, note = open_phys(elf_vmcore(KASLR))
+    assert note is not None
+    assert VmcoreInfo.parse(note).raw == kaslr.raw
