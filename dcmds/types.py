@@ -1,0 +1,141 @@
+"""Typed memory: ::print, ::sizeof, ::offsetof and ::list, after mdb's dcmds of those names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pmdb.commands import Context, dcmd
+from pmdb.errors import CommandError
+from pmdb.types.model import Type
+from pmdb.types.printer import PrintOptions, format_object
+from pmdb.types.value import Object, follow_path, list_args, path_offset, take_type, walk_list
+
+
+def lookup_type(ctx: Context, spelling: str) -> Type:
+    return ctx.target.types.lookup(spelling)
+
+
+def symbol_type(ctx: Context, addr: int) -> Type | None:
+    """The declared type of the global variable that starts at addr, when DWARF knows it."""
+    hit = ctx.target.symbols.resolve(addr)
+    if hit is None or hit[1] != 0:
+        return None
+    return ctx.target.types.variable_type(hit[0].name)
+
+
+def _print_target(ctx: Context, args: list[str]) -> tuple[Object, list[str]]:
+    """The object ::print shows and its member paths: a named type, else the type the pipe
+    carries, else the declared type of the global at addr (or named as the first argument)."""
+    target = ctx.target
+    addr = ctx.addr
+    implicit = ctx.type if ctx.type is not None else (symbol_type(ctx, addr) if addr is not None else None)
+    if addr is None:
+        if not args:
+            raise CommandError("print needs an address or a global variable name (addr::print type)")
+        name = str(args[0]).split(".")[0].split("[")[0].split("-")[0]
+        sym = target.symbols.lookup(name)
+        vtype = target.types.variable_type(name) if sym is not None else None
+        if sym is None or vtype is None:
+            raise CommandError(f"print: no address given and '{name}' is not a global variable with a known type")
+        rest = str(args[0])[len(name):].lstrip(".")
+        paths = ([rest] if rest else []) + [str(a) for a in args[1:]]
+        return Object(target.memory, vtype, sym.addr), paths
+    if args and not (implicit is not None and _is_member_of(implicit, str(args[0]))):
+        if implicit is None or target.types.find(take_type(list(args))[0]) is not None:
+            spelling, rest = take_type(list(args))
+            return Object(target.memory, lookup_type(ctx, spelling), addr), [str(a) for a in rest]
+    if implicit is None:
+        raise CommandError(f"print: no type given and none known for {addr:#x} (addr::print type)")
+    return Object(target.memory, implicit, addr), [str(a) for a in args]
+
+
+def _is_member_of(t: Type, path: str) -> bool:
+    first = path.split(".")[0].split("[")[0].split("-")[0]
+    return t.strip().kind in ("struct", "union") and t.find_member(first) is not None
+
+
+@dcmd("print", synopsis="print a typed object (struct members, arrays, pointers)",
+      example="g_table::print struct node * | ::print struct node",
+      opts={"a": "addrs", "t": "types"}, usage="[-at] [type] [member ...]")
+def print_cmd(ctx: Context, *args: Any, addrs: bool = False, types: bool = False) -> None:
+    """Show the object at addr as the given type, or only the named members (paths such as
+    ``a.b[2]`` or ``next->val``; array indexes are hex unless written 0t). The type may be
+    left out when the pipe carries one or addr is a global whose type DWARF declares;
+    ``::print g_table`` prints a global by name. -t shows each member's type, -a its address.
+    In a pipe, a pointer hands on what it points at (with its type), an integer its value,
+    anything else its address."""
+    obj, paths = _print_target(ctx, list(args))
+    picked = [(p, follow_path(obj, p)) for p in paths] or [(None, obj)]
+    if ctx.piped:
+        for _, o in picked:
+            _hand_on(ctx, o, addrs)
+        return
+    opts = PrintOptions(show_types=types, show_addrs=addrs, describe=ctx.target.describe)
+    for name, o in picked:
+        ctx.out.line(format_object(o, opts, name=name))
+
+
+def _hand_on(ctx: Context, obj: Object, addrs: bool) -> None:
+    """What mdb's ::print sends down a pipe, with the type pmdb can add."""
+    kind = obj.kind
+    if addrs or kind not in ("pointer", "int", "enum", "bool"):
+        ctx.emit(obj.address, obj.type)
+    elif kind == "pointer":
+        target = obj.type.strip().target
+        ctx.emit(int(obj), target if target is not None and target.strip().kind != "void" else None)
+    else:
+        ctx.emit(int(obj) & (1 << 64) - 1)
+
+
+@dcmd("sizeof", addr="none", synopsis="print the size of a type", example="::sizeof struct node",
+      usage="type")
+def sizeof_cmd(ctx: Context, *args: Any) -> None:
+    """The size in bytes of a type, in hex; piped, the size goes on as a number."""
+    spelling, rest = take_type(list(args))
+    if rest:
+        raise CommandError("sizeof: one type only (usage: ::sizeof type)")
+    size = lookup_type(ctx, spelling).sizeof()
+    if ctx.piped:
+        ctx.emit(size)
+    else:
+        ctx.out.line(f"sizeof ({spelling}) = {size:#x}")
+
+
+@dcmd("offsetof", addr="none", synopsis="print the offset of a member in a type",
+      example="::offsetof struct node next", usage="type member")
+def offsetof_cmd(ctx: Context, *args: Any) -> None:
+    """The byte offset of a member (a path such as ``a.b[2]`` too) and its size; a bitfield
+    shows ``.bit`` after the byte offset. Piped, the offset goes on as a number."""
+    spelling, rest = take_type(list(args))
+    if len(rest) != 1:
+        raise CommandError("offsetof: usage: ::offsetof type member")
+    member = str(rest[0])
+    bit_off, mtype, bit_size = path_offset(lookup_type(ctx, spelling), member)
+    if ctx.piped:
+        if bit_off % 8:
+            raise CommandError(f"member {member} of {spelling} is not byte-aligned")
+        ctx.emit(bit_off // 8)
+        return
+    text = f"offsetof ({spelling}, {member}) = {bit_off // 8:#x}"
+    if bit_off % 8:
+        text += f".{bit_off % 8:x}"
+    size = mtype.sizeof()
+    if bit_size:
+        text += f", bitfield :{bit_size}"
+    elif size:
+        text += f", sizeof (...->{member}) = {size:#x}"
+    ctx.out.line(text)
+
+
+@dcmd("list", addr="required", synopsis="walk a linked list through a next-pointer member",
+      example="g_found::print struct node * | ::list struct node next", usage="type member")
+def list_cmd(ctx: Context, *args: Any) -> None:
+    """Each node of the list starting at addr, following the member (a next pointer) until
+    NULL or back at the start. Piped, the nodes go on with their type. A list that loops
+    anywhere but back to its start is reported as corrupt after the nodes before the loop."""
+    offset, node_type = list_args(ctx.target.types, list(args), ctx.type)
+    for node in walk_list(ctx.target.memory, ctx.require_addr(), offset):
+        if ctx.piped:
+            ctx.emit(node, node_type)
+        else:
+            ctx.out.line(f"{node:x}")
