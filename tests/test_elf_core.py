@@ -141,3 +141,110 @@ def test_mappings_mark_left_out_segments(user_cores: Path, expected: dict) -> No
     assert text.perms == "r-x" and not text.in_dump and text.path.endswith("hashcrash-x86_64-O2")
     data = next(m for m in maps if m.start <= int(expected["hashcrash-x86_64-O2.core"]["symbols"]["g_sum"], 16) < m.end)
     assert data.in_dump and data.perms == "rw-"
+
+
+# -- synthetic cores: layouts no fixture covers (aarch64, partial file-backed segments) ---------
+
+def build_core(machine: int, loads: list[tuple[int, bytes, int, int]],
+               notes: list[tuple[int, bytes]], endian: str = "<") -> bytes:
+    """A minimal ELF64 ET_CORE: loads are (vaddr, file bytes, memsz, p_flags); notes are CORE (type, desc)."""
+    import struct
+
+    def note(ntype: int, desc: bytes) -> bytes:
+        pad = (-len(desc)) % 4
+        return struct.pack(endian + "III", 5, len(desc), ntype) + b"CORE\0\0\0\0" + desc + bytes(pad)
+
+    blob = b"".join(note(t, d) for t, d in notes)
+    phnum = 1 + len(loads)
+    off = 64 + 56 * phnum
+    phdrs = [struct.pack(endian + "IIQQQQQQ", 4, 0, off, 0, 0, len(blob), 0, 4)]
+    body = blob
+    off += len(blob)
+    for vaddr, data, memsz, flags in loads:
+        phdrs.append(struct.pack(endian + "IIQQQQQQ", 1, flags, off, vaddr, 0, len(data), memsz, 0x1000))
+        body += data
+        off += len(data)
+    ident = b"\x7fELF\x02" + (b"\x01" if endian == "<" else b"\x02") + b"\x01" + bytes(9)
+    ehdr = ident + struct.pack(endian + "HHIQQQIHHHHHH", 4, machine, 1, 0, 64, 0, 0, 64, 56, phnum, 64, 0, 0)
+    return ehdr + b"".join(phdrs) + body
+
+
+def _aarch64_prstatus(pid: int, regs: list[int]) -> bytes:
+    import struct
+
+    head = struct.pack("<iiihh", 11, 1, 0, 11, 0) + bytes(16)          # siginfo, cursig, sigpend/hold
+    head += struct.pack("<iiii", pid, 1, pid, pid) + bytes(64)          # pids, times
+    return head + struct.pack("<34Q", *regs) + bytes(8)
+
+
+def test_synthetic_aarch64_threads_and_registers(tmp_path: Path) -> None:
+    import struct
+
+    regs1 = [0x1000 + i for i in range(31)] + [0x7FFF0000, 0x400123, 0x60000000]
+    regs2 = [0x2000 + i for i in range(31)] + [0x7FFE0000, 0x400456, 0x20000000]
+    psinfo = bytes([0, ord("R"), 0, 0]) + bytes(4) + bytes(8) + struct.pack("<IIiiii", 1000, 100, 77, 1, 77, 77)
+    psinfo += b"prog".ljust(16, b"\0") + b"prog --flag".ljust(80, b"\0")
+    siginfo = struct.pack("<iiiiQ", 11, 0, 2, 0, 0xDEAD0) + bytes(104)
+    data = bytes(range(256)) * 16
+    core = tmp_path / "a64.core"
+    core.write_bytes(build_core(183, [(0x400000, data, 0x2000, 5)],
+                                [(1, _aarch64_prstatus(77, regs1)), (1, _aarch64_prstatus(78, regs2)),
+                                 (3, psinfo), (0x53494749, siginfo)]))
+    target = open_target(str(core), config=Config())
+    assert target.arch.name == "aarch64"
+    t1, t2 = target.threads()
+    assert (t1.id, t2.id) == (77, 78)
+    assert t1.registers["x0"] == 0x1000 and t1.registers["x30"] == 0x1000 + 30
+    assert (t2.registers["sp"], t2.registers["pc"], t2.registers["pstate"]) == (0x7FFE0000, 0x400456, 0x20000000)
+    rows = dict(target.os.status())
+    assert rows["program"] == "prog" and rows["arguments"] == "prog --flag" and rows["pid"] == "77"
+    assert rows["signal"] == "SIGSEGV (11), code SEGV_ACCERR (2)" and rows["fault address"] == "0xdead0"
+    assert target.os.psinfo.uid == 1000 and target.os.psinfo.gid == 100
+    # p_memsz beyond p_filesz with no file behind it reads as zeros
+    assert target.memory.read(0x400FFE, 4) == bytes([254, 255, 0, 0])
+    assert target.memory.read(0x401800, 16) == bytes(16)
+
+
+def test_synthetic_left_out_file_bytes_and_short_file(tmp_path: Path) -> None:
+    """NT_FILE page offsets are in pages; bytes past the mapped file's end are zeros."""
+    import struct
+
+    mapped = tmp_path / "lib.so"
+    mapped.write_bytes(b"A" * 0x1000 + b"B" * 0x800)  # 1.5 pages
+    nt_file = struct.pack("<QQ", 1, 0x1000) + struct.pack("<QQQ", 0x10000, 0x12000, 1)
+    nt_file += b"/nonexistent/dir/lib.so\0"
+    prs = _aarch64_prstatus(5, [0] * 34)
+    core = tmp_path / "f.core"
+    core.write_bytes(build_core(183, [(0x10000, b"", 0x2000, 5)], [(1, prs), (0x46494C45, nt_file)]))
+    target = open_target(str(core), config=Config())
+    mem = target.memory
+    assert mem.read(0x10000, 4) == b"BBBB"                    # file page 1
+    assert mem.read(0x107FE, 4) == b"BB\0\0"                 # the file ends mid-page
+    assert mem.read(0x11000, 8) == bytes(8)
+    (m,) = target.os.mappings()
+    assert (m.start, m.end, m.offset, m.in_dump, m.perms) == (0x10000, 0x12000, 0x1000, False, "r-x")
+    mapped.unlink()
+    target2 = open_target(str(core), config=Config())
+    with pytest.raises(FaultError, match="mapped from lib.so which was not found"):
+        target2.memory.read(0x10000, 4)
+
+
+@pytest.mark.parametrize("name", CORES)
+def test_dollar_r_shows_expected_registers(user_cores: Path, expected: dict, name: str) -> None:
+    import io
+
+    from pmdb.session import Session
+
+    target = _open(user_cores, name)
+    out = io.StringIO()
+    session = Session(target, stdout=out, stderr=io.StringIO())
+    assert session.run_line("$r")
+    shown = {m.group(1): int(m.group(2), 16) for m in re.finditer(r"%(\w+)\s*= 0x([0-9a-f]+)", out.getvalue())}
+    assert set(shown) == set(target.arch.regs)
+    for reg, value in expected[name]["crash_registers"].items():
+        if reg != "signo":
+            assert shown[target.arch.reg_name(reg)] == int(value, 16), reg
+    # the pc line names the function the process crashed in (expected.json: crash)
+    crash = int(expected[name]["symbols"]["crash"], 16)
+    pc = shown[target.arch.pc]
+    assert re.search(rf"%{target.arch.pc}\s*= 0x0*{pc:x} crash\+0x{pc - crash:x}\b", out.getvalue()) or pc == crash
