@@ -9,8 +9,13 @@ pc 0, a loop, or the frame limit.
 
 from __future__ import annotations
 
+import io
+import struct
 import weakref
 from typing import Any, Protocol
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
 
 from pmdb.arch import Arch
 from pmdb.errors import FaultError, FormatError
@@ -18,6 +23,8 @@ from pmdb.memory.space import AddressSpace
 from pmdb.unwind.cfi import CfiTable, Row, evaluate_expr
 from pmdb.unwind.frame import Frame
 from pmdb.unwind.framepointer import StepFailed, callee_saved, fp_step
+
+_ELF_ERRORS = (ELFError, struct.error, ValueError, KeyError, AssertionError)
 
 
 class _Objects(Protocol):
@@ -45,6 +52,53 @@ def cfi_table(obj: Any, arch: Arch) -> CfiTable | None:
     except TypeError:
         pass  # not weak-referenceable: no cache, still correct
     return table
+
+
+class MemoryObject:
+    """An ELF image found in the process's memory (the vDSO): enough of an ObjectFile for CFI."""
+
+    def __init__(self, name: str, elf: ELFFile, bias: int) -> None:
+        self.name = name
+        self.elf = elf
+        self.bias = bias
+
+
+# Per address space: page -> the in-memory ELF image covering it (or None).
+_IMAGES: weakref.WeakKeyDictionary[AddressSpace, dict[int, MemoryObject | None]] = \
+    weakref.WeakKeyDictionary()
+
+
+def memory_object(memory: AddressSpace, pc: int, arch: Arch) -> MemoryObject | None:
+    """The ELF image (the vDSO) whose header sits a few pages below pc; no file on disk has it."""
+    page = arch.page_size
+    cache = _IMAGES.setdefault(memory, {})
+    key = pc // page
+    if key in cache:
+        return cache[key]
+    found = None
+    for n in range(8):
+        base = (key - n) * page
+        try:
+            if memory.read(base, 4) == b"\x7fELF":
+                found = _parse_image(memory, base)
+                break
+        except FaultError:
+            break
+    cache[key] = found
+    return found
+
+
+def _parse_image(memory: AddressSpace, base: int) -> MemoryObject | None:
+    try:
+        head = ELFFile(io.BytesIO(memory.read(base, 64)))
+        size = head["e_shoff"] + head["e_shnum"] * head["e_shentsize"]
+        if not 0 < size <= 1 << 20:
+            return None
+        elf = ELFFile(io.BytesIO(memory.read(base, size)))
+        load = next(seg for seg in elf.iter_segments() if seg["p_type"] == "PT_LOAD")
+        return MemoryObject("[vdso]", elf, base - load["p_vaddr"] + load["p_offset"])
+    except (FaultError, StopIteration, *_ELF_ERRORS):
+        return None
 
 
 def unwind_user(regs: dict[str, int], *, arch: Arch, memory: AddressSpace, objects: _Objects,
@@ -93,7 +147,7 @@ def _goes_down(callee: Frame, caller: Frame, arch: Arch) -> bool:
 def _step(frame: Frame, exact: bool, arch: Arch, memory: AddressSpace,
           objects: _Objects) -> tuple[dict[str, int], str, int | None, bool]:
     """(caller registers, method, this frame's CFA, whether the caller's pc is exact)."""
-    obj = objects.object_at(frame.pc)
+    obj = objects.object_at(frame.pc) or memory_object(memory, frame.pc, arch)
     table = cfi_table(obj, arch) if obj is not None else None
     if table is not None:
         lookup = frame.pc if exact else frame.pc - 1
