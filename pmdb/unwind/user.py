@@ -149,7 +149,7 @@ def _step(frame: Frame, exact: bool, arch: Arch, memory: AddressSpace,
     """(caller registers, method, this frame's CFA, whether the caller's pc is exact)."""
     obj = objects.object_at(frame.pc) or memory_object(memory, frame.pc, arch)
     table = cfi_table(obj, arch) if obj is not None else None
-    if table is not None:
+    if obj is not None and table is not None:
         lookup = frame.pc if exact else frame.pc - 1
         try:
             row = table.row(lookup - obj.bias)
