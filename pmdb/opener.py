@@ -27,6 +27,7 @@ def open_target(path: str, *, config: Config, symbol_files: Sequence[str] = (),
     """The Target for a dump file; FormatError (one line) when the file cannot be read."""
     dump = open_dump(path)
     if not isinstance(dump, ElfCore):
+        # kernel dumps (kind "vmcore") get their opener with the Linux model
         dump.close()
         raise FormatError(f"{os.path.basename(path)}: {dump.kind} dumps are not supported yet")
     try:

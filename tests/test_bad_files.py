@@ -62,9 +62,9 @@ def test_random_bytes(tmp_path: Path) -> None:
     _fails_cleanly(tmp_path / "random", "unknown dump format")
 
 
-def test_kdump_is_recognised_but_not_supported(tmp_path: Path) -> None:
+def test_corrupt_kdump_header_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "vmcore").write_bytes(b"KDUMP   " + bytes(4096))
-    _fails_cleanly(tmp_path / "vmcore", "kdump", "not supported")
+    _fails_cleanly(tmp_path / "vmcore", "vmcore", "kdump")
 
 
 def test_elf_that_is_not_a_core(user_cores: Path) -> None:

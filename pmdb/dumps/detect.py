@@ -13,8 +13,7 @@ from collections.abc import Callable
 from pmdb.dumps.base import Dump, FileSource
 from pmdb.errors import FaultError, FormatError
 
-# Formats recognised by magic but not readable yet: (magic at offset 0, description).
-# A later issue adds readers for these (pmdb/dumps/kdump.py); register them in READERS.
+# Formats recognised by magic when the vmcore readers (pmdb.dumps.vmcore) are absent.
 KNOWN_UNSUPPORTED: tuple[tuple[bytes, str], ...] = (
     (b"KDUMP   ", "a compressed kdump (diskdump) vmcore"),
     (b"DISKDUMP", "a diskdump vmcore"),
@@ -41,6 +40,14 @@ def open_dump(path: str) -> Dump:
         raise FormatError(f"{path}: no such file")
     if os.path.isdir(path):
         raise FormatError(f"{path}: is a directory, not a dump file")
+    try:
+        vmcore = _sniff_vmcore(path)
+    except FormatError:
+        raise
+    except (FaultError, struct.error, ValueError, OverflowError, MemoryError) as err:
+        raise FormatError(f"{name}: truncated or corrupt dump ({err})") from None
+    if vmcore is not None:
+        return vmcore
     src = FileSource(path)
     try:
         return _sniff(path, name, src)
@@ -51,6 +58,15 @@ def open_dump(path: str) -> Dump:
         # a length or offset that escaped a bounds check: still one line, never a traceback
         src.close()
         raise FormatError(f"{name}: truncated or corrupt dump ({err})") from None
+
+
+def _sniff_vmcore(path: str) -> Dump | None:
+    """Kernel dumps first (kdump, flattened, ELF vmcores, .zst copies); None for anything else."""
+    try:
+        from pmdb.dumps.vmcore import sniff_vmcore
+    except ImportError:
+        return None
+    return sniff_vmcore(path)
 
 
 def _sniff(path: str, name: str, src: FileSource) -> Dump:
