@@ -23,7 +23,7 @@ def symbol_type(ctx: Context, addr: int) -> Type | None:
     return ctx.target.types.variable_type(hit[0].name)
 
 
-def _print_target(ctx: Context, args: list[str]) -> tuple[Object, list[str]]:
+def _print_target(ctx: Context, args: list[str]) -> tuple[Object, list[tuple[str, str]]]:
     """The object ::print shows and its member paths: a named type, else the type the pipe
     carries, else the declared type of the global at addr (or named as the first argument)."""
     target = ctx.target
@@ -38,15 +38,15 @@ def _print_target(ctx: Context, args: list[str]) -> tuple[Object, list[str]]:
         if sym is None or vtype is None:
             raise CommandError(f"print: no address given and '{name}' is not a global variable with a known type")
         rest = str(args[0])[len(name):].lstrip(".")
-        paths = ([rest] if rest else []) + [str(a) for a in args[1:]]
+        paths = ([(str(args[0]), rest)] if rest else []) + [(str(a), str(a)) for a in args[1:]]
         return Object(target.memory, vtype, sym.addr), paths
     if args and not (implicit is not None and _is_member_of(implicit, str(args[0]))):
         if implicit is None or target.types.find(take_type(list(args))[0]) is not None:
             spelling, rest = take_type(list(args))
-            return Object(target.memory, lookup_type(ctx, spelling), addr), [str(a) for a in rest]
+            return Object(target.memory, lookup_type(ctx, spelling), addr), [(str(a), str(a)) for a in rest]
     if implicit is None:
         raise CommandError(f"print: no type given and none known for {addr:#x} (addr::print type)")
-    return Object(target.memory, implicit, addr), [str(a) for a in args]
+    return Object(target.memory, implicit, addr), [(str(a), str(a)) for a in args]
 
 
 def _is_member_of(t: Type, path: str) -> bool:
@@ -65,7 +65,8 @@ def print_cmd(ctx: Context, *args: Any, addrs: bool = False, types: bool = False
     In a pipe, a pointer hands on what it points at (with its type), an integer its value,
     anything else its address."""
     obj, paths = _print_target(ctx, list(args))
-    picked = [(p, follow_path(obj, p)) for p in paths] or [(None, obj)]
+    picked: list[tuple[str | None, Object]] = [(shown, follow_path(obj, p)) for shown, p in paths]
+    picked = picked or [(None, obj)]
     if ctx.piped:
         for _, o in picked:
             _hand_on(ctx, o, addrs)

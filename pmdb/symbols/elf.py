@@ -53,7 +53,8 @@ def _convert(table: SymbolTableSection, bias: int, module: str | None) -> Iterat
         # section/file symbols and imports name no code or data of this file
         if kind is None or not sym.name or shndx == "SHN_UNDEF":
             continue
-        if kind == "other" and shndx == "SHN_ABS":
+        # absolute symbols at 0 are version names (GLIBC_2.35) and markers, not addresses
+        if shndx == "SHN_ABS" and (kind == "other" or sym["st_value"] == 0):
             continue
         # a TLS symbol's value is an offset in the TLS block, not an address
         if info["type"] == "STT_TLS":

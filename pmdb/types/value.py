@@ -254,6 +254,7 @@ def path_offset(type: Type, path: str) -> tuple[int, Type, int]:
 _TAGS = ("struct", "union", "enum")
 _BASE_WORDS = ("unsigned", "signed", "long", "short", "int", "char", "double", "float",
                "const", "volatile")
+_TYPE_SUFFIX = re.compile(r"^\**(\[\d*\])*$")   # "*", "**", "[4]", "*[4]" after a type name
 LIST_LIMIT = 1_000_000     # nodes at most before a list is called corrupt
 
 
@@ -270,7 +271,7 @@ def take_type(args: list[Any]) -> tuple[str, list[Any]]:
         n = 1
         while words[n - 1] in _BASE_WORDS and n < len(words) and words[n] in _BASE_WORDS:
             n += 1
-    while n < len(words) and words[n] and set(words[n]) <= {"*"}:
+    while n < len(words) and _TYPE_SUFFIX.match(words[n]):
         n += 1
     return " ".join(words[:n]), list(args[n:])
 
