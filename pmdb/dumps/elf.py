@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pmdb.arch import Arch, by_elf_machine
 from pmdb.dumps.base import Dump, FileSource, Note
 from pmdb.errors import FaultError, FormatError
-from pmdb.memory.space import ZEROS, ByteSource, Segment, SegmentedSpace
+from pmdb.memory.space import ZEROS, Segment, SegmentedSpace
 
 ELF_MAGIC = b"\x7fELF"
 ET_CORE = 4
@@ -33,6 +33,7 @@ NT_SIGINFO = 0x53494749
 NT_FILE = 0x46494C45
 
 MAX_NOTES = 100_000          # a real core has a few per thread; more means corruption
+MAX_NOTE_BYTES = 256 << 20  # notes of ~100k threads; beyond that a p_filesz is damaged
 MAX_PHDRS = 1 << 20
 MAX_FILE_ENTRIES = 1 << 20
 
@@ -147,6 +148,8 @@ def parse_phdrs(src: FileSource, hdr: ElfHeader) -> list[ProgramHeader]:
 def parse_notes(src: FileSource, ph: ProgramHeader, endian: str) -> list[Note]:
     """The notes of one PT_NOTE segment; every size checked against the segment."""
     name = os.path.basename(src.path)
+    if ph.filesz > MAX_NOTE_BYTES:
+        raise FormatError(f"{name}: corrupt core: a note segment of {ph.filesz:#x} bytes")
     data = src.read_at(ph.offset, ph.filesz)
     notes: list[Note] = []
     pos = 0
@@ -295,18 +298,11 @@ class ElfCore(Dump):
                 continue
             if lo > cur:
                 segs.append(Segment(cur, lo - cur, ZEROS))
-            segs.append(Segment(lo, hi - lo, self._mapped_source(fm), lo, name=fm.path))
+            segs.append(Segment(lo, hi - lo, MappedFile(fm, self._open_mapped), lo, name=fm.path))
             cur = hi
         if cur < end:
             segs.append(Segment(cur, end - cur, ZEROS))
         return segs
-
-    def _mapped_source(self, fm: FileMapping) -> ByteSource:
-        return MappedFile(fm, self._open_mapped)
-
-    def left_out(self, ph: ProgramHeader) -> bool:
-        """True when the core holds only part of the segment's bytes."""
-        return ph.filesz < ph.memsz
 
     def close(self) -> None:
         for src in self._opened.values():
