@@ -41,9 +41,9 @@ def _load_blob(data: bytes | bytearray | memoryview | _Readable, offset: int,
         hdr = f.parse_header(head)
         if size is not None:
             f.check_sections(hdr, size)
-        blob = data.read_at(offset, hdr.total)
-        f.check_sections(hdr, len(blob))
-        return hdr, blob
+        raw = data.read_at(offset, hdr.total)
+        f.check_sections(hdr, len(raw))
+        return hdr, raw
     except FormatError:
         raise
     except PmdbError as err:
@@ -58,7 +58,7 @@ class BtfTypes:
         hdr, blob = _load_blob(data, offset, size)
         self.header = hdr
         self.base = base
-        self.ptr_size = base.ptr_size if base is not None else ptr_size
+        self.ptr_size: int = base.ptr_size if base is not None else ptr_size
         start = hdr.hdr_len
         self._words = f.words(blob[start + hdr.type_off:start + hdr.type_off + hdr.type_len], hdr.big_endian)
         self._strs = bytes(blob[start + hdr.str_off:start + hdr.str_off + hdr.str_len])
@@ -207,8 +207,10 @@ class BtfTypes:
 
     def _string_offsets(self, name: str) -> list[int]:
         """Global offsets of the string ``name`` here and in the bases."""
-        needle = b"\0" + name.encode() + b"\0"
-        out = []
+        raw = name.encode()
+        needle = b"\0" + raw + b"\0"
+        # split BTF has no leading NUL: its first string sits at offset 0
+        out = [self.start_str] if self._strs.startswith(raw + b"\0") else []
         i = self._strs.find(needle)
         while i >= 0:
             out.append(self.start_str + i + 1)
@@ -288,14 +290,22 @@ class BtfTypes:
         return Type(kind, name, 0, _members=[])
 
     def _func(self, tid: int, name: str) -> Type:
-        p, k, _, _, _, sz = self._record(tid)
-        proto = tid
-        if k == f.FUNC:
-            proto = sz
-            if self.kind_of(proto) != f.FUNC_PROTO:
-                raise FormatError(f"BTF func {name!r} (id {tid}) does not point at a prototype")
-        t = Type("func", name if k == f.FUNC else "", 0)
-        t.loader = self._proto_loader(tid, proto)
+        """Parameters are plain fields of the model, so they are built now; the
+        return type waits for the loader."""
+        _, k, _, _, _, sz = self._record(tid)
+        proto = sz if k == f.FUNC else tid
+        if self.kind_of(proto) != f.FUNC_PROTO:
+            raise FormatError(f"BTF func {name!r} (id {tid}) does not point at a prototype")
+        self._check_chain(tid)
+        src = self._owner(proto)
+        p, _, vlen, _, _, ret = src._record(proto)
+        params = [src._words[p + 3 + 2 * j + 1] for j in range(vlen)]
+        variadic = bool(params) and params[-1] == 0   # a trailing void parameter means "..."
+        if variadic:
+            params.pop()
+        t = Type("func", name if k == f.FUNC else "", 0, variadic=variadic,
+                 params=[self.type_by_id(a) for a in params])
+        t.loader = self._target_loader(tid, ret)
         return t
 
     def _checked(self, tid: int, build: Callable[[], Type]) -> Type:
@@ -355,20 +365,6 @@ class BtfTypes:
             t.enumerators = out
         return load
 
-    def _proto_loader(self, tid: int, proto: int) -> Callable[[Type], None]:
-        def load(t: Type) -> None:
-            self._check_chain(tid)
-            src = self._owner(proto)
-            p, _, vlen, _, _, ret = src._record(proto)
-            w = src._words
-            params = [w[p + 3 + 2 * j + 1] for j in range(vlen)]
-            if params and params[-1] == 0:
-                params.pop()       # a trailing void parameter means "..."
-                t.variadic = True
-            t.target = self.type_by_id(ret)
-            t.params = [self.type_by_id(a) for a in params]
-        return load
-
     # -- sizes and sanity --------------------------------------------------------------
 
     def raw_size(self, tid: int) -> int:
@@ -390,7 +386,7 @@ class BtfTypes:
                 tid = sz
             else:
                 return 0
-        raise FormatError(f"BTF type chain through id {tid} is cyclic or deeper than {_MAX_CHAIN}")
+        raise FormatError(f"BTF type id {tid} refers to itself through a chain of types")
 
     def _check_chain(self, tid: int) -> None:
         """Refuse a cycle of pointers/typedefs/qualifiers/prototypes, which C cannot
