@@ -22,6 +22,8 @@ HEADER_SIZE = 4096
 RECORD = struct.Struct(">qq")
 END_FLAG = -1
 MAX_RECORDS = 1 << 26    # a 64-byte record per page of a 256 GiB machine; more means a loop
+MAX_RECORD = 1 << 32     # writers flush buffers of a few MiB at a time
+MAX_OFFSET = 1 << 56     # a rebuilt file of 64 PiB is no dump
 
 
 def is_flattened(head: bytes) -> bool:
@@ -69,18 +71,19 @@ class FlattenedSource:
             offset, size = RECORD.unpack(self.file.read_at(pos, RECORD.size))
             if offset == END_FLAG:
                 break
-            if offset < 0 or size < 0 or pos + RECORD.size + size > fsize:
-                if size > 0 and pos + RECORD.size + size > fsize and offset >= 0:
-                    raise FormatError(f"{self._name()}: corrupt or truncated flattened record at file "
-                                      f"offset {pos:#x}: it claims {size:#x} bytes but only "
-                                      f"{fsize - pos - RECORD.size:#x} remain")
+            if offset < 0 or size < 0 or size > MAX_RECORD or offset > MAX_OFFSET:
                 raise FormatError(f"{self._name()}: corrupt flattened record at file offset {pos:#x} "
-                                  f"(offset {offset}, size {size})")
+                                  f"(target offset {offset:#x}, size {size:#x})")
+            if pos + RECORD.size + size > fsize:
+                size = fsize - pos - RECORD.size   # cut off by a full disk: keep what was written
+                self.truncated = True
             if size:
                 recs.append((offset, offset + size, pos + RECORD.size))
             if len(recs) > MAX_RECORDS:
                 raise FormatError(f"{self._name()}: corrupt flattened file: more than {MAX_RECORDS} records")
             pos += RECORD.size + size
+            if self.truncated:
+                break
         return _resolve(recs)
 
     def read_at(self, offset: int, n: int) -> bytes:

@@ -334,6 +334,9 @@ class KdumpFile(Dump):
         if reason:
             raise FaultError(addr, self.page_size, reason)
         desc = self.descriptor(pfn)
+        if desc.offset == 0 and desc.size == 0:
+            raise FaultError(addr, self.page_size, f"page never written: empty page descriptor"
+                                                   f"{self._incomplete_hint()}")
         if desc.offset < 0 or desc.offset + desc.size > self.src.size:
             raise FaultError(addr, self.page_size, f"page data at file offset {desc.offset:#x} "
                                                    f"({desc.size} bytes) lies past the end of the file"
@@ -347,6 +350,8 @@ class KdumpFile(Dump):
     def _incomplete_hint(self) -> str:
         if self.header.status & DUMP_DH_COMPRESSED_INCOMPLETE:
             return " (the header says the dump is incomplete)"
+        if getattr(self.src, "truncated", False):
+            return " (the flattened file is truncated)"
         return " (truncated dump?)"
 
     def ranges(self) -> list[tuple[int, int]]:
