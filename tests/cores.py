@@ -6,9 +6,9 @@ the kernel (RLIMIT_CORE raised, core_pattern a plain name written in the cwd)
 and from gdb's ``gcore`` at the SIGSEGV. Oracle helpers run gdb on a core and
 parse what it says: threads, registers, frames, ``x``, ``print``, ``disassemble``.
 
-Use from a test module (tests/ is on sys.path under pytest)::
+Use from a test module::
 
-    from cores import built_cores, gdb_threads   # built_cores is a session fixture
+    from tests.cores import built_cores, gdb_threads   # built_cores is a session fixture
 """
 
 from __future__ import annotations
@@ -49,7 +49,9 @@ class BuiltCore:
 class GdbFrame:
     pc: int
     name: str | None   # function name as gdb knows it (debug info, else ELF symbols)
-    kind: str          # normal, inline, sigtramp, ...
+    kind: str          # normal, inline, tailcall, sigtramp, ...
+    cfa: int | None = None    # "frame at" of ``info frame``: the canonical frame address
+    start: int | None = None  # entry address of the function (when gdb has debug info for it)
 
 
 @dataclass
@@ -186,7 +188,7 @@ def gdb_batch(exe: Path | str | None, core: Path | str, commands: Sequence[str],
 
 
 _ORACLE_PY = r'''
-import gdb, json
+import gdb, json, re
 gdb.execute("set backtrace past-main on")
 gdb.execute("set backtrace past-entry on")
 kinds = {gdb.NORMAL_FRAME: "normal", gdb.INLINE_FRAME: "inline", gdb.SIGTRAMP_FRAME: "sigtramp",
@@ -204,8 +206,19 @@ for inf in gdb.inferiors():
                 pass
         frames = []
         while frame is not None and len(frames) < 200:
+            frame.select()
+            info = gdb.execute("info frame", to_string=True)
+            m = re.search(r"frame at (0x[0-9a-f]+)", info)
+            func = frame.function()
+            start = None
+            if func is not None:
+                try:
+                    start = int(func.value().address)
+                except (gdb.error, TypeError, ValueError):
+                    start = None
             frames.append({"pc": frame.pc(), "name": frame.name(),
-                           "kind": kinds.get(frame.type(), "other")})
+                           "kind": kinds.get(frame.type(), "other"),
+                           "cfa": int(m.group(1), 16) if m else None, "start": start})
             try:
                 frame = frame.older()
             except gdb.error:
@@ -239,9 +252,10 @@ _BT_LINE = re.compile(r"^#(\d+)\s+(?:(0x[0-9a-f]+) in )?(\S+) \(")
 def gdb_bt(exe: Path | str | None, core: Path | str, *, past_main: bool = False) -> list[tuple[int | None, str]]:
     """The current thread's ``bt`` as (pc or None, function name) per printed frame."""
     cmds = ["set backtrace past-main on"] if past_main else []
-    text = gdb_batch(exe, core, [*cmds, "bt"])
+    # gdb shows frame 0 when it loads the core; only what follows the marker is the bt
+    text = gdb_batch(exe, core, [*cmds, "echo PMDB-BT\\n", "bt"])
     rows = []
-    for line in text.splitlines():
+    for line in text.split("PMDB-BT\n", 1)[-1].splitlines():
         m = _BT_LINE.match(line)
         if m:
             rows.append((int(m.group(2), 16) if m.group(2) else None, m.group(3)))

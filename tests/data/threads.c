@@ -86,12 +86,15 @@ __attribute__((noinline)) int level_a(int kind)
     return level_b(kind) - 3;
 }
 
-static void *worker(void *arg)
+__attribute__((noinline)) static void *worker(void *arg)
 {
     int kind = (int)(long)arg;
+    long r;
 
     g_tids[kind] = (int)syscall(SYS_gettid);
-    return (void *)(long)level_a(kind);
+    r = level_a(kind);
+    __asm__ volatile("" ::: "memory");   /* keeps level_a from being a tail call */
+    return (void *)r;
 }
 
 /* 1 when the thread's /proc state is S (sleeping in the kernel). */
