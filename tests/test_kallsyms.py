@@ -1,0 +1,181 @@
+"""kallsyms and module symbols decoded from the dump, against System.map and crash."""
+
+from __future__ import annotations
+
+import re
+import struct
+import time
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from pmdb.errors import CorruptionError, FormatError
+from pmdb.memory.space import Segment, SegmentedSpace
+from pmdb.symbols.kallsyms import KallsymsTables, decode_addresses, decode_names, read_kallsyms
+from pmdb.symbols.kmodules import RegistryOffsets, module_addresses, read_modules
+from pmdb.symbols.table import SymbolTable
+from pmdb.types.registry import TypeRegistry
+from tests.conftest import need_fixture
+from tests.linux_vmcore import KASLR, Kernel, crash_section, elf_vmcore, open_kernel, system_map
+
+START_KERNEL_MAP = 0xFFFFFFFF80000000
+
+
+@pytest.fixture(scope="module")
+def kernel() -> Kernel:
+    return open_kernel(elf_vmcore(KASLR), KASLR / "vmcoreinfo.txt")
+
+
+def test_every_system_map_symbol_has_its_address(kernel: Kernel) -> None:
+    offset = kernel.info.kernel_offset
+    by_name: dict[str, set[int]] = {}
+    for s in kernel.symbols:
+        by_name.setdefault(s.name, set()).add(s.addr)
+    matched, missing = 0, []
+    for addr, letter, name in system_map():
+        if name not in by_name:
+            missing.append(letter)
+            continue
+        # KASLR shifts the image; per-CPU offsets are not relocated
+        want = addr + offset if addr >= START_KERNEL_MAP else addr
+        assert want in by_name[name], f"{name}: System.map {addr:#x}"
+        matched += 1
+    assert matched == len(kernel.symbols)  # every kallsyms symbol is in System.map
+    assert set(missing) <= {"A", "D"} and len(missing) < 20  # absolute symbols kallsyms leaves out
+
+
+def test_kinds_follow_the_type_letters(kernel: Kernel) -> None:
+    letters = {}
+    for addr, letter, name in system_map():
+        if addr >= START_KERNEL_MAP:
+            letters.setdefault(name, set()).add(letter)
+    want = {"t": ("func", "local"), "T": ("func", "global"), "d": ("object", "local"),
+            "D": ("object", "global"), "b": ("object", "local"), "B": ("object", "global"),
+            "r": ("object", "local"), "R": ("object", "global"), "W": ("func", "weak")}
+    checked = 0
+    for s in kernel.symbols:
+        seen = letters.get(s.name, set()) if s.addr >= START_KERNEL_MAP else set()
+        if len(seen) == 1 and (letter := next(iter(seen))) in want:
+            assert (s.kind, s.binding) == want[letter], s
+            checked += 1
+    assert checked > 80000
+
+
+def test_decoding_is_fast(kernel: Kernel) -> None:
+    tables = KallsymsTables.from_vmcoreinfo(kernel.info)
+    start = time.perf_counter()
+    read_kallsyms(kernel.space, tables)
+    assert time.perf_counter() - start < 1.0  # target 0.5 s; slack for loaded CI machines
+
+
+def test_sizes_come_from_the_next_symbol(kernel: Kernel) -> None:
+    ordered = sorted(system_map())
+    image = [(a + kernel.info.kernel_offset, n) for a, _, n in ordered if a >= START_KERNEL_MAP]
+    sizes = {}
+    for (a, n), (b, _) in zip(image, image[1:], strict=False):
+        if b > a:
+            sizes.setdefault(n, b - a)
+    by_name = {s.name: s for s in kernel.symbols}
+    for name in ("start_kernel", "panic", "do_syscall_64", "init_task", "page_offset_base"):
+        assert by_name[name].size == sizes[name], name
+
+
+@pytest.fixture(scope="module")
+def with_modules(kernel: Kernel) -> tuple[SymbolTable, list]:
+    """kallsyms plus every module's symbols, struct offsets from the dump's BTF."""
+    from pmdb.types.btf import BtfTypes
+    start, stop = kernel.by_name["__start_BTF"], kernel.by_name["__stop_BTF"]
+    registry = TypeRegistry()
+    registry.add_source(BtfTypes(kernel.space, offset=start, size=stop - start))
+    modules = read_modules(kernel.space, kernel.by_name["modules"], RegistryOffsets(registry))
+    table = SymbolTable()
+    table.add(kernel.symbols)
+    for m in modules:
+        table.add(m.symbols)
+    return table, modules
+
+
+def test_bt_frames_resolve_as_crash_does(with_modules: tuple[SymbolTable, list]) -> None:
+    table, _ = with_modules
+    frame = re.compile(r"#\d+ \[[0-9a-f]+\] (\S+) at ([0-9a-f]+)(?: \[(\w+)\])?")
+    seen = 0
+    for line in crash_section(KASLR, "foreach bt"):
+        m = frame.search(line)
+        if m:
+            sym, _ = table.resolve(int(m.group(2), 16))
+            assert (sym.name, sym.module) == (m.group(1), m.group(3)), line
+            seen += 1
+    assert seen > 300
+    sym_line = crash_section(KASLR, "sym ffffffffc023b188")[0]
+    sym, off = table.resolve(0xFFFFFFFFC023B188)
+    assert f"({'t' if sym.kind == 'func' else '?'}) {sym.name}+{off} [{sym.module}]" in sym_line
+
+
+def test_modules_match_crash_mod(with_modules: tuple[SymbolTable, list]) -> None:
+    _, modules = with_modules
+    rows = [line.split() for line in crash_section(KASLR, "mod")[1:]]
+    want = {r[1]: (int(r[0], 16), int(r[2], 16), int(r[3])) for r in rows}
+    assert {m.name: (m.address, m.base, m.size) for m in modules} == want
+
+
+def test_module_symbols_match_the_ko(with_modules: tuple[SymbolTable, list]) -> None:
+    _, modules = with_modules
+    crashdrv = next(m for m in modules if m.name == "crashdrv")
+    with open(need_fixture(KASLR / "crashdrv.ko"), "rb") as f:
+        elf = ELFFile(f)
+        # init code is freed after loading, and its symbols with it
+        ko = {(s.name, s["st_size"]) for s in elf.get_section_by_name(".symtab").iter_symbols()
+              if s["st_info"]["type"] == "STT_FUNC"
+              and not elf.get_section(s["st_shndx"]).name.startswith(".init")}
+    got = {(s.name, s.size) for s in crashdrv.symbols if s.kind == "func"}
+    assert got == ko
+    bump = next(s for s in crashdrv.symbols if s.name == "crashdrv_widget_bump")
+    assert bump.addr == 0xFFFFFFFFC023B188 - 5  # crash: `sym` says crashdrv_widget_bump+5
+
+
+# -- units -------------------------------------------------------------------------
+
+
+def test_decode_names_with_tokens_and_long_lengths() -> None:
+    tokens = [bytes([i]) for i in range(256)]
+    tokens[0x80] = b"Tsys_"
+    long_name = b"t" + b"x" * 200
+    blob = bytes([3, 0x80]) + b"ab" + bytes([0x80 | (201 & 0x7F), 201 >> 7]) + long_name
+    assert decode_names(blob, 2, tokens) == [b"Tsys_ab", long_name]
+    with pytest.raises(FormatError, match="end after 1 of 3"):
+        decode_names(blob[:-300] + blob[4:], 3, tokens)
+
+
+def test_decode_addresses_both_modes() -> None:
+    base = 0xFFFFFFFF81000000
+    plain = struct.pack("<3i", 0, 0x10, 0x7FFFFFF0)
+    assert decode_addresses(plain, 3, base) == [base, base + 0x10, base + 0x7FFFFFF0]
+    # absolute per-CPU: non-negative values are absolute, negative ones count down from base - 1
+    mixed = struct.pack("<2i", 0x1000, -1)
+    assert decode_addresses(mixed, 2, base) == [0x1000, base]
+
+
+def test_bad_symbol_count_is_a_format_error(kernel: Kernel) -> None:
+    tables = KallsymsTables.from_vmcoreinfo(kernel.info)
+    fake = SegmentedSpace([Segment(tables.num_syms, 8, _Const(b"\xff\xff\xff\xff\0\0\0\0"))])
+    with pytest.raises(FormatError, match="kallsyms_num_syms is 4294967295"):
+        read_kallsyms(fake, tables)
+
+
+def test_cyclic_module_list_is_corruption() -> None:
+    # head -> a -> b -> a: never returns to the head
+    words = {0x1000: 0x2000, 0x2000: 0x3000, 0x3000: 0x2000}
+    blob = bytearray(0x3000)
+    for addr, value in words.items():
+        struct.pack_into("<Q", blob, addr - 0x1000, value)
+    mem = SegmentedSpace([Segment(0x1000, len(blob), _Const(bytes(blob)))])
+    with pytest.raises(CorruptionError, match="loops"):
+        list(module_addresses(mem, 0x1000, 8))
+
+
+class _Const:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def read_at(self, offset: int, n: int) -> bytes:
+        return self.data[offset:offset + n]
