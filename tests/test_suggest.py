@@ -97,3 +97,95 @@ def test_every_prefix_of_real_lines_is_handled() -> None:
         for i in range(len(line) + 1):
             assert suggest(line, i).kind in ("dcmd", "walker", "symbol", "type", "member",
                                              "option", "file", "none")
+
+
+# -- the completer: suggest()'s kinds mapped to names from a real session -------------
+
+def _gdb_members(type_name: str) -> list[str]:
+    """Member names of a type of the demo program, as gdb's ptype shows them (the oracle)."""
+    import re
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from pmdb.demo import demo_path
+
+    if shutil.which("gdb") is None:
+        pytest.skip("gdb is not installed (the oracle)")
+    exe = Path(demo_path()).with_name("pmdb-demo")
+    out = subprocess.run(["gdb", "-nx", "-batch", "-ex", f"ptype {type_name}", str(exe)],
+                         capture_output=True, text=True, timeout=60).stdout
+    return sorted(re.findall(r"(\w+)(?:\[\d*\])?;$", out, re.M))
+
+
+@pytest.fixture(scope="module")
+def completer():  # type: ignore[no-untyped-def]
+    import io
+
+    from pmdb.config import Config
+    from pmdb.demo import demo_path
+    from pmdb.opener import open_target
+    from pmdb.repl.completer import SessionCompleter
+    from pmdb.session import Session
+
+    target = open_target(demo_path(), config=Config())
+    yield SessionCompleter(Session(target, stderr=io.StringIO()))
+    target.close()
+
+
+def _names(completer, line: str) -> list[str]:  # type: ignore[no-untyped-def]
+    from prompt_toolkit.completion import CompleteEvent
+    from prompt_toolkit.document import Document
+
+    doc = Document(line, len(line))
+    return [c.text for c in completer.get_completions(doc, CompleteEvent(completion_requested=True))]
+
+
+def test_completes_members_as_gdb_lists_them(completer) -> None:  # type: ignore[no-untyped-def]
+    assert sorted(_names(completer, "g_config::print struct config ")) == _gdb_members("struct config")
+    # through a pointer member, as ::print follows it
+    assert sorted(_names(completer, "::print struct config head->")) == _gdb_members("struct node")
+    assert _names(completer, "::print struct config ne") == [
+        m for m in _gdb_members("struct config") if m.startswith("ne")]
+
+
+def test_completes_types_dcmds_walkers_symbols(completer) -> None:  # type: ignore[no-untyped-def]
+    session = completer.session
+    assert "struct config" in _names(completer, "::print struct con")
+    assert _names(completer, "::walk ") == sorted(session.registry.walkers)
+    assert set(_names(completer, "::")) == {n for n in session.registry.dcmd_names()
+                                            if not n.startswith("$")}
+    syms = [n for n in session.target.symbols.names() if n.startswith("g_")]
+    assert _names(completer, "g_") == sorted(syms) and "g_config" in syms
+
+
+def test_a_completion_replaces_only_the_typed_prefix(completer) -> None:  # type: ignore[no-untyped-def]
+    from prompt_toolkit.completion import CompleteEvent
+    from prompt_toolkit.document import Document
+
+    line = "::print struct con"
+    (c,) = [c for c in completer.get_completions(Document(line), CompleteEvent()) if c.text == "struct config"]
+    assert line[:len(line) + c.start_position] + c.text == "::print struct config"
+
+
+def test_unknown_type_offers_no_members(completer) -> None:  # type: ignore[no-untyped-def]
+    assert _names(completer, "::print struct nosuch ") == []
+
+
+# -- highlighting ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("line", ["g_config::print struct config head | ::walk list ! grep x",
+                                  "$[main+0t16]/4X; ::status", "1+", "::dis $[", "\"unterminated",
+                                  "libc.so.6`malloc::dis -n 3 // comment"])
+def test_highlighting_keeps_every_character(line: str) -> None:
+    from pygments.token import Token
+
+    from pmdb.repl.highlight import MdbLexer
+
+    for i in range(len(line) + 1):
+        toks = list(MdbLexer().get_tokens_unprocessed(line[:i]))
+        assert "".join(text for _, _, text in toks) == line[:i]
+        assert [start for start, _, _ in toks] == sorted(start for start, _, _ in toks)
+    kinds = {text: kind for _, kind, text in MdbLexer().get_tokens_unprocessed(line)}
+    if "::print" in kinds:
+        assert kinds["::print"] in Token.Keyword
