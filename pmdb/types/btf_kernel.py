@@ -1,0 +1,78 @@
+"""Finding the kernel's BTF, and its modules' split BTF, in a dump's memory.
+
+vmlinux BTF is the image's ``.BTF`` section, between ``__start_BTF`` and
+``__stop_BTF``. A module's BTF is not reachable from ``struct module`` after
+the module's init (``do_init_module`` clears ``btf_data``), so it is found the
+way the kernel itself keeps it: the ``btf_modules`` list of ``struct
+btf_module``, each pointing at a ``struct btf`` whose ``data`` is the raw blob.
+Those structs' layouts come from the vmlinux BTF itself, not from constants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pmdb.errors import CorruptionError, FormatError
+from pmdb.memory.space import AddressSpace
+from pmdb.types.btf import BtfTypes
+from pmdb.types.model import Type
+
+_MAX_MODULES = 4096     # far above any real system; ends a walk through garbage
+_MAX_BTF = 64 << 20     # a module blob larger than this is a wild size field
+
+
+def vmlinux_btf(space: AddressSpace, lookup: Callable[[str], int | None]) -> BtfTypes:
+    """The kernel's own BTF, read lazily from ``space`` (a kernel virtual space)."""
+    start, stop = lookup("__start_BTF"), lookup("__stop_BTF")
+    if start is None or stop is None:
+        raise FormatError("no __start_BTF/__stop_BTF symbols: this kernel was built without BTF")
+    if not 0 < stop - start < 1 << 30:
+        raise FormatError(f"__start_BTF {start:#x} .. __stop_BTF {stop:#x} is not a plausible BTF section")
+    return BtfTypes(space, offset=start, size=stop - start, ptr_size=space.ptr_size)
+
+
+@dataclass(frozen=True)
+class ModuleBtf:
+    name: str
+    address: int          # the struct btf in the kernel
+    types: BtfTypes
+
+
+def _offset(t: Type, member: str) -> int:
+    found = t.find_member(member)
+    if found is None:
+        raise FormatError(f"{t} has no member {member!r} in this kernel's BTF")
+    return found[1] // 8
+
+
+def module_btfs(space: AddressSpace, vmlinux: BtfTypes,
+                lookup: Callable[[str], int | None]) -> list[ModuleBtf]:
+    """Every loaded module's split BTF, parsed over ``vmlinux``; [] when the
+    kernel keeps none (no CONFIG_DEBUG_INFO_BTF_MODULES, or no such module)."""
+    head = lookup("btf_modules")
+    entry_t, btf_t = vmlinux.find_type("btf_module", "struct"), vmlinux.find_type("btf", "struct")
+    if head is None or entry_t is None or btf_t is None:
+        return []
+    off_list, off_btf = _offset(entry_t, "list"), _offset(entry_t, "btf")
+    off_data, off_size, off_name = (_offset(btf_t, m) for m in ("data", "data_size", "name"))
+    name_len = next((m.type.sizeof() for m in btf_t.members if m.name == "name"), 0) or 56
+    out: list[ModuleBtf] = []
+    seen = {head}
+    node = space.ptr(head)
+    while node != head:
+        if node in seen or len(seen) > _MAX_MODULES:
+            raise CorruptionError(node, "the btf_modules list loops or never ends")
+        seen.add(node)
+        btf = space.ptr(node - off_list + off_btf)
+        name = space.read(btf + off_name, name_len).split(b"\0")[0].decode("utf-8", "replace")
+        data, size = space.ptr(btf + off_data), space.u32(btf + off_size)
+        if not 0 < size <= _MAX_BTF:
+            raise CorruptionError(btf, f"module {name!r} has a BTF of {size} bytes")
+        try:
+            types = BtfTypes(space, vmlinux, offset=data, size=size)
+        except FormatError as err:
+            raise FormatError(f"module {name!r}: {err}") from None
+        out.append(ModuleBtf(name, btf, types))
+        node = space.ptr(node)
+    return out
