@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import struct
 import time
+from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
@@ -16,17 +17,24 @@ from pmdb.symbols.kmodules import RegistryOffsets, module_addresses, read_module
 from pmdb.symbols.table import SymbolTable
 from pmdb.types.registry import TypeRegistry
 from tests.conftest import need_fixture
-from tests.linux_vmcore import KASLR, Kernel, crash_section, elf_vmcore, open_kernel, system_map
+from tests.linux_vmcore import KASLR, Kernel, crash_section, every_dump, kaslr_elf, open_kernel, system_map
 
 START_KERNEL_MAP = 0xFFFFFFFF80000000
 
 
 @pytest.fixture(scope="module")
 def kernel() -> Kernel:
-    return open_kernel(elf_vmcore(KASLR), KASLR / "vmcoreinfo.txt")
+    return open_kernel(kaslr_elf())
 
 
-def test_every_system_map_symbol_has_its_address(kernel: Kernel) -> None:
+@pytest.fixture(scope="module", params=every_dump(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def any_kernel(request: pytest.FixtureRequest) -> tuple[Kernel, Path]:
+    """Each dump file of both fixture folders, with the folder its oracles are in."""
+    return open_kernel(need_fixture(request.param)), request.param.parent
+
+
+def test_every_system_map_symbol_has_its_address(any_kernel: tuple[Kernel, Path]) -> None:
+    kernel, _ = any_kernel
     offset = kernel.info.kernel_offset
     by_name: dict[str, set[int]] = {}
     for s in kernel.symbols:
@@ -82,6 +90,10 @@ def test_sizes_come_from_the_next_symbol(kernel: Kernel) -> None:
 
 @pytest.fixture(scope="module")
 def with_modules(kernel: Kernel) -> tuple[SymbolTable, list]:
+    return _with_modules(kernel)
+
+
+def _with_modules(kernel: Kernel) -> tuple[SymbolTable, list]:
     """kallsyms plus every module's symbols, struct offsets from the dump's BTF."""
     from pmdb.types.btf import BtfTypes
     start, stop = kernel.by_name["__start_BTF"], kernel.by_name["__stop_BTF"]
@@ -111,9 +123,10 @@ def test_bt_frames_resolve_as_crash_does(with_modules: tuple[SymbolTable, list])
     assert f"({'t' if sym.kind == 'func' else '?'}) {sym.name}+{off} [{sym.module}]" in sym_line
 
 
-def test_modules_match_crash_mod(with_modules: tuple[SymbolTable, list]) -> None:
-    _, modules = with_modules
-    rows = [line.split() for line in crash_section(KASLR, "mod")[1:]]
+def test_modules_match_crash_mod(any_kernel: tuple[Kernel, Path]) -> None:
+    kernel, folder = any_kernel
+    _, modules = _with_modules(kernel)
+    rows = [line.split() for line in crash_section(folder, "mod")[1:]]
     want = {r[1]: (int(r[0], 16), int(r[2], 16), int(r[3])) for r in rows}
     assert {m.name: (m.address, m.base, m.size) for m in modules} == want
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from pmdb.dumps.detect import open_dump
 from pmdb.errors import FormatError, SymbolError
 from pmdb.os.linux.vmcoreinfo import VmcoreInfo
 from tests.conftest import need_fixture
-from tests.linux_vmcore import KASLR, NOKASLR, elf_vmcore, open_phys
+from tests.linux_vmcore import KASLR, NOKASLR, every_dump
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +74,8 @@ def test_bad_values_are_one_line_errors(text: str) -> None:
         VmcoreInfo.parse(text)
 
 
-def test_dump_note_is_the_fixture_text(kaslr: VmcoreInfo) -> None:
-    _, note = open_phys(elf_vmcore(KASLR))
-    assert note is not None
-    assert VmcoreInfo.parse(note).raw == kaslr.raw
+@pytest.mark.parametrize("path", every_dump(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_dump_text_is_the_fixture_text(path: Path) -> None:
+    text = need_fixture(path.parent / "vmcoreinfo.txt").read_text()
+    dump = open_dump(str(need_fixture(path)))
+    assert VmcoreInfo.parse(dump.vmcoreinfo).raw == VmcoreInfo.parse(text).raw

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import random
 import struct
+from pathlib import Path
 
 import pytest
 
 from pmdb.errors import FaultError
 from pmdb.memory.space import AddressSpace, Chunk
 from pmdb.memory.x86_64 import LEVELS_4, LEVELS_5, START_KERNEL_MAP, KernelSpace, canonical
-from tests.linux_vmcore import KASLR, Kernel, crash_section, elf_vmcore, open_kernel
+from tests.conftest import need_fixture
+from tests.linux_vmcore import README, Kernel, crash_sections, every_dump, kaslr_elf, open_kernel
 
 PRESENT_RW = 0x3
 PSE = 0x80
@@ -143,20 +145,27 @@ def test_canonical_and_cache() -> None:
 
 @pytest.fixture(scope="module")
 def kernel() -> Kernel:
-    return open_kernel(elf_vmcore(KASLR), KASLR / "vmcoreinfo.txt")
+    return open_kernel(kaslr_elf())
 
 
-def test_region_bases_match_readme(kernel: Kernel) -> None:
-    lay = kernel.layout
-    assert lay.page_offset_base == 0xFFFF8BE100000000
-    assert lay.vmalloc_base == 0xFFFFD303C0000000
-    assert lay.vmemmap_base == 0xFFFFF5C140000000
-    assert lay.kernel_offset == 0x9000000 and lay.phys_base == -0x4E00000
-    # README: the image sits at physical 0x5200000
-    assert kernel.space.vtop(kernel.info.symbol("_stext"))[0] == 0x5200000
+@pytest.fixture(scope="module", params=every_dump(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def any_kernel(request: pytest.FixtureRequest) -> tuple[Kernel, Path]:
+    """Each dump file of both fixture folders, with the folder its README and oracles are in."""
+    return open_kernel(need_fixture(request.param)), request.param.parent
 
 
-def test_init_uts_ns(kernel: Kernel) -> None:
+def test_region_bases_match_readme(any_kernel: tuple[Kernel, Path]) -> None:
+    kernel, folder = any_kernel
+    lay, facts = kernel.layout, README[folder]
+    for name in ("page_offset_base", "vmalloc_base", "vmemmap_base", "kernel_offset", "phys_base"):
+        assert getattr(lay, name) == facts[name], name
+    # README: the image sits at _stext - __START_KERNEL_map + phys_base (0x5200000 with KASLR)
+    stext = kernel.info.symbol("_stext")
+    assert kernel.space.vtop(stext)[0] == stext - START_KERNEL_MAP + facts["phys_base"]
+
+
+def test_init_uts_ns(any_kernel: tuple[Kernel, Path]) -> None:
+    kernel, _ = any_kernel
     uts = kernel.info.symbol("init_uts_ns") + kernel.info.offset("uts_namespace", "name")
     assert kernel.space.cstring(uts) == b"Linux"
     assert kernel.space.cstring(uts + 2 * 65) == b"6.1.0-56-amd64"  # release is the 3rd field
@@ -213,37 +222,43 @@ def _crash_rd(lines: list[str]) -> dict[int, int]:
     return words
 
 
-@pytest.mark.parametrize("command", ["rd -64 ffffd303c0403ea8 8", "rd -64 crashdrv_head 5"])
-def test_vmalloc_and_module_reads_match_crash(kernel: Kernel, command: str) -> None:
-    expected = _crash_rd(crash_section(KASLR, command))
-    for addr, word in expected.items():
-        assert kernel.space.u64(addr) == word, hex(addr)
-    # neither address is in a fast-path region: both were walked
-    first = min(expected)
-    assert kernel.space.image_phys(first) is None and kernel.space.direct_phys(first) is None
+def test_vmalloc_and_module_reads_match_crash(any_kernel: tuple[Kernel, Path]) -> None:
+    kernel, folder = any_kernel
+    sections = crash_sections(folder, "rd -64 ")
+    assert len(sections) == 2  # the panic stack (vmalloc) and crashdrv_head (module data)
+    for lines in sections:
+        expected = _crash_rd(lines)
+        for addr, word in expected.items():
+            assert kernel.space.u64(addr) == word, hex(addr)
+        # neither address is in a fast-path region: both were walked
+        first = min(expected)
+        assert kernel.space.image_phys(first) is None and kernel.space.direct_phys(first) is None
 
 
-def test_module_text_is_walked(kernel: Kernel) -> None:
-    # README: crashdrv at 0xffffffffc023b000; crash's `sym` put crashdrv_widget_bump+5 at ...188
-    phys, entries = kernel.space.vtop(0xFFFFFFFFC023B188)
+def test_module_text_is_walked(any_kernel: tuple[Kernel, Path]) -> None:
+    kernel, folder = any_kernel
+    # crash's `sym` put crashdrv_widget_bump+5 at 0x188 into crashdrv's text (README: its base)
+    addr = README[folder]["crashdrv"] + 0x188
+    phys, entries = kernel.space.vtop(addr)
     assert [e.level for e in entries] == ["PGD", "PUD", "PMD", "PTE"]
-    assert kernel.space.read(0xFFFFFFFFC023B183, 8) == kernel.phys.read(phys - 5, 8)
+    assert kernel.space.read(addr - 5, 8) == kernel.phys.read(phys - 5, 8)
+    assert kernel.layout.region(addr) == "module space"
 
 
-def test_per_cpu_offsets(kernel: Kernel) -> None:
+def test_per_cpu_offsets(any_kernel: tuple[Kernel, Path]) -> None:
+    kernel, folder = any_kernel
     lay, syms = kernel.layout, kernel.by_name
     assert lay.nr_cpu_ids == 2  # README: 2 vCPUs
     offsets = lay.per_cpu_offsets()
     assert len(set(offsets)) == 2
     for cpu, off in enumerate(offsets):
         assert kernel.space.u32(off + syms["cpu_number"]) == cpu
-    # README: the panic task 0xffff8be102a71840 ran on CPU 1
-    assert kernel.space.u64(offsets[1] + syms["current_task"]) == 0xFFFF8BE102A71840
+    # README: the panic task ran on CPU 1
+    assert kernel.space.u64(offsets[1] + syms["current_task"]) == README[folder]["panic_task"]
 
 
 def test_unmapped_kernel_address_faults_with_level(kernel: Kernel) -> None:
     hole = kernel.layout.vmalloc_base - (1 << 36)
     with pytest.raises(FaultError, match=rf"no (PGD|PUD|PMD|PTE) entry for {hole:#x}"):
         kernel.space.read(hole, 8)
-    assert kernel.layout.region(0xFFFFFFFFC023B188) == "module space"
     assert kernel.layout.region(kernel.layout.page_offset_base + 5) == "direct map"
