@@ -163,3 +163,23 @@ def test_s_file_supplies_a_missing_executable(tmp_path: Path) -> None:
 def test_demo_banner_only_at_a_terminal() -> None:
     r = pmdb("--demo", "-e", "::threads")
     assert "Try:" not in r.stdout + r.stderr
+
+
+# -- the demo dump ---------------------------------------------------------------------
+
+def test_demo_files_are_small() -> None:
+    assert DEMO_CORE.stat().st_size + DEMO_EXE.stat().st_size < 1024 * 1024
+
+
+def test_make_demo_rebuilds_a_core_gdb_reads(tmp_path: Path) -> None:
+    if shutil.which("gcc") is None or shutil.which("gdb") is None:
+        pytest.skip("gcc and gdb are needed to rebuild the demo")
+    script = Path(__file__).parent / "data" / "demo" / "make-demo.sh"
+    subprocess.run(["sh", str(script), str(tmp_path)], check=True, capture_output=True, timeout=300)
+    core, exe = tmp_path / "pmdb-demo.core", tmp_path / "pmdb-demo"
+    assert len(gdb_thread_ids(exe, core)) == 4
+    out = subprocess.run(["gdb", "-nx", "-batch", "-ex", "bt 1", str(exe), str(core)],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert "SIGSEGV" in out and "name_length" in out
+    r = pmdb(str(core), "-e", "::threads")
+    assert r.returncode == 0 and "name_length" in r.stdout, r.stderr

@@ -1,0 +1,1 @@
+"""The interactive prompt: loop (app), completion (suggest, completer), colours, keys."""
