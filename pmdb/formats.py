@@ -1,0 +1,429 @@
+"""mdb's format verbs: ``addr/fmt`` reads memory, ``value=fmt`` formats a value.
+
+A format is a list of (count, character) pairs (``4X2K`` -> [(4,'X'), (2,'K')];
+counts are decimal, as in mdb). Each character has the size and printf-like
+layout mdb gives it (left-justified columns of 8 or 16), so output lines up
+like mdb's: a ``sym:`` line when the address is a symbol, then a
+``sym+off:`` label padded to column 16, then the values, wrapping at 80
+columns. Reads go through the target's AddressSpace, so byte order is the
+target's (big-endian on SPARC). When the stage pipes on, the values read are
+handed to the next stage instead of printed (``g_table/K | ::print ...``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from pmdb.errors import CommandError
+
+if TYPE_CHECKING:
+    from pmdb.commands.context import Context
+    from pmdb.memory.space import AddressSpace
+    from pmdb.target import Target
+
+LINE_WIDTH = 80
+LABEL_COLUMN = 16
+MASK64 = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class IntFormat:
+    """A format character that prints one integer per item."""
+
+    size: int              # bytes; 0 means the pointer size
+    signed: bool
+    base: int
+    width: int
+    alt: bool = False      # C's '#': octal gets a leading 0
+    swap: bool = False     # print with the bytes reversed
+
+
+INT_FORMATS: dict[str, IntFormat] = {
+    "B": IntFormat(1, False, 16, 8),
+    "x": IntFormat(2, False, 16, 8),
+    "X": IntFormat(4, False, 16, 16),
+    "J": IntFormat(8, False, 16, 16),
+    "K": IntFormat(0, False, 16, 16),
+    "b": IntFormat(1, False, 8, 8, alt=True),
+    "o": IntFormat(2, False, 8, 8, alt=True),
+    "O": IntFormat(4, False, 8, 16, alt=True),
+    "G": IntFormat(8, False, 8, 16),
+    "q": IntFormat(2, True, 8, 8, alt=True),
+    "Q": IntFormat(4, True, 8, 16, alt=True),
+    "g": IntFormat(8, True, 8, 16),
+    "v": IntFormat(1, True, 10, 8),
+    "V": IntFormat(1, False, 10, 8),
+    "d": IntFormat(2, True, 10, 8),
+    "u": IntFormat(2, False, 10, 8),
+    "D": IntFormat(4, True, 10, 16),
+    "U": IntFormat(4, False, 10, 16),
+    "e": IntFormat(8, True, 10, 16),
+    "E": IntFormat(8, False, 10, 16),
+    "R": IntFormat(8, False, 2, 64),
+    "h": IntFormat(2, False, 16, 8, swap=True),
+    "H": IntFormat(4, False, 16, 16, swap=True),
+}
+
+# every character ::formats lists, with mdb's description
+DESCRIPTIONS: dict[str, str] = {
+    "+": "increment dot by the count",
+    "-": "decrement dot by the count",
+    "^": "decrement dot by the last increment times the count",
+    "a": "dot as symbol+offset",
+    "B": "hexadecimal, 1 byte",
+    "b": "octal, 1 byte",
+    "C": "character using C character notation (1 byte)",
+    "c": "character (1 byte)",
+    "D": "signed decimal, 4 bytes",
+    "d": "signed decimal, 2 bytes",
+    "E": "unsigned decimal, 8 bytes",
+    "e": "signed decimal, 8 bytes",
+    "F": "double, 8 bytes",
+    "f": "float, 4 bytes",
+    "G": "octal, 8 bytes",
+    "g": "signed octal, 8 bytes",
+    "H": "hexadecimal with bytes swapped, 4 bytes",
+    "h": "hexadecimal with bytes swapped, 2 bytes",
+    "I": "address and disassembled instruction",
+    "i": "disassembled instruction",
+    "J": "hexadecimal, 8 bytes",
+    "K": "hexadecimal uintptr_t (pointer size)",
+    "n": "newline",
+    "O": "octal, 4 bytes",
+    "o": "octal, 2 bytes",
+    "P": "pointer as symbol+offset (pointer size)",
+    "p": "pointer as symbol+offset (pointer size)",
+    "Q": "signed octal, 4 bytes",
+    "q": "signed octal, 2 bytes",
+    "R": "binary, 8 bytes",
+    "r": "whitespace (count spaces)",
+    "S": "string using C string notation",
+    "s": "raw string",
+    "t": "horizontal tab",
+    "U": "unsigned decimal, 4 bytes",
+    "u": "unsigned decimal, 2 bytes",
+    "V": "unsigned decimal, 1 byte",
+    "v": "signed decimal, 1 byte",
+    "X": "hexadecimal, 4 bytes",
+    "x": "hexadecimal, 2 bytes",
+    "Y": "decoded time32_t (UTC)",
+    "y": "decoded time64_t (UTC)",
+}
+
+
+def parse_format(fmt: str) -> list[tuple[int, str]]:
+    """``4X2K`` -> [(4, 'X'), (2, 'K')]; counts are decimal as in mdb."""
+    items: list[tuple[int, str]] = []
+    count = ""
+    for ch in fmt:
+        if ch.isascii() and ch.isdigit():
+            count += ch
+            continue
+        if ch not in DESCRIPTIONS:
+            raise CommandError(f"unknown format character '{ch}' in '{fmt}' (::formats lists them)")
+        items.append((int(count) if count else 1, ch))
+        count = ""
+    if count:
+        raise CommandError(f"format '{fmt}' ends with a count but no format character")
+    return items
+
+
+class _Lines:
+    """Column-tracking text: fields left-justified, wrapped at LINE_WIDTH."""
+
+    def __init__(self, indent: int) -> None:
+        self.indent = indent
+        self.lines: list[str] = []
+        self.cur = ""
+
+    def field(self, text: str, width: int = 0) -> None:
+        if len(self.cur) > self.indent and len(self.cur) + len(text) > LINE_WIDTH:
+            self.newline()
+        pad = max(width, len(text) + 1) if width else len(text)
+        self.cur += text.ljust(pad)
+
+    def tab(self, stop: int = LABEL_COLUMN) -> None:
+        """To the next tab stop, at least one space on."""
+        self.cur += " " * (stop - len(self.cur) % stop)
+
+    def newline(self) -> None:
+        self.lines.append(self.cur.rstrip())
+        self.cur = " " * self.indent
+
+    def text(self) -> str:
+        if self.cur.strip():
+            self.lines.append(self.cur.rstrip())
+        self.cur = ""
+        return "".join(line + "\n" for line in self.lines)
+
+
+class _Source:
+    """Where values come from: target memory (``/``) or the value itself (``=``)."""
+
+    def __init__(self, target: Target | None, value: int | None, byteorder: Literal["little", "big"]) -> None:
+        self.target = target
+        self.value = value
+        self.byteorder = byteorder
+
+    def raw(self, addr: int, n: int) -> bytes:
+        if self.value is not None:
+            # the value's low n bytes, laid out as the target would store them
+            return (self.value & ((1 << (8 * n)) - 1)).to_bytes(n, self.byteorder)
+        return self.memory().read(addr, n)
+
+    def integer(self, addr: int, size: int, signed: bool) -> int:
+        if self.value is not None:
+            v = self.value & ((1 << (8 * size)) - 1)
+            return v - (1 << (8 * size)) if signed and v >> (8 * size - 1) else v
+        return int.from_bytes(self.memory().read(addr, size), self.byteorder, signed=signed)
+
+    def cstring(self, addr: int) -> bytes:
+        if self.value is not None:
+            raise CommandError("'=' cannot format a string: use '/' to read memory")
+        return self.memory().cstring(addr)
+
+    def memory(self) -> AddressSpace:
+        if self.target is None:
+            raise CommandError("no target is open")
+        return self.target.memory
+
+
+@dataclass
+class _State:
+    ctx: Context
+    src: _Source
+    out: _Lines
+    ptr_size: int
+    addr: int
+    reading: bool                      # '/' and '?': items advance through memory
+    incr: int = 0
+
+
+def run_format(ctx: Context, op: str, fmt: str, addr: int) -> int:
+    """Run one format verb at addr; the address where a repeat continues."""
+    session = ctx.session
+    if not fmt:
+        fmt = getattr(session, "last_format", "X") or "X"
+    items = parse_format(fmt)
+    session.last_format = fmt
+    target = session.target
+    reading = op in "/?"
+    byteorder: Literal["little", "big"] = "big" if target is not None and target.memory.byteorder == "big" else "little"
+    ptr_size = target.arch.ptr_size if target is not None else 8
+    src = _Source(target, None if reading else addr, byteorder)
+    # a format that labels its own lines ('a') starts them at column 0, as in mdb
+    labels_itself = "a" in fmt
+    indent = LABEL_COLUMN if reading and not labels_itself else 0
+    state = _State(ctx, src, _Lines(indent), ptr_size, addr, reading)
+    if reading and not ctx.piped and not fmt.startswith(("ai", "ia")):
+        _label(state, target)
+    try:
+        for _ in range(max(ctx.count, 1) if ctx.count_given else 1):
+            for count, ch in items:
+                _one(state, count, ch)
+    finally:
+        text = state.out.text()
+        if text.strip() and not ctx.piped:
+            ctx.out.write(text)
+    return state.addr
+
+
+def _label(state: _State, target: Target | None) -> None:
+    """mdb's header: ``sym:`` alone when addr is exactly a symbol, then ``sym+off:`` to column 16."""
+    addr = state.addr
+    if target is not None:
+        hit = target.symbols.resolve(addr)
+        if hit is not None and hit[1] == 0:
+            state.out.lines.append(f"{target.symbols.describe(addr)}:")
+        name = target.symbols.describe(addr) if hit is not None else f"{addr:#x}"
+    else:
+        name = f"{addr:#x}"
+    state.out.cur = f"{name}:"
+    state.out.tab()
+
+
+def _one(state: _State, count: int, ch: str) -> None:
+    spec = INT_FORMATS.get(ch)
+    if spec is not None:
+        _integers(state, count, spec)
+        return
+    handler = _SPECIAL.get(ch)
+    if handler is None:
+        raise CommandError(f"format character '{ch}' is not supported here")
+    handler(state, count)
+
+
+def _integers(state: _State, count: int, spec: IntFormat) -> None:
+    size = spec.size or state.ptr_size
+    width = spec.width if spec.size or size == 8 else 16
+    for _ in range(count):
+        if spec.swap:
+            raw = state.src.raw(state.addr, size)
+            value = int.from_bytes(raw, "big" if state.src.byteorder == "little" else "little")
+        else:
+            value = state.src.integer(state.addr, size, spec.signed)
+        _emit(state, value & MASK64)
+        text = _render_int(value, spec)
+        # mdb widens a 16-digit hex value by one column so columns never touch
+        state.out.field(text, width + 1 if spec.base == 16 and len(text) >= width else width)
+        _advance(state, size)
+
+
+def _render_int(value: int, spec: IntFormat) -> str:
+    neg = value < 0
+    mag = -value if neg else value
+    if spec.base == 16:
+        digits = f"{mag:x}"
+    elif spec.base == 8:
+        digits = f"{mag:o}"
+        if spec.alt and mag:
+            digits = "0" + digits
+    elif spec.base == 2:
+        digits = f"{mag:b}"
+    else:
+        digits = str(mag)
+    return ("-" if neg else "") + digits
+
+
+def _emit(state: _State, value: int) -> None:
+    if state.ctx.piped:
+        state.ctx.emit(value)
+
+
+def _advance(state: _State, n: int) -> None:
+    if state.reading:
+        state.addr = (state.addr + n) & MASK64
+        state.incr += n
+
+
+# -- special characters ---------------------------------------------------------------
+
+def _pointer(state: _State, count: int) -> None:
+    target = state.src.target
+    for _ in range(count):
+        value = state.src.integer(state.addr, state.ptr_size, False)
+        _emit(state, value)
+        text = _symbolic(target, value)
+        state.out.field(text, 16)
+        _advance(state, state.ptr_size)
+
+
+def _symbolic(target: Target | None, value: int) -> str:
+    if target is None or target.symbols.resolve(value) is None:
+        return f"{value:#x}"
+    return target.symbols.describe(value)
+
+
+def _dot(state: _State, count: int) -> None:
+    label = _symbolic(state.src.target, state.addr if state.reading else state.src.value or 0)
+    for _ in range(count):
+        state.out.field(f"{label}:", 0)
+        state.out.tab()
+
+
+def _string(state: _State, count: int, escaped: bool) -> None:
+    parts = []
+    for _ in range(count):
+        raw = state.src.cstring(state.addr)
+        parts.append(c_escape(raw) if escaped else raw.decode("utf-8", "backslashreplace"))
+        _advance(state, len(raw) + 1)
+    state.out.field("\\0".join(parts), 0)
+
+
+def _chars(state: _State, count: int, escaped: bool) -> None:
+    for _ in range(count):
+        byte = state.src.integer(state.addr, 1, False)
+        _emit(state, byte)
+        state.out.field(c_escape(bytes([byte])) if escaped else chr(byte), 0)
+        _advance(state, 1)
+
+
+def _instructions(state: _State, count: int, with_addr: bool) -> None:
+    from pmdb.disasm import disassembler_for
+
+    if not state.reading or state.src.target is None:
+        raise CommandError("'i' and 'I' disassemble memory: use '/' with an open target")
+    dis = disassembler_for(state.src.target)
+    for _ in range(count):
+        insn = dis.decode(state.addr)
+        _emit(state, insn.address)
+        text = dis.text(insn)
+        state.out.field(f"{insn.address:x}: {text}" if with_addr else text, 0)
+        state.out.newline()
+        _advance(state, insn.size)
+
+
+def _floats(state: _State, count: int, size: int) -> None:
+    code = "f" if size == 4 else "d"
+    order = "<" if state.src.byteorder == "little" else ">"
+    for _ in range(count):
+        (value,) = struct.unpack(order + code, state.src.raw(state.addr, size))
+        state.out.field(f"{value:e}" if size == 4 else f"{value:g}", 16)
+        _advance(state, size)
+
+
+def _times(state: _State, count: int, size: int) -> None:
+    for _ in range(count):
+        value = state.src.integer(state.addr, size, True)
+        try:
+            when = datetime.datetime.fromtimestamp(value, datetime.UTC)
+            text = when.strftime("%Y %b %d %H:%M:%S")
+        except (OverflowError, OSError, ValueError):
+            text = f"{value:#x}"
+        state.out.field(text, 24)
+        _advance(state, size)
+
+
+def _move(state: _State, delta: int) -> None:
+    state.addr = (state.addr + delta) & MASK64
+    if not state.reading and state.src.value is not None:
+        state.src.value = state.addr
+
+
+def _newlines(state: _State, count: int) -> None:
+    for _ in range(count):
+        state.out.newline()
+
+
+_SPECIAL: dict[str, Callable[[_State, int], None]] = {
+    "p": _pointer,
+    "P": _pointer,
+    "a": _dot,
+    "s": lambda st, n: _string(st, n, False),
+    "S": lambda st, n: _string(st, n, True),
+    "c": lambda st, n: _chars(st, n, False),
+    "C": lambda st, n: _chars(st, n, True),
+    "i": lambda st, n: _instructions(st, n, False),
+    "I": lambda st, n: _instructions(st, n, True),
+    "f": lambda st, n: _floats(st, n, 4),
+    "F": lambda st, n: _floats(st, n, 8),
+    "Y": lambda st, n: _times(st, n, 4),
+    "y": lambda st, n: _times(st, n, 8),
+    "n": _newlines,
+    "r": lambda st, n: st.out.field(" " * n, 0),
+    "t": lambda st, n: st.out.tab(8 * n),
+    "+": lambda st, n: _move(st, n),
+    "-": lambda st, n: _move(st, -n),
+    "^": lambda st, n: _move(st, -st.incr * n),
+}
+
+_ESCAPES = {0x07: "\\a", 0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0B: "\\v", 0x0C: "\\f", 0x0D: "\\r",
+            0x22: '\\"', 0x27: "\\'", 0x5C: "\\\\", 0x00: "\\0"}
+
+
+def c_escape(data: bytes) -> str:
+    """C notation for bytes: printable ASCII as is, the usual escapes, else \\ooo."""
+    out = []
+    for b in data:
+        if b in _ESCAPES:
+            out.append(_ESCAPES[b])
+        elif 0x20 <= b < 0x7F:
+            out.append(chr(b))
+        else:
+            out.append(f"\\{b:03o}")
+    return "".join(out)
+
