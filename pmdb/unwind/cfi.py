@@ -139,6 +139,8 @@ class CfiTable:
 
     def __init__(self, elf: ELFFile, *, window_save: bool = False) -> None:
         self.window_save = window_save
+        self._rows: dict[int, Row | None] = {}   # threads stopped in the same places share rows
+        self._parser: DWARFExprParser | None = None
         try:
             self._sections = [s for s in (_Section(elf, ".eh_frame", ".eh_frame_hdr"),
                                           _Section(elf, ".debug_frame", None)) if s.present]
@@ -151,6 +153,14 @@ class CfiTable:
 
     def row(self, pc: int) -> Row | None:
         """The unwind row covering link-time pc, or None when no FDE covers it."""
+        if pc in self._rows:
+            return self._rows[pc]
+        row = self._find_row(pc)
+        if len(self._rows) < 65536:
+            self._rows[pc] = row
+        return row
+
+    def _find_row(self, pc: int) -> Row | None:
         try:
             for sec in self._sections:
                 fde = sec.fde_for(pc)
@@ -161,7 +171,9 @@ class CfiTable:
         return None
 
     def parser(self) -> DWARFExprParser:
-        return DWARFExprParser(self._sections[0].structs)
+        if self._parser is None:
+            self._parser = DWARFExprParser(self._sections[0].structs)
+        return self._parser
 
 
 # -- the CFA program ---------------------------------------------------------------
