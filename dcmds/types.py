@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from pmdb.commands import Context, dcmd
-from pmdb.errors import CommandError
-from pmdb.types.model import Type
+from pmdb.errors import CommandError, SymbolError
+from pmdb.types.model import Type, type_name
 from pmdb.types.printer import PrintOptions, format_object
 from pmdb.types.value import Object, follow_path, list_args, path_offset, take_type, walk_list
 
@@ -41,9 +41,12 @@ def _print_target(ctx: Context, args: list[str]) -> tuple[Object, list[tuple[str
         paths = ([(str(args[0]), rest)] if rest else []) + [(str(a), str(a)) for a in args[1:]]
         return Object(target.memory, vtype, sym.addr), paths
     if args and not (implicit is not None and _is_member_of(implicit, str(args[0]))):
-        if implicit is None or target.types.find(take_type(list(args))[0]) is not None:
+        if implicit is None or str(args[0]) in ("struct", "union", "enum") \
+                or target.types.find(take_type(list(args))[0]) is not None:
             spelling, rest = take_type(list(args))
             return Object(target.memory, lookup_type(ctx, spelling), addr), [(str(a), str(a)) for a in rest]
+        if str(args[0])[:1] not in ".[-":
+            raise SymbolError(f"'{args[0]}' is neither a type nor a member of {type_name(implicit)}")
     if implicit is None:
         raise CommandError(f"print: no type given and none known for {addr:#x} (addr::print type)")
     return Object(target.memory, implicit, addr), [(str(a), str(a)) for a in args]
@@ -71,9 +74,20 @@ def print_cmd(ctx: Context, *args: Any, addrs: bool = False, types: bool = False
         for _, o in picked:
             _hand_on(ctx, o, addrs)
         return
-    opts = PrintOptions(show_types=types, show_addrs=addrs, describe=ctx.target.describe)
+    opts = PrintOptions(show_types=types, show_addrs=addrs, describe=lambda v: pointer_text(ctx, v))
     for name, o in picked:
         ctx.out.line(format_object(o, opts, name=name))
+
+
+def pointer_text(ctx: Context, value: int) -> str:
+    """A pointer as ``sym+off`` only when a sized symbol contains it (or it is a symbol's
+    start): the nearest unsized symbol below (``_fini+0xb8c``) would mislead."""
+    hit = ctx.target.symbols.resolve(value)
+    if hit is not None:
+        sym, off = hit
+        if off == 0 or (sym.size and sym.contains(value)):
+            return ctx.target.describe(value)
+    return f"{value:#x}"
 
 
 def _hand_on(ctx: Context, obj: Object, addrs: bool) -> None:

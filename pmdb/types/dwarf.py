@@ -175,7 +175,11 @@ class DwarfTypes:
         if tag in _TAGGED:
             kind = _TAGGED[tag]
             loader = self._load_enum if kind == "enum" else self._load_members
-            return Type(kind, name, size, loader=lambda t: loader(t, die))
+            t = Type(kind, name, size, loader=lambda t: loader(t, die))
+            if kind == "enum" and "DW_AT_type" in die.attributes:
+                # values are read before enumerators are listed: know the sign now
+                t.signed = self._ref(die).strip().signed
+            return t
         if tag == "DW_TAG_array_type":
             return self._array(die)
         if tag == "DW_TAG_subroutine_type":
@@ -218,10 +222,7 @@ class DwarfTypes:
         return Member(_name(die), mtype, bit_off, bit_size)
 
     def _load_enum(self, t: Type, die: DIE) -> None:
-        signed = False
-        if "DW_AT_type" in die.attributes:
-            signed = self._ref(die).strip().signed
-        t.signed = signed
+        signed = t.signed
         values = []
         for child in die.iter_children():
             if child.tag == "DW_TAG_enumerator":
@@ -229,6 +230,8 @@ class DwarfTypes:
                 if signed and t.size and v >= 1 << (t.size * 8 - 1):
                     v -= 1 << (t.size * 8)
                 values.append((_name(child), v))
+        if "DW_AT_type" not in die.attributes and any(v < 0 for _, v in values):
+            t.signed = True   # DWARF before v3 names no underlying type
         t.enumerators = values
 
     def _array(self, die: DIE) -> Type:

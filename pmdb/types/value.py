@@ -118,6 +118,8 @@ class Object:
             return int(self.float_value())
         if t.kind not in ("int", "bool", "enum", "pointer"):
             raise CommandError(f"{type_name(self.type)} is not an integer")
+        if t.kind == "enum":
+            t.enumerators  # noqa: B018 - loading them settles the enum's signedness
         if self.bit_size:
             return self._bitfield(t.signed)
         return self.memory.read_int(self.address, t.size, signed=t.signed)
