@@ -24,6 +24,24 @@ _TAG_KINDS = {"struct": (f.STRUCT,), "union": (f.UNION,), "enum": (f.ENUM, f.ENU
 _PLAIN_KINDS = (f.INT, f.FLOAT, f.TYPEDEF)
 
 
+_INT_WORDS = {"signed", "unsigned", "short", "long", "int", "char"}
+
+
+def c_int_name(name: str) -> str:
+    """How gcc (and so BTF) spells an integer type: ``unsigned long`` is
+    ``long unsigned int``; other names come back unchanged."""
+    words = name.split()
+    if not words or not set(words) <= _INT_WORDS or words.count("long") > 2:
+        return name
+    unsigned, longs = "unsigned" in words, words.count("long")
+    if "char" in words:
+        return "unsigned char" if unsigned else "signed char" if "signed" in words else "char"
+    size = "short" if "short" in words else " ".join(["long"] * longs)
+    parts = [size] if size else []
+    parts += ["unsigned"] if unsigned else []
+    return " ".join(parts + ["int"])
+
+
 class _Readable(Protocol):
     def read_at(self, offset: int, n: int) -> bytes: ...
 
@@ -135,23 +153,24 @@ class BtfTypes:
         """The type id of a named type (see find_type), searching this BTF then its base."""
         if kind is None:
             kinds: tuple[int, ...] = _PLAIN_KINDS
+            name = c_int_name(name)
         elif kind in _TAG_KINDS:
             kinds = _TAG_KINDS[kind]
         else:
             return None
-        fwd = None
+        partial = None      # a forward declaration, or an enum without enumerators
         for tid in self._ids_named(name):
-            k = self.kind_of(tid)
-            if k in kinds:
+            _, k, vlen, kflag, _, _ = self._record(tid)
+            if k in kinds and (vlen or k not in (f.ENUM, f.ENUM64)):
                 return tid
-            if k == f.FWD and kind in ("struct", "union") and fwd is None:
-                if self._record(tid)[3] == (kind == "union"):
-                    fwd = tid
+            if partial is None and (k in kinds or (k == f.FWD and kflag == (kind == "union")
+                                                   and kind in ("struct", "union"))):
+                partial = tid
         if self.base is not None:
             hit = self.base.find_id(name, kind)
-            if hit is not None:
+            if hit is not None and (partial is None or self.base.kind_of(hit) != f.FWD):
                 return hit
-        return fwd
+        return partial
 
     def type_names(self) -> Iterable[str]:
         """Every type name, tagged ones spelled ``struct x`` (for completion)."""

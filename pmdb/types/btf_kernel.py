@@ -10,10 +10,12 @@ Those structs' layouts come from the vmlinux BTF itself, not from constants.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from pmdb.errors import CorruptionError, FormatError
+from pmdb.errors import CorruptionError, FormatError, PmdbError
 from pmdb.memory.space import AddressSpace
 from pmdb.types.btf import BtfTypes
 from pmdb.types.model import Type
@@ -22,14 +24,45 @@ _MAX_MODULES = 4096     # far above any real system; ends a walk through garbage
 _MAX_BTF = 64 << 20     # a module blob larger than this is a wild size field
 
 
-def vmlinux_btf(space: AddressSpace, lookup: Callable[[str], int | None]) -> BtfTypes:
-    """The kernel's own BTF, read lazily from ``space`` (a kernel virtual space)."""
+def vmlinux_btf(space: AddressSpace, lookup: Callable[[str], int | None],
+                cache: Path | None = None) -> BtfTypes:
+    """The kernel's own BTF, read from ``space`` (a kernel virtual space).
+
+    Reading it means decompressing ~1000 pages of a compressed dump (~0.1 s);
+    with ``cache`` (a file named after the kernel's BUILD-ID) a later open of
+    any dump of the same build reads the copy instead."""
     start, stop = lookup("__start_BTF"), lookup("__stop_BTF")
     if start is None or stop is None:
         raise FormatError("no __start_BTF/__stop_BTF symbols: this kernel was built without BTF")
-    if not 0 < stop - start < 1 << 30:
+    size = stop - start
+    if not 0 < size < 1 << 30:
         raise FormatError(f"__start_BTF {start:#x} .. __stop_BTF {stop:#x} is not a plausible BTF section")
-    return BtfTypes(space, offset=start, size=stop - start, ptr_size=space.ptr_size)
+    if cache is not None:
+        try:
+            if cache.stat().st_size == size:
+                return BtfTypes(cache.read_bytes(), ptr_size=space.ptr_size)
+        except (OSError, FormatError):
+            pass        # absent, unreadable or damaged: the dump is the truth
+    if cache is None:
+        return BtfTypes(space, offset=start, size=size, ptr_size=space.ptr_size)
+    try:
+        data = space.read(start, size)
+    except PmdbError as err:
+        raise FormatError(f"cannot read the BTF: {err}") from None
+    btf = BtfTypes(data, ptr_size=space.ptr_size)
+    _write_quietly(cache, data)
+    return btf
+
+
+def _write_quietly(path: Path, data: bytes) -> None:
+    """Best effort: a cache that cannot be written only costs time later."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 @dataclass(frozen=True)
