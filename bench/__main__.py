@@ -1,0 +1,93 @@
+"""``python -m bench``: pmdb against gdb on the same cores, and open time against core size."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.cores import BenchCore, built_cores, fixture_cores, sizes
+from bench.timing import gdb_available, gdb_once, pmdb_best, pmdb_open_best
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    """First column left-aligned, numbers right-aligned, each as wide as its widest cell."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+
+    return "\n".join([line(headers)] + [line(r) for r in rows])
+
+
+def stack_table(cores: list[BenchCore], runs: int, gdb_runs: int) -> str:
+    rows = []
+    use_gdb = gdb_available()
+    for c in cores:
+        p = pmdb_best(c.core, runs)
+        g = min(gdb_once(c.exe, c.core) for _ in range(gdb_runs)) if use_gdb and c.gdb else None
+        rows.append([c.label, _size(sizes(c.core)[0]), str(p.threads), str(p.frames),
+                     f"{p.open_s * 1000:.0f} ms", f"{p.total_s * 1000:.0f} ms",
+                     f"{g * 1000:.0f} ms" if g is not None else "n/a",
+                     f"{g / p.total_s:.1f}x" if g is not None else "-"])
+    return _table(["core", "size", "threads", "frames", "pmdb open", "pmdb open+$c",
+                   "gdb bt (all threads)", "gdb/pmdb"], rows)
+
+
+def open_table(small: BenchCore, big: BenchCore, runs: int) -> str:
+    rows, times = [], []
+    for c in (small, big):
+        t = pmdb_open_best(c.core, runs)
+        times.append(t)
+        apparent, disk = sizes(c.core)
+        rows.append([c.label, _size(apparent), _size(disk), f"{t * 1000:.1f} ms"])
+    table = _table(["core", "file size", "on disk", "pmdb open"], rows)
+    return f"{table}\nbig/small open time: {times[1] / times[0]:.2f} (size ratio {sizes(big.core)[0] / sizes(small.core)[0]:.0f})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    ap.add_argument("--runs", type=int, default=5, help="pmdb runs per core (best is shown)")
+    ap.add_argument("--gdb-runs", type=int, default=3, help="gdb runs per core (best is shown)")
+    ap.add_argument("--threads", type=int, default=64, help="threads in the built many-thread core")
+    ap.add_argument("--big-mb", type=int, default=1024, help="heap of the sparse big core, in MB")
+    args = ap.parse_args(argv)
+    started = time.perf_counter()
+    workdir = Path(tempfile.mkdtemp(prefix="pmdb-bench-", dir="/tmp"))
+    try:
+        cores = fixture_cores()
+        built, why = built_cores(workdir, threads=args.threads, big_mb=args.big_mb)
+        if why:
+            print(f"note: {why}")
+        cores += built
+        if not cores:
+            print("no cores to measure (../shared/fixtures absent and none could be built)")
+            return 1
+        print(f"Open a core and print every thread's stack: pmdb best of {args.runs} in-process, "
+              f"gdb best of {args.gdb_runs} (wall time of gdb -batch -ex 'thread apply all bt')\n")
+        print(stack_table(cores, args.runs, args.gdb_runs))
+        if built:
+            print("\nOpen time against core size (pmdb open_target, best of "
+                  f"{args.runs}): must stay flat\n")
+            print(open_table(cores[0], built[-1], args.runs))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"\n(total {time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
