@@ -13,9 +13,9 @@ from pathlib import Path
 from pmdb.dumps.detect import open_dump
 from pmdb.memory.space import AddressSpace
 from pmdb.memory.x86_64 import KernelSpace
-from pmdb.os.linux.kmem_layout import KernelLayout, attach_layout, kernel_space
+from pmdb.os.linux.kernel_memory import KernelMemory, load_kernel_memory
+from pmdb.os.linux.kmem_layout import KernelLayout
 from pmdb.os.linux.vmcoreinfo import VmcoreInfo
-from pmdb.symbols.kallsyms import KallsymsTables, read_kallsyms
 from pmdb.symbols.table import Symbol
 from tests.conftest import FIXTURES, need_fixture
 
@@ -35,6 +35,7 @@ README = {
 
 @dataclass
 class Kernel:
+    km: KernelMemory
     info: VmcoreInfo
     phys: AddressSpace
     space: KernelSpace
@@ -47,14 +48,12 @@ def open_kernel(path: str | Path) -> Kernel:
     """Everything built from the dump alone, by pmdb's own readers."""
     dump = open_dump(str(path))
     assert dump.kind == "vmcore", path
-    info = VmcoreInfo.parse(dump.vmcoreinfo)  # type: ignore[attr-defined]
-    space = kernel_space(dump.space(), info)
-    symbols = read_kallsyms(space, KallsymsTables.from_vmcoreinfo(info))
+    km = load_kernel_memory(dump.space(), dump.vmcoreinfo)  # type: ignore[attr-defined]
+    symbols = list(km.symbols)
     by_name: dict[str, int] = {}
     for s in symbols:
         by_name.setdefault(s.name, s.addr)
-    layout = attach_layout(space, info, by_name.get)
-    return Kernel(info, space.phys, space, symbols, by_name, layout)
+    return Kernel(km, km.info, km.space.phys, km.space, symbols, by_name, km.layout)
 
 
 def kaslr_elf() -> Path:

@@ -13,7 +13,7 @@ from elftools.elf.elffile import ELFFile
 from pmdb.errors import CorruptionError, FormatError
 from pmdb.memory.space import Segment, SegmentedSpace
 from pmdb.symbols.kallsyms import KallsymsTables, decode_addresses, decode_names, read_kallsyms
-from pmdb.symbols.kmodules import RegistryOffsets, module_addresses, read_modules
+from pmdb.symbols.kmodules import RegistryOffsets, module_addresses
 from pmdb.symbols.table import SymbolTable
 from pmdb.types.registry import TypeRegistry
 from tests.conftest import need_fixture
@@ -96,15 +96,12 @@ def with_modules(kernel: Kernel) -> tuple[SymbolTable, list]:
 def _with_modules(kernel: Kernel) -> tuple[SymbolTable, list]:
     """kallsyms plus every module's symbols, struct offsets from the dump's BTF."""
     from pmdb.types.btf import BtfTypes
-    start, stop = kernel.by_name["__start_BTF"], kernel.by_name["__stop_BTF"]
+    btf = kernel.km.btf_range()
+    assert btf is not None
     registry = TypeRegistry()
-    registry.add_source(BtfTypes(kernel.space, offset=start, size=stop - start))
-    modules = read_modules(kernel.space, kernel.by_name["modules"], RegistryOffsets(registry))
-    table = SymbolTable()
-    table.add(kernel.symbols)
-    for m in modules:
-        table.add(m.symbols)
-    return table, modules
+    registry.add_source(BtfTypes(kernel.space, offset=btf[0], size=btf[1]))
+    modules = kernel.km.load_modules(RegistryOffsets(registry))
+    return kernel.km.symbols, modules
 
 
 def test_bt_frames_resolve_as_crash_does(with_modules: tuple[SymbolTable, list]) -> None:

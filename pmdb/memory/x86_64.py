@@ -175,7 +175,10 @@ class KernelSpace(AddressSpace):
         chunks: list[Chunk] = []
         cur, left = addr & 0xFFFF_FFFF_FFFF_FFFF, n
         while left > 0:
-            phys, room = self.translate(cur)
+            try:
+                phys, room = self.translate(cur)
+            except FaultError as err:
+                raise FaultError(cur, left, err.reason) from None
             take = min(left, room)
             last = chunks[-1] if chunks else None
             if last is not None and last.offset + last.length == phys:
