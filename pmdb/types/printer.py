@@ -156,7 +156,8 @@ def _pointer(obj: Object, opts: PrintOptions) -> str:
     target = obj.type.strip().target
     if _is_char(target):
         try:
-            s = obj.memory.cstring(value, opts.string_limit)
+            # cstring's byte-by-byte fallback near a hole may keep the NUL: cut there
+            s = obj.memory.cstring(value, opts.string_limit).split(b"\0", 1)[0]
         except FaultError:
             return text
         if s and all(32 <= c < 127 for c in s):
