@@ -298,6 +298,8 @@ class BtfTypes:
         if k in (f.FUNC, f.FUNC_PROTO):
             return self._func(tid, name)
         if k == f.VAR:
+            if self.kind_of(sz) in (f.VAR, f.DATASEC, f.DECL_TAG):
+                raise FormatError(f"BTF variable {name!r} (id {tid}) has no type")
             return self.type_by_id(sz)
         raise FormatError(f"BTF type id {tid} is a {f.KIND_NAMES[k]}, not a type")
 
