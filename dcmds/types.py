@@ -43,8 +43,8 @@ def _print_target(ctx: Context, args: list[str]) -> tuple[Object, list[tuple[str
     if args and not (implicit is not None and _is_member_of(implicit, str(args[0]))):
         if implicit is None or str(args[0]) in ("struct", "union", "enum") \
                 or target.types.find(take_type(list(args))[0]) is not None:
-            spelling, rest = take_type(list(args))
-            return Object(target.memory, lookup_type(ctx, spelling), addr), [(str(a), str(a)) for a in rest]
+            spelling, tail = take_type(list(args))
+            return Object(target.memory, lookup_type(ctx, spelling), addr), [(str(a), str(a)) for a in tail]
         if str(args[0])[:1] not in ".[-":
             raise SymbolError(f"'{args[0]}' is neither a type nor a member of {type_name(implicit)}")
     if implicit is None:

@@ -31,7 +31,7 @@ def build_id_of_file(path: str) -> bytes | None:
             for seg in elf.iter_segments():
                 if seg["p_type"] != "PT_NOTE":
                     continue
-                for note in seg.iter_notes():
+                for note in seg.iter_notes():  # type: ignore[attr-defined]
                     if note["n_type"] == "NT_GNU_BUILD_ID" and note["n_name"] == "GNU":
                         return bytes.fromhex(note["n_desc"])
     except (OSError, ELFError, ValueError, struct.error, KeyError, AssertionError):

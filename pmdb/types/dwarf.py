@@ -161,7 +161,7 @@ class DwarfTypes:
         return hit
 
     def _make(self, die: DIE) -> Type:
-        tag, name = die.tag, _name(die)
+        tag, name = str(die.tag), _name(die)
         size = _int_attr(die, "DW_AT_byte_size", 0) or 0
         if tag == "DW_TAG_base_type":
             return _base_type(die, name, size)
