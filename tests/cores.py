@@ -28,6 +28,7 @@ import pytest
 
 DATA = Path(__file__).resolve().parent / "data"
 THREADS_C = DATA / "threads.c"
+SIGHANDLER_C = DATA / "sighandler.c"
 THREADS_N = 4          # threads the default build starts (besides main)
 GDB_TIMEOUT = 180
 
@@ -157,6 +158,17 @@ def build_cores(root: Path, *, variants: Sequence[tuple[str, str, str]] | None =
         core = make(exes[key], root / name, name=f"{name}.core")
         out[name] = BuiltCore(name, exes[key], core, arch, opt, how)
     return out
+
+
+def build_signal_core(root: Path, *, m32: bool = False) -> BuiltCore:
+    """tests/data/sighandler.c at -O2, crashed inside a SIGUSR1 handler; a kernel core
+    when possible, else a gcore."""
+    arch = "i386" if m32 else "x86_64"
+    exe = compile_threads(root / f"sighandler-{arch}", opt="-O2", m32=m32, source=SIGHANDLER_C)
+    how = "kernel" if kernel_cores_possible() else "gcore"
+    make = kernel_core if how == "kernel" else gcore_core
+    name = f"sighandler-{arch}-{how}"
+    return BuiltCore(name, exe, make(exe, root / name, name=f"{name}.core"), arch, "-O2", how, 1)
 
 
 @pytest.fixture(scope="session")

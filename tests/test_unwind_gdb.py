@@ -21,7 +21,15 @@ from pmdb.session import Session
 from pmdb.target import Target
 from pmdb.unwind.frame import Frame
 from tests.conftest import need_fixture
-from tests.cores import BuiltCore, GdbThread, built_cores, gdb_bt, gdb_threads  # noqa: F401 - fixture
+from tests.cores import (  # noqa: F401 - built_cores is a fixture
+    BuiltCore,
+    GdbThread,
+    build_signal_core,
+    built_cores,
+    gdb_bt,
+    gdb_threads,
+    need_tools,
+)
 
 VARIANTS = ["x86_64-O0-kernel", "x86_64-O2-kernel", "x86_64-O0-gcore", "x86_64-O2-gcore",
             "i386-O2-kernel", "i386-O0-gcore"]
@@ -89,6 +97,22 @@ def test_worker_threads_show_the_program_calls(built_cores: dict[str, BuiltCore]
         assert names[i:i + 5] == OUR_FUNCS
     crashed = [_name(target, f.pc) for f in target.stack(target.threads()[0])]
     assert crashed[:2] == ["crash_now", "main"]
+
+
+@pytest.mark.parametrize("m32", [False, True], ids=["x86_64", "i386"])
+def test_unwinding_through_a_signal_frame(tmp_path: Path, m32: bool) -> None:
+    """The trampoline's CFI ('S' augmentation, register expressions) leads to the exact pc
+    of the interrupted frame; gdb marks the same frame as its <signal handler called>."""
+    need_tools("gcc", "gdb")
+    core = build_signal_core(tmp_path, m32=m32)
+    oracle = gdb_threads(core.exe, core.core)
+    target = _open(core.core)
+    frames = target.stack(target.threads()[0])
+    _compare_thread(target, oracle[0], frames)
+    kinds = [f.kind for f in oracle[0].real_frames()]
+    assert frames[kinds.index("sigtramp")].note == "signal handler called"
+    names = [_name(target, f.pc) for f in frames]
+    assert names[:2] == ["crash_now", "handler"] and "spin" in names and "main" in names
 
 
 # -- the shared fixtures -------------------------------------------------------------

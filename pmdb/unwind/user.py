@@ -133,7 +133,9 @@ def unwind_user(regs: dict[str, int], *, arch: Arch, memory: AddressSpace, objec
             break
         seen.add((nxt.pc, nxt.sp))
         if method == "cfi" and exact:
-            nxt.note = "interrupted by a signal"  # its pc is exact, not a return address
+            # frame is the signal trampoline; its caller was interrupted, its pc is exact
+            frame.note = frame.note or "signal handler called"
+            nxt.note = "interrupted by a signal"
         frames.append(nxt)
         frame = nxt
     return frames
