@@ -66,8 +66,9 @@ def _kind_and_binding(letter: str) -> tuple[str, str]:
 _LETTERS = {chr(c): _kind_and_binding(chr(c)) for c in range(0x21, 0x7F)}
 
 
-def read_tokens(mem: AddressSpace, tables: KallsymsTables) -> list[bytes]:
-    """The 256 expansions, each found through kallsyms_token_index."""
+def read_tokens(mem: AddressSpace, tables: KallsymsTables) -> list[str]:
+    """The 256 expansions, each found through kallsyms_token_index (as text: joining str
+    pieces and never decoding whole names is the cheaper way to build 150k names)."""
     index = struct.unpack("<256H", mem.read(tables.token_index, 512))
     size = max(index) + 256  # the last token is short; its NUL ends it
     blob = mem.read(tables.token_table, size) if size <= 0x10000 else b""
@@ -78,14 +79,14 @@ def read_tokens(mem: AddressSpace, tables: KallsymsTables) -> list[bytes]:
         end = blob.find(b"\0", off)
         if end < 0:
             raise FormatError(f"kallsyms token at {tables.token_table + off:#x} is not terminated")
-        tokens.append(blob[off:end])
+        tokens.append(blob[off:end].decode("ascii", errors="replace"))
     return tokens
 
 
-def decode_names(blob: bytes, count: int, tokens: Sequence[bytes]) -> list[bytes]:
+def decode_names(blob: bytes, count: int, tokens: Sequence[str]) -> list[str]:
     """Expand ``count`` records; a length byte with bit 7 set takes a second byte (6.1+)."""
     tok = tokens.__getitem__
-    join = b"".join
+    join = "".join
     out = []
     pos = 0
     try:
@@ -152,8 +153,7 @@ def _no_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _symbols(names: list[bytes], addrs: list[int]) -> list[Symbol]:
-    text = b"\n".join(names).decode("ascii", errors="replace").split("\n")
+def _symbols(text: list[str], addrs: list[int]) -> list[Symbol]:
     order = sorted(range(len(addrs)), key=addrs.__getitem__)
     sizes = [0] * len(addrs)
     higher = last = None  # higher: the next address strictly above the current one
