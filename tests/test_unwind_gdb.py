@@ -15,11 +15,14 @@ from pathlib import Path
 import capstone
 import pytest
 
+from pmdb.arch import by_name
 from pmdb.config import Config
+from pmdb.memory.space import Segment, SegmentedSpace
 from pmdb.opener import open_target
 from pmdb.session import Session
 from pmdb.target import Target
 from pmdb.unwind.frame import Frame
+from pmdb.unwind.user import unwind_user
 from tests.conftest import need_fixture
 from tests.cores import (  # noqa: F401 - built_cores is a fixture
     BuiltCore,
@@ -180,3 +183,54 @@ def test_sparc64_backtrace_follows_the_calls(user_cores: Path, opt: str) -> None
         if dest is not None:   # a direct call lands on the callee's entry
             hit = target.symbols.resolve(callee.pc)
             assert hit is not None and hit[0].addr == dest
+
+
+# -- damaged stacks: the walk ends with a note, never an exception ----------------------
+
+class _NoObjects:
+    def object_at(self, addr: int) -> None:
+        return None
+
+
+class _Bytes:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def read_at(self, offset: int, n: int) -> bytes:
+        return self.data[offset:offset + n]
+
+
+def _stack_space(base: int, words: list[int]) -> SegmentedSpace:
+    data = b"".join(w.to_bytes(8, "little") for w in words)
+    return SegmentedSpace([Segment(base, len(data), _Bytes(data))])
+
+
+def test_damaged_registers_stop_with_a_note(user_cores: Path) -> None:
+    core = need_fixture(user_cores / "hashcrash-x86_64-O2.core")
+    target = _open(core)
+    regs = dict(target.threads()[0].registers)
+    kw = {"arch": target.arch, "memory": target.memory, "objects": target.os.objects}
+    frames = unwind_user({**regs, "rsp": 0x10}, **kw)
+    assert len(frames) == 1 and "unreadable" in frames[0].note
+    frames = unwind_user({**regs, "rip": 0}, **kw)
+    assert len(frames) == 1 and "pc is 0" in frames[0].note
+
+
+def test_frame_pointer_loop_and_limit() -> None:
+    arch = by_name("x86_64")
+    base = 0x7000
+    # a frame whose saved %rbp points at itself
+    space = _stack_space(base, [base, 0x1234])
+    frames = unwind_user({"rip": 0x1000, "rsp": base - 16, "rbp": base}, arch=arch, memory=space,
+                         objects=_NoObjects())
+    assert len(frames) == 1 and "goes down" in frames[0].note
+    # a long, well-formed chain cut by max_frames
+    words: list[int] = []
+    for i in range(20):
+        words += [base + 16 * (i + 1), 0x2000 + i]
+    space = _stack_space(base, words + [0, 0])
+    frames = unwind_user({"rip": 0x1000, "rsp": base - 16, "rbp": base}, arch=arch, memory=space,
+                         objects=_NoObjects(), max_frames=5)
+    assert [f.pc for f in frames] == [0x1000, 0x2000, 0x2001, 0x2002, 0x2003]
+    assert all(f.method == "fp" for f in frames[1:])
+    assert frames[-1].note == "stopped after 5 frames"
