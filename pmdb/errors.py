@@ -53,6 +53,7 @@ class ParseError(PmdbError):
         self.offset = offset
         super().__init__(message)
 
-    def caret(self) -> str:
-        """The line and a caret under the offending character, for display."""
-        return f"{self.text}\n{' ' * self.offset}^ {self.message}"
+    def caret(self, indent: int = 0) -> str:
+        """The line and a caret under the offending character, for display; ``indent`` is
+        the width of whatever precedes the line on screen (e.g. a ``pmdb: `` prefix)."""
+        return f"{self.text}\n{' ' * (indent + self.offset)}^ {self.message}"

@@ -33,6 +33,9 @@ from pmdb.output import Output
 from pmdb.target import Target
 
 
+REPORT_PREFIX = "pmdb: "
+
+
 class QuitRequest(Exception):
     """Raised by $q to end the session."""
 
@@ -99,7 +102,7 @@ class Session:
         try:
             line = parse(text)
         except ParseError as err:
-            self._report(err.caret())
+            self._report(err.caret(indent=len(REPORT_PREFIX)))
             return False
         ok = True
         for pipeline in line.pipelines:
@@ -153,7 +156,7 @@ class Session:
 
     def _report(self, message: str) -> None:
         self.failed = True
-        self.stderr.write(f"pmdb: {message}\n")
+        self.stderr.write(f"{REPORT_PREFIX}{message}\n")
         self.stderr.flush()
 
     # -- pipelines -------------------------------------------------------------------
