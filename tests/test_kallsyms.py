@@ -71,9 +71,9 @@ def test_kinds_follow_the_type_letters(kernel: Kernel) -> None:
 
 def test_decoding_is_fast(kernel: Kernel) -> None:
     tables = KallsymsTables.from_vmcoreinfo(kernel.info)
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: wall time says more about the machine's load
     read_kallsyms(kernel.space, tables)
-    assert time.perf_counter() - start < 1.0  # target 0.5 s; slack for loaded CI machines
+    assert time.process_time() - start < 1.0  # target 0.5 s; slack for slow CI machines
 
 
 def test_sizes_come_from_the_next_symbol(kernel: Kernel) -> None:

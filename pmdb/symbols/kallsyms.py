@@ -64,6 +64,9 @@ def _kind_and_binding(letter: str) -> tuple[str, str]:
 
 
 _LETTERS = {chr(c): _kind_and_binding(chr(c)) for c in range(0x21, 0x7F)}
+_OTHER = ("other", "global")
+# Symbols are built by filling __dict__ (see _symbols) unless the class ever gets slots
+_SLOTTED = not hasattr(Symbol("", 0), "__dict__")
 
 
 def read_tokens(mem: AddressSpace, tables: KallsymsTables) -> list[str]:
@@ -153,7 +156,8 @@ def _no_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _symbols(text: list[str], addrs: list[int]) -> list[Symbol]:
+def _sizes(addrs: list[int]) -> list[int]:
+    """Each symbol's distance to the next higher address (0 for the last, or across regions)."""
     order = sorted(range(len(addrs)), key=addrs.__getitem__)
     sizes = [0] * len(addrs)
     higher = last = None  # higher: the next address strictly above the current one
@@ -164,18 +168,34 @@ def _symbols(text: list[str], addrs: list[int]) -> list[Symbol]:
         last = a
         if higher is not None and higher - a <= _MAX_SIZE:
             sizes[i] = higher - a
+    return sizes
+
+
+def _symbols(text: list[str], addrs: list[int]) -> list[Symbol]:
+    sizes = _sizes(addrs)
+    if _SLOTTED:
+        return [Symbol(name[1:], addr, size, *_classify(name[:1], addr))
+                for name, addr, size in zip(text, addrs, sizes, strict=True)]
     out = []
     new = Symbol.__new__
     setattr_ = object.__setattr__
     letters = _LETTERS
     for name, addr, size in zip(text, addrs, sizes, strict=True):
         letter = name[:1]
-        kind, binding = letters.get(letter, ("other", "global"))
-        if kind == "other" and addr < _PERCPU_LIMIT and letter in "Aa":
-            kind = "object"  # an absolute per-CPU offset: a per-CPU variable
+        kind, binding = letters.get(letter, _OTHER)
+        if kind == "other":
+            kind, _, binding = _classify(letter, addr)
         sym = new(Symbol)
         # a frozen dataclass's __init__ costs ~1.5x this for 150k symbols
         setattr_(sym, "__dict__", {"name": name[1:], "addr": addr, "size": size, "kind": kind,
                                    "module": None, "binding": binding})
         out.append(sym)
     return out
+
+
+def _classify(letter: str, addr: int) -> tuple[str, None, str]:
+    """(kind, module, binding) for a type letter."""
+    kind, binding = _LETTERS.get(letter, _OTHER)
+    if kind == "other" and addr < _PERCPU_LIMIT and letter in ("A", "a"):
+        kind = "object"  # an absolute per-CPU offset: a per-CPU variable
+    return kind, None, binding
