@@ -244,11 +244,16 @@ def build_progs(root: Path) -> list[Prog]:
     return progs
 
 
+_BUILT: list[Prog] = []    # test_disasm.py uses the same cores: build them once per run
+
+
 @pytest.fixture(scope="session")
 def fmt_progs(tmp_path_factory: pytest.TempPathFactory) -> list[Prog]:
     if not (shutil.which("gcc") and shutil.which("gdb")):
         pytest.skip("needs gcc and gdb")
-    return build_progs(tmp_path_factory.mktemp("fmtprog"))
+    if not _BUILT:
+        _BUILT.extend(build_progs(tmp_path_factory.mktemp("fmtprog")))
+    return _BUILT
 
 
 @pytest.fixture(scope="session")
