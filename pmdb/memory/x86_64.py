@@ -127,7 +127,7 @@ class KernelSpace(AddressSpace):
             return phys, START_KERNEL_MAP + self.image_size - addr
         phys = self.direct_phys(addr)
         if phys is not None:
-            return phys, self.direct_base + self.direct_size - addr  # type: ignore[operator]
+            return phys, self.direct_size - phys
         for shift, cache in self._cache.items():
             frame = cache.get(addr >> shift)
             if frame is not None:
