@@ -313,8 +313,15 @@ def _pointer(state: _State, count: int) -> None:
 
 
 def _symbolic(target: Target | None, value: int) -> str:
-    if target is None or target.symbols.resolve(value) is None:
+    """sym+off when value lies in a symbol; plain hex otherwise (and always for NULL)."""
+    hit = target.symbols.resolve(value) if target is not None and value else None
+    if hit is None:
         return f"{value:#x}"
+    sym, off = hit
+    # a sizeless symbol (an ABS version name, a label) only names addresses right at it
+    if not (sym.size and sym.contains(value)) and off >= 0x100:
+        return f"{value:#x}"
+    assert target is not None
     return target.symbols.describe(value)
 
 

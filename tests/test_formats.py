@@ -148,6 +148,10 @@ def test_fixture_globals(core: str, expected: dict, fixture_targets: dict[str, T
     assert [int(v, 16) for v in values(run(target, "g_found/4K"))] == found
     assert [int(v, 16) for v in values(run(target, "g_found,4/K"))] == found
     assert int(values(run(target, "g_table/K"))[0], 16) == int(calls[0]["args"][0], 16)
+    # p: heap pointers have no symbol, and NULL is never named after whatever symbol sits at 0
+    assert [int(v, 16) for v in values(run(target, "g_found/4p"))] == found
+    assert values(run(target, "g_found/4p"))[3] == "0x0"
+    assert values(run(target, "lookup+4=p")) == ["lookup+0x4"]
 
 
 @pytest.mark.parametrize("core", [c for c in _fixture_cores() if "sparc" in c or "x86_64" in c])
