@@ -391,6 +391,16 @@ class KdumpSpace(AddressSpace):
         self.dump = dump
         self._reader = _PageReader(dump)
 
+    def read(self, addr: int, n: int) -> bytes:
+        """A read inside one cached page skips the chunk machinery (kernel walks read small fields)."""
+        ps = self.dump.page_size
+        off = addr % ps
+        if 0 < n <= ps - off and addr >= 0:
+            page = self.dump._cache.get(addr // ps)
+            if page is not None:
+                return page[off:off + n]
+        return super().read(addr, n)
+
     def mapping(self, addr: int, n: int) -> list[Chunk]:
         ps = self.dump.page_size
         chunks: list[Chunk] = []

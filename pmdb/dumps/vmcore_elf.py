@@ -51,6 +51,16 @@ def parse_loads(src: FileSource, hdr: ElfHeader) -> tuple[list[LoadSegment], lis
     return loads, notes
 
 
+class PhysicalSpace(SegmentedSpace):
+    """A SegmentedSpace whose reads inside one segment go straight to the file."""
+
+    def read(self, addr: int, n: int) -> bytes:
+        seg = self.segment_at(addr) if n > 0 else None
+        if seg is not None and addr + n <= seg.end:
+            return seg.source.read_at(seg.offset + addr - seg.start, n)
+        return super().read(addr, n)
+
+
 class VmcoreElf(Dump):
     """An ELF vmcore: physical memory from PT_LOAD, CPU registers and VMCOREINFO from notes."""
 
@@ -67,7 +77,7 @@ class VmcoreElf(Dump):
                                 if n.name == "VMCOREINFO"), "")
         self.by_paddr = any(ld.paddr for ld in self.loads) or not any(ld.vaddr for ld in self.loads)
         self.truncated = any(ld.offset + ld.filesz > self.src.size for ld in self.loads)
-        self._space: SegmentedSpace | None = None
+        self._space: PhysicalSpace | None = None
 
     def _notes(self, note_hdrs: list[ProgramHeader]) -> list[Note]:
         notes: list[Note] = []
@@ -83,7 +93,7 @@ class VmcoreElf(Dump):
         """Physical [start, end) ranges the file describes."""
         return [(s.start, s.end) for s in self.space().segments]
 
-    def space(self) -> SegmentedSpace:
+    def space(self) -> PhysicalSpace:
         if self._space is None:
             segs: list[Segment] = []
             for ld in self.loads:
@@ -91,7 +101,7 @@ class VmcoreElf(Dump):
             reason = "physical address not in the dump"
             if self.truncated:
                 reason += " (the file is truncated)"
-            self._space = SegmentedSpace(segs, self.arch.byteorder, self.arch.ptr_size, hole_reason=reason)
+            self._space = PhysicalSpace(segs, self.arch.byteorder, self.arch.ptr_size, hole_reason=reason)
         return self._space
 
     def _segments_of(self, ld: LoadSegment) -> list[Segment]:
