@@ -300,6 +300,9 @@ class KdumpFile(Dump):
         """Why pfn's page cannot be read, or None when the dump holds it."""
         if pfn >= self.max_mapnr:
             return f"beyond the dump's physical memory (max pfn {self.max_mapnr:#x})"
+        if self.sub.split and not self.sub.start_pfn <= pfn < self.sub.end_pfn:
+            return (f"in another part of this split dump (this file holds pfns "
+                    f"{self.sub.start_pfn:#x}-{self.sub.end_pfn:#x})")
         if not self.dumped.test(pfn):
             if not self.memory_map.test(pfn):
                 return "no memory at this physical address (a hole in the dump's memory map)"
