@@ -322,3 +322,22 @@ def _timed_open(path: str) -> float:
     elapsed = time.perf_counter() - t
     dump.close()
     return elapsed
+
+
+def test_zst_is_decompressed_once(dumps: dict, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A .zst dump is streamed into the cache once, with one line saying so; later opens reuse it."""
+    import zstandard
+
+    monkeypatch.setenv("PMDB_CACHE_DIR", str(workdir / "cache"))
+    packed = workdir / "dump.202611221942.zst"
+    with open(need_fixture(KASLR / "dump.202611221942"), "rb") as f, open(packed, "wb") as out:
+        zstandard.ZstdCompressor(level=1, write_content_size=True).copy_stream(f, out)
+    said: list[str] = []
+    first = sniff_vmcore(str(packed), notify=said.append)
+    assert isinstance(first, KdumpFile)
+    assert len(said) == 1 and "\n" not in said[0] and "decompressing dump.202611221942.zst" in said[0]
+    assert Path(first.path).parent == workdir / "cache"
+    again = sniff_vmcore(str(packed), notify=said.append)
+    assert len(said) == 1 and isinstance(again, KdumpFile) and again.path == first.path
+    addr = KERNEL_IMAGE
+    assert again.space().read(addr, PAGE) == dumps["dump.202611221942"].space().read(addr, PAGE)
