@@ -139,12 +139,14 @@ class _Lines:
         self.indent = indent
         self.lines: list[str] = []
         self.cur = ""
+        self.fields = 0        # values written: a label alone is not worth printing
 
     def field(self, text: str, width: int = 0) -> None:
         if len(self.cur) > self.indent and len(self.cur) + len(text) > LINE_WIDTH:
             self.newline()
         pad = max(width, len(text) + 1) if width else len(text)
         self.cur += text.ljust(pad)
+        self.fields += 1
 
     def tab(self, stop: int = LABEL_COLUMN) -> None:
         """To the next tab stop, at least one space on."""
@@ -226,9 +228,9 @@ def run_format(ctx: Context, op: str, fmt: str, addr: int) -> int:
             for count, ch in items:
                 _one(state, count, ch)
     finally:
-        text = state.out.text()
-        if text.strip() and not ctx.piped:
-            ctx.out.write(text)
+        # on a fault, what was read so far still shows (mdb stops at the first bad read too)
+        if state.out.fields and not ctx.piped:
+            ctx.out.write(state.out.text())
     return state.addr
 
 
