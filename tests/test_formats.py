@@ -333,5 +333,7 @@ def test_program_symbolic_formats(prog_targets: list[tuple[Prog, Target]]) -> No
 
 def test_unreadable_address_is_one_line(prog_targets: list[tuple[Prog, Target]]) -> None:
     _, target = prog_targets[0]
-    err = error_of(target, "0/K")
-    assert err.count("\n") == 1 and "0x0" in err
+    out, err = io.StringIO(), io.StringIO()
+    assert not Session(target, stdout=out, stderr=err).run_line("0/K")
+    assert err.getvalue().count("\n") == 1 and "0x0" in err.getvalue()
+    assert out.getvalue() == ""               # no orphan label before the error
