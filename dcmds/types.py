@@ -32,11 +32,17 @@ def _print_target(ctx: Context, args: list[str]) -> tuple[Object, list[tuple[str
     if addr is None:
         if not args:
             raise CommandError("print needs an address or a global variable name (addr::print type)")
+        if str(args[0]) in ("struct", "union", "enum"):
+            lookup_type(ctx, take_type(list(args))[0])     # an unknown type says so first
+            raise CommandError("print needs an address to print a type at (addr::print type)")
         name = str(args[0]).split(".")[0].split("[")[0].split("-")[0]
         sym = target.symbols.lookup(name)
         vtype = target.types.variable_type(name) if sym is not None else None
         if sym is None or vtype is None:
-            raise CommandError(f"print: no address given and '{name}' is not a global variable with a known type")
+            if target.types.find(take_type(list(args))[0]) is not None:
+                raise CommandError("print needs an address to print a type at (addr::print type)")
+            what = "no type is known for global" if sym is not None else "unknown global variable or type"
+            raise SymbolError(f"print: {what} '{name}'")
         rest = str(args[0])[len(name):].lstrip(".")
         paths = ([(str(args[0]), rest)] if rest else []) + [(str(a), str(a)) for a in args[1:]]
         return Object(target.memory, vtype, sym.addr), paths

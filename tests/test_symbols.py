@@ -159,3 +159,25 @@ def test_bad_elf_files_give_format_errors(tmp_path: Path, user_cores: Path) -> N
     truncated = tmp_path / "trunc"
     truncated.write_bytes(need_fixture(user_cores / X86_EXE).read_bytes()[:2000])
     assert build_id_of_file(str(truncated)) in (None, _readelf_build_id(user_cores / X86_EXE))
+
+
+def test_whatis_names_symbol_heap_and_stack(user_cores: Path, expected: dict) -> None:
+    need_tools("gdb")
+    core = need_fixture(user_cores / X86_CORE)
+    exp = expected[X86_CORE]
+    text = gdb_batch(user_cores / X86_EXE, core, ["info symbol 0x401075"])
+    m = re.search(r"^(\w+) \+ (\d+) in section", text, re.M)
+    assert m, text
+    session = Session(open_target(str(core), config=Config()))
+    out, err = _run(session, "0x401075::whatis")
+    assert err == "" and out.startswith(f"401075 is {m.group(1)}+{int(m.group(2)):#x}, in function ")
+    out, _ = _run(session, "g_table::whatis")
+    assert out.startswith(f"{int(exp['symbols']['g_table'], 16):x} is g_table, in variable g_table (struct node **)")
+    heap = int(exp["calls"][0]["args"][0], 16)            # g_table's value came from malloc
+    out, _ = _run(session, f"{heap:#x}::whatis")
+    assert out.startswith(f"{heap:x} is in the heap (mapping ")
+    sp = int(exp["crash_registers"]["rsp"], 16)
+    out, _ = _run(session, f"{sp:#x}::whatis")
+    assert out.startswith(f"{sp:x} is in the stack of thread 1 ")
+    out, err = _run(session, "0::whatis")
+    assert (out, err) == ("0 is not in any mapping of the dump\n", "")
