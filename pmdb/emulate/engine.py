@@ -43,11 +43,13 @@ class Stop:
 
 @dataclass
 class TraceEvent:
-    """One executed instruction: where, its bytes, and the registers it changed."""
+    """One executed instruction: where, its bytes, the registers it changed (and, when the
+    engine knows them, the memory stores it made: (addr, size, value))."""
 
     pc: int
     insn: bytes
     writes: dict[str, int] = field(default_factory=dict)
+    stores: list[tuple[int, int, int]] = field(default_factory=list)
 
 
 Tracer = Callable[[TraceEvent], None]
