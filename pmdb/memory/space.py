@@ -102,31 +102,32 @@ class AddressSpace(ABC):
         return s.unpack(self.read(addr, s.size))
 
     def cstring(self, addr: int, limit: int = 4096) -> bytes:
-        """NUL-terminated bytes at addr (without the NUL), at most ``limit`` bytes."""
+        """NUL-terminated bytes at addr (without the NUL), at most ``limit`` bytes; a string
+        that runs into unreadable memory ends there (FaultError only if addr itself is unreadable)."""
         out = bytearray()
         while len(out) < limit:
-            page_left = 0x1000 - ((addr + len(out)) & 0xFFF)
-            want = min(page_left, limit - len(out))
+            cur = addr + len(out)
+            want = min(0x1000 - (cur & 0xFFF), limit - len(out))
             try:
-                block = self.read(addr + len(out), want)
+                block = self.read(cur, want)
             except FaultError:
-                if not out and want == page_left:
+                block = self._readable_prefix(cur, want)
+                if not block and not out:
                     raise
-                # fall back byte by byte up to the fault
-                block = b""
-                for i in range(want):
-                    try:
-                        block += self.read(addr + len(out) + i, 1)
-                    except FaultError:
-                        if not out and not block:
-                            raise
-                        return bytes(out + block)
             nul = block.find(b"\0")
             if nul >= 0:
-                out += block[:nul]
-                return bytes(out)
+                return bytes(out + block[:nul])
             out += block
+            if len(block) < want:
+                break
         return bytes(out)
+
+    def _readable_prefix(self, addr: int, n: int) -> bytes:
+        """The longest readable run of bytes at addr, at most n (used at the edge of a hole)."""
+        good = 0
+        while good < n and self.readable(addr + good, 1):
+            good += 1
+        return self.read(addr, good) if good else b""
 
 
 @dataclass(frozen=True)

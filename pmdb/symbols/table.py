@@ -12,6 +12,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 
+# How far past an unsized function symbol (an assembler label such as _fini) an address may
+# still be named after it; beyond this it is more likely data that merely follows the label.
+UNSIZED_REACH = 0x100
+
+
 @dataclass(frozen=True)
 class Symbol:
     name: str
@@ -80,7 +85,7 @@ class SymbolTable:
             if s.contains(addr):
                 if best is None or _prefer(s, best):
                     best = s
-            elif best is None and s.size == 0 and s.kind == "func":
+            elif best is None and s.size == 0 and s.kind == "func" and addr - s.addr < UNSIZED_REACH:
                 best = s
             if self._addrs[j] != self._addrs[i] and best is not None:
                 break
