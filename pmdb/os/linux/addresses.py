@@ -1,0 +1,295 @@
+"""What a kernel address is: ``::whatis`` and ``::vtop`` for Linux x86-64 dumps.
+
+A kernel address means something different in each region of the memory
+map: in the image or module space it is code or data with a symbol; in the
+direct map it is a physical address plus the ``struct page`` describing it;
+in vmalloc space it may be a task's stack; in vmemmap it is a ``struct page``
+itself; and per-CPU variables live at ``__per_cpu_offset[cpu]`` plus the
+variable's link-time offset. The region bases come from the dump's layout
+(``KernelSpace.layout``), never from constants, because KASLR moves them.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pmdb.errors import CorruptionError, FaultError, PmdbError
+from pmdb.memory.x86_64 import Entry, KernelSpace
+from pmdb.os.linux.kmem_layout import KernelLayout
+from pmdb.os.linux.vmcoreinfo import VmcoreInfo
+from pmdb.symbols.kmodules import KernelModule
+from pmdb.symbols.table import SymbolTable
+
+THREAD_SIZE = 16384       # x86-64 without KASAN: PAGE_SIZE << 2
+_MAX_VMAP_AREAS = 1 << 20
+_MAX_SYMBOL_GAP = 1 << 20  # a symbol without a size names at most this far past it
+
+# x86 page-table entry bits (arch/x86/include/asm/pgtable_types.h)
+_FLAG_BITS = ((0, "PRESENT"), (1, "RW"), (2, "USER"), (3, "PWT"), (4, "PCD"), (5, "ACCESSED"),
+              (6, "DIRTY"), (7, "PSE"), (8, "GLOBAL"), (63, "NX"))
+# where the kernel image's sections start and end, by the linker's symbols
+_IMAGE_SECTIONS = (("_stext", "_etext", "text"), ("__start_rodata", "__end_rodata", "rodata"),
+                   ("_sdata", "_edata", "data"), ("__init_begin", "__init_end", "init"),
+                   ("__bss_start", "__bss_stop", "bss"))
+
+
+@dataclass(frozen=True)
+class TaskStack:
+    """A task's kernel stack: ``task->stack`` .. ``+ THREAD_SIZE``."""
+
+    task: int
+    pid: int
+    comm: str
+    base: int
+
+
+@dataclass
+class AddressFacts:
+    """What address description needs, gathered once per target; tasks are read lazily."""
+
+    space: KernelSpace
+    layout: KernelLayout
+    symbols: SymbolTable
+    info: VmcoreInfo
+    modules: Sequence[KernelModule] = ()
+    stacks: Callable[[], Iterable[TaskStack]] = lambda: ()
+    thread_size: int = THREAD_SIZE
+    _vmap: list[tuple[int, int]] | None = field(default=None, repr=False)
+    _stacks: list[TaskStack] | None = field(default=None, repr=False)
+
+    def task_stacks(self) -> list[TaskStack]:
+        if self._stacks is None:
+            self._stacks = sorted(self.stacks(), key=lambda s: s.base)
+        return self._stacks
+
+    def vmap_areas(self) -> list[tuple[int, int]]:
+        if self._vmap is None:
+            self._vmap = read_vmap_areas(self.space, self.info)
+        return self._vmap
+
+
+def thread_size_of(symbols: SymbolTable) -> int:
+    """THREAD_SIZE from the linker's init-task symbols (the init stack is exactly one)."""
+    start, end = symbols.lookup("__start_init_task"), symbols.lookup("__end_init_task")
+    if start is not None and end is not None and 0 < end.addr - start.addr <= 1 << 20:
+        return end.addr - start.addr
+    return THREAD_SIZE
+
+
+# -- ::whatis ---------------------------------------------------------------------
+
+def describe(facts: AddressFacts, addr: int) -> list[str]:
+    """Every true statement pmdb can make about addr, most specific first."""
+    region = facts.layout.region(addr)
+    lines: list[str] = []
+    if region in ("kernel image", "module space"):
+        lines += _describe_code_or_data(facts, addr, region)
+    stack = _task_stack(facts, addr)
+    if stack is not None:
+        lines.append(f"{addr:x} is in the kernel stack of pid {stack.pid} ({stack.comm}), task "
+                     f"{stack.task:x}: stack {stack.base:x}-{stack.base + facts.thread_size:x}, "
+                     f"+{addr - stack.base:#x}")
+    lines += _describe_percpu(facts, addr)
+    if region == "direct map":
+        lines.append(_describe_direct(facts, addr))
+    elif region == "vmalloc":
+        lines.append(_describe_vmalloc(facts, addr))
+    elif region == "vmemmap":
+        lines.append(_describe_vmemmap(facts, addr))
+    elif region == "user":
+        lines.append(f"{addr:x} is a user-space address (below the kernel's half of the address space)")
+    elif not lines:
+        lines.append(f"{addr:x} is in no kernel region pmdb knows ({region})")
+    return lines
+
+
+def _describe_code_or_data(facts: AddressFacts, addr: int, region: str) -> list[str]:
+    hit = facts.symbols.resolve(addr)
+    if hit is not None and not hit[0].contains(addr) and hit[1] > _MAX_SYMBOL_GAP:
+        hit = None
+    if region == "kernel image":
+        where = f"in the kernel image ({_image_section(facts.symbols, addr)})"
+        if hit is None:
+            return [f"{addr:x} is {where}"]
+        sym, off = hit
+        return [f"{addr:x} is {_sym_text(sym.name, off)} {where}"]
+    mod = next((m for m in facts.modules if m.base <= addr < m.base + m.size), None)
+    if hit is not None and hit[0].module is not None:
+        sym, off = hit
+        return [f"{addr:x} is {_sym_text(sym.name, off)} [{sym.module}]"]
+    if mod is not None:
+        return [f"{addr:x} is in module {mod.name} ({mod.base:x}-{mod.base + mod.size:x}, "
+                f"+{addr - mod.base:#x}), not in any of its symbols"]
+    return [f"{addr:x} is in module space, in no loaded module"]
+
+
+def _sym_text(name: str, off: int) -> str:
+    return f"{name}+{off:#x}" if off else name
+
+
+def _image_section(symbols: SymbolTable, addr: int) -> str:
+    for start, end, label in _IMAGE_SECTIONS:
+        s, e = symbols.lookup(start), symbols.lookup(end)
+        if s is not None and e is not None and s.addr <= addr < e.addr:
+            return label
+    return "other"
+
+
+def _task_stack(facts: AddressFacts, addr: int) -> TaskStack | None:
+    stacks = facts.task_stacks()
+    i = bisect.bisect_right([s.base for s in stacks], addr) - 1
+    if i >= 0 and addr < stacks[i].base + facts.thread_size:
+        return stacks[i]
+    return None
+
+
+def _describe_percpu(facts: AddressFacts, addr: int) -> list[str]:
+    """Per-CPU variables: link-time offsets in [__per_cpu_start, __per_cpu_end) plus a CPU's base."""
+    start, end = facts.symbols.lookup("__per_cpu_start"), facts.symbols.lookup("__per_cpu_end")
+    if start is None or end is None:
+        return []
+    try:
+        offsets = facts.layout.per_cpu_offsets()
+    except PmdbError:
+        return []
+    for cpu, base in enumerate(offsets):
+        rel = addr - base
+        if start.addr <= rel < end.addr:
+            hit = facts.symbols.resolve(rel)
+            what = _sym_text(hit[0].name, hit[1]) if hit is not None and hit[0].addr >= start.addr else ""
+            name = f" {what}" if what else ""
+            return [f"{addr:x} is in cpu {cpu}'s per-CPU area{name} (offset {rel:#x})"]
+    return []
+
+
+def _page_struct(facts: AddressFacts, pfn: int) -> int:
+    return facts.layout.vmemmap_base + pfn * facts.info.sizes.get("page", 64)
+
+
+def _describe_direct(facts: AddressFacts, addr: int) -> str:
+    phys = addr - facts.layout.page_offset_base
+    pfn = phys >> 12
+    return (f"{addr:x} is direct-mapped physical {phys:#x} (pfn {pfn:#x}, "
+            f"struct page {_page_struct(facts, pfn):x})")
+
+
+def _describe_vmalloc(facts: AddressFacts, addr: int) -> str:
+    try:
+        phys: str = f"physical {facts.space.vtop(addr)[0]:#x}"
+    except FaultError:
+        phys = "not mapped"
+    try:
+        areas = facts.vmap_areas()
+    except PmdbError:
+        areas = []
+    i = bisect.bisect_right([a for a, _ in areas], addr) - 1
+    if i >= 0 and addr < areas[i][1]:
+        start, end = areas[i]
+        return f"{addr:x} is in vmalloc area {start:x}-{end:x}, +{addr - start:#x} ({phys})"
+    return f"{addr:x} is in vmalloc space, in no vmap area ({phys})"
+
+
+def _describe_vmemmap(facts: AddressFacts, addr: int) -> str:
+    size = facts.info.sizes.get("page", 64)
+    pfn, off = divmod(addr - facts.layout.vmemmap_base, size)
+    tail = f"+{off:#x} into " if off else ""
+    return f"{addr:x} is {tail}struct page for pfn {pfn:#x} (physical {pfn << 12:#x})"
+
+
+def read_vmap_areas(space: KernelSpace, info: VmcoreInfo) -> list[tuple[int, int]]:
+    """(va_start, va_end) of every vmap area on ``vmap_area_list``, sorted; VMCOREINFO has the offsets."""
+    head = info.symbols.get("vmap_area_list")
+    if head is None:
+        return []
+    start_off = info.offsets.get("vmap_area.va_start", 0)
+    list_off = info.offsets.get("vmap_area.list")
+    if list_off is None:
+        return []
+    out: list[tuple[int, int]] = []
+    node = space.ptr(head)
+    while node != head:
+        if len(out) > _MAX_VMAP_AREAS:
+            raise CorruptionError(node, "vmap_area_list does not return to its head")
+        area = node - list_off
+        # va_end follows va_start in struct vmap_area since 2.6.28
+        start, end = space.unpack("QQ", area + start_off)
+        out.append((start, end))
+        node = space.ptr(node)
+    out.sort()
+    return out
+
+
+# -- ::vtop -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Translation:
+    """A page walk: every entry met, and the physical address (None when a level is missing)."""
+
+    vaddr: int
+    root: int
+    entries: list[Entry]
+    phys: int | None
+    page_size: int
+    error: str = ""
+
+
+def translate(space: KernelSpace, addr: int) -> Translation:
+    """Walk the page tables for addr; a missing level ends the walk with its reason, not an error."""
+    try:
+        phys, entries = space.vtop(addr)
+    except FaultError as err:
+        return Translation(addr, space.root, _entries_until_fault(space, addr), None, 0, err.reason)
+    last = entries[-1]
+    shift = next(lv.shift for lv in space.levels if lv.name == last.level)
+    return Translation(addr, space.root, entries, phys, 1 << shift)
+
+
+def _entries_until_fault(space: KernelSpace, addr: int) -> list[Entry]:
+    """The entries a failed walk met (KernelSpace only reports them on success)."""
+    entries: list[Entry] = []
+    table = space.root
+    for level in space.levels:
+        slot = table + level.index(addr) * 8
+        try:
+            value = space.phys.u64(slot)
+        except FaultError:
+            break
+        entries.append(Entry(level.name, slot, value))
+        if not value & 1 or (level.large and value & 0x80) or level.shift == 12:
+            break
+        table = value & 0x000F_FFFF_FFFF_F000
+    return entries
+
+
+def entry_flags(value: int, level: str) -> str:
+    """``PRESENT|RW|...``; bit 7 is PAT, not PSE, in a last-level entry."""
+    names = [("PAT" if name == "PSE" and level == "PTE" else name)
+             for bit, name in _FLAG_BITS if value >> bit & 1]
+    return "|".join(names) or "none"
+
+
+def with_root(space: KernelSpace, root: int) -> KernelSpace:
+    """The same physical memory walked from another top-level table (a process's CR3)."""
+    other = KernelSpace(space.phys, root & 0x000F_FFFF_FFFF_F000, space.phys_base,
+                        five_level=len(space.levels) == 5, image_size=space.image_size)
+    return other
+
+
+def fast_path_phys(space: KernelSpace, addr: int) -> int | None:
+    """What the arithmetic rules (image, direct map) say, to show next to the walk."""
+    phys = space.image_phys(addr)
+    return phys if phys is not None else space.direct_phys(addr)
+
+
+def facts_from(space: KernelSpace, symbols: SymbolTable, info: VmcoreInfo, *,
+               modules: Sequence[KernelModule] = (),
+               stacks: Callable[[], Iterable[TaskStack]] | None = None) -> AddressFacts:
+    """AddressFacts for a kernel space whose layout is attached (``attach_layout``)."""
+    layout: Any = space.layout
+    if layout is None:
+        raise PmdbError("the kernel layout is not known yet")
+    return AddressFacts(space, layout, symbols, info, modules, stacks or (lambda: ()),
+                        thread_size_of(symbols))
