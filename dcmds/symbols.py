@@ -127,6 +127,14 @@ def whatis(ctx: Context, *_args: Any) -> None:
     knows it, its object), and the mapping it lies in: a file, the heap, a thread's stack or
     anonymous memory."""
     addr = ctx.require_addr()
+    describe_os = getattr(ctx.target.os, "describe_address", None)
+    lines = describe_os(addr) if describe_os is not None else None
+    if lines:   # the OS model knows its address space better (kernel regions, task stacks)
+        for line in lines:
+            ctx.out.line(line)
+        if ctx.piped:
+            ctx.emit(addr)
+        return
     parts = [p for p in (_describe_symbol(ctx, addr), describe_mapping(ctx, addr)) if p]
     if not parts:
         parts = ["not in any mapping of the dump"]

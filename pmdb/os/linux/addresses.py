@@ -99,7 +99,7 @@ def describe(facts: AddressFacts, addr: int) -> list[str]:
         lines.append(_describe_vmalloc(facts, addr))
     elif region == "vmemmap":
         lines.append(_describe_vmemmap(facts, addr))
-    elif region == "user":
+    elif region == "user" and not lines:
         lines.append(f"{addr:x} is a user-space address (below the kernel's half of the address space)")
     elif not lines:
         lines.append(f"{addr:x} is in no kernel region pmdb knows ({region})")
@@ -155,6 +155,11 @@ def _describe_percpu(facts: AddressFacts, addr: int) -> list[str]:
         offsets = facts.layout.per_cpu_offsets()
     except PmdbError:
         return []
+    if start.addr <= addr < end.addr:   # a per-CPU symbol's own value is an offset, not an address
+        hit = facts.symbols.resolve(addr)
+        name = _sym_text(hit[0].name, hit[1]) if hit is not None else "per-CPU data"
+        copies = ", ".join(f"cpu {cpu} at {base + addr:x}" for cpu, base in enumerate(offsets))
+        return [f"{addr:x} is the per-CPU offset of {name}: {copies}"]
     for cpu, base in enumerate(offsets):
         rel = addr - base
         if start.addr <= rel < end.addr:
@@ -293,3 +298,37 @@ def facts_from(space: KernelSpace, symbols: SymbolTable, info: VmcoreInfo, *,
         raise PmdbError("the kernel layout is not known yet")
     return AddressFacts(space, layout, symbols, info, modules, stacks or (lambda: ()),
                         thread_size_of(symbols))
+
+
+def task_stacks(target: Any) -> list[TaskStack]:
+    """Every task's stack base, from the target's threads (kernel tasks) and BTF's task_struct."""
+    from pmdb.symbols.kmodules import RegistryOffsets
+
+    try:
+        offset = RegistryOffsets(target.types).offsetof("task_struct", "stack")
+    except PmdbError:
+        return []
+    out = []
+    for t in target.threads():
+        if t.address is None:
+            continue
+        try:
+            out.append(TaskStack(t.address, t.id, t.name, target.memory.ptr(t.address + offset)))
+        except FaultError:
+            continue
+    return out
+
+
+def describe_kernel_address(target: Any, addr: int) -> list[str] | None:
+    """::whatis for a kernel target; None when target is not a kernel dump."""
+    from pmdb.os.linux.parts import kernel_parts
+
+    parts = kernel_parts(target)
+    if parts is None or parts.space.layout is None:
+        return None
+    facts = getattr(target, "_address_facts", None)
+    if facts is None:
+        facts = facts_from(parts.space, parts.symbols, parts.info, modules=parts.modules,
+                           stacks=lambda: task_stacks(target))
+        target._address_facts = facts   # tasks and vmap areas are read once per target
+    return describe(facts, addr)
