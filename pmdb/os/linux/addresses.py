@@ -19,6 +19,7 @@ from typing import Any
 from pmdb.errors import CorruptionError, FaultError, PmdbError
 from pmdb.memory.x86_64 import Entry, KernelSpace
 from pmdb.os.linux.kmem_layout import KernelLayout
+from pmdb.os.linux.parts import kernel_parts
 from pmdb.os.linux.vmcoreinfo import VmcoreInfo
 from pmdb.symbols.kmodules import KernelModule
 from pmdb.symbols.table import SymbolTable
@@ -300,35 +301,37 @@ def facts_from(space: KernelSpace, symbols: SymbolTable, info: VmcoreInfo, *,
                         thread_size_of(symbols))
 
 
-def task_stacks(target: Any) -> list[TaskStack]:
-    """Every task's stack base, from the target's threads (kernel tasks) and BTF's task_struct."""
+def task_stacks(owner: Any) -> list[TaskStack]:
+    """Every task's stack base, from the threads (kernel tasks) and BTF's task_struct;
+    owner is a kernel Target or its OS model (both have ``types`` and ``threads()``)."""
     from pmdb.symbols.kmodules import RegistryOffsets
 
+    parts = kernel_parts(owner)
     try:
-        offset = RegistryOffsets(target.types).offsetof("task_struct", "stack")
-    except PmdbError:
+        offset = RegistryOffsets(owner.types).offsetof("task_struct", "stack")
+    except (PmdbError, AttributeError):
+        return []
+    if parts is None:
         return []
     out = []
-    for t in target.threads():
+    for t in owner.threads():
         if t.address is None:
             continue
         try:
-            out.append(TaskStack(t.address, t.id, t.name, target.memory.ptr(t.address + offset)))
+            out.append(TaskStack(t.address, t.id, t.name, parts.space.ptr(t.address + offset)))
         except FaultError:
             continue
     return out
 
 
-def describe_kernel_address(target: Any, addr: int) -> list[str] | None:
-    """::whatis for a kernel target; None when target is not a kernel dump."""
-    from pmdb.os.linux.parts import kernel_parts
-
-    parts = kernel_parts(target)
+def describe_kernel_address(owner: Any, addr: int) -> list[str] | None:
+    """::whatis for a kernel Target (or its OS model); None when it is not a kernel dump."""
+    parts = kernel_parts(owner)
     if parts is None or parts.space.layout is None:
         return None
-    facts = getattr(target, "_address_facts", None)
+    facts = getattr(owner, "_address_facts", None)
     if facts is None:
         facts = facts_from(parts.space, parts.symbols, parts.info, modules=parts.modules,
-                           stacks=lambda: task_stacks(target))
-        target._address_facts = facts   # tasks and vmap areas are read once per target
+                           stacks=lambda: task_stacks(owner))
+        owner._address_facts = facts   # tasks and vmap areas are read once
     return describe(facts, addr)

@@ -42,15 +42,17 @@ def _find(obj: Any, cls: type[T]) -> T | None:
     return None
 
 
-def kernel_parts(target: Any) -> KernelParts | None:
-    """The kernel pieces of target, or None when it is not a kernel dump."""
-    os_model = target.os
+def kernel_parts(owner: Any) -> KernelParts | None:
+    """The kernel pieces of a Target or of its OS model, or None when it is not a kernel dump."""
+    os_model = getattr(owner, "os", owner)
     km = _find(os_model, KernelMemory)
     if km is not None:
-        return KernelParts(km.space, km.info, target.symbols, km.modules)
+        return KernelParts(km.space, km.info, km.symbols, km.modules)
     info = _find(os_model, VmcoreInfo)
-    space = target.memory if isinstance(target.memory, KernelSpace) else _find(os_model, KernelSpace)
-    if info is None or space is None:
+    memory = getattr(owner, "memory", None)
+    space = memory if isinstance(memory, KernelSpace) else _find(os_model, KernelSpace)
+    symbols = getattr(owner, "symbols", None)
+    if info is None or space is None or not isinstance(symbols, SymbolTable):
         return None
     modules = getattr(os_model, "modules", ())
-    return KernelParts(space, info, target.symbols, modules if isinstance(modules, Sequence) else ())
+    return KernelParts(space, info, symbols, modules if isinstance(modules, Sequence) else ())
