@@ -52,6 +52,7 @@ _BY_NAME = {o.name: o for o in OPTIONS}
 class Config:
     def __init__(self, values: Mapping[str, Any] | None = None) -> None:
         self._values: dict[str, Any] = {o.name: o.default for o in OPTIONS}
+        self._tables: dict[str, dict[str, Any]] = {}   # OWNED_TABLES, raw, for their owners
         for name, value in (values or {}).items():
             self.set(name, value)
 
@@ -86,7 +87,13 @@ class Config:
                 data = tomllib.load(f)
         except (OSError, tomllib.TOMLDecodeError) as err:
             raise ConfigError(f"{path}: {err}") from None
-        return cls(flatten(data))
+        cfg = cls(flatten(data))
+        cfg._tables = {name: data[name] for name in OWNED_TABLES if isinstance(data.get(name), dict)}
+        return cfg
+
+    def table(self, name: str) -> dict[str, Any]:
+        """An owned table (e.g. [emulate]) as written; its owner validates it."""
+        return dict(self._tables.get(name, {}))
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

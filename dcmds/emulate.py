@@ -1,0 +1,335 @@
+"""::emulate and the commands that drive a stopped emulated CPU (:c, ::step, ::bp, ::target).
+
+``FUNC::emulate [-t] [-F] [-s] [-f file.toml] [-r reg=value]... [-P where=value:size]... [arg ...]``
+calls FUNC on an emulated CPU whose memory is the dump, paged in on demand, and
+ends with ``return: 0xVALUE``. Options are parsed here (not by the session)
+because -r and -P repeat.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+from pmdb.commands import Context, dcmd
+from pmdb.emulate import options as emu_options
+from pmdb.emulate.call import Emulation, prepare
+from pmdb.emulate.engine import Stop, TraceEvent
+from pmdb.emulate.report import return_line, stop_line, summary
+from pmdb.errors import CommandError, ParseError
+from pmdb.language.evaluate import evaluate
+from pmdb.language.parser import parse_expr
+from pmdb.target import Target
+
+USAGE = ("[-t] [-F] [-s] [-f file.toml] [-r reg=value]... [-P where=value:size]... "
+         "[-b addr]... [-n budget] [arg ...]")
+_FLAGS = {"t": "trace", "F": "flow", "s": "stop"}
+_VALUED = {"f", "r", "P", "b", "n"}
+
+
+@dataclass
+class _SessionState:
+    """Per-session emulation state: the last emulated target, breakpoints set before a run."""
+
+    emulated: Target | None = None
+    breakpoints: set[int] = field(default_factory=set)
+
+
+_STATE: weakref.WeakKeyDictionary[Any, _SessionState] = weakref.WeakKeyDictionary()
+
+
+def _state(ctx: Context) -> _SessionState:
+    st = _STATE.get(ctx.session)
+    if st is None:
+        st = _STATE[ctx.session] = _SessionState()
+    return st
+
+
+# -- ::emulate --------------------------------------------------------------------------------
+
+@dcmd("emulate", addr="optional", usage=USAGE,
+      synopsis="call a function of the dump on an emulated CPU",
+      example="lookup::emulate -P tunable=1:8 g_table 0t64 0t178")
+def emulate(ctx: Context, *words: Any) -> None:
+    """Run FUNC(args) on an emulated CPU over the dump's memory (copy-on-write, paged in on
+    demand). -t traces every instruction, -F shows calls and returns, -s stops at a
+    breakpoint (or at entry) and makes the CPU the current target; -r sets a register,
+    -P patches memory as pages come in, -b sets a breakpoint, -n the instruction budget,
+    -f reads options from a TOML file. Ends with 'return: 0xVALUE'."""
+    flags, layer = _parse_words(ctx, words)
+    target = ctx.target
+    opts = emu_options.merge(emu_options.config_table(ctx.session.config), *layer)
+    if ctx.addr is not None:
+        opts["function"] = ctx.addr
+    opts["breakpoints"] = list(opts["breakpoints"]) + sorted(_state(ctx).breakpoints)
+    em = prepare(target, opts, lambda v: _value(ctx, v))
+    trace_on = flags["trace"] or opts["trace"]
+    flow_on = flags["flow"] or opts["flow"]
+    if flags["stop"] and not em.breakpoints:
+        _become(ctx, em, Stop("breakpoint", em.func, 0, "at entry"))
+        ctx.out.line(f"stopped at entry of {em.name}: the emulated CPU is the current target")
+        return
+    tracer = _tracer(ctx, em, trace_on, flow_on)
+    stop = em.account(em.engine.run(sentinel=em.sentinel, budget=em.budget,
+                                    breakpoints=frozenset(em.breakpoints), trace=tracer))
+    _finish(ctx, em, stop, stay=flags["stop"], max_writes=opts["max_writes"])
+
+
+def _parse_words(ctx: Context, words: tuple[Any, ...]) -> tuple[dict[str, bool], list[dict[str, Any]]]:
+    """getopt over the words: flags, then option layers (-f file first, then inline flags)."""
+    flags = dict.fromkeys(_FLAGS.values(), False)
+    inline: dict[str, Any] = {"registers": {}, "patches": [], "breakpoints": [], "args": []}
+    files: list[dict[str, Any]] = []
+    i = 0
+    while i < len(words):
+        w = words[i]
+        i += 1
+        if not isinstance(w, str) or not w.startswith("-") or len(w) < 2 or _is_number(w):
+            inline["args"].append(w)
+            continue
+        if w == "--":
+            inline["args"] += list(words[i:])
+            break
+        for j, ch in enumerate(w[1:]):
+            if ch in _FLAGS:
+                flags[_FLAGS[ch]] = True
+                continue
+            if ch not in _VALUED:
+                raise CommandError(f"emulate: unknown option -{ch} (usage: FUNC::emulate {USAGE})")
+            rest = w[2 + j:]
+            if not rest:
+                if i >= len(words):
+                    raise CommandError(f"emulate: option -{ch} needs a value")
+                rest, i = words[i], i + 1
+            _valued(ch, rest, inline, files)
+            break
+    layer = {k: v for k, v in inline.items() if v or k == "args"}
+    if not inline["args"]:
+        del layer["args"]
+    return flags, [*files, emu_options.check(layer, "::emulate")]
+
+
+def _valued(ch: str, value: Any, inline: dict[str, Any], files: list[dict[str, Any]]) -> None:
+    if ch == "f":
+        files.append(emu_options.load_file(str(value)))
+    elif ch == "r":
+        name, sep, val = str(value).partition("=")
+        if not sep or not name or not val:
+            raise CommandError(f"emulate: -r wants reg=value, not '{value}'")
+        inline["registers"][name] = val
+    elif ch == "P":
+        inline["patches"].append(_patch_flag(str(value)))
+    elif ch == "b":
+        inline["breakpoints"].append(value if isinstance(value, int) else str(value))
+    elif ch == "n":
+        inline["budget"] = _literal(value, "-n")
+
+
+def _patch_flag(text: str) -> dict[str, Any]:
+    where, sep, rest = text.partition("=")
+    value, sep2, size = rest.rpartition(":")
+    if not sep or not sep2 or not where or not value:
+        raise CommandError(f"emulate: -P wants where=value:size, not '{text}'")
+    try:
+        nbytes = int(size, 0)
+    except ValueError:
+        raise CommandError(f"emulate: -P size must be 1, 2, 4 or 8, not '{size}'") from None
+    return {"where": where, "value": value, "size": nbytes}
+
+
+def _literal(value: Any, what: str) -> int:
+    if isinstance(value, int):
+        return value
+    expr = None
+    try:
+        expr = parse_expr(str(value))
+    except ParseError:
+        pass
+    from pmdb.language.ast import Num
+
+    if not isinstance(expr, Num):
+        raise CommandError(f"emulate: {what} wants a number, not '{value}'")
+    return expr.value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        parse_expr(text)
+    except ParseError:
+        return False
+    return text[1:2].isdigit()
+
+
+def _value(ctx: Context, v: int | str) -> int:
+    """An option value: an integer, or an expression evaluated like any mdb expression."""
+    if isinstance(v, int):
+        return v
+    try:
+        expr = parse_expr(v)
+    except ParseError as err:
+        raise CommandError(f"bad expression '{v}': {err.message}") from None
+    return evaluate(expr, ctx.session)
+
+
+def _tracer(ctx: Context, em: Emulation, trace_on: bool, flow_on: bool) -> Any:
+    from pmdb.emulate.flow import FlowTracer
+    from pmdb.emulate.trace import TraceFormatter
+
+    parts: list[Any] = []
+    if trace_on:
+        parts.append(TraceFormatter(em.parent, ctx.out.line))
+    if flow_on:
+        flow = FlowTracer(em.parent, em.engine, ctx.out.line)
+        flow.start(em.engine.pc)
+        parts.append(flow)
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+
+    def both(ev: TraceEvent) -> None:
+        for p in parts:
+            p(ev)
+
+    return both
+
+
+def _finish(ctx: Context, em: Emulation, stop: Stop, *, stay: bool, max_writes: int) -> None:
+    """Report a run; a stop that is not a return is one error line (or, with -s, a target)."""
+    ctx.out.line(stop_line(em, stop))
+    if stop.reason == "return":
+        summary(em, ctx.out.line, max_writes)
+        ctx.out.line(return_line(em))
+        return
+    if stay or stop.reason in ("breakpoint", "step"):
+        _become(ctx, em, stop)
+        ctx.out.line("the emulated CPU is the current target (::target dump returns)")
+        return
+    summary(em, ctx.out.line, max_writes)
+    raise CommandError(stop.describe())
+
+
+def _become(ctx: Context, em: Emulation, stop: Stop) -> None:
+    from pmdb.emulate.target import EmulatedTarget
+
+    if not em.stops:
+        em.stops.append(stop)
+    target = EmulatedTarget(em)
+    ctx.session.target = target
+    _state(ctx).emulated = target
+    ctx.session.dot = em.engine.pc
+
+
+# -- driving a stopped CPU ----------------------------------------------------------------------
+
+def _emulated(ctx: Context) -> Emulation:
+    from pmdb.emulate.target import EmulatedTarget
+
+    t = ctx.session.target
+    if not isinstance(t, EmulatedTarget):
+        raise CommandError("the current target is not an emulated CPU (FUNC::emulate -s makes one)")
+    em = t.emulation
+    if em.stops and em.stops[-1].reason == "return":
+        raise CommandError(f"{em.name} has returned; FUNC::emulate starts a new call")
+    return em
+
+
+@dcmd("cont", addr="none", aliases=("c", ":c"), synopsis="continue the emulated CPU",
+      usage="", example="::cont")
+def cont(ctx: Context) -> None:
+    """Run the emulated CPU on until its function returns, a breakpoint, or the budget."""
+    em = _emulated(ctx)
+    stop = em.account(em.engine.run(sentinel=em.sentinel, budget=max(em.remaining, 1),
+                                    breakpoints=frozenset(em.breakpoints)))
+    ctx.session.dot = em.engine.pc
+    _report_continue(ctx, em, stop)
+
+
+def _report_continue(ctx: Context, em: Emulation, stop: Stop) -> None:
+    ctx.out.line(stop_line(em, stop))
+    if stop.reason == "return":
+        summary(em, ctx.out.line, 20)
+        ctx.out.line(return_line(em))
+    elif stop.reason not in ("breakpoint", "step"):
+        raise CommandError(stop.describe())
+
+
+@dcmd("step", addr="none", synopsis="execute one instruction of the emulated CPU",
+      usage="[over|out]", example="::step over")
+def step(ctx: Context, how: str = "") -> None:
+    """One instruction (printed as -t prints it); 'over' runs a call to its return, 'out'
+    runs to the return address of the current function."""
+    em = _emulated(ctx)
+    from pmdb.emulate.trace import TraceFormatter
+
+    if how not in ("", "over", "out"):
+        raise CommandError(f"step: '{how}' is not 'over' or 'out'")
+    until = _step_target(ctx, em, how)
+    if until is None:
+        stop = em.account(em.engine.step(trace=TraceFormatter(em.parent, ctx.out.line)))
+    else:
+        bps = frozenset(em.breakpoints | {until})
+        stop = em.account(em.engine.run(sentinel=em.sentinel, budget=max(em.remaining, 1),
+                                        breakpoints=bps))
+        if stop.reason == "breakpoint" and stop.pc == until and until not in em.breakpoints:
+            stop = Stop("step", stop.pc, stop.instructions)
+    ctx.session.dot = em.engine.pc
+    _report_continue(ctx, em, stop)
+
+
+def _step_target(ctx: Context, em: Emulation, how: str) -> int | None:
+    """Where 'over' / 'out' stop; None for a plain single step."""
+    if how == "out":
+        frames = ctx.target.stack()
+        return frames[1].pc if len(frames) > 1 else em.sentinel
+    if how == "over":
+        from pmdb.disasm import disassembler_for
+
+        insn = disassembler_for(ctx.target).decode(em.engine.pc)
+        if insn.mnemonic.startswith("call") or insn.mnemonic == "jmpl":
+            # SPARC returns past the delay slot
+            return insn.address + (8 if em.engine.arch.name.startswith("sparc") else insn.size)
+    return None
+
+
+@dcmd("bp", addr="optional", synopsis="set, list or delete emulator breakpoints",
+      usage="[-d]", opts={"d": "delete"}, example="lookup+0x30::bp")
+def bp(ctx: Context, delete: bool = False) -> None:
+    """addr::bp stops the emulated CPU before it executes addr (on the current emulated CPU,
+    or on the next ::emulate); addr::bp -d deletes; ::bp lists."""
+    from pmdb.emulate.target import EmulatedTarget
+
+    t = ctx.session.target
+    bps = t.emulation.breakpoints if isinstance(t, EmulatedTarget) else _state(ctx).breakpoints
+    if ctx.addr is None:
+        for a in sorted(bps):
+            ctx.out.line(f"{a:#x} {ctx.target.symbols.describe(a)}")
+        return
+    if delete:
+        if ctx.addr not in bps:
+            raise CommandError(f"no breakpoint at {ctx.addr:#x}")
+        bps.discard(ctx.addr)
+    else:
+        bps.add(ctx.addr)
+
+
+@dcmd("target", addr="none", synopsis="switch between the dump and the emulated CPU",
+      usage="[dump|emulated]", example="::target dump")
+def target_cmd(ctx: Context, which: str = "") -> None:
+    """Without an argument, say which target is current; 'dump' returns to the dump,
+    'emulated' to the last emulated CPU."""
+    from pmdb.emulate.target import EmulatedTarget
+
+    t = ctx.target
+    if which == "":
+        ctx.out.line(f"{t.kind} {t.path}")
+    elif which == "dump":
+        ctx.session.target = t.root() if isinstance(t, EmulatedTarget) else t
+    elif which == "emulated":
+        last = _state(ctx).emulated
+        if last is None:
+            raise CommandError("no emulated CPU yet (FUNC::emulate -s makes one)")
+        ctx.session.target = last
+    else:
+        raise CommandError(f"target: '{which}' is not 'dump' or 'emulated'")
