@@ -10,6 +10,7 @@ cases the fixtures' young rings never reach.
 
 from __future__ import annotations
 
+import io
 import re
 import struct
 from pathlib import Path
@@ -259,3 +260,41 @@ def test_log_format_of_a_multiline_record() -> None:
     assert crash_lines(rec) == ["[    5.377557] first", "               second.", "               "]
     assert crash_lines(rec, level=True)[0] == "[    5.377557] <3>first"
     assert text_lines(rec) == ["first", "second.", ""]
+
+
+# -- the dcmds, through the opened target ---------------------------------------------------
+
+def _run(path: Path, line: str) -> list[str]:
+    from pmdb.config import Config
+    from pmdb.opener import open_target
+    from pmdb.session import Session
+
+    target = open_target(str(need_fixture(path)), config=Config())
+    out = io.StringIO()
+    try:
+        assert Session(target, config=Config(), stdout=out, stderr=out).run_line(line)
+    finally:
+        target.close()
+    return out.getvalue().splitlines()
+
+
+@pytest.mark.parametrize("path", DUMPS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_log_dcmd_is_crashs_log(path: Path) -> None:
+    assert _run(path, "::log") == crash_section(_folder(path), "log")
+
+
+def test_msgbuf_dcmd_and_options() -> None:
+    path = KASLR / "dump.202611221942"
+    theirs = crash_section(KASLR, "log")
+    stamp = re.compile(r"^\[\s*\d+\.\d{6}\] |^ {15}")
+    assert _run(path, "::msgbuf") == [stamp.sub("", line, count=1) for line in theirs]
+    verbose = _run(path, "::msgbuf -v")
+    panic = next(line for line in verbose if "Kernel panic - not syncing" in line)
+    assert panic.split()[:4] == ["[", "5.113827]", "kern.emerg", "T102"]
+    levels = _run(path, "::log -m")
+    assert levels[-1] == theirs[-1].replace("] ", "] <0>", 1)
+    no_time = _run(path, "::log -t")
+    assert no_time[0] == theirs[0].split("] ", 1)[1]
+    dev = _run(path, "::log -d")
+    i = dev.index(next(line for line in dev if "acpi PNP0A08:00: _OSC: OS supports" in line))
+    assert dev[i + 1:i + 3] == [" " * 15 + "SUBSYSTEM=acpi", " " * 15 + "DEVICE=+acpi:PNP0A08:00"]
