@@ -197,6 +197,8 @@ def _tracer(ctx: Context, em: Emulation, trace_on: bool, flow_on: bool) -> Any:
 
 def _finish(ctx: Context, em: Emulation, stop: Stop, *, stay: bool, max_writes: int) -> None:
     """Report a run; a stop that is not a return is one error line (or, with -s, a target)."""
+    if stop.reason in ("fault", "budget", "unimplemented") and not stay:
+        raise CommandError(stop.describe())
     ctx.out.line(stop_line(em, stop))
     if stop.reason == "return":
         summary(em, ctx.out.line, max_writes)
@@ -206,7 +208,6 @@ def _finish(ctx: Context, em: Emulation, stop: Stop, *, stay: bool, max_writes: 
         _become(ctx, em, stop)
         ctx.out.line("the emulated CPU is the current target (::target dump returns)")
         return
-    summary(em, ctx.out.line, max_writes)
     raise CommandError(stop.describe())
 
 

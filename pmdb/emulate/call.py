@@ -37,7 +37,8 @@ class Emulation:
     name: str
     info: FuncInfo | None
     stops: list[Stop] = field(default_factory=list)
-    executed: int = 0              # instructions so far (when the engine counts them)
+    executed: int = 0              # instructions so far, when every run was counted
+    counted: bool = True           # False once an engine run did not count (untraced unicorn)
 
     @property
     def remaining(self) -> int:
@@ -45,7 +46,9 @@ class Emulation:
 
     def account(self, stop: Stop) -> Stop:
         self.stops.append(stop)
-        if stop.instructions > 0:
+        if stop.instructions < 0:
+            self.counted = False
+        else:
             self.executed += stop.instructions
         return stop
 

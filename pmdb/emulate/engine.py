@@ -33,7 +33,7 @@ class Stop:
         text = {
             "return": "returned",
             "breakpoint": f"stopped at breakpoint {self.pc:#x}",
-            "budget": f"instruction budget exhausted at {self.pc:#x}",
+            "budget": f"instruction budget exhausted at {self.pc:#x} after {self.instructions} instructions",
             "fault": f"fault at {self.pc:#x}",
             "unimplemented": f"unimplemented instruction at {self.pc:#x}",
             "step": f"stepped to {self.pc:#x}",

@@ -13,10 +13,10 @@ RESULT_REGS = {"x86_64": ("rax", "rdx"), "i386": ("eax", "edx"), "sparc64": ("o0
 
 
 def stop_line(em: Emulation, stop: Stop) -> str:
-    counted = f" after {em.executed} instructions" if em.executed else ""
+    counted = f" after {em.executed} instructions" if em.counted and em.stops else ""
     if stop.reason == "return":
         return f"stop: {em.name} returned{counted}"
-    return f"stop: {stop.describe()}{counted}"
+    return f"stop: {stop.describe()}{'' if stop.reason == 'budget' else counted}"
 
 
 def summary(em: Emulation, emit: Callable[[str], None], max_writes: int) -> None:

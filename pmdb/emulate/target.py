@@ -53,7 +53,7 @@ class EmulatedOS:
         sentinel = self.emulation.sentinel
         for i, f in enumerate(frames):
             if f.pc == sentinel and i > 0:
-                frames[i - 1].note = "called by ::emulate"
+                frames[i - 1].note = "end of stack (called by ::emulate)"
                 return frames[:i]
         return frames
 
@@ -63,7 +63,7 @@ class EmulatedOS:
         return [("target", f"emulated CPU over {self.parent.path}"),
                 ("function", em.name),
                 ("state", last),
-                ("instructions", str(em.executed) if em.executed else "not counted"),
+                ("instructions", str(em.executed) if em.counted else "not counted (untraced)"),
                 ("pages paged in", str(len(em.engine.pager.paged_in)))]
 
     def mappings(self) -> Sequence[Mapping]:

@@ -236,8 +236,7 @@ class UnicornX86(Engine):
             return Stop("breakpoint", pc, counter.count)
         if sentinel is not None and pc == sentinel:
             return Stop("return", pc, counter.count)
-        return Stop("budget", pc, budget if counter.count < 0 else counter.count,
-                    f"{budget} instructions executed")
+        return Stop("budget", pc, budget if counter.count < 0 else counter.count)
 
 
 class _Counter:
