@@ -1,0 +1,143 @@
+"""Where SLUB's fields are, from the kernel's BTF: kmem_cache, kmem_cache_cpu/node, struct slab.
+
+Offsets are looked up once per dump, so reading a cache or a slab is one read
+and a few slices. Version differences are explicit: ``struct slab`` split off
+``struct page`` in 5.17 (before, the same member names are in ``struct
+page``), and ``kmem_cache_cpu.page`` became ``.slab`` at the same time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pmdb.errors import FormatError, PmdbError
+from pmdb.types.model import Type
+from pmdb.types.value import path_offset
+
+
+def _type(types: Any, *spellings: str) -> Type:
+    for s in spellings:
+        t = types.find(s)
+        if t is not None and t.strip().members:
+            return t
+    raise FormatError(f"the kernel's types have no {' or '.join(spellings)}: SLUB cannot be read")
+
+
+def _off(t: Type, *paths: str) -> int:
+    """Byte offset of the first member path t has."""
+    for p in paths:
+        try:
+            return path_offset(t, p)[0] // 8
+        except PmdbError:
+            continue
+    raise FormatError(f"{t} has no member {' or '.join(paths)} in this kernel's BTF")
+
+
+def _maybe(t: Type, *paths: str) -> int | None:
+    try:
+        return _off(t, *paths)
+    except FormatError:
+        return None
+
+
+def _bits(t: Type, name: str, base: int) -> tuple[int, int]:
+    """(shift, width) of a bitfield relative to the byte offset base."""
+    bit_off, _, size = path_offset(t, name)
+    return bit_off - base * 8, size
+
+
+@dataclass
+class SlubLayout:
+    cache_cpu_slab: int
+    cache_flags: int
+    cache_size: int
+    cache_object_size: int
+    cache_offset: int
+    cache_oo: int
+    cache_inuse: int
+    cache_align: int
+    cache_red_left_pad: int
+    cache_name: int
+    cache_list: int
+    cache_random: int | None
+    cache_node: int
+    cache_read_size: int
+    cpu_freelist: int
+    cpu_slab: int
+    cpu_partial: int | None
+    cpu_read_size: int
+    node_nr_partial: int
+    node_partial: int
+    node_nr_slabs: int | None
+    node_total_objects: int | None
+    node_full: int | None
+    node_read_size: int
+    slab_list: int
+    slab_next: int
+    slab_cache: int
+    slab_freelist: int
+    slab_counters: int
+    slab_read_size: int
+    inuse_bits: tuple[int, int]
+    objects_bits: tuple[int, int]
+    frozen_bits: tuple[int, int]
+    page_compound_head: int
+    page_size: int
+    pg_slab: int
+    max_nodes: int
+
+    @classmethod
+    def from_types(cls, types: Any, info: Any) -> SlubLayout:
+        kc = _type(types, "struct kmem_cache")
+        cpu = _type(types, "struct kmem_cache_cpu")
+        node = _type(types, "struct kmem_cache_node")
+        slab = _type(types, "struct slab", "struct page")   # 5.17 split struct slab off struct page
+        page = _type(types, "struct page")
+        counters = _off(slab, "counters")
+        node_arr = path_offset(kc, "node")[1].strip()
+        ends = [_off(kc, m) + 8 for m in ("cpu_slab", "flags", "name", "list", "random")
+                if _maybe(kc, m) is not None] + [_off(kc, "red_left_pad") + 4]
+        return cls(
+            cache_cpu_slab=_off(kc, "cpu_slab"), cache_flags=_off(kc, "flags"),
+            cache_size=_off(kc, "size"), cache_object_size=_off(kc, "object_size"),
+            cache_offset=_off(kc, "offset"), cache_oo=_off(kc, "oo"), cache_inuse=_off(kc, "inuse"),
+            cache_align=_off(kc, "align"), cache_red_left_pad=_off(kc, "red_left_pad"),
+            cache_name=_off(kc, "name"), cache_list=_off(kc, "list"),
+            cache_random=_maybe(kc, "random"), cache_node=_off(kc, "node"),
+            cache_read_size=max(ends),
+            cpu_freelist=_off(cpu, "freelist"), cpu_slab=_off(cpu, "slab", "page"),
+            cpu_partial=_maybe(cpu, "partial"), cpu_read_size=cpu.sizeof(),
+            node_nr_partial=_off(node, "nr_partial"), node_partial=_off(node, "partial"),
+            node_nr_slabs=_maybe(node, "nr_slabs"), node_total_objects=_maybe(node, "total_objects"),
+            node_full=_maybe(node, "full"), node_read_size=node.sizeof(),
+            slab_list=_off(slab, "slab_list", "lru"), slab_next=_off(slab, "next"),
+            slab_cache=_off(slab, "slab_cache"), slab_freelist=_off(slab, "freelist"),
+            slab_counters=counters, slab_read_size=max(counters + 8, _off(slab, "freelist") + 8),
+            inuse_bits=_bits(slab, "inuse", counters), objects_bits=_bits(slab, "objects", counters),
+            frozen_bits=_bits(slab, "frozen", counters),
+            page_compound_head=_off(page, "compound_head"),
+            page_size=info.sizes.get("page", 0) or page.sizeof(),
+            pg_slab=info.number_or("PG_slab", 9),
+            max_nodes=node_arr.count or 1)
+
+    def _field(self, counters: int, bits: tuple[int, int]) -> int:
+        return counters >> bits[0] & (1 << bits[1]) - 1
+
+    def inuse_of(self, counters: int) -> int:
+        return self._field(counters, self.inuse_bits)
+
+    def objects_of(self, counters: int) -> int:
+        return self._field(counters, self.objects_bits)
+
+    def frozen_of(self, counters: int) -> bool:
+        return bool(self._field(counters, self.frozen_bits))
+
+    def nr_node_ids(self, model: Any) -> int:
+        """How many node pointers a kmem_cache holds that may be set (nr_node_ids)."""
+        addr = model.lookup("nr_node_ids")
+        try:
+            n = model.space.u32(addr) if addr is not None else 1
+        except PmdbError:
+            n = 1
+        return n if 0 < n <= self.max_nodes else 1

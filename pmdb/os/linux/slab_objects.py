@@ -1,0 +1,129 @@
+"""The objects of one slab: which are free (on a freelist) and which are allocated.
+
+A slab's free objects are chained through a free pointer ``offset`` bytes
+into each object. Under CONFIG_SLAB_FREELIST_HARDENED (6.1 mm/slub.c
+``freelist_ptr``) the stored value is ``ptr ^ s->random ^ swab(address of the
+free pointer)``. A frozen slab that is some CPU's active slab has a second
+chain, ``kmem_cache_cpu.freelist``, that the CPU owns. Each chain is walked
+bounded by the slab's object count; a loop or a pointer that is not an
+object of this slab ends that chain with one line in ``problems``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pmdb.errors import FaultError
+from pmdb.os.linux.slab import CpuSlab, KmemCache, Slab, SlubModel
+
+_MASK64 = (1 << 64) - 1
+
+
+def swab64(value: int) -> int:
+    return int.from_bytes(value.to_bytes(8, "little"), "big")
+
+
+def decode_free_pointer(cache: KmemCache, stored: int, where: int) -> int:
+    """The next free object from the value stored at ``where``."""
+    if cache.random is None:
+        return stored
+    return (stored ^ cache.random ^ swab64(where)) & _MASK64
+
+
+def encode_free_pointer(cache: KmemCache, ptr: int, where: int) -> int:
+    """What the kernel would store at ``where`` for ptr (the same xor, for tests and overlays)."""
+    return decode_free_pointer(cache, ptr, where)
+
+
+@dataclass
+class SlabObjects:
+    slab: Slab
+    cache: KmemCache
+    free: set[int] = field(default_factory=set)
+    problems: list[str] = field(default_factory=list)
+    cpu: int | None = None              # the CPU whose active slab this is
+
+    def objects(self) -> list[int]:
+        count = min(self.slab.objects, self.cache.slab_bytes // self.cache.size)
+        return [self.cache.object_at(self.slab.base, i) for i in range(count)]
+
+    def allocated(self) -> list[int]:
+        return [o for o in self.objects() if o not in self.free]
+
+    def index_of(self, addr: int) -> int | None:
+        """The slot holding addr, or None when addr is past the last slot (slab padding)."""
+        i = (addr - self.slab.base) // self.cache.size
+        return i if 0 <= i < self.slab.objects else None
+
+
+Reader = Callable[[int], int]
+
+
+def slab_reader(model: SlubModel, slab: Slab, data: bytes | None) -> Reader:
+    """u64 reads inside the slab from ``data`` (the slab's bytes) when given, else the dump."""
+    if data is None:
+        return model.space.u64
+    base = slab.base
+
+    def read(addr: int) -> int:
+        off = addr - base
+        if 0 <= off <= len(data) - 8:
+            return int.from_bytes(data[off:off + 8], "little")
+        return model.space.u64(addr)
+
+    return read
+
+
+def walk_freelist(cache: KmemCache, slab: Slab, head: int, read: Reader,
+                  label: str) -> tuple[list[int], str | None]:
+    """The free objects chained from head, and a line saying why the chain was cut short."""
+    out: list[int] = []
+    seen: set[int] = set()
+    pad = cache.red_left_pad if cache.red_zone else 0
+    limit = slab.objects
+    ptr = head
+    where = 0
+    while ptr:
+        rel = ptr - slab.base - pad
+        if not 0 <= rel < limit * cache.size or rel % cache.size:
+            what = "outside the slab" if not 0 <= rel + pad < cache.slab_bytes else "not an object start"
+            src = f" (read at {where:#x})" if where else ""
+            return out, f"{label} of slab {slab.page:x}: free pointer {ptr:#x}{src} is {what}"
+        if ptr in seen:
+            return out, f"{label} of slab {slab.page:x} loops: {ptr:#x} is on it twice"
+        seen.add(ptr)
+        out.append(ptr)
+        if len(out) > limit:
+            return out, f"{label} of slab {slab.page:x} is longer than its {limit} objects"
+        where = ptr + cache.offset
+        try:
+            ptr = decode_free_pointer(cache, read(where), where)
+        except FaultError as err:
+            return out, f"{label} of slab {slab.page:x}: cannot read the free pointer at {where:#x} ({err})"
+    return out, None
+
+
+def slab_objects(model: SlubModel, cache: KmemCache, slab: Slab, data: bytes | None = None,
+                 cpus: list[CpuSlab] | None = None) -> SlabObjects:
+    """Free and allocated objects of slab; ``cpus`` (the cache's CPU slabs) is read when not given."""
+    result = SlabObjects(slab, cache)
+    read = slab_reader(model, slab, data)
+    free, problem = walk_freelist(cache, slab, slab.freelist, read, "freelist")
+    result.free.update(free)
+    if problem:
+        result.problems.append(problem)
+    if slab.frozen:
+        if cpus is None:
+            try:
+                cpus = model.cpu_slabs(cache)
+            except FaultError:
+                cpus = []
+        for c in cpus:
+            if c.slab == slab.page:
+                result.cpu = c.cpu
+                free, problem = walk_freelist(cache, slab, c.freelist, read, f"cpu {c.cpu} freelist")
+                result.free.update(free)
+                if problem:
+                    result.problems.append(problem)
+    return result
