@@ -17,14 +17,21 @@ from pmdb.target import Thread
 @dcmd("status", addr="none", synopsis="print a summary of the target",
       example="::status")
 def status(ctx: Context) -> None:
-    """What was debugged and how it died: the program, its arguments, the pid, the signal
-    and the faulting address, the number of threads, and whether the executable found on
-    disk matches the core (by build-id)."""
+    """What was debugged and how it died. A user core: the program, its arguments, the pid,
+    the signal and the faulting address, the number of threads, and whether the executable
+    found on disk matches the core (by build-id). A kernel dump: crash's ``sys`` fields
+    (kernel, dump file, CPUs, date, uptime, load average, tasks, nodename, release,
+    version, machine, memory, panic message) and the panic task. Also spelled ``sys``."""
     rows = ctx.target.os.status()
     if ctx.out.json_mode:
         ctx.out.record(**{k.replace(" ", "_"): v for k, v in rows})
         return
     width = max((len(k) for k, _ in rows), default=0)
+    if getattr(ctx.target.os, "status_style", "") == "crash":
+        # kernel dumps: crash's sys layout, keys right-aligned to the colon
+        for key, value in rows:
+            ctx.out.line(f"{key:>{max(width, 12)}}: {value}")
+        return
     for key, value in rows:
         ctx.out.line(f"{key + ':':<{width + 1}} {value}")
 

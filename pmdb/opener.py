@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pmdb.config import Config
+from pmdb.dumps.base import Dump
 from pmdb.dumps.detect import open_dump
 from pmdb.dumps.elf import ElfCore
 from pmdb.errors import FormatError, PmdbError
@@ -26,8 +28,16 @@ def open_target(path: str, *, config: Config, symbol_files: Sequence[str] = (),
                 sysroot: str | None = None) -> Target:
     """The Target for a dump file; FormatError (one line) when the file cannot be read."""
     dump = open_dump(path)
+    if dump.kind == "vmcore":
+        try:
+            return _open_vmcore(dump, path)
+        except FormatError:
+            dump.close()
+            raise
+        except (PmdbError, struct.error, ValueError, OverflowError) as err:
+            dump.close()
+            raise FormatError(f"{os.path.basename(path)}: cannot find the kernel in the dump ({err})") from None
     if not isinstance(dump, ElfCore):
-        # kernel dumps (kind "vmcore") get their opener with the Linux model
         dump.close()
         raise FormatError(f"{os.path.basename(path)}: {dump.kind} dumps are not supported yet")
     try:
@@ -39,6 +49,59 @@ def open_target(path: str, *, config: Config, symbol_files: Sequence[str] = (),
         # a note or header field that decodes to nonsense: still one line about the file
         dump.close()
         raise FormatError(f"{os.path.basename(path)}: corrupt core ({err})") from None
+
+
+def _open_vmcore(dump: Dump, path: str) -> Target:
+    """A Linux kernel dump with nothing but the dump: VMCOREINFO -> page tables -> kallsyms
+    -> BTF (vmlinux, then modules) -> module symbols -> the kernel's OS model."""
+    from pmdb.os.linux.kernel import LinuxKernel
+    from pmdb.os.linux.kernel_memory import load_kernel_memory
+
+    km = load_kernel_memory(dump.space(), getattr(dump, "vmcoreinfo", ""))
+    types = TypeRegistry(dump.arch.ptr_size)
+    warnings: list[str] = []
+    _kernel_types(km, types, warnings)
+    kernel = LinuxKernel(dump, km, types, path=path)
+    target = Target(path=path, arch=dump.arch, memory=km.space, symbols=km.symbols, types=types,
+                    os=kernel, kind="vmcore")
+    target.warnings = _unique(warnings + kernel.problems)  # type: ignore[attr-defined]
+    return target
+
+
+def _kernel_types(km: Any, types: TypeRegistry, warnings: list[str]) -> None:
+    """vmlinux BTF (cached by the kernel's BUILD-ID), module BTF and module symbols; what
+    fails becomes a warning, since symbols and memory still work without types."""
+    from pmdb.symbols.kmodules import RegistryOffsets
+    from pmdb.types.btf_kernel import module_btfs, vmlinux_btf
+
+    def lookup(name: str) -> int | None:
+        sym = km.symbols.lookup(name)
+        return sym.addr if sym is not None else None
+
+    try:
+        btf = vmlinux_btf(km.space, lookup, cache=_btf_cache(km.info.raw.get("BUILD-ID", "")))
+    except PmdbError as err:
+        warnings.append(f"no kernel types: {err}")
+        return
+    types.add_source(btf)
+    try:
+        km.load_modules(RegistryOffsets(types))
+    except PmdbError as err:
+        warnings.append(f"module symbols unavailable: {err}")
+    try:
+        for mod in module_btfs(km.space, btf, lookup):
+            types.add_source(mod.types)
+    except PmdbError as err:
+        warnings.append(f"module types unavailable: {err}")
+
+
+def _btf_cache(build_id: str) -> Path | None:
+    """Where a copy of this kernel build's BTF is kept between runs (None: no cache)."""
+    if not build_id or not build_id.isalnum():
+        return None
+    from pmdb.dumps.zst import cache_dir
+
+    return cache_dir() / "btf" / f"vmlinux-{build_id}.btf"
 
 
 def _open_user_core(core: ElfCore, *, config: Config, symbol_files: Sequence[str],

@@ -99,6 +99,7 @@ class Session:
         if not text.strip():
             return True
         self.last_line = text
+        text = self._crash_spelling(text)
         try:
             line = parse(text)
         except ParseError as err:
@@ -108,6 +109,15 @@ class Session:
         for pipeline in line.pipelines:
             ok = self._run_reporting(pipeline, out) and ok
         return ok
+
+    def _crash_spelling(self, text: str) -> str:
+        """crash's ``ps``, ``sys``, ``struct``... as the dcmds they stand for (see crash_aliases)."""
+        from pmdb.language.crash_aliases import rewrite
+
+        def is_symbol(name: str) -> bool:
+            return self.target is not None and self.target.symbols.lookup(name) is not None
+
+        return rewrite(text, is_symbol=is_symbol, has_dcmd=self.registry.has_dcmd)
 
     def repeat_last(self, *, out: IO[str] | None = None) -> bool:
         """A bare newline: repeat the last command (a format continues where it stopped)."""

@@ -1,4 +1,4 @@
-"""Walkers over a process: its threads."""
+"""Walkers over a process: its threads (kernel dumps: tasks, in walkers/linux.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,12 @@ from pmdb.commands import Context, walker
 @walker("thread", synopsis="every thread's id", example="::walk thread | ::findstack")
 def walk_thread(ctx: Context, start: int | None) -> Iterator[int]:
     """The id of each thread (tid for a user core), in the dump's order; with a start
-    address, only that thread. Pipe into ::findstack or ::regs."""
+    address, only that thread. On a kernel dump, task_struct addresses: every task, or
+    the thread group of the task given as the start. Pipe into ::findstack or ::regs."""
     target = ctx.target
+    if target.kind == "vmcore":
+        yield from target.os.thread_addresses(start)  # type: ignore[attr-defined]
+        return
     if start is not None:
         yield target.thread_by_id(start).id
         return

@@ -1,0 +1,219 @@
+"""LinuxKernel: the OS model of a crashed Linux kernel, from nothing but its dump.
+
+Threads are the kernel's tasks (pid, task_struct address, comm); a task that
+was on a CPU has that CPU's registers from the dump's notes, a sleeping one
+the registers its last context switch saved. Everything is read on first use
+and kept, so opening a dump costs only what the first command needs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from pmdb.arch import Arch
+from pmdb.dumps.base import Dump
+from pmdb.errors import CommandError, PmdbError, SymbolError
+from pmdb.memory.x86_64 import KernelSpace
+from pmdb.os.linux import sysinfo
+from pmdb.os.linux.cpus import Cpu, read_cpus
+from pmdb.os.linux.kernel_memory import KernelMemory
+from pmdb.os.linux.panicmsg import log_texts
+from pmdb.os.linux.tasks import Task, TaskLayout, TaskReader, collect_tasks, group_leaders, thread_group
+from pmdb.symbols.kmodules import RegistryOffsets
+from pmdb.target import Mapping, Thread
+from pmdb.types.registry import TypeRegistry
+from pmdb.unwind.frame import Frame
+
+NO_UNWINDER = "kernel stacks are not unwound yet: frame 0 only"
+
+
+class LinuxKernel:
+    """pmdb.target.OSModel for a Linux vmcore."""
+
+    name = "linux"
+    status_style = "crash"        # ::status right-aligns its keys, as crash's sys does
+
+    def __init__(self, dump: Dump, km: KernelMemory, types: TypeRegistry, *, path: str) -> None:
+        self.dump = dump
+        self.km = km
+        self.mem = km.space
+        self.types = types
+        self.path = path
+        self.arch: Arch = dump.arch
+        self.offsets = RegistryOffsets(types)
+        self.problems: list[str] = []       # damage found while listing tasks, one line each
+        self._layout: TaskLayout | None = None
+        self._reader: TaskReader | None = None
+        self._tasks: list[Task] | None = None
+        self._threads: list[Thread] | None = None
+        self._cpus: list[Cpu] | None = None
+        self._log: list[str] | None = None
+
+    # -- lookups -----------------------------------------------------------------------
+
+    def lookup(self, name: str) -> int | None:
+        sym = self.km.symbols.lookup(name)
+        return sym.addr if sym is not None and sym.module is None else None
+
+    def vars(self) -> sysinfo.KernelVars:
+        info = self.km.info
+        sym = self.km.symbols.lookup("node_data")
+        slots = info.lengths.get("node_data") or (sym.size // 8 if sym is not None and sym.size else 64)
+        return sysinfo.KernelVars(self.mem, self.lookup, self.offsets, self.types, node_slots=slots)
+
+    @property
+    def reader(self) -> TaskReader:
+        if self._reader is None:
+            if self.types.find("struct task_struct") is None:
+                raise SymbolError("no struct task_struct in the kernel's BTF: tasks are unknown")
+            self._layout = TaskLayout.from_types(self.offsets)
+            self._reader = TaskReader(self.mem, self._layout)
+        return self._reader
+
+    # -- CPUs and tasks ---------------------------------------------------------------
+
+    def cpus(self) -> list[Cpu]:
+        if self._cpus is None:
+            self._cpus = read_cpus(self.mem, self.km.layout, self.lookup, self.offsets,
+                                   self.dump.notes, self.arch)
+        return self._cpus
+
+    def tasks(self) -> list[Task]:
+        """Every task, crash's ps order; damage is noted in ``problems``, not raised."""
+        if self._tasks is None:
+            init_task = self.lookup("init_task")
+            if init_task is None:
+                raise SymbolError("no init_task in kallsyms: the task list is unknown")
+            cpus = self.cpus()
+            idle = [c.idle for c in cpus if c.idle]
+            if init_task not in idle:
+                idle.insert(0, init_task)
+            active = {c.curr for c in cpus if c.curr}
+            self._tasks = collect_tasks(self.reader, init_task, idle, active, self.problems)
+        return self._tasks
+
+    def task(self, addr: int) -> Task:
+        for t in self.tasks():
+            if t.address == addr:
+                return t
+        return self.reader.read(addr)
+
+    def find_task(self, ident: int) -> Task:
+        """A task by task_struct address, else by pid (the first with that pid)."""
+        tasks = self.tasks()
+        for t in tasks:
+            if t.address == ident:
+                return t
+        for t in tasks:
+            if t.pid == ident:
+                return t
+        raise CommandError(f"no task with address or pid {ident:#x} ({ident})")
+
+    def threads_of(self, addr: int) -> list[int]:
+        """The task_structs of the thread group that ``addr`` belongs to, leader first."""
+        task = self.task(addr)
+        leader = task.leader or addr
+        if task.idle:
+            return [addr]
+        return thread_group(self.mem, leader, self.reader.layout)
+
+    def thread_addresses(self, start: int | None) -> list[int]:
+        """What the ``thread`` walker yields on a kernel: every task, or the thread group of
+        the task (address or pid) given as the start."""
+        if start is None:
+            return [t.address for t in self.tasks()]
+        return self.threads_of(self.find_task(start).address)
+
+    def leaders(self) -> list[int]:
+        init_task = self.lookup("init_task")
+        if init_task is None:
+            raise SymbolError("no init_task in kallsyms: the task list is unknown")
+        return group_leaders(self.mem, init_task, self.reader.layout, self.problems)
+
+    def total_pages(self) -> int:
+        """The page count %MEM is relative to (crash: present pages of every node)."""
+        return sysinfo.present_pages(self.vars())
+
+    def user_space(self, task: Task) -> KernelSpace | None:
+        """The task's user address space, through its mm's page tables (None for kernel threads)."""
+        if not task.mm:
+            return None
+        pgd = self.mem.ptr(task.mm + self.offsets.offsetof("mm_struct", "pgd"))
+        phys = self.mem.direct_phys(pgd)
+        if phys is None:
+            phys, _ = self.mem.translate(pgd)
+        return KernelSpace(self.mem.phys, phys, self.mem.phys_base, len(self.mem.levels) == 5,
+                           image_size=self.mem.image_size)
+
+    def arguments(self, task: Task, limit: int = 4096) -> str | None:
+        """The task's command line from its own memory (mm->arg_start..arg_end), or None when
+        the dump left those user pages out."""
+        space = self.user_space(task)
+        if space is None:
+            return None
+        try:
+            start = self.mem.u64(task.mm + self.offsets.offsetof("mm_struct", "arg_start"))
+            end = self.mem.u64(task.mm + self.offsets.offsetof("mm_struct", "arg_end"))
+            if not 0 < end - start <= limit:
+                return None
+            raw = space.read(start, end - start)
+        except PmdbError:
+            return None
+        return raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
+
+    def panic_task(self) -> Task | None:
+        cpu = sysinfo.panic_cpu(self.vars())
+        cpus = self.cpus()
+        if cpu is None or cpu >= len(cpus) or not cpus[cpu].curr:
+            return None
+        return self.task(cpus[cpu].curr or 0)
+
+    def log(self) -> list[str]:
+        if self._log is None:
+            self._log = log_texts(self.mem, self.lookup, self.offsets)
+        return self._log
+
+    # -- OSModel ------------------------------------------------------------------------
+
+    def threads(self) -> Sequence[Thread]:
+        if self._threads is None:
+            try:
+                tasks = self.tasks()
+            except PmdbError as err:
+                self.problems.append(str(err))
+                tasks = []
+            on_cpu = {c.curr: c for c in self.cpus() if c.curr}
+            self._threads = [self._thread(i, t, on_cpu.get(t.address)) for i, t in enumerate(tasks, 1)]
+        return self._threads
+
+    def _thread(self, index: int, task: Task, cpu: Cpu | None) -> Thread:
+        regs = dict(cpu.registers) if cpu is not None and cpu.registers else {}
+        if not regs and cpu is None:
+            regs = self.reader.saved_registers(task.address)
+        return Thread(id=task.pid, registers=regs, name=task.comm, index=index, address=task.address,
+                      extra={"cpu": task.cpu, "state": task.state, "ppid": task.ppid})
+
+    def stack(self, thread: Thread) -> list[Frame]:
+        """Frame 0 from the thread's registers; deeper frames need the ORC unwinder."""
+        regs = thread.registers
+        pc = regs.get(self.arch.pc)
+        if pc is None:
+            return []
+        return [Frame(level=0, pc=pc, sp=regs.get(self.arch.sp, 0), regs=dict(regs), method="regs",
+                      note=NO_UNWINDER)]
+
+    def status(self) -> list[tuple[str, str]]:
+        return sysinfo.kernel_status(self)
+
+    def mappings(self) -> Sequence[Mapping]:
+        return []
+
+    def close(self) -> None:
+        self.dump.close()
+
+    def describe_file(self) -> str:
+        return os.path.basename(self.path)
+
+    def __repr__(self) -> str:
+        return f"LinuxKernel({self.path!r})"

@@ -1,0 +1,235 @@
+"""The facts crash's ``sys`` prints, read from the kernel's own variables.
+
+BTF describes types but not variables, so each global read here is named
+with the type the kernel declares it with (``tk_core`` is an anonymous
+struct whose second member is ``struct timekeeper``; ``avenrun`` is
+``unsigned long[3]``). Values are formatted as crash formats them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pmdb.errors import FaultError, PmdbError, SymbolError
+from pmdb.memory.space import AddressSpace
+from pmdb.os.linux.panicmsg import panic_message
+from pmdb.symbols.kmodules import StructOffsets
+from pmdb.types.registry import TypeRegistry
+
+Lookup = Callable[[str], "int | None"]
+
+FSHIFT = 11                   # avenrun's fixed point (include/linux/sched/loadavg.h)
+FIXED_1 = 1 << FSHIFT
+_GB = 1 << 30
+_MB = 1 << 20
+
+
+@dataclass
+class KernelVars:
+    """What the readers here need: kernel memory, symbol addresses and struct layouts."""
+
+    mem: AddressSpace
+    lookup: Lookup
+    offsets: StructOffsets
+    types: TypeRegistry
+    node_slots: int = 64          # MAX_NUMNODES: node_data's length
+
+    def need(self, name: str) -> int:
+        addr = self.lookup(name)
+        if addr is None:
+            raise SymbolError(f"no symbol {name} in kallsyms")
+        return addr
+
+
+def utsname(kv: KernelVars) -> dict[str, str]:
+    """init_uts_ns.name: sysname, nodename, release, version, machine, domainname."""
+    base = kv.need("init_uts_ns") + kv.offsets.offsetof("uts_namespace", "name")
+    out = {}
+    for field in ("sysname", "nodename", "release", "version", "machine", "domainname"):
+        raw = kv.mem.read(base + kv.offsets.offsetof("new_utsname", field), 65)
+        out[field] = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+    return out
+
+
+def wall_time(kv: KernelVars) -> int:
+    """Seconds since the epoch at the crash: tk_core.timekeeper.xtime_sec (3.17+)."""
+    # static struct { seqcount_raw_spinlock_t seq; struct timekeeper timekeeper; } tk_core
+    seq_t = kv.types.find("seqcount_raw_spinlock_t") or kv.types.find("seqcount_t")
+    seq_size = seq_t.sizeof() if seq_t is not None else 4
+    tk = kv.need("tk_core") + (seq_size + 7) // 8 * 8
+    return kv.mem.u64(tk + kv.offsets.offsetof("timekeeper", "xtime_sec"))
+
+
+def hz(kv: KernelVars) -> int:
+    """CONFIG_HZ, from tick_nsec (the length of one tick in ns)."""
+    addr = kv.lookup("tick_nsec")
+    tick = kv.mem.u64(addr) if addr is not None else 0
+    return round(1e9 / tick) if tick else 1000
+
+
+def uptime(kv: KernelVars) -> int:
+    """Seconds since boot, from jiffies_64 as crash counts it (jiffies start at -5 minutes)."""
+    h = hz(kv)
+    initial = (-300 * h) & 0xFFFFFFFF          # INITIAL_JIFFIES
+    jiffies = kv.mem.u64(kv.need("jiffies_64"))
+    return ((jiffies - initial) & (1 << 64) - 1) // h
+
+
+def load_average(kv: KernelVars) -> tuple[str, str, str]:
+    """avenrun[3] as /proc/loadavg shows it (rounded to 1/100)."""
+    base = kv.need("avenrun")
+    out = []
+    for i in range(3):
+        v = kv.mem.u64(base + 8 * i) + FIXED_1 // 200
+        out.append(f"{v >> FSHIFT}.{((v & (FIXED_1 - 1)) * 100) >> FSHIFT:02d}")
+    return out[0], out[1], out[2]
+
+
+def present_pages(kv: KernelVars) -> int:
+    """Pages of RAM the kernel manages: node_present_pages over every node (crash's total)."""
+    per_node = kv.offsets.offsetof("pglist_data", "node_present_pages")
+    nodes = kv.lookup("node_data")
+    if nodes is None:
+        contig = kv.need("contig_page_data")     # !CONFIG_NUMA: one static node
+        return kv.mem.u64(contig + per_node)
+    total = 0
+    n = kv.node_slots
+    raw = kv.mem.read(nodes, 8 * n)
+    for i in range(n):
+        pgdat = int.from_bytes(raw[8 * i:8 * i + 8], "little")
+        if pgdat:
+            total += kv.mem.u64(pgdat + per_node)
+    return total
+
+
+def cpu_mhz(kv: KernelVars) -> int | None:
+    """The CPU clock crash shows with MACHINE: cpu_khz, else tsc_khz."""
+    for name in ("cpu_khz", "tsc_khz"):
+        addr = kv.lookup(name)
+        if addr is not None:
+            try:
+                khz = kv.mem.u32(addr)
+            except FaultError:
+                continue
+            if khz:
+                return khz // 1000
+    return None
+
+
+def tainted(kv: KernelVars) -> bool:
+    addr = kv.lookup("tainted_mask")
+    try:
+        return addr is not None and kv.mem.u64(addr) != 0
+    except FaultError:
+        return False
+
+
+def panic_cpu(kv: KernelVars) -> int | None:
+    """The CPU that called panic() (atomic_t panic_cpu, -1 when none did)."""
+    addr = kv.lookup("panic_cpu")
+    if addr is None:
+        return None
+    try:
+        cpu = kv.mem.read_int(addr, 4, signed=True)
+    except FaultError:
+        return None
+    return cpu if cpu >= 0 else None
+
+
+# -- crash's formats ---------------------------------------------------------------------
+
+def format_date(seconds: int) -> str:
+    """crash's ``%a %b %e %T %Z %Y``; pmdb shows UTC, the dump's own clock."""
+    return time.strftime("%a %b %e %H:%M:%S UTC %Y", time.gmtime(seconds))
+
+
+def format_uptime(seconds: int) -> str:
+    days, rest = divmod(seconds, 86400)
+    hms = f"{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+    return f"{days} days, {hms}" if days else hms
+
+
+def format_memory(pages: int, page_size: int = 4096) -> str:
+    """crash's size: within 64 MB below a whole GB counts as that GB; one decimal, '.0' dropped."""
+    total = pages * page_size
+    next_gb = -(-total // _GB) * _GB
+    if total and next_gb - total <= 64 * _MB:
+        total = next_gb
+    if total >= _GB:
+        text = f"{total / _GB:.1f} GB"
+    elif total >= _MB:
+        text = f"{total / _MB:.1f} MB"
+    else:
+        text = f"{total // 1024} KB"
+    return text.replace(".0 ", " ")
+
+
+def safely(read: Callable[[], str]) -> str:
+    """One unreadable variable costs one field, not the whole ::status."""
+    try:
+        return read()
+    except PmdbError as err:
+        return f"(unknown: {err})"
+
+
+# -- the rows of ::status ------------------------------------------------------------------
+
+def kernel_status(kernel: Any) -> list[tuple[str, str]]:
+    """crash's ``sys`` fields in crash's order, then the panic task as crash's banner shows it.
+    ``kernel`` is a LinuxKernel (duck-typed to keep this module below it)."""
+    kv: KernelVars = kernel.vars()
+    uts: dict[str, str] = {}
+    try:
+        uts = utsname(kv)
+    except PmdbError:
+        pass
+    mark = "  [TAINTED]" if tainted(kv) else ""
+    rows = [("KERNEL", f"(none; kallsyms and BTF from the dump){mark}"),
+            ("DUMPFILE", kernel.describe_file()),
+            ("CPUS", safely(lambda: _cpus_text(kernel.cpus()))),
+            ("DATE", safely(lambda: format_date(wall_time(kv)))),
+            ("UPTIME", safely(lambda: format_uptime(uptime(kv)))),
+            ("LOAD AVERAGE", safely(lambda: ", ".join(load_average(kv)))),
+            ("TASKS", safely(lambda: str(len(kernel.tasks())))),
+            ("NODENAME", uts.get("nodename", "(unknown)")),
+            ("RELEASE", uts.get("release", "(unknown)")),
+            ("VERSION", uts.get("version", "(unknown)")),
+            ("MACHINE", _machine(kv, uts)),
+            ("MEMORY", safely(lambda: format_memory(present_pages(kv)))),
+            ("PANIC", safely(lambda: _panic_text(kernel)))]
+    return rows + _panic_task_rows(kernel)
+
+
+def _cpus_text(cpus: list[Any]) -> str:
+    offline = sum(1 for c in cpus if not c.online)
+    return f"{len(cpus)}" + (f" [OFFLINE: {offline}]" if offline else "")
+
+
+def _machine(kv: KernelVars, uts: dict[str, str]) -> str:
+    machine = uts.get("machine", "(unknown)")
+    mhz = cpu_mhz(kv)
+    return f"{machine}  ({mhz} Mhz)" if mhz else machine
+
+
+def _panic_text(kernel: Any) -> str:
+    msg = panic_message(kernel.log())
+    return f'"{msg}"' if msg else "(no panic message in the log)"
+
+
+def _panic_task_rows(kernel: Any) -> list[tuple[str, str]]:
+    try:
+        task = kernel.panic_task()
+    except PmdbError:
+        return []
+    if task is None:
+        return []
+    return [("PID", str(task.pid)), ("COMMAND", f'"{task.comm}"'), ("TASK", f"{task.address:x}"),
+            ("CPU", str(task.cpu)), ("STATE", f"{_STATE_NAMES.get(task.state, task.state)} (PANIC)")]
+
+
+_STATE_NAMES = {"RU": "TASK_RUNNING", "IN": "TASK_INTERRUPTIBLE", "UN": "TASK_UNINTERRUPTIBLE",
+                "ID": "TASK_IDLE", "ZO": "EXIT_ZOMBIE", "DE": "TASK_DEAD", "ST": "TASK_STOPPED",
+                "TR": "TASK_TRACED", "PA": "TASK_PARKED", "WA": "TASK_WAKING", "NE": "TASK_NEW"}
