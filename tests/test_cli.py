@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from pmdb.demo import demo_path
+from pmdb.demo import demo_path, user_demo_path
 
-DEMO_CORE = Path(demo_path())
+DEMO_CORE = Path(user_demo_path())    # the small user core; --demo opens the kernel dump
 DEMO_EXE = DEMO_CORE.with_name("pmdb-demo")
+USER = str(DEMO_CORE)
 
 
 def pmdb(*args: str, stdin: str = "", cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -47,7 +48,7 @@ def one_line(stderr: str) -> str:
 # -- running commands ---------------------------------------------------------------
 
 def test_e_runs_commands_and_exits_zero() -> None:
-    r = pmdb("--demo", "-e", "::threads")
+    r = pmdb(USER, "-e", "::threads")
     assert r.returncode == 0, r.stderr
     tids = gdb_thread_ids(DEMO_EXE, DEMO_CORE)
     assert len(tids) == 4            # the demo program: main + NWORKERS (3)
@@ -56,31 +57,31 @@ def test_e_runs_commands_and_exits_zero() -> None:
 
 
 def test_e_is_repeatable_and_semicolons_separate() -> None:
-    one = pmdb("--demo", "-e", "::threads", "-e", "::mappings")
-    two = pmdb("--demo", "-e", "::threads; ::mappings")
+    one = pmdb(USER, "-e", "::threads", "-e", "::mappings")
+    two = pmdb(USER, "-e", "::threads; ::mappings")
     assert one.returncode == two.returncode == 0
     assert one.stdout == two.stdout
-    assert one.stdout.startswith(pmdb("--demo", "-e", "::threads").stdout)
+    assert one.stdout.startswith(pmdb(USER, "-e", "::threads").stdout)
 
 
 def test_f_script_and_stdin_run_the_same_commands_as_e(tmp_path: Path) -> None:
     script = tmp_path / "cmds.txt"
     script.write_text("// a comment line\n::threads\n\n::mappings\n")
-    by_e = pmdb("--demo", "-e", "::threads", "-e", "::mappings")
-    by_f = pmdb("--demo", "-f", str(script))
-    by_stdin = pmdb("--demo", stdin=script.read_text())
+    by_e = pmdb(USER, "-e", "::threads", "-e", "::mappings")
+    by_f = pmdb(USER, "-f", str(script))
+    by_stdin = pmdb(USER, stdin=script.read_text())
     assert by_f.returncode == by_stdin.returncode == 0
     assert by_e.stdout == by_f.stdout == by_stdin.stdout
     assert by_stdin.stderr == ""     # no banner, no prompt without a terminal
 
 
 def test_quit_stops_reading_commands() -> None:
-    r = pmdb("--demo", stdin="$q\n::threads\n")
+    r = pmdb(USER, stdin="$q\n::threads\n")
     assert r.returncode == 0 and r.stdout == ""
 
 
 def test_json_gives_records_matching_gdb() -> None:
-    r = pmdb("--demo", "--json", "-e", "::threads")
+    r = pmdb(USER, "--json", "-e", "::threads")
     assert r.returncode == 0, r.stderr
     records = json.loads(r.stdout)
     tids = [rec["tid"] for rec in records]
@@ -90,16 +91,16 @@ def test_json_gives_records_matching_gdb() -> None:
 # -- exit status ---------------------------------------------------------------------
 
 def test_failed_command_exits_one_with_one_line() -> None:
-    r = pmdb("--demo", "-e", "::nosuchdcmd")
+    r = pmdb(USER, "-e", "::nosuchdcmd")
     assert r.returncode == 1
     assert "nosuchdcmd" in one_line(r.stderr)
 
 
 def test_one_failure_among_good_commands_still_exits_one() -> None:
-    r = pmdb("--demo", stdin="::threads\nnosuch_symbol_xyz\n::mappings\n")
+    r = pmdb(USER, stdin="::threads\nnosuch_symbol_xyz\n::mappings\n")
     assert r.returncode == 1
     assert "nosuch_symbol_xyz" in one_line(r.stderr)
-    assert r.stdout == pmdb("--demo", "-e", "::threads", "-e", "::mappings").stdout
+    assert r.stdout == pmdb(USER, "-e", "::threads", "-e", "::mappings").stdout
 
 
 @pytest.mark.parametrize("args", [
@@ -130,7 +131,7 @@ def test_unreadable_dumps_exit_two_with_one_line(tmp_path: Path) -> None:
 def test_bad_config_exits_two(tmp_path: Path) -> None:
     cfg = tmp_path / "pmdb.toml"
     cfg.write_text("[repl]\npager = 3\n")
-    r = pmdb("--config", str(cfg), "--demo", "-e", "::threads")
+    r = pmdb("--config", str(cfg), USER, "-e", "::threads")
     assert r.returncode == 2
     assert "repl.pager" in one_line(r.stderr)
 
@@ -169,6 +170,19 @@ def test_demo_banner_only_at_a_terminal() -> None:
 
 def test_demo_files_are_small() -> None:
     assert DEMO_CORE.stat().st_size + DEMO_EXE.stat().st_size < 1024 * 1024
+
+
+def test_demo_is_the_kernel_fixture_and_opens_without_shared() -> None:
+    """The bundled kernel dump is byte-identical to the fixture (its SHA256SUMS line) and
+    --demo answers crash's sys: the panic task and string of the README."""
+    import hashlib
+
+    digest = hashlib.sha256(Path(demo_path()).read_bytes()).hexdigest()
+    assert digest == "986ce956a0690c21ce5f380387367852ccb24ad17ced15ecf60f481e7117f345"
+    r = pmdb("--demo", "-e", "::status")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"PANIC: \"Kernel panic - not syncing: Fatal exception\"", r.stdout)
+    assert re.search(r"^\s+TASK: ffff8be102a71840$", r.stdout, re.M)
 
 
 def test_make_demo_rebuilds_a_core_gdb_reads(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from pmdb.demo import demo_path
+from pmdb.demo import user_demo_path
 from tests.conftest import USER_CORES, need_fixture
 
 PROMPT = "pmdb> "
@@ -133,7 +133,7 @@ def cores() -> Iterator[str]:
 
 def core_args(name: str) -> list[str]:
     if name == "demo":
-        return ["--demo"]
+        return [user_demo_path()]     # the small user core (--demo opens the kernel dump)
     return [str(need_fixture(USER_CORES / f"{name}.core"))]
 
 
@@ -200,7 +200,7 @@ def test_ctrl_c_at_the_prompt_abandons_the_line(repl: Pty) -> None:
     repl.expect(LEAVE)
     assert clean(repl.expect(ENTER)).strip() == ""      # nothing ran
     repl.expect(PROMPT_MARK)
-    assert repl.command("::threads") == plain_output(["--demo"], "::threads")
+    assert repl.command("::threads") == plain_output(core_args("demo"), "::threads")
 
 
 @pytest.mark.parametrize("repl", ["demo"], indirect=True)
@@ -215,7 +215,7 @@ def test_ctrl_c_interrupts_a_running_command(repl: Pty) -> None:
     assert time.monotonic() - started < 20
     # the terminal itself echoes the ^C
     assert [ln.removeprefix("^C") for ln in out.split("\n") if ln.strip()] == ["pmdb: interrupted"], out
-    assert repl.command("::threads") == plain_output(["--demo"], "::threads")
+    assert repl.command("::threads") == plain_output(core_args("demo"), "::threads")
 
 
 @pytest.mark.parametrize("repl", ["demo"], indirect=True)
@@ -228,7 +228,7 @@ def test_bare_newline_repeats_the_last_command(repl: Pty) -> None:
 def test_tab_completes_a_dcmd(repl: Pty) -> None:
     repl.send("::threa\t")
     time.sleep(1.0)     # completion runs asynchronously: let it land before Enter
-    assert repl.command("", keys="\r") == plain_output(["--demo"], "::threads")
+    assert repl.command("", keys="\r") == plain_output(core_args("demo"), "::threads")
 
 
 @pytest.mark.parametrize("repl", ["demo"], indirect=True)
@@ -251,10 +251,10 @@ def test_ctrl_d_quits(repl: Pty) -> None:
 def test_long_output_goes_through_the_pager(tmp_path: Path) -> None:
     if shutil.which("less") is None:
         pytest.skip("less is not installed")
-    expected = plain_output(["--demo"], "::mappings")
+    expected = plain_output(core_args("demo"), "::mappings")
     rows = 10
     assert len(expected) > rows
-    p = Pty(["-q", "--config", str(config_file(tmp_path, pager=True)), "--demo"], rows=rows)
+    p = Pty(["-q", "--config", str(config_file(tmp_path, pager=True)), *core_args("demo")], rows=rows)
     p.prompt()
     p.send("::mappings\r")
     p.expect(LEAVE)
@@ -270,9 +270,9 @@ def test_long_output_goes_through_the_pager(tmp_path: Path) -> None:
 
 
 def test_short_output_is_not_paged(tmp_path: Path) -> None:
-    p = Pty(["-q", "--config", str(config_file(tmp_path, pager=True)), "--demo"])
+    p = Pty(["-q", "--config", str(config_file(tmp_path, pager=True)), *core_args("demo")])
     p.prompt()
-    assert p.command("::threads") == plain_output(["--demo"], "::threads")
+    assert p.command("::threads") == plain_output(core_args("demo"), "::threads")
     p.send("$q\r")
     assert p.finish() == 0
 
@@ -281,7 +281,7 @@ def test_banner_at_the_terminal(tmp_path: Path) -> None:
     p = Pty(["--config", str(config_file(tmp_path)), "--demo"])
     p.prompt()
     shown = p.all_text()
-    for first_command in ("::status", "$c", "::walk thread | ::findstack", "::print"):
+    for first_command in ("::status", "::ps", "::msgbuf", "$c", "::walk task | ::print task_struct pid comm"):
         assert first_command in shown
     p.send("\x04")
     assert p.finish() == 0
@@ -295,7 +295,7 @@ def test_missing_file_gives_one_line_and_status_two(tmp_path: Path) -> None:
 
 
 def test_truncated_core_gives_one_line_and_status_two(tmp_path: Path) -> None:
-    data = Path(demo_path()).read_bytes()
+    data = Path(user_demo_path()).read_bytes()
     core = tmp_path / "truncated.core"
     core.write_bytes(data[: len(data) // 2])
     p = Pty(["--config", str(config_file(tmp_path)), str(core)])

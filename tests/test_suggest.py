@@ -108,11 +108,11 @@ def _gdb_members(type_name: str) -> list[str]:
     import subprocess
     from pathlib import Path
 
-    from pmdb.demo import demo_path
+    from pmdb.demo import user_demo_path
 
     if shutil.which("gdb") is None:
         pytest.skip("gdb is not installed (the oracle)")
-    exe = Path(demo_path()).with_name("pmdb-demo")
+    exe = Path(user_demo_path()).with_name("pmdb-demo")
     out = subprocess.run(["gdb", "-nx", "-batch", "-ex", f"ptype {type_name}", str(exe)],
                          capture_output=True, text=True, timeout=60).stdout
     return sorted(re.findall(r"(\w+)(?:\[\d*\])?;$", out, re.M))
@@ -123,12 +123,12 @@ def completer():  # type: ignore[no-untyped-def]
     import io
 
     from pmdb.config import Config
-    from pmdb.demo import demo_path
+    from pmdb.demo import user_demo_path
     from pmdb.opener import open_target
     from pmdb.repl.completer import SessionCompleter
     from pmdb.session import Session
 
-    target = open_target(demo_path(), config=Config())
+    target = open_target(user_demo_path(), config=Config())
     yield SessionCompleter(Session(target, stderr=io.StringIO()))
     target.close()
 
