@@ -15,7 +15,8 @@ from collections.abc import Callable
 CRASH_ALIASES: dict[str, str] = {
     "ps": "ps",
     "sys": "status",
-    "log": "msgbuf",
+    "log": "log",          # crash's format; ::msgbuf is mdb's
+    "vtop": "vtop",
     "struct": "print",
     "bt": "bt",            # registered as an alias of $c
     "runq": "cpuinfo",
