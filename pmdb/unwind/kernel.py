@@ -1,0 +1,324 @@
+"""The x86-64 kernel unwinder: ORC from the dump, across exception frames and stacks.
+
+It follows the kernel's own ``unwind_next_frame`` (arch/x86/kernel/unwind_orc.c)
+so that it finds what the kernel itself would: the ORC entry of each return
+address says where the caller's stack pointer is (and, for entry code, where
+a ``struct pt_regs`` holds the interrupted context). Every read is checked
+against the known stacks (pmdb.os.linux.stacks); a step that leaves them, goes
+down a stack, or returns to a stack it left ends the walk with a one-line
+reason in the last frame's ``note``.
+
+Frames follow crash's reading: a frame's ``pc`` is a return address read at
+``slot`` (crash's ``[addr]`` column) and ``sp`` is the stack pointer after the
+return; an ``exception`` frame carries the pt_regs it came from; the first
+frame (``method == "regs"``) comes from the CPU's registers or the frame the
+task left when it was switched out.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from pmdb.errors import CorruptionError, FaultError, PmdbError, SymbolError
+from pmdb.memory.space import AddressSpace
+from pmdb.os.linux.kmem_layout import KernelLayout
+from pmdb.os.linux.stacks import (
+    StackMap,
+    StackRegion,
+    TaskOffsets,
+    cpu_stacks,
+    inactive_frame,
+    task_stack,
+    thread_size,
+)
+from pmdb.symbols.kmodules import KernelModule, StructOffsets
+from pmdb.unwind import orc
+from pmdb.unwind.frame import Frame
+
+# struct pt_regs, in order (arch/x86/include/asm/ptrace.h); names as in NT_PRSTATUS
+PT_REGS = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx",
+           "rdx", "rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss")
+IRET_REGS = ("rip", "cs", "eflags", "rsp", "ss")
+IRET_OFFSET = 8 * PT_REGS.index("rip")
+MAX_FRAMES = 256
+# what the kernel assumes when ORC has no entry (orc_fp_entry): a frame-pointer frame
+FP_ENTRY = orc.OrcEntry(16, -16, orc.REG_BP, orc.REG_PREV_SP, orc.TYPE_CALL)
+_SP_REGS = {orc.REG_R10: "r10", orc.REG_R13: "r13", orc.REG_DI: "rdi", orc.REG_DX: "rdx"}
+
+Lookup = Callable[[str], "int | None"]
+
+
+class _Stop(Exception):
+    """The walk cannot go on; the message becomes the last frame's note."""
+
+
+@dataclass
+class _State:
+    ip: int
+    sp: int
+    bp: int | None
+    regs: dict[str, int] | None     # what get_reg() sees: CPU registers or a pt_regs
+    full: bool                      # regs is a full pt_regs, not only its iret part
+    signal: bool                    # ip is exact (interrupted), not a return address
+    stack: StackRegion | None
+    left: set[str] = field(default_factory=set)    # stacks the walk has come up from
+
+
+class _Reader:
+    """Stack words, each region read once in one piece; reads off every known stack fail."""
+
+    def __init__(self, mem: AddressSpace, stacks: StackMap, task: StackRegion | None) -> None:
+        self.mem, self.stacks, self.task = mem, stacks, task
+        self._cache: dict[StackRegion, bytes | None] = {}
+
+    def region(self, addr: int, n: int = 8) -> StackRegion | None:
+        return self.stacks.find(addr, self.task, n)
+
+    def words(self, addr: int, count: int) -> tuple[int, ...]:
+        n = 8 * count
+        region = self.region(addr, n)
+        if region is None:
+            raise _Stop(f"{addr:#x} is on no known stack")
+        data = self._bytes(region)
+        try:
+            if data is not None:
+                return struct.unpack_from(f"<{count}Q", data, addr - region.lo)
+            return struct.unpack(f"<{count}Q", self.mem.read(addr, n))
+        except FaultError as err:
+            raise _Stop(f"stack word at {addr:#x} unreadable ({err.reason or 'not in the dump'})") from None
+
+    def word(self, addr: int) -> int:
+        return self.words(addr, 1)[0]
+
+    def _bytes(self, region: StackRegion) -> bytes | None:
+        if region not in self._cache:
+            try:
+                self._cache[region] = self.mem.read(region.lo, region.hi - region.lo)
+            except PmdbError:
+                self._cache[region] = None      # partly missing: fall back to word reads
+        return self._cache[region]
+
+
+class KernelUnwinder:
+    """Unwinds kernel stacks of one dump; build once, use for every task."""
+
+    def __init__(self, mem: AddressSpace, finder: orc.OrcFinder, stacks: StackMap,
+                 task_offsets: TaskOffsets | None, size: int, ret_from_fork: int | None = None,
+                 describe: Callable[[int], str] | None = None) -> None:
+        self.mem, self.orc, self.stacks = mem, finder, stacks
+        self.task_offsets, self.thread_size = task_offsets, size
+        self.ret_from_fork = ret_from_fork
+        self.describe = describe or (lambda a: f"{a:#x}")
+
+    @classmethod
+    def build(cls, mem: AddressSpace, lookup: Lookup, layout: KernelLayout,
+              offsets: StructOffsets | None, modules: Iterable[KernelModule], release: str,
+              describe: Callable[[int], str] | None = None) -> KernelUnwinder:
+        """From the kernel's symbols, layout and BTF offsets (for modules' ORC, the exception
+        stacks and task_struct); SymbolError when the kernel has no ORC tables."""
+        finder = orc.orc_finder(mem, lookup, list(modules), offsets, release)
+        size = thread_size(lookup)
+        task_offsets = None
+        if offsets is not None:
+            try:
+                task_offsets = TaskOffsets.from_types(offsets)
+            except SymbolError:
+                task_offsets = None
+        regions = cpu_stacks(mem, lookup, layout, offsets, size)
+        return cls(mem, finder, StackMap(regions), task_offsets, size, lookup("ret_from_fork"), describe)
+
+    # -- entry points ------------------------------------------------------------
+
+    def task_stack(self, task: int) -> StackRegion:
+        if self.task_offsets is None:
+            raise SymbolError("task_struct.stack/thread.sp unknown (no BTF): cannot find task stacks")
+        return task_stack(self.mem, task, self.task_offsets, self.thread_size)
+
+    def unwind_task(self, task: int, regs: dict[str, int] | None = None) -> list[Frame]:
+        """A task's kernel stack: from ``regs`` (the CPU's, when it was running) or else from
+        the frame it left at ``thread.sp``. CorruptionError when ``task`` is not a task."""
+        stack = self.task_stack(task)
+        reader = _Reader(self.mem, self.stacks, stack)
+        if regs is not None:
+            return self._walk(self._from_regs(regs, reader), reader)
+        assert self.task_offsets is not None
+        try:
+            saved = inactive_frame(self.mem, task, self.task_offsets, stack)
+        except CorruptionError as err:
+            return self._scan_start(stack, reader, err.why)
+        return self._walk(self._from_switch(saved, reader), reader)
+
+    def unwind_regs(self, regs: dict[str, int], task: int | None = None) -> list[Frame]:
+        """A stack from a full register set, on ``task``'s stack or a CPU's."""
+        stack = self.task_stack(task) if task is not None else None
+        reader = _Reader(self.mem, self.stacks, stack)
+        return self._walk(self._from_regs(regs, reader), reader)
+
+    # -- starting points ---------------------------------------------------------
+
+    def _from_regs(self, regs: dict[str, int], reader: _Reader) -> tuple[Frame, _State]:
+        ip, sp = regs.get("rip", 0), regs.get("rsp", 0)
+        region = reader.region(sp) or reader.region(sp - 8)
+        user = bool(regs.get("cs", 0) & 3)
+        frame = Frame(0, ip, sp, regs=dict(regs), method="regs",
+                      stack_name="user" if user else (region.name if region else ""))
+        return frame, _State(ip, sp, regs.get("rbp"), dict(regs), True, True, region)
+
+    def _from_switch(self, saved: dict[str, int], reader: _Reader) -> tuple[Frame, _State]:
+        ip, sp = saved["rip"], saved["rsp"]
+        region = reader.region(sp - 8)
+        frame = Frame(0, ip, sp, regs=dict(saved), method="regs", slot=sp - 8,
+                      stack_name=region.name if region else "")
+        return frame, _State(ip, sp, saved.get("rbp"), None, False, ip == self.ret_from_fork, region)
+
+    def _scan_start(self, stack: StackRegion, reader: _Reader, why: str) -> list[Frame]:
+        """No usable saved frame: start at the lowest word on the task's stack that is a
+        return address into code ORC knows (what crash does without a starting point)."""
+        for slot in range(stack.lo, stack.hi - 8, 8):
+            try:
+                value = reader.word(slot)
+            except _Stop:
+                continue
+            if self.orc.is_text(value):
+                frame = Frame(0, value, slot + 8, regs={"rip": value, "rsp": slot + 8}, method="scan",
+                              slot=slot, stack_name=stack.name, note="")
+                state = _State(value, slot + 8, None, None, False, False, stack)
+                frames = self._walk((frame, state), reader)
+                frames[0].note = frames[0].note or f"started by scanning the stack: {why}"
+                return frames
+        return [Frame(0, 0, stack.hi, method="scan", stack_name=stack.name,
+                      note=f"no return address anywhere on the stack: {why}")]
+
+    # -- the walk ----------------------------------------------------------------
+
+    def _walk(self, start: tuple[Frame, _State], reader: _Reader) -> list[Frame]:
+        frame, state = start
+        frames = [frame]
+        while frame.stack_name != "user":
+            if len(frames) >= MAX_FRAMES:
+                frame.note = f"stopped after {MAX_FRAMES} frames"
+                break
+            try:
+                nxt = self._step(state, reader)
+            except _Stop as stop:
+                frame.note = str(stop)
+                break
+            if nxt is None:
+                break
+            frame.cfa = nxt.sp if nxt.method != "exception" else None
+            nxt.level = len(frames)
+            frames.append(nxt)
+            frame = nxt
+        return frames
+
+    def _step(self, st: _State, rd: _Reader) -> Frame | None:
+        """One unwind_next_frame(): the caller's frame, None at the end of the stack."""
+        entry, method = self.orc.find(st.ip if st.signal else st.ip - 1), "orc"
+        if entry is None:
+            if st.bp is None or not self.orc.is_text(st.ip):
+                raise _Stop(f"no ORC entry for {self.describe(st.ip)}")
+            entry, method = FP_ENTRY, "fp"      # the kernel's own guess: a frame-pointer frame
+        if entry.type == orc.TYPE_END:
+            return None
+        if entry.type == orc.TYPE_UNDEFINED:
+            raise _Stop(f"no unwind information for {self.describe(st.ip)} ({entry})")
+        sp = self._prev_sp(entry, st, rd)
+        prev_sp, prev_stack = st.sp, st.stack
+        if entry.type == orc.TYPE_CALL:
+            frame = self._call_frame(entry, sp, st, rd, method)
+        elif entry.type in (orc.TYPE_REGS, orc.TYPE_REGS_PARTIAL):
+            frame = self._regs_frame(entry, sp, st, rd)
+        else:
+            raise _Stop(f"unknown ORC type {entry.type} for {self.describe(st.ip)}")
+        self._find_bp(entry, sp, st, rd)
+        if frame.stack_name != "user":
+            self._check_progress(st, prev_sp, prev_stack)
+        return frame
+
+    def _prev_sp(self, entry: orc.OrcEntry, st: _State, rd: _Reader) -> int:
+        """The caller's stack pointer (the CFA) by the entry's base register."""
+        reg = entry.sp_reg
+        if reg == orc.REG_SP:
+            return st.sp + entry.sp_offset
+        if reg in (orc.REG_BP, orc.REG_BP_INDIRECT):
+            if st.bp is None:
+                raise _Stop(f"frame pointer unknown at {self.describe(st.ip)}")
+            sp = st.bp + entry.sp_offset
+            return rd.word(sp) if reg == orc.REG_BP_INDIRECT else sp
+        if reg == orc.REG_SP_INDIRECT:
+            # the top of an IRQ stack holds the stack pointer it was entered from
+            return rd.word(st.sp) + entry.sp_offset
+        name = _SP_REGS.get(reg)
+        if name is None:
+            raise _Stop(f"unknown ORC base register {reg} at {self.describe(st.ip)}")
+        value = st.regs.get(name) if st.regs is not None and st.full else None
+        if value is None:
+            raise _Stop(f"{name} needed at {self.describe(st.ip)} but not saved")
+        return value
+
+    def _call_frame(self, entry: orc.OrcEntry, sp: int, st: _State, rd: _Reader, method: str) -> Frame:
+        slot = sp - 8
+        ip = rd.word(slot)
+        if not self.orc.is_text(ip):
+            raise _Stop(f"return address {ip:#x} at {slot:#x} is not kernel text")
+        region = rd.region(slot)
+        st.ip, st.sp, st.regs, st.full = ip, sp, None, False
+        st.signal = entry.signal              # 6.3+: a hint that the next ip is exact
+        self._enter(st, region)
+        regs = {"rip": ip, "rsp": sp}
+        return Frame(0, ip, sp, regs=regs, method=method, slot=slot,
+                     stack_name=region.name if region else "")
+
+    def _regs_frame(self, entry: orc.OrcEntry, sp: int, st: _State, rd: _Reader) -> Frame:
+        """An exception / interrupt / syscall entry: the interrupted context's registers."""
+        if entry.type == orc.TYPE_REGS:
+            regs = dict(zip(PT_REGS, rd.words(sp, len(PT_REGS)), strict=True))
+            full = True
+        else:
+            regs = dict(zip(IRET_REGS, rd.words(sp, len(IRET_REGS)), strict=True))
+            full = False
+        ip, new_sp = regs["rip"], regs["rsp"]
+        user = bool(regs["cs"] & 3)
+        region = None if user else (rd.region(new_sp) or rd.region(new_sp - 8))
+        if not user and not self.orc.is_text(ip):
+            raise _Stop(f"saved registers at {sp:#x} hold rip {ip:#x}, not kernel text")
+        st.ip, st.sp, st.regs, st.full, st.signal = ip, new_sp, regs, full, True
+        if not user:
+            self._enter(st, region)
+        return Frame(0, ip, new_sp, regs=dict(regs), method="exception", exception=regs,
+                     stack_name="user" if user else (region.name if region else ""))
+
+    def _find_bp(self, entry: orc.OrcEntry, sp: int, st: _State, rd: _Reader) -> None:
+        if entry.bp_reg == orc.REG_UNDEFINED:
+            if st.regs is not None and st.full and "rbp" in st.regs:
+                st.bp = st.regs["rbp"]
+        elif entry.bp_reg == orc.REG_PREV_SP:
+            st.bp = rd.word(sp + entry.bp_offset)
+        elif entry.bp_reg == orc.REG_BP:
+            if st.bp is None:
+                raise _Stop("frame pointer unknown")
+            st.bp = rd.word(st.bp + entry.bp_offset)
+        else:
+            raise _Stop(f"unknown ORC frame-pointer register {entry.bp_reg}")
+
+    def _enter(self, st: _State, region: StackRegion | None) -> None:
+        """Move to the stack the new sp is on; never back to one the walk left."""
+        if region is None:
+            raise _Stop(f"stack pointer {st.sp:#x} is on no known stack")
+        if st.stack is not None and region != st.stack:
+            if region.name + str(region.cpu) in st.left:
+                raise _Stop(f"the stack returns to the {region} it left")
+            st.left.add(st.stack.name + str(st.stack.cpu))
+        st.stack = region
+
+    def _check_progress(self, st: _State, prev_sp: int, prev_stack: StackRegion | None) -> None:
+        if st.stack == prev_stack and st.sp <= prev_sp:
+            raise _Stop(f"stack going in the wrong direction at {self.describe(st.ip)} "
+                        f"(sp {st.sp:#x} after {prev_sp:#x})")
+
+
+def unwind_kernel_task(kernel: KernelUnwinder, task_addr: int, regs: dict[str, int] | None) -> list[Frame]:
+    """A task's kernel stack (see KernelUnwinder.unwind_task); for dcmds and the OS model."""
+    return kernel.unwind_task(task_addr, regs)
