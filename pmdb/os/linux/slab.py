@@ -297,6 +297,20 @@ class SlubModel:
         return self._scan.get(cache.address, [])
 
 
+def find_listed_cache(model: SlubModel, word: Any) -> KmemCache | None:
+    """A cache on slab_caches by name, by address, or by an address spelled in hex."""
+    caches = model.caches()
+    for c in caches:
+        if c.name == word:
+            return c
+    if isinstance(word, str):
+        try:
+            word = int(word.removeprefix("0x"), 16)
+        except ValueError:
+            return None
+    return next((c for c in caches if c.address == word), None)
+
+
 def walk_list_head(space: Any, head: int, limit: int) -> Iterator[int]:
     """The entries of a circular ``list_head`` (not the head); bounded, loops detected."""
     seen = {head}

@@ -136,21 +136,31 @@ class Transaction:
     track: Track
     obj: int
     cache: KmemCache
+    order: tuple[int, int] = (0, 0)     # ties within one jiffy; see transactions()
 
 
 def transactions(model: SlubModel, caches: list[KmemCache], problems: list[str]) -> list[Transaction]:
-    """Every alloc and free that the tracks of these caches record, newest first."""
+    """Every alloc and free that the tracks of these caches record, newest first.
+
+    Tracks stamp jiffies, so many events share a time. Within one jiffy what the dump
+    itself proves goes first: an object's current state is its latest event (a free
+    object's free came after its alloc), and a freelist is last-in first-out, so a free
+    nearer its head is newer. Events of different objects are otherwise unordered."""
     out = []
     for cache in caches:
         if not cache.stores_user:
             continue
         for view in cache_slabs(model, cache, problems):
-            for obj in view.objects.objects():
+            objs = view.objects
+            for obj in objs.objects():
+                is_free = obj in objs.free
                 for t in read_tracks(cache, obj, view.data, view.slab.base):
-                    out.append(Transaction(t, obj, cache))
+                    latest = (t.kind == "free") == is_free
+                    rank = objs.rank.get(obj, 0) if t.kind == "free" else 0
+                    out.append(Transaction(t, obj, cache, (0 if latest else 1, rank)))
     now = kernel_clock(model)[0]
     # ages, not raw jiffies, so a wrapped counter still sorts right
-    out.sort(key=lambda x: ((now - x.track.when) & (1 << 64) - 1, x.track.kind != "free"))
+    out.sort(key=lambda x: ((now - x.track.when) & (1 << 64) - 1, x.order))
     return out
 
 

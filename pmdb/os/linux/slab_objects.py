@@ -41,6 +41,7 @@ class SlabObjects:
     slab: Slab
     cache: KmemCache
     free: set[int] = field(default_factory=set)
+    rank: dict[int, int] = field(default_factory=dict)    # place on its freelist: 0 = freed last
     problems: list[str] = field(default_factory=list)
     cpu: int | None = None              # the CPU whose active slab this is
 
@@ -111,6 +112,7 @@ def slab_objects(model: SlubModel, cache: KmemCache, slab: Slab, data: bytes | N
     read = slab_reader(model, slab, data)
     free, problem = walk_freelist(cache, slab, slab.freelist, read, "freelist")
     result.free.update(free)
+    result.rank.update((obj, i) for i, obj in enumerate(free))
     if problem:
         result.problems.append(problem)
     if slab.frozen:
@@ -124,6 +126,7 @@ def slab_objects(model: SlubModel, cache: KmemCache, slab: Slab, data: bytes | N
                 result.cpu = c.cpu
                 free, problem = walk_freelist(cache, slab, c.freelist, read, f"cpu {c.cpu} freelist")
                 result.free.update(free)
+                result.rank.update((obj, i) for i, obj in enumerate(free))
                 if problem:
                     result.problems.append(problem)
     return result
