@@ -20,6 +20,7 @@ CRASH_ALIASES: dict[str, str] = {
     "struct": "print",
     "bt": "bt",            # registered as an alias of $c
     "runq": "cpuinfo",
+    "kmem": "kmem",        # kmem -s / -S cache / addr (dcmds/linux_kmem.py)
 }
 
 _FIRST = re.compile(r"^(\s*)([A-Za-z_]\w*)(?=\s|$|\|)(.*)$", re.S)
