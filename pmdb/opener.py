@@ -64,6 +64,12 @@ def _open_vmcore(dump: Dump, path: str) -> Target:
     kernel = LinuxKernel(dump, km, types, path=path)
     target = Target(path=path, arch=dump.arch, memory=km.space, symbols=km.symbols, types=types,
                     os=kernel, kind="vmcore")
+    try:
+        panic = kernel.panic_task()
+    except PmdbError:
+        panic = None
+    if panic is not None:
+        target.set_current_thread(panic.address)   # crash's default context: the panic task
     target.warnings = _unique(warnings + kernel.problems)  # type: ignore[attr-defined]
     return target
 

@@ -256,9 +256,10 @@ def walk_ring(mem: AddressSpace, head: int, *, limit: int = MAX_TASKS, what: str
             raise CorruptionError(node, f"the {what} has more than {limit} entries")
         if node == 0:
             raise CorruptionError(head, f"the {what} has a NULL next pointer")
+        nxt = mem.ptr(node)     # a wild node faults here, before it is handed out
         seen.add(node)
         yield node
-        node = mem.ptr(node)
+        node = nxt
 
 
 def walk_ring_back(mem: AddressSpace, head: int, stop: set[int], *, limit: int = MAX_TASKS) -> list[int]:

@@ -1,0 +1,72 @@
+"""::status (and crash's spelling ``sys``) on every kernel fixture dump, against crash's ``sys``."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.linux_session import DUMP_IDS, DUMPS, parse_fields, run, target_for
+from tests.linux_vmcore import README, crash_section
+
+
+@pytest.mark.parametrize(("folder", "name"), DUMPS, ids=DUMP_IDS)
+def test_status_fields_match_crash_sys(folder: Path, name: str) -> None:
+    """Every field crash's sys prints, with the same value; KERNEL says what pmdb used
+    (no vmlinux) and keeps crash's [TAINTED] mark; DUMPFILE names the file opened."""
+    expected = parse_fields(crash_section(folder, "sys"))
+    out, err = run(target_for(folder, name), "::status")
+    assert err == ""
+    got = parse_fields(out.splitlines())
+    for key, value in expected.items():
+        if key == "KERNEL":
+            assert got[key].startswith("(none; kallsyms and BTF from the dump)")
+            assert got[key].endswith("[TAINTED]") == value.endswith("[TAINTED]")
+        elif key == "DUMPFILE":
+            assert got[key] == os.path.basename(name)
+        else:
+            assert got[key] == value, key
+    assert len(expected) == 13
+
+
+@pytest.mark.parametrize(("folder", "name"), [DUMPS[0], DUMPS[4], DUMPS[5]],
+                         ids=[DUMP_IDS[0], DUMP_IDS[4], DUMP_IDS[5]])
+def test_sys_spelling_lays_out_like_crash(folder: Path, name: str) -> None:
+    """``sys`` runs ::status; its lines are crash's, right-aligned keys included."""
+    target = target_for(folder, name)
+    out, err = run(target, "sys")
+    assert err == ""
+    assert out == run(target, "::status")[0]
+    lines = out.splitlines()
+    crash = crash_section(folder, "sys")
+    for mine, theirs in zip(lines[2:13], crash[2:13], strict=True):
+        assert mine == theirs
+
+
+@pytest.mark.parametrize(("folder", "name"), [DUMPS[0], DUMPS[4], DUMPS[5]],
+                         ids=[DUMP_IDS[0], DUMP_IDS[4], DUMP_IDS[5]])
+def test_panic_task_is_crash_bt_task(folder: Path, name: str) -> None:
+    """The panic task rows name the task crash's bt starts from."""
+    head = crash_section(folder, "bt")[0]
+    m = re.match(r'PID: (\d+)\s+TASK: ([0-9a-f]+)\s+CPU: (\d+)\s+COMMAND: "(.*)"', head)
+    assert m is not None
+    got = parse_fields(run(target_for(folder, name), "::status")[0].splitlines())
+    assert (got["PID"], got["TASK"], got["CPU"], got["COMMAND"]) == (m[1], m[2], m[3], f'"{m[4]}"')
+    assert got["STATE"] == "TASK_RUNNING (PANIC)"
+    if folder in README:
+        assert int(got["TASK"], 16) == README[folder]["panic_task"]
+
+
+def test_status_json_has_every_field() -> None:
+    import io
+    import json
+
+    from pmdb.session import Session
+
+    folder, name = DUMPS[0]
+    out = io.StringIO()
+    Session(target_for(folder, name), stdout=out, json_mode=True).run_line("::status")
+    record = json.loads(out.getvalue())[0]
+    assert record["LOAD_AVERAGE"] == parse_fields(crash_section(folder, "sys"))["LOAD AVERAGE"]
