@@ -141,6 +141,30 @@ def test_deep_rec_spills_to_each_frame_and_fills_back(core: Call) -> None:
     assert e.reg("canrestore") == 0 and e.reg("cansave") == 6
 
 
+def test_a_stopped_cpu_has_its_callers_windows_on_the_stack(core: Call) -> None:
+    """As the kernel flushes a stopped process's windows, so an unwinder can walk %i6/%i7."""
+    entry = core.addr("deep_rec")
+    size = core.target.symbols.lookup("deep_rec").size
+    code = core.target.memory.read(entry, size)
+    call_site = next(entry + i for i in range(0, size, 4) if code[i] >> 6 == 1)   # op = 1
+    e = core.engine()
+    core.setup(e, "deep_rec", [3])
+    for _ in range(3):      # the 4th activation's entry: three windows below the current one
+        stop = e.run(sentinel=e.sentinel, budget=10_000, breakpoints=frozenset({entry}))
+        assert stop.reason == "breakpoint"
+    mem = e.pager
+
+    def saved(sp: int, reg: int) -> int:           # l0-l7 then i0-i7 at %sp+2047
+        return mem.u64(sp + BIAS + 8 * reg)
+
+    fp = e.reg("i6")                                # the caller's %sp
+    assert e.reg("o7") == call_site and e.reg("i7") == call_site
+    assert saved(fp, 15) == call_site               # caller's %i7: called from deep_rec too
+    assert saved(saved(fp, 14), 15) == e.sentinel - 8
+    stop = e.run(sentinel=e.sentinel, budget=10_000)
+    assert stop.reason == "return" and e.reg("o0") == (((TUNABLE & 0xFFFF) * 3 + 1) * 3 + 2) * 3 + 3
+
+
 def test_flushw_spills_every_valid_window(o2: Call) -> None:
     e, base = _scratch(o2, [
         _f3(2, 14, 0x3C, 14, imm=-176),          # save %sp, -176, %sp

@@ -193,12 +193,12 @@ class SparcV9(Engine):
         if budget <= 0:
             raise CommandError("the instruction budget must be positive")
         if sentinel is not None and self._pc == sentinel:
-            return Stop("return", self._pc, 0)
+            return self._settle(Stop("return", self._pc, 0))
         stop = self._one(trace)                     # the first instruction ignores breakpoints
         if stop is not None:
-            return stop
+            return self._settle(stop)
         if budget == 1:
-            return Stop("budget", self._pc, 1, "1 instruction executed")
+            return self._settle(Stop("budget", self._pc, 1, "1 instruction executed"))
         self._plant(sentinel, breakpoints)
         try:
             if trace is None:
@@ -209,11 +209,26 @@ class SparcV9(Engine):
                 n, why = self._trace_loop(trace, budget - 1)
         finally:
             self._unplant()
-        return self._stop(why, 1 + n, budget)
+        return self._settle(self._stop(why, 1 + n, budget))
 
     def step(self, trace: Tracer | None = None) -> Stop:
         stop = self._one(trace)
-        return stop if stop is not None else Stop("step", self._pc, 1)
+        return self._settle(stop if stop is not None else Stop("step", self._pc, 1))
+
+    def flush_windows(self) -> bool:
+        """Spill every window but the current one to its stack frame (what ``flushw`` does);
+        False if a frame is not writable (the windows from there on stay in registers)."""
+        try:
+            self.windows.flushw()
+        except GuestTrap:
+            return False
+        return True
+
+    def _settle(self, stop: Stop) -> Stop:
+        """A stopped CPU's callers are on the stack, as the kernel leaves a process it
+        stops in a trap: so the unwinder and ::print see every frame."""
+        self.flush_windows()
+        return stop
 
     def _plant(self, sentinel: int | None, breakpoints: frozenset[int]) -> None:
         stops = {a: _halter("breakpoint") for a in breakpoints}
