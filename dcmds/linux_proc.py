@@ -114,6 +114,14 @@ def ps(ctx: Context, *args: Any, kernel_only: bool = False, user_only: bool = Fa
         return
     total = kernel.total_pages()
     page_kb = int(kernel.km.info.raw.get("PAGESIZE", "4096")) // 1024
+    if ctx.out.json_mode:
+        for t in tasks:
+            ctx.out.record(active=t.active, pid=t.pid, ppid=t.ppid, cpu=t.cpu, task=f"{t.address:#x}",
+                           state=t.state, pct_mem=round(t.rss * 100 / total, 1) if total else 0.0,
+                           vsz_kb=t.total_vm * page_kb, rss_kb=t.rss * page_kb, comm=t.comm,
+                           kernel_thread=t.kthread)
+        _report_problems(ctx, kernel)
+        return
     if not (ctx.in_loop and not ctx.first):
         ctx.out.line(PS_HEADER)
     for t in tasks:

@@ -224,3 +224,55 @@ def test_kernel_dcmds_refuse_user_cores(user_cores: Path) -> None:
     out, err = run(target, "::ps", "::cpuinfo")
     assert out == ""
     assert err.count("needs a Linux kernel dump") == 2
+
+
+def test_qemu_cpu_notes_agree_with_prstatus() -> None:
+    """QEMU writes each CPU twice (NT_PRSTATUS and its own QEMUCPUState): the fallback
+    reader of the second gives the registers the first does."""
+    from pmdb.os.linux.cpus import _note_registers, qemu_registers
+
+    folder, name = DUMPS[0]
+    target = target_for(folder, name)
+    notes = target.os.dump.notes  # type: ignore[attr-defined]
+    from_qemu = qemu_registers(notes, target.arch)
+    from_prstatus = _note_registers(notes, target.arch)
+    assert len(from_qemu) == len(from_prstatus) == 2
+    for (_, q), (_, p) in zip(from_qemu, from_prstatus, strict=True):
+        assert q == {k: p[k] for k in q}
+    assert [q["rip"] for _, q in from_qemu] == [v[0] for _, v in sorted(_drgn_cpu_registers(folder).items())]
+
+
+@pytest.mark.parametrize(("line", "symbols", "expected"), [
+    ("ps", (), "::ps"),
+    ("ps -k", (), "::ps -k"),
+    ("  ps sleep | ::print pid", (), "  ::ps sleep | ::print pid"),
+    ("sys", (), "::status"),
+    ("bt", (), "::bt"),
+    ("struct task_struct.pid,comm ffff8be102a71840", (), "0xffff8be102a71840::print struct task_struct pid comm"),
+    ("struct task_struct init_task", (), "init_task::print struct task_struct"),
+    ("ps", ("ps",), "ps"),                 # a symbol of that name wins, as mdb would read it
+    ("psx", (), "psx"),
+    ("::ps", (), "::ps"),
+    ("ps::print", (), "ps::print"),
+    ("log", (), "log"),                    # no ::msgbuf registered in this table
+])
+def test_crash_spellings(line: str, symbols: tuple[str, ...], expected: str) -> None:
+    from pmdb.language.crash_aliases import rewrite
+
+    known = {"ps", "status", "print", "bt"}
+    assert rewrite(line, is_symbol=lambda n: n in symbols, has_dcmd=known.__contains__) == expected
+
+
+def test_ps_json_records() -> None:
+    import io
+    import json
+
+    from pmdb.session import Session
+
+    folder, name = DUMPS[0]
+    out = io.StringIO()
+    Session(target_for(folder, name), stdout=out, json_mode=True).run_line("::ps")
+    records = json.loads(out.getvalue())
+    rows = crash_ps(folder)
+    assert [(r["pid"], int(r["task"], 16), r["state"], r["rss_kb"]) for r in records] == \
+        [(r.pid, r.task, r.state, r.rss) for r in rows]
