@@ -33,7 +33,8 @@ class Stop:
         text = {
             "return": "returned",
             "breakpoint": f"stopped at breakpoint {self.pc:#x}",
-            "budget": f"instruction budget exhausted at {self.pc:#x} after {self.instructions} instructions",
+            "budget": f"instruction budget exhausted at {self.pc:#x}"
+                      + (f" after {self.instructions} instructions" if self.instructions >= 0 else ""),
             "fault": f"fault at {self.pc:#x}",
             "unimplemented": f"unimplemented instruction at {self.pc:#x}",
             "step": f"stepped to {self.pc:#x}",

@@ -90,6 +90,16 @@ class DemandPager(AddressSpace):
         if self.on_new_page is not None:
             self.on_new_page(base, buf)
 
+    def pristine(self, base: int) -> bytes:
+        """A page as it first came in: the dump's bytes with the patches (zeros if made up)."""
+        try:
+            buf = bytearray(self.parent.read(base, self.page_size))
+        except FaultError:
+            buf = bytearray(self.page_size)
+        for p in self.patches:
+            self._apply(base, buf, p)
+        return bytes(buf)
+
     def add_patch(self, patch: Patch) -> None:
         """Remember a patch; pages already present get it now, the rest as they come in."""
         self.patches.append(patch)
@@ -146,13 +156,7 @@ class DemandPager(AddressSpace):
         effect of the code's writes."""
         runs: list[tuple[int, bytes, bytes]] = []
         for base in sorted(self.pages):
-            try:
-                old = bytearray(self.parent.read(base, self.page_size))
-            except FaultError:
-                old = bytearray(self.page_size)
-            for p in self.patches:
-                self._apply(base, old, p)
-            runs += _diff_runs(base, bytes(old), self.pages[base])
+            runs += _diff_runs(base, self.pristine(base), self.pages[base])
         return runs
 
 

@@ -21,11 +21,17 @@ from unicorn import x86_const as X
 from pmdb.arch import Arch
 from pmdb.emulate.engine import Engine, Stop, TraceEvent, Tracer
 from pmdb.emulate.pager import DemandPager
+from pmdb.emulate.watchdog import WATCHDOG
 from pmdb.emulate.x86_regs import FULL_REG, MSR, REG_IDS, SIDE_REGS
 from pmdb.errors import CommandError, FaultError, PmdbError
 
 SENTINEL_CANDIDATES = {"x86_64": (0xDEAD0000, 0x5E5E0000, 0xFEED0000_0000),
                        "i386": (0xDEAD0000, 0x5E5E0000, 0xFEED0000)}
+
+# Budgets up to this are counted exactly; a larger one is a runaway guard: the code runs
+# uncounted at full speed under a time limit, and only past it are `budget` more
+# instructions counted (so a run never stops before its budget).
+EXACT_BUDGET = 1_000_000
 
 _ACCESS = {
     unicorn.UC_MEM_READ_UNMAPPED: "read from",
@@ -90,6 +96,8 @@ class UnicornX86(Engine):
             self.pager.page(addr)          # maps it through on_new_page
         except FaultError:
             what = _ACCESS.get(access, "access to")
+            # the pc unicorn reports after the run is stale when no hook synced it
+            self._fault_pc = addr if access == unicorn.UC_MEM_FETCH_UNMAPPED else self.pc
             self._fault = f"{what} unmapped page {addr & self.pager.mask:#x} (address {addr:#x})"
             return False
         except PmdbError as err:
@@ -143,7 +151,9 @@ class UnicornX86(Engine):
             return
         try:
             if reg in MSR:
-                self.uc.msr_write(MSR[reg], value)
+                # an MSR write flushes unicorn's translated code: skip it when nothing changes
+                if self.uc.msr_read(MSR[reg]) != value:
+                    self.uc.msr_write(MSR[reg], value)
             else:
                 self.uc.reg_write(self._ids[reg], value)
         except KeyError:
@@ -207,9 +217,22 @@ class UnicornX86(Engine):
             counter.flush()
             self._mem_log = None
             if hooks:
-                for h in hooks:
-                    self.uc.hook_del(h)
-                self.uc.ctl_flush_tb()
+                self._drop_hooks(hooks)
+
+    def _drop_hooks(self, hooks: list[int]) -> None:
+        """Delete hooks for good. unicorn only unlinks a deleted hook at the end of the next
+        emu_start, and code translated before then keeps calling it (a write hook left
+        that way made later untraced runs 2.4x slower): so run an empty emulation (start
+        == until) to unlink them, then drop the translations."""
+        pc = self.pc
+        for h in hooks:
+            self.uc.hook_del(h)
+        try:
+            self.uc.emu_start(self.sentinel, self.sentinel)
+        except unicorn.UcError:
+            pass
+        self.set_reg(self.arch.pc, pc)
+        self.uc.ctl_flush_tb()
 
     def step(self, trace: Tracer | None = None) -> Stop:
         stop = self.run(sentinel=None, budget=1, trace=trace)
@@ -219,12 +242,20 @@ class UnicornX86(Engine):
 
     def _start(self, start: int, sentinel: int | None, budget: int, counter: _Counter) -> Stop:
         self._fault = ""
+        self._fault_pc: int | None = None
         self._stop_why = None
         until = sentinel if sentinel is not None else self.sentinel
+        timed_out = False
         try:
-            self.uc.emu_start(start, until, count=budget)
+            fast = counter.count < 0 and budget > EXACT_BUDGET
+            if fast:
+                fast, timed_out = self._fast(start, until, budget, counter)
+                start = self.pc
+            if not fast:
+                self.uc.emu_start(start, until, count=budget)
         except unicorn.UcError as err:
-            pc = self.pc
+            pc = self._fault_pc if self._fault_pc is not None else self.pc
+            self.set_reg(self.arch.pc, pc)
             detail = self._fault or _uc_text(err)
             if not self._fault and err.errno == unicorn.UC_ERR_INSN_INVALID:
                 return Stop("unimplemented", pc, counter.count, f"invalid instruction at {pc:#x}")
@@ -236,7 +267,42 @@ class UnicornX86(Engine):
             return Stop("breakpoint", pc, counter.count)
         if sentinel is not None and pc == sentinel:
             return Stop("return", pc, counter.count)
+        if timed_out:
+            return Stop("budget", pc, -1, f"more than {budget} instructions")
         return Stop("budget", pc, budget if counter.count < 0 else counter.count)
+
+    def _fast(self, start: int, until: int, budget: int, counter: _Counter) -> tuple[bool, bool]:
+        """Run without unicorn's instruction count (which costs 4x: a C hook on every
+        instruction) under a time limit. Returns (finished, timed_out). Without that hook
+        unicorn does not know the pc of a faulting instruction, so a fault rolls the CPU
+        and memory back and reports (False, False): the caller re-runs counted."""
+        snap = self._snapshot()
+        token = WATCHDOG.arm(self.uc, max(1.0, budget / 10e6))  # 10M instructions/s, >= 1 s
+        try:
+            self.uc.emu_start(start, until)
+        except unicorn.UcError:
+            WATCHDOG.disarm(token)
+            self._rollback(snap)
+            return False, False
+        timed_out = WATCHDOG.disarm(token)
+        if self._stop_why is not None or counter.hit is not None or self.pc == until:
+            return True, False
+        return not timed_out, timed_out
+
+    def _snapshot(self) -> tuple[Any, dict[int, bytes], int]:
+        pager = self.pager
+        return self.uc.context_save(), {b: bytes(p) for b, p in pager.pages.items()}, len(pager.writes)
+
+    def _rollback(self, snap: tuple[Any, dict[int, bytes], int]) -> None:
+        context, pages, nwrites = snap
+        self.uc.context_restore(context)
+        pager = self.pager
+        for base, buf in pager.pages.items():
+            buf[:] = pages[base] if base in pages else pager.pristine(base)
+        del pager.writes[nwrites:]
+        self._fault = ""
+        self._fault_pc = None
+        self.uc.ctl_flush_tb()
 
 
 class _Counter:
