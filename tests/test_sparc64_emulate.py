@@ -339,7 +339,8 @@ def _disasm(words: list[int]) -> list[str]:
 
 
 def _same_as_capstone(code: list[int], expected: list[str | None]) -> None:
-    """The hand encodings mean what the test says (None: capstone cannot print rd %y/%ccr)."""
+    """The hand encodings mean what the test says (None: capstone 5 has no V9 reading of
+    rd %y/%ccr, ldd/std or the alternate-space loads)."""
     for got, want in zip(_disasm(code), expected, strict=False):
         if want is not None:
             assert got == want
@@ -432,6 +433,34 @@ def test_shifts_and_sign_extending_loads(o2: Call) -> None:
     assert e.reg("g1") == 0xFFFFFFFF80000000
     sp = e.reg("o6") + BIAS
     assert e.pager.writes == [(sp, (0xF000000080000000).to_bytes(8, "big"))]
+
+
+def test_movr_pairs_alternate_space_and_a_software_trap(o2: Call) -> None:
+    ta = (2 << 30) | (8 << 25) | (0x3A << 19) | 0x2000 | 0x6D
+    code = [
+        _f3(2, O1, 0x2F, O0, imm=0) | (5 << 10) | 9,     # movrnz %o0, 9, %o1
+        _f3(3, O2, 0x07, 14, imm=BIAS),                  # std %o2, [%sp+2047]
+        _f3(3, O4, 0x03, 14, imm=BIAS),                  # ldd [%sp+2047], %o4
+        _f3(2, 2, 0x00, 14, imm=BIAS),                   # add %sp, 2047, %g2
+        _f3(3, G1, 0x10, 2, rs2=0) | (0x88 << 5),        # lduwa [%g2] ASI_PL, %g1
+        _f3(2, 0, 0x30, 0, imm=1),                       # wr %g0, 1, %y
+        _f3(2, 3, 0x0F, 0, imm=1),                       # sdiv %g0, 1, %g3: 2^32 / 1
+        ta,                                              # ta 0x6d (a system call)
+        *_RETL,
+    ]
+    _same_as_capstone(code, ["movrnz %o0, 9, %o1", None, None, "add %sp, 0x7ff, %g2", None,
+                             "wr %g0, 1, %y", "sdiv %g0, 1, %g3", "ta %icc, %g0 + 0x6d"])
+    e, base = _scratch(o2, code)
+    e.set_reg("o0", 1)
+    e.set_reg("o2", 0x1111222233334444)
+    e.set_reg("o3", 0x5555666677778888)
+    stop = e.run(sentinel=e.sentinel, budget=50)
+    assert stop.reason == "fault" and stop.pc == base + 28 and stop.instructions == 7
+    assert "software trap 0x6d" in stop.detail
+    assert e.reg("o1") == 9
+    assert (e.reg("o4"), e.reg("o5")) == (0x33334444, 0x77778888)    # std keeps low words
+    assert e.reg("g1") == 0x44443333                                  # little-endian ASI
+    assert e.reg("g3") == 0x7FFFFFFF                                  # overflow clamps
 
 
 def test_misaligned_load_is_a_fault(o2: Call) -> None:
