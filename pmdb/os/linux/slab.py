@@ -155,7 +155,7 @@ class SlubModel:
             for node in walk_list_head(self.space, head, MAX_CACHES):
                 out.append(self.read_cache(node - self.lay.cache_list))
         except CorruptionError as err:
-            self.cache_errors.append(f"slab_caches: {err}")
+            self.cache_errors.append(f"slab_caches: {err.why}")
         except FaultError as err:
             self.cache_errors.append(f"slab_caches: cannot read a cache ({err})")
         return out

@@ -52,7 +52,7 @@ def cache_stats(model: SlubModel, cache: KmemCache) -> CacheStats:
                 slab = model.read_slab(page)
                 st.free += slab.objects - slab.inuse
     except (CorruptionError, FaultError) as err:
-        st.problems.append(f"{cache.name}: per-CPU slabs: {err}")
+        st.problems.append(f"{cache.name}: per-CPU slabs: {why(err)}")
     for nid, node in cache.nodes:
         try:
             nr_partial, nr_slabs, total = model.node_counts(node)
@@ -63,8 +63,13 @@ def cache_stats(model: SlubModel, cache: KmemCache) -> CacheStats:
                 slab = model.read_slab(page)
                 st.free += slab.objects - slab.inuse
         except (CorruptionError, FaultError) as err:
-            st.problems.append(f"{cache.name}: node {nid} partial list: {err}")
+            st.problems.append(f"{cache.name}: node {nid} partial list: {why(err)}")
     return st
+
+
+def why(err: PmdbError) -> str:
+    """The reason alone: a corruption line names its own addresses."""
+    return err.why if isinstance(err, CorruptionError) else str(err)
 
 
 def _note(st: CacheStats, problem: str | None) -> None:
@@ -206,8 +211,8 @@ def stack_of(model: SlubModel, track: Track) -> tuple[list[int], str | None]:
         return [], "no stack recorded (handle 0)"
     try:
         return model.depot.stack(track.handle), None
-    except (CorruptionError, PmdbError) as err:
-        return [], str(err)
+    except PmdbError as err:
+        return [], why(err)
 
 
 def requested_size(view: SlabView, cache: KmemCache, obj: int) -> int | None:
