@@ -1,4 +1,5 @@
-"""``python -m bench``: pmdb against gdb on the same cores, and open time against core size."""
+"""``python -m bench``: pmdb against gdb on the same cores, open time against core size, and
+emulation speed (bench/emulate_x86.py)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,17 @@ def open_table(small: BenchCore, big: BenchCore, runs: int) -> str:
     return f"{table}\nbig/small open time: {times[1] / times[0]:.2f} (size ratio {sizes(big.core)[0] / sizes(small.core)[0]:.0f})"
 
 
+def emulate_section(runs: int) -> str:
+    """Instructions per second of ::emulate's engines (bench/emulate_x86.py)."""
+    from bench import emulate_x86
+
+    if not emulate_x86.USER_CORES.is_dir():
+        return "\n(emulation speed: no user-core fixtures)"
+    cells, notes = emulate_x86.table(runs)
+    head = f"\nEmulation speed (best of {runs}, warm: code translated/decoded once)\n\n"
+    return head + _table(emulate_x86.HEADERS, cells) + "\n" + "\n".join(notes)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("--runs", type=int, default=5, help="pmdb runs per core (best is shown)")
@@ -83,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\nOpen time against core size (pmdb open_target, best of "
                   f"{args.runs}): must stay flat\n")
             print(open_table(cores[0], built[-1], args.runs))
+        print(emulate_section(args.runs))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"\n(total {time.perf_counter() - started:.0f} s)")
