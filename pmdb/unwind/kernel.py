@@ -43,6 +43,7 @@ PT_REGS = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "
 IRET_REGS = ("rip", "cs", "eflags", "rsp", "ss")
 IRET_OFFSET = 8 * PT_REGS.index("rip")
 MAX_FRAMES = 256
+_MAX_SCAN_TRIES = 64        # candidate return addresses a scan tries before giving up
 # what the kernel assumes when ORC has no entry (orc_fp_entry): a frame-pointer frame
 FP_ENTRY = orc.OrcEntry(16, -16, orc.REG_BP, orc.REG_PREV_SP, orc.TYPE_CALL)
 _SP_REGS = {orc.REG_R10: "r10", orc.REG_R13: "r13", orc.REG_DI: "rdi", orc.REG_DX: "rdx"}
@@ -147,7 +148,7 @@ class KernelUnwinder:
         try:
             saved = inactive_frame(self.mem, task, self.task_offsets, stack)
         except CorruptionError as err:
-            return self._scan_start(stack, reader, err.why)
+            return self._scan_start(stack, reader, self._scan_from(task, stack), err.why)
         return self._walk(self._from_switch(saved, reader), reader)
 
     def unwind_regs(self, regs: dict[str, int], task: int | None = None) -> list[Frame]:
@@ -173,23 +174,42 @@ class KernelUnwinder:
                       stack_name=region.name if region else "")
         return frame, _State(ip, sp, saved.get("rbp"), None, False, ip == self.ret_from_fork, region)
 
-    def _scan_start(self, stack: StackRegion, reader: _Reader, why: str) -> list[Frame]:
-        """No usable saved frame: start at the lowest word on the task's stack that is a
-        return address into code ORC knows (what crash does without a starting point)."""
-        for slot in range(stack.lo, stack.hi - 8, 8):
+    def _scan_from(self, task: int, stack: StackRegion) -> int:
+        """Where a scan starts: thread.sp when it is at least on the stack, else its bottom."""
+        assert self.task_offsets is not None
+        try:
+            sp = self.mem.ptr(task + self.task_offsets.thread_sp)
+        except FaultError:
+            return stack.lo
+        return sp & ~7 if stack.contains(sp) else stack.lo
+
+    def _scan_start(self, stack: StackRegion, reader: _Reader, start: int, why: str) -> list[Frame]:
+        """No usable saved frame: try each word from ``start`` up that points into kernel
+        code as a return address, and keep the first that unwinds to the end of the stack
+        (else the one that got furthest). Stale words below the live frames fail fast."""
+        best: list[Frame] = []
+        tried = 0
+        for slot in range(start, stack.hi - 8, 8):
             try:
                 value = reader.word(slot)
             except _Stop:
                 continue
-            if self.orc.is_text(value):
-                frame = Frame(0, value, slot + 8, regs={"rip": value, "rsp": slot + 8}, method="scan",
-                              slot=slot, stack_name=stack.name, note="")
-                state = _State(value, slot + 8, None, None, False, False, stack)
-                frames = self._walk((frame, state), reader)
-                frames[0].note = frames[0].note or f"started by scanning the stack: {why}"
-                return frames
-        return [Frame(0, 0, stack.hi, method="scan", stack_name=stack.name,
-                      note=f"no return address anywhere on the stack: {why}")]
+            if not self.orc.is_text(value):
+                continue
+            frame = Frame(0, value, slot + 8, regs={"rip": value, "rsp": slot + 8}, method="scan",
+                          slot=slot, stack_name=stack.name)
+            frames = self._walk((frame, _State(value, slot + 8, None, None, False, False, stack)), reader)
+            if len(frames) > len(best):
+                best = frames
+            tried += 1
+            if not frames[-1].note or tried >= _MAX_SCAN_TRIES:
+                break
+        note = f"started by scanning the stack ({why})"
+        if not best:
+            return [Frame(0, 0, stack.hi, method="scan", stack_name=stack.name,
+                          note=f"no return address anywhere on the stack; {note}")]
+        best[0].note = f"{note}; {best[0].note}" if best[0].note else note
+        return best
 
     # -- the walk ----------------------------------------------------------------
 
@@ -215,11 +235,19 @@ class KernelUnwinder:
 
     def _step(self, st: _State, rd: _Reader) -> Frame | None:
         """One unwind_next_frame(): the caller's frame, None at the end of the stack."""
-        entry, method = self.orc.find(st.ip if st.signal else st.ip - 1), "orc"
-        if entry is None:
-            if st.bp is None or not self.orc.is_text(st.ip):
-                raise _Stop(f"no ORC entry for {self.describe(st.ip)}")
-            entry, method = FP_ENTRY, "fp"      # the kernel's own guess: a frame-pointer frame
+        entry = self.orc.find(st.ip if st.signal else st.ip - 1)
+        if entry is not None:
+            return self._apply(entry, st, rd, "orc")
+        if st.bp is None:
+            raise _Stop(f"no ORC entry for {self.describe(st.ip)} and no frame pointer")
+        try:
+            # the kernel's own guess for code without ORC (BPF, a module whose table is
+            # gone): a frame-pointer frame; the frames it finds are marked "fp"
+            return self._apply(FP_ENTRY, st, rd, "fp")
+        except _Stop as err:
+            raise _Stop(f"no ORC entry for {self.describe(st.ip)}; as a frame-pointer frame: {err}") from None
+
+    def _apply(self, entry: orc.OrcEntry, st: _State, rd: _Reader, method: str) -> Frame | None:
         if entry.type == orc.TYPE_END:
             return None
         if entry.type == orc.TYPE_UNDEFINED:

@@ -153,8 +153,9 @@ class OrcTable:
 class OrcFinder:
     """The ORC entry for any kernel code address: vmlinux's table, then the modules'."""
 
-    def __init__(self, tables: list[OrcTable]) -> None:
+    def __init__(self, tables: list[OrcTable], other_text: list[tuple[int, int]] | None = None) -> None:
         self.tables = tables
+        self.other_text = other_text or []   # code without a readable table (a module's)
 
     def table_for(self, ip: int) -> OrcTable | None:
         for t in self.tables:
@@ -163,8 +164,8 @@ class OrcFinder:
         return None
 
     def is_text(self, ip: int) -> bool:
-        """Code that an ORC table describes: what a return address must point into."""
-        return self.table_for(ip) is not None
+        """Kernel code: what a return address must point into (with or without ORC data)."""
+        return self.table_for(ip) is not None or any(lo <= ip < hi for lo, hi in self.other_text)
 
     def find(self, ip: int) -> OrcEntry | None:
         table = self.table_for(ip)
@@ -207,9 +208,11 @@ def orc_finder(mem: AddressSpace, lookup: Lookup, modules: list[KernelModule],
     """Every ORC table of the kernel in ``mem``; modules need ``offsets`` (BTF)."""
     version = orc_version(release)
     tables = [vmlinux_table(mem, lookup, version)]
-    if offsets is not None:
-        for mod in modules:
-            table = module_table(mem, mod, offsets, version)
-            if table is not None:
-                tables.append(table)
-    return OrcFinder(tables)
+    other: list[tuple[int, int]] = []
+    for mod in modules:
+        table = module_table(mem, mod, offsets, version) if offsets is not None else None
+        if table is not None:
+            tables.append(table)
+        elif mod.size:
+            other.append((mod.base, mod.base + mod.size))
+    return OrcFinder(tables, other)
