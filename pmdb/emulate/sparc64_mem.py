@@ -33,12 +33,23 @@ def make(r, a, b, d, pages, load_page, misaligned, u):
     return f
 """
 
+# The body of GuestMemory.store, inlined: stores are frequent in unoptimised code.
 _STORE_SRC = """
-def make(r, a, b, d, store, misaligned, p):
+def make(r, a, b, d, pages, load_page, misaligned, p, log, code_pages, on_code_write):
     def f(npc):
         x = (r[a] + $B) & 0xFFFFFFFFFFFFFFFF
         $ALIGN
-        store(x, p(r[d] & $MASK))
+        v = p(r[d] & $MASK)
+        base = x & -8192
+        try:
+            pg = pages[base]
+        except KeyError:
+            pg = load_page(x, "write to")
+        o = x & 8191
+        pg[o:o + $SIZE] = v
+        log((x, v))
+        if base in code_pages:
+            on_code_write(base)
         return npc + 4
     return f
 """
@@ -60,7 +71,7 @@ STORES = {0x04: (4, ">I"), 0x05: (1, ">B"), 0x06: (2, ">H"), 0x0E: (8, ">Q")}  #
 _LOAD = {(op, imm): compile_factory(_LOAD_SRC, B="b" if imm else "r[b]", ALIGN=_ALIGN[size], READ=rd)
          for op, (size, _, rd) in LOADS.items() for imm in (False, True)}
 _STORE = {(op, imm): compile_factory(_STORE_SRC, B="b" if imm else "r[b]", ALIGN=_ALIGN[size],
-                              MASK=hex((1 << (8 * size)) - 1))
+                                     MASK=hex((1 << (8 * size)) - 1), SIZE=str(size))
           for op, (size, _) in STORES.items() for imm in (False, True)}
 
 # User-visible ASIs: primary/secondary (and "as if user"), no-fault, little-endian (bit 3).
@@ -77,7 +88,7 @@ class GuestMemory:
         self.pager = pager
         self.pages = pager.pages
         self.code_pages: set[int] = set()
-        self._on_code_write = on_code_write
+        self.on_code_write = on_code_write
         self.store = self._make_store()
 
     def load_page(self, x: int, what: str = "read from") -> bytearray:
@@ -93,7 +104,7 @@ class GuestMemory:
     def _make_store(self) -> Callable[[int, bytes], None]:
         pages, code_pages, load_page = self.pages, self.code_pages, self.load_page
         log = self.pager.writes.append
-        on_code_write = self._on_code_write
+        on_code_write = self.on_code_write
 
         def store(x: int, data: bytes) -> None:
             base = x & -PAGE
@@ -134,7 +145,9 @@ def load(op3: int, r: list[int], mem: GuestMemory, a: int, b: int, d: int, imm: 
 
 
 def store(op3: int, r: list[int], mem: GuestMemory, a: int, b: int, d: int, imm: bool) -> Op:
-    return _STORE[(op3, imm)](r, a, b, d, mem.store, mem.misaligned, struct.Struct(STORES[op3][1]).pack)
+    return _STORE[(op3, imm)](r, a, b, d, mem.pages, mem.load_page, mem.misaligned,
+                              struct.Struct(STORES[op3][1]).pack, mem.pager.writes.append,
+                              mem.code_pages, mem.on_code_write)
 
 
 def _asi_of(r: list[int], word: int, imm: bool) -> Callable[[], int]:
