@@ -70,3 +70,16 @@ def test_status_json_has_every_field() -> None:
     Session(target_for(folder, name), stdout=out, json_mode=True).run_line("::status")
     record = json.loads(out.getvalue())[0]
     assert record["LOAD_AVERAGE"] == parse_fields(crash_section(folder, "sys"))["LOAD AVERAGE"]
+
+
+def test_panic_message_precedence() -> None:
+    """crash's order: a fault line, then SysRq, then 'Kernel panic', then Oops/BUG lines."""
+    from pmdb.os.linux.panicmsg import panic_message
+
+    oops = ["BUG: kernel NULL pointer dereference", "Oops: 0000 [#1] PREEMPT SMP NOPTI"]
+    panic = "Kernel panic - not syncing: Fatal exception"
+    assert panic_message(oops + [panic]) == panic
+    assert panic_message(oops) == "Oops: 0000 [#1] PREEMPT SMP NOPTI"
+    assert panic_message(["general protection fault: 0000 [#1] SMP", panic]) == \
+        "general protection fault: 0000 [#1] SMP"
+    assert panic_message(["all quiet"]) is None

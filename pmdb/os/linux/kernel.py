@@ -171,7 +171,7 @@ class LinuxKernel:
 
     def log(self) -> list[str]:
         if self._log is None:
-            self._log = log_texts(self.mem, self.lookup, self.offsets)
+            self._log = log_texts(self.mem, self.km.info, self.lookup)
         return self._log
 
     # -- OSModel ------------------------------------------------------------------------
