@@ -78,7 +78,7 @@ class SparcV9(Engine):
         self.windows = RegisterFile(pager)
         self.r = self.windows.r
         self.mem = GuestMemory(pager, self.flush_page)
-        self.describe = describe or (lambda addr: f"{addr:#x}")
+        self.describe = describe
         self._code: dict[int, Op] = {}
         self._meta: dict[int, tuple[bytes, tuple[tuple[str, int], ...]]] = {}
         self._stops: dict[int, Op] = {}
@@ -255,7 +255,9 @@ class SparcV9(Engine):
     def _trap(self, why: BaseException, pc: int, count: int) -> Stop:
         reason = why.reason if isinstance(why, GuestTrap) else "fault"
         detail = why.detail if isinstance(why, GuestTrap) else str(why)
-        return Stop(reason, pc, count, f"{detail} at {self.describe(pc)}")
+        if self.describe is not None:           # the Stop carries the pc; add sym+off
+            detail = f"{detail} at {self.describe(pc)}"
+        return Stop(reason, pc, count, detail)
 
     def _one(self, trace: Tracer | None) -> Stop | None:
         """Execute the instruction at pc, breakpoint or not; a Stop only if it trapped."""
@@ -302,6 +304,8 @@ class SparcV9(Engine):
         return budget, None
 
 
-def make_engine(arch: Arch, pager: DemandPager) -> SparcV9:
-    """The factory pmdb.emulate.call looks for."""
-    return SparcV9(arch, pager)
+def make_engine(arch: Arch, pager: DemandPager,
+                describe: Callable[[int], str] | None = None) -> SparcV9:
+    """The factory pmdb.emulate.call looks for; ``describe`` (e.g. SymbolTable.describe)
+    names the place in fault and unimplemented-instruction details."""
+    return SparcV9(arch, pager, describe)
