@@ -76,7 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gdb-runs", type=int, default=3, help="gdb runs per core (best is shown)")
     ap.add_argument("--threads", type=int, default=64, help="threads in the built many-thread core")
     ap.add_argument("--big-mb", type=int, default=1024, help="heap of the sparse big core, in MB")
+    ap.add_argument("--only", choices=("user", "kernel"), help="only the user cores or the kernel dumps")
+    ap.add_argument("--profile", action="store_true", help="also profile pmdb on the first kernel dump")
     args = ap.parse_args(argv)
+    if args.only == "kernel":
+        return kernel_section(args)
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="pmdb-bench-", dir="/tmp"))
     try:
@@ -98,8 +102,26 @@ def main(argv: list[str] | None = None) -> int:
         print(emulate_section(args.runs))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    if args.only is None:
+        print()
+        kernel_section(args)
     print(f"\n(total {time.perf_counter() - started:.0f} s)")
     return 0
+
+
+def kernel_section(args: argparse.Namespace) -> int:
+    """Kernel dumps: pmdb open + ::status + ::ps + ::msgbuf next to crash and drgn."""
+    from bench.kernel import DUMPS, kernel_table, profile
+
+    print(f"Kernel dumps: open + ::status + ::ps + ::msgbuf; pmdb best of {args.runs} in-process "
+          f"(per step) and as a fresh `pmdb -e` process; drgn and crash as fresh processes\n")
+    table = kernel_table(args.runs)
+    print(table or "no kernel dumps (../shared/fixtures absent)")
+    first = next((p for p, _ in DUMPS if p.exists()), None)
+    if args.profile and first is not None:
+        print(f"\nProfile of one in-process run on {first.name} (cumulative):\n")
+        print(profile(first))
+    return 0 if table else 1
 
 
 if __name__ == "__main__":
