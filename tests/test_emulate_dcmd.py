@@ -171,3 +171,33 @@ def test_bad_input_is_one_line(user_cores: Path, line: str, message: str | None)
     # the session goes on
     ok, text, _ = _run(session, out, err, "lookup::emulate g_table 0t64 0t3")
     assert ok and text.splitlines()[-1].startswith("return: 0x")
+
+
+def test_every_emulate_option_is_documented_in_pmdb_toml() -> None:
+    import re
+
+    from pmdb.emulate.options import EMULATE_OPTIONS
+
+    text = (Path(__file__).parent.parent / "pmdb.toml").read_text()
+    section = text.split("\n[emulate]\n", 1)[1]
+    documented = set(re.findall(r"^# (\w+) = ", section, re.M))
+    assert documented == {o.name for o in EMULATE_OPTIONS}
+
+
+def test_the_emulate_table_of_pmdb_toml_is_used_and_checked(user_cores: Path, expected: dict,
+                                                            tmp_path: Path) -> None:
+    core = "hashcrash-x86_64-O2.core"
+    call = expected[core]["patched_calls"][0]
+    cfg = tmp_path / "pmdb.toml"
+    cfg.write_text('[emulate]\npatches = [{ where = "tunable", value = 1, size = 8 }]\n')
+    out, err = io.StringIO(), io.StringIO()
+    session = Session(open_target(str(user_cores / core), config=Config()), config=Config.from_file(str(cfg)),
+                      stdout=out, stderr=err)
+    ok, text, problems = _run(session, out, err, _call_line(call))
+    assert ok, problems
+    assert text.splitlines()[-1] == f"return: {_num(call['result']):#x}"
+    cfg.write_text("[emulate]\nbudget = 0\n")
+    session.config = Config.from_file(str(cfg))
+    ok, _, problems = _run(session, out, err, _call_line(call))
+    assert not ok
+    assert problems == "pmdb: pmdb.toml [emulate]: emulate option budget: 0 is outside [1, 10000000000]\n"

@@ -159,3 +159,15 @@ def test_i386_call_with_64bit_arguments(user_cores: Path) -> None:
     engine.set_reg("eip", t.symbols.lookup("lookup", None).addr)
     stop = engine.run(sentinel=engine.sentinel, budget=10**6)
     assert stop.reason == "return" and engine.reg("eax") == _result(call)
+
+
+def test_a_runaway_loop_stops_on_a_large_budget(target: Target) -> None:
+    """Above the exact-count limit the run goes uncounted under a time limit, then counts."""
+    from pmdb.emulate.unicorn_x86 import EXACT_BUDGET
+
+    lookup = target.symbols.lookup("lookup", None).addr
+    engine = _engine(target, (Patch(lookup, b"\xeb\xfe"),))   # jmp . (a loop forever)
+    engine.set_reg("rip", lookup)
+    stop = engine.run(sentinel=engine.sentinel, budget=EXACT_BUDGET * 2)
+    assert stop.reason == "budget" and stop.pc == lookup
+    assert f"more than {EXACT_BUDGET * 2} instructions" in stop.describe()
