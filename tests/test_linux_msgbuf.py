@@ -288,6 +288,7 @@ def test_msgbuf_dcmd_and_options() -> None:
     theirs = crash_section(KASLR, "log")
     stamp = re.compile(r"^\[\s*\d+\.\d{6}\] |^ {15}")
     assert _run(path, "::msgbuf") == [stamp.sub("", line, count=1) for line in theirs]
+    assert _run(path, "log") == theirs          # crash's spelling
     verbose = _run(path, "::msgbuf -v")
     panic = next(line for line in verbose if "Kernel panic - not syncing" in line)
     assert panic.split()[:4] == ["[", "5.113827]", "kern.emerg", "T102"]
