@@ -185,7 +185,9 @@ def kernel_status(kernel: Any) -> list[tuple[str, str]]:
     try:
         uts = utsname(kv)
     except PmdbError:
-        pass
+        # no BTF: VMCOREINFO still names the release
+        release = kernel.km.info.raw.get("OSRELEASE")
+        uts = {"release": release} if release else {}
     mark = "  [TAINTED]" if tainted(kv) else ""
     rows = [("KERNEL", f"(none; kallsyms and BTF from the dump){mark}"),
             ("DUMPFILE", kernel.describe_file()),
