@@ -276,3 +276,24 @@ def test_ps_json_records() -> None:
     rows = crash_ps(folder)
     assert [(r["pid"], int(r["task"], 16), r["state"], r["rss_kb"]) for r in records] == \
         [(r.pid, r.task, r.state, r.rss) for r in rows]
+
+
+def test_kernel_without_types_still_answers_what_it_can() -> None:
+    """No BTF (a kernel built without it): tasks are unknown in one line per command, and
+    ::status still shows the fields that need no types, with crash's values."""
+    from pmdb.types.registry import TypeRegistry
+
+    folder, name = DUMPS[0]
+    base = target_for(folder, name)
+    kernel = base.os
+    assert isinstance(kernel, LinuxKernel)
+    bare = LinuxKernel(kernel.dump, kernel.km, TypeRegistry(8), path=kernel.path)
+    target = Target(path=base.path, arch=base.arch, memory=base.memory, symbols=base.symbols,
+                    types=bare.types, os=bare, kind="vmcore")
+    out, err = run(target, "::ps", "::status")
+    assert err == "pmdb: no struct task_struct in the kernel's BTF: tasks are unknown\n"
+    from tests.linux_session import parse_fields
+
+    got, crash = parse_fields(out.splitlines()), parse_fields(crash_section(folder, "sys"))
+    for key in ("CPUS", "UPTIME", "LOAD AVERAGE", "RELEASE", "PANIC"):
+        assert got[key] == crash[key], key
