@@ -32,7 +32,6 @@ from pmdb.language.parser import parse
 from pmdb.output import Output
 from pmdb.target import Target
 
-
 REPORT_PREFIX = "pmdb: "
 
 

@@ -11,7 +11,6 @@ import fnmatch
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-
 # How far past an unsized function symbol (an assembler label such as _fini) an address may
 # still be named after it; beyond this it is more likely data that merely follows the label.
 UNSIZED_REACH = 0x100
