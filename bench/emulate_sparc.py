@@ -48,7 +48,10 @@ def _engine(target: Target, exp: dict) -> tuple[SparcV9, int]:
     engine.set_reg("o7", engine.sentinel - 8)
     engine.set_reg("o6", frame - 176 - BIAS)
     engine.set_reg("g7", int(crash["g7"], 16))
-    engine.set_reg("pc", target.symbols.lookup("bench").addr)
+    bench = target.symbols.lookup("bench")
+    if bench is None:
+        raise SystemExit("the core has no symbol 'bench'")
+    engine.set_reg("pc", bench.addr)
     return engine, int(call["result"])
 
 

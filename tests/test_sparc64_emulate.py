@@ -19,6 +19,7 @@ from pmdb.emulate.pager import DemandPager, Patch
 from pmdb.emulate.sparc64 import SparcV9
 from pmdb.errors import CommandError
 from pmdb.opener import open_target
+from pmdb.symbols.table import Symbol
 from pmdb.target import Target
 
 CORES = ("hashcrash-sparc64-O2.core", "hashcrash-sparc64-O0.core")
@@ -52,8 +53,13 @@ class Call:
         self.frame = (_num(crash["o6"]) + BIAS - 4096) & ~0xF   # a few KB below the crash %sp
         self.g7 = _num(crash["g7"])
 
-    def addr(self, sym: str) -> int:
-        return self.target.symbols.lookup(sym).addr
+    def symbol(self, name: str) -> Symbol:
+        sym = self.target.symbols.lookup(name)
+        assert sym is not None, name
+        return sym
+
+    def addr(self, name: str) -> int:
+        return self.symbol(name).addr
 
     def engine(self, patches: tuple[Patch, ...] = ()) -> SparcV9:
         pager = DemandPager(self.target.memory, 8192, patches, "big")
@@ -144,7 +150,7 @@ def test_deep_rec_spills_to_each_frame_and_fills_back(core: Call) -> None:
 def test_a_stopped_cpu_has_its_callers_windows_on_the_stack(core: Call) -> None:
     """As the kernel flushes a stopped process's windows, so an unwinder can walk %i6/%i7."""
     entry = core.addr("deep_rec")
-    size = core.target.symbols.lookup("deep_rec").size
+    size = core.symbol("deep_rec").size
     code = core.target.memory.read(entry, size)
     call_site = next(entry + i for i in range(0, size, 4) if code[i] >> 6 == 1)   # op = 1
     e = core.engine()
@@ -495,7 +501,7 @@ def test_bench_runs_at_a_million_instructions_a_second(user_cores: Path,
     for name in CORES:
         c = Call(user_cores, name)
         best = 0.0
-        for _ in range(3):
+        for _ in range(5):                  # best of 5: the machine may be shared
             e = c.engine()
             c.setup(e, "bench", [0x330F70, 64, 1000])
             t0 = time.perf_counter()
