@@ -258,3 +258,25 @@ def test_depot_handle_that_points_nowhere_is_one_line() -> None:
     assert len(a_stack) == 1 and a_stack[0].startswith("(stack depot handle 0x")
     assert "past the last one in use" in a_stack[0] or "not its record" in a_stack[0]
     assert f_stack == rep["free_stack"] and err == ""
+
+
+def test_free_buffer_modified_after_free_is_found_with_its_bytes() -> None:
+    objs = _module_objects()
+    # a use-after-free write of "UAF!" into object 1 (free: poisoned 0x6b) at +0x10
+    t = _patched({objs[1] + 0x10: b"UAF!"})
+    out, err = run(t, "::kmem_verify kmalloc-128")
+    assert err == ""
+    assert f"kmalloc-128: free buffer {objs[1]:x}: buffer modified after being freed at +0x10 " \
+           f"({objs[1] + 0x10:x}-{objs[1] + 0x13:x}, @offset={objs[1] + 0x10 - 0xffff88d082d28000}): " \
+           f"expected 0x6b, found 55 41 46 21" in out.splitlines()
+
+
+def test_kmastat_v_has_a_row_per_node_with_the_node_counters() -> None:
+    out, _ = run(target_for(SLUB, DUMP), "::kmastat -v kmalloc-128")
+    lines = out.splitlines()
+    crash = crash_sections(SLUB, "kmem -S kmalloc-128")[0]
+    addr, objsize, alloc, total, slabs, _, name = crash[1].split()
+    assert lines[1].split()[:6] == [addr, name, objsize, alloc, total, slabs]
+    node = next(line for line in crash if re.match(r"^[0-9a-f]{16}\s+0\s", line)).split()
+    # KMEM_CACHE_NODE NODE SLABS PARTIAL PER-CPU: one node holds every object and slab here
+    assert lines[2].split() == ["node", "0", total, node[2], f"{node[3]}", "partial"]

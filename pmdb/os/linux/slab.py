@@ -263,7 +263,7 @@ class SlubModel:
 
     def cpu_partial_slabs(self, cpu: CpuSlab) -> Iterator[int]:
         """The per-CPU partial list: a chain through slab->next."""
-        page, seen = cpu.partial, set()
+        page, seen = cpu.partial, set[int]()
         while page:
             if page in seen or len(seen) > MAX_LIST:
                 raise CorruptionError(page, f"cpu {cpu.cpu}'s partial slab list loops")

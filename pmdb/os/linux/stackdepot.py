@@ -29,6 +29,10 @@ class HandleParts:
     offset_bits: tuple[int, int] = (16, 10)
     valid_bits: tuple[int, int] = (26, 1)
 
+    @property
+    def mask(self) -> int:
+        return (1 << max(s + w for s, w in (self.index_bits, self.offset_bits, self.valid_bits))) - 1
+
     def split(self, handle: int) -> tuple[int, int, int]:
         return tuple(handle >> s & (1 << w) - 1 for s, w in (self.index_bits, self.offset_bits,
                                                              self.valid_bits))  # type: ignore[return-value]
@@ -97,7 +101,8 @@ class StackDepot:
             record = pool + (offset << STACK_ALLOC_ALIGN)
             size = self.space.u32(record + self.off_size)
             own = self.space.u32(record + self.off_handle)
-            if own & 0x7FFFFFF != handle & 0x7FFFFFF or not 0 < size <= MAX_ENTRIES:
+            mask = self.parts.mask     # the extra bits are the caller's, not the depot's
+            if own & mask != handle & mask or not 0 < size <= MAX_ENTRIES:
                 raise CorruptionError(record, f"stack depot handle {handle:#010x} points at {record:#x}, "
                                               f"which is not its record (handle {own:#x}, {size} frames)")
             raw = self.space.read(record + self.off_entries, 8 * size)
