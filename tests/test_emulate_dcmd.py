@@ -20,6 +20,7 @@ from pmdb.session import Session
 
 DATA = Path(__file__).parent / "data" / "emulate"
 X86_CORES = ("hashcrash-x86_64-O2.core", "hashcrash-x86_64-O2.gdb.core", "hashcrash-i386-O2.core")
+SPARC_CORES = ("hashcrash-sparc64-O2.core", "hashcrash-sparc64-O0.core")
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +52,10 @@ def _call_line(call: dict, extra: str = "") -> str:
     return f"{call['function']}::emulate {extra}{args}".replace("  ", " ")
 
 
-@pytest.mark.parametrize("core", X86_CORES)
+@pytest.mark.parametrize("core", X86_CORES + SPARC_CORES)
 def test_calls_give_the_programs_results(user_cores: Path, expected: dict, core: str) -> None:
+    if core in SPARC_CORES:
+        pytest.importorskip("pmdb.emulate.sparc64")
     session, out, err = _session(user_cores, core)
     for call in expected[core]["calls"]:
         ok, text, problems = _run(session, out, err, _call_line(call))
@@ -61,8 +64,10 @@ def test_calls_give_the_programs_results(user_cores: Path, expected: dict, core:
         assert last == f"return: {_num(call['result']):#x}", (call, text)
 
 
-@pytest.mark.parametrize("core", X86_CORES)
+@pytest.mark.parametrize("core", X86_CORES + SPARC_CORES)
 def test_patched_calls(user_cores: Path, expected: dict, core: str) -> None:
+    if core in SPARC_CORES:
+        pytest.importorskip("pmdb.emulate.sparc64")
     session, out, err = _session(user_cores, core)
     calls = expected[core].get("patched_calls")
     if calls is None:
@@ -104,16 +109,20 @@ def test_patch_through_a_config_file(user_cores: Path, expected: dict, tmp_path:
     assert text.splitlines()[-1] == f"return: {_num(call['result']):#x}"
 
 
-@pytest.mark.parametrize(("core", "view"), [("hashcrash-x86_64-O2.core", "t"),
-                                            ("hashcrash-x86_64-O2.core", "F"),
-                                            ("hashcrash-i386-O2.core", "F")])
-def test_trace_and_flow_views_golden(user_cores: Path, expected: dict, core: str, view: str) -> None:
+@pytest.mark.parametrize(("core", "view", "index"), [("hashcrash-x86_64-O2.core", "t", 0),
+                                                     ("hashcrash-x86_64-O2.core", "F", 0),
+                                                     ("hashcrash-i386-O2.core", "F", 0),
+                                                     ("hashcrash-sparc64-O2.core", "F", 4)])
+def test_trace_and_flow_views_golden(user_cores: Path, expected: dict, core: str, view: str,
+                                     index: int) -> None:
+    if core in SPARC_CORES:
+        pytest.importorskip("pmdb.emulate.sparc64")
     session, out, err = _session(user_cores, core)
-    call = expected[core]["calls"][0]
+    call = expected[core]["calls"][index]
     ok, text, problems = _run(session, out, err, _call_line(call, f"-{view} "))
     assert ok, problems
     arch = expected[core]["arch"]
-    golden = (DATA / f"lookup-{arch}.{'trace' if view == 't' else 'flow'}").read_text()
+    golden = (DATA / f"{call['function']}-{arch}.{'trace' if view == 't' else 'flow'}").read_text()
     assert text == golden
 
 

@@ -22,7 +22,7 @@ from pmdb.emulate.params import FuncInfo, function_params
 from pmdb.errors import PmdbError
 from pmdb.target import Target
 
-_RETURNS = {"ret", "retn", "retl", "return", "retq"}
+_RETURNS = {"ret", "retn", "retl", "return", "retq", "rett"}  # capstone calls V9 "return" "rett"
 
 
 class FlowTracer:

@@ -47,13 +47,19 @@ def _writes(em: Emulation, emit: Callable[[str], None], max_writes: int) -> None
     order = em.engine.arch.byteorder
     symbols = em.parent.symbols
     for addr, (data, times) in list(by_addr.items())[:max_writes]:
-        value = int.from_bytes(data, "big" if order == "big" else "little")
         where = symbols.describe(addr)
         where = f" {where}" if where and not where.startswith("0x") else ""
         again = f" ({times} writes)" if times > 1 else ""
-        emit(f"  {addr:#x}{where} [{len(data)}] = {value:#x}{again}")
+        emit(f"  {addr:#x}{where} [{len(data)}] = {_shown(data, order)}{again}")
     if len(by_addr) > max_writes:
         emit(f"  ... {len(by_addr) - max_writes} more addresses")
+
+
+def _shown(data: bytes, order: str) -> str:
+    """A word as a number; a block (a SPARC window spill) as its first bytes."""
+    if len(data) <= 8:
+        return f"{int.from_bytes(data, 'big' if order == 'big' else 'little'):#x}"
+    return data[:16].hex(" ", 8) + (" ..." if len(data) > 16 else "")
 
 
 def return_line(em: Emulation) -> str:
