@@ -117,6 +117,9 @@ def kernel_section(args: argparse.Namespace) -> int:
           f"(per step) and as a fresh `pmdb -e` process; drgn and crash as fresh processes\n")
     table = kernel_table(args.runs)
     print(table or "no kernel dumps (../shared/fixtures absent)")
+    if table:
+        from bench import slab  # ::kmastat and ::kmem_verify over every cache
+        print("\n" + slab.section(args.runs, _table))
     first = next((p for p, _ in DUMPS if p.exists()), None)
     if args.profile and first is not None:
         print(f"\nProfile of one in-process run on {first.name} (cumulative):\n")
