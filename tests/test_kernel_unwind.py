@@ -25,7 +25,7 @@ import re
 import struct
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -138,7 +138,7 @@ class World:
         return sym.name, off, sym.module or ""
 
 
-@lru_cache(maxsize=None)
+@cache
 def open_world(path: Path) -> World:
     kernel = open_kernel(path)
     km = kernel.km
@@ -153,8 +153,10 @@ def open_world(path: Path) -> World:
     arch = by_name("x86_64")
     notes = [decode_prstatus(n.desc, arch).registers for n in dump.notes if n.name == "CORE" and n.type == 1]
     running, cpus = {}, {}
+    current = lookup("current_task")          # a per-CPU variable in 6.1 (pcpu_hot from 6.2)
+    assert current is not None
     for cpu, regs in enumerate(notes):
-        task = kernel.space.ptr(lookup("current_task") + kernel.layout.per_cpu_offset(cpu))
+        task = kernel.space.ptr(current + kernel.layout.per_cpu_offset(cpu))
         running[task], cpus[task] = regs, cpu
     return World(path.parent, kernel, offsets, unwinder, running, cpus)
 
@@ -371,10 +373,12 @@ def sleeping(w: World, pid: int) -> tuple[int, list[Frame]]:
 def test_zeroed_return_address_stops_that_stack() -> None:
     w = kaslr_world()
     task, good = sleeping(w, 1)
-    u = patched(w, {good[3].slot: 0})
+    slot = good[3].slot
+    assert slot is not None
+    u = patched(w, {slot: 0})
     bad = u.unwind_task(task)
     assert [f.pc for f in bad] == [f.pc for f in good[:3]]
-    assert bad[-1].note == f"return address 0x0 at {good[3].slot:#x} is not kernel text"
+    assert bad[-1].note == f"return address 0x0 at {slot:#x} is not kernel text"
     other, expected = sleeping(w, 2)                      # the next task is untouched
     assert [f.pc for f in u.unwind_task(other)] == [f.pc for f in expected]
 
