@@ -210,3 +210,51 @@ def test_the_emulate_table_of_pmdb_toml_is_used_and_checked(user_cores: Path, ex
     ok, _, problems = _run(session, out, err, _call_line(call))
     assert not ok
     assert problems == "pmdb: pmdb.toml [emulate]: emulate option budget: 0 is outside [1, 10000000000]\n"
+
+
+def test_flow_golden_matches_the_chain_in_the_dump(user_cores: Path, expected: dict) -> None:
+    """Every argument and return value of the chain_sum flow golden, computed from the dump's
+    nodes with the program's formula (rest * 31 + (key ^ val)), not by emulation."""
+    core = "hashcrash-sparc64-O2.core"
+    target = open_target(str(user_cores / core), config=Config())
+    node = _num(expected[core]["calls"][4]["args"][0])
+    chain = []
+    while node:
+        chain.append((node, target.memory.u64(node), target.memory.u64(node + 8)))
+        node = target.memory.u64(node + 16)
+    sums = [0]
+    for _, key, val in reversed(chain):
+        sums.append((sums[-1] * 31 + (key ^ val)) & (2**64 - 1))
+    args = [n for n, _, _ in chain] + [0]
+    want = [f"{'  ' * d}-> chain_sum(n={a:#x})" for d, a in enumerate(args)]
+    want += [f"{'  ' * d}<- chain_sum = {s:#x}" for d, s in zip(range(len(args) - 1, -1, -1), sums,
+                                                                  strict=True)]
+    golden = (DATA / "chain_sum-sparc64.flow").read_text().splitlines()
+    assert golden[:len(want)] == want
+    assert sums[-1] == _num(expected[core]["calls"][4]["result"])
+
+
+def test_trace_golden_agrees_with_objdump(user_cores: Path, expected: dict) -> None:
+    """The lookup trace golden against binutils: each traced address is an instruction
+    objdump decodes with the same mnemonic, and the walk ends at lookup's ret."""
+    import shutil
+    import subprocess
+
+    if shutil.which("objdump") is None:
+        pytest.skip("objdump not installed")
+    core = "hashcrash-x86_64-O2.core"
+    exe = user_cores / expected[core]["executable"]
+    text = subprocess.run(["objdump", "-d", "-M", "intel", "--no-show-raw-insn", str(exe)],
+                          capture_output=True, text=True, check=True).stdout
+    mnemonics = {}
+    for line in text.splitlines():
+        addr, sep, rest = line.strip().partition(":\t")
+        if sep and rest:
+            mnemonics[int(addr, 16)] = rest.split()[0]
+    lines = (DATA / "lookup-x86_64.trace").read_text().splitlines()
+    trace = [line for line in lines if line[:1] in "0123456789abcdef" and "  " in line[:18]]
+    for line in trace:
+        pc = int(line.split()[0], 16)
+        assert mnemonics[pc] == line[39:].split()[0], line
+    assert trace[-1].split()[2] == "ret"
+    assert f"return: {_num(expected[core]['calls'][0]['result']):#x}" == lines[-1]
