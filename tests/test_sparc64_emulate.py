@@ -498,18 +498,19 @@ def test_casx_and_ldstub(o2: Call) -> None:
 
 def test_bench_runs_at_a_million_instructions_a_second(user_cores: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """CPU time, not wall time: other jobs on a shared machine must not fail this."""
     for name in CORES:
         c = Call(user_cores, name)
         best = 0.0
-        for _ in range(5):                  # best of 5: the machine may be shared
+        for _ in range(5):
             e = c.engine()
             c.setup(e, "bench", [0x330F70, 64, 1000])
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             stop = e.run(sentinel=e.sentinel, budget=10_000_000)
-            rate = stop.instructions / (time.perf_counter() - t0)
+            rate = stop.instructions / max(time.process_time() - t0, 1e-9)
             assert stop.reason == "return" and e.reg("o0") == 332834500
             best = max(best, rate)
         with capsys.disabled():
             print(f"\nSPARC64 {name}: bench(table, 64, 1000) {stop.instructions} instructions, "
-                  f"{best / 1e6:.2f} M instructions/s untraced")
+                  f"{best / 1e6:.2f} M instructions/s untraced (CPU time)")
         assert best >= 1_000_000
