@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pmdb.errors import CorruptionError, FaultError, PmdbError
-from pmdb.os.linux.slab_layout import SlubLayout
+from pmdb.os.linux.slab_layout import SlubLayout, TrackLayout
 
 # include/linux/slab.h (6.1): macros, so not in BTF
 SLAB_CONSISTENCY_CHECKS = 0x100
@@ -53,6 +53,7 @@ class KmemCache:
     objects_per_slab: int
     cpu_slab: int           # per-CPU offset of its kmem_cache_cpu
     nodes: list[tuple[int, int]] = field(default_factory=list)   # (node id, kmem_cache_node)
+    track: TrackLayout = field(default_factory=TrackLayout)
 
     @property
     def slab_bytes(self) -> int:
@@ -77,7 +78,7 @@ class KmemCache:
         return self.inuse + 8 if self.offset >= self.inuse else self.inuse
 
     def flag_names(self) -> str:
-        return "|".join(n for bit, n in FLAG_NAMES if self.flags & bit) or "0"
+        return "|".join(n for bit, n in FLAG_NAMES if self.flags & bit) or "none"
 
     def slot_start(self, base: int, index: int) -> int:
         return base + index * self.size
@@ -171,7 +172,8 @@ class SlubModel:
             offset=_u32(raw, lay.cache_offset), inuse=_u32(raw, lay.cache_inuse),
             align=_u32(raw, lay.cache_align), red_left_pad=_u32(raw, lay.cache_red_left_pad),
             random=_u64(raw, lay.cache_random) if lay.cache_random is not None else None,
-            order=oo >> 16, objects_per_slab=oo & 0xFFFF, cpu_slab=_u64(raw, lay.cache_cpu_slab))
+            order=oo >> 16, objects_per_slab=oo & 0xFFFF, cpu_slab=_u64(raw, lay.cache_cpu_slab),
+            track=lay.track)
         if not 0 < cache.size <= 1 << 24 or cache.order > 10:
             raise CorruptionError(addr, f"cache {name!r} has an impossible size {cache.size} "
                                         f"or order {cache.order}")

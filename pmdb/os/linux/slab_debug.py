@@ -24,7 +24,6 @@ from pmdb.os.linux.slab_objects import SlabObjects, decode_free_pointer
 
 RED_ACTIVE, RED_INACTIVE = 0xCC, 0xBB
 POISON_INUSE, POISON_FREE, POISON_END = 0x5A, 0x6B, 0xA5
-TRACK_SIZE = 32         # struct track with CONFIG_STACKDEPOT: addr, handle, cpu, pid, when
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,7 @@ def meta_end(cache: KmemCache) -> int:
     """Offset from the object past the tracks (and orig_size): where padding starts."""
     end = cache.info_end
     if cache.stores_user:
-        end += 2 * TRACK_SIZE
+        end += 2 * cache.track.size
     if has_orig_size(cache):
         end += 4
     return end
@@ -85,24 +84,28 @@ def read_tracks(cache: KmemCache, obj: int, data: bytes, base: int) -> list[Trac
     if not cache.stores_user:
         return []
     out = []
+    lay = cache.track
     for i, kind in enumerate(("alloc", "free")):
-        off = obj - base + cache.info_end + i * TRACK_SIZE
-        raw = data[off:off + TRACK_SIZE]
-        if len(raw) < TRACK_SIZE:
+        off = obj - base + cache.info_end + i * lay.size
+        raw = data[off:off + lay.size]
+        if len(raw) < lay.size:
             continue
-        addr = int.from_bytes(raw[0:8], "little")
+        addr = _field(raw, lay.addr, 8)
         if addr:
-            out.append(Track(kind, addr, int.from_bytes(raw[8:12], "little"),
-                             int.from_bytes(raw[12:16], "little", signed=True),
-                             int.from_bytes(raw[16:20], "little", signed=True),
-                             int.from_bytes(raw[24:32], "little")))
+            handle = _field(raw, lay.handle, 4) if lay.handle is not None else 0
+            out.append(Track(kind, addr, handle, _field(raw, lay.cpu, 4, signed=True),
+                             _field(raw, lay.pid, 4, signed=True), _field(raw, lay.when, 8)))
     return out
+
+
+def _field(raw: bytes, off: int, size: int, signed: bool = False) -> int:
+    return int.from_bytes(raw[off:off + size], "little", signed=signed)
 
 
 def orig_size(cache: KmemCache, obj: int, data: bytes, base: int) -> int | None:
     if not has_orig_size(cache):
         return None
-    off = obj - base + cache.info_end + 2 * TRACK_SIZE
+    off = obj - base + cache.info_end + 2 * cache.track.size
     return int.from_bytes(data[off:off + 4], "little")
 
 

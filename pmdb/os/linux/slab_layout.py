@@ -47,6 +47,31 @@ def _bits(t: Type, name: str, base: int) -> tuple[int, int]:
     return bit_off - base * 8, size
 
 
+@dataclass(frozen=True)
+class TrackLayout:
+    """``struct track`` (mm/slub.c): its size and where addr, handle, cpu, pid, when are.
+    The 6.1 layout with CONFIG_STACKDEPOT is the default; before 5.17 a track held the
+    stack itself (``addrs[TRACK_ADDRS_COUNT]``) and has no handle."""
+
+    size: int = 32
+    addr: int = 0
+    handle: int | None = 8
+    cpu: int = 12
+    pid: int = 16
+    when: int = 24
+
+    @classmethod
+    def from_types(cls, types: Any) -> TrackLayout:
+        t = types.find("struct track")
+        if t is None or not t.strip().members:
+            return cls()
+        try:
+            return cls(t.sizeof(), _off(t, "addr"), _maybe(t, "handle"), _off(t, "cpu"), _off(t, "pid"),
+                       _off(t, "when"))
+        except FormatError:
+            return cls()
+
+
 @dataclass
 class SlubLayout:
     cache_cpu_slab: int
@@ -86,6 +111,7 @@ class SlubLayout:
     page_size: int
     pg_slab: int
     max_nodes: int
+    track: TrackLayout
 
     @classmethod
     def from_types(cls, types: Any, info: Any) -> SlubLayout:
@@ -119,7 +145,7 @@ class SlubLayout:
             page_compound_head=_off(page, "compound_head"),
             page_size=info.sizes.get("page", 0) or page.sizeof(),
             pg_slab=info.number_or("PG_slab", 9),
-            max_nodes=node_arr.count or 1)
+            max_nodes=node_arr.count or 1, track=TrackLayout.from_types(types))
 
     def _field(self, counters: int, bits: tuple[int, int]) -> int:
         return counters >> bits[0] & (1 << bits[1]) - 1
