@@ -82,7 +82,8 @@ def _sparc_engine(arch: Any, pager: DemandPager) -> Engine:
         return factory(arch, pager)
     for obj in vars(sparc64).values():
         if isinstance(obj, type) and issubclass(obj, Engine) and obj is not Engine:
-            return obj(arch, pager)
+            engine_class: Any = obj
+            return engine_class(arch, pager)
     raise CommandError("the SPARC engine is not available")
 
 

@@ -124,11 +124,12 @@ def _check(opt: EmuOption, value: Any, origin: str) -> Any:
 
 
 def _scalar(opt: EmuOption, value: Any, where: str) -> Any:
-    want = {"int": int, "bool": bool, "str": str}[opt.kind]
+    want: type = {"int": int, "bool": bool, "str": str}[opt.kind]
     if isinstance(value, bool) != (want is bool) or not isinstance(value, want):
         raise CommandError(f"{where}: expected {'true or false' if want is bool else want.__name__}, "
                            f"got {value!r}")
-    if want is int and (opt.low is not None and value < opt.low or opt.high is not None and value > opt.high):
+    number: Any = value
+    if want is int and (opt.low is not None and number < opt.low or opt.high is not None and number > opt.high):
         raise CommandError(f"{where}: {value} is outside [{opt.low}, {opt.high}]")
     if opt.choices and value not in opt.choices:
         raise CommandError(f"{where}: {value!r} is not one of {', '.join(opt.choices)}")

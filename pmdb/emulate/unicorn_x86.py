@@ -53,11 +53,12 @@ class UnicornX86(Engine):
         self._side: dict[str, int] = dict.fromkeys(SIDE_REGS[arch.name], 0)
         mode = unicorn.UC_MODE_64 if arch.name == "x86_64" else unicorn.UC_MODE_32
         try:
-            self.uc = unicorn.Uc(unicorn.UC_ARCH_X86, mode)
+            self.uc: Any = unicorn.Uc(unicorn.UC_ARCH_X86, mode)  # Any: the stubs are the py2 binding
         except unicorn.UcError as err:
             raise PmdbError(f"cannot start unicorn: {err}") from None
         self._buffers: dict[int, Any] = {}       # keeps the ctypes views (and so the pages) alive
         self._fault = ""
+        self._fault_pc: int | None = None
         self._stop_why: tuple[str, str] | None = None
         self.record_writes = False               # hook memory writes into pager.writes
         self.sentinel = self._pick_sentinel()
@@ -71,9 +72,10 @@ class UnicornX86(Engine):
             self._map(base, buf)
         pager.on_new_page = self._map
         self.uc.hook_add(unicorn.UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
-        self.uc.hook_add(unicorn.UC_HOOK_INTR, self._on_interrupt)
+        uc: Any = self.uc
+        uc.hook_add(unicorn.UC_HOOK_INTR, self._on_interrupt)
         if arch.name == "x86_64":
-            self.uc.hook_add(unicorn.UC_HOOK_INSN, self._on_syscall, aux1=X.UC_X86_INS_SYSCALL)
+            uc.hook_add(unicorn.UC_HOOK_INSN, self._on_syscall, aux1=X.UC_X86_INS_SYSCALL)
 
     # -- memory -----------------------------------------------------------------------
 
@@ -242,7 +244,7 @@ class UnicornX86(Engine):
 
     def _start(self, start: int, sentinel: int | None, budget: int, counter: _Counter) -> Stop:
         self._fault = ""
-        self._fault_pc: int | None = None
+        self._fault_pc = None
         self._stop_why = None
         until = sentinel if sentinel is not None else self.sentinel
         timed_out = False
