@@ -24,8 +24,9 @@ from pmdb.symbols.kmodules import RegistryOffsets
 from pmdb.target import Mapping, Thread
 from pmdb.types.registry import TypeRegistry
 from pmdb.unwind.frame import Frame
+from pmdb.unwind.kernel import KernelUnwinder, unwind_kernel_task
 
-NO_UNWINDER = "kernel stacks are not unwound yet: frame 0 only"
+NO_UNWINDER = "not a task: its kernel stack is unknown"
 
 
 class LinuxKernel:
@@ -49,6 +50,7 @@ class LinuxKernel:
         self._threads: list[Thread] | None = None
         self._cpus: list[Cpu] | None = None
         self._log: list[str] | None = None
+        self._unwinder: KernelUnwinder | None = None
 
     # -- lookups -----------------------------------------------------------------------
 
@@ -194,14 +196,33 @@ class LinuxKernel:
         return Thread(id=task.pid, registers=regs, name=task.comm, index=index, address=task.address,
                       extra={"cpu": task.cpu, "state": task.state, "ppid": task.ppid})
 
+    @property
+    def unwinder(self) -> KernelUnwinder:
+        """The ORC unwinder (pmdb.unwind.kernel), built on first use."""
+        if self._unwinder is None:
+            self._unwinder = KernelUnwinder.build(self.mem, self.lookup, self.km.layout, self.offsets,
+                                                  self.km.modules, self.km.info.osrelease,
+                                                  self.km.symbols.describe)
+        return self._unwinder
+
     def stack(self, thread: Thread) -> list[Frame]:
-        """Frame 0 from the thread's registers; deeper frames need the ORC unwinder."""
+        """The task's kernel stack: from its CPU's registers when it was running, else from
+        the frame its last context switch left; frame 0 alone (with the reason) when the
+        stack cannot be unwound."""
         regs = thread.registers
+        if thread.address is not None:
+            on_cpu = {c.curr: c.registers for c in self.cpus() if c.curr and c.registers}
+            try:
+                return unwind_kernel_task(self.unwinder, thread.address, on_cpu.get(thread.address))
+            except PmdbError as err:
+                note = str(err)
+        else:
+            note = NO_UNWINDER
         pc = regs.get(self.arch.pc)
         if pc is None:
             return []
         return [Frame(level=0, pc=pc, sp=regs.get(self.arch.sp, 0), regs=dict(regs), method="regs",
-                      note=NO_UNWINDER)]
+                      note=note)]
 
     def status(self) -> list[tuple[str, str]]:
         return sysinfo.kernel_status(self)
