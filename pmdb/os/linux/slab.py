@@ -128,6 +128,7 @@ class SlubModel:
         self.cache_errors: list[str] = []
         self._by_addr: dict[int, KmemCache] = {}
         self._scan: dict[int, list[int]] | None = None
+        self._max_pfn: int | None = None
 
     @property
     def depot(self) -> Any:
@@ -224,11 +225,14 @@ class SlubModel:
         return self.layout.vmemmap_base + (phys >> 12) * self.lay.page_size
 
     def lookup_max_pfn(self) -> int:
-        addr = self.lookup("max_pfn")
-        try:
-            return self.space.u64(addr) if addr is not None else 1 << 34
-        except FaultError:
-            return 1 << 34
+        """One past the highest page frame (``max_pfn``); 2**34 frames when unreadable."""
+        if self._max_pfn is None:
+            addr = self.lookup("max_pfn")
+            try:
+                self._max_pfn = self.space.u64(addr) if addr is not None else 1 << 34
+            except FaultError:
+                self._max_pfn = 1 << 34
+        return self._max_pfn
 
     def slab_of(self, addr: int) -> tuple[Slab, KmemCache] | None:
         """The slab (and its cache) whose memory holds addr; None when addr is not slab memory."""
