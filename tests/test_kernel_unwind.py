@@ -39,7 +39,7 @@ from pmdb.symbols.kmodules import RegistryOffsets
 from pmdb.types.btf_kernel import vmlinux_btf
 from pmdb.types.registry import TypeRegistry
 from pmdb.unwind.frame import Frame
-from pmdb.unwind.kernel import KernelUnwinder, unwind_kernel_task
+from pmdb.unwind.kernel import KernelUnwinder, crash_numbered, lookup_address, unwind_kernel_task
 from pmdb.unwind.orc import OrcFinder
 from tests.conftest import FIXTURES, need_fixture
 from tests.linux_vmcore import KASLR, NOKASLR, Kernel, crash_sections, open_kernel
@@ -201,24 +201,24 @@ def ring(mem: AddressSpace, head: int, offset: int) -> list[int]:
 
 def crash_view(w: World, frames: list[Frame]) -> list[CrashFrame]:
     """Our frames as crash prints them (see the module docstring for the three rules)."""
+    def offset_of(addr: int) -> int | None:
+        hit = w.kernel.km.symbols.resolve(addr)
+        return hit[1] if hit is not None else None
+
+    numbered = crash_numbered(frames, offset_of)
     out: list[CrashFrame] = []
-    prev_stack = ""
+    for f, addr in numbered:
+        name, _, module = w.name(f.pc)
+        out.append(CrashFrame(addr, name, f.pc, module, addr == f.sp))
+    by_frame = {id(f): c for (f, _), c in zip(numbered, out, strict=True)}
+    last: CrashFrame | None = None
     for f in frames:
-        if f.exception is not None:
-            if out:
-                name, off, _ = w.name(f.pc) if f.stack_name != "user" else ("", 0, "")
-                out[-1].exception = f"{name}+{off}" if name else ""
-                out[-1].regs = dict(f.exception)
-            continue
-        if f.slot is None:
-            prev_stack = f.stack_name
-            continue                         # the frame the CPU registers point into
-        name, off, module = w.name(f.pc)
-        if off == 0:
-            continue                         # one past a noreturn call: crash drops it
-        after_irq = prev_stack == "IRQ" and f.stack_name != "IRQ"
-        out.append(CrashFrame(f.sp if after_irq else f.slot, name, f.pc, module, after_irq))
-        prev_stack = f.stack_name
+        if id(f) in by_frame:
+            last = by_frame[id(f)]
+        elif f.exception is not None and last is not None:
+            name, off, _ = w.name(f.pc) if f.stack_name != "user" else ("", 0, "")
+            last.exception = f"{name}+{off}" if name else ""
+            last.regs = dict(f.exception)
     return out
 
 
@@ -438,3 +438,37 @@ def test_lost_thread_sp_falls_back_to_scanning() -> None:
     assert all(w.unwinder.stacks.find(f.sp, w.unwinder.task_stack(task)) or f.stack_name == "user"
                for f in frames)
     assert frames[-1].pc == good[-1].pc                  # it still reaches the user registers
+
+
+def test_return_address_past_a_noreturn_call_names_its_caller() -> None:
+    """slub README: add_taint.cold's return address is one byte past its end and symbolizes
+    as check_panic_on_warn.cold+0x0; looked up at address - 1 it is add_taint.cold's."""
+    w = open_world(need_fixture(SLUB / "dump.202611222031"))
+    panic = next(t for t in w.running if w.name(w.unwind(t)[1].pc)[0] == "panic")
+    frames = w.unwind(panic)
+    (past,) = [f for f in frames[1:] if f.slot is not None and w.name(f.pc)[1] == 0]
+    assert f"{past.pc:#x}" == "0xffffffffa0e01fd6"
+    assert w.name(past.pc)[0] == "check_panic_on_warn.cold"
+    assert w.name(lookup_address(past))[0] == "add_taint.cold"
+    assert lookup_address(frames[0]) == frames[0].pc          # CPU registers: an exact pc
+
+
+def test_target_stack_is_the_unwinders() -> None:
+    """Through the opened Target: every thread's stack is the unwinder's, the panic thread
+    (current at open) included, and the whole task list unwinds in well under a second."""
+    from pmdb.config import Config
+    from pmdb.opener import open_target
+
+    path = need_fixture(KASLR / "dump.202611221942")
+    w = open_world(path)
+    target = open_target(str(path), config=Config())
+    start = time.perf_counter()
+    stacks = {t.address: target.stack(t) for t in target.threads()}
+    took = time.perf_counter() - start
+    assert set(stacks) == set(task_list(w)) and took < 0.3
+    for task, frames in stacks.items():
+        assert task is not None
+        assert [(f.pc, f.sp, f.method) for f in frames] == [(f.pc, f.sp, f.method) for f in w.unwind(task)]
+    current = target.current_thread
+    assert current is not None and current.name == "crashapp"
+    assert any(f.exception and f.pc == 0xFFFFFFFFC023B188 for f in stacks[current.address or 0])

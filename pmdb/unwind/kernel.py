@@ -350,3 +350,29 @@ class KernelUnwinder:
 def unwind_kernel_task(kernel: KernelUnwinder, task_addr: int, regs: dict[str, int] | None) -> list[Frame]:
     """A task's kernel stack (see KernelUnwinder.unwind_task); for dcmds and the OS model."""
     return kernel.unwind_task(task_addr, regs)
+
+
+def lookup_address(frame: Frame) -> int:
+    """Where to look a frame up (symbol, line): a return address belongs to the call before
+    it, and after a noreturn call it is already past the function's end (``foo.cold+0``)."""
+    return frame.pc - 1 if frame.slot is not None else frame.pc
+
+
+def crash_numbered(frames: list[Frame], offset_of: Callable[[int], int | None]) -> list[tuple[Frame, int]]:
+    """The frames crash's ``bt`` numbers, each with its ``[addr]`` column. crash does not
+    number the frame CPU registers point into, nor exception frames (it prints their
+    registers instead); it drops a return address at offset 0 of a symbol (``offset_of``
+    gives an address's offset in its symbol); and after leaving the IRQ stack it prints
+    the stack pointer it resumed at, not the return-address slot."""
+    out: list[tuple[Frame, int]] = []
+    prev_stack = ""
+    for f in frames:
+        if f.exception is not None:
+            continue
+        if f.slot is None or offset_of(f.pc) == 0:
+            prev_stack = f.stack_name if f.slot is None else prev_stack
+            continue
+        left_irq = prev_stack == "IRQ" and f.stack_name != "IRQ"
+        out.append((f, f.sp if left_irq else f.slot))
+        prev_stack = f.stack_name
+    return out
