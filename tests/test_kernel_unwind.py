@@ -472,3 +472,25 @@ def test_target_stack_is_the_unwinders() -> None:
     current = target.current_thread
     assert current is not None and current.name == "crashapp"
     assert any(f.exception and f.pc == 0xFFFFFFFFC023B188 for f in stacks[current.address or 0])
+
+
+def test_cpu_stacks_are_where_the_tss_points(world: World) -> None:
+    """Each CPU's IST stacks end where its TSS's ist[] entries point (the CPU switches to
+    those tops on #DF, NMI, #DB, #MC, #VC) and its entry stack where tss.sp0 points; the IRQ
+    stack holds the interrupted stack pointer in its top word."""
+    mem, o, layout = world.kernel.space, world.offsets, world.kernel.layout
+    tss = world.lookup("cpu_tss_rw")
+    assert tss is not None
+    ist, sp0 = o.offsetof("tss_struct", "x86_tss.ist"), o.offsetof("tss_struct", "x86_tss.sp0")
+    for cpu in range(layout.nr_cpu_ids):
+        base = tss + layout.per_cpu_offset(cpu)
+        regions = {r.name: r for r in world.unwinder.stacks.regions if r.cpu == cpu}
+        for i, name in enumerate(("#DF", "NMI", "#DB", "#MC", "#VC")):
+            assert regions[name].hi == mem.u64(base + ist + 8 * i), name
+        assert regions["entry"].hi == mem.u64(base + sp0)
+        assert regions["IRQ"].hi - regions["IRQ"].lo == world.unwinder.thread_size
+    task = next(t for t in world.cpus if world.unwind(t)[0].stack_name == "IRQ")
+    frames = world.unwind(task)
+    irq = world.unwinder.stacks.find(frames[0].sp)
+    back = next(f for f in frames if f.stack_name == "task")
+    assert irq is not None and mem.u64(irq.hi - 8) < back.sp <= mem.u64(irq.hi - 8) + 0x40
