@@ -458,6 +458,7 @@ def test_target_stack_is_the_unwinders() -> None:
     (current at open) included, and the whole task list unwinds in well under a second."""
     from pmdb.config import Config
     from pmdb.opener import open_target
+    from pmdb.os.linux.kernel import LinuxKernel
 
     path = need_fixture(KASLR / "dump.202611221942")
     w = open_world(path)
@@ -469,6 +470,9 @@ def test_target_stack_is_the_unwinders() -> None:
     for task, frames in stacks.items():
         assert task is not None
         assert [(f.pc, f.sp, f.method) for f in frames] == [(f.pc, f.sp, f.method) for f in w.unwind(task)]
+    init_pid1 = 0xFFFF8BE1011FC8C0             # crash's ps: pid 1, sleeping in wait4
+    assert isinstance(target.os, LinuxKernel)
+    assert unwind_kernel_task(target.os, init_pid1, None)[-1].pc == stacks[init_pid1][-1].pc
     current = target.current_thread
     assert current is not None and current.name == "crashapp"
     assert any(f.exception and f.pc == 0xFFFFFFFFC023B188 for f in stacks[current.address or 0])

@@ -20,6 +20,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from pmdb.errors import CorruptionError, FaultError, PmdbError, SymbolError
 from pmdb.memory.space import AddressSpace
@@ -347,9 +348,21 @@ class KernelUnwinder:
                         f"(sp {st.sp:#x} after {prev_sp:#x})")
 
 
-def unwind_kernel_task(kernel: KernelUnwinder, task_addr: int, regs: dict[str, int] | None) -> list[Frame]:
-    """A task's kernel stack (see KernelUnwinder.unwind_task); for dcmds and the OS model."""
-    return kernel.unwind_task(task_addr, regs)
+class HasUnwinder(Protocol):
+    """A kernel OS model that carries its unwinder (pmdb.os.linux.kernel.LinuxKernel)."""
+
+    @property
+    def unwinder(self) -> KernelUnwinder: ...
+
+
+def unwind_kernel_task(kernel: KernelUnwinder | HasUnwinder, task_addr: int,
+                       regs: dict[str, int] | None) -> list[Frame]:
+    """A task's kernel stack (see KernelUnwinder.unwind_task): ``regs`` are its CPU's
+    registers when it was running, None to start from the frame it left at thread.sp.
+    Raises CorruptionError (one line) when ``task_addr`` is not a task; a stack that
+    cannot be followed to its end carries the reason in its last frame's ``note``."""
+    unwinder = kernel if isinstance(kernel, KernelUnwinder) else kernel.unwinder
+    return unwinder.unwind_task(task_addr, regs)
 
 
 def lookup_address(frame: Frame) -> int:
