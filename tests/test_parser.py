@@ -299,3 +299,12 @@ def test_tolerant_on_any_unicode(text: str) -> None:
         parse(text)
     except ParseError:
         pass
+
+
+def test_colon_commands_are_one_letter_verbs():
+    assert parse(":c").pipelines[0].stages[0].verb == DcmdVerb(":c", ())
+    stage = parse("main:c").pipelines[0].stages[0]
+    assert stage.verb == DcmdVerb(":c", ()) and stage.addr == Sym("main")
+    with pytest.raises(ParseError) as err:
+        parse(":")
+    assert err.value.offset == 0

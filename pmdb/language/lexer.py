@@ -24,7 +24,7 @@ LPAREN = "LPAREN"
 RPAREN = "RPAREN"
 COMMA = "COMMA"
 DCMD = "DCMD"              # ::name (text includes the colons)
-DOLLAR = "DOLLAR"          # $c, $< ... (text includes the dollar)
+DOLLAR = "DOLLAR"          # $c, $< ..., and :c (text includes the $ or :)
 FORMAT = "FORMAT"          # /fmt =fmt ?fmt (text includes the operator)
 ASSIGN = "ASSIGN"          # >var
 WORD = "WORD"              # a dcmd argument
@@ -137,6 +137,10 @@ class _Lexer:
             self.mode = ARGS
         elif ch == "$":
             self.dollar()
+        elif ch == ":" and t[p + 1:p + 2].isalpha():
+            # mdb's colon commands (:c continue, :s step) are one-letter verbs like $c
+            self.add(DOLLAR, p + 2)
+            self.mode = ARGS
         elif ch in "/=?" and two != "==":
             self.format()
         elif ch in "<>" and two not in ("<<", ">>"):
