@@ -128,7 +128,7 @@ def whatis(ctx: Context, *_args: Any) -> None:
     anonymous memory."""
     addr = ctx.require_addr()
     describe_os = getattr(ctx.target.os, "describe_address", None)
-    lines = describe_os(addr) if describe_os is not None else None
+    lines = describe_os(ctx.target, addr) if describe_os is not None else None
     if lines:   # the OS model knows its address space better (kernel regions, task stacks)
         for line in lines:
             ctx.out.line(line)

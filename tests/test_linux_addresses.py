@@ -201,3 +201,19 @@ def test_vtop_dcmd_output() -> None:
     assert run(t, "::vtop ffff800000000000")[-1].strip() == "no PGD entry for 0xffff800000000000"
     assert "needs an address" in run(t, "::vtop")[0]
     assert run(t, f"vtop {init_task.addr:x}") == lines     # crash's spelling
+
+
+def test_whatis_dcmd_joins_the_slab_object_and_the_region():
+    """::whatis of a task_struct (crash's ps gives the panic task's address) names its slab
+    object first, then the direct-map region; a stack address names the task's stack."""
+    t = target(FIXTURES / "linux-6.1-x86_64")
+    out, err = io.StringIO(), io.StringIO()
+    s = Session(t, stdout=out, stderr=err)
+    assert s.run_line("ffff8be102a71850::whatis")
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("ffff8be102a71850 is ffff8be102a71840+0x10, an allocated task_struct object")
+    assert lines[1:] == describe_kernel_address(t, 0xffff8be102a71850)
+    out.truncate(0), out.seek(0)
+    assert s.run_line("ffffd303c0403ea8::whatis")
+    assert "kernel stack of pid 102 (crashapp)" in out.getvalue().splitlines()[0]
+    assert err.getvalue() == ""

@@ -98,7 +98,7 @@ def test_whatis_names_task_struct_and_object_start(folder: Path, name: str) -> N
             lines = describe_slab_address(t, row.task + off)
             assert lines is not None, hex(row.task)
             where = f"the start of object {row.task:x}" if off == 0 else f"{row.task:x}+{off:#x}"
-            assert lines[0].startswith(f"{row.task + off:x} is {where}, a allocated task_struct object "
+            assert lines[0].startswith(f"{row.task + off:x} is {where}, an allocated task_struct object "
                                        f"(size {size}) in slab "), lines[0]
             assert lines[0].endswith(" of cache task_struct "
                                      f"({next(c.address for c in model.caches() if c.name == 'task_struct'):x})")

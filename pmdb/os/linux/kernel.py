@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 from pmdb.arch import Arch
 from pmdb.dumps.base import Dump
@@ -229,6 +230,15 @@ class LinuxKernel:
 
     def mappings(self) -> Sequence[Mapping]:
         return []
+
+    def describe_address(self, target: Any, addr: int) -> list[str] | None:
+        """::whatis of a kernel address: the slab object holding it (when one does), then
+        the region it lies in (symbol, module, task stack, direct map, vmalloc, per-CPU)."""
+        from pmdb.os.linux.addresses import describe_kernel_address
+        from pmdb.os.linux.slab import describe_slab_address
+
+        lines = (describe_slab_address(target, addr) or []) + (describe_kernel_address(target, addr) or [])
+        return lines or None
 
     def close(self) -> None:
         self.dump.close()

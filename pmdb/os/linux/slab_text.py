@@ -68,7 +68,9 @@ def describe_slab(model: SlubModel, addr: int, symbols: Any) -> list[str] | None
         part = f"{obj:x}+{off:#x}" if off else f"the start of object {obj:x}"
     else:
         part = f"in the metadata of object {obj:x}, +{off:#x} (object size {cache.object_size})"
-    lines = [f"{addr:x} is {part}, a {object_state(view, obj)} {cache.name} object "
+    state = object_state(view, obj)
+    article = "an" if state[:1] in "aeiou" else "a"
+    lines = [f"{addr:x} is {part}, {article} {state} {cache.name} object "
              f"(size {cache.object_size}) in {where}"]
     lines += [f"{p}" for p in view.objects.problems]
     if not cache.stores_user:
