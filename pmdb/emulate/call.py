@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pmdb.emulate.engine import Engine, Stop
+from pmdb.emulate.kernel import KernelCall, is_kernel
 from pmdb.emulate.pager import DemandPager, Patch
 from pmdb.emulate.params import FuncInfo, function_params
 from pmdb.errors import CommandError, PmdbError
@@ -65,6 +66,10 @@ def make_engine(target: Target, patches: list[Patch]) -> Engine:
     """The engine for the target's CPU over a fresh pager."""
     arch = target.arch
     pager = DemandPager(target.memory, arch.page_size, patches, arch.byteorder, arch.ptr_size)
+    if arch.name == "x86_64" and is_kernel(target):
+        from pmdb.emulate.kernel import kernel_engine
+
+        return kernel_engine(target, pager)
     if arch.name in ("x86_64", "i386"):
         from pmdb.emulate.unicorn_x86 import UnicornX86
 
@@ -110,9 +115,12 @@ def prepare(target: Target, opts: dict[str, Any], evaluate: Evaluate) -> Emulati
     """An Emulation ready to run, from merged options (see pmdb.emulate.options)."""
     patches = resolve_patches(target, opts["patches"], evaluate)
     engine = make_engine(target, patches)
-    thread = _thread(target, opts)
+    kernel = KernelCall.choose(target, opts) if is_kernel(target) else None
+    thread = kernel.thread if kernel is not None else _thread(target, opts)
     if opts["inherit_registers"] and thread is not None:
         _inherit(engine, thread.registers)
+    if kernel is not None:
+        kernel.enter(engine)
     if opts["thread_pointer"] is not None:
         engine.set_reg(_thread_pointer(target), evaluate(opts["thread_pointer"]))
     func_expr = opts["pc"] if opts["pc"] is not None else opts["function"]
@@ -122,7 +130,10 @@ def prepare(target: Target, opts: dict[str, Any], evaluate: Evaluate) -> Emulati
     sentinel = _sentinel(target, engine)
     args = [evaluate(a) for a in opts["args"]]
     info = function_params(target, func) if opts["pc"] is None else None
-    sp = _stack(target, engine, opts, thread, evaluate)
+    if kernel is not None and opts["stack"] is None:
+        sp = kernel.stack_top(target, engine, opts)
+    else:
+        sp = _stack(target, engine, opts, thread, evaluate)
     if opts["pc"] is None:
         _place_call(target, engine, func, args, info, sp, sentinel)
     else:
@@ -157,6 +168,8 @@ def _inherit(engine: Engine, regs: dict[str, int]) -> None:
 
 
 def _thread_pointer(target: Target) -> str:
+    if is_kernel(target):
+        return "gs_base"     # the kernel's per-CPU base
     name = {"x86_64": "fs_base", "sparc64": "g7"}.get(target.arch.name)
     if name is None:
         raise CommandError(f"no thread pointer register on {target.arch.name} (set it with -r)")

@@ -40,6 +40,8 @@ EMULATE_OPTIONS: tuple[EmuOption, ...] = (
     EmuOption("thread_pointer", "addr", None,
               "the thread pointer: fs_base on x86-64, %g7 on SPARC (default: the thread's)"),
     EmuOption("thread", "int", None, "start from this thread's registers (default: the current one)"),
+    EmuOption("cpu", "int", None, "kernel: the CPU the call runs on: its per-CPU base in GS and its "
+              "current task (default: the thread's CPU, else the panic CPU, else 0)", 0, 1 << 16),
     EmuOption("inherit_registers", "bool", True, "start from the thread's registers, not zeros"),
     EmuOption("stack", "addr", None, "the stack pointer to call with (default: stack_gap below the "
               "thread's sp, so the stack pages come from the dump)"),

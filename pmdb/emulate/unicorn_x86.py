@@ -53,7 +53,7 @@ class UnicornX86(Engine):
         self._side: dict[str, int] = dict.fromkeys(SIDE_REGS[arch.name], 0)
         mode = unicorn.UC_MODE_64 if arch.name == "x86_64" else unicorn.UC_MODE_32
         try:
-            self.uc: Any = unicorn.Uc(unicorn.UC_ARCH_X86, mode)  # Any: the stubs are the py2 binding
+            self.uc: Any = self._make_uc(mode)
         except unicorn.UcError as err:
             raise PmdbError(f"cannot start unicorn: {err}") from None
         self._buffers: dict[int, Any] = {}       # keeps the ctypes views (and so the pages) alive
@@ -77,7 +77,16 @@ class UnicornX86(Engine):
         if arch.name == "x86_64":
             uc.hook_add(unicorn.UC_HOOK_INSN, self._on_syscall, aux1=X.UC_X86_INS_SYSCALL)
 
+    def _make_uc(self, mode: int) -> Any:
+        """The unicorn instance (Any: the stubs are the py2 binding). A subclass configures
+        what must be set before the CPU first runs (CPU model, TLB mode) here."""
+        return unicorn.Uc(unicorn.UC_ARCH_X86, mode)
+
     # -- memory -----------------------------------------------------------------------
+
+    def _code_bytes(self, addr: int, size: int) -> bytes:
+        """An instruction's bytes, as the CPU sees them."""
+        return bytes(self.uc.mem_read(addr, size))
 
     def _pick_sentinel(self) -> int:
         for addr in SENTINEL_CANDIDATES[self.arch.name]:
@@ -177,7 +186,7 @@ class UnicornX86(Engine):
         hit = self._decoded.get(addr)
         if hit is not None and len(hit[1]) == size:
             return hit
-        raw = bytes(self.uc.mem_read(addr, size))
+        raw = self._code_bytes(addr, size)
         written: list[tuple[str, int]] = []
         for insn in self._cs.disasm(raw, addr, 1):
             try:
