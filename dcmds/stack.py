@@ -1,26 +1,32 @@
-"""Stack dcmds: $c (::stack), $C and ::findstack, in mdb's output formats.
+"""Stack dcmds: $c (::stack), $C, ::findstack and crash's bt, on user cores and kernels.
 
 Frames come from the target's OS model (``target.stack(thread)``), so the same
-commands serve user cores and, later, kernel threads. A frame line is
+commands serve user cores and kernel tasks. mdb's formats: a frame line is
 ``sym+off(args)``; $C and ::findstack put the frame's address in front of it,
-zero-padded to the pointer width as mdb does.
+zero-padded to the pointer width as mdb does. On a kernel a module's frame
+ends in `` [module]`` and the address is the stack slot the frame's return
+address was read from (pmdb.os.linux.stack_text.frame_address). ``bt`` prints
+crash's layout on a kernel (pmdb.os.linux.stack_text) and $c's on a user core.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from pmdb.commands import Context, dcmd
-from pmdb.errors import CommandError, FaultError
+from pmdb.errors import CommandError, FaultError, PmdbError
 from pmdb.target import Target, Thread
 from pmdb.unwind.frame import Frame
 
 _MDB_ARGLIM = 6   # mdb shows at most this many arguments per frame by default
 
 
-@dcmd("$c", addr="optional", aliases=("stack", "bt"), synopsis="print the stack backtrace",
+@dcmd("$c", addr="optional", aliases=("stack",), synopsis="print the stack backtrace",
       example="$c", usage="[nargs]")
 def stack_c(ctx: Context, nargs: int = 0) -> None:
     """The current thread's stack (or that of the thread whose id is given as the
-    address), innermost frame first, one ``function+offset(args)`` line per frame.
+    address: a tid on a user core, a task_struct address or pid on a kernel),
+    innermost frame first, one ``function+offset(args)`` line per frame.
     Arguments are shown only where the ABI leaves them findable (i386 stack words,
     SPARC %i registers) and only as many as ``nargs`` asks for; x86-64 passes them in
     registers that the callee may have reused, so they print as ``()``."""
@@ -34,7 +40,7 @@ def stack_cc(ctx: Context, nargs: int = 0) -> None:
     """Like $c, with each frame's address first: the frame-pointer value of a
     standard x86 frame (the CFA minus two words, so it is defined for code built
     without frame pointers too), or the %sp of a SPARC frame (biased, as the
-    hardware keeps it)."""
+    hardware keeps it). On a kernel: the stack slot of the frame's return address."""
     thread, frames = _stack(ctx)
     _print_frames(ctx, thread, frames, with_fp=True, nargs=_nargs(nargs))
 
@@ -46,21 +52,70 @@ def findstack(ctx: Context, verbose: bool = False) -> None:
     """The stack of the thread whose id is the address (every thread without one):
     ``stack pointer for thread <tid>: <sp>``, the innermost frame in brackets with its
     stack pointer, then each caller with its frame address. -v adds the arguments
-    that can be recovered (see $c)."""
-    thread, frames = _stack(ctx)
-    target = ctx.target
+    that can be recovered (see $c). On a kernel the address is a task_struct (or a
+    pid) and the thread is named by its task_struct; x86-64 keeps no arguments, so
+    -v shows instead the registers each exception frame (pt_regs) saved."""
+    try:
+        thread, frames = _stack(ctx)
+    except PmdbError as err:
+        if not ctx.in_loop:
+            raise
+        ctx.out.error(f"{ctx.addr or 0:x}: {err}")      # one bad thread; the loop goes on
+        return
     if ctx.out.json_mode:
         _print_frames(ctx, thread, frames, with_fp=True, nargs=_MDB_ARGLIM if verbose else 0)
         return
-    width = target.arch.ptr_size * 2
-    nargs = _MDB_ARGLIM if verbose else 0
-    top = frames[0]
-    ctx.out.line(f"stack pointer for thread {thread.id:x}: {top.sp:x}")
-    if top.pc:
-        ctx.out.line(f"[ {top.sp:0{width}x} {_call(target, top, nargs)} ]")
-    for frame in frames[1:]:
-        ctx.out.line(f"  {frame_address(target, frame):0{width}x} {_call(target, frame, nargs)}")
+    for line in findstack_lines(ctx.target, thread, frames, verbose):
+        ctx.out.line(line)
     _report_stop(ctx, thread, frames)
+
+
+@dcmd("bt", addr="optional", opts={"a": "active", "f": "full"},
+      synopsis="print a backtrace, crash style (bt -a: every CPU's task)",
+      example="bt -a", usage="[-a] [-f] [pid | task ...]")
+def bt(ctx: Context, *args: Any, active: bool = False, full: bool = False) -> None:
+    """crash's bt on a kernel: the current task's stack (or each task given by pid, in
+    decimal as crash reads it, or task_struct address) under crash's ``PID: TASK: CPU:
+    COMMAND:`` header, one `` #N [addr] func at pc [module]`` line per frame, the
+    ``[exception RIP: sym+off]`` register block of each exception frame, the user
+    registers after the syscall entry, ``--- <IRQ stack> ---`` where the stack left a
+    CPU's IRQ stack. -a: the task on each CPU; -f: the stack words of each frame. The
+    registers of a CPU that was not the panicking one are shown first, as crash does on
+    a kdump. On a user core, bt is $c (-a: every thread)."""
+    target = ctx.target
+    if target.kind == "vmcore":
+        from pmdb.os.linux.stack_text import bt_command
+
+        bt_command(ctx, [str(a) for a in args], active=active, full=full)
+        return
+    threads = list(target.threads()) if active else [_thread(ctx)]
+    for n, thread in enumerate(threads):
+        if active:
+            ctx.out.line(("\n" if n else "") + f"thread {thread.id}:")
+        _print_frames(ctx, thread, target.stack(thread), with_fp=False, nargs=0)
+
+
+def findstack_lines(target: Target, thread: Thread, frames: list[Frame], verbose: bool,
+                    *, addresses: bool = True) -> list[str]:
+    """mdb's ::findstack text (also ::threadlist -v's, indented, without addresses)."""
+    kernel = target.kind == "vmcore"
+    width = target.arch.ptr_size * 2
+    nargs = _MDB_ARGLIM if verbose and not kernel else 0
+    shown = _shown(target, frames)
+    if not shown:
+        return [f"stack pointer for thread {_thread_label(target, thread)}: (no frames)"]
+    top = shown[0]
+    lines = [f"stack pointer for thread {_thread_label(target, thread)}: {_address(target, top):x}"]
+    if top.pc:
+        lines.append(f"[ {_address(target, top):0{width}x} {_call(target, top, nargs)} ]")
+    for frame in shown[1:]:
+        addr = f"{_address(target, frame):0{width}x} " if addresses else ""
+        lines.append(f"  {addr}{_call(target, frame, nargs)}")
+        if verbose and kernel and frame.exception is not None:
+            lines += _pt_regs(frame)
+    if verbose and kernel and frames and frames[-1].stack_name == "user" and frames[-1].exception:
+        lines += _pt_regs(frames[-1])
+    return lines
 
 
 def _nargs(value: object) -> int:
@@ -81,37 +136,87 @@ def _nargs(value: object) -> int:
     return value
 
 
-def _stack(ctx: Context) -> tuple[Thread, list[Frame]]:
+def _thread(ctx: Context) -> Thread:
     target = ctx.target
-    if ctx.addr is not None:
-        thread = target.thread_by_id(ctx.addr)
-    else:
+    if ctx.addr is None:
         cur = target.current_thread
         if cur is None:
             raise CommandError("the target has no threads")
-        thread = cur
+        return cur
+    try:
+        return target.thread_by_id(ctx.addr)
+    except CommandError:
+        if target.kind != "vmcore":
+            raise
+        # a kernel address that is in no task list: unwind it as a task all the same
+        # (a task lost to a damaged list); _stack says in one line when it is not one
+        return Thread(id=-1, registers={}, name="?", address=ctx.addr)
+
+
+def _stack(ctx: Context) -> tuple[Thread, list[Frame]]:
+    target = ctx.target
+    thread = _thread(ctx)
+    if thread.id == -1 and thread.address is not None:
+        from pmdb.unwind.kernel import unwind_kernel_task
+
+        return thread, unwind_kernel_task(target.os, thread.address, None)  # type: ignore[arg-type]
     return thread, target.stack(thread)
+
+
+def _shown(target: Target, frames: list[Frame]) -> list[Frame]:
+    if target.kind == "vmcore":
+        from pmdb.os.linux.stack_text import kernel_frames
+
+        return kernel_frames(frames)
+    return frames
 
 
 def _print_frames(ctx: Context, thread: Thread, frames: list[Frame], *, with_fp: bool,
                   nargs: int) -> None:
     target = ctx.target
+    shown = _shown(target, frames)
     if ctx.out.json_mode:
-        for f in frames:
-            ctx.out.record(thread=thread.id, level=f.level, pc=f.pc, sp=f.sp,
-                           frame=frame_address(target, f), function=target.describe(f.pc),
+        for f in shown:
+            ctx.out.record(thread=thread.id, task=thread.address, level=f.level, pc=f.pc, sp=f.sp,
+                           frame=_address(target, f), function=_call(target, f, 0),
                            args=_args(target, f, nargs), method=f.method, note=f.note)
         return
     width = target.arch.ptr_size * 2
-    for f in frames:
-        prefix = f"{frame_address(target, f):0{width}x} " if with_fp else ""
+    for f in shown:
+        prefix = f"{_address(target, f):0{width}x} " if with_fp else ""
         ctx.out.line(prefix + _call(target, f, nargs))
     _report_stop(ctx, thread, frames)
 
 
 def _call(target: Target, frame: Frame, nargs: int) -> str:
     args = ", ".join(f"{a:x}" for a in _args(target, frame, nargs))
+    if target.kind == "vmcore":
+        from pmdb.os.linux.stack_text import frame_call
+
+        return frame_call(target.symbols.resolve, frame, args)
     return f"{target.describe(frame.pc)}({args})"
+
+
+def _address(target: Target, frame: Frame) -> int:
+    if target.kind == "vmcore":
+        from pmdb.os.linux.stack_text import frame_address as kernel_address
+
+        return kernel_address(frame)
+    return frame_address(target, frame)
+
+
+def _thread_label(target: Target, thread: Thread) -> str:
+    """mdb names a kernel thread by its address (here the task_struct), a user one by id."""
+    if target.kind == "vmcore" and thread.address is not None:
+        return f"{thread.address:x}"
+    return f"{thread.id:x}"
+
+
+def _pt_regs(frame: Frame) -> list[str]:
+    from pmdb.os.linux.stack_text import register_block
+
+    assert frame.exception is not None
+    return ["    " + line for line in register_block(frame.exception)]
 
 
 def frame_address(target: Target, frame: Frame) -> int:
@@ -145,6 +250,11 @@ def _args(target: Target, frame: Frame, nargs: int) -> list[int]:
 
 def _report_stop(ctx: Context, thread: Thread, frames: list[Frame]) -> None:
     """Say why the walk ended, unless it reached the outermost frame normally."""
-    note = frames[-1].note if frames else ""
+    if not frames:
+        return
+    who = f"task {thread.address:x}" if ctx.target.kind == "vmcore" and thread.address else f"thread {thread.id}"
+    if frames[0].method == "scan" and frames[0].note and len(frames) > 1:
+        ctx.out.error(f"{who}: {frames[0].note}")        # where the walk started, and why
+    note = frames[-1].note
     if note and not note.startswith("end of"):
-        ctx.out.error(f"thread {thread.id}: backtrace stopped: {note}")
+        ctx.out.error(f"{who}: backtrace stopped: {note}")

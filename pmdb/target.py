@@ -97,8 +97,13 @@ class Target:
         raise CommandError(f"no thread {ident:#x} ({ident})")
 
     def thread_by_id(self, ident: int) -> Thread:
+        """A thread by id (tid/pid) or address first, then by 1-based index: on a kernel
+        ``0t1`` is pid 1, not the first task in the list."""
         for t in self.threads():
-            if ident in (t.id, t.address) or t.index == ident:
+            if ident in (t.id, t.address):
+                return t
+        for t in self.threads():
+            if t.index == ident:
                 return t
         raise CommandError(f"no thread {ident:#x} ({ident})")
 

@@ -18,7 +18,8 @@ CRASH_ALIASES: dict[str, str] = {
     "log": "log",          # crash's format; ::msgbuf is mdb's
     "vtop": "vtop",
     "struct": "print",
-    "bt": "bt",            # registered as an alias of $c
+    "bt": "bt",            # crash's layout on a kernel, $c's on a user core (dcmds/stack.py)
+    "foreach": "foreach",  # foreach [tasks] bt [-f] (dcmds/linux_stack.py)
     "runq": "cpuinfo",
     "kmem": "kmem",        # kmem -s / -S cache / addr (dcmds/linux_kmem.py)
 }

@@ -1,0 +1,278 @@
+"""Kernel stacks as text: crash's ``bt`` layout, and mdb's frame names for kernel frames.
+
+The unwinder (pmdb.unwind.kernel) gives every frame it finds; crash's ``bt``
+shows a subset in its own layout (pmdb.unwind.kernel.crash_numbered says
+which frames it numbers and with which ``[addr]``). This module turns a
+task's frames into crash's lines: the ``PID: ... TASK: ...`` header,
+`` #N [addr] func at pc [module]``, the ``[exception RIP: sym+off]`` block
+with its registers, the user registers after the syscall entry, the
+``--- <IRQ stack> ---`` marker where the walk left a CPU stack, and with
+``-f`` the stack words between frames. mdb's dcmds ($c, ::findstack,
+::stacks) name the same frames ``sym+0xoff`` with `` [module]`` after it.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pmdb.errors import CommandError, PmdbError
+from pmdb.memory.space import AddressSpace
+from pmdb.symbols.table import Symbol
+from pmdb.unwind.frame import Frame
+from pmdb.unwind.kernel import crash_numbered, lookup_address, unwind_kernel_task
+
+Resolve = Callable[[int], "tuple[Symbol, int] | None"]
+ReadWords = Callable[[int, int], Sequence[int]]
+
+# crash's register block, row by row after the RIP/RSP/RFLAGS line (x86_64_exception_frame)
+_REG_ROWS = (("RAX", "RBX", "RCX"), ("RDX", "RSI", "RDI"), ("RBP", "R8", "R9"),
+             ("R10", "R11", "R12"), ("R13", "R14", "R15"))
+# how crash names the stacks a walk can leave: the IRQ stack, and the IST stacks by their
+# role; the names are pmdb.os.linux.stacks'
+_STACK_LABELS = {"IRQ": "IRQ stack", "NMI": "NMI exception stack", "#DB": "DEBUG exception stack",
+                 "#DF": "DOUBLEFAULT exception stack", "#MC": "MCE exception stack",
+                 "#VC": "VC exception stack", "#VC2": "VC2 exception stack",
+                 "entry": "ENTRY TRAMPOLINE stack"}
+
+
+@dataclass(frozen=True)
+class TaskLine:
+    """What crash's header line names: pid, task_struct, CPU and command."""
+
+    pid: int
+    task: int
+    cpu: int
+    comm: str
+
+
+def header(t: TaskLine) -> str:
+    """``PID: 102      TASK: ffff...  CPU: 1    COMMAND: "crashapp"`` (crash's widths)."""
+    return f'PID: {t.pid:<7}  TASK: {t.task:x}  CPU: {t.cpu:<3}  COMMAND: "{t.comm}"'
+
+
+def register_block(regs: dict[str, int], *, orig_rax: bool = True) -> list[str]:
+    """crash's register block. Registers the frame does not have (an iret-only frame) are
+    left out of their row; ``orig_rax`` is False for a CPU's own registers, as crash
+    prints those."""
+    def cell(label: str, width: int = 16, align: int = 3) -> str | None:
+        value = regs.get("eflags" if label == "RFLAGS" else label.lower())
+        return None if value is None else f"{label:>{align}}: {value:0{width}x}"
+
+    lines = []
+    first = [cell("RIP"), cell("RSP"), cell("RFLAGS", 8)]
+    for row in [first, *[[cell(n) for n in names] for names in _REG_ROWS]]:
+        cells = [c for c in row if c is not None]
+        if cells:
+            lines.append("    " + "  ".join(cells))
+    last = [cell("ORIG_RAX") if orig_rax else None, cell("CS", 4, 2), cell("SS", 4, 2)]
+    cells = [c for c in last if c is not None]
+    if cells:
+        lines.append("    " + "  ".join(cells))
+    return lines
+
+
+def exception_rip(resolve: Resolve, pc: int) -> str:
+    """``sym+off`` with a decimal offset, as crash's ``[exception RIP: ...]`` shows it."""
+    hit = resolve(pc)
+    if hit is None:
+        return "unknown or invalid address"
+    sym, off = hit
+    return f"{sym.name}+{off}" if off else sym.name
+
+
+def frame_line(level: int, addr: int, pc: int, resolve: Resolve) -> str:
+    """`` #N [addr] func at pc [module]``: crash names the return address itself."""
+    hit = resolve(pc)
+    name, module = (hit[0].name, hit[0].module) if hit is not None else (f"{pc:x}", None)
+    text = f"{'#' + str(level):>3} [{addr:8x}] {name} at {pc:x}"
+    return text + (f" [{module}]" if module else "")
+
+
+def crash_bt(frames: list[Frame], resolve: Resolve, *, lead: bool = True,
+             read_words: ReadWords | None = None) -> list[str]:
+    """A task's frames as crash's bt prints them (after the header). ``lead``: show the CPU's
+    registers as an exception block when the stack starts from them; ``read_words``: with
+    it, the words between consecutive frames on one stack (``bt -f``)."""
+    def offset_of(addr: int) -> int | None:
+        hit = resolve(addr)
+        return hit[1] if hit is not None else None
+
+    numbered = {id(f): addr for f, addr in crash_numbered(frames, offset_of)}
+    lines: list[str] = []
+    level, stack = 0, frames[0].stack_name if frames else ""
+    prev: tuple[int, str] | None = None          # the last numbered frame's [addr] and stack
+    for i, f in enumerate(frames):
+        if f.stack_name != stack and stack in _STACK_LABELS and f.stack_name != "user":
+            lines.append(f"--- <{_STACK_LABELS[stack]}> ---")
+        stack = f.stack_name if f.stack_name != "user" else stack
+        if i == 0 and f.slot is None:
+            if lead and f.stack_name != "user" and f.pc:
+                lines.append(f"    [exception RIP: {exception_rip(resolve, f.pc)}]")
+                lines += register_block(f.regs, orig_rax=False)
+            continue
+        addr = numbered.get(id(f))
+        if addr is not None:
+            if read_words is not None and prev is not None and prev[1] == f.stack_name:
+                lines += frame_words(read_words, prev[0] + 8, addr)
+            lines.append(frame_line(level, addr, f.pc, resolve))
+            level, prev = level + 1, (addr, f.stack_name)
+        elif f.exception is not None:
+            if f.stack_name != "user":
+                lines.append(f"    [exception RIP: {exception_rip(resolve, f.pc)}]")
+            lines += register_block(f.exception)
+    return lines
+
+
+def frame_words(read_words: ReadWords, lo: int, hi: int) -> list[str]:
+    """crash's ``bt -f`` contents of one frame: the words from ``lo`` up to and including
+    ``hi``, two per line, each followed by a space as crash prints them."""
+    if hi < lo:
+        return []
+    count = (hi - lo) // 8 + 1
+    try:
+        words = list(read_words(lo, count))
+    except PmdbError as err:
+        return [f"    {lo:x}: (unreadable: {err})"]
+    lines = []
+    for i in range(0, count, 2):
+        pair = "".join(f"{w:016x} " for w in words[i:i + 2])
+        lines.append(f"    {lo + 8 * i:x}: {pair}")
+    return lines
+
+
+# -- mdb's view of the same frames ---------------------------------------------------------
+
+def kernel_frames(frames: list[Frame]) -> list[Frame]:
+    """The frames mdb-style listings show: every kernel frame (the syscall's user registers
+    are not a kernel frame)."""
+    return [f for f in frames if f.stack_name != "user" and (f.pc or f.slot is not None)]
+
+
+def frame_address(frame: Frame) -> int:
+    """The address mdb-style kernel listings print before a frame: the stack slot its pc
+    was read from (crash's [addr]), or its stack pointer when the pc came from registers
+    (the CPU's, or an exception frame's pt_regs). x86-64 kernels built with ORC keep no
+    frame pointer to show instead."""
+    return frame.slot if frame.slot is not None else frame.sp
+
+
+def frame_name(resolve: Resolve, frame: Frame) -> tuple[str, str]:
+    """(``sym+0xoff``, module or "") of a frame. A return address is looked up one byte
+    back, so one past a noreturn call still names its caller; the offset is the pc's."""
+    hit = resolve(lookup_address(frame))
+    if hit is None:
+        return f"{frame.pc:#x}", ""
+    sym, _ = hit
+    off = frame.pc - sym.addr
+    return (f"{sym.name}+{off:#x}" if off else sym.name), sym.module or ""
+
+
+def frame_call(resolve: Resolve, frame: Frame, args: str = "") -> str:
+    """mdb's ``sym+0xoff(args)``, with `` [module]`` for a module's frame."""
+    name, module = frame_name(resolve, frame)
+    return f"{name}({args})" + (f" [{module}]" if module else "")
+
+
+# -- crash's bt and foreach bt over a kernel target ----------------------------------------
+
+def task_numbers(kernel: Any, text: str) -> list[int]:
+    """The task_structs crash's bt argument names: a pid (decimal, as crash reads it; 0t
+    works too) or a task_struct address (hex). A pid may name several tasks (pid 0)."""
+    low = text.lower()
+    try:
+        if low.startswith("0t") or (low.isdigit() and len(low) < 12):
+            pid = int(low[2:] if low.startswith("0t") else low, 10)
+            hits = [t.address for t in kernel.tasks() if t.pid == pid]
+            if not hits:
+                raise CommandError(f"invalid task or pid value: {text}")
+            return hits
+        return [int(low, 16)]
+    except ValueError:
+        raise CommandError(f"invalid task or pid value: {text}") from None
+
+
+def bt_tasks(target: Any, tasks: Sequence[int], *, full: bool = False) -> Iterator[tuple[int, list[str]]]:
+    """(task, crash's bt lines) for each task; a task that cannot be shown gives one line
+    ``bt: <why>`` and the next goes on."""
+    kernel = target.os
+    threads = {t.address: t for t in target.threads()}
+    panic = kernel.panic_task()
+    resolve = target.symbols.resolve
+    words = _word_reader(target.memory) if full else None
+    for addr in tasks:
+        try:
+            line, frames = _task_frames(target, threads.get(addr), addr)
+        except PmdbError as err:
+            yield addr, [f"bt: {err}"]
+            continue
+        lead = panic is None or addr != panic.address
+        lines = [header(line), *crash_bt(frames, resolve, lead=lead, read_words=words)]
+        lines += _stop_lines(frames)
+        yield addr, lines
+
+
+def _task_frames(target: Any, thread: Any, addr: int) -> tuple[TaskLine, list[Frame]]:
+    if thread is not None:
+        cpu = thread.extra.get("cpu", 0)
+        return TaskLine(thread.id, addr, int(cpu) if isinstance(cpu, int) else 0, thread.name), \
+            target.stack(thread)
+    task = target.os.task(addr)          # not in the task lists: read it (CorruptionError if no task)
+    return TaskLine(task.pid, addr, task.cpu, task.comm), unwind_kernel_task(target.os, addr, None)
+
+
+def _stop_lines(frames: list[Frame]) -> list[str]:
+    """Why a stack ends early (and how it was started when it had to be scanned for)."""
+    out = []
+    if frames and frames[0].method == "scan" and frames[0].note and len(frames) > 1:
+        out.append(f"bt: {frames[0].note}")
+    if frames and frames[-1].note:
+        out.append(f"bt: backtrace stopped: {frames[-1].note}")
+    return out
+
+
+def _word_reader(mem: AddressSpace) -> ReadWords:
+    def read(addr: int, count: int) -> Sequence[int]:
+        return struct.unpack(f"<{count}Q", mem.read(addr, 8 * count))
+    return read
+
+
+def bt_command(ctx: Any, args: Sequence[str], *, active: bool, full: bool) -> None:
+    """``bt [-a] [-f] [pid | task ...]`` (dcmds/stack.py's bt on a kernel target)."""
+    target = ctx.target
+    kernel = target.os
+    picks: list[int] = []
+    if active:
+        picks = [c.curr for c in kernel.cpus() if c.curr]
+    elif args:
+        for text in args:
+            try:
+                picks += task_numbers(kernel, text)
+            except CommandError as err:
+                ctx.out.error(f"bt: {err}")
+    elif ctx.addr is not None:
+        picks = [kernel.find_task(ctx.addr).address]
+    else:
+        cur = target.current_thread
+        if cur is None or cur.address is None:
+            raise CommandError("bt: no current task")
+        picks = [cur.address]
+    print_bts(ctx, picks, full=full)
+
+
+def print_bts(ctx: Any, tasks: Sequence[int], *, full: bool = False) -> None:
+    """crash's bt of each task, a blank line between tasks; piped, the tasks go on."""
+    if ctx.piped:
+        for t in tasks:
+            ctx.emit(t, ctx.target.types.find("struct task_struct"))
+        return
+    for n, (_, lines) in enumerate(bt_tasks(ctx.target, tasks, full=full)):
+        if n:
+            ctx.out.line("")
+        for text in lines:
+            if text.startswith("bt: "):
+                ctx.out.error(text)
+            else:
+                ctx.out.line(text)
