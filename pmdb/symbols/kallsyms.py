@@ -11,7 +11,10 @@ absolute per-CPU offset and a negative one counts down from base - 1.
 
 from __future__ import annotations
 
+import bisect
 import gc
+import itertools
+import operator
 import struct
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -126,21 +129,106 @@ def _names_end(tables: KallsymsTables) -> int:
     return min(end, tables.names + _MAX_NAMES_BLOB)
 
 
-def read_kallsyms(mem: AddressSpace, tables: KallsymsTables) -> list[Symbol]:
-    """Every kallsyms symbol of vmlinux, with sizes from the next higher address."""
+def load_kallsyms(mem: AddressSpace, tables: KallsymsTables) -> KallsymsSymbols:
+    """kallsyms as a lazy ``SymbolSource``: the tables are read now, names decoded on first use."""
     try:
         count = mem.u32(tables.num_syms)
         if not 0 < count <= _MAX_SYMS:
             raise FormatError(f"kallsyms_num_syms is {count}: not a symbol count")
         tokens = read_tokens(mem, tables)
         blob = mem.read(tables.names, _names_end(tables) - tables.names)
-        names = decode_names(blob, count, tokens)
         base = mem.u64(tables.relative_base)
         addrs = decode_addresses(mem.read(tables.offsets, 4 * count), count, base)
     except FaultError as err:
         raise FormatError(f"kallsyms tables are not readable: {err}") from None
-    with _no_cyclic_gc():
-        return _symbols(names, addrs)
+    return KallsymsSymbols(blob, count, tokens, addrs)
+
+
+def read_kallsyms(mem: AddressSpace, tables: KallsymsTables) -> list[Symbol]:
+    """Every kallsyms symbol of vmlinux, with sizes from the next higher address."""
+    return load_kallsyms(mem, tables).all_symbols()
+
+
+class KallsymsSymbols:
+    """kallsyms kept as its tables: a ``SymbolSource`` for SymbolTable.add_source.
+
+    Decoding ~100k names and making as many Symbols is most of a kernel dump's
+    open time, and a session asks for a few dozen names: names are decoded all
+    at once on the first name lookup (a name index needs them all), sizes on the
+    first symbol made, Symbols one at a time.
+    """
+
+    def __init__(self, blob: bytes, count: int, tokens: Sequence[str], addrs: list[int]) -> None:
+        self._blob = blob
+        self._count = count
+        self._tokens = tokens
+        self._addrs = addrs
+        self._full: list[str] | None = None       # names with their type letter
+        self._names: list[str] | None = None
+        self._last: dict[str, int] = {}           # name -> its last index
+        self._first: dict[str, int] | None = None  # name -> first index, when names repeat
+        self._sizes: list[int] | None = None
+        self._sorted: bool | None = None
+
+    def __len__(self) -> int:
+        return self._count
+
+    def addresses(self) -> list[int]:
+        return self._addrs
+
+    def sizes(self) -> list[int]:
+        if self._sizes is None:
+            self._sizes = _sizes(self._addrs)
+        return self._sizes
+
+    def full_names(self) -> list[str]:
+        """Every name with its nm type letter first, in kallsyms order."""
+        if self._full is None:
+            self._full = decode_names(self._blob, self._count, self._tokens)
+        return self._full
+
+    def all_names(self) -> list[str]:
+        if self._names is None:
+            names = self._names = [n[1:] for n in self.full_names()]
+            self._last = dict(zip(names, range(len(names)), strict=True))
+            if len(self._last) < len(names):
+                self._first = dict(zip(reversed(names), range(len(names) - 1, -1, -1), strict=True))
+        return self._names
+
+    def indices_named(self, name: str) -> list[int]:
+        names = self.all_names()
+        last = self._last.get(name)
+        if last is None:
+            return []
+        first = self._first[name] if self._first is not None else last
+        if first == last:
+            return [last]
+        return [i for i in range(first, last + 1) if names[i] == name]
+
+    def symbol(self, i: int) -> Symbol:
+        full = self.full_names()[i]
+        addr = self._addrs[i]
+        kind, module, binding = _classify(full[:1], addr)
+        return Symbol(full[1:], addr, self._size(i), kind, module, binding)
+
+    def all_symbols(self) -> list[Symbol]:
+        with _no_cyclic_gc():
+            return _symbols(self.full_names(), self._addrs, self.sizes())
+
+    def _size(self, i: int) -> int:
+        """One symbol's size without sizing them all, when the addresses are in order (they
+        are: kallsyms is sorted when the kernel is built)."""
+        if self._sizes is not None:
+            return self._sizes[i]
+        addrs = self._addrs
+        if self._sorted is None:
+            self._sorted = all(map(operator.le, addrs, itertools.islice(addrs, 1, None)))
+        if not self._sorted:
+            return self.sizes()[i]
+        j = bisect.bisect_right(addrs, addrs[i])
+        if j < len(addrs) and addrs[j] - addrs[i] <= _MAX_SIZE:
+            return addrs[j] - addrs[i]
+        return 0
 
 
 @contextmanager
@@ -171,8 +259,7 @@ def _sizes(addrs: list[int]) -> list[int]:
     return sizes
 
 
-def _symbols(text: list[str], addrs: list[int]) -> list[Symbol]:
-    sizes = _sizes(addrs)
+def _symbols(text: list[str], addrs: list[int], sizes: list[int]) -> list[Symbol]:
     if _SLOTTED:
         return [Symbol(name[1:], addr, size, *_classify(name[:1], addr))
                 for name, addr, size in zip(text, addrs, sizes, strict=True)]

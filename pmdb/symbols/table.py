@@ -1,15 +1,21 @@
 """SymbolTable: names to addresses and addresses to ``sym+off`` by bisection.
 
-Sources (ELF symtabs, kallsyms, kernel modules) add symbols; the table sorts
-lazily, once, on the first address lookup after a change.
+Sources (ELF symtabs, kallsyms, kernel modules) add symbols. Symbols added one
+by one are kept as they are; a bulk source (kallsyms' ~100k symbols) is added
+as a ``SymbolSource`` that keeps columns and makes a ``Symbol`` only when one is
+asked for, so opening a kernel dump does not pay for symbols nobody looks at.
+The address order is built lazily, once, on the first address lookup after a
+change.
 """
 
 from __future__ import annotations
 
 import bisect
 import fnmatch
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 # How far past an unsized function symbol (an assembler label such as _fini) an address may
 # still be named after it; beyond this it is more likely data that merely follows the label.
@@ -29,32 +35,65 @@ class Symbol:
         return self.addr <= addr < self.addr + max(self.size, 1)
 
 
+class SymbolSource(Protocol):
+    """A bulk batch of symbols kept as columns; index i is its i-th symbol."""
+
+    def __len__(self) -> int: ...
+
+    def addresses(self) -> Sequence[int]: ...
+
+    def sizes(self) -> Sequence[int]: ...
+
+    def symbol(self, i: int) -> Symbol: ...
+
+    def all_names(self) -> Sequence[str]: ...
+
+    def all_symbols(self) -> Sequence[Symbol]: ...
+
+    def indices_named(self, name: str) -> list[int]: ...
+
+
 class SymbolTable:
     def __init__(self) -> None:
-        self._by_name: dict[str, list[Symbol]] = {}
-        self._sorted: list[Symbol] = []
-        self._addrs: list[int] = []
+        # global index -> Symbol; None for a source's symbol not made yet
+        self._syms: list[Symbol | None] = []
+        self._by_name: dict[str, list[int]] = {}          # symbols added one by one
+        self._sources: list[tuple[int, SymbolSource]] = []  # (first global index, source)
+        self._order: list[int] = []        # global indices in (addr, -size) order
+        self._addrs: list[int] = []        # their addresses, for bisection
         self._dirty = False
 
     def add(self, symbols: Iterable[Symbol]) -> None:
+        syms = self._syms
+        by_name = self._by_name
         for sym in symbols:
-            self._by_name.setdefault(sym.name, []).append(sym)
-            self._sorted.append(sym)
+            by_name.setdefault(sym.name, []).append(len(syms))
+            syms.append(sym)
+        self._dirty = True
+
+    def add_source(self, source: SymbolSource) -> None:
+        """Add a bulk source without making its symbols (see the module docstring)."""
+        self._sources.append((len(self._syms), source))
+        self._syms.extend([None] * len(source))
         self._dirty = True
 
     def __len__(self) -> int:
-        return len(self._sorted)
+        return len(self._syms)
 
     def __iter__(self) -> Iterator[Symbol]:
         self._sort()
-        return iter(self._sorted)
+        self._make_all()
+        return map(self._syms.__getitem__, self._order)  # type: ignore[arg-type]
 
     def names(self) -> Iterable[str]:
-        return self._by_name.keys()
+        """Every distinct name, in the order first added."""
+        if not self._sources:
+            return self._by_name.keys()
+        return dict.fromkeys(name for _, name in self._named()).keys()
 
     def lookup(self, name: str, module: str | None = None) -> Symbol | None:
         """The symbol called name (in module, when given): globals first, then functions."""
-        cands = self._by_name.get(name)
+        cands = [self._symbol(i) for i in self._indices_named(name)]
         if not cands:
             return None
         if module is not None:
@@ -70,7 +109,9 @@ class SymbolTable:
     def search(self, pattern: str) -> list[Symbol]:
         """Symbols whose name matches a glob pattern, in address order."""
         self._sort()
-        return [s for s in self._sorted if fnmatch.fnmatchcase(s.name, pattern)]
+        match = re.compile(fnmatch.translate(pattern)).match
+        hits = {i for i, name in self._named() if match(name)}
+        return [self._symbol(i) for i in self._order if i in hits]
 
     def resolve(self, addr: int) -> tuple[Symbol, int] | None:
         """The symbol containing addr (or the nearest below it if it has no size)."""
@@ -80,7 +121,7 @@ class SymbolTable:
         # several symbols may share an address or nest: prefer one that contains addr
         j = i
         while j >= 0 and j > i - 8:
-            s = self._sorted[j]
+            s = self._symbol(self._order[j])
             if s.contains(addr):
                 if best is None or _prefer(s, best):
                     best = s
@@ -102,11 +143,68 @@ class SymbolTable:
         name = f"{sym.module}`{sym.name}" if sym.module else sym.name
         return f"{name}+{off:#x}" if off else name
 
+    # -- storage ---------------------------------------------------------------------
+
+    def _symbol(self, i: int) -> Symbol:
+        sym = self._syms[i]
+        if sym is None:
+            first, source = self._source_of(i)
+            sym = self._syms[i] = source.symbol(i - first)
+        return sym
+
+    def _source_of(self, i: int) -> tuple[int, SymbolSource]:
+        k = bisect.bisect_right(self._sources, i, key=lambda fs: fs[0]) - 1
+        return self._sources[k]
+
+    def _make_all(self) -> None:
+        """Make every source's Symbols, in bulk (cheaper than one at a time)."""
+        for first, source in self._sources:
+            stop = first + len(source)
+            if None in self._syms[first:stop]:
+                made = source.all_symbols()
+                self._syms[first:stop] = [old if old is not None else new
+                                          for old, new in zip(self._syms[first:stop], made, strict=True)]
+
+    def _named(self) -> Iterator[tuple[int, str]]:
+        """(global index, name) of every symbol, in the order added."""
+        done = 0
+        for first, source in [*self._sources, (len(self._syms), None)]:
+            for i in range(done, first):
+                sym = self._syms[i]
+                assert sym is not None  # added one by one
+                yield i, sym.name
+            if source is not None:
+                yield from enumerate(source.all_names(), first)
+                done = first + len(source)
+
+    def _indices_named(self, name: str) -> list[int]:
+        """Global indices of the symbols called name, in the order they were added."""
+        found = list(self._by_name.get(name, ()))
+        for first, source in self._sources:
+            found += [first + i for i in source.indices_named(name)]
+        if len(found) > 1:
+            found.sort()
+        return found
+
     def _sort(self) -> None:
-        if self._dirty:
-            self._sorted.sort(key=lambda s: (s.addr, -s.size))
-            self._addrs = [s.addr for s in self._sorted]
-            self._dirty = False
+        if not self._dirty:
+            return
+        addrs: list[int] = []
+        sizes: list[int] = []
+        done = 0
+        for first, source in [*self._sources, (len(self._syms), None)]:
+            own = self._syms[done:first]
+            addrs += [s.addr for s in own if s is not None]
+            sizes += [s.size for s in own if s is not None]
+            if source is not None:
+                addrs += source.addresses()
+                sizes += source.sizes()
+                done = first + len(source)
+        # one integer key orders by address, then larger first (sizes are below 2**64)
+        keys = [(a << 64) - s for a, s in zip(addrs, sizes, strict=True)]
+        self._order = sorted(range(len(keys)), key=keys.__getitem__)
+        self._addrs = [addrs[i] for i in self._order]
+        self._dirty = False
 
 
 def _prefer(a: Symbol, b: Symbol) -> bool:

@@ -15,7 +15,7 @@ from pmdb.memory.space import AddressSpace
 from pmdb.memory.x86_64 import KernelSpace
 from pmdb.os.linux.kmem_layout import KernelLayout, attach_layout, kernel_space
 from pmdb.os.linux.vmcoreinfo import VmcoreInfo
-from pmdb.symbols.kallsyms import KallsymsTables, read_kallsyms
+from pmdb.symbols.kallsyms import KallsymsTables, load_kallsyms
 from pmdb.symbols.kmodules import KernelModule, StructOffsets, read_modules
 from pmdb.symbols.table import SymbolTable
 
@@ -56,9 +56,8 @@ def load_kernel_memory(phys: AddressSpace, vmcoreinfo: str | bytes) -> KernelMem
     if not info.raw:
         raise FormatError("the dump has no VMCOREINFO: pmdb needs it to find the kernel")
     space = kernel_space(phys, info)
-    kallsyms = read_kallsyms(space, KallsymsTables.from_vmcoreinfo(info))
     symbols = SymbolTable()
-    symbols.add(kallsyms)
+    symbols.add_source(load_kallsyms(space, KallsymsTables.from_vmcoreinfo(info)))
 
     def lookup(name: str) -> int | None:
         sym = symbols.lookup(name)
