@@ -163,8 +163,8 @@ class KallsymsSymbols:
         self._count = count
         self._tokens = tokens
         self._addrs = addrs
-        self._full: list[str] | None = None       # names with their type letter
         self._names: list[str] | None = None
+        self._letters = ""                        # each name's nm type letter
         self._last: dict[str, int] = {}           # name -> its last index
         self._first: dict[str, int] | None = None  # name -> first index, when names repeat
         self._sizes: list[int] | None = None
@@ -181,15 +181,12 @@ class KallsymsSymbols:
             self._sizes = _sizes(self._addrs)
         return self._sizes
 
-    def full_names(self) -> list[str]:
-        """Every name with its nm type letter first, in kallsyms order."""
-        if self._full is None:
-            self._full = decode_names(self._blob, self._count, self._tokens)
-        return self._full
-
     def all_names(self) -> list[str]:
         if self._names is None:
-            names = self._names = [n[1:] for n in self.full_names()]
+            full = decode_names(self._blob, self._count, self._tokens)
+            self._letters = "".join([n[:1] or "?" for n in full])  # "?": an empty record
+            names = self._names = [n[1:] for n in full]
+            del full  # the letters apart cost 94 KB, not a second copy of every name
             self._last = dict(zip(names, range(len(names)), strict=True))
             if len(self._last) < len(names):
                 self._first = dict(zip(reversed(names), range(len(names) - 1, -1, -1), strict=True))
@@ -206,14 +203,14 @@ class KallsymsSymbols:
         return [i for i in range(first, last + 1) if names[i] == name]
 
     def symbol(self, i: int) -> Symbol:
-        full = self.full_names()[i]
+        name = self.all_names()[i]
         addr = self._addrs[i]
-        kind, module, binding = _classify(full[:1], addr)
-        return Symbol(full[1:], addr, self._size(i), kind, module, binding)
+        kind, module, binding = _classify(self._letters[i], addr)
+        return Symbol(name, addr, self._size(i), kind, module, binding)
 
     def all_symbols(self) -> list[Symbol]:
         with _no_cyclic_gc():
-            return _symbols(self.full_names(), self._addrs, self.sizes())
+            return _symbols(self.all_names(), self._letters, self._addrs, self.sizes())
 
     def _size(self, i: int) -> int:
         """One symbol's size without sizing them all, when the addresses are in order (they
@@ -259,22 +256,21 @@ def _sizes(addrs: list[int]) -> list[int]:
     return sizes
 
 
-def _symbols(text: list[str], addrs: list[int], sizes: list[int]) -> list[Symbol]:
+def _symbols(names: list[str], letters: str, addrs: list[int], sizes: list[int]) -> list[Symbol]:
     if _SLOTTED:
-        return [Symbol(name[1:], addr, size, *_classify(name[:1], addr))
-                for name, addr, size in zip(text, addrs, sizes, strict=True)]
+        return [Symbol(name, addr, size, *_classify(letter, addr))
+                for name, letter, addr, size in zip(names, letters, addrs, sizes, strict=True)]
     out = []
     new = Symbol.__new__
     setattr_ = object.__setattr__
-    letters = _LETTERS
-    for name, addr, size in zip(text, addrs, sizes, strict=True):
-        letter = name[:1]
-        kind, binding = letters.get(letter, _OTHER)
+    kinds = _LETTERS
+    for name, letter, addr, size in zip(names, letters, addrs, sizes, strict=True):
+        kind, binding = kinds.get(letter, _OTHER)
         if kind == "other":
             kind, _, binding = _classify(letter, addr)
         sym = new(Symbol)
         # a frozen dataclass's __init__ costs ~1.5x this for 150k symbols
-        setattr_(sym, "__dict__", {"name": name[1:], "addr": addr, "size": size, "kind": kind,
+        setattr_(sym, "__dict__", {"name": name, "addr": addr, "size": size, "kind": kind,
                                    "module": None, "binding": binding})
         out.append(sym)
     return out
