@@ -95,26 +95,22 @@ def bt(ctx: Context, *args: Any, active: bool = False, full: bool = False) -> No
         _print_frames(ctx, thread, target.stack(thread), with_fp=False, nargs=0)
 
 
-def findstack_lines(target: Target, thread: Thread, frames: list[Frame], verbose: bool,
-                    *, addresses: bool = True) -> list[str]:
-    """mdb's ::findstack text (also ::threadlist -v's, indented, without addresses)."""
-    kernel = target.kind == "vmcore"
+def findstack_lines(target: Target, thread: Thread, frames: list[Frame], verbose: bool) -> list[str]:
+    """mdb's ::findstack text; a kernel task's comes from pmdb.os.linux.stack_text."""
+    if target.kind == "vmcore" and thread.address is not None:
+        from pmdb.os.linux.stack_text import findstack_text
+
+        return findstack_text(target.symbols.resolve, thread.address, frames, verbose=verbose)
     width = target.arch.ptr_size * 2
-    nargs = _MDB_ARGLIM if verbose and not kernel else 0
-    shown = _shown(target, frames)
-    if not shown:
-        return [f"stack pointer for thread {_thread_label(target, thread)}: (no frames)"]
-    top = shown[0]
-    lines = [f"stack pointer for thread {_thread_label(target, thread)}: {_address(target, top):x}"]
+    nargs = _MDB_ARGLIM if verbose else 0
+    if not frames:
+        return [f"stack pointer for thread {thread.id:x}: (no frames)"]
+    top = frames[0]
+    lines = [f"stack pointer for thread {thread.id:x}: {top.sp:x}"]
     if top.pc:
-        lines.append(f"[ {_address(target, top):0{width}x} {_call(target, top, nargs)} ]")
-    for frame in shown[1:]:
-        addr = f"{_address(target, frame):0{width}x} " if addresses else ""
-        lines.append(f"  {addr}{_call(target, frame, nargs)}")
-        if verbose and kernel and frame.exception is not None:
-            lines += _pt_regs(frame)
-    if verbose and kernel and frames and frames[-1].stack_name == "user" and frames[-1].exception:
-        lines += _pt_regs(frames[-1])
+        lines.append(f"[ {top.sp:0{width}x} {_call(target, top, nargs)} ]")
+    for frame in frames[1:]:
+        lines.append(f"  {frame_address(target, frame):0{width}x} {_call(target, frame, nargs)}")
     return lines
 
 
@@ -203,20 +199,6 @@ def _address(target: Target, frame: Frame) -> int:
 
         return kernel_address(frame)
     return frame_address(target, frame)
-
-
-def _thread_label(target: Target, thread: Thread) -> str:
-    """mdb names a kernel thread by its address (here the task_struct), a user one by id."""
-    if target.kind == "vmcore" and thread.address is not None:
-        return f"{thread.address:x}"
-    return f"{thread.id:x}"
-
-
-def _pt_regs(frame: Frame) -> list[str]:
-    from pmdb.os.linux.stack_text import register_block
-
-    assert frame.exception is not None
-    return ["    " + line for line in register_block(frame.exception)]
 
 
 def frame_address(target: Target, frame: Frame) -> int:

@@ -276,3 +276,26 @@ def print_bts(ctx: Any, tasks: Sequence[int], *, full: bool = False) -> None:
                 ctx.out.error(text)
             else:
                 ctx.out.line(text)
+
+
+def findstack_text(resolve: Resolve, task: int, frames: list[Frame], *, verbose: bool = False,
+                   addresses: bool = True) -> list[str]:
+    """mdb's ::findstack for a kernel task: ``stack pointer for thread <task>: <sp>``, the
+    innermost frame in brackets, then each caller (with its address unless
+    ``addresses`` is False, as ::threadlist -v shows them). x86-64 keeps no arguments:
+    ``verbose`` shows each exception frame's saved registers (pt_regs) instead."""
+    shown = kernel_frames(frames)
+    if not shown:
+        return [f"stack pointer for thread {task:x}: (no frames)"]
+    top = shown[0]
+    lines = [f"stack pointer for thread {task:x}: {frame_address(top):x}",
+             f"[ {frame_address(top):016x} {frame_call(resolve, top)} ]"]
+    for frame in shown[1:]:
+        addr = f"{frame_address(frame):016x} " if addresses else ""
+        lines.append(f"  {addr}{frame_call(resolve, frame)}")
+        if verbose and frame.exception is not None:
+            lines += ["    " + text for text in register_block(frame.exception)]
+    last = frames[-1] if frames else None
+    if verbose and last is not None and last.stack_name == "user" and last.exception is not None:
+        lines += ["    " + text for text in register_block(last.exception)]
+    return lines

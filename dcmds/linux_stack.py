@@ -1,0 +1,236 @@
+"""Kernel stack dcmds over many tasks: crash's ``foreach bt``, mdb's ::threadlist and ::stacks.
+
+Each task's stack comes from the target's Linux model (``target.stack(thread)``,
+the ORC unwinder); the text is pmdb.os.linux.stack_text's. A task whose stack
+cannot be followed to its end shows what was found and one line saying why;
+the next task goes on. Piped, these dcmds hand on task_struct addresses.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any
+
+from pmdb.commands import Context, dcmd
+from pmdb.errors import CommandError
+from pmdb.os.linux.stack_text import findstack_text, frame_name, kernel_frames, print_bts
+from pmdb.target import Thread
+from pmdb.unwind.frame import Frame
+
+_STATES = {"RU", "IN", "UN", "ST", "TR", "ZO", "DE", "PA", "WA", "NE", "WK", "ID"}
+# the frames a kernel thread starts in, below the function it runs (mdb shows that function)
+_THREAD_ENTRIES = ("kthread", "ret_from_fork")
+
+
+def _kernel(ctx: Context) -> Any:
+    target = ctx.target
+    if target.kind != "vmcore" or not hasattr(target.os, "tasks"):
+        raise CommandError(f"this dcmd needs a Linux kernel dump (the target is a {target.kind})")
+    return target.os
+
+
+def _task_type(ctx: Context) -> Any:
+    return ctx.target.types.find("struct task_struct")
+
+
+# -- foreach bt ----------------------------------------------------------------------------
+
+@dcmd("foreach", addr="none", opts={"f": "full"},
+      synopsis="crash's foreach: run bt for every task (or the tasks named)",
+      example="foreach bt", usage="[pid | task | command | state | user | kernel | active ...] bt [-f]")
+def foreach(ctx: Context, *args: Any, full: bool = False) -> None:
+    """crash's ``foreach bt``: the bt of every task, in crash's order (the idle tasks, then
+    by pid), a blank line between tasks. Words before ``bt`` choose tasks: a pid (decimal),
+    a task_struct address (hex), a command name (a glob: ``foreach sleep bt``), a state
+    (RU, IN, UN, ID ...), ``user``, ``kernel`` or ``active`` (the task on each CPU). -f
+    shows each frame's stack words. Only bt can be run."""
+    kernel = _kernel(ctx)
+    words = [str(a) for a in args]
+    if "bt" not in words:
+        raise CommandError("foreach: only bt can be run (foreach [tasks] bt [-f])")
+    at = words.index("bt")
+    if words[at + 1:]:
+        raise CommandError(f"foreach: unexpected {' '.join(words[at + 1:])!r} after bt")
+    selectors = words[:at]
+    tasks = [t for t in kernel.tasks() if not selectors or any(_selects(t, s) for s in selectors)]
+    if selectors and not tasks:
+        raise CommandError(f"foreach: no task matches {' '.join(selectors)}")
+    print_bts(ctx, [t.address for t in tasks], full=full)
+
+
+def _selects(task: Any, word: str) -> bool:
+    """crash's foreach task selectors."""
+    low = word.lower()
+    if low == "user":
+        return not task.kthread
+    if low == "kernel":
+        return bool(task.kthread)
+    if low == "active":
+        return bool(task.active)
+    if word in _STATES:
+        return bool(task.state == word)
+    if low.isdigit() and len(low) < 12:
+        return bool(task.pid == int(low, 10))
+    if low.startswith("0t") and low[2:].isdigit():
+        return bool(task.pid == int(low[2:], 10))
+    try:
+        if int(low, 16) == task.address:
+            return True
+    except ValueError:
+        pass
+    return fnmatch.fnmatchcase(task.comm, word)
+
+
+# -- ::threadlist ---------------------------------------------------------------------------
+
+THREADLIST_HEADER = f"{'ADDR':>16} {'PROC':>16} {'LWP':>8} CMD/LWPID"
+THREADLIST_V_HEADER = f"{'ADDR':>16} {'PROC':>16} {'LWP':>8} ST CPU"
+
+
+@dcmd("threadlist", addr="optional", opts={"v": "verbose"},
+      synopsis="list the kernel's threads (tasks), mdb style", example="::threadlist -v",
+      usage="[-v]")
+def threadlist(ctx: Context, verbose: bool = False) -> None:
+    """One line per task (or the task given as the address): ADDR (its task_struct), PROC
+    (its thread-group leader's task_struct), LWP (its pid) and CMD/LWPID: ``comm/pid`` for
+    a user task, the function a kernel thread runs (``rescuer_thread()``, ``idle()``) as
+    mdb shows kernel threads by their start function. -v: ST and CPU instead, then
+    ``PC:`` and ``CMD:``, and the task's stack as ::findstack shows it, without frame
+    addresses. Piped, the task addresses go on."""
+    kernel = _kernel(ctx)
+    tasks = [kernel.find_task(ctx.addr)] if ctx.addr is not None else list(kernel.tasks())
+    if ctx.piped:
+        typ = _task_type(ctx)
+        for t in tasks:
+            ctx.emit(t.address, typ)
+        return
+    threads = {t.address: t for t in ctx.target.threads()}
+    ctx.out.line(THREADLIST_V_HEADER if verbose else THREADLIST_HEADER)
+    for task in tasks:
+        thread = threads.get(task.address)
+        frames = ctx.target.stack(thread) if thread is not None else []
+        proc = task.leader or task.address
+        if not verbose:
+            ctx.out.line(f"{task.address:16x} {proc:16x} {task.pid:>8} {thread_command(ctx, task, frames)}")
+            continue
+        ctx.out.line(f"{task.address:16x} {proc:16x} {task.pid:>8} {task.state:<2} {task.cpu:>3}")
+        top = kernel_frames(frames)
+        pc = frame_name(ctx.target.symbols.resolve, top[0])[0] if top else "?"
+        ctx.out.line(f"  PC: {pc}    CMD: {task.comm}")
+        for line in findstack_text(ctx.target.symbols.resolve, task.address, frames, addresses=False):
+            ctx.out.line("  " + line)
+        ctx.out.line("")
+
+
+def thread_command(ctx: Context, task: Any, frames: list[Frame]) -> str:
+    """CMD/LWPID: ``comm/pid`` for a user task; for a kernel thread the function it runs,
+    the frame just below kthread() (or ret_from_fork, for kthreadd), ``idle()`` for the
+    idle tasks; the command in brackets when the stack does not say."""
+    if not task.kthread:
+        return f"{task.comm}/{task.pid}"
+    if task.idle:
+        return "idle()"
+    resolve = ctx.target.symbols.resolve
+    shown = kernel_frames(frames)
+    names = [frame_name(resolve, f)[0].split("+")[0] for f in shown]
+    for entry in _THREAD_ENTRIES:
+        if entry in names and names.index(entry) > 0:
+            return f"{names[names.index(entry) - 1]}()"
+    return f"[{task.comm}]"
+
+
+# -- ::stacks --------------------------------------------------------------------------------
+
+@dataclass
+class _Group:
+    state: str
+    names: tuple[str, ...]
+    calls: list[str]                    # the first task's frames, sym+off [module]
+    tasks: list[Any] = field(default_factory=list)
+    note: str = ""
+
+
+@dcmd("stacks", addr="optional", opts={"c:": "caller", "m:": "module", "a": "every", "v": "verbose"},
+      synopsis="group the tasks by identical stack, most common first",
+      example="::stacks -c schedule_timeout", usage="[-av] [-c func] [-m module]")
+def stacks(ctx: Context, caller: str | None = None, module: str | None = None, every: bool = False,
+           verbose: bool = False) -> None:
+    """Every task (or the one given as the address), grouped by state and by the
+    functions on its stack (offsets may differ within a group: a frame whose offset
+    differs is shown by its name alone), with the number of tasks in each group, the
+    most common first. The THREAD column is one task of the group; -a lists every task
+    of the group, -v every task with its pid and command. -c func: only stacks with a
+    frame in func; -m module: only stacks with a frame in that module (``vmlinux`` for
+    the kernel itself). Every task is counted in exactly one group. Piped, every task of
+    the groups shown goes on."""
+    groups = _filter(group_stacks(ctx), ctx, caller, module)
+    if ctx.piped:
+        typ = _task_type(ctx)
+        for g in groups:
+            for t in g.tasks:
+                ctx.emit(t.address, typ)
+        return
+    ctx.out.line(f"{'THREAD':<16} {'STATE':<8} {'COUNT':>5}")
+    for n, g in enumerate(groups):
+        if n:
+            ctx.out.line("")
+        first = g.tasks[0]
+        ctx.out.line(f"{first.address:016x} {g.state:<8} {len(g.tasks):>5}"
+                     + (f"  {first.pid} {first.comm}" if verbose else ""))
+        for t in g.tasks[1:] if every or verbose else ():
+            ctx.out.line(f"{t.address:016x}" + (f" {'':8} {'':5}  {t.pid} {t.comm}" if verbose else ""))
+        for call in g.calls:
+            ctx.out.line(f"{'':16} {call}")
+        if g.note:
+            ctx.out.line(f"{'':16} (stopped: {g.note})")
+
+
+def group_stacks(ctx: Context) -> list[_Group]:
+    """The groups, most common first, then in task order."""
+    kernel = _kernel(ctx)
+    tasks = [kernel.find_task(ctx.addr)] if ctx.addr is not None else list(kernel.tasks())
+    threads = {t.address: t for t in ctx.target.threads()}
+    resolve = ctx.target.symbols.resolve
+    groups: dict[tuple[Any, ...], _Group] = {}
+    for task in tasks:
+        frames = _frames(ctx, threads.get(task.address))
+        shown = kernel_frames(frames)
+        named = [frame_name(resolve, f) for f in shown]
+        calls = [f"{name} [{mod}]" if mod else name for name, mod in named]
+        names = tuple((name.split("+")[0], mod) for name, mod in named)
+        note = frames[-1].note if frames else "no stack"
+        key = (task.state, names, bool(note))
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = _Group(task.state, tuple(n for n, _ in names), calls, note=note)
+        else:
+            group.calls = [c if c == o else _name_only(c) for c, o in zip(group.calls, calls, strict=True)]
+        group.tasks.append(task)
+    return sorted(groups.values(), key=lambda g: -len(g.tasks))
+
+
+def _frames(ctx: Context, thread: Thread | None) -> list[Frame]:
+    return ctx.target.stack(thread) if thread is not None else []
+
+
+def _name_only(call: str) -> str:
+    """``sym+0x10 [mod]`` -> ``sym [mod]``: the offset is not the same across the group."""
+    name, _, module = call.partition(" ")
+    return name.split("+")[0] + (f" {module}" if module else "")
+
+
+def _filter(groups: list[_Group], ctx: Context, caller: str | None, module: str | None) -> list[_Group]:
+    out = groups
+    if caller is not None:
+        out = [g for g in out if str(caller) in g.names]
+    if module is not None:
+        wanted = str(module)
+        out = [g for g in out if any(_in_module(c, wanted) for c in g.calls)]
+    return out
+
+
+def _in_module(call: str, module: str) -> bool:
+    """A frame's module from its text (``sym+off [mod]``); the kernel proper is ``vmlinux``."""
+    mod = call.rpartition(" [")[2].rstrip("]") if call.endswith("]") else "vmlinux"
+    return mod == module
