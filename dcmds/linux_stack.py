@@ -107,20 +107,21 @@ def threadlist(ctx: Context, verbose: bool = False) -> None:
         return
     threads = {t.address: t for t in ctx.target.threads()}
     ctx.out.line(THREADLIST_V_HEADER if verbose else THREADLIST_HEADER)
-    for task in tasks:
+    for n, task in enumerate(tasks):
         thread = threads.get(task.address)
         frames = ctx.target.stack(thread) if thread is not None else []
         proc = task.leader or task.address
         if not verbose:
             ctx.out.line(f"{task.address:16x} {proc:16x} {task.pid:>8} {thread_command(ctx, task, frames)}")
             continue
+        if n:
+            ctx.out.line("")
         ctx.out.line(f"{task.address:16x} {proc:16x} {task.pid:>8} {task.state:<2} {task.cpu:>3}")
         top = kernel_frames(frames)
         pc = frame_name(ctx.target.symbols.resolve, top[0])[0] if top else "?"
         ctx.out.line(f"  PC: {pc}    CMD: {task.comm}")
         for line in findstack_text(ctx.target.symbols.resolve, task.address, frames, addresses=False):
             ctx.out.line("  " + line)
-        ctx.out.line("")
 
 
 def thread_command(ctx: Context, task: Any, frames: list[Frame]) -> str:

@@ -78,7 +78,7 @@ def test_pgrep_hands_tasks_to_thread_walker_and_findstack() -> None:
     assert [int(a, 16) for a in out.split()] == [r.task for r in sleeps]
     out, _ = run(target, "::pgrep sleep | ::walk thread | ::findstack")
     heads = re.findall(r"^stack pointer for thread (\w+)", out, re.M)
-    assert [int(h, 16) for h in heads] == [r.pid for r in sleeps]
+    assert [int(h, 16) for h in heads] == [r.task for r in sleeps]     # mdb names a kernel thread by its address
     out, _ = run(target, "::pgrep -x sl")
     assert parse_ps(out.splitlines()) == []
     out, _ = run(target, "::pgrep ^crash")
