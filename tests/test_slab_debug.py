@@ -100,7 +100,7 @@ def test_audit_shows_the_stacks_the_kernel_printed(command: str) -> None:
     if command == "::whatis_slab":
         from pmdb.os.linux.slab import describe_slab_address
         lines = describe_slab_address(t, addr) or []
-        assert lines[0].startswith(f"{addr:x} is {rep['object']:x}+0x20, a allocated kmalloc-128 object")
+        assert lines[0].startswith(f"{addr:x} is {rep['object']:x}+0x20, an allocated kmalloc-128 object")
     else:
         out, err = run(t, f"{addr:x}{' ' if command.startswith('$') else ''}{command}")
         assert err == ""
