@@ -120,6 +120,8 @@ def kernel_section(args: argparse.Namespace) -> int:
     if table:
         from bench import slab  # ::kmastat and ::kmem_verify over every cache
         print("\n" + slab.section(args.runs, _table))
+        from bench import stacks  # ::stacks and foreach bt over every task
+        print("\n" + stacks.section(args.runs, _table))
     first = next((p for p, _ in DUMPS if p.exists()), None)
     if args.profile and first is not None:
         print(f"\nProfile of one in-process run on {first.name} (cumulative):\n")
