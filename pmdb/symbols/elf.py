@@ -6,19 +6,24 @@ a damaged library gives one line instead of a traceback.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import SymbolTableSection
+from elftools.elf.sections import Section, SymbolTableSection
 
 from pmdb.errors import FormatError
 from pmdb.symbols.table import Symbol
 
-_KINDS = {"STT_FUNC": "func", "STT_GNU_IFUNC": "func", "STT_OBJECT": "object",
-          "STT_TLS": "object", "STT_COMMON": "object", "STT_NOTYPE": "other"}
-_BINDINGS = {"STB_GLOBAL": "global", "STB_LOCAL": "local", "STB_WEAK": "weak",
-             "STB_GNU_UNIQUE": "global"}
+# st_info type -> pmdb kind; other types (section, file) name nothing callable or readable
+_KINDS = {2: "func", 10: "func", 1: "object", 6: "object", 5: "object", 0: "other"}
+_BINDINGS = {0: "local", 1: "global", 2: "weak", 10: "global"}
+_STT_TLS = 6
+_SHN_UNDEF, _SHN_ABS = 0, 0xFFF1
+# Elf64_Sym / Elf32_Sym field orders, as (struct format, indexes of name, info, shndx, value, size)
+_SYM64 = ("IBBHQQ", (0, 1, 3, 4, 5))
+_SYM32 = ("IIIBBH", (0, 3, 5, 1, 2))
 
 
 def read_symbols(elf: ELFFile, *, bias: int = 0, module: str | None = None,
@@ -26,14 +31,18 @@ def read_symbols(elf: ELFFile, *, bias: int = 0, module: str | None = None,
     """Defined function/object symbols of an ELF, at their runtime (biased) addresses.
 
     .symtab holds the static functions too; .dynsym is what a stripped file
-    still has.
+    still has. The table is unpacked in bulk (pyelftools' per-symbol parsing made
+    opening a core with a big libc slower than gdb).
     """
     try:
         table = _best_table(elf)
         if table is None:
             return []
-        return list(_convert(table, bias, module))
-    except (ELFError, ValueError, OSError, KeyError, AssertionError) as err:
+        strtab = elf.get_section(table["sh_link"])
+        raw = _section_bytes(elf, table)
+        names = _section_bytes(elf, strtab)
+        return list(_convert(raw, names, elf.elfclass, elf.little_endian, bias, module))
+    except (ELFError, ValueError, OSError, KeyError, AssertionError, struct.error) as err:
         raise FormatError(f"{origin or 'ELF file'}: bad symbol table: {err}") from None
 
 
@@ -45,23 +54,40 @@ def _best_table(elf: ELFFile) -> SymbolTableSection | None:
     return None
 
 
-def _convert(table: SymbolTableSection, bias: int, module: str | None) -> Iterator[Symbol]:
-    for sym in table.iter_symbols():
-        info = sym["st_info"]
-        kind = _KINDS.get(info["type"])
-        shndx = sym["st_shndx"]
-        # section/file symbols and imports name no code or data of this file
-        if kind is None or not sym.name or shndx == "SHN_UNDEF":
-            continue
-        # absolute symbols at 0 are version names (GLIBC_2.35) and markers, not addresses
-        if shndx == "SHN_ABS" and (kind == "other" or sym["st_value"] == 0):
-            continue
+def _section_bytes(elf: ELFFile, section: Section) -> bytes:
+    """The section's bytes, refusing a size the file cannot hold."""
+    offset, size = section["sh_offset"], section["sh_size"]
+    stream = elf.stream
+    end = stream.seek(0, 2)
+    if offset + size > end:
+        raise ValueError(f"section {section.name} runs past the end of the file")
+    stream.seek(offset)
+    return stream.read(size)
+
+
+def _convert(raw: bytes, names: bytes, elfclass: int, little: bool, bias: int,
+             module: str | None) -> Iterator[Symbol]:
+    fmt, (i_name, i_info, i_shndx, i_value, i_size) = _SYM64 if elfclass == 64 else _SYM32
+    layout = struct.Struct(("<" if little else ">") + fmt)
+    usable = len(raw) - len(raw) % layout.size
+    for fields in layout.iter_unpack(raw[:usable]):
+        info, shndx = fields[i_info], fields[i_shndx]
+        kind = _KINDS.get(info & 0xF)
+        # section/file symbols and imports name no code or data of this file;
         # a TLS symbol's value is an offset in the TLS block, not an address
-        if info["type"] == "STT_TLS":
+        if kind is None or shndx == _SHN_UNDEF or info & 0xF == _STT_TLS:
             continue
+        value = fields[i_value]
+        # absolute symbols at 0 are version names (GLIBC_2.35) and markers, not addresses
+        if shndx == _SHN_ABS and (kind == "other" or value == 0):
+            continue
+        start = fields[i_name]
+        end = names.find(b"\0", start)
+        if start == 0 or start >= len(names):
+            continue
+        name = names[start:end if end >= 0 else len(names)].decode("utf-8", "replace")
         # ARM/aarch64 mapping symbols ($x, $d) mark code/data runs, not names
-        if sym.name.startswith("$"):
+        if not name or name.startswith("$"):
             continue
-        addr = sym["st_value"] + (bias if shndx != "SHN_ABS" else 0)
-        yield Symbol(sym.name, addr, sym["st_size"], kind, module,
-                     _BINDINGS.get(info["bind"], "global"))
+        addr = value + (bias if shndx != _SHN_ABS else 0)
+        yield Symbol(name, addr, fields[i_size], kind, module, _BINDINGS.get(info >> 4, "global"))
