@@ -283,3 +283,41 @@ def test_missing_orc_stops_the_panic_stack_only() -> None:
     assert sum(g[1] for g in groups) == len(crash_ps(KASLR))
     stopped = [g for g in groups if any("(stopped:" in f for f in g[3])]
     assert [g[2] for g in stopped] == [[README[KASLR]["panic_task"]]]
+
+
+def test_regs_of_a_task_by_address_or_pid() -> None:
+    """addr::regs: the panic task's CPU registers (drgn read the same from the notes); a
+    sleeping task's registers from the frame it left at thread.sp: rip is the return into
+    __schedule crash's bt shows as #0, rsp just above that slot."""
+    target = target_for(KASLR, "vmcore.elf.zst")
+    drgn = need_fixture(KASLR / "drgn-oracle.txt").read_text()
+    cpu1 = re.search(r"cpu1: RIP 0x([0-9a-f]+) \S+\s+RSP 0x([0-9a-f]+)", drgn)
+    assert cpu1 is not None
+    for ident in ("0t102", f"{README[KASLR]['panic_task']:x}"):
+        out = run(target, f"{ident}::regs")[0]
+        assert re.search(rf"%rip\s+= 0x{cpu1[1]:0>16} delay_tsc\+0x60", out)
+        assert re.search(rf"%rsp\s+= 0x{cpu1[2]:0>16}", out)
+    init = next(t for t in parse_bt(crash_section(KASLR, "foreach bt")) if t.pid == 1)
+    out = run(target, "0t1::regs")[0]                     # pid 1, not the first task in the list
+    assert re.search(rf"%rip\s+= 0x{init.frames[0].pc:016x} __schedule\+", out)
+    assert re.search(rf"%rsp\s+= 0x{init.frames[0].addr + 8:016x}", out)
+
+
+def test_bt_json_records() -> None:
+    """--json: one record per crash frame, with crash's [addr] and function, and the
+    exception frame's registers as fields."""
+    import io
+    import json
+
+    from pmdb.session import Session
+
+    target = target_for(KASLR, "dump.202611221942")
+    out = io.StringIO()
+    Session(target, stdout=out, stderr=io.StringIO(), json_mode=True).run_line("bt")
+    records = json.loads(out.getvalue())
+    (bt,) = parse_bt(crash_section(KASLR, "bt"))
+    frames = [r for r in records if "level" in r]
+    assert [(int(r["addr"], 16), r["function"]) for r in frames] == [(f.addr, f.name) for f in bt.frames]
+    exc = next(r for r in records if r.get("exception_rip") == "crashdrv_widget_bump+5")
+    crashing = next(f for f in bt.frames if f.exception)
+    assert {k: int(exc[k], 16) for k in crashing.regs} == crashing.regs

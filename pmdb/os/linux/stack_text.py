@@ -268,6 +268,10 @@ def print_bts(ctx: Any, tasks: Sequence[int], *, full: bool = False) -> None:
         for t in tasks:
             ctx.emit(t, ctx.target.types.find("struct task_struct"))
         return
+    if ctx.out.json_mode:
+        for record in bt_records(ctx.target, tasks):
+            ctx.out.record(**record)
+        return
     for n, (_, lines) in enumerate(bt_tasks(ctx.target, tasks, full=full)):
         if n:
             ctx.out.line("")
@@ -299,3 +303,36 @@ def findstack_text(resolve: Resolve, task: int, frames: list[Frame], *, verbose:
     if verbose and last is not None and last.stack_name == "user" and last.exception is not None:
         lines += ["    " + text for text in register_block(last.exception)]
     return lines
+
+
+def bt_records(target: Any, tasks: Sequence[int]) -> Iterator[dict[str, Any]]:
+    """--json: one record per frame crash numbers (level, [addr], function, pc, module) and
+    per register block (the registers as fields), each with its task; one per failure."""
+    threads = {t.address: t for t in target.threads()}
+    resolve = target.symbols.resolve
+
+    def offset_of(addr: int) -> int | None:
+        hit = resolve(addr)
+        return hit[1] if hit is not None else None
+
+    for addr in tasks:
+        try:
+            line, frames = _task_frames(target, threads.get(addr), addr)
+        except PmdbError as err:
+            yield {"task": f"{addr:#x}", "error": str(err)}
+            continue
+        who = {"pid": line.pid, "task": f"{addr:#x}", "cpu": line.cpu, "comm": line.comm}
+        numbered = {id(f): a for f, a in crash_numbered(frames, offset_of)}
+        level = 0
+        for f in frames:
+            if id(f) in numbered:
+                hit = resolve(f.pc)
+                yield {**who, "level": level, "addr": f"{numbered[id(f)]:#x}", "pc": f"{f.pc:#x}",
+                       "function": hit[0].name if hit else None, "module": hit[0].module if hit else None}
+                level += 1
+            elif f.exception is not None or (f.slot is None and f is frames[0]):
+                regs = f.exception if f.exception is not None else f.regs
+                yield {**who, "exception_rip": None if f.stack_name == "user" else exception_rip(resolve, f.pc),
+                       **{k: f"{v:#x}" for k, v in regs.items()}}
+        if frames and frames[-1].note:
+            yield {**who, "error": f"backtrace stopped: {frames[-1].note}"}
