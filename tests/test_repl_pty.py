@@ -226,9 +226,9 @@ def test_bare_newline_repeats_the_last_command(repl: Pty) -> None:
 
 @pytest.mark.parametrize("repl", ["demo"], indirect=True)
 def test_tab_completes_a_dcmd(repl: Pty) -> None:
-    repl.send("::threa\t")
+    repl.send("::mappi\t")   # the one dcmd starting so
     time.sleep(1.0)     # completion runs asynchronously: let it land before Enter
-    assert repl.command("", keys="\r") == plain_output(core_args("demo"), "::threads")
+    assert repl.command("", keys="\r") == plain_output(core_args("demo"), "::mappings")
 
 
 @pytest.mark.parametrize("repl", ["demo"], indirect=True)
