@@ -64,6 +64,7 @@ class ProgramHeader:
     vaddr: int
     filesz: int
     memsz: int
+    paddr: int = 0            # only vmcores give it meaning
 
     @property
     def perms(self) -> str:
@@ -124,22 +125,30 @@ def _extended_phnum(src: FileSource, e: str, bits: int, shoff: int, shentsize: i
     return int(struct.unpack(e + "I", src.read_at(info_at, 4))[0])
 
 
-def parse_phdrs(src: FileSource, hdr: ElfHeader) -> list[ProgramHeader]:
-    out: list[ProgramHeader] = []
-    name = os.path.basename(src.path)
+def read_phdrs(src: FileSource, hdr: ElfHeader) -> list[ProgramHeader]:
+    """Every program header as written, from e_phoff (QEMU puts it after section headers)."""
     fmt = hdr.endian + ("IIIIIIII" if hdr.bits == 32 else "IIQQQQQQ")
     n = struct.calcsize(fmt)
+    out: list[ProgramHeader] = []
     for i in range(hdr.phnum):
         raw = src.read_at(hdr.phoff + i * hdr.phentsize, n)
         if hdr.bits == 32:
-            ptype, off, vaddr, _pa, filesz, memsz, flags, _al = struct.unpack(fmt, raw)
+            ptype, off, vaddr, paddr, filesz, memsz, flags, _al = struct.unpack(fmt, raw)
         else:
-            ptype, flags, off, vaddr, _pa, filesz, memsz, _al = struct.unpack(fmt, raw)
-        if ptype in (PT_LOAD, PT_NOTE) and off + filesz > src.size:
-            what = "the notes end" if ptype == PT_NOTE else f"the segment at {vaddr:#x} ends"
-            raise FormatError(f"{name}: truncated core: {what} at file offset {off + filesz:#x} "
+            ptype, flags, off, vaddr, paddr, filesz, memsz, _al = struct.unpack(fmt, raw)
+        out.append(ProgramHeader(ptype, flags, off, vaddr, filesz, memsz, paddr))
+    return out
+
+
+def parse_phdrs(src: FileSource, hdr: ElfHeader) -> list[ProgramHeader]:
+    """The program headers of a user core, which must hold all its segments' bytes."""
+    name = os.path.basename(src.path)
+    out = read_phdrs(src, hdr)
+    for ph in out:
+        if ph.type in (PT_LOAD, PT_NOTE) and ph.offset + ph.filesz > src.size:
+            what = "the notes end" if ph.type == PT_NOTE else f"the segment at {ph.vaddr:#x} ends"
+            raise FormatError(f"{name}: truncated core: {what} at file offset {ph.offset + ph.filesz:#x} "
                               f"but the file has only {src.size:#x} bytes")
-        out.append(ProgramHeader(ptype, flags, off, vaddr, filesz, memsz))
     if not any(ph.type in (PT_LOAD, PT_NOTE) for ph in out):
         raise FormatError(f"{name}: corrupt core: no PT_LOAD or PT_NOTE among {hdr.phnum} program headers")
     return out

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pmdb.dumps import zst
 from pmdb.dumps.base import Dump, FileSource
-from pmdb.dumps.elf import ELF_MAGIC, parse_header, parse_notes
+from pmdb.dumps.elf import ELF_MAGIC, PT_NOTE, parse_header, parse_notes, read_phdrs
 from pmdb.dumps.flattened import FlattenedSource, is_flattened
 from pmdb.dumps.kdump import DISKDUMP_SIGNATURE, KDUMP_SIGNATURE, KdumpFile
-from pmdb.dumps.vmcore_elf import VmcoreElf, parse_loads
+from pmdb.dumps.vmcore_elf import VmcoreElf
 from pmdb.errors import FormatError
 
 VMCORE_NOTE_OWNERS = ("VMCOREINFO", "QEMU")
@@ -42,8 +42,8 @@ def _elf_vmcore(path: str) -> Dump | None:
     src = FileSource(path)
     try:
         hdr = parse_header(src)
-        _loads, note_hdrs = parse_loads(src, hdr)
-        owners = {n.name for ph in note_hdrs if ph.offset + ph.filesz <= src.size
+        owners = {n.name for ph in read_phdrs(src, hdr)
+                  if ph.type == PT_NOTE and ph.offset + ph.filesz <= src.size
                   for n in parse_notes(src, ph, hdr.endian)}
     except FormatError:
         src.close()

@@ -1,54 +1,22 @@
 """ELF vmcores (kdump's /proc/vmcore, QEMU's dump-guest-memory) seen as physical memory.
 
-The ELF header and notes are parsed by pmdb.dumps.elf (the user-core reader);
-its program headers drop p_paddr, which is the one address that matters here,
-so this module reads the program header table itself. PT_LOAD segments are
-placed by p_paddr; only when every p_paddr is 0 (some old dumpers) by p_vaddr.
+The ELF header, program headers and notes are parsed by pmdb.dumps.elf (the
+user-core reader). PT_LOAD segments are placed by p_paddr; only when every
+p_paddr is 0 (some old dumpers) by p_vaddr. Unlike a user core, a truncated
+vmcore stays readable up to where it ends.
 """
 
 from __future__ import annotations
 
 import os
-import struct
-from dataclasses import dataclass
 
 from pmdb.arch import Arch, by_elf_machine
 from pmdb.dumps.base import Dump, FileSource, Note
-from pmdb.dumps.elf import PT_LOAD, PT_NOTE, ElfHeader, ProgramHeader, parse_header, parse_notes
+from pmdb.dumps.elf import PT_LOAD, PT_NOTE, ProgramHeader, parse_header, parse_notes, read_phdrs
 from pmdb.errors import FormatError
 from pmdb.memory.space import ZEROS, Segment, SegmentedSpace
 
 MAX_NOTES_SIZE = 64 << 20
-
-
-@dataclass(frozen=True)
-class LoadSegment:
-    """A PT_LOAD of a vmcore: both addresses kept, since which one counts depends on the dumper."""
-
-    paddr: int
-    vaddr: int
-    offset: int
-    filesz: int
-    memsz: int
-
-
-def parse_loads(src: FileSource, hdr: ElfHeader) -> tuple[list[LoadSegment], list[ProgramHeader]]:
-    """PT_LOAD segments (with p_paddr) and PT_NOTE headers, from e_phoff (QEMU puts it at 192)."""
-    fmt = hdr.endian + ("IIIIIIII" if hdr.bits == 32 else "IIQQQQQQ")
-    n = struct.calcsize(fmt)
-    loads: list[LoadSegment] = []
-    notes: list[ProgramHeader] = []
-    for i in range(hdr.phnum):
-        raw = src.read_at(hdr.phoff + i * hdr.phentsize, n)
-        if hdr.bits == 32:
-            ptype, off, vaddr, paddr, filesz, memsz, flags, _al = struct.unpack(fmt, raw)
-        else:
-            ptype, flags, off, vaddr, paddr, filesz, memsz, _al = struct.unpack(fmt, raw)
-        if ptype == PT_LOAD:
-            loads.append(LoadSegment(paddr, vaddr, off, filesz, memsz))
-        elif ptype == PT_NOTE:
-            notes.append(ProgramHeader(ptype, flags, off, vaddr, filesz, memsz))
-    return loads, notes
 
 
 class PhysicalSpace(SegmentedSpace):
@@ -71,7 +39,9 @@ class VmcoreElf(Dump):
         self.src = source or FileSource(path)
         self.header = parse_header(self.src)
         self.arch: Arch = by_elf_machine(self.header.machine, self.header.bits)
-        self.loads, note_hdrs = parse_loads(self.src, self.header)
+        phdrs = read_phdrs(self.src, self.header)
+        self.loads = [ph for ph in phdrs if ph.type == PT_LOAD]
+        note_hdrs = [ph for ph in phdrs if ph.type == PT_NOTE]
         self.notes = self._notes(note_hdrs)
         self.vmcoreinfo = next((n.desc.decode("latin-1").rstrip("\0") for n in self.notes
                                 if n.name == "VMCOREINFO"), "")
@@ -104,7 +74,7 @@ class VmcoreElf(Dump):
             self._space = PhysicalSpace(segs, self.arch.byteorder, self.arch.ptr_size, hole_reason=reason)
         return self._space
 
-    def _segments_of(self, ld: LoadSegment) -> list[Segment]:
+    def _segments_of(self, ld: ProgramHeader) -> list[Segment]:
         """File bytes, then zeros to p_memsz; a segment cut off by truncation is kept up to EOF."""
         base = ld.paddr if self.by_paddr else ld.vaddr
         have = max(0, min(ld.filesz, self.src.size - ld.offset))
