@@ -84,8 +84,12 @@ class KernelX86(UnicornX86):
         return uc
 
     def _code_bytes(self, addr: int, size: int) -> bytes:
-        # uc.mem_read takes physical addresses under a virtual TLB
-        return self.pager.read(addr, size)
+        # uc.mem_read takes physical addresses under a virtual TLB; an instruction at the end
+        # of the text may be followed by a page the dump left out
+        try:
+            return self.pager.read(addr, size)
+        except PmdbError:
+            return self.pager.read(addr, min(size, self.pager.page_size - (addr & ~self.pager.mask)))
 
     def _map(self, base: int, buf: bytearray) -> None:
         """Give a page that came in a physical frame; the TLB-fill hook points at it."""
@@ -169,7 +173,12 @@ class KernelX86(UnicornX86):
         self._fault_page = None
         stop = super()._start(start, sentinel, budget, counter)
         page = self._fault_page
-        if stop.reason == "fault" and page is not None and self._fault_pc is None:
+        if page is None:
+            return stop
+        if stop.reason != "fault":
+            # a failed TLB fill on a data access ends emu_start without an error
+            stop = Stop("fault", stop.pc, counter.count, self._fault)
+        if self._fault_pc is None:
             addr = self._operand_address(stop.pc, page)
             if addr is not None and addr != page:
                 stop.detail = stop.detail.replace(f"{page:#x}:", f"{addr:#x} (page {page:#x}):", 1)

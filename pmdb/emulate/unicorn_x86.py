@@ -33,6 +33,8 @@ SENTINEL_CANDIDATES = {"x86_64": (0xDEAD0000, 0x5E5E0000, 0xFEED0000_0000),
 # instructions counted (so a run never stops before its budget).
 EXACT_BUDGET = 1_000_000
 
+MAX_INSN = 15       # the longest x86 instruction
+
 _ACCESS = {
     unicorn.UC_MEM_READ_UNMAPPED: "read from",
     unicorn.UC_MEM_WRITE_UNMAPPED: "write to",
@@ -183,6 +185,8 @@ class UnicornX86(Engine):
         A store into a page drops that page's entries (see _on_write), so code the
         guest rewrites is decoded again.
         """
+        if size > MAX_INSN:
+            size = MAX_INSN     # unicorn's hook says 0xf1f1f1f1 for an invalid instruction (ud2)
         hit = self._decoded.get(addr)
         if hit is not None and len(hit[1]) == size:
             return hit
@@ -262,6 +266,10 @@ class UnicornX86(Engine):
             if fast:
                 fast, timed_out = self._fast(start, until, budget, counter)
                 start = self.pc
+                if timed_out:
+                    # blocks translated for the uncounted run (a loop chained to itself)
+                    # would never reach the count: translate them again
+                    self.uc.ctl_flush_tb()
             if not fast:
                 self.uc.emu_start(start, until, count=budget)
         except unicorn.UcError as err:
