@@ -28,6 +28,8 @@ def summary(em: Emulation, emit: Callable[[str], None], max_writes: int) -> None
     if pager.allocated:
         emit(f"zero pages made up (not in the dump): {len(pager.allocated)}")
     _writes(em, emit, max_writes)
+    for note in getattr(em.engine, "notes", ()):   # what an engine passed over (a kernel WARN)
+        emit(f"note: {note}")
     arch = em.engine.arch
     for reg in RESULT_REGS.get(arch.name, (arch.retval,)):
         emit(f"{reg}: {em.engine.reg(reg):#x}")
