@@ -360,3 +360,65 @@ def test_bug_stops_with_its_source_line(target: Target) -> None:
     ok, _, err = Lines(target).run(f"strlen::emulate -r rip={ud2:#x} linux_banner")
     assert not ok and len(err.strip().splitlines()) == 1, err
     assert f"BUG() (ud2) at {file}:{line}" in err, err
+
+
+# -- where the call runs: the thread's kernel stack, or a scratch range -----------------------------
+
+def _task_stack(target: Target, task: int) -> tuple[int, int]:
+    off = RegistryOffsets(target.types).offsetof("task_struct", "stack")
+    base = target.memory.u64(task + off)
+    return base, base + target.symbols.lookup("init_stack").size   # THREAD_SIZE
+
+
+def test_the_call_runs_on_the_chosen_threads_kernel_stack(target: Target, tmp_path: Path) -> None:
+    """thread = 96 (cat, asleep): the call's stores (its return address first) land on that
+    task's kernel stack, and current is still the panic CPU's task."""
+    cat = next(r for r in crash_ps(KASLR) if r.pid == 96)
+    cfg = tmp_path / "thread.toml"
+    cfg.write_text("thread = 96\n")
+    ok, text, err = Lines(target).run(f"find_task_by_pid_ns::emulate -f {cfg} 0t96 init_pid_ns")
+    assert ok, err
+    assert text.splitlines()[-1] == f"return: {cat.task:#x}"
+    lo, hi = _task_stack(target, cat.task)
+    assert _written(text) and all(lo <= a < hi for a in _written(text)), (hex(lo), text)
+
+
+def test_without_the_stack_in_the_dump_the_call_gets_a_scratch_stack(target: Target,
+                                                                   tmp_path: Path) -> None:
+    """stack_gap 1M below the thread's sp is off its stack (not in the dump): the stack is
+    zero pages in the x86-64 guard hole (0xffff800000000000-0xffff87ffffffffff, which Linux
+    never maps with 4-level paging)."""
+    cfg = tmp_path / "gap.toml"
+    cfg.write_text("stack_gap = 1048576\n")
+    init = next(r for r in crash_ps(KASLR) if r.pid == 1)
+    ok, text, err = Lines(target).run(f"find_task_by_pid_ns::emulate -f {cfg} 1 init_pid_ns")
+    assert ok, err
+    assert text.splitlines()[-1] == f"return: {init.task:#x}"
+    writes = _written(text)
+    assert writes and all(0xFFFF800000000000 <= a < 0xFFFF880000000000 for a in writes), text
+    assert "zero pages made up (not in the dump): 1" in text
+
+
+def test_the_stack_of_a_stopped_kernel_call(target: Target) -> None:
+    """-s at a breakpoint in __radix_tree_lookup: $c unwinds (ORC) through the emulated
+    memory to find_task_by_pid_ns, the return address after its call, and ends there."""
+    import capstone
+
+    fn = target.symbols.lookup("find_task_by_pid_ns")
+    assert fn is not None
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    code = target.memory.read(fn.addr, fn.size)
+    after_call = [i.address + i.size for i in md.disasm(code, fn.addr) if i.mnemonic == "call"]
+    assert len(after_call) == 1
+    lines = Lines(target)
+    ok, _, err = lines.run("find_task_by_pid_ns::emulate -s -b __radix_tree_lookup 0t96 init_pid_ns")
+    assert ok, err
+    frames = target_frames(lines)
+    assert [f.pc for f in frames] == [_addr(target, "__radix_tree_lookup"), after_call[0]]
+    assert frames[-1].note == "end of stack (called by ::emulate)"
+    ok, _, err = lines.run("::target dump")
+    assert ok, err
+
+
+def target_frames(lines: Lines) -> list:
+    return lines.session.target.stack()

@@ -40,7 +40,7 @@ from pmdb.emulate.engine import Stop
 from pmdb.emulate.pager import DemandPager
 from pmdb.emulate.unicorn_x86 import UnicornX86
 from pmdb.errors import CommandError, FaultError, PmdbError
-from pmdb.memory.space import AddressSpace
+from pmdb.memory.space import AddressSpace, Chunk
 from pmdb.target import Target, Thread
 
 # stac/clac (SMAP) appear in user-access code of kernels patched on hosts with SMAP
@@ -71,14 +71,16 @@ class KernelX86(UnicornX86):
         self._next_frame = FIRST_FRAME
         self._scratch: dict[int, Any] = {}       # frames around the sentinel (not the dump's)
         self._fault_page: int | None = None
+        self.stack_range = (0, 0)                # zero pages made up here on first touch
         self.bugs = bugs
         self.notes: list[str] = []               # WARNs passed, reported after the run
+        self.kernel_task: int | None = None      # whose stack the call runs on (for $c)
         super().__init__(arch, pager)
         self.uc.hook_add(unicorn.UC_HOOK_TLB_FILL, self._on_tlb_fill)
         self.uc.hook_add(unicorn.UC_HOOK_INSN_INVALID, self._on_invalid)
 
     def _make_uc(self, mode: int) -> Any:
-        uc = unicorn.Uc(unicorn.UC_ARCH_X86, mode)
+        uc: Any = unicorn.Uc(unicorn.UC_ARCH_X86, mode)   # Any: the stubs are the py2 binding
         uc.ctl_set_cpu_model(CPU_MODEL)
         uc.ctl_set_tlb_mode(unicorn.UC_TLB_VIRTUAL)
         return uc
@@ -136,6 +138,12 @@ class KernelX86(UnicornX86):
         try:
             self.pager.page(vaddr)             # maps it through on_new_page -> _map
         except FaultError as err:
+            lo, hi = self.stack_range
+            if lo <= vaddr < hi:
+                # the stack ran below what the dump has: zero pages, as the base engine's
+                # stack gets up front (here only those the code touches, which are few)
+                self.pager.allocate(vaddr, self.pager.page_size)
+                return self._phys.get(vaddr)
             cause = err.__cause__ if isinstance(err.__cause__, FaultError) else err
             self._fault = f"{_ACCESS.get(access, 'access to')} {vaddr:#x}: {cause.reason or cause}"
             self._fault_page = vaddr
@@ -315,7 +323,7 @@ class KernelCall:
 
     @classmethod
     def choose(cls, target: Target, opts: dict[str, Any]) -> KernelCall:
-        os = target.os
+        os: Any = target.os          # a LinuxKernel (is_kernel)
         cpus = os.cpus()
         layout = os.km.layout
         thread = target.thread_by_id(opts["thread"]) if opts["thread"] is not None else None
@@ -336,22 +344,23 @@ class KernelCall:
     def enter(self, engine: Any) -> None:
         """What the CPU needs before the call: its per-CPU base in GS."""
         engine.set_reg("gs_base", self.per_cpu_base)
+        engine.kernel_task = self.thread.address if self.thread is not None else None
 
     def stack_top(self, target: Target, engine: Any, opts: dict[str, Any]) -> int:
         """The stack to call with: below the thread's sp when the dump has that stack, else
         zero pages in a range no kernel maps (see the module docstring)."""
         sp = self.thread.registers.get("rsp") if self.thread is not None else None
-        pager = engine.pager
+        page = engine.pager.page_size
+        size = opts["stack_size"]
         if sp:
             top = (sp - opts["stack_gap"]) & ~0xF
             if _readable(target.memory, top - STACK_ROOM, sp - (top - STACK_ROOM)):
-                pager.allocate(top - opts["stack_size"], opts["stack_size"] + pager.page_size)
+                engine.stack_range = (top - size, top + page)
                 return top
-        size = opts["stack_size"]
         for top in SCRATCH_STACK_TOPS:
-            if not any(target.memory.readable(a, 1) for a in range(top - size, top + pager.page_size,
-                                                                    pager.page_size)):
-                pager.allocate(top - size, size + pager.page_size)
+            if not any(target.memory.readable(a, 1) for a in range(top - size, top + page, page)):
+                engine.stack_range = (top - size, top + page)
+                engine.pager.allocate(top - page, page)   # the return address goes there now
                 return top
         raise CommandError("emulate: no free kernel range for a stack: give stack = ADDR")
 
@@ -366,3 +375,56 @@ def _running_on(cpus: list[Any], thread: Thread) -> int | None:
 def _readable(mem: AddressSpace, addr: int, size: int) -> bool:
     page = 0x1000
     return all(mem.readable(a, 1) for a in range(addr & ~(page - 1), addr + size, page))
+
+
+def unwind_emulated(unwinder: Any, engine: Any, regs: dict[str, int]) -> list[Any]:
+    """The emulated CPU's kernel stack: the dump's ORC unwinder reading the emulated memory
+    (without paging anything in), on the stack of the task the call runs as; the return
+    sentinel ends it."""
+    import copy
+
+    from pmdb.unwind.frame import Frame
+
+    mine = copy.copy(unwinder)
+    mine.mem = _Peek(engine.pager)
+    try:
+        frames = list(mine.unwind_regs(regs, getattr(engine, "kernel_task", None)))
+    except PmdbError as err:
+        return [Frame(0, regs.get("rip", 0), regs.get("rsp", 0), regs=dict(regs), method="regs",
+                      note=str(err))]
+    if frames and f"{engine.sentinel:#x}" in (frames[-1].note or ""):
+        frames[-1].note = "end of stack (called by ::emulate)"
+    return frames
+
+
+class _Peek(AddressSpace):
+    """The pager's pages where it has them, else the dump's: reads that page nothing in (so
+    ``$c`` does not add to what the code paged in)."""
+
+    def __init__(self, pager: DemandPager) -> None:
+        super().__init__(pager.byteorder, pager.ptr_size)
+        self.pager = pager
+
+    def mapping(self, addr: int, n: int) -> list[Chunk]:
+        pager, chunks = self.pager, []
+        cur, end = addr, addr + n
+        while cur < end:
+            base = cur & pager.mask
+            take = min(end, base + pager.page_size) - cur
+            buf = pager.pages.get(base)
+            if buf is None:
+                chunks += pager.parent.mapping(cur, take)
+            else:
+                chunks.append(Chunk(cur, take, _Bytes(buf), cur - base))
+            cur += take
+        return chunks
+
+
+class _Bytes:
+    __slots__ = ("buf",)
+
+    def __init__(self, buf: bytearray) -> None:
+        self.buf = buf
+
+    def read_at(self, offset: int, n: int) -> bytes:
+        return bytes(self.buf[offset:offset + n])

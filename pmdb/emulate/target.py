@@ -45,6 +45,11 @@ class EmulatedOS:
             frames = unwind_user(regs, arch=arch, memory=self.emulation.engine.pager, objects=objects,
                                  max_frames=self.max_frames)
             return self._cut_at_sentinel(frames)
+        unwinder = getattr(self.parent.os, "unwinder", None)   # a kernel: its ORC unwinder
+        if unwinder is not None:
+            from pmdb.emulate.kernel import unwind_emulated
+
+            return self._cut_at_sentinel(unwind_emulated(unwinder, self.emulation.engine, regs))
         return [Frame(0, regs.get(arch.pc, 0), regs.get(arch.sp, 0), regs=dict(regs), method="regs",
                       note="no unwinder for this target")]
 
