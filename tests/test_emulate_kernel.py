@@ -20,7 +20,7 @@ from pmdb.session import Session
 from pmdb.symbols.kmodules import RegistryOffsets
 from pmdb.target import Target
 from tests.linux_session import crash_ps, target_for
-from tests.linux_vmcore import KASLR, README
+from tests.linux_vmcore import KASLR, NOKASLR, README
 
 DUMP = "dump.202611221942"
 M64 = (1 << 64) - 1
@@ -61,17 +61,19 @@ def _addr(target: Target, name: str) -> int:
 
 # -- find_task_by_pid_ns over every pid ------------------------------------------------------------
 
-def test_find_task_by_pid_ns_for_every_pid_in_crash_ps(target: Target) -> None:
+@pytest.mark.parametrize("folder,name", [(KASLR, DUMP), (NOKASLR, "dump.202611221946")],
+                         ids=["kaslr", "nokaslr"])
+def test_find_task_by_pid_ns_for_every_pid_in_crash_ps(folder: Path, name: str) -> None:
     """The kernel's own idr walk (radix tree nodes, struct pid, pid->tasks) finds the task
     crash lists for each pid (idle tasks, pid 0, are not in the idr)."""
-    rows = [r for r in crash_ps(KASLR) if r.pid != 0]
+    rows = [r for r in crash_ps(folder) if r.pid != 0]
     assert len(rows) >= 50
-    lines = Lines(target)
+    lines = Lines(target_for(folder, name))
     start = time.perf_counter()
     found = {r.pid: lines.value(f"find_task_by_pid_ns::emulate 0t{r.pid} init_pid_ns") for r in rows}
     elapsed = time.perf_counter() - start
     assert found == {r.pid: r.task for r in rows}
-    print(f"\nfind_task_by_pid_ns for {len(rows)} pids: {elapsed:.3f} s "
+    print(f"\n{folder.name}: find_task_by_pid_ns for {len(rows)} pids: {elapsed:.3f} s "
           f"({1000 * elapsed / len(rows):.2f} ms per call)")
 
 
