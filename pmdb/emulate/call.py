@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pmdb.emulate.engine import Engine, Stop
-from pmdb.emulate.kernel import KernelCall, is_kernel
 from pmdb.emulate.pager import DemandPager, Patch
 from pmdb.emulate.params import FuncInfo, function_params
 from pmdb.errors import CommandError, PmdbError
@@ -66,7 +65,7 @@ def make_engine(target: Target, patches: list[Patch]) -> Engine:
     """The engine for the target's CPU over a fresh pager."""
     arch = target.arch
     pager = DemandPager(target.memory, arch.page_size, patches, arch.byteorder, arch.ptr_size)
-    if arch.name == "x86_64" and is_kernel(target):
+    if arch.name == "x86_64" and _is_kernel(target):
         from pmdb.emulate.kernel import kernel_engine
 
         return kernel_engine(target, pager)
@@ -115,7 +114,11 @@ def prepare(target: Target, opts: dict[str, Any], evaluate: Evaluate) -> Emulati
     """An Emulation ready to run, from merged options (see pmdb.emulate.options)."""
     patches = resolve_patches(target, opts["patches"], evaluate)
     engine = make_engine(target, patches)
-    kernel = KernelCall.choose(target, opts) if is_kernel(target) else None
+    kernel = None
+    if _is_kernel(target):
+        from pmdb.emulate.kernel import KernelCall
+
+        kernel = KernelCall.choose(target, opts)
     thread = kernel.thread if kernel is not None else _thread(target, opts)
     if opts["inherit_registers"] and thread is not None:
         _inherit(engine, thread.registers)
@@ -167,8 +170,17 @@ def _inherit(engine: Engine, regs: dict[str, int]) -> None:
             continue
 
 
+def _is_kernel(target: Target) -> bool:
+    """pmdb.emulate.kernel.is_kernel, imported when asked: that module loads unicorn and
+    capstone (~50 ms), which dcmd discovery (this module is imported by the ::emulate dcmd)
+    must not pay for on every start."""
+    from pmdb.emulate.kernel import is_kernel
+
+    return is_kernel(target)
+
+
 def _thread_pointer(target: Target) -> str:
-    if is_kernel(target):
+    if _is_kernel(target):
         return "gs_base"     # the kernel's per-CPU base
     name = {"x86_64": "fs_base", "sparc64": "g7"}.get(target.arch.name)
     if name is None:
