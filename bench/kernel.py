@@ -86,23 +86,33 @@ def child_env() -> dict[str, str]:
     return env
 
 
+# A child's ru_maxrss starts from the high-water mark of the process it was forked from (Linux
+# keeps it across exec), so a child of this process would report this process's size: the
+# measured process is started from a small launcher, which times it and reports its peak RSS.
+_LAUNCHER = """
+import os, sys, time
+t = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(time.perf_counter() - t, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
 def timed_process(argv: list[str], timeout: int = 300) -> tuple[float, float, int]:
     """(wall seconds, peak RSS in MB, exit status) of one fresh process."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env())
-    deadline = t0 + timeout
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.perf_counter() > deadline:
-            proc.kill()
-            pid, status, usage = os.wait4(proc.pid, 0)
-            break
-        time.sleep(0.002)
-    wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_maxrss / 1024, proc.returncode
+    try:
+        out = subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, *argv], capture_output=True,
+                             text=True, env=child_env(), timeout=timeout, check=False).stdout.split()
+    except subprocess.TimeoutExpired:
+        return float(timeout), 0.0, -1
+    if len(out) != 3:
+        return 0.0, 0.0, -1
+    return float(out[0]), int(out[1]) / 1024, int(out[2])
 
 
 def best_process(argv: list[str], runs: int) -> tuple[float, float, int]:
