@@ -152,6 +152,23 @@ def crash_setup(release: str) -> tuple[list[str] | None, str]:
     return [crash, "-s", str(vmlinux)], ""
 
 
+def crash_command_cost(path: Path, command: str, runs: int) -> tuple[float | None, str]:
+    """Seconds crash spends on one command (a run with it less a run without it: crash's
+    8-10 s start-up is paid by both), or None and why crash could not run."""
+    prefix, why = crash_setup(_release(path))
+    if prefix is None:
+        return None, why
+    times = []
+    for n, commands in enumerate((f"{command}\nexit\n", "exit\n")):
+        script = Path(f"/tmp/pmdb-bench-crash-{os.getpid()}-{n}.in")
+        script.write_text(commands)
+        wall, _, status = best_process([*prefix, "-i", str(script), str(path)], runs)
+        if status != 0:
+            return None, f"crash exited with status {status} on {path.name}"
+        times.append(wall)
+    return max(times[0] - times[1], 1e-6), ""
+
+
 def crash_argv(prefix: list[str], path: Path) -> list[str]:
     """crash runs the same three commands from an input file, then exits."""
     script = Path("/tmp/pmdb-bench-crash.in")

@@ -46,23 +46,10 @@ def _best(path: Path, line: str, runs: int) -> tuple[float, str]:
 
 
 def crash_kmem_s(path: Path, runs: int) -> tuple[float | None, str]:
-    """crash's kmem -s time (with it less without it), or None and why not."""
-    try:
-        from bench.kernel import _release, best_process, crash_setup
-    except ImportError as err:
-        return None, f"bench.kernel is missing ({err})"
-    prefix, why = crash_setup(_release(path))
-    if prefix is None:
-        return None, why
-    times = []
-    for commands in ("kmem -s\nexit\n", "exit\n"):
-        script = Path(f"/tmp/pmdb-bench-slab-{len(commands)}.in")
-        script.write_text(commands)
-        wall, _, status = best_process([*prefix, "-i", str(script), str(path)], runs)
-        if status != 0:
-            return None, f"crash exited with status {status}"
-        times.append(wall)
-    return max(times[0] - times[1], 1e-6), ""
+    """crash's kmem -s time, or None and why not."""
+    from bench.kernel import crash_command_cost
+
+    return crash_command_cost(path, "kmem -s", runs)
 
 
 def slab_table(runs: int) -> tuple[list[list[str]], list[str]]:

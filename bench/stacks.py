@@ -69,21 +69,10 @@ def cold(path: Path, line: str, runs: int) -> float | None:
 
 
 def crash_foreach(path: Path, runs: int) -> tuple[float | None, str]:
-    """crash's foreach bt time (a run with it less a run without it), or None and why not."""
-    from bench.kernel import _release, best_process, crash_setup
+    """crash's foreach bt time, or None and why not."""
+    from bench.kernel import crash_command_cost
 
-    prefix, why = crash_setup(_release(path))
-    if prefix is None:
-        return None, why
-    times = []
-    for commands in ("foreach bt\nexit\n", "exit\n"):
-        script = Path(f"/tmp/pmdb-bench-stacks-{len(commands)}.in")
-        script.write_text(commands)
-        wall, _, status = best_process([*prefix, "-i", str(script), str(path)], runs)
-        if status != 0:
-            return None, f"crash failed on {path.name}"
-        times.append(wall)
-    return max(times[0] - times[1], 0.0), ""
+    return crash_command_cost(path, "foreach bt", runs)
 
 
 def drgn_attempt(path: Path, runs: int) -> tuple[float | None, str]:

@@ -8,6 +8,7 @@ and CPUs. Piped, they hand on task_struct addresses with their type, so
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from pmdb.commands import Context, dcmd
@@ -24,6 +25,13 @@ def kernel_of(ctx: Context) -> Any:
         raise CommandError("this dcmd needs a Linux kernel dump (the target is a "
                            f"{target.kind})")
     return target.os
+
+
+def _hand_on(ctx: Context, tasks: Iterable[Task]) -> None:
+    """Piped: each task's address goes on, typed struct task_struct."""
+    typ = _task_type(ctx)
+    for t in tasks:
+        ctx.emit(t.address, typ)
 
 
 def _task_type(ctx: Context) -> Any:
@@ -108,9 +116,7 @@ def ps(ctx: Context, *args: Any, kernel_only: bool = False, user_only: bool = Fa
     tasks = _select(kernel, ctx, args, kernel_only=kernel_only, user_only=user_only,
                     leaders=leaders or threads)
     if ctx.piped:
-        typ = _task_type(ctx)
-        for t in tasks:
-            ctx.emit(t.address, typ)
+        _hand_on(ctx, tasks)
         return
     total = kernel.total_pages()
     page_kb = int(kernel.km.info.raw.get("PAGESIZE", "4096")) // 1024
@@ -198,9 +204,7 @@ def pgrep(ctx: Context, pattern: Any, exact: bool = False) -> None:
     match = rx.fullmatch if exact else rx.search
     tasks = [t for t in kernel.tasks() if match(t.comm)]
     if ctx.piped:
-        typ = _task_type(ctx)
-        for t in tasks:
-            ctx.emit(t.address, typ)
+        _hand_on(ctx, tasks)
         return
     total = kernel.total_pages()
     ctx.out.line(PS_HEADER)
