@@ -132,6 +132,7 @@ def dump(ctx: Context, no_ascii: bool = False) -> None:
     ctx.out.line(header + ("  v123456789abcdef" if not no_ascii else ""))
     mem = ctx.target.memory
     for row in range(start, end, 16):
+        data: bytes | list[int | None]
         try:
             data = mem.read(row, 16)
         except FaultError:
