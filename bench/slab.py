@@ -11,38 +11,17 @@ time is for ``kmem -s`` alone: a run with it less a run without it.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pmdb.config import Config
-from pmdb.opener import open_target
-from pmdb.session import Session
+from bench.timing import best_command
 from tests.conftest import FIXTURES
 
 DUMPS = ((FIXTURES / "linux-6.1-x86_64" / "dump.202611221942", "6.1, -c -d31"),
          (FIXTURES / "linux-6.1-x86_64-slub" / "dump.202611222031", "6.1 slub_debug=FZPU, -c -d31"))
 HEADERS = ["dump", "caches", "slabs", "::kmastat", "::kmem_verify", "crash kmem -s", "crash/pmdb"]
 GOALS = {"::kmastat": 1.0, "::kmem_verify": 3.0}
-
-
-def pmdb_command(path: Path, line: str) -> tuple[float, str]:
-    """(seconds, output) of one command on a freshly opened target."""
-    target = open_target(str(path), config=Config())
-    out = io.StringIO()
-    session = Session(target, stdout=out, stderr=io.StringIO())
-    t0 = time.perf_counter()
-    session.run_line(line)
-    elapsed = time.perf_counter() - t0
-    target.close()
-    return elapsed, out.getvalue()
-
-
-def _best(path: Path, line: str, runs: int) -> tuple[float, str]:
-    results = [pmdb_command(path, line) for _ in range(max(runs, 1))]
-    return min(results, key=lambda r: r[0])
 
 
 def crash_kmem_s(path: Path, runs: int) -> tuple[float | None, str]:
@@ -57,8 +36,9 @@ def slab_table(runs: int) -> tuple[list[list[str]], list[str]]:
     for path, label in DUMPS:
         if not path.exists():
             continue
-        kma_s, kma_out = _best(path, "::kmastat", runs)
-        ver_s, ver_out = _best(path, "::kmem_verify", runs)
+        kma = best_command(path, "::kmastat", runs)
+        ver = best_command(path, "::kmem_verify", runs)
+        kma_s, kma_out, ver_s, ver_out = kma.seconds, kma.output, ver.seconds, ver.output
         caches = kma_out.count("\n") - 1
         slabs = sum(int(line.split()[2]) for line in ver_out.splitlines()[1:caches + 1])
         crash_s, why = crash_kmem_s(path, 1)

@@ -19,16 +19,12 @@ counting the answers; its column is marked so.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pmdb.config import Config
+from bench.timing import best_command, command_on_fresh_target
 from pmdb.dumps.zst import decompressed
-from pmdb.opener import open_target
-from pmdb.session import Session
 from tests.conftest import FIXTURES
 
 COMMANDS = ("::stacks", "foreach bt")
@@ -43,22 +39,9 @@ HEADERS = ["dump", "tasks", "::stacks", "foreach bt", "::stacks (cold)", "foreac
            "drgn (no stacks)", "crash foreach bt", "crash/pmdb"]
 
 
-def pmdb_command(path: Path, line: str) -> tuple[float, str, int]:
-    """(seconds, output, tasks) of one command on a freshly opened target."""
-    target = open_target(str(path), config=Config())
-    tasks = len(target.threads())
-    out = io.StringIO()
-    session = Session(target, stdout=out, stderr=io.StringIO())
-    t0 = time.perf_counter()
-    session.run_line(line)
-    elapsed = time.perf_counter() - t0
-    target.close()
-    return elapsed, out.getvalue(), tasks
-
-
 def best_in_process(path: Path, line: str, runs: int) -> tuple[float, int]:
-    results = [pmdb_command(path, line) for _ in range(max(runs, 1))]
-    return min(r[0] for r in results), results[0][2]
+    best = best_command(path, line, runs)
+    return best.seconds, best.threads
 
 
 def cold(path: Path, line: str, runs: int) -> float | None:
@@ -112,7 +95,7 @@ def rows(runs: int) -> tuple[list[list[str]], list[str]]:
         if not path.exists():
             continue
         plain = Path(decompressed(str(path), notify=None)) if path.suffix == ".zst" else path
-        pmdb_command(path, "::stacks")          # warm: the .zst cache, the BTF cache, bytecode
+        command_on_fresh_target(path, "::stacks")          # warm: the .zst cache, the BTF cache, bytecode
         stacks_s, tasks = best_in_process(path, "::stacks", runs)
         bt_s, _ = best_in_process(path, "foreach bt", runs)
         cold_stacks, cold_bt = cold(path, "::stacks", runs), cold(path, "foreach bt", runs)

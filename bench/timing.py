@@ -74,3 +74,28 @@ def gdb_once(exe: Path | None, core: Path, timeout: int = 120) -> float:
     t0 = time.perf_counter()
     subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
     return time.perf_counter() - t0
+
+
+@dataclass
+class CommandRun:
+    seconds: float    # the command alone, the open not counted
+    output: str
+    threads: int      # threads (tasks) of the target it ran on
+
+
+def command_on_fresh_target(path: Path, line: str) -> CommandRun:
+    """One command line on a freshly opened target, timed without the open."""
+    target = open_target(str(path), config=Config())
+    threads = len(target.threads())
+    out = io.StringIO()
+    session = Session(target, stdout=out, stderr=io.StringIO())
+    t0 = time.perf_counter()
+    session.run_line(line)
+    elapsed = time.perf_counter() - t0
+    target.close()
+    return CommandRun(elapsed, out.getvalue(), threads)
+
+
+def best_command(path: Path, line: str, runs: int) -> CommandRun:
+    """The fastest of ``runs`` fresh-target runs of a command line."""
+    return min((command_on_fresh_target(path, line) for _ in range(max(runs, 1))), key=lambda r: r.seconds)
