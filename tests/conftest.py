@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# kernel-dump fixtures (kernel, any_kernel) shared by the kernel-memory test modules
+pytest_plugins = ["tests.linux_vmcore"]
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("PMDB_SHARED", ROOT.parent / "shared"))
 FIXTURES = SHARED / "fixtures"

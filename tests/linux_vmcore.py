@@ -10,6 +10,8 @@ import lzma
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from pmdb.dumps.detect import open_dump
 from pmdb.memory.space import AddressSpace
 from pmdb.memory.x86_64 import KernelSpace
@@ -89,3 +91,18 @@ def crash_sections(folder: Path, prefix: str) -> list[list[str]]:
     starts = [i for i, line in enumerate(lines) if line.startswith("crash> ")] + [len(lines)]
     return [lines[a + 1:b] for a, b in zip(starts, starts[1:], strict=False)
             if lines[a].startswith(f"crash> {prefix}")]
+
+
+# Module-scoped fixtures for the kernel-memory tests (tests/conftest.py registers this module).
+@pytest.fixture(scope="module")
+def kernel() -> Kernel:
+    """The KASLR fixture's ELF dump, opened once per test module."""
+    return open_kernel(kaslr_elf())
+
+
+@pytest.fixture(scope="module", params=every_dump(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def any_kernel(request: pytest.FixtureRequest) -> tuple[Kernel, Path]:
+    """Each dump file of the fixture folders, with the folder its README and oracles are in."""
+    from tests.conftest import need_fixture
+
+    return open_kernel(need_fixture(request.param)), request.param.parent

@@ -17,20 +17,14 @@ from pmdb.symbols.kmodules import RegistryOffsets, module_addresses
 from pmdb.symbols.table import SymbolTable
 from pmdb.types.registry import TypeRegistry
 from tests.conftest import need_fixture
-from tests.linux_vmcore import KASLR, Kernel, crash_section, every_dump, kaslr_elf, open_kernel, system_map
+from tests.linux_vmcore import (
+    KASLR,
+    Kernel,
+    crash_section,
+    system_map,
+)
 
 START_KERNEL_MAP = 0xFFFFFFFF80000000
-
-
-@pytest.fixture(scope="module")
-def kernel() -> Kernel:
-    return open_kernel(kaslr_elf())
-
-
-@pytest.fixture(scope="module", params=every_dump(), ids=lambda p: f"{p.parent.name}/{p.name}")
-def any_kernel(request: pytest.FixtureRequest) -> tuple[Kernel, Path]:
-    """Each dump file of both fixture folders, with the folder its oracles are in."""
-    return open_kernel(need_fixture(request.param)), request.param.parent
 
 
 def test_every_system_map_symbol_has_its_address(any_kernel: tuple[Kernel, Path]) -> None:

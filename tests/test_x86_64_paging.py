@@ -16,8 +16,11 @@ import pytest
 from pmdb.errors import FaultError
 from pmdb.memory.space import AddressSpace, Chunk
 from pmdb.memory.x86_64 import LEVELS_4, LEVELS_5, START_KERNEL_MAP, KernelSpace, canonical
-from tests.conftest import need_fixture
-from tests.linux_vmcore import README, Kernel, crash_sections, every_dump, kaslr_elf, open_kernel
+from tests.linux_vmcore import (
+    README,
+    Kernel,
+    crash_sections,
+)
 
 PRESENT_RW = 0x3
 PSE = 0x80
@@ -141,17 +144,6 @@ def test_canonical_and_cache() -> None:
 
 
 # -- the real KASLR dump -------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def kernel() -> Kernel:
-    return open_kernel(kaslr_elf())
-
-
-@pytest.fixture(scope="module", params=every_dump(), ids=lambda p: f"{p.parent.name}/{p.name}")
-def any_kernel(request: pytest.FixtureRequest) -> tuple[Kernel, Path]:
-    """Each dump file of both fixture folders, with the folder its README and oracles are in."""
-    return open_kernel(need_fixture(request.param)), request.param.parent
 
 
 def test_region_bases_match_readme(any_kernel: tuple[Kernel, Path]) -> None:
