@@ -26,7 +26,6 @@ Three things differ from a user core:
 
 from __future__ import annotations
 
-import ctypes
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,12 +100,7 @@ class KernelX86(UnicornX86):
 
     def _frame(self, buf: bytearray) -> int:
         frame = self._next_frame
-        view = (ctypes.c_char * len(buf)).from_buffer(buf)
-        try:
-            self.uc.mem_map_ptr(frame, len(buf), unicorn.UC_PROT_ALL, ctypes.addressof(view))
-        except unicorn.UcError as err:
-            raise FaultError(frame, len(buf), f"cannot map a frame in the emulator: {err}") from None
-        self._buffers[frame] = view
+        self._map_buffer(frame, buf, "a frame")
         self._next_frame += len(buf)
         return frame
 

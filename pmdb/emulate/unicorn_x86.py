@@ -97,12 +97,16 @@ class UnicornX86(Engine):
         raise PmdbError("no free address for the return sentinel")
 
     def _map(self, base: int, buf: bytearray) -> None:
+        self._map_buffer(base, buf, "page")
+
+    def _map_buffer(self, at: int, buf: bytearray, what: str) -> None:
+        """Let unicorn use the pager's own bytes at ``at`` (no copy: writes land in the page)."""
         view = (ctypes.c_char * len(buf)).from_buffer(buf)
         try:
-            self.uc.mem_map_ptr(base, len(buf), unicorn.UC_PROT_ALL, ctypes.addressof(view))
+            self.uc.mem_map_ptr(at, len(buf), unicorn.UC_PROT_ALL, ctypes.addressof(view))
         except unicorn.UcError as err:
-            raise FaultError(base, len(buf), f"cannot map page in the emulator: {err}") from None
-        self._buffers[base] = view
+            raise FaultError(at, len(buf), f"cannot map {what} in the emulator: {err}") from None
+        self._buffers[at] = view
 
     def _on_unmapped(self, uc: Any, access: int, addr: int, size: int, value: int, _: Any) -> bool:
         try:
