@@ -221,7 +221,7 @@ def kernel_rows(runs: int, *, verbose: bool = True) -> tuple[list[str], list[lis
         pmdb_best(path, 1)      # warm: the .zst cache and the BTF cache by BUILD-ID
         p = pmdb_best(path, runs)
         wall, rss, status = best_process(pmdb_argv(path), runs)
-        plain = Path(decompressed(str(path), notify=None)) if path.suffix == ".zst" else path
+        plain = Path(decompressed(str(path))) if path.suffix == ".zst" else path
         d_wall = _ok(best_process(drgn_argv(plain), runs)) if use_drgn else None
         c_wall = _ok(best_process(crash_argv(crash, plain), 0)) if crash is not None else None
         rows.append([label, _ms(p.open_s), *(_ms(p.commands_s[c]) for c in COMMANDS), _ms(p.total_s),

@@ -67,7 +67,7 @@ def sparse_rows(runs: int = 3) -> list[tuple[str, int, float]]:
     """(label, apparent size, best seconds) for the 200 MB ELF and its sparse 64 GB copy."""
     if not ELF_ZST.exists():
         return []
-    elf = decompressed(str(ELF_ZST), notify=None)
+    elf = decompressed(str(ELF_ZST))
     rows = [("QEMU ELF vmcore", os.path.getsize(elf), min(open_and_run(elf) for _ in range(runs)))]
     with tempfile.TemporaryDirectory(prefix="pmdb-sparse-") as tmp:
         big = make_sparse_copy(elf, Path(tmp) / "vmcore-64g.elf")

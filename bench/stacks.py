@@ -94,7 +94,7 @@ def rows(runs: int) -> tuple[list[list[str]], list[str]]:
     for path, label in DUMPS:
         if not path.exists():
             continue
-        plain = Path(decompressed(str(path), notify=None)) if path.suffix == ".zst" else path
+        plain = Path(decompressed(str(path))) if path.suffix == ".zst" else path
         command_on_fresh_target(path, "::stacks")          # warm: the .zst cache, the BTF cache, bytecode
         stacks_s, tasks = best_in_process(path, "::stacks", runs)
         bt_s, _ = best_in_process(path, "foreach bt", runs)

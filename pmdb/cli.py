@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
-from pmdb import __version__
+from pmdb import __version__, progress
 from pmdb.config import Config
 from pmdb.errors import PmdbError
 from pmdb.session import QuitRequest, Session
@@ -76,7 +76,7 @@ def open_dump(args: argparse.Namespace, config: Config) -> Target:
         path = demo_path()
     try:
         return open_target(path, config=config, symbol_files=[*args.symbol_files, *args.files],
-                           sysroot=args.sysroot)
+                           sysroot=args.sysroot, progress=progress.for_stream(sys.stderr))
     except OSError as err:
         raise UsageError(f"cannot open {path}: {err.strerror or err}") from None
 

@@ -44,6 +44,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("repl.pager", bool, True, "page output longer than the screen"),
     Option("repl.prompt", str, "> ", "the prompt string"),
     Option("output.color", str, "auto", "color on a terminal", choices=("auto", "always", "never")),
+    Option("cache.directory", str, "", "where decompressed dumps and kernel BTF are kept "
+           "(empty: $PMDB_CACHE_DIR, else $XDG_CACHE_HOME/pmdb, else ~/.cache/pmdb)"),
+    Option("cache.max_size_mb", int, 32768, "megabytes the cache may hold; the least recently "
+           "used files go first", 1, 1 << 30),
 )
 
 _BY_NAME = {o.name: o for o in OPTIONS}

@@ -13,24 +13,29 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pmdb.cache import Cache, default_directory
 from pmdb.config import Config
 from pmdb.dumps.base import Dump
 from pmdb.dumps.detect import open_dump
 from pmdb.dumps.elf import ElfCore
 from pmdb.errors import FormatError, PmdbError
 from pmdb.os.user.process import UserProcess
+from pmdb.progress import Progress
 from pmdb.symbols.table import SymbolTable
 from pmdb.target import Target
 from pmdb.types.registry import TypeRegistry
 
 
 def open_target(path: str, *, config: Config, symbol_files: Sequence[str] = (),
-                sysroot: str | None = None) -> Target:
-    """The Target for a dump file; FormatError (one line) when the file cannot be read."""
-    dump = open_dump(path)
+                sysroot: str | None = None, progress: Progress | None = None) -> Target:
+    """The Target for a dump file; FormatError (one line) when the file cannot be read.
+
+    ``progress`` shows long work at open (decompressing a ``.zst`` dump); none by default."""
+    cache = cache_of(config)
+    dump = open_dump(path, cache, progress)
     if dump.kind == "vmcore":
         try:
-            return _open_vmcore(dump, path)
+            return _open_vmcore(dump, path, cache)
         except FormatError:
             dump.close()
             raise
@@ -51,7 +56,14 @@ def open_target(path: str, *, config: Config, symbol_files: Sequence[str] = (),
         raise FormatError(f"{os.path.basename(path)}: corrupt core ({err})") from None
 
 
-def _open_vmcore(dump: Dump, path: str) -> Target:
+def cache_of(config: Config) -> Cache:
+    """The cache directory and size limit pmdb.toml sets."""
+    directory = config.get("cache.directory")
+    return Cache(Path(os.path.expanduser(directory)) if directory else default_directory(),
+                 config.get("cache.max_size_mb") << 20)
+
+
+def _open_vmcore(dump: Dump, path: str, cache: Cache) -> Target:
     """A Linux kernel dump with nothing but the dump: VMCOREINFO -> page tables -> kallsyms
     -> BTF (vmlinux, then modules) -> module symbols -> the kernel's OS model."""
     from pmdb.os.linux.kernel import LinuxKernel
@@ -60,7 +72,7 @@ def _open_vmcore(dump: Dump, path: str) -> Target:
     km = load_kernel_memory(dump.space(), getattr(dump, "vmcoreinfo", ""))
     types = TypeRegistry(dump.arch.ptr_size)
     warnings: list[str] = []
-    _kernel_types(km, types, warnings)
+    _kernel_types(km, types, warnings, cache)
     kernel = LinuxKernel(dump, km, types, path=path)
     target = Target(path=path, arch=dump.arch, memory=km.space, symbols=km.symbols, types=types,
                     os=kernel, kind="vmcore")
@@ -74,7 +86,7 @@ def _open_vmcore(dump: Dump, path: str) -> Target:
     return target
 
 
-def _kernel_types(km: Any, types: TypeRegistry, warnings: list[str]) -> None:
+def _kernel_types(km: Any, types: TypeRegistry, warnings: list[str], cache: Cache) -> None:
     """vmlinux BTF (cached by the kernel's BUILD-ID), module BTF and module symbols; what
     fails becomes a warning, since symbols and memory still work without types."""
     from pmdb.symbols.kmodules import RegistryOffsets
@@ -85,7 +97,7 @@ def _kernel_types(km: Any, types: TypeRegistry, warnings: list[str]) -> None:
         return sym.addr if sym is not None else None
 
     try:
-        btf = vmlinux_btf(km.space, lookup, cache=_btf_cache(km.info.raw.get("BUILD-ID", "")))
+        btf = vmlinux_btf(km.space, lookup, cache=_btf_cache(cache, km.info.raw.get("BUILD-ID", "")))
     except PmdbError as err:
         warnings.append(f"no kernel types: {err}")
         return
@@ -101,13 +113,11 @@ def _kernel_types(km: Any, types: TypeRegistry, warnings: list[str]) -> None:
         warnings.append(f"module types unavailable: {err}")
 
 
-def _btf_cache(build_id: str) -> Path | None:
+def _btf_cache(cache: Cache, build_id: str) -> Path | None:
     """Where a copy of this kernel build's BTF is kept between runs (None: no cache)."""
     if not build_id or not build_id.isalnum():
         return None
-    from pmdb.dumps.zst import cache_dir
-
-    return cache_dir() / "btf" / f"vmlinux-{build_id}.btf"
+    return cache.path("btf", f"vmlinux-{build_id}.btf")
 
 
 def _open_user_core(core: ElfCore, *, config: Config, symbol_files: Sequence[str],

@@ -187,7 +187,7 @@ def phys():
     here by hand so the oracle does not depend on pmdb's own translation."""
     from pmdb.dumps.zst import decompressed
 
-    with open(decompressed(str(need_fixture(LINUX / "vmcore.elf.zst")), notify=None), "rb") as fh:
+    with open(decompressed(str(need_fixture(LINUX / "vmcore.elf.zst"))), "rb") as fh:
         mem = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     phoff, phnum = struct.unpack_from("<Q", mem, 0x20)[0], struct.unpack_from("<H", mem, 0x38)[0]
     for i in range(phnum):

@@ -9,6 +9,7 @@ by recompressing the pages of makedumpfile's own zlib dump in its layout.
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import shutil
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
+from pmdb.cache import Cache
 from pmdb.dumps import zst
 from pmdb.dumps.base import FileSource
 from pmdb.dumps.flattened import FlattenedSource
@@ -30,6 +32,7 @@ from pmdb.dumps.kdump import KdumpFile
 from pmdb.dumps.vmcore import sniff_vmcore
 from pmdb.dumps.vmcore_elf import VmcoreElf
 from pmdb.errors import FaultError
+from pmdb.progress import LineProgress
 from tests.conftest import FIXTURES, need_fixture
 
 KASLR = FIXTURES / "linux-6.1-x86_64"
@@ -76,7 +79,7 @@ def workdir() -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def elf_path(workdir: Path) -> Path:
     """vmcore.elf, decompressed by pmdb's own .zst cache into a throwaway directory."""
-    return Path(zst.decompressed(str(need_fixture(KASLR / "vmcore.elf.zst")), workdir, notify=None))
+    return Path(zst.decompressed(str(need_fixture(KASLR / "vmcore.elf.zst")), Cache(workdir)))
 
 
 @pytest.fixture(scope="module")
@@ -332,12 +335,13 @@ def test_zst_is_decompressed_once(dumps: dict, workdir: Path, monkeypatch: pytes
     packed = workdir / "dump.202611221942.zst"
     with open(need_fixture(KASLR / "dump.202611221942"), "rb") as f, open(packed, "wb") as out:
         zstandard.ZstdCompressor(level=1, write_content_size=True).copy_stream(f, out)
-    said: list[str] = []
-    first = sniff_vmcore(str(packed), notify=said.append)
+    said = io.StringIO()
+    first = sniff_vmcore(str(packed), progress=LineProgress(said))
     assert isinstance(first, KdumpFile)
-    assert len(said) == 1 and "\n" not in said[0] and "decompressing dump.202611221942.zst" in said[0]
-    assert Path(first.path).parent == workdir / "cache"
-    again = sniff_vmcore(str(packed), notify=said.append)
-    assert len(said) == 1 and isinstance(again, KdumpFile) and again.path == first.path
+    lines = said.getvalue().splitlines()
+    assert len(lines) == 1 and "decompressing dump.202611221942.zst" in lines[0]
+    assert Path(first.path).parent == workdir / "cache" / "dumps"
+    again = sniff_vmcore(str(packed), progress=LineProgress(said))
+    assert said.getvalue().count("\n") == 1 and isinstance(again, KdumpFile) and again.path == first.path
     addr = KERNEL_IMAGE
     assert again.space().read(addr, PAGE) == dumps["dump.202611221942"].space().read(addr, PAGE)

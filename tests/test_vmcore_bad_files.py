@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from pmdb.cache import Cache
 from pmdb.dumps import zst
 from pmdb.dumps.kdump import KdumpFile
 from pmdb.dumps.vmcore import sniff_vmcore
@@ -230,13 +231,13 @@ def test_zst_truncated_and_corrupt(tmp_path: Path) -> None:
     src = need_fixture(KASLR / "vmcore.elf.zst")
     trunc = cut(src, 1 << 20, tmp_path / "trunc.zst")
     with pytest.raises(FormatError, match="truncated") as info:
-        zst.decompressed(str(trunc), tmp_path / "cache", notify=None)
+        zst.decompressed(str(trunc), Cache(tmp_path / "cache"))
     one_line(info.value)
     bad = tmp_path / "bad.zst"
     bad.write_bytes(zst.ZSTD_MAGIC + bytes(random.Random(2).randrange(256) for _ in range(4000)))
     with pytest.raises(FormatError, match="corrupt or truncated zstd data"):
-        zst.decompressed(str(bad), tmp_path / "cache", notify=None)
-    assert not [p for p in (tmp_path / "cache").iterdir()]     # no partial file left behind
+        zst.decompressed(str(bad), Cache(tmp_path / "cache"))
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]   # no partial file left
 
 
 def test_not_a_vmcore(tmp_path: Path) -> None:

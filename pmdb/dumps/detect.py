@@ -10,8 +10,10 @@ import os
 import struct
 from collections.abc import Callable
 
+from pmdb.cache import Cache
 from pmdb.dumps.base import Dump, FileSource
 from pmdb.errors import FaultError, FormatError
+from pmdb.progress import Progress
 
 # Formats recognised by magic when the vmcore readers (pmdb.dumps.vmcore) are absent.
 KNOWN_UNSUPPORTED: tuple[tuple[bytes, str], ...] = (
@@ -33,15 +35,17 @@ READERS: list[tuple[bytes, Callable[[str, FileSource], Dump]]] = [
 ]
 
 
-def open_dump(path: str) -> Dump:
-    """The Dump for ``path``, or FormatError with one line saying what is wrong."""
+def open_dump(path: str, cache: Cache | None = None, progress: Progress | None = None) -> Dump:
+    """The Dump for ``path``, or FormatError with one line saying what is wrong.
+
+    ``cache`` and ``progress`` serve compressed (``.zst``) dumps: see pmdb/dumps/zst.py."""
     name = os.path.basename(path) or path
     if not os.path.exists(path):
         raise FormatError(f"{path}: no such file")
     if os.path.isdir(path):
         raise FormatError(f"{path}: is a directory, not a dump file")
     try:
-        vmcore = _sniff_vmcore(path)
+        vmcore = _sniff_vmcore(path, cache, progress)
     except FormatError:
         raise
     except (FaultError, struct.error, ValueError, OverflowError, MemoryError) as err:
@@ -60,13 +64,11 @@ def open_dump(path: str) -> Dump:
         raise FormatError(f"{name}: truncated or corrupt dump ({err})") from None
 
 
-def _sniff_vmcore(path: str) -> Dump | None:
+def _sniff_vmcore(path: str, cache: Cache | None, progress: Progress | None) -> Dump | None:
     """Kernel dumps first (kdump, flattened, ELF vmcores, .zst copies); None for anything else."""
-    try:
-        from pmdb.dumps.vmcore import sniff_vmcore
-    except ImportError:
-        return None
-    return sniff_vmcore(path)
+    from pmdb.dumps.vmcore import sniff_vmcore
+
+    return sniff_vmcore(path, cache, progress)
 
 
 def _sniff(path: str, name: str, src: FileSource) -> Dump:

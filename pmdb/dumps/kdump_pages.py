@@ -21,7 +21,7 @@ DUMP_DH_COMPRESSED_ZSTD = 0x20
 COMPRESSED = (DUMP_DH_COMPRESSED_ZLIB | DUMP_DH_COMPRESSED_LZO | DUMP_DH_COMPRESSED_SNAPPY
               | DUMP_DH_COMPRESSED_ZSTD)
 
-PACKAGES = {DUMP_DH_COMPRESSED_LZO: ("lzo", "python-lzo"),
+PACKAGES = {DUMP_DH_COMPRESSED_LZO: ("lzo", "lzallright"),
             DUMP_DH_COMPRESSED_SNAPPY: ("snappy", "cramjam"),
             DUMP_DH_COMPRESSED_ZSTD: ("zstd", "zstandard")}
 
@@ -84,9 +84,15 @@ def _zlib(data: bytes, page_size: int) -> bytes:
 
 
 def _lzo(data: bytes, page_size: int) -> bytes:
-    import lzo  # python-lzo: lzo1x_decompress_safe into a buffer of page_size
+    """LZO1X through lzallright (safe Rust, wheels everywhere).
 
-    return lzo.decompress(data, False, page_size)
+    lzallright grows its buffer when the hint is short, but LZO's length coding
+    expands at most ~255:1, so a corrupt page of at most two pages' input stays
+    within a couple of MB; the caller rejects any length but page_size.
+    """
+    from lzallright import LZOCompressor
+
+    return LZOCompressor.decompress(data, output_size_hint=page_size)
 
 
 def _snappy(data: bytes, page_size: int) -> bytes:

@@ -8,6 +8,7 @@ so the caller can try the other readers.
 
 from __future__ import annotations
 
+from pmdb.cache import Cache
 from pmdb.dumps import zst
 from pmdb.dumps.base import Dump, FileSource
 from pmdb.dumps.elf import ELF_MAGIC, PT_NOTE, parse_header, parse_notes, read_phdrs
@@ -15,19 +16,22 @@ from pmdb.dumps.flattened import FlattenedSource, is_flattened
 from pmdb.dumps.kdump import DISKDUMP_SIGNATURE, KDUMP_SIGNATURE, KdumpFile
 from pmdb.dumps.vmcore_elf import VmcoreElf
 from pmdb.errors import FormatError
+from pmdb.progress import Progress
 
 VMCORE_NOTE_OWNERS = ("VMCOREINFO", "QEMU")
 
 
-def sniff_vmcore(path: str, notify: zst.Notify | None = zst._stderr) -> Dump | None:
-    """The vmcore reader for ``path``, None if it is no vmcore; FormatError if it is a broken one."""
+def sniff_vmcore(path: str, cache: Cache | None = None, progress: Progress | None = None) -> Dump | None:
+    """The vmcore reader for ``path``, None if it is no vmcore; FormatError if it is a broken one.
+
+    ``cache`` holds decompressed ``.zst`` dumps; ``progress`` shows the decompression."""
     try:
         with open(path, "rb") as f:
             head = f.read(16)
     except OSError as err:
         raise FormatError(f"{path}: {err.strerror}") from None
     if zst.is_zstd(head):
-        return sniff_vmcore(zst.decompressed(path, notify=notify), notify)
+        return sniff_vmcore(zst.decompressed(path, cache, progress))
     if head[:8] in (KDUMP_SIGNATURE, DISKDUMP_SIGNATURE):
         return KdumpFile(FileSource(path))
     if is_flattened(head):
