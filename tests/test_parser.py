@@ -192,6 +192,9 @@ ERRORS = [
     ("1+/X", 2),
     ("`", 1),
     ("1,", 2),
+    ("0i_", 3),          # a radix with only separators: no digit (was a ValueError)
+    ("0t__=D", 4),
+    ("0x_,4/X", 3),
 ]
 
 

@@ -72,7 +72,7 @@ def number_value(text: str) -> tuple[int | None, int, str]:
     radix, digits, skip = 16, text, 0
     if len(text) >= 2 and text[0] == "0" and text[1].lower() in _RADIX:
         radix, digits, skip = _RADIX[text[1].lower()], text[2:], 2
-    if not digits:
+    if not digits.replace("_", ""):          # '0x', '0i_': a radix and no digit
         return None, len(text), f"missing digits after '{text}'"
     for i, ch in enumerate(digits):
         if ch == "_":
