@@ -15,7 +15,7 @@ from typing import Any
 from pmdb.commands import Context, dcmd
 from pmdb.errors import CommandError
 from pmdb.os.linux.stack_text import findstack_text, frame_name, kernel_frames, print_bts
-from pmdb.target import Thread
+from pmdb.threads import Thread
 from pmdb.unwind.frame import Frame
 
 _STATES = {"RU", "IN", "UN", "ST", "TR", "ZO", "DE", "PA", "WA", "NE", "WK", "ID"}

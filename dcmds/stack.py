@@ -15,7 +15,8 @@ from typing import Any
 
 from pmdb.commands import Context, dcmd
 from pmdb.errors import CommandError, FaultError, PmdbError
-from pmdb.target import Target, Thread
+from pmdb.target import Target
+from pmdb.threads import Thread
 from pmdb.unwind.frame import Frame
 
 _MDB_ARGLIM = 6   # mdb shows at most this many arguments per frame by default

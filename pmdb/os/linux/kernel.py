@@ -22,7 +22,7 @@ from pmdb.os.linux.kernel_memory import KernelMemory
 from pmdb.os.linux.panicmsg import log_texts
 from pmdb.os.linux.tasks import Task, TaskLayout, TaskReader, collect_tasks, group_leaders, thread_group
 from pmdb.symbols.kmodules import RegistryOffsets
-from pmdb.target import Mapping, Thread
+from pmdb.threads import Mapping, Thread
 from pmdb.types.registry import TypeRegistry
 from pmdb.unwind.frame import Frame
 from pmdb.unwind.kernel import KernelUnwinder, unwind_kernel_task

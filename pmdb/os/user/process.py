@@ -24,7 +24,7 @@ from pmdb.os.user.notes import (
     decode_siginfo,
     signal_name,
 )
-from pmdb.target import Mapping, Thread
+from pmdb.threads import Mapping, Thread
 from pmdb.unwind.frame import Frame
 
 
