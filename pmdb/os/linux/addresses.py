@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pmdb.dumps.vmcoreinfo import VmcoreInfo
 from pmdb.errors import CorruptionError, FaultError, PmdbError
 from pmdb.memory.x86_64 import Entry, KernelSpace
 from pmdb.os.linux.kmem_layout import KernelLayout
 from pmdb.os.linux.parts import kernel_parts
-from pmdb.os.linux.vmcoreinfo import VmcoreInfo
 from pmdb.symbols.kmodules import KernelModule
 from pmdb.symbols.table import SymbolTable
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pmdb.dumps.vmcoreinfo import VmcoreInfo
 from pmdb.errors import FormatError, SymbolError
 from pmdb.memory.space import AddressSpace
 from pmdb.memory.x86_64 import KernelSpace
 from pmdb.os.linux.kmem_layout import KernelLayout, attach_layout, kernel_space
-from pmdb.os.linux.vmcoreinfo import VmcoreInfo
 from pmdb.symbols.kallsyms import KallsymsTables, load_kallsyms
 from pmdb.symbols.kmodules import KernelModule, StructOffsets, read_modules
 from pmdb.symbols.table import SymbolTable

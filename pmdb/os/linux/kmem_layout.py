@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pmdb.dumps.vmcoreinfo import VmcoreInfo
 from pmdb.errors import FaultError, FormatError, SymbolError
 from pmdb.memory.space import AddressSpace
 from pmdb.memory.x86_64 import KERNEL_IMAGE_SIZE, START_KERNEL_MAP, KernelSpace
-from pmdb.os.linux.vmcoreinfo import VmcoreInfo
 
 # the regions' bases without CONFIG_RANDOMIZE_MEMORY (Documentation/x86/x86_64/mm.rst)
 DEFAULTS_4 = {"page_offset_base": 0xFFFF888000000000, "vmalloc_base": 0xFFFFC90000000000,

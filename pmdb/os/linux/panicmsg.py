@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from pmdb.dumps.vmcoreinfo import VmcoreInfo
 from pmdb.errors import PmdbError
 from pmdb.memory.space import AddressSpace
 from pmdb.os.linux.printk import read_log, text_lines
-from pmdb.os.linux.vmcoreinfo import VmcoreInfo
 
 # Searched pass by pass: the first line that matches in the earliest pass wins (crash's order).
 PANIC_PATTERNS: tuple[tuple[str, ...], ...] = (

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from pmdb.dumps.vmcoreinfo import VmcoreInfo
 from pmdb.memory.x86_64 import KernelSpace
 from pmdb.os.linux.kernel_memory import KernelMemory
-from pmdb.os.linux.vmcoreinfo import VmcoreInfo
 from pmdb.symbols.kmodules import KernelModule
 from pmdb.symbols.table import SymbolTable
 
