@@ -31,10 +31,10 @@ from pathlib import Path
 import pytest
 
 from pmdb.arch import by_name
+from pmdb.arch.prstatus import decode_prstatus
 from pmdb.dumps.detect import open_dump
 from pmdb.errors import CorruptionError, PmdbError
 from pmdb.memory.space import AddressSpace, Chunk
-from pmdb.os.user.notes import decode_prstatus
 from pmdb.symbols.kmodules import RegistryOffsets
 from pmdb.types.btf_kernel import vmlinux_btf
 from pmdb.types.registry import TypeRegistry

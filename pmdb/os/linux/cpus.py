@@ -14,14 +14,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pmdb.arch import Arch
+from pmdb.arch.prstatus import NT_PRSTATUS, decode_prstatus
 from pmdb.dumps.base import Note
 from pmdb.errors import FaultError, PmdbError, SymbolError
 from pmdb.memory.space import AddressSpace
 from pmdb.os.linux.kmem_layout import KernelLayout
-from pmdb.os.user.notes import decode_prstatus
 from pmdb.symbols.kmodules import StructOffsets
 
-NT_PRSTATUS = 1
 Lookup = Callable[[str], "int | None"]
 
 
