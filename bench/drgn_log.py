@@ -17,9 +17,9 @@ def main(path: str) -> int:
     import drgn
     from drgn.helpers.linux.kallsyms import load_vmlinux_kallsyms
 
+    from pmdb.dumps.vmcoreinfo import VmcoreInfo
     from pmdb.memory.space import AddressSpace, Chunk
-    from pmdb.os.linux.printk import crash_lines, read_log
-    from pmdb.os.linux.vmcoreinfo import VmcoreInfo
+    from pmdb.os.linux.printk.ring import crash_lines, read_log
 
     prog = drgn.Program(drgn.host_platform)   # QEMU's kdump has an empty utsname: drgn needs the arch
     prog.set_core_dump(path)

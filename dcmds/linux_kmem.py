@@ -3,7 +3,7 @@
 ::kmastat (per-cache statistics), ::kmem_verify (red zones, poison, freelists),
 ::kmalog (alloc/free transactions from slub_debug tracks), ::bufctl_audit
 (one object's audit), and crash's ``kmem -s``, ``kmem -S`` and ``kmem addr``.
-The model is pmdb.os.linux.slab; the slab part of ::whatis is
+The model is pmdb.os.linux.slab.slub; the slab part of ::whatis is
 pmdb.os.linux.slab.describe_slab_address.
 """
 
@@ -13,9 +13,16 @@ from typing import Any
 
 from pmdb.commands import Context, dcmd
 from pmdb.errors import CommandError, PmdbError
-from pmdb.os.linux.slab import KmemCache, SlubModel, find_listed_cache, slub_model
-from pmdb.os.linux.slab_audit import CacheStats, cache_stats, kernel_clock, transactions, verify_cache
-from pmdb.os.linux.slab_text import audit_object, code_text, stack_of
+from pmdb.os.linux.slab.audit import (
+    CacheStats,
+    cache_stats,
+    kernel_clock,
+    stack_of,
+    transactions,
+    verify_cache,
+)
+from pmdb.os.linux.slab.slub import KmemCache, SlubModel, find_listed_cache, slub_model
+from pmdb.os.linux.slab.text import audit_object, code_text
 
 
 def _model(ctx: Context) -> SlubModel:
@@ -194,7 +201,7 @@ def _crash_cache_line(st: CacheStats) -> str:
 
 
 def _slab_line(model: SlubModel, cache: KmemCache, page: int) -> str:
-    from pmdb.os.linux.slab_objects import slab_objects
+    from pmdb.os.linux.slab.objects import slab_objects
     try:
         slab = model.read_slab(page)
         objs = slab_objects(model, cache, slab)
@@ -208,7 +215,7 @@ def _slab_line(model: SlubModel, cache: KmemCache, page: int) -> str:
 def _object_lines(model: SlubModel, cache: KmemCache, page: int, only: int | None = None) -> list[str]:
     """crash's FREE / [ALLOCATED] list of one slab (object addresses, as crash's
     ``set redzone off`` prints them)."""
-    from pmdb.os.linux.slab_objects import slab_objects
+    from pmdb.os.linux.slab.objects import slab_objects
     slab = model.read_slab(page)
     objs = slab_objects(model, cache, slab)
     out = ["  FREE / [ALLOCATED]"]

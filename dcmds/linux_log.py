@@ -1,6 +1,6 @@
 """The kernel log: ``::msgbuf`` (mdb's spelling) and ``log`` (crash's format and options).
 
-Both read the printk ring through VMCOREINFO alone (pmdb.os.linux.printk),
+Both read the printk ring through VMCOREINFO alone (pmdb.os.linux.printk.ring),
 so they work even when the dump's BTF or task list is damaged.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pmdb.commands import Context, dcmd
 from pmdb.errors import CommandError
-from pmdb.os.linux.parts import kernel_parts
-from pmdb.os.linux.printk import LogRecord, crash_lines, read_log, text_lines, timestamp
+from pmdb.os.linux.mm.kernel_memory import kernel_parts
+from pmdb.os.linux.printk.ring import LogRecord, crash_lines, read_log, text_lines, timestamp
 
 
 def _records(ctx: Context) -> list[LogRecord]:

@@ -1,7 +1,8 @@
 """Kernel address dcmds: ``::vtop`` walks the page tables (crash's ``vtop``).
 
 ``::whatis`` on a kernel address is the generic ::whatis, which asks the OS
-model (pmdb.os.linux.addresses.describe_kernel_address).
+model (pmdb.os.linux.mm.addresses.describe_kernel_address); ::vtop asks the kernel
+memory (its CPU part walks the tables).
 """
 
 from __future__ import annotations
@@ -12,10 +13,8 @@ from pmdb.commands import Context, dcmd
 from pmdb.errors import CommandError, ParseError, PmdbError
 from pmdb.language.evaluate import evaluate
 from pmdb.language.parser import parse
-from pmdb.memory.x86_64 import KernelSpace
-from pmdb.os.linux.addresses import Translation, entry_flags, fast_path_phys, translate, with_root
-from pmdb.os.linux.parts import KernelParts, kernel_parts
-from pmdb.symbols.kmodules import RegistryOffsets
+from pmdb.os.linux.arch import Translation
+from pmdb.os.linux.mm.kernel_memory import KernelMemory, kernel_parts
 
 _SIZES = {1 << 12: "4 KB", 1 << 21: "2 MB", 1 << 30: "1 GB"}
 
@@ -34,26 +33,21 @@ def _value(ctx: Context, word: Any) -> int:
     raise CommandError(f"'{word}' is not an address")
 
 
-def _parts(ctx: Context) -> KernelParts:
+def _parts(ctx: Context) -> KernelMemory:
     parts = kernel_parts(ctx.target)
     if parts is None:
         raise CommandError("vtop needs a Linux kernel dump")
     return parts
 
 
-def _task_root(ctx: Context, parts: KernelParts, word: Any) -> int:
+def _task_root(ctx: Context, word: Any) -> int:
     """The physical top-level table of a task's mm (by task address or pid)."""
     ident = _value(ctx, word)
     thread = ctx.target.thread_by_id(ident)
     task = thread.address if thread.address is not None else ident
-    offsets = RegistryOffsets(ctx.target.types)
     try:
-        mm = parts.space.ptr(task + offsets.offsetof("task_struct", "mm"))
-        if mm == 0:
-            mm = parts.space.ptr(task + offsets.offsetof("task_struct", "active_mm"))
-        pgd = parts.space.ptr(mm + offsets.offsetof("mm_struct", "pgd"))
-        return parts.space.vtop(pgd)[0]
-    except PmdbError as err:
+        return int(ctx.target.os.page_table_of(task))  # type: ignore[attr-defined]
+    except (PmdbError, AttributeError) as err:
         raise CommandError(f"cannot find the page tables of task {task:#x}: {err}") from None
 
 
@@ -70,18 +64,18 @@ def vtop(ctx: Context, *words: Any, root: Any = None, task: Any = None) -> None:
     addrs = [ctx.addr] if ctx.addr is not None else [_value(ctx, w) for w in words]
     if not addrs:
         raise CommandError("vtop needs an address (addr::vtop or ::vtop addr)")
-    space = parts.space
+    table = None
     if root is not None:
-        space = with_root(space, _value(ctx, root))
+        table = _value(ctx, root)
     elif task is not None:
-        space = with_root(space, _task_root(ctx, parts, task))
+        table = _task_root(ctx, task)
     for n, addr in enumerate(addrs):
         if n:
             ctx.out.line("")
-        _show(ctx, space, parts, translate(space, addr))
+        _show(ctx, parts, parts.vtop(addr, table))
 
 
-def _show(ctx: Context, space: KernelSpace, parts: KernelParts, t: Translation) -> None:
+def _show(ctx: Context, parts: KernelMemory, t: Translation) -> None:
     if ctx.out.json_mode:
         ctx.out.record(virtual=t.vaddr, physical=t.phys, page_size=t.page_size, error=t.error or None,
                        entries=[{"level": e.level, "address": e.address, "value": e.value} for e in t.entries])
@@ -89,24 +83,17 @@ def _show(ctx: Context, space: KernelSpace, parts: KernelParts, t: Translation) 
     ctx.out.line(f"{'VIRTUAL':<17} PHYSICAL")
     ctx.out.line(f"{t.vaddr:<17x} " + (f"{t.phys:x}" if t.phys is not None else "(not mapped)"))
     ctx.out.line("")
-    ctx.out.line(f"{space.levels[0].name} DIRECTORY: {t.root:x} (physical)")
+    ctx.out.line(f"{t.root_level} DIRECTORY: {t.root:x} (physical)")
     for e in t.entries:
-        ctx.out.line(f"  {e.level:>4}: {e.address:x} => {e.value:x}  ({entry_flags(e.value, e.level)})")
+        ctx.out.line(f"  {e.level:>4}: {e.address:x} => {e.value:x}  ({e.flags})")
     if t.phys is None:
         ctx.out.line(f"  {t.error}")
         return
     ctx.out.line(f"  PAGE: {t.phys & ~(t.page_size - 1):x}  ({_SIZES.get(t.page_size, hex(t.page_size))})")
-    layout = parts.space.layout
-    if layout is not None:
-        pfn = t.phys >> 12
-        page = layout.vmemmap_base + pfn * parts.info.sizes.get("page", 64)
-        ctx.out.line(f"  struct page for pfn {pfn:x}: {page:x}")
-    fast = fast_path_phys(parts.space, t.vaddr)
-    if fast is not None and fast != t.phys:
-        ctx.out.line(f"  note: the {_rule(parts.space, t.vaddr)} rule gives {fast:x}, not the walk's address")
+    pfn = t.phys >> 12
+    ctx.out.line(f"  struct page for pfn {pfn:x}: {parts.page_struct(pfn):x}")
+    fast = parts.fast_path(t.vaddr)
+    if fast is not None and fast[1] != t.phys:
+        ctx.out.line(f"  note: the {fast[0]} rule gives {fast[1]:x}, not the walk's address")
     if ctx.piped:
         ctx.emit(t.phys)
-
-
-def _rule(space: KernelSpace, addr: int) -> str:
-    return "kernel-image" if space.image_phys(addr) is not None else "direct-map"

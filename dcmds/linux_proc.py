@@ -13,7 +13,7 @@ from typing import Any
 
 from pmdb.commands import Context, dcmd
 from pmdb.errors import CommandError
-from pmdb.os.linux.tasks import Task
+from pmdb.os.linux.tasks.tasks import Task
 
 PS_HEADER = "      PID    PPID  CPU       TASK        ST  %MEM      VSZ      RSS  COMM"
 

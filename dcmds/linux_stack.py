@@ -1,7 +1,7 @@
 """Kernel stack dcmds over many tasks: crash's ``foreach bt``, mdb's ::threadlist and ::stacks.
 
 Each task's stack comes from the target's Linux model (``target.stack(thread)``,
-the ORC unwinder); the text is pmdb.os.linux.stack_text's. A task whose stack
+the ORC unwinder); the text is linux_stack_text's. A task whose stack
 cannot be followed to its end shows what was found and one line saying why;
 the next task goes on. Piped, these dcmds hand on task_struct addresses.
 """
@@ -9,14 +9,16 @@ the next task goes on. Piped, these dcmds hand on task_struct addresses.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pmdb.commands import Context, dcmd
 from pmdb.errors import CommandError
-from pmdb.os.linux.stack_text import findstack_text, frame_name, kernel_frames, print_bts
-from pmdb.target import Thread
+from pmdb.threads import Thread
 from pmdb.unwind.frame import Frame
+
+from .linux_stack_text import bt_records, bt_tasks, findstack_text, frame_name, kernel_frames, task_numbers
 
 _STATES = {"RU", "IN", "UN", "ST", "TR", "ZO", "DE", "PA", "WA", "NE", "WK", "ID"}
 # the frames a kernel thread starts in, below the function it runs (mdb shows that function)
@@ -80,6 +82,51 @@ def _selects(task: Any, word: str) -> bool:
     except ValueError:
         pass
     return fnmatch.fnmatchcase(task.comm, word)
+
+
+# -- crash's bt over a kernel target ----------------------------------------------------
+
+def bt_command(ctx: Context, args: Sequence[str], *, active: bool, full: bool) -> None:
+    """``bt [-a] [-f] [pid | task ...]`` (dcmds/stack.py's bt on a kernel target)."""
+    target = ctx.target
+    kernel: Any = target.os
+    picks: list[int] = []
+    if active:
+        picks = [c.curr for c in kernel.cpus() if c.curr]
+    elif args:
+        for text in args:
+            try:
+                picks += task_numbers(kernel, text)
+            except CommandError as err:
+                ctx.out.error(f"bt: {err}")
+    elif ctx.addr is not None:
+        picks = [kernel.find_task(ctx.addr).address]
+    else:
+        cur = target.current_thread
+        if cur is None or cur.address is None:
+            raise CommandError("bt: no current task")
+        picks = [cur.address]
+    print_bts(ctx, picks, full=full)
+
+
+def print_bts(ctx: Context, tasks: Sequence[int], *, full: bool = False) -> None:
+    """crash's bt of each task, a blank line between tasks; piped, the tasks go on."""
+    if ctx.piped:
+        for t in tasks:
+            ctx.emit(t, ctx.target.types.find("struct task_struct"))
+        return
+    if ctx.out.json_mode:
+        for record in bt_records(ctx.target, tasks):
+            ctx.out.record(**record)
+        return
+    for n, (_, lines) in enumerate(bt_tasks(ctx.target, tasks, full=full)):
+        if n:
+            ctx.out.line("")
+        for text in lines:
+            if text.startswith("bt: "):
+                ctx.out.error(text)
+            else:
+                ctx.out.line(text)
 
 
 # -- ::threadlist ---------------------------------------------------------------------------

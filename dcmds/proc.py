@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pmdb.arch import Arch
 from pmdb.commands import Context, dcmd
 from pmdb.output import Hex, Symbol
-from pmdb.target import Thread
+from pmdb.threads import Thread
 
 
 @dcmd("status", addr="none", synopsis="print a summary of the target",

@@ -5,8 +5,8 @@ commands serve user cores and kernel tasks. mdb's formats: a frame line is
 ``sym+off(args)``; $C and ::findstack put the frame's address in front of it,
 zero-padded to the pointer width as mdb does. On a kernel a module's frame
 ends in `` [module]`` and the address is the stack slot the frame's return
-address was read from (pmdb.os.linux.stack_text.frame_address). ``bt`` prints
-crash's layout on a kernel (pmdb.os.linux.stack_text) and $c's on a user core.
+address was read from (linux_stack_text.frame_address). ``bt`` prints
+crash's layout on a kernel (linux_stack_text.py) and $c's on a user core.
 """
 
 from __future__ import annotations
@@ -15,8 +15,14 @@ from typing import Any
 
 from pmdb.commands import Context, dcmd
 from pmdb.errors import CommandError, FaultError, PmdbError
-from pmdb.target import Target, Thread
+from pmdb.os.linux.stacks.frames import unwind_kernel_task
+from pmdb.target import Target
+from pmdb.threads import Thread
 from pmdb.unwind.frame import Frame
+
+from .linux_stack import bt_command
+from .linux_stack_text import findstack_text, frame_call, kernel_frames
+from .linux_stack_text import frame_address as kernel_frame_address
 
 _MDB_ARGLIM = 6   # mdb shows at most this many arguments per frame by default
 
@@ -84,8 +90,6 @@ def bt(ctx: Context, *args: Any, active: bool = False, full: bool = False) -> No
     a kdump. On a user core, bt is $c (-a: every thread)."""
     target = ctx.target
     if target.kind == "vmcore":
-        from pmdb.os.linux.stack_text import bt_command
-
         bt_command(ctx, [str(a) for a in args], active=active, full=full)
         return
     threads = list(target.threads()) if active else [_thread(ctx)]
@@ -96,10 +100,8 @@ def bt(ctx: Context, *args: Any, active: bool = False, full: bool = False) -> No
 
 
 def findstack_lines(target: Target, thread: Thread, frames: list[Frame], verbose: bool) -> list[str]:
-    """mdb's ::findstack text; a kernel task's comes from pmdb.os.linux.stack_text."""
+    """mdb's ::findstack text; a kernel task's comes from linux_stack_text.py."""
     if target.kind == "vmcore" and thread.address is not None:
-        from pmdb.os.linux.stack_text import findstack_text
-
         return findstack_text(target.symbols.resolve, thread.address, frames, verbose=verbose)
     width = target.arch.ptr_size * 2
     nargs = _MDB_ARGLIM if verbose else 0
@@ -153,16 +155,12 @@ def _stack(ctx: Context) -> tuple[Thread, list[Frame]]:
     target = ctx.target
     thread = _thread(ctx)
     if thread.id == -1 and thread.address is not None:
-        from pmdb.unwind.kernel import unwind_kernel_task
-
         return thread, unwind_kernel_task(target.os, thread.address, None)  # type: ignore[arg-type]
     return thread, target.stack(thread)
 
 
 def _shown(target: Target, frames: list[Frame]) -> list[Frame]:
     if target.kind == "vmcore":
-        from pmdb.os.linux.stack_text import kernel_frames
-
         return kernel_frames(frames)
     return frames
 
@@ -187,17 +185,13 @@ def _print_frames(ctx: Context, thread: Thread, frames: list[Frame], *, with_fp:
 def _call(target: Target, frame: Frame, nargs: int) -> str:
     args = ", ".join(f"{a:x}" for a in _args(target, frame, nargs))
     if target.kind == "vmcore":
-        from pmdb.os.linux.stack_text import frame_call
-
         return frame_call(target.symbols.resolve, frame, args)
     return f"{target.describe(frame.pc)}({args})"
 
 
 def _address(target: Target, frame: Frame) -> int:
     if target.kind == "vmcore":
-        from pmdb.os.linux.stack_text import frame_address as kernel_address
-
-        return kernel_address(frame)
+        return kernel_frame_address(frame)
     return frame_address(target, frame)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from pmdb.commands import Context, dcmd
 from pmdb.errors import SymbolError
 from pmdb.symbols.table import Symbol
-from pmdb.target import Mapping
+from pmdb.threads import Mapping
 
 _TYPES = {"func": "FUNC", "object": "OBJT", "other": "NOTY"}
 _BINDS = {"global": "GLOB", "local": "LOCL", "weak": "WEAK"}

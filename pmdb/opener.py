@@ -67,9 +67,9 @@ def _open_vmcore(dump: Dump, path: str, cache: Cache) -> Target:
     """A Linux kernel dump with nothing but the dump: VMCOREINFO -> page tables -> kallsyms
     -> BTF (vmlinux, then modules) -> module symbols -> the kernel's OS model."""
     from pmdb.os.linux.kernel import LinuxKernel
-    from pmdb.os.linux.kernel_memory import load_kernel_memory
+    from pmdb.os.linux.mm.kernel_memory import load_kernel_memory
 
-    km = load_kernel_memory(dump.space(), getattr(dump, "vmcoreinfo", ""))
+    km = load_kernel_memory(dump.space(), getattr(dump, "vmcoreinfo", ""), dump.arch)
     types = TypeRegistry(dump.arch.ptr_size)
     warnings: list[str] = []
     _kernel_types(km, types, warnings, cache)

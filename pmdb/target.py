@@ -8,42 +8,15 @@ from a file; EmulatedTarget (pmdb.emulate) wraps an emulator's CPU.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from pmdb.arch import Arch
 from pmdb.errors import CommandError
 from pmdb.memory.space import AddressSpace
 from pmdb.symbols.table import SymbolTable
+from pmdb.threads import Mapping, Thread
 from pmdb.types.registry import TypeRegistry
 from pmdb.unwind.frame import Frame
-
-
-@dataclass
-class Thread:
-    """One thread of execution: a user thread, a kernel task, a CPU."""
-
-    id: int                       # tid / pid / cpu: what the user types to pick it
-    registers: dict[str, int]
-    name: str = ""
-    index: int = 0                # 1-based position, as gdb numbers threads
-    address: int | None = None    # e.g. the task_struct, for kernel threads
-    signal: int | None = None
-    extra: dict[str, object] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Mapping:
-    start: int
-    end: int
-    perms: str                    # "r-x", "rw-" ...
-    offset: int = 0
-    path: str = ""
-    in_dump: bool = True          # False when the dump left the bytes out
-
-    @property
-    def size(self) -> int:
-        return self.end - self.start
 
 
 class OSModel(Protocol):

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from pmdb.dumps.detect import open_dump
+from pmdb.dumps.vmcoreinfo import VmcoreInfo
 from pmdb.memory.space import AddressSpace
 from pmdb.memory.x86_64 import KernelSpace
-from pmdb.os.linux.kernel_memory import KernelMemory, load_kernel_memory
-from pmdb.os.linux.kmem_layout import KernelLayout
-from pmdb.os.linux.vmcoreinfo import VmcoreInfo
+from pmdb.os.linux.arch.x86_64.layout import KernelLayout
+from pmdb.os.linux.mm.kernel_memory import KernelMemory, load_kernel_memory
 from pmdb.symbols.table import Symbol
 from tests.conftest import FIXTURES, need_fixture
 

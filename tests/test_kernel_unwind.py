@@ -31,16 +31,17 @@ from pathlib import Path
 import pytest
 
 from pmdb.arch import by_name
+from pmdb.arch.prstatus import decode_prstatus
 from pmdb.dumps.detect import open_dump
 from pmdb.errors import CorruptionError, PmdbError
 from pmdb.memory.space import AddressSpace, Chunk
-from pmdb.os.user.notes import decode_prstatus
+from pmdb.os.linux.arch.x86_64.orc import OrcFinder
+from pmdb.os.linux.arch.x86_64.unwind import KernelUnwinder
+from pmdb.os.linux.stacks.frames import crash_numbered, lookup_address, unwind_kernel_task
 from pmdb.symbols.kmodules import RegistryOffsets
 from pmdb.types.btf_kernel import vmlinux_btf
 from pmdb.types.registry import TypeRegistry
 from pmdb.unwind.frame import Frame
-from pmdb.unwind.kernel import KernelUnwinder, crash_numbered, lookup_address, unwind_kernel_task
-from pmdb.unwind.orc import OrcFinder
 from tests.conftest import FIXTURES, need_fixture
 from tests.linux_vmcore import KASLR, NOKASLR, Kernel, crash_sections, open_kernel
 

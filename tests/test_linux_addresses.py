@@ -20,8 +20,9 @@ import pytest
 from pmdb.config import Config
 from pmdb.memory.x86_64 import START_KERNEL_MAP
 from pmdb.opener import open_target
-from pmdb.os.linux.addresses import describe_kernel_address, translate, with_root
-from pmdb.os.linux.parts import kernel_parts
+from pmdb.os.linux.arch.x86_64.paging import translate, with_root
+from pmdb.os.linux.mm.addresses import describe_kernel_address
+from pmdb.os.linux.mm.kernel_memory import kernel_parts
 from pmdb.session import Session
 from pmdb.symbols.kmodules import RegistryOffsets
 from pmdb.target import Target

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from pmdb.dumps.detect import open_dump
+from pmdb.dumps.vmcoreinfo import VmcoreInfo
 from pmdb.errors import FaultError, FormatError, SymbolError
 from pmdb.memory.space import Segment, SegmentedSpace
-from pmdb.os.linux.kernel_memory import load_kernel_memory
-from pmdb.os.linux.printk import LogRecord, crash_lines, read_log, text_lines
-from pmdb.os.linux.vmcoreinfo import VmcoreInfo
+from pmdb.os.linux.mm.kernel_memory import load_kernel_memory
+from pmdb.os.linux.printk.ring import LogRecord, crash_lines, read_log, text_lines
 from tests.conftest import FIXTURES, need_fixture
 from tests.linux_vmcore import KASLR, NOKASLR, crash_section, every_dump
 

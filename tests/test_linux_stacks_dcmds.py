@@ -22,9 +22,9 @@ import pytest
 
 from pmdb.config import Config
 from pmdb.opener import open_target
+from pmdb.os.linux.arch.x86_64.orc import OrcFinder
+from pmdb.os.linux.arch.x86_64.unwind import KernelUnwinder
 from pmdb.target import Target
-from pmdb.unwind.kernel import KernelUnwinder
-from pmdb.unwind.orc import OrcFinder
 from tests.conftest import need_fixture
 from tests.linux_session import DUMP_IDS, DUMPS, crash_ps, run, target_for
 from tests.linux_vmcore import KASLR, README, crash_section

@@ -74,7 +74,7 @@ def test_status_json_has_every_field() -> None:
 
 def test_panic_message_precedence() -> None:
     """crash's order: a fault line, then SysRq, then 'Kernel panic', then Oops/BUG lines."""
-    from pmdb.os.linux.panicmsg import panic_message
+    from pmdb.os.linux.printk.panicmsg import panic_message
 
     oops = ["BUG: kernel NULL pointer dereference", "Oops: 0000 [#1] PREEMPT SMP NOPTI"]
     panic = "Kernel panic - not syncing: Fatal exception"

@@ -229,7 +229,8 @@ def test_kernel_dcmds_refuse_user_cores(user_cores: Path) -> None:
 def test_qemu_cpu_notes_agree_with_prstatus() -> None:
     """QEMU writes each CPU twice (NT_PRSTATUS and its own QEMUCPUState): the fallback
     reader of the second gives the registers the first does."""
-    from pmdb.os.linux.cpus import _note_registers, qemu_registers
+    from pmdb.os.linux.arch import prstatus_registers as _note_registers
+    from pmdb.os.linux.arch.x86_64.notes import qemu_registers
 
     folder, name = DUMPS[0]
     target = target_for(folder, name)

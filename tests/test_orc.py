@@ -16,8 +16,8 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import SymbolTableSection
 
-from pmdb.unwind import orc
-from pmdb.unwind.orc import OrcEntry, decode_entry, orc_version
+from pmdb.os.linux.arch.x86_64 import orc
+from pmdb.os.linux.arch.x86_64.orc import OrcEntry, decode_entry, orc_version
 from tests.conftest import need_fixture
 from tests.linux_vmcore import KASLR, system_map
 from tests.test_kernel_unwind import World, kaslr_world

@@ -63,3 +63,12 @@ def test_runtime_dependencies_install_from_wheels_only(tmp_path: Path) -> None:
              "output_size_hint=4096) == page\n")
     check = subprocess.run([str(python), "-c", probe], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
+
+
+def test_every_package_is_listed_for_installation() -> None:
+    """pyproject.toml lists packages explicitly: a package left out is missing from an
+    installed (non-editable) pmdb."""
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        listed = set(tomllib.load(f)["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "pmdb").rglob("__init__.py")}
+    assert on_disk - listed == set()

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from pmdb.os.linux.slab import describe_slab_address, slub_model
-from pmdb.os.linux.slab_audit import cache_slabs
+from pmdb.os.linux.slab.audit import cache_slabs
+from pmdb.os.linux.slab.slub import slub_model
+from pmdb.os.linux.slab.text import describe_slab_address
 from tests.linux_session import SLUB, crash_ps, run, target_for
 from tests.linux_vmcore import KASLR, NOKASLR, crash_section, crash_sections
 

@@ -18,8 +18,8 @@ import pytest
 from pmdb.config import Config
 from pmdb.memory.space import AddressSpace, Chunk
 from pmdb.opener import open_target
-from pmdb.os.linux.slab import SlubModel, slub_model
-from pmdb.os.linux.slab_objects import encode_free_pointer
+from pmdb.os.linux.slab.objects import encode_free_pointer
+from pmdb.os.linux.slab.slub import SlubModel, slub_model
 from pmdb.target import Target
 from tests.conftest import need_fixture
 from tests.linux_session import SLUB, run, target_for
@@ -98,7 +98,7 @@ def test_audit_shows_the_stacks_the_kernel_printed(command: str) -> None:
     t = target_for(SLUB, DUMP)
     addr = rep["object"] + 0x20                                 # type: ignore[operator]
     if command == "::whatis_slab":
-        from pmdb.os.linux.slab import describe_slab_address
+        from pmdb.os.linux.slab.text import describe_slab_address
         lines = describe_slab_address(t, addr) or []
         assert lines[0].startswith(f"{addr:x} is {rep['object']:x}+0x20, an allocated kmalloc-128 object")
     else:
@@ -130,7 +130,7 @@ def test_slab_counters_and_free_pointer_as_the_kernel_reported() -> None:
     assert (slab.page, slab.objects, slab.inuse, slab.freelist) == tuple(int(g, 16) if i in (0, 3) else int(g)
                                                                          for i, g in enumerate(m.groups()))
     assert rep["object"] - slab.base == rep["obj_offset"]       # type: ignore[operator]
-    from pmdb.os.linux.slab_objects import decode_free_pointer
+    from pmdb.os.linux.slab.objects import decode_free_pointer
     where = rep["object"] + cache.offset                         # type: ignore[operator]
     assert decode_free_pointer(cache, model.space.u64(where), where) == rep["fp"]
 
@@ -189,7 +189,7 @@ def _patched(patch: dict[int, bytes] | None = None, builder=None) -> Target:  # 
 
 
 def _info(t: Target):  # type: ignore[no-untyped-def]
-    from pmdb.os.linux.parts import kernel_parts
+    from pmdb.os.linux.mm.kernel_memory import kernel_parts
     parts = kernel_parts(t)
     assert parts is not None
     return parts.info

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from pmdb.dumps.detect import open_dump
+from pmdb.dumps.vmcoreinfo import VmcoreInfo
 from pmdb.errors import FormatError, SymbolError
-from pmdb.os.linux.vmcoreinfo import VmcoreInfo
 from tests.conftest import need_fixture
 from tests.linux_vmcore import KASLR, NOKASLR, every_dump
 

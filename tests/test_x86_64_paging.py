@@ -200,7 +200,7 @@ def test_direct_map_agrees_with_page_tables(kernel: Kernel) -> None:
 
 
 def test_direct_map_base_from_mem_section_agrees(kernel: Kernel) -> None:
-    from pmdb.os.linux.kmem_layout import _direct_map_from_vmcoreinfo
+    from pmdb.os.linux.arch.x86_64.layout import _direct_map_from_vmcoreinfo
     assert _direct_map_from_vmcoreinfo(kernel.space, kernel.info) == kernel.layout.page_offset_base
 
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 from pmdb.commands import Context, walker
 from pmdb.errors import CommandError, PmdbError
-from pmdb.os.linux.slab import KmemCache, SlubModel, find_listed_cache, slub_model
-from pmdb.os.linux.slab_audit import cache_slabs
+from pmdb.os.linux.slab.audit import cache_slabs
+from pmdb.os.linux.slab.slub import KmemCache, SlubModel, find_listed_cache, slub_model
 
 
 def _model(ctx: Context) -> SlubModel:

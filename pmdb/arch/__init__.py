@@ -1,4 +1,5 @@
-"""CPU descriptions: registers, pointer size and byte order, ABI, capstone/unicorn modes.
+"""CPU descriptions: registers, NT_PRSTATUS layout, pointer size and byte order, ABI,
+capstone/unicorn modes.
 
 One module per CPU defines one ``Arch``; ``by_name`` and ``by_elf_machine``
 find it. Nothing here reads memory.
@@ -27,6 +28,7 @@ class Arch:
     return_address_column: int            # DWARF CFI column holding the return address
     capstone: tuple[str, str]             # (CS_ARCH_*, CS_MODE_* [| ...]) attribute names
     unicorn: tuple[str, str] | None       # (UC_ARCH_*, UC_MODE_*) or None
+    prstatus_regs: tuple[str, ...] = ()   # NT_PRSTATUS pr_reg order (the kernel's elf_gregset_t)
     page_size: int = 4096
     stack_bias: int = 0                   # SPARC V9 %sp is biased by 2047
     aliases: dict[str, str] = field(default_factory=dict)

@@ -11,5 +11,6 @@ AARCH64 = register(Arch(
     return_address_column=30,
     capstone=("CS_ARCH_ARM64", "CS_MODE_ARM"),
     unicorn=("UC_ARCH_ARM64", "UC_MODE_ARM"),
+    prstatus_regs=tuple(f"x{i}" for i in range(31)) + ("sp", "pc", "pstate"),
     aliases={"fp": "x29", "lr": "x30"},
 ))

@@ -11,5 +11,7 @@ I386 = register(Arch(
     return_address_column=8,
     capstone=("CS_ARCH_X86", "CS_MODE_32"),
     unicorn=("UC_ARCH_X86", "UC_MODE_32"),
+    prstatus_regs=("ebx", "ecx", "edx", "esi", "edi", "ebp", "eax", "ds", "es", "fs", "gs", "orig_eax",
+                   "eip", "cs", "eflags", "esp", "ss"),
     aliases={"pc": "eip", "sp": "esp", "fp": "ebp"},
 ))

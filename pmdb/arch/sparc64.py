@@ -13,6 +13,7 @@ SPARC64 = register(Arch(
     return_address_column=15,  # %o7; the return is to %o7+8
     capstone=("CS_ARCH_SPARC", "CS_MODE_BIG_ENDIAN|CS_MODE_V9"),
     unicorn=None,
+    prstatus_regs=_WINDOW + ("tstate", "pc", "npc", "y"),
     page_size=8192, stack_bias=2047,
     aliases={"sp": "o6", "fp": "i6", "tpc": "pc", "tnpc": "npc"},
 ))

@@ -16,5 +16,8 @@ X86_64 = register(Arch(
     return_address_column=16,
     capstone=("CS_ARCH_X86", "CS_MODE_64"),
     unicorn=("UC_ARCH_X86", "UC_MODE_64"),
+    prstatus_regs=("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx",
+                   "rdx", "rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base",
+                   "gs_base", "ds", "es", "fs", "gs"),
     aliases={"pc": "rip", "sp": "rsp", "fp": "rbp", "rflags": "eflags"},
 ))

@@ -40,7 +40,8 @@ from pmdb.emulate.pager import DemandPager
 from pmdb.emulate.unicorn_x86 import UnicornX86
 from pmdb.errors import CommandError, FaultError, PmdbError
 from pmdb.memory.space import AddressSpace, Chunk
-from pmdb.target import Target, Thread
+from pmdb.target import Target
+from pmdb.threads import Thread
 
 # stac/clac (SMAP) appear in user-access code of kernels patched on hosts with SMAP
 CPU_MODEL = X.UC_CPU_X86_BROADWELL

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pmdb.emulate.call import Emulation
-from pmdb.target import Mapping, Target, Thread
+from pmdb.target import Target
+from pmdb.threads import Mapping, Thread
 from pmdb.unwind.frame import Frame
 
 

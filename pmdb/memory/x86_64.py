@@ -83,7 +83,6 @@ class KernelSpace(AddressSpace):
         self._entry_mask = _PHYS_MASK & ~sme_mask  # SME's C-bit is not part of the address
         self.direct_base: int | None = None
         self.direct_size = 0
-        self.layout: Any = None  # set by the OS layer (pmdb.os.linux.kmem_layout)
         # one cache per page size, keyed by vaddr >> shift, holding the page frame
         self._cache: dict[int, dict[int, int]] = {12: {}, 21: {}, 30: {}}
 

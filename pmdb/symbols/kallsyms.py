@@ -20,9 +20,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from pmdb.dumps.vmcoreinfo import VmcoreInfo
 from pmdb.errors import FaultError, FormatError, SymbolError
 from pmdb.memory.space import AddressSpace
-from pmdb.os.linux.vmcoreinfo import VmcoreInfo
 from pmdb.symbols.table import Symbol
 
 _MAX_SYMS = 4_000_000

@@ -23,7 +23,7 @@ from pmdb.memory.space import AddressSpace
 from pmdb.symbols.elf import read_symbols
 from pmdb.symbols.finder import build_id_in_memory, build_id_of_file, find_file
 from pmdb.symbols.table import Symbol, SymbolTable
-from pmdb.target import Mapping
+from pmdb.threads import Mapping
 
 if TYPE_CHECKING:
     from pmdb.types.model import TypeSource

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from elftools.common.exceptions import DWARFError, ELFError
 from elftools.dwarf.die import DIE
@@ -19,8 +19,17 @@ from elftools.dwarf.die import DIE
 from pmdb.errors import FormatError
 from pmdb.types.model import VOID, Member, Type
 
-if TYPE_CHECKING:
-    from pmdb.symbols.objfile import ObjectFile
+
+class ObjectFile(Protocol):
+    """What DWARF types need of an object file (pmdb.symbols.objfile.ObjectFile has it);
+    a protocol, because symbols sit above types and load them."""
+
+    name: str
+    is_main: bool
+
+    @property
+    def elf(self) -> Any: ...
+
 
 _FOREIGN = (ELFError, DWARFError, OSError, ValueError, KeyError, IndexError, struct.error, AssertionError)
 

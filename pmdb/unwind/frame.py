@@ -14,7 +14,7 @@ class Frame:
     regs: dict[str, int] = field(default_factory=dict)  # registers known in this frame
     method: str = "regs"      # regs (from the thread's context), cfi, fp, orc, scan, exception
     note: str = ""            # why unwinding stopped after this frame, or an exception marker
-    # kernel stacks (pmdb.unwind.kernel); defaults keep every other unwinder's frames unchanged
+    # kernel stacks (pmdb.os.linux.arch.x86_64.unwind); defaults keep every other unwinder's frames unchanged
     slot: int | None = None   # where pc was read from the stack (crash's [addr] column)
     exception: dict[str, int] | None = None   # the pt_regs / iret frame this frame came from
     stack_name: str = ""      # the stack this frame is on: "task", "IRQ", "NMI", "#DB", "user" ...

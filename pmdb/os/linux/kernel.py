@@ -15,17 +15,17 @@ from typing import Any
 from pmdb.arch import Arch
 from pmdb.dumps.base import Dump
 from pmdb.errors import CommandError, PmdbError, SymbolError
-from pmdb.memory.x86_64 import KernelSpace
+from pmdb.memory.space import AddressSpace
 from pmdb.os.linux import sysinfo
-from pmdb.os.linux.cpus import Cpu, read_cpus
-from pmdb.os.linux.kernel_memory import KernelMemory
-from pmdb.os.linux.panicmsg import log_texts
-from pmdb.os.linux.tasks import Task, TaskLayout, TaskReader, collect_tasks, group_leaders, thread_group
+from pmdb.os.linux.mm.kernel_memory import KernelMemory
+from pmdb.os.linux.printk.panicmsg import log_texts
+from pmdb.os.linux.stacks.frames import Unwinder, unwind_kernel_task
+from pmdb.os.linux.tasks.cpus import Cpu, read_cpus
+from pmdb.os.linux.tasks.tasks import Task, TaskLayout, TaskReader, collect_tasks, group_leaders, thread_group
 from pmdb.symbols.kmodules import RegistryOffsets
-from pmdb.target import Mapping, Thread
+from pmdb.threads import Mapping, Thread
 from pmdb.types.registry import TypeRegistry
 from pmdb.unwind.frame import Frame
-from pmdb.unwind.kernel import KernelUnwinder, unwind_kernel_task
 
 NO_UNWINDER = "not a task: its kernel stack is unknown"
 
@@ -51,7 +51,7 @@ class LinuxKernel:
         self._threads: list[Thread] | None = None
         self._cpus: list[Cpu] | None = None
         self._log: list[str] | None = None
-        self._unwinder: KernelUnwinder | None = None
+        self._unwinder: Unwinder | None = None
 
     # -- lookups -----------------------------------------------------------------------
 
@@ -138,16 +138,23 @@ class LinuxKernel:
         """The page count %MEM is relative to (crash: present pages of every node)."""
         return sysinfo.present_pages(self.vars())
 
-    def user_space(self, task: Task) -> KernelSpace | None:
+    def user_space(self, task: Task) -> AddressSpace | None:
         """The task's user address space, through its mm's page tables (None for kernel threads)."""
         if not task.mm:
             return None
         pgd = self.mem.ptr(task.mm + self.offsets.offsetof("mm_struct", "pgd"))
-        phys = self.mem.direct_phys(pgd)
-        if phys is None:
-            phys, _ = self.mem.translate(pgd)
-        return KernelSpace(self.mem.phys, phys, self.mem.phys_base, len(self.mem.levels) == 5,
-                           image_size=self.mem.image_size)
+        return self.km.arch.with_root(self.mem, self._phys(pgd))
+
+    def page_table_of(self, task: int) -> int:
+        """The physical address of the top-level page table a task runs on: its mm's, or for a
+        kernel thread the mm it borrowed (``active_mm``)."""
+        mm = self.mem.ptr(task + self.offsets.offsetof("task_struct", "mm"))
+        if mm == 0:
+            mm = self.mem.ptr(task + self.offsets.offsetof("task_struct", "active_mm"))
+        return self._phys(self.mem.ptr(mm + self.offsets.offsetof("mm_struct", "pgd")))
+
+    def _phys(self, addr: int) -> int:
+        return self.mem.mapping(addr, 1)[0].offset
 
     def arguments(self, task: Task, limit: int = 4096) -> str | None:
         """The task's command line from its own memory (mm->arg_start..arg_end), or None when
@@ -198,12 +205,12 @@ class LinuxKernel:
                       extra={"cpu": task.cpu, "state": task.state, "ppid": task.ppid})
 
     @property
-    def unwinder(self) -> KernelUnwinder:
-        """The ORC unwinder (pmdb.unwind.kernel), built on first use."""
+    def unwinder(self) -> Unwinder:
+        """The CPU's kernel unwinder (x86-64: ORC), built on first use."""
         if self._unwinder is None:
-            self._unwinder = KernelUnwinder.build(self.mem, self.lookup, self.km.layout, self.offsets,
-                                                  self.km.modules, self.km.info.osrelease,
-                                                  self.km.symbols.describe)
+            self._unwinder = self.km.arch.unwinder(self.mem, self.lookup, self.km.layout, self.offsets,
+                                                   self.km.modules, self.km.info.osrelease,
+                                                   self.km.symbols.describe)
         return self._unwinder
 
     def stack(self, thread: Thread) -> list[Frame]:
@@ -234,8 +241,8 @@ class LinuxKernel:
     def describe_address(self, target: Any, addr: int) -> list[str] | None:
         """::whatis of a kernel address: the slab object holding it (when one does), then
         the region it lies in (symbol, module, task stack, direct map, vmalloc, per-CPU)."""
-        from pmdb.os.linux.addresses import describe_kernel_address
-        from pmdb.os.linux.slab import describe_slab_address
+        from pmdb.os.linux.mm.addresses import describe_kernel_address
+        from pmdb.os.linux.slab.text import describe_slab_address
 
         lines = (describe_slab_address(target, addr) or []) + (describe_kernel_address(target, addr) or [])
         return lines or None

@@ -15,7 +15,7 @@ from typing import Any
 
 from pmdb.errors import FaultError, PmdbError, SymbolError
 from pmdb.memory.space import AddressSpace
-from pmdb.os.linux.panicmsg import panic_message
+from pmdb.os.linux.printk.panicmsg import panic_message
 from pmdb.symbols.kmodules import StructOffsets
 from pmdb.types.registry import TypeRegistry
 

@@ -1,28 +1,16 @@
-"""Decoding a user core's notes: NT_PRSTATUS, NT_PRPSINFO, NT_SIGINFO, NT_AUXV.
+"""Decoding a user core's notes: NT_PRPSINFO, NT_SIGINFO, NT_AUXV (NT_PRSTATUS: pmdb.arch.prstatus).
 
 The layouts are the kernel's ``struct elf_prstatus`` / ``elf_prpsinfo`` and
-``siginfo_t``; they differ by word size (and i386 keeps 16-bit uids), and the
-register block ``pr_reg`` is each CPU's ``elf_gregset_t`` in its own order.
+``siginfo_t``; they differ by word size (and i386 keeps 16-bit uids).
 A short note decodes as far as it goes; a missing field is simply absent.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pmdb.arch import Arch
-
-# pr_reg order per CPU (the kernel's elf_gregset_t); names are the Arch's canonical ones
-PR_REG_ORDER: dict[str, tuple[str, ...]] = {
-    "x86_64": ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx",
-               "rdx", "rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base",
-               "gs_base", "ds", "es", "fs", "gs"),
-    "i386": ("ebx", "ecx", "edx", "esi", "edi", "ebp", "eax", "ds", "es", "fs", "gs", "orig_eax",
-             "eip", "cs", "eflags", "esp", "ss"),
-    "sparc64": tuple(f"{k}{i}" for k in "goli" for i in range(8)) + ("tstate", "pc", "npc", "y"),
-    "aarch64": tuple(f"x{i}" for i in range(31)) + ("sp", "pc", "pstate"),
-}
 
 SIGNALS = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT",
            7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL", 10: "SIGUSR1", 11: "SIGSEGV", 12: "SIGUSR2",
@@ -56,18 +44,6 @@ def code_name(signo: int, code: int, arch: Arch) -> str:
 
 
 @dataclass
-class PrStatus:
-    signo: int
-    code: int
-    cursig: int
-    pid: int
-    ppid: int
-    pgrp: int
-    sid: int
-    registers: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
 class PrPsInfo:
     state: int
     sname: str
@@ -89,24 +65,6 @@ class SigInfo:
 
 def _e(arch: Arch) -> str:
     return "<" if arch.byteorder == "little" else ">"
-
-
-def decode_prstatus(desc: bytes, arch: Arch) -> PrStatus:
-    """elf_prstatus: elf_siginfo (signo, code, errno), cursig, sigpend/sighold (words), pids, times, pr_reg."""
-    e, w = _e(arch), arch.ptr_size
-    hdr = desc.ljust(12 + 4 + 2 * w + 16, b"\0")
-    signo, code, _errno, cursig = struct.unpack_from(e + "iiih", hdr, 0)
-    pid, ppid, pgrp, sid = struct.unpack_from(e + "iiii", hdr, 16 + 2 * w)
-    reg_at = 16 + 2 * w + 16 + 8 * w   # then four struct timevals of two words each
-    order = PR_REG_ORDER.get(arch.name, ())
-    regs: dict[str, int] = {}
-    fmt = e + ("I" if w == 4 else "Q")
-    for i, name in enumerate(order):
-        at = reg_at + i * w
-        if at + w > len(desc):
-            break
-        regs[name] = struct.unpack_from(fmt, desc, at)[0]
-    return PrStatus(signo, code, cursig, pid, ppid, pgrp, sid, regs)
 
 
 def decode_prpsinfo(desc: bytes, arch: Arch) -> PrPsInfo:

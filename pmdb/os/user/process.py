@@ -11,20 +11,19 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from pmdb.arch.prstatus import PrStatus, decode_prstatus
 from pmdb.dumps.elf import NT_AUXV, NT_PRPSINFO, NT_PRSTATUS, NT_SIGINFO, ElfCore
 from pmdb.os.user.notes import (
     AT_NAMES,
     PrPsInfo,
-    PrStatus,
     SigInfo,
     code_name,
     decode_auxv,
     decode_prpsinfo,
-    decode_prstatus,
     decode_siginfo,
     signal_name,
 )
-from pmdb.target import Mapping, Thread
+from pmdb.threads import Mapping, Thread
 from pmdb.unwind.frame import Frame
 
 

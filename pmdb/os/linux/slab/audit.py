@@ -1,6 +1,6 @@
 """Slab forensics over the SLUB model: per-cache statistics, verification, tracks and their stacks.
 
-What the dcmds print is built here from the model (pmdb.os.linux.slab), so
+What the dcmds print is built here from the model (pmdb.os.linux.slab.slub), so
 the same facts serve ::kmastat, ::kmem_verify, ::kmalog, ::bufctl_audit,
 ::whatis and the walkers. Statistics follow the kernel's own accounting (and
 crash's ``kmem -s``): a node's ``total_objects`` less the free objects of the
@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from pmdb.errors import CorruptionError, FaultError, PmdbError
-from pmdb.os.linux.slab import KmemCache, Slab, SlubModel
-from pmdb.os.linux.slab_debug import Finding, Track, check_slab, orig_size, read_tracks
-from pmdb.os.linux.slab_objects import SlabObjects, slab_objects, walk_freelist
+from pmdb.os.linux.slab.debug import Finding, Track, check_slab, orig_size, read_tracks
+from pmdb.os.linux.slab.objects import SlabObjects, slab_objects, walk_freelist
+from pmdb.os.linux.slab.slub import KmemCache, Slab, SlubModel
 
 
 @dataclass

@@ -1,14 +1,14 @@
 """The panic message, found in the kernel log the way crash's ``sys`` finds it:
-the log's lines (pmdb.os.linux.printk) searched in crash's order of precedence."""
+the log's lines (pmdb.os.linux.printk.ring) searched in crash's order of precedence."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from pmdb.dumps.vmcoreinfo import VmcoreInfo
 from pmdb.errors import PmdbError
 from pmdb.memory.space import AddressSpace
-from pmdb.os.linux.printk import read_log, text_lines
-from pmdb.os.linux.vmcoreinfo import VmcoreInfo
+from pmdb.os.linux.printk.ring import read_log, text_lines
 
 # Searched pass by pass: the first line that matches in the earliest pass wins (crash's order).
 PANIC_PATTERNS: tuple[tuple[str, ...], ...] = (

@@ -1,4 +1,7 @@
-"""The words slab forensics prints: ::whatis lines, an object's audit, transaction headers.
+"""Slab objects in words: ::whatis lines, ::bufctl_audit's audit, alloc/free tracks.
+
+The slab model (slub.py and the modules beside it) produces data and never
+imports this; the kernel facade's ``describe_address`` and the slab dcmds do.
 
 Code addresses are written as the kernel's SLUB reports write them
 (``name+0x21/0xf5 [module]``) so a report in the console log and pmdb's
@@ -9,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pmdb.os.linux.slab import KmemCache, SlubModel
-from pmdb.os.linux.slab_audit import SlabView, kernel_clock, object_at, requested_size, stack_of
-from pmdb.os.linux.slab_debug import Track, read_tracks
+from pmdb.errors import PmdbError
+from pmdb.os.linux.slab.audit import SlabView, kernel_clock, object_at, requested_size, stack_of
+from pmdb.os.linux.slab.debug import Track, read_tracks
+from pmdb.os.linux.slab.slub import KmemCache, SlubModel, slub_model
 
 
 def code_text(symbols: Any, pc: int) -> str:
@@ -113,3 +117,11 @@ def audit_object(model: SlubModel, symbols: Any, addr: int) -> list[str]:
                      f"slub_debug=U for it)")
         return lines
     return lines + audit_tracks(model, symbols, view, cache, obj)
+
+def describe_slab_address(target: Any, addr: int) -> list[str] | None:
+    """::whatis lines for an address in slab memory; None when it is not in a slab."""
+    try:
+        model = slub_model(target)
+    except PmdbError:
+        return None
+    return describe_slab(model, addr, target.symbols)

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pmdb.os.linux.slab import OBJECT_POISON, SLAB_KMALLOC, SLAB_POISON, KmemCache, Slab
-from pmdb.os.linux.slab_objects import SlabObjects, decode_free_pointer
+from pmdb.os.linux.slab.objects import SlabObjects, decode_free_pointer
+from pmdb.os.linux.slab.slub import OBJECT_POISON, SLAB_KMALLOC, SLAB_POISON, KmemCache, Slab
 
 RED_ACTIVE, RED_INACTIVE = 0xCC, 0xBB
 POISON_INUSE, POISON_FREE, POISON_END = 0x5A, 0x6B, 0xA5

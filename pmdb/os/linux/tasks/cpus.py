@@ -1,9 +1,9 @@
 """The CPUs of a crashed kernel: which were online, what each ran, and their registers.
 
-Registers come from the dump's NT_PRSTATUS notes (kdump's saved crash_notes, or
-QEMU's live CPU state), one per CPU in CPU order; a dump without them falls back
-to QEMU's own CPU notes, then to the ``crash_notes`` per-CPU buffers in the
-kernel's memory. What each CPU ran
+Registers come from the dump's notes as the CPU's kernel parts read them
+(pmdb.os.linux.arch: NT_PRSTATUS, kdump's saved crash_notes or QEMU's live CPU
+state, one per CPU in CPU order, else the CPU's own notes); a dump without them
+falls back to the ``crash_notes`` per-CPU buffers in the kernel's memory. What each CPU ran
 comes from its runqueue (``runqueues`` per-CPU: ``curr``, ``idle``, ``nr_running``).
 """
 
@@ -14,14 +14,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pmdb.arch import Arch
+from pmdb.arch.prstatus import NT_PRSTATUS, decode_prstatus
 from pmdb.dumps.base import Note
 from pmdb.errors import FaultError, PmdbError, SymbolError
 from pmdb.memory.space import AddressSpace
-from pmdb.os.linux.kmem_layout import KernelLayout
-from pmdb.os.user.notes import decode_prstatus
+from pmdb.os.linux.arch import KernelLayout, kernel_arch
 from pmdb.symbols.kmodules import StructOffsets
 
-NT_PRSTATUS = 1
 Lookup = Callable[[str], "int | None"]
 
 
@@ -64,7 +63,7 @@ def read_cpus(mem: AddressSpace, layout: KernelLayout, lookup: Lookup, offsets: 
     cpus = [Cpu(i, present=present is None or i in present, online=online is None or i in online)
             for i in range(n)]
     _runqueues(mem, layout, lookup, offsets, cpus)
-    regs = _note_registers(notes, arch) or qemu_registers(notes, arch)
+    regs = kernel_arch(arch).note_registers(notes, arch)
     if not regs:
         regs = _crash_notes(mem, layout, lookup, arch, n)
     _assign(cpus, regs)
@@ -91,41 +90,6 @@ def _runqueues(mem: AddressSpace, layout: KernelLayout, lookup: Lookup, offsets:
             cpu.nr_running = mem.u32(rq + off_nr)
         except PmdbError:
             continue
-
-
-def _note_registers(notes: Sequence[Note], arch: Arch) -> list[tuple[int, dict[str, int]]]:
-    """(pid, registers) of each NT_PRSTATUS note, in the dump's (CPU) order."""
-    out = []
-    for note in notes:
-        if note.type == NT_PRSTATUS and note.name == "CORE":
-            try:
-                st = decode_prstatus(note.desc, arch)
-            except struct.error:
-                continue
-            out.append((st.pid, st.registers))
-    return out
-
-
-# QEMUCPUState (QEMU's dump-guest-memory, x86-64, version 1): u32 version, u32 size, then
-# these 64-bit registers in this order (target/i386/arch_dump.c)
-_QEMU_X86_64 = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp", "r8", "r9", "r10", "r11",
-                "r12", "r13", "r14", "r15", "rip", "eflags")
-
-
-def qemu_registers(notes: Sequence[Note], arch: Arch) -> list[tuple[int, dict[str, int]]]:
-    """Registers from QEMU's own per-CPU notes (owner "QEMU"), in CPU order."""
-    if arch.name != "x86_64":
-        return []
-    out: list[tuple[int, dict[str, int]]] = []
-    for note in notes:
-        if note.name != "QEMU" or len(note.desc) < 8 + 8 * len(_QEMU_X86_64):
-            continue
-        version, _size = struct.unpack_from("<II", note.desc, 0)
-        if version != 1:
-            continue
-        values = struct.unpack_from(f"<{len(_QEMU_X86_64)}Q", note.desc, 8)
-        out.append((0, dict(zip(_QEMU_X86_64, values, strict=True))))
-    return out
 
 
 def _crash_notes(mem: AddressSpace, layout: KernelLayout, lookup: Lookup, arch: Arch,

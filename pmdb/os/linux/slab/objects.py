@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pmdb.errors import FaultError
-from pmdb.os.linux.slab import CpuSlab, KmemCache, Slab, SlubModel
+from pmdb.os.linux.slab.slub import CpuSlab, KmemCache, Slab, SlubModel
 
 _MASK64 = (1 << 64) - 1
 

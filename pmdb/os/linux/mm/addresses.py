@@ -1,4 +1,4 @@
-"""What a kernel address is: ``::whatis`` and ``::vtop`` for Linux x86-64 dumps.
+"""What a kernel address is: ``::whatis`` for Linux dumps.
 
 A kernel address means something different in each region of the memory
 map: in the image or module space it is code or data with a symbol; in the
@@ -6,7 +6,7 @@ direct map it is a physical address plus the ``struct page`` describing it;
 in vmalloc space it may be a task's stack; in vmemmap it is a ``struct page``
 itself; and per-CPU variables live at ``__per_cpu_offset[cpu]`` plus the
 variable's link-time offset. The region bases come from the dump's layout
-(``KernelSpace.layout``), never from constants, because KASLR moves them.
+(``KernelMemory.layout``), never from constants, because KASLR moves them.
 """
 
 from __future__ import annotations
@@ -16,21 +16,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pmdb.dumps.vmcoreinfo import VmcoreInfo
 from pmdb.errors import CorruptionError, FaultError, PmdbError
-from pmdb.memory.x86_64 import Entry, KernelSpace
-from pmdb.os.linux.kmem_layout import KernelLayout
-from pmdb.os.linux.parts import kernel_parts
-from pmdb.os.linux.vmcoreinfo import VmcoreInfo
-from pmdb.symbols.kmodules import KernelModule
+from pmdb.memory.space import AddressSpace
+from pmdb.os.linux.arch import KernelLayout
+from pmdb.os.linux.mm.kernel_memory import KernelMemory, kernel_parts
+from pmdb.symbols.kmodules import KernelModule, RegistryOffsets
 from pmdb.symbols.table import SymbolTable
 
-THREAD_SIZE = 16384       # x86-64 without KASAN: PAGE_SIZE << 2
 _MAX_VMAP_AREAS = 1 << 20
 _MAX_SYMBOL_GAP = 1 << 20  # a symbol without a size names at most this far past it
 
-# x86 page-table entry bits (arch/x86/include/asm/pgtable_types.h)
-_FLAG_BITS = ((0, "PRESENT"), (1, "RW"), (2, "USER"), (3, "PWT"), (4, "PCD"), (5, "ACCESSED"),
-              (6, "DIRTY"), (7, "PSE"), (8, "GLOBAL"), (63, "NX"))
 # where the kernel image's sections start and end, by the linker's symbols
 _IMAGE_SECTIONS = (("_stext", "_etext", "text"), ("__start_rodata", "__end_rodata", "rodata"),
                    ("_sdata", "_edata", "data"), ("__init_begin", "__init_end", "init"),
@@ -51,13 +47,13 @@ class TaskStack:
 class AddressFacts:
     """What address description needs, gathered once per target; tasks are read lazily."""
 
-    space: KernelSpace
+    space: AddressSpace
     layout: KernelLayout
     symbols: SymbolTable
     info: VmcoreInfo
+    thread_size: int
     modules: Sequence[KernelModule] = ()
     stacks: Callable[[], Iterable[TaskStack]] = lambda: ()
-    thread_size: int = THREAD_SIZE
     _vmap: list[tuple[int, int]] | None = field(default=None, repr=False)
     _stacks: list[TaskStack] | None = field(default=None, repr=False)
 
@@ -70,14 +66,6 @@ class AddressFacts:
         if self._vmap is None:
             self._vmap = read_vmap_areas(self.space, self.info)
         return self._vmap
-
-
-def thread_size_of(symbols: SymbolTable) -> int:
-    """THREAD_SIZE from the linker's init-task symbols (the init stack is exactly one)."""
-    start, end = symbols.lookup("__start_init_task"), symbols.lookup("__end_init_task")
-    if start is not None and end is not None and 0 < end.addr - start.addr <= 1 << 20:
-        return end.addr - start.addr
-    return THREAD_SIZE
 
 
 # -- ::whatis ---------------------------------------------------------------------
@@ -184,7 +172,7 @@ def _describe_direct(facts: AddressFacts, addr: int) -> str:
 
 def _describe_vmalloc(facts: AddressFacts, addr: int) -> str:
     try:
-        phys: str = f"physical {facts.space.vtop(addr)[0]:#x}"
+        phys: str = f"physical {facts.space.mapping(addr, 1)[0].offset:#x}"
     except FaultError:
         phys = "not mapped"
     try:
@@ -205,7 +193,7 @@ def _describe_vmemmap(facts: AddressFacts, addr: int) -> str:
     return f"{addr:x} is {tail}struct page for pfn {pfn:#x} (physical {pfn << 12:#x})"
 
 
-def read_vmap_areas(space: KernelSpace, info: VmcoreInfo) -> list[tuple[int, int]]:
+def read_vmap_areas(space: AddressSpace, info: VmcoreInfo) -> list[tuple[int, int]]:
     """(va_start, va_end) of every vmap area on ``vmap_area_list``, sorted; VMCOREINFO has the offsets."""
     head = info.symbols.get("vmap_area_list")
     if head is None:
@@ -228,84 +216,15 @@ def read_vmap_areas(space: KernelSpace, info: VmcoreInfo) -> list[tuple[int, int
     return out
 
 
-# -- ::vtop -----------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Translation:
-    """A page walk: every entry met, and the physical address (None when a level is missing)."""
-
-    vaddr: int
-    root: int
-    entries: list[Entry]
-    phys: int | None
-    page_size: int
-    error: str = ""
-
-
-def translate(space: KernelSpace, addr: int) -> Translation:
-    """Walk the page tables for addr; a missing level ends the walk with its reason, not an error."""
-    try:
-        phys, entries = space.vtop(addr)
-    except FaultError as err:
-        return Translation(addr, space.root, _entries_until_fault(space, addr), None, 0, err.reason)
-    last = entries[-1]
-    shift = next(lv.shift for lv in space.levels if lv.name == last.level)
-    return Translation(addr, space.root, entries, phys, 1 << shift)
-
-
-def _entries_until_fault(space: KernelSpace, addr: int) -> list[Entry]:
-    """The entries a failed walk met (KernelSpace only reports them on success)."""
-    entries: list[Entry] = []
-    table = space.root
-    for level in space.levels:
-        slot = table + level.index(addr) * 8
-        try:
-            value = space.phys.u64(slot)
-        except FaultError:
-            break
-        entries.append(Entry(level.name, slot, value))
-        if not value & 1 or (level.large and value & 0x80) or level.shift == 12:
-            break
-        table = value & 0x000F_FFFF_FFFF_F000
-    return entries
-
-
-def entry_flags(value: int, level: str) -> str:
-    """``PRESENT|RW|...``; bit 7 is PAT, not PSE, in a last-level entry."""
-    names = [("PAT" if name == "PSE" and level == "PTE" else name)
-             for bit, name in _FLAG_BITS if value >> bit & 1]
-    return "|".join(names) or "none"
-
-
-def with_root(space: KernelSpace, root: int) -> KernelSpace:
-    """The same physical memory walked from another top-level table (a process's CR3)."""
-    other = KernelSpace(space.phys, root & 0x000F_FFFF_FFFF_F000, space.phys_base,
-                        five_level=len(space.levels) == 5, image_size=space.image_size)
-    return other
-
-
-def fast_path_phys(space: KernelSpace, addr: int) -> int | None:
-    """What the arithmetic rules (image, direct map) say, to show next to the walk."""
-    phys = space.image_phys(addr)
-    return phys if phys is not None else space.direct_phys(addr)
-
-
-def facts_from(space: KernelSpace, symbols: SymbolTable, info: VmcoreInfo, *,
-               modules: Sequence[KernelModule] = (),
-               stacks: Callable[[], Iterable[TaskStack]] | None = None) -> AddressFacts:
-    """AddressFacts for a kernel space whose layout is attached (``attach_layout``)."""
-    layout: Any = space.layout
-    if layout is None:
-        raise PmdbError("the kernel layout is not known yet")
-    return AddressFacts(space, layout, symbols, info, modules, stacks or (lambda: ()),
-                        thread_size_of(symbols))
+def facts_from(km: KernelMemory, stacks: Callable[[], Iterable[TaskStack]] | None = None) -> AddressFacts:
+    """AddressFacts for a kernel's memory; ``stacks`` lists the task stacks when asked."""
+    return AddressFacts(km.space, km.layout, km.symbols, km.info, km.arch.thread_size(km.lookup),
+                        km.modules, stacks or (lambda: ()))
 
 
 def task_stacks(owner: Any) -> list[TaskStack]:
     """Every task's stack base, from the threads (kernel tasks) and BTF's task_struct;
     owner is a kernel Target or its OS model (both have ``types`` and ``threads()``)."""
-    from pmdb.symbols.kmodules import RegistryOffsets
-
     parts = kernel_parts(owner)
     try:
         offset = RegistryOffsets(owner.types).offsetof("task_struct", "stack")
@@ -327,11 +246,10 @@ def task_stacks(owner: Any) -> list[TaskStack]:
 def describe_kernel_address(owner: Any, addr: int) -> list[str] | None:
     """::whatis for a kernel Target (or its OS model); None when it is not a kernel dump."""
     parts = kernel_parts(owner)
-    if parts is None or parts.space.layout is None:
+    if parts is None:
         return None
     facts = getattr(owner, "_address_facts", None)
     if facts is None:
-        facts = facts_from(parts.space, parts.symbols, parts.info, modules=parts.modules,
-                           stacks=lambda: task_stacks(owner))
+        facts = facts_from(parts, stacks=lambda: task_stacks(owner))
         owner._address_facts = facts   # tasks and vmap areas are read once
     return describe(facts, addr)

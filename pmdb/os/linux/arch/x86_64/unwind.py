@@ -4,7 +4,7 @@ It follows the kernel's own ``unwind_next_frame`` (arch/x86/kernel/unwind_orc.c)
 so that it finds what the kernel itself would: the ORC entry of each return
 address says where the caller's stack pointer is (and, for entry code, where
 a ``struct pt_regs`` holds the interrupted context). Every read is checked
-against the known stacks (pmdb.os.linux.stacks); a step that leaves them, goes
+against the known stacks (pmdb.os.linux.arch.x86_64.stacks); a step that leaves them, goes
 down a stack, or returns to a stack it left ends the walk with a one-line
 reason in the last frame's ``note``.
 
@@ -20,22 +20,20 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from pmdb.errors import CorruptionError, FaultError, PmdbError, SymbolError
 from pmdb.memory.space import AddressSpace
-from pmdb.os.linux.kmem_layout import KernelLayout
-from pmdb.os.linux.stacks import (
-    StackMap,
-    StackRegion,
+from pmdb.os.linux.arch import KernelLayout
+from pmdb.os.linux.arch.x86_64 import orc
+from pmdb.os.linux.arch.x86_64.stacks import (
     TaskOffsets,
     cpu_stacks,
     inactive_frame,
     task_stack,
     thread_size,
 )
+from pmdb.os.linux.stacks.regions import StackMap, StackRegion
 from pmdb.symbols.kmodules import KernelModule, StructOffsets
-from pmdb.unwind import orc
 from pmdb.unwind.frame import Frame
 
 # struct pt_regs, in order (arch/x86/include/asm/ptrace.h); names as in NT_PRSTATUS
@@ -346,46 +344,3 @@ class KernelUnwinder:
         if st.stack == prev_stack and st.sp <= prev_sp:
             raise _Stop(f"stack going in the wrong direction at {self.describe(st.ip)} "
                         f"(sp {st.sp:#x} after {prev_sp:#x})")
-
-
-class HasUnwinder(Protocol):
-    """A kernel OS model that carries its unwinder (pmdb.os.linux.kernel.LinuxKernel)."""
-
-    @property
-    def unwinder(self) -> KernelUnwinder: ...
-
-
-def unwind_kernel_task(kernel: KernelUnwinder | HasUnwinder, task_addr: int,
-                       regs: dict[str, int] | None) -> list[Frame]:
-    """A task's kernel stack (see KernelUnwinder.unwind_task): ``regs`` are its CPU's
-    registers when it was running, None to start from the frame it left at thread.sp.
-    Raises CorruptionError (one line) when ``task_addr`` is not a task; a stack that
-    cannot be followed to its end carries the reason in its last frame's ``note``."""
-    unwinder = kernel if isinstance(kernel, KernelUnwinder) else kernel.unwinder
-    return unwinder.unwind_task(task_addr, regs)
-
-
-def lookup_address(frame: Frame) -> int:
-    """Where to look a frame up (symbol, line): a return address belongs to the call before
-    it, and after a noreturn call it is already past the function's end (``foo.cold+0``)."""
-    return frame.pc - 1 if frame.slot is not None else frame.pc
-
-
-def crash_numbered(frames: list[Frame], offset_of: Callable[[int], int | None]) -> list[tuple[Frame, int]]:
-    """The frames crash's ``bt`` numbers, each with its ``[addr]`` column. crash does not
-    number the frame CPU registers point into, nor exception frames (it prints their
-    registers instead); it drops a return address at offset 0 of a symbol (``offset_of``
-    gives an address's offset in its symbol); and after leaving the IRQ stack it prints
-    the stack pointer it resumed at, not the return-address slot."""
-    out: list[tuple[Frame, int]] = []
-    prev_stack = ""
-    for f in frames:
-        if f.exception is not None:
-            continue
-        if f.slot is None or offset_of(f.pc) == 0:
-            prev_stack = f.stack_name if f.slot is None else prev_stack
-            continue
-        left_irq = prev_stack == "IRQ" and f.stack_name != "IRQ"
-        out.append((f, f.sp if left_irq else f.slot))
-        prev_stack = f.stack_name
-    return out

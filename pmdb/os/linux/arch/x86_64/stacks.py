@@ -17,14 +17,14 @@ inactive_task_frame``: r15 r14 r13 r12 bx bp ret_addr, 4.9+).
 
 from __future__ import annotations
 
-import bisect
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pmdb.errors import CorruptionError, FaultError, PmdbError, SymbolError
 from pmdb.memory.space import AddressSpace
-from pmdb.os.linux.kmem_layout import KernelLayout
+from pmdb.os.linux.arch import KernelLayout
+from pmdb.os.linux.stacks.regions import StackRegion
 from pmdb.symbols.kmodules import StructOffsets
 
 THREAD_SIZE = 16384          # x86-64 without KASAN (PAGE_SIZE << 2)
@@ -35,23 +35,6 @@ _IST_STACKS = (("DF_stack", "#DF"), ("NMI_stack", "NMI"), ("DB_stack", "#DB"),
                ("MCE_stack", "#MC"), ("VC_stack", "#VC"), ("VC2_stack", "#VC2"))
 
 Lookup = Callable[[str], "int | None"]
-
-
-@dataclass(frozen=True)
-class StackRegion:
-    """One stack: [lo, hi), what it is ("task", "IRQ", "#DB" ...) and whose CPU."""
-
-    name: str
-    lo: int
-    hi: int
-    cpu: int | None = None
-
-    def contains(self, addr: int, n: int = 8) -> bool:
-        return self.lo <= addr and addr + n <= self.hi
-
-    def __str__(self) -> str:
-        owner = f" of CPU {self.cpu}" if self.cpu is not None else ""
-        return f"{self.name} stack{owner} {self.lo:#x}-{self.hi:#x}"
 
 
 def thread_size(lookup: Lookup) -> int:
@@ -141,22 +124,6 @@ def cpu_stacks(mem: AddressSpace, lookup: Lookup, layout: KernelLayout, offsets:
         if offsets is not None:
             out.extend(exception_stacks(mem, lookup, layout, offsets, cpu))
     return out
-
-
-class StackMap:
-    """Which stack an address is on: a task's own, then the CPUs' stacks (bisected)."""
-
-    def __init__(self, regions: Iterable[StackRegion]) -> None:
-        self.regions = sorted(regions, key=lambda r: r.lo)
-        self._los = [r.lo for r in self.regions]
-
-    def find(self, addr: int, task: StackRegion | None = None, n: int = 8) -> StackRegion | None:
-        if task is not None and task.contains(addr, n):
-            return task
-        i = bisect.bisect_right(self._los, addr) - 1
-        if i >= 0 and self.regions[i].contains(addr, n):
-            return self.regions[i]
-        return None
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,12 @@ the randomized region bases (``page_offset_base``, ``vmalloc_base``,
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from pmdb.dumps.vmcoreinfo import VmcoreInfo
 from pmdb.errors import FaultError, FormatError, SymbolError
 from pmdb.memory.space import AddressSpace
 from pmdb.memory.x86_64 import KERNEL_IMAGE_SIZE, START_KERNEL_MAP, KernelSpace
-from pmdb.os.linux.vmcoreinfo import VmcoreInfo
+from pmdb.os.linux.arch import KernelLayout
 
 # the regions' bases without CONFIG_RANDOMIZE_MEMORY (Documentation/x86/x86_64/mm.rst)
 DEFAULTS_4 = {"page_offset_base": 0xFFFF888000000000, "vmalloc_base": 0xFFFFC90000000000,
@@ -25,49 +25,6 @@ MODULES_END = 0xFFFFFFFFFF000000  # 4.x-6.x: the fixmap and vsyscall page follow
 _PUD_SIZE = 1 << 30
 
 Lookup = Callable[[str], "int | None"]
-
-
-@dataclass
-class KernelLayout:
-    """The x86-64 kernel's memory map as this dump's kernel set it up."""
-
-    mem: AddressSpace
-    kernel_offset: int
-    phys_base: int
-    page_offset_base: int
-    vmalloc_base: int
-    vmemmap_base: int
-    modules_start: int
-    modules_end: int
-    per_cpu_offset_addr: int | None = None
-    nr_cpu_ids: int = 1
-
-    def per_cpu_offset(self, cpu: int) -> int:
-        """``__per_cpu_offset[cpu]``: add it to a per-CPU symbol's value to get that CPU's copy."""
-        if self.per_cpu_offset_addr is None:
-            raise SymbolError("no __per_cpu_offset symbol: per-CPU data is unknown")
-        if not 0 <= cpu < self.nr_cpu_ids:
-            raise SymbolError(f"cpu {cpu} out of range (nr_cpu_ids is {self.nr_cpu_ids})")
-        return self.mem.u64(self.per_cpu_offset_addr + 8 * cpu)
-
-    def per_cpu_offsets(self) -> list[int]:
-        return [self.per_cpu_offset(cpu) for cpu in range(self.nr_cpu_ids)]
-
-    def region(self, addr: int) -> str:
-        """Which region an address falls in, for ::whatis."""
-        if START_KERNEL_MAP <= addr < self.modules_start:
-            return "kernel image"
-        if self.modules_start <= addr < self.modules_end:
-            return "module space"
-        bases = sorted([(self.page_offset_base, "direct map"), (self.vmalloc_base, "vmalloc"),
-                        (self.vmemmap_base, "vmemmap")])
-        if addr < 1 << 63:
-            return "user"
-        name = "kernel (unknown region)"
-        for base, label in bases:
-            if addr >= base:
-                name = label
-        return name
 
 
 def kernel_space(phys: AddressSpace, info: VmcoreInfo) -> KernelSpace:
@@ -86,7 +43,7 @@ def kernel_space(phys: AddressSpace, info: VmcoreInfo) -> KernelSpace:
 
 def attach_layout(space: KernelSpace, info: VmcoreInfo, lookup: Lookup) -> KernelLayout:
     """Read the region bases (``lookup`` gives a symbol's address) and switch on the
-    direct-map fast path; the layout is also kept as ``space.layout``."""
+    direct-map fast path."""
     five = len(space.levels) == 5
     defaults = DEFAULTS_5 if five else DEFAULTS_4
     bases = {name: _read_base(space, lookup, name) for name in defaults}
@@ -94,13 +51,12 @@ def attach_layout(space: KernelSpace, info: VmcoreInfo, lookup: Lookup) -> Kerne
         bases["page_offset_base"] = _direct_map_from_vmcoreinfo(space, info)
     values = {name: (v if v is not None else defaults[name]) for name, v in bases.items()}
     layout = KernelLayout(
-        mem=space, kernel_offset=info.kernel_offset, phys_base=space.phys_base,
+        mem=space, kernel_offset=info.kernel_offset, phys_base=space.phys_base, image_start=START_KERNEL_MAP,
         page_offset_base=values["page_offset_base"], vmalloc_base=values["vmalloc_base"],
         vmemmap_base=values["vmemmap_base"],
         modules_start=START_KERNEL_MAP + space.image_size, modules_end=MODULES_END,
         per_cpu_offset_addr=lookup("__per_cpu_offset"), nr_cpu_ids=_nr_cpu_ids(space, lookup))
     space.set_direct_map(layout.page_offset_base, _direct_map_size(layout, info))
-    space.layout = layout
     return layout
 
 

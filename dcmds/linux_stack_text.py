@@ -1,7 +1,7 @@
 """Kernel stacks as text: crash's ``bt`` layout, and mdb's frame names for kernel frames.
 
-The unwinder (pmdb.unwind.kernel) gives every frame it finds; crash's ``bt``
-shows a subset in its own layout (pmdb.unwind.kernel.crash_numbered says
+The unwinder (pmdb.os.linux.arch.x86_64.unwind) gives every frame it finds; crash's ``bt``
+shows a subset in its own layout (pmdb.os.linux.arch.x86_64.unwind.crash_numbered says
 which frames it numbers and with which ``[addr]``). This module turns a
 task's frames into crash's lines: the ``PID: ... TASK: ...`` header,
 `` #N [addr] func at pc [module]``, the ``[exception RIP: sym+off]`` block
@@ -20,9 +20,9 @@ from typing import Any
 
 from pmdb.errors import CommandError, PmdbError
 from pmdb.memory.space import AddressSpace
+from pmdb.os.linux.stacks.frames import crash_numbered, lookup_address, unwind_kernel_task
 from pmdb.symbols.table import Symbol
 from pmdb.unwind.frame import Frame
-from pmdb.unwind.kernel import crash_numbered, lookup_address, unwind_kernel_task
 
 Resolve = Callable[[int], "tuple[Symbol, int] | None"]
 ReadWords = Callable[[int, int], Sequence[int]]
@@ -31,7 +31,7 @@ ReadWords = Callable[[int, int], Sequence[int]]
 _REG_ROWS = (("RAX", "RBX", "RCX"), ("RDX", "RSI", "RDI"), ("RBP", "R8", "R9"),
              ("R10", "R11", "R12"), ("R13", "R14", "R15"))
 # how crash names the stacks a walk can leave: the IRQ stack, and the IST stacks by their
-# role; the names are pmdb.os.linux.stacks'
+# role; the names are pmdb.os.linux.arch.x86_64.stacks'
 _STACK_LABELS = {"IRQ": "IRQ stack", "NMI": "NMI exception stack", "#DB": "DEBUG exception stack",
                  "#DF": "DOUBLEFAULT exception stack", "#MC": "MCE exception stack",
                  "#VC": "VC exception stack", "#VC2": "VC2 exception stack",
@@ -237,49 +237,6 @@ def _word_reader(mem: AddressSpace) -> ReadWords:
     def read(addr: int, count: int) -> Sequence[int]:
         return struct.unpack(f"<{count}Q", mem.read(addr, 8 * count))
     return read
-
-
-def bt_command(ctx: Any, args: Sequence[str], *, active: bool, full: bool) -> None:
-    """``bt [-a] [-f] [pid | task ...]`` (dcmds/stack.py's bt on a kernel target)."""
-    target = ctx.target
-    kernel = target.os
-    picks: list[int] = []
-    if active:
-        picks = [c.curr for c in kernel.cpus() if c.curr]
-    elif args:
-        for text in args:
-            try:
-                picks += task_numbers(kernel, text)
-            except CommandError as err:
-                ctx.out.error(f"bt: {err}")
-    elif ctx.addr is not None:
-        picks = [kernel.find_task(ctx.addr).address]
-    else:
-        cur = target.current_thread
-        if cur is None or cur.address is None:
-            raise CommandError("bt: no current task")
-        picks = [cur.address]
-    print_bts(ctx, picks, full=full)
-
-
-def print_bts(ctx: Any, tasks: Sequence[int], *, full: bool = False) -> None:
-    """crash's bt of each task, a blank line between tasks; piped, the tasks go on."""
-    if ctx.piped:
-        for t in tasks:
-            ctx.emit(t, ctx.target.types.find("struct task_struct"))
-        return
-    if ctx.out.json_mode:
-        for record in bt_records(ctx.target, tasks):
-            ctx.out.record(**record)
-        return
-    for n, (_, lines) in enumerate(bt_tasks(ctx.target, tasks, full=full)):
-        if n:
-            ctx.out.line("")
-        for text in lines:
-            if text.startswith("bt: "):
-                ctx.out.error(text)
-            else:
-                ctx.out.line(text)
 
 
 def findstack_text(resolve: Resolve, task: int, frames: list[Frame], *, verbose: bool = False,

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pmdb.errors import CorruptionError, FaultError, PmdbError
-from pmdb.os.linux.slab_layout import SlubLayout, TrackLayout
+from pmdb.os.linux.mm.kernel_memory import kernel_parts
+from pmdb.os.linux.slab.layout import SlubLayout, TrackLayout
 
 # include/linux/slab.h (6.1): macros, so not in BTF
 SLAB_CONSISTENCY_CHECKS = 0x100
@@ -134,7 +135,7 @@ class SlubModel:
     def depot(self) -> Any:
         """The stack depot, for track handles (read lazily)."""
         if self._depot is None:
-            from pmdb.os.linux.stackdepot import StackDepot
+            from pmdb.os.linux.slab.stackdepot import StackDepot
             self._depot = StackDepot(self.space, self.lookup, self.types)
         return self._depot
 
@@ -297,7 +298,7 @@ class SlubModel:
         """Every slab of cache, found by a scan of the page array (full slabs of a cache
         without SLAB_STORE_USER are on no list); the scan runs once per model."""
         if self._scan is None:
-            from pmdb.os.linux.slab_scan import scan_slab_pages
+            from pmdb.os.linux.slab.scan import scan_slab_pages
             self._scan = scan_slab_pages(self.space, self.layout.vmemmap_base, self.lookup_max_pfn(),
                                          self.lay)
         return self._scan.get(cache.address, [])
@@ -350,22 +351,9 @@ def slub_model(target: Any) -> SlubModel:
     model = getattr(target, "_slub_model", None)
     if model is not None:
         return model
-    from pmdb.os.linux.parts import kernel_parts
-
     parts = kernel_parts(target)
-    if parts is None or getattr(parts.space, "layout", None) is None:
+    if parts is None:
         raise PmdbError("slab commands need a Linux kernel dump")
-    model = SlubModel(parts.space, parts.space.layout, parts.info, parts.lookup, target.types)
+    model = SlubModel(parts.space, parts.layout, parts.info, parts.lookup, target.types)
     target._slub_model = model
     return model
-
-
-def describe_slab_address(target: Any, addr: int) -> list[str] | None:
-    """::whatis lines for an address in slab memory; None when it is not in a slab."""
-    from pmdb.os.linux.slab_text import describe_slab
-
-    try:
-        model = slub_model(target)
-    except PmdbError:
-        return None
-    return describe_slab(model, addr, target.symbols)

@@ -21,9 +21,9 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pmdb.dumps.vmcoreinfo import VmcoreInfo
 from pmdb.errors import FaultError, FormatError, SymbolError
 from pmdb.memory.space import AddressSpace
-from pmdb.os.linux.vmcoreinfo import VmcoreInfo
 
 # desc state values, in the top two bits of state_var (kernel/printk/printk_ringbuffer.h)
 _COMMITTED, _FINALIZED = 1, 2

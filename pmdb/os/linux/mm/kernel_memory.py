@@ -1,0 +1,104 @@
+"""From a vmcore's physical memory to kernel virtual memory and symbols, dump alone.
+
+The bootstrap order matters: VMCOREINFO gives the page-table root and the
+image rule; that is enough to decode kallsyms; kallsyms names the variables
+that hold the randomized region bases and the BTF; the BTF gives the
+``struct module`` layout for module symbols. What differs per CPU is asked of
+the CPU's kernel parts (pmdb.os.linux.arch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pmdb.arch import Arch, by_name
+from pmdb.dumps.vmcoreinfo import VmcoreInfo
+from pmdb.errors import FormatError, SymbolError
+from pmdb.memory.space import AddressSpace
+from pmdb.os.linux.arch import KernelArch, KernelLayout, Translation, kernel_arch
+from pmdb.symbols.kallsyms import KallsymsTables, load_kallsyms
+from pmdb.symbols.kmodules import KernelModule, StructOffsets, read_modules
+from pmdb.symbols.table import SymbolTable
+
+
+@dataclass
+class KernelMemory:
+    """The kernel's virtual memory, its layout and its symbols: what log, address and
+    page-table commands need, present even when the kernel's types are not."""
+
+    info: VmcoreInfo
+    space: AddressSpace
+    layout: KernelLayout
+    symbols: SymbolTable
+    arch: KernelArch
+    modules: list[KernelModule] = field(default_factory=list)
+
+    def lookup(self, name: str) -> int | None:
+        """A vmlinux symbol's address (never a module's), or None."""
+        sym = self.symbols.lookup(name)
+        return sym.addr if sym is not None and sym.module is None else None
+
+    def address_of(self, name: str) -> int:
+        """A vmlinux symbol's address; SymbolError naming it when kallsyms lacks it."""
+        sym = self.symbols.lookup(name)
+        if sym is None:
+            raise SymbolError(f"no symbol {name} in kallsyms")
+        return sym.addr
+
+    def btf_range(self) -> tuple[int, int] | None:
+        """(address, size) of vmlinux's BTF, between __start_BTF and __stop_BTF."""
+        start, stop = self.symbols.lookup("__start_BTF"), self.symbols.lookup("__stop_BTF")
+        if start is None or stop is None or not 0 < stop.addr - start.addr < 1 << 28:
+            return None
+        return start.addr, stop.addr - start.addr
+
+    def load_modules(self, offsets: StructOffsets) -> list[KernelModule]:
+        """Walk ``modules`` and add every module's symbols to the table."""
+        self.modules = read_modules(self.space, self.address_of("modules"), offsets)
+        for mod in self.modules:
+            self.symbols.add(mod.symbols)
+        return self.modules
+
+    # -- page tables, for ::vtop ---------------------------------------------------
+
+    def vtop(self, addr: int, root: int | None = None) -> Translation:
+        """The page walk for addr from the kernel's tables, or from the top-level table at
+        physical ``root`` (a process's)."""
+        space = self.space if root is None else self.arch.with_root(self.space, root)
+        return self.arch.translate(space, addr)
+
+    def fast_path(self, addr: int) -> tuple[str, int] | None:
+        """(rule, physical address) when an arithmetic rule maps addr without a walk."""
+        return self.arch.fast_path(self.space, addr)
+
+    def page_struct(self, pfn: int) -> int:
+        """The address of a page frame's ``struct page`` in the vmemmap array."""
+        return self.layout.vmemmap_base + pfn * self.info.sizes.get("page", 64)
+
+
+def load_kernel_memory(phys: AddressSpace, vmcoreinfo: str | bytes, arch: Arch | None = None) -> KernelMemory:
+    """Kernel virtual memory, layout and vmlinux symbols; modules come later (they need types).
+    ``arch`` is the dump's CPU; x86-64 when not given (the only kernel pmdb models yet)."""
+    info = VmcoreInfo.parse(vmcoreinfo)
+    if not info.raw:
+        raise FormatError("the dump has no VMCOREINFO: pmdb needs it to find the kernel")
+    parts = kernel_arch(arch or by_name("x86_64"))
+    space = parts.kernel_space(phys, info)
+    symbols = SymbolTable()
+    symbols.add_source(load_kallsyms(space, KallsymsTables.from_vmcoreinfo(info)))
+
+    def lookup(name: str) -> int | None:
+        sym = symbols.lookup(name)
+        return sym.addr if sym is not None else None
+
+    layout = parts.attach_layout(space, info, lookup)
+    return KernelMemory(info, space, layout, symbols, parts)
+
+
+def kernel_parts(owner: Any) -> KernelMemory | None:
+    """The kernel memory of a kernel Target or of its OS model (``LinuxKernel.km``); None
+    when it is not a kernel dump. A kernel whose types failed to load still has it."""
+    os_model = getattr(owner, "os", owner)
+    km = getattr(os_model, "km", None)
+    return km if isinstance(km, KernelMemory) else None

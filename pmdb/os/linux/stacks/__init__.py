@@ -1,0 +1,1 @@
+"""Kernel stacks in general: stack regions, the unwinder protocol, crash's frame selection."""
