@@ -82,7 +82,7 @@ def _open_vmcore(dump: Dump, path: str, cache: Cache) -> Target:
         panic = None
     if panic is not None:
         target.set_current_thread(panic.address)   # crash's default context: the panic task
-    target.warnings = _unique(warnings + kernel.problems)  # type: ignore[attr-defined]
+    target.warnings = _unique(warnings + kernel.problems)
     return target
 
 
@@ -143,7 +143,7 @@ def _open_user_core(core: ElfCore, *, config: Config, symbol_files: Sequence[str
         warnings.extend(objects.warnings)
     target = Target(path=core.path, arch=core.arch, memory=core.space(), symbols=symbols,
                     types=types, os=proc, kind="user-core")
-    target.warnings = _unique(warnings)  # type: ignore[attr-defined]
+    target.warnings = _unique(warnings)
     return target
 
 
