@@ -21,7 +21,7 @@ from pmdb.dumps.elf import ElfCore
 from pmdb.errors import FormatError, PmdbError
 from pmdb.os.user.process import UserProcess
 from pmdb.progress import Progress
-from pmdb.symbols.table import SymbolTable
+from pmdb.symbols.objfile import load_objects
 from pmdb.target import Target
 from pmdb.types.registry import TypeRegistry
 
@@ -129,35 +129,18 @@ def _open_user_core(core: ElfCore, *, config: Config, symbol_files: Sequence[str
                            symbol_files=symbol_files)
     proc = UserProcess(core, max_frames=config.get("unwind.max_frames"))
     warnings: list[str] = []
-    objects = _load_objects(core, proc, search_path=search_path, sysroot=root, check=check,
-                            symbol_files=symbol_files, warnings=warnings)
-    if objects is not None:
-        proc.objects = objects
-    symbols = objects.symbol_table() if objects is not None else SymbolTable()
+    objects = load_objects(core.space(), proc.mappings(), core_path=core.path, arch=core.arch,
+                           search_path=search_path, sysroot=root, extra_files=symbol_files,
+                           check_build_id=check)
+    proc.objects = objects
+    symbols = objects.symbol_table()
     types = TypeRegistry(core.arch.ptr_size)
-    if objects is not None:
-        try:
-            types.add_source(objects.type_source())
-        except ImportError as err:  # the DWARF layer not built yet: symbols still work
-            warnings.append(f"types unavailable: {err}")
-        warnings.extend(objects.warnings)
+    types.add_source(objects.type_source())
+    warnings.extend(objects.warnings)
     target = Target(path=core.path, arch=core.arch, memory=core.space(), symbols=symbols,
                     types=types, os=proc, kind="user-core")
     target.warnings = _unique(warnings)
     return target
-
-
-def _load_objects(core: ElfCore, proc: UserProcess, *, search_path: list[str], sysroot: str,
-                  check: bool, symbol_files: Sequence[str], warnings: list[str]) -> Any:
-    """The process's ObjectSet, or None (with a warning) when the symbols layer is missing."""
-    try:
-        from pmdb.symbols.objfile import load_objects
-    except ImportError as err:
-        warnings.append(f"symbols unavailable: {err}")
-        return None
-    return load_objects(core.space(), proc.mappings(), core_path=core.path, arch=core.arch,
-                        search_path=search_path, sysroot=sysroot, extra_files=symbol_files,
-                        check_build_id=check)
 
 
 def _locator(core: ElfCore, *, search_path: list[str], sysroot: str, check: bool,
