@@ -21,6 +21,7 @@ from pmdb.commands.context import Context, Handoff
 from pmdb.commands.registry import DcmdSpec, Registry
 from pmdb.config import Config
 from pmdb.errors import CommandError, FaultError, ParseError, PmdbError, SymbolError
+from pmdb.formats import parse_format, run_format
 from pmdb.language.ast import (
     AssignVerb,
     DcmdVerb,
@@ -230,8 +231,6 @@ class Session:
                 ctx.emit(addr, typ)
             return ctx.handoffs
         if isinstance(verb, FormatVerb):
-            from pmdb.formats import parse_format, run_format
-
             fmt = verb.fmt or self.last_format
             parse_format(fmt)    # a bad format is reported, not remembered
             self.last_format = fmt
