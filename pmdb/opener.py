@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,27 +33,26 @@ def open_target(path: str, *, config: Config, symbol_files: Sequence[str] = (),
     ``progress`` shows long work at open (decompressing a ``.zst`` dump); none by default."""
     cache = cache_of(config)
     dump = open_dump(path, cache, progress)
+    name = os.path.basename(path)
+    build: Callable[[], Target]
     if dump.kind == "vmcore":
-        try:
-            return _open_vmcore(dump, path, cache)
-        except FormatError:
-            dump.close()
-            raise
-        except (PmdbError, struct.error, ValueError, OverflowError) as err:
-            dump.close()
-            raise FormatError(f"{os.path.basename(path)}: cannot find the kernel in the dump ({err})") from None
-    if not isinstance(dump, ElfCore):
+        build, problem = (lambda: _open_vmcore(dump, path, cache)), "cannot find the kernel in the dump"
+    elif isinstance(dump, ElfCore):
+        core = dump
+        build, problem = (lambda: _open_user_core(core, config=config, symbol_files=symbol_files,
+                                                  sysroot=sysroot)), "corrupt core"
+    else:
         dump.close()
-        raise FormatError(f"{os.path.basename(path)}: {dump.kind} dumps are not supported yet")
+        raise FormatError(f"{name}: {dump.kind} dumps are not supported yet")
     try:
-        return _open_user_core(dump, config=config, symbol_files=symbol_files, sysroot=sysroot)
+        return build()
     except FormatError:
         dump.close()
         raise
     except (PmdbError, struct.error, ValueError, OverflowError) as err:
         # a note or header field that decodes to nonsense: still one line about the file
         dump.close()
-        raise FormatError(f"{os.path.basename(path)}: corrupt core ({err})") from None
+        raise FormatError(f"{name}: {problem} ({err})") from None
 
 
 def cache_of(config: Config) -> Cache:

@@ -156,6 +156,13 @@ class ElfImage:
     def note_owners(self) -> set[str]:
         return {n.name for n in self.notes}
 
+    def arch(self) -> Arch:
+        """The CPU of e_machine; FormatError naming the file for one pmdb does not know."""
+        try:
+            return by_elf_machine(self.header.machine, self.header.bits)
+        except FormatError as err:
+            raise FormatError(f"{os.path.basename(self.src.path)}: {err}") from None
+
 
 def read_elf(src: FileSource) -> ElfImage:
     """The header (checked: FormatError when it cannot be a core), program headers and notes."""
@@ -264,10 +271,7 @@ class ElfCore(Dump):
         self.path = path
         self.src = image.src
         self.header = image.header
-        try:
-            self.arch: Arch = by_elf_machine(self.header.machine, self.header.bits)
-        except FormatError as err:
-            raise FormatError(f"{os.path.basename(path)}: {err}") from None
+        self.arch: Arch = image.arch()
         self.phdrs = check_user_phdrs(self.src, self.header, image.phdrs)
         if image.note_error is not None:
             raise image.note_error

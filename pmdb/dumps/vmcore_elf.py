@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from pmdb.arch import Arch, by_elf_machine
+from pmdb.arch import Arch
 from pmdb.dumps.base import Dump, FileSource
 from pmdb.dumps.elf import PT_LOAD, PT_NOTE, ElfImage, ProgramHeader, read_elf
 from pmdb.errors import FormatError
@@ -39,7 +39,7 @@ class VmcoreElf(Dump):
         self.path = path
         self.src = image.src
         self.header = image.header
-        self.arch: Arch = by_elf_machine(self.header.machine, self.header.bits)
+        self.arch: Arch = image.arch()
         self.loads = [ph for ph in image.phdrs if ph.type == PT_LOAD]
         self._check_notes([ph for ph in image.phdrs if ph.type == PT_NOTE])
         if image.note_error is not None:
