@@ -23,6 +23,9 @@ class ConfigError(PmdbError):
     """A bad option name or value."""
 
 
+Hook = Callable[[Any, str], Any]   # (value, where) -> the value to keep, or ConfigError
+
+
 @dataclass(frozen=True)
 class Option:
     """One option: its name, what it may hold, its default and what it is for.
@@ -39,7 +42,7 @@ class Option:
     low: int | None = None
     high: int | None = None
     choices: tuple[str, ...] = ()
-    hook: Callable[[Any, str], Any] | None = None
+    hook: Hook | None = None
 
 
 OPTIONS: tuple[Option, ...] = (

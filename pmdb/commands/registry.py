@@ -35,7 +35,8 @@ class DcmdSpec:
     synopsis: str = ""
     example: str = ""
     aliases: tuple[str, ...] = ()
-    opts: dict[str, str] = field(default_factory=dict)   # "v" -> "verbose"; "c:" -> "func" (takes a value)
+    # "v" -> "verbose"; "c:" -> "func" (takes a value); "r::" repeats (see commands/args.py)
+    opts: dict[str, str] = field(default_factory=dict)
     walker: str | None = None    # without an address, run once per address of this walker
     usage: str = ""              # argument synopsis, e.g. "[-v] [type] [member...]"
     origin: str = ""

@@ -15,7 +15,7 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
-from pmdb.config import ConfigError, Option, check_value
+from pmdb.config import Config, ConfigError, Hook, Option, check_value
 
 
 def _addr(value: Any, where: str) -> int | str:
@@ -43,7 +43,7 @@ def _patches(value: Any, where: str) -> list[dict[str, Any]]:
     return [_patch(p, where) for p in (value if isinstance(value, list) else [value])]
 
 
-def _opt(name: str, default: Any, doc: str, *, kind: type = object, hook: Any = None,
+def _opt(name: str, default: Any, doc: str, *, kind: type = object, hook: Hook | None = None,
          low: int | None = None, high: int | None = None) -> Option:
     return Option(name, kind, default, doc, low, high, hook=hook)
 
@@ -161,8 +161,6 @@ def describe() -> list[tuple[str, str, str]]:
     return [(o.name, repr(o.default), o.doc) for o in EMULATE_OPTIONS]
 
 
-def config_table(config: Any) -> dict[str, Any]:
+def config_table(config: Config) -> dict[str, Any]:
     """The [emulate] table of the session's pmdb.toml, checked (empty when there is none)."""
-    getter = getattr(config, "table", None)
-    raw = getter("emulate") if getter is not None else {}
-    return check(raw or {}, "pmdb.toml [emulate]")
+    return check(config.table("emulate"), "pmdb.toml [emulate]")
