@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from bench.cores import BenchCore, built_cores, fixture_cores, sizes
+from bench.table import table
 from bench.timing import gdb_available, gdb_once, pmdb_best, pmdb_open_best
 
 
@@ -23,17 +24,6 @@ def _size(n: int) -> str:
     return f"{value:.1f} GB"
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    """First column left-aligned, numbers right-aligned, each as wide as its widest cell."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
-
-    return "\n".join([line(headers)] + [line(r) for r in rows])
-
-
 def stack_table(cores: list[BenchCore], runs: int, gdb_runs: int) -> str:
     rows = []
     use_gdb = gdb_available()
@@ -44,7 +34,7 @@ def stack_table(cores: list[BenchCore], runs: int, gdb_runs: int) -> str:
                      f"{p.open_s * 1000:.0f} ms", f"{p.total_s * 1000:.0f} ms",
                      f"{g * 1000:.0f} ms" if g is not None else "n/a",
                      f"{g / p.total_s:.1f}x" if g is not None else "-"])
-    return _table(["core", "size", "threads", "frames", "pmdb open", "pmdb open+$c",
+    return table(["core", "size", "threads", "frames", "pmdb open", "pmdb open+$c",
                    "gdb bt (all threads)", "gdb/pmdb"], rows)
 
 
@@ -55,8 +45,8 @@ def open_table(small: BenchCore, big: BenchCore, runs: int) -> str:
         times.append(t)
         apparent, disk = sizes(c.core)
         rows.append([c.label, _size(apparent), _size(disk), f"{t * 1000:.1f} ms"])
-    table = _table(["core", "file size", "on disk", "pmdb open"], rows)
-    return f"{table}\nbig/small open time: {times[1] / times[0]:.2f} (size ratio {sizes(big.core)[0] / sizes(small.core)[0]:.0f})"
+    text = table(["core", "file size", "on disk", "pmdb open"], rows)
+    return f"{text}\nbig/small open time: {times[1] / times[0]:.2f} (size ratio {sizes(big.core)[0] / sizes(small.core)[0]:.0f})"
 
 
 def emulate_section(runs: int) -> str:
@@ -67,7 +57,7 @@ def emulate_section(runs: int) -> str:
         return "\n(emulation speed: no user-core fixtures)"
     cells, notes = emulate_x86.table(runs)
     head = f"\nEmulation speed (best of {runs}, warm: code translated/decoded once)\n\n"
-    return head + _table(emulate_x86.HEADERS, cells) + "\n" + "\n".join(notes)
+    return head + table(emulate_x86.HEADERS, cells) + "\n" + "\n".join(notes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,18 +105,18 @@ def kernel_section(args: argparse.Namespace) -> int:
 
     print(f"Kernel dumps: open + ::status + ::ps + ::msgbuf; pmdb best of {args.runs} in-process "
           f"(per step) and as a fresh `pmdb -e` process; drgn and crash as fresh processes\n")
-    table = kernel_table(args.runs)
-    print(table or "no kernel dumps (../shared/fixtures absent)")
-    if table:
+    text = kernel_table(args.runs)
+    print(text or "no kernel dumps (../shared/fixtures absent)")
+    if text:
         from bench import slab  # ::kmastat and ::kmem_verify over every cache
-        print("\n" + slab.section(args.runs, _table))
+        print("\n" + slab.section(args.runs))
         from bench import stacks  # ::stacks and foreach bt over every task
-        print("\n" + stacks.section(args.runs, _table))
+        print("\n" + stacks.section(args.runs))
     first = next((p for p, _ in DUMPS if p.exists()), None)
     if args.profile and first is not None:
         print(f"\nProfile of one in-process run on {first.name} (cumulative):\n")
         print(profile(first))
-    return 0 if table else 1
+    return 0 if text else 1
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.table import table
 from pmdb.config import Config
 from pmdb.dumps.zst import decompressed
 from pmdb.opener import open_target
@@ -248,13 +249,11 @@ def profile(path: Path, top: int = 18) -> str:
 
 def kernel_table(runs: int) -> str:
     """The printable table and its notes; empty when no kernel fixture is present."""
-    from bench.__main__ import _table
-
     headers, rows, notes = kernel_rows(runs)
     if not rows:
         return ""
     figure = max(float(r[6].split()[0]) for r in rows) / 1000
-    lines = [_table(headers, rows), "",
+    lines = [table(headers, rows), "",
              f"slowest pmdb -e (cold process, all four steps): {figure * 1000:.0f} ms "
              f"({'within' if figure < 0.6 else 'ABOVE'} the 0.6 s figure)"]
     return "\n".join(lines + notes)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
+from bench.table import table
 from bench.timing import best_command
 from tests.conftest import FIXTURES
 
@@ -53,8 +53,8 @@ def slab_table(runs: int) -> tuple[list[list[str]], list[str]]:
     return rows, notes
 
 
-def section(runs: int, table: Callable[[list[str], list[list[str]]], str]) -> str:
-    """The bench's slab section; ``table`` formats rows (bench.__main__._table)."""
+def section(runs: int) -> str:
+    """The bench's slab section."""
     rows, notes = slab_table(runs)
     if not rows:
         return "Slab forensics: no kernel dumps (../shared/fixtures absent)"
@@ -66,11 +66,9 @@ def section(runs: int, table: Callable[[list[str], list[list[str]]], str]) -> st
 
 def main() -> int:
     """``python -m bench.slab``: this section alone."""
-    from bench.__main__ import _table
-
     parser = argparse.ArgumentParser(prog="python -m bench.slab", description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
-    print(section(parser.parse_args().runs, _table))
+    print(section(parser.parse_args().runs))
     return 0
 
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
+from bench.table import table
 from bench.timing import best_command, command_on_fresh_target
 from pmdb.dumps.zst import decompressed
 from tests.conftest import FIXTURES
@@ -113,7 +113,7 @@ def _ms(seconds: float | None) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds is not None else "n/a"
 
 
-def section(runs: int, table: Callable[[list[str], list[list[str]]], str]) -> str:
+def section(runs: int) -> str:
     """The printable section: the table, the figure, and why a column is empty."""
     found, notes = rows(runs)
     if not found:
@@ -136,9 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.drgn:
         return drgn_main(args.drgn)
-    from bench.__main__ import _table
-
-    print(section(args.runs, _table))
+    print(section(args.runs))
     return 0
 
 

@@ -7,15 +7,13 @@ import string
 from typing import Any
 
 from pmdb.commands import Context, dcmd
-from pmdb.errors import CommandError, FaultError, ParseError
-from pmdb.language.evaluate import evaluate
-from pmdb.language.parser import parse
+from pmdb.errors import CommandError, FaultError
 
 
 @dcmd("dcmds", addr="none", synopsis="list the available dcmds", example="::dcmds")
 def dcmds_list(ctx: Context) -> None:
     """Every dcmd with its synopsis; aliases follow the name in parentheses."""
-    reg = ctx.session.registry
+    reg = ctx.registry
     rows = []
     for name in sorted(reg.dcmds):
         spec = reg.dcmds[name]
@@ -27,7 +25,7 @@ def dcmds_list(ctx: Context) -> None:
 @dcmd("walkers", addr="none", synopsis="list the available walkers", example="::walkers")
 def walkers_list(ctx: Context) -> None:
     """Every walker with its synopsis."""
-    reg = ctx.session.registry
+    reg = ctx.registry
     ctx.out.table(["", ""], [[n, f"- {reg.walkers[n].synopsis}"] for n in sorted(reg.walkers)],
                   header=False)
 
@@ -36,7 +34,7 @@ def walkers_list(ctx: Context) -> None:
       usage="[dcmd | walker]")
 def help_cmd(ctx: Context, name: str = "") -> None:
     """Without a name, how to get started; with one, its synopsis, usage, description and example."""
-    reg = ctx.session.registry
+    reg = ctx.registry
     if not name:
         ctx.out.line("Each dcmd is run as [address][,count]::name [args]; pipe addresses on with '|'.")
         ctx.out.line("::dcmds lists the dcmds, ::walkers the walkers, ::formats the format verbs of /.")
@@ -84,15 +82,11 @@ def _help_page(ctx: Context, name: str, synopsis: str, usage: str, text: str, ex
 def walk(ctx: Context, name: str, *args: Any) -> None:
     """Run a walker from addr (or from its default start). Piped, the addresses go to the next
     dcmd, with their type when the walker knows it; otherwise they are printed one per line."""
-    wspec = ctx.session.registry.walker(name)
-    sub = Context(ctx.session, ctx.out, addr=ctx.addr, count=ctx.count, piped=ctx.piped,
-                  type=ctx.type, argv=args, state=ctx.state)
-    typ = ctx.target.types.find(wspec.type_name) if wspec.type_name and ctx.session.target else None
-    for addr in wspec.func(sub, ctx.addr):
+    for h in ctx.walk(name, ctx.addr, args):
         if ctx.piped:
-            ctx.emit(addr, typ)
+            ctx.emit(h.addr, h.type)
         else:
-            ctx.out.line(f"{addr:x}")
+            ctx.out.line(f"{h.addr:x}")
 
 
 @dcmd("grep", addr="required", synopsis="hand on the address when an expression is non-zero",
@@ -111,7 +105,7 @@ def grep(ctx: Context, *words: Any) -> None:
       example="::walk thread | ::head -n 2 | ::findstack", opts={"n:": "count"}, usage="[-n count]")
 def head(ctx: Context, count: Any = 10) -> None:
     """The first count (default 10) addresses of the pipe go on; the rest are dropped."""
-    limit = _number(count)
+    limit = ctx.value(count, radix=10, what="count")
     seen = ctx.state.get("seen", 0)
     if seen < limit:
         _pass_on(ctx)
@@ -180,13 +174,12 @@ def run_macro(ctx: Context, name: str) -> None:
         except OSError as err:
             raise CommandError(f"{name}: {err.strerror}") from None
         if ctx.addr is not None:
-            ctx.session.dot = ctx.addr
-        if not ctx.session.run_script(lines):
+            ctx.set_dot(ctx.addr)
+        if not ctx.run_script(lines):
             raise CommandError(f"{name}: a command in the file failed")
         return
-    reg = ctx.session.registry
-    if reg.has_dcmd(name):
-        ctx.session.invoke(reg.dcmd(name), ctx, ())
+    if ctx.registry.has_dcmd(name):
+        ctx.invoke(name)
         return
     raise CommandError(f"{name}: no such file or macro")
 
@@ -194,15 +187,7 @@ def run_macro(ctx: Context, name: str) -> None:
 def _expression_value(ctx: Context, words: tuple[Any, ...]) -> int:
     if len(words) == 1 and isinstance(words[0], int):
         return words[0]
-    text = " ".join(str(w) if not isinstance(w, int) else f"0x{w:x}" for w in words)
-    try:
-        line = parse(text)
-    except ParseError as err:
-        raise CommandError(f"bad expression '{text}': {err.message}") from None
-    stages = line.pipelines[0].stages if len(line.pipelines) == 1 else ()
-    if len(stages) != 1 or stages[0].verb is not None or stages[0].addr is None:
-        raise CommandError(f"'{text}' is not an expression")
-    return evaluate(stages[0].addr, ctx.session)
+    return ctx.value(" ".join(str(w) if not isinstance(w, int) else f"0x{w:x}" for w in words))
 
 
 def _pass_on(ctx: Context) -> None:
@@ -212,11 +197,3 @@ def _pass_on(ctx: Context) -> None:
     else:
         ctx.out.line(f"{addr:x}")
 
-
-def _number(value: Any) -> int:
-    if isinstance(value, int):
-        return value
-    try:
-        return int(str(value), 0) if str(value).startswith(("0x", "0X")) else int(str(value), 10)
-    except ValueError:
-        raise CommandError(f"not a number: {value!r}") from None

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from pmdb.commands import Context, dcmd
+from pmdb.commands.args import number
 from pmdb.disasm import Disassembler, Insn, disassembler_for
-from pmdb.errors import CommandError, FaultError, ParseError
-from pmdb.language.ast import Num
-from pmdb.language.parser import parse_expr
+from pmdb.errors import CommandError, FaultError
 
 WINDOW = 10                 # instructions either side of an address, as mdb's default
 MAX_FUNCTION = 20_000       # a "function" bigger than this is a bad symbol size
@@ -42,15 +41,10 @@ def dis_cmd(ctx: Context, count: str | int | None = None, plain: bool = False) -
 def _count(value: str | int | None) -> int | None:
     if value is None:
         return None
-    if isinstance(value, int):
-        return value
-    try:
-        expr = parse_expr(value)
-    except ParseError:
-        expr = None
-    if not isinstance(expr, Num):
+    count = value if isinstance(value, int) else number(value)
+    if count is None:
         raise CommandError(f"dis: -n wants a number, not '{value}'")
-    return expr.value
+    return count
 
 
 def _around(dis: Disassembler, addr: int, n: int | None) -> list[Insn]:

@@ -2,48 +2,48 @@
 
 ``FUNC::emulate [-t] [-F] [-s] [-f file.toml] [-r reg=value]... [-P where=value:size]... [arg ...]``
 calls FUNC on an emulated CPU whose memory is the dump, paged in on demand, and
-ends with ``return: 0xVALUE``. Options are parsed here (not by the session)
-because -r and -P repeat.
+ends with ``return: 0xVALUE``. The words are parsed here, by the session's own
+option parser (pmdb.commands.args), so that the usage line names FUNC.
 """
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 from pmdb.commands import Context, dcmd
+from pmdb.commands.args import number, parse_options
 from pmdb.emulate import options as emu_options
 from pmdb.emulate.call import Emulation, prepare
 from pmdb.emulate.engine import Stop, TraceEvent
+from pmdb.emulate.params import FunctionParams
 from pmdb.emulate.report import return_line, stop_line, summary
-from pmdb.errors import CommandError, ParseError
-from pmdb.language.evaluate import evaluate
-from pmdb.language.parser import parse_expr
+from pmdb.errors import CommandError
 from pmdb.target import Target
 
 USAGE = ("[-t] [-F] [-s] [-f file.toml] [-r reg=value]... [-P where=value:size]... "
          "[-b addr]... [-n budget] [arg ...]")
-_FLAGS = {"t": "trace", "F": "flow", "s": "stop"}
-_VALUED = {"f", "r", "P", "b", "n"}
+_OPTS = {"t": "trace", "F": "flow", "s": "stop", "f::": "files", "r::": "registers",
+         "P::": "patches", "b::": "breakpoints", "n:": "budget"}
 
 
 @dataclass
 class _SessionState:
-    """Per-session emulation state: the last emulated target, breakpoints set before a run."""
+    """Per-session emulation state: the last emulated target, breakpoints set before a run,
+    and each target's function parameters (looked up once)."""
 
     emulated: Target | None = None
     breakpoints: set[int] = field(default_factory=set)
+    params: dict[Target, FunctionParams] = field(default_factory=dict)
 
-
-_STATE: weakref.WeakKeyDictionary[Any, _SessionState] = weakref.WeakKeyDictionary()
+    def params_of(self, target: Target) -> FunctionParams:
+        if target not in self.params:
+            self.params[target] = FunctionParams(target)
+        return self.params[target]
 
 
 def _state(ctx: Context) -> _SessionState:
-    st = _STATE.get(ctx.session)
-    if st is None:
-        st = _STATE[ctx.session] = _SessionState()
-    return st
+    return ctx.store("emulate", _SessionState)
 
 
 # -- ::emulate --------------------------------------------------------------------------------
@@ -59,11 +59,12 @@ def emulate(ctx: Context, *words: Any) -> None:
     -f reads options from a TOML file. Ends with 'return: 0xVALUE'."""
     flags, layer = _parse_words(ctx, words)
     target = ctx.target
-    opts = emu_options.merge(emu_options.config_table(ctx.session.config), *layer)
+    opts = emu_options.merge(emu_options.config_table(ctx.config), *layer)
     if ctx.addr is not None:
         opts["function"] = ctx.addr
-    opts["breakpoints"] = list(opts["breakpoints"]) + sorted(_state(ctx).breakpoints)
-    em = prepare(target, opts, lambda v: _value(ctx, v))
+    state = _state(ctx)
+    opts["breakpoints"] = list(opts["breakpoints"]) + sorted(state.breakpoints)
+    em = prepare(target, opts, ctx.value, state.params_of(target))
     trace_on = flags["trace"] or opts["trace"]
     flow_on = flags["flow"] or opts["flow"]
     if flags["stop"] and not em.breakpoints:
@@ -77,53 +78,27 @@ def emulate(ctx: Context, *words: Any) -> None:
 
 
 def _parse_words(ctx: Context, words: tuple[Any, ...]) -> tuple[dict[str, bool], list[dict[str, Any]]]:
-    """getopt over the words: flags, then option layers (-f file first, then inline flags)."""
-    flags = dict.fromkeys(_FLAGS.values(), False)
-    inline: dict[str, Any] = {"registers": {}, "patches": [], "breakpoints": [], "args": []}
-    files: list[dict[str, Any]] = []
-    i = 0
-    while i < len(words):
-        w = words[i]
-        i += 1
-        if not isinstance(w, str) or not w.startswith("-") or len(w) < 2 or _is_number(w):
-            inline["args"].append(w)
-            continue
-        if w == "--":
-            inline["args"] += list(words[i:])
-            break
-        for j, ch in enumerate(w[1:]):
-            if ch in _FLAGS:
-                flags[_FLAGS[ch]] = True
-                continue
-            if ch not in _VALUED:
-                raise CommandError(f"emulate: unknown option -{ch} (usage: FUNC::emulate {USAGE})")
-            rest = w[2 + j:]
-            if not rest:
-                if i >= len(words):
-                    raise CommandError(f"emulate: option -{ch} needs a value")
-                rest, i = words[i], i + 1
-            _valued(ch, rest, inline, files)
-            break
-    layer = {k: v for k, v in inline.items() if v or k == "args"}
-    if not inline["args"]:
-        del layer["args"]
+    """The flags, then option layers: each -f file in order, then the options on the line."""
+    args, given = parse_options("emulate", _OPTS, words, f"FUNC::emulate {USAGE}")
+    flags = {name: bool(given.get(name)) for name in ("trace", "flow", "stop")}
+    files = [emu_options.load_file(str(path)) for path in given.get("files", [])]
+    inline: dict[str, Any] = {
+        "registers": dict(_register_flag(str(r)) for r in given.get("registers", [])),
+        "patches": [_patch_flag(str(p)) for p in given.get("patches", [])],
+        "breakpoints": [b if isinstance(b, int) else str(b) for b in given.get("breakpoints", [])],
+        "args": args,
+    }
+    if "budget" in given:
+        inline["budget"] = _literal(given["budget"], "-n")
+    layer = {k: v for k, v in inline.items() if v or k == "budget"}
     return flags, [*files, emu_options.check(layer, "::emulate")]
 
 
-def _valued(ch: str, value: Any, inline: dict[str, Any], files: list[dict[str, Any]]) -> None:
-    if ch == "f":
-        files.append(emu_options.load_file(str(value)))
-    elif ch == "r":
-        name, sep, val = str(value).partition("=")
-        if not sep or not name or not val:
-            raise CommandError(f"emulate: -r wants reg=value, not '{value}'")
-        inline["registers"][name] = val
-    elif ch == "P":
-        inline["patches"].append(_patch_flag(str(value)))
-    elif ch == "b":
-        inline["breakpoints"].append(value if isinstance(value, int) else str(value))
-    elif ch == "n":
-        inline["budget"] = _literal(value, "-n")
+def _register_flag(text: str) -> tuple[str, str]:
+    name, sep, val = text.partition("=")
+    if not sep or not name or not val:
+        raise CommandError(f"emulate: -r wants reg=value, not '{text}'")
+    return name, val
 
 
 def _patch_flag(text: str) -> dict[str, Any]:
@@ -131,45 +106,17 @@ def _patch_flag(text: str) -> dict[str, Any]:
     value, sep2, size = rest.rpartition(":")
     if not sep or not sep2 or not where or not value:
         raise CommandError(f"emulate: -P wants where=value:size, not '{text}'")
-    try:
-        nbytes = int(size, 0)
-    except ValueError:
-        raise CommandError(f"emulate: -P size must be 1, 2, 4 or 8, not '{size}'") from None
+    nbytes = number(size, radix=10)
+    if nbytes is None:
+        raise CommandError(f"emulate: -P size must be 1, 2, 4 or 8, not '{size}'")
     return {"where": where, "value": value, "size": nbytes}
 
 
 def _literal(value: Any, what: str) -> int:
-    if isinstance(value, int):
-        return value
-    expr = None
-    try:
-        expr = parse_expr(str(value))
-    except ParseError:
-        pass
-    from pmdb.language.ast import Num
-
-    if not isinstance(expr, Num):
+    literal = value if isinstance(value, int) else number(str(value))
+    if literal is None:
         raise CommandError(f"emulate: {what} wants a number, not '{value}'")
-    return expr.value
-
-
-def _is_number(text: str) -> bool:
-    try:
-        parse_expr(text)
-    except ParseError:
-        return False
-    return text[1:2].isdigit()
-
-
-def _value(ctx: Context, v: int | str) -> int:
-    """An option value: an integer, or an expression evaluated like any mdb expression."""
-    if isinstance(v, int):
-        return v
-    try:
-        expr = parse_expr(v)
-    except ParseError as err:
-        raise CommandError(f"bad expression '{v}': {err.message}") from None
-    return evaluate(expr, ctx.session)
+    return literal
 
 
 def _tracer(ctx: Context, em: Emulation, trace_on: bool, flow_on: bool) -> Any:
@@ -180,7 +127,7 @@ def _tracer(ctx: Context, em: Emulation, trace_on: bool, flow_on: bool) -> Any:
     if trace_on:
         parts.append(TraceFormatter(em.parent, ctx.out.line))
     if flow_on:
-        flow = FlowTracer(em.parent, em.engine, ctx.out.line)
+        flow = FlowTracer(em.parent, em.engine, ctx.out.line, em.params)
         flow.start(em.engine.pc)
         parts.append(flow)
     if not parts:
@@ -217,9 +164,9 @@ def _become(ctx: Context, em: Emulation, stop: Stop) -> None:
     if not em.stops:
         em.stops.append(stop)
     target = EmulatedTarget(em)
-    ctx.session.target = target
+    ctx.set_target(target)
     _state(ctx).emulated = target
-    ctx.session.dot = em.engine.pc
+    ctx.set_dot(em.engine.pc)
 
 
 # -- driving a stopped CPU ----------------------------------------------------------------------
@@ -227,7 +174,7 @@ def _become(ctx: Context, em: Emulation, stop: Stop) -> None:
 def _emulated(ctx: Context) -> Emulation:
     from pmdb.emulate.target import EmulatedTarget
 
-    t = ctx.session.target
+    t = ctx.target if ctx.has_target else None
     if not isinstance(t, EmulatedTarget):
         raise CommandError("the current target is not an emulated CPU (FUNC::emulate -s makes one)")
     em = t.emulation
@@ -243,7 +190,7 @@ def cont(ctx: Context) -> None:
     em = _emulated(ctx)
     stop = em.account(em.engine.run(sentinel=em.sentinel, budget=max(em.remaining, 1),
                                     breakpoints=frozenset(em.breakpoints)))
-    ctx.session.dot = em.engine.pc
+    ctx.set_dot(em.engine.pc)
     _report_continue(ctx, em, stop)
 
 
@@ -275,7 +222,7 @@ def step(ctx: Context, how: str = "") -> None:
                                         breakpoints=bps))
         if stop.reason == "breakpoint" and stop.pc == until and until not in em.breakpoints:
             stop = Stop("step", stop.pc, stop.instructions)
-    ctx.session.dot = em.engine.pc
+    ctx.set_dot(em.engine.pc)
     _report_continue(ctx, em, stop)
 
 
@@ -301,7 +248,7 @@ def bp(ctx: Context, delete: bool = False) -> None:
     or on the next ::emulate); addr::bp -d deletes; ::bp lists."""
     from pmdb.emulate.target import EmulatedTarget
 
-    t = ctx.session.target
+    t = ctx.target if ctx.has_target else None
     bps = t.emulation.breakpoints if isinstance(t, EmulatedTarget) else _state(ctx).breakpoints
     if ctx.addr is None:
         for a in sorted(bps):
@@ -326,11 +273,11 @@ def target_cmd(ctx: Context, which: str = "") -> None:
     if which == "":
         ctx.out.line(f"{t.kind} {t.path}")
     elif which == "dump":
-        ctx.session.target = t.root() if isinstance(t, EmulatedTarget) else t
+        ctx.set_target(t.root() if isinstance(t, EmulatedTarget) else t)
     elif which == "emulated":
         last = _state(ctx).emulated
         if last is None:
             raise CommandError("no emulated CPU yet (FUNC::emulate -s makes one)")
-        ctx.session.target = last
+        ctx.set_target(last)
     else:
         raise CommandError(f"target: '{which}' is not 'dump' or 'emulated'")

@@ -31,12 +31,6 @@ def eval_cmd(ctx: Context, *words: object) -> None:
     if not words:
         raise CommandError("eval: give a command line to run (usage: ::eval command-line)")
     line = " ".join(f"{w:#x}" if isinstance(w, int) else str(w) for w in words)
-    session = ctx.session
     if ctx.addr is not None:
-        session.dot = ctx.addr
-    # the inner line reports its own errors; a bare newline should repeat ::eval, not it
-    last = session.last_line
-    try:
-        session.run_line(line, out=ctx.out.stream)
-    finally:
-        session.last_line = last
+        ctx.set_dot(ctx.addr)
+    ctx.run_line(line)   # reports its own errors; a bare newline repeats ::eval, not it

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from pmdb.commands import Context, dcmd
+from pmdb.commands.args import number
 from pmdb.errors import CommandError, PmdbError
 from pmdb.os.linux.slab.audit import (
     CacheStats,
@@ -49,13 +50,10 @@ def _report(ctx: Context, lines: list[str]) -> None:
 
 def _count(word: Any) -> int:
     """A count as mdb reads it: hex by default, 0t for decimal."""
-    if isinstance(word, int):
-        return word
-    text = str(word).lower()
-    try:
-        return int(text[2:], 10) if text.startswith("0t") else int(text.removeprefix("0x"), 16)
-    except ValueError:
-        raise CommandError(f"bad count {word!r}") from None
+    value = word if isinstance(word, int) else number(str(word))
+    if value is None:
+        raise CommandError(f"bad count {word!r}")
+    return value
 
 
 def _size(n: int) -> str:
@@ -324,9 +322,7 @@ def _cache_or_none(model: SlubModel, word: Any) -> KmemCache | None:
 
 
 def _address(word: Any) -> int:
-    if isinstance(word, int):
-        return word
-    try:
-        return int(str(word).removeprefix("0x"), 16)
-    except ValueError:
-        raise CommandError(f"no slab cache or address {word!r}") from None
+    value = word if isinstance(word, int) else number(str(word))
+    if value is None:
+        raise CommandError(f"no slab cache or address {word!r}")
+    return value

@@ -10,27 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from pmdb.commands import Context, dcmd
-from pmdb.errors import CommandError, ParseError, PmdbError
-from pmdb.language.evaluate import evaluate
-from pmdb.language.parser import parse
+from pmdb.errors import CommandError, PmdbError
 from pmdb.os.linux.arch import Translation
 from pmdb.os.linux.mm.kernel_memory import KernelMemory, kernel_parts
 
 _SIZES = {1 << 12: "4 KB", 1 << 21: "2 MB", 1 << 30: "1 GB"}
-
-
-def _value(ctx: Context, word: Any) -> int:
-    """A number or an mdb expression (hex by default, symbols allowed)."""
-    if isinstance(word, int):
-        return word
-    try:
-        line = parse(str(word))
-        stages = line.pipelines[0].stages if len(line.pipelines) == 1 else ()
-        if len(stages) == 1 and stages[0].verb is None and stages[0].addr is not None:
-            return int(evaluate(stages[0].addr, ctx.session))
-    except ParseError as err:
-        raise CommandError(f"bad address '{word}': {err.message}") from None
-    raise CommandError(f"'{word}' is not an address")
 
 
 def _parts(ctx: Context) -> KernelMemory:
@@ -42,7 +26,7 @@ def _parts(ctx: Context) -> KernelMemory:
 
 def _task_root(ctx: Context, word: Any) -> int:
     """The physical top-level table of a task's mm (by task address or pid)."""
-    ident = _value(ctx, word)
+    ident = ctx.value(word, what="address")
     thread = ctx.target.thread_by_id(ident)
     task = thread.address if thread.address is not None else ident
     try:
@@ -61,12 +45,12 @@ def vtop(ctx: Context, *words: Any, root: Any = None, task: Any = None) -> None:
     dcmd, crash-style. An address the tables do not map shows the walk up to the
     missing level."""
     parts = _parts(ctx)
-    addrs = [ctx.addr] if ctx.addr is not None else [_value(ctx, w) for w in words]
+    addrs = [ctx.addr] if ctx.addr is not None else [ctx.value(w, what="address") for w in words]
     if not addrs:
         raise CommandError("vtop needs an address (addr::vtop or ::vtop addr)")
     table = None
     if root is not None:
-        table = _value(ctx, root)
+        table = ctx.value(root, what="address")
     elif task is not None:
         table = _task_root(ctx, task)
     for n, addr in enumerate(addrs):

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pmdb.commands import Context, dcmd
+from pmdb.commands.args import number
 from pmdb.errors import CommandError
 from pmdb.os.linux.tasks.tasks import Task
 
@@ -78,26 +79,10 @@ def _matches(task: Task, arg: Any) -> bool:
     if isinstance(arg, int):
         return arg in (task.address, task.pid)
     text = str(arg)
-    number = _ps_number(text)
-    if number is not None:
-        return number in (task.pid, task.address)
+    value = number(text, crash=True)
+    if value is not None:
+        return value in (task.pid, task.address)
     return task.comm == text
-
-
-def _ps_number(text: str) -> int | None:
-    low = text.lower()
-    try:
-        if low.startswith("0t"):
-            return int(low[2:], 10)
-        if low.startswith("0x"):
-            return int(low[2:], 16)
-        if low.isdigit() and len(low) < 8:
-            return int(low, 10)
-        if len(low) >= 8:
-            return int(low, 16)
-    except ValueError:
-        return None
-    return None
 
 
 @dcmd("ps", addr="optional", synopsis="list the tasks, as crash's ps does",
@@ -252,20 +237,10 @@ def set_cmd(ctx: Context, thread: Any = None) -> None:
         ctx.out.line(f"current thread: {cur.id}" + (f" ({cur.address:x})" if cur.address else "")
                      + (f" {cur.name}" if cur.name else ""))
         return
-    ident = _number(thread)
+    ident = ctx.value(thread, what="thread, task or pid")
     target = ctx.target
     if target.kind == "vmcore" and hasattr(target.os, "find_task"):
         ident = target.os.find_task(ident).address
     t = target.set_current_thread(ident)
     ctx.out.line(f"current thread: {t.id}" + (f" ({t.address:x})" if t.address else "")
                  + (f" {t.name}" if t.name else ""))
-
-
-def _number(value: Any) -> int:
-    if isinstance(value, int):
-        return value
-    text = str(value)
-    try:
-        return int(text[2:], 10) if text.startswith("0t") else int(text, 16)
-    except ValueError:
-        raise CommandError(f"set: not a thread, task or pid: {text!r}") from None

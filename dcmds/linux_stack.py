@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pmdb.commands import Context, dcmd
+from pmdb.commands.args import number
 from pmdb.errors import CommandError
 from pmdb.threads import Thread
 from pmdb.unwind.frame import Frame
@@ -72,15 +73,9 @@ def _selects(task: Any, word: str) -> bool:
         return bool(task.active)
     if word in _STATES:
         return bool(task.state == word)
-    if low.isdigit() and len(low) < 12:
-        return bool(task.pid == int(low, 10))
-    if low.startswith("0t") and low[2:].isdigit():
-        return bool(task.pid == int(low[2:], 10))
-    try:
-        if int(low, 16) == task.address:
-            return True
-    except ValueError:
-        pass
+    value = number(word, crash=True)   # a pid (decimal) or a task address
+    if value is not None:
+        return value in (task.pid, task.address)
     return fnmatch.fnmatchcase(task.comm, word)
 
 

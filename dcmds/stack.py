@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from pmdb.commands import Context, dcmd
+from pmdb.commands.args import number
 from pmdb.errors import CommandError, FaultError, PmdbError
 from pmdb.os.linux.stacks.frames import unwind_kernel_task
 from pmdb.target import Target
@@ -119,16 +120,7 @@ def findstack_lines(target: Target, thread: Thread, frames: list[Frame], verbose
 def _nargs(value: object) -> int:
     """An argument count, typed as an mdb number (hex by default, 0t for decimal)."""
     if isinstance(value, str):
-        text = value.strip().lower()
-        base = 16
-        for prefix, b in (("0t", 10), ("0x", 16), ("0o", 8), ("0i", 2)):
-            if text.startswith(prefix):
-                text, base = text[2:], b
-                break
-        try:
-            value = int(text, base)
-        except ValueError:
-            value = -1
+        value = number(value)
     if not isinstance(value, int) or value < 0:
         raise CommandError("the argument count must be a number (e.g. $c 3)")
     return value

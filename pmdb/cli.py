@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         target = open_dump(args, config)
     except (UsageError, PmdbError) as err:
         return _fail(str(err))
-    for warning in getattr(target, "warnings", ()):
+    for warning in target.warnings:
         sys.stderr.write(f"pmdb: warning: {warning}\n")
     session = Session(target, config=config, json_mode=args.json)
     text = "" if args.quiet else banner(target, args.demo)

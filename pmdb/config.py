@@ -1,15 +1,17 @@
-"""Options: one declarative table (name, type, bounds, default, doc), read from pmdb.toml.
+"""Options: one declarative type (name, type, bounds, default, doc, hook), read from pmdb.toml.
 
 Every option pmdb has is in OPTIONS; pmdb.toml at the top of the tree documents
 the same names (a test keeps the two in step). Values are checked here, once,
-with clear errors, then read with ``config.get(name)``.
+with clear errors, then read with ``config.get(name)``. The ``[emulate]`` table
+has its own table of the same Option type (pmdb.emulate.options), checked by the
+same ``check_value``.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,15 +23,26 @@ class ConfigError(PmdbError):
     """A bad option name or value."""
 
 
+Hook = Callable[[Any, str], Any]   # (value, where) -> the value to keep, or ConfigError
+
+
 @dataclass(frozen=True)
 class Option:
-    name: str                 # "table.key"
+    """One option: its name, what it may hold, its default and what it is for.
+
+    ``type`` is bool, int, str or list (a list of strings; a lone string counts as a
+    list of one). Values a type cannot describe (an address that may be an expression,
+    a table of registers) have type ``object`` and a ``hook(value, where)`` that checks
+    them and returns what to keep, raising ConfigError with ``where`` first."""
+
+    name: str                 # "table.key" in OPTIONS; the key alone in an owned table
     type: type
     default: Any
     doc: str
     low: int | None = None
     high: int | None = None
     choices: tuple[str, ...] = ()
+    hook: Hook | None = None
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -70,7 +83,7 @@ class Config:
         opt = _BY_NAME.get(name)
         if opt is None:
             raise ConfigError(f"unknown option '{name}'")
-        self._values[name] = _check(opt, value)
+        self._values[name] = check_value(opt, value)
 
     @classmethod
     def load(cls, path: str | None = None) -> Config:
@@ -118,20 +131,24 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 OWNED_TABLES: set[str] = {"emulate"}
 
 
-def _check(opt: Option, value: Any) -> Any:
+def check_value(opt: Option, value: Any, where: str = "") -> Any:
+    """The value to keep for opt, or ConfigError starting with where (default "option NAME")."""
+    where = where or f"option {opt.name}"
+    if opt.hook is not None:
+        return opt.hook(value, where)
     if opt.type is bool and not isinstance(value, bool):
-        raise ConfigError(f"option {opt.name}: expected true or false, got {value!r}")
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
     if opt.type is int and (not isinstance(value, int) or isinstance(value, bool)):
-        raise ConfigError(f"option {opt.name}: expected an integer, got {value!r}")
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if opt.type is str and not isinstance(value, str):
-        raise ConfigError(f"option {opt.name}: expected a string, got {value!r}")
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
     if opt.type is list:
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"option {opt.name}: expected a list of strings, got {value!r}")
+            raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
     if opt.low is not None and value < opt.low or opt.high is not None and value > opt.high:
-        raise ConfigError(f"option {opt.name}: {value} is outside [{opt.low}, {opt.high}]")
+        raise ConfigError(f"{where}: {value} is outside [{opt.low}, {opt.high}]")
     if opt.choices and value not in opt.choices:
-        raise ConfigError(f"option {opt.name}: {value!r} is not one of {', '.join(opt.choices)}")
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(opt.choices)}")
     return value

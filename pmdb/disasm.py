@@ -163,10 +163,8 @@ class Disassembler:
 
 
 def _capstone(target: Target) -> Any:
-    try:
-        import capstone
-    except ImportError as err:
-        raise CommandError(f"no disassembler: {err}") from None
+    import capstone  # a dependency; imported when first needed, for start-up time
+
     try:
         arch, mode = target.arch.capstone_mode()
         cs = capstone.Cs(arch, mode)

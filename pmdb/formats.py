@@ -207,12 +207,8 @@ class _State:
 
 def run_format(ctx: Context, op: str, fmt: str, addr: int) -> int:
     """Run one format verb at addr; the address where a repeat continues."""
-    session = ctx.session
-    if not fmt:
-        fmt = getattr(session, "last_format", "X") or "X"
     items = parse_format(fmt)
-    session.last_format = fmt
-    target = session.target
+    target = ctx.target if ctx.has_target else None
     reading = op in "/?"
     byteorder: Literal["little", "big"] = "big" if target is not None and target.memory.byteorder == "big" else "little"
     ptr_size = target.arch.ptr_size if target is not None else 8

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from pmdb.dumps.elf import ElfCore
 from pmdb.errors import FormatError, PmdbError
 from pmdb.os.user.process import UserProcess
 from pmdb.progress import Progress
-from pmdb.symbols.table import SymbolTable
+from pmdb.symbols.objfile import load_objects
 from pmdb.target import Target
 from pmdb.types.registry import TypeRegistry
 
@@ -33,27 +33,26 @@ def open_target(path: str, *, config: Config, symbol_files: Sequence[str] = (),
     ``progress`` shows long work at open (decompressing a ``.zst`` dump); none by default."""
     cache = cache_of(config)
     dump = open_dump(path, cache, progress)
+    name = os.path.basename(path)
+    build: Callable[[], Target]
     if dump.kind == "vmcore":
-        try:
-            return _open_vmcore(dump, path, cache)
-        except FormatError:
-            dump.close()
-            raise
-        except (PmdbError, struct.error, ValueError, OverflowError) as err:
-            dump.close()
-            raise FormatError(f"{os.path.basename(path)}: cannot find the kernel in the dump ({err})") from None
-    if not isinstance(dump, ElfCore):
+        build, problem = (lambda: _open_vmcore(dump, path, cache)), "cannot find the kernel in the dump"
+    elif isinstance(dump, ElfCore):
+        core = dump
+        build, problem = (lambda: _open_user_core(core, config=config, symbol_files=symbol_files,
+                                                  sysroot=sysroot)), "corrupt core"
+    else:
         dump.close()
-        raise FormatError(f"{os.path.basename(path)}: {dump.kind} dumps are not supported yet")
+        raise FormatError(f"{name}: {dump.kind} dumps are not supported yet")
     try:
-        return _open_user_core(dump, config=config, symbol_files=symbol_files, sysroot=sysroot)
+        return build()
     except FormatError:
         dump.close()
         raise
     except (PmdbError, struct.error, ValueError, OverflowError) as err:
         # a note or header field that decodes to nonsense: still one line about the file
         dump.close()
-        raise FormatError(f"{os.path.basename(path)}: corrupt core ({err})") from None
+        raise FormatError(f"{name}: {problem} ({err})") from None
 
 
 def cache_of(config: Config) -> Cache:
@@ -82,7 +81,7 @@ def _open_vmcore(dump: Dump, path: str, cache: Cache) -> Target:
         panic = None
     if panic is not None:
         target.set_current_thread(panic.address)   # crash's default context: the panic task
-    target.warnings = _unique(warnings + kernel.problems)  # type: ignore[attr-defined]
+    target.warnings = _unique(warnings + kernel.problems)
     return target
 
 
@@ -129,35 +128,18 @@ def _open_user_core(core: ElfCore, *, config: Config, symbol_files: Sequence[str
                            symbol_files=symbol_files)
     proc = UserProcess(core, max_frames=config.get("unwind.max_frames"))
     warnings: list[str] = []
-    objects = _load_objects(core, proc, search_path=search_path, sysroot=root, check=check,
-                            symbol_files=symbol_files, warnings=warnings)
-    if objects is not None:
-        proc.objects = objects
-    symbols = objects.symbol_table() if objects is not None else SymbolTable()
+    objects = load_objects(core.space(), proc.mappings(), core_path=core.path, arch=core.arch,
+                           search_path=search_path, sysroot=root, extra_files=symbol_files,
+                           check_build_id=check)
+    proc.objects = objects
+    symbols = objects.symbol_table()
     types = TypeRegistry(core.arch.ptr_size)
-    if objects is not None:
-        try:
-            types.add_source(objects.type_source())
-        except ImportError as err:  # the DWARF layer not built yet: symbols still work
-            warnings.append(f"types unavailable: {err}")
-        warnings.extend(objects.warnings)
+    types.add_source(objects.type_source())
+    warnings.extend(objects.warnings)
     target = Target(path=core.path, arch=core.arch, memory=core.space(), symbols=symbols,
                     types=types, os=proc, kind="user-core")
-    target.warnings = _unique(warnings)  # type: ignore[attr-defined]
+    target.warnings = _unique(warnings)
     return target
-
-
-def _load_objects(core: ElfCore, proc: UserProcess, *, search_path: list[str], sysroot: str,
-                  check: bool, symbol_files: Sequence[str], warnings: list[str]) -> Any:
-    """The process's ObjectSet, or None (with a warning) when the symbols layer is missing."""
-    try:
-        from pmdb.symbols.objfile import load_objects
-    except ImportError as err:
-        warnings.append(f"symbols unavailable: {err}")
-        return None
-    return load_objects(core.space(), proc.mappings(), core_path=core.path, arch=core.arch,
-                        search_path=search_path, sysroot=sysroot, extra_files=symbol_files,
-                        check_build_id=check)
 
 
 def _locator(core: ElfCore, *, search_path: list[str], sysroot: str, check: bool,

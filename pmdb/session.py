@@ -16,10 +16,12 @@ import traceback
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
+from pmdb.commands.args import parse_options
 from pmdb.commands.context import Context, Handoff
 from pmdb.commands.registry import DcmdSpec, Registry
 from pmdb.config import Config
 from pmdb.errors import CommandError, FaultError, ParseError, PmdbError, SymbolError
+from pmdb.formats import parse_format, run_format
 from pmdb.language.ast import (
     AssignVerb,
     DcmdVerb,
@@ -58,6 +60,7 @@ class Session:
         self.last_format: str = "X"  # what a bare '/' repeats
         self.last_line = ""
         self.failed = False          # any command failed (for the exit status)
+        self.extensions: dict[str, Any] = {}  # per-session state of dcmd modules (Context.store)
 
     # -- environment for the evaluator ------------------------------------------------
 
@@ -93,11 +96,15 @@ class Session:
 
     # -- running lines -------------------------------------------------------------
 
-    def run_line(self, text: str, *, out: IO[str] | None = None) -> bool:
-        """Run one command line; False when any part of it failed (already reported)."""
+    def run_line(self, text: str, *, out: IO[str] | None = None, remember: bool = True) -> bool:
+        """Run one command line; False when any part of it failed (already reported).
+
+        remember=False (a line run by a dcmd, such as ::eval's) leaves what a bare newline
+        repeats alone."""
         if not text.strip():
             return True
-        self.last_line = text
+        if remember:
+            self.last_line = text
         text = self._crash_spelling(text)
         try:
             line = parse(text)
@@ -224,9 +231,10 @@ class Session:
                 ctx.emit(addr, typ)
             return ctx.handoffs
         if isinstance(verb, FormatVerb):
-            from pmdb.formats import run_format
-
-            self.next_dot = run_format(ctx, verb.op, verb.fmt, self.dot if addr is None else addr)
+            fmt = verb.fmt or self.last_format
+            parse_format(fmt)    # a bad format is reported, not remembered
+            self.last_format = fmt
+            self.next_dot = run_format(ctx, verb.op, fmt, self.dot if addr is None else addr)
             return ctx.handoffs
         assert isinstance(verb, DcmdVerb)
         if verb.name == "$q":
@@ -238,7 +246,7 @@ class Session:
 
     def invoke(self, spec: DcmdSpec, ctx: Context, args: Sequence[Any]) -> None:
         """Call a dcmd with parsed options, re-running over its walker when it has no address."""
-        positional, options = parse_options(spec, args)
+        positional, options = parse_options(spec.name, spec.opts, args, spec.usage)
         ctx.argv = positional
         if ctx.addr is not None and spec.addr == "none":
             raise CommandError(f"{spec.name} does not take an address")
@@ -251,23 +259,12 @@ class Session:
 
     def _over_walker(self, spec: DcmdSpec, ctx: Context, positional: Sequence[Any],
                      options: dict[str, Any]) -> None:
-        wspec = self.registry.walker(spec.walker or "")
-        typ = self._walker_type(wspec.type_name)
-        for n, addr in enumerate(wspec.func(ctx, None)):
-            self.dot = addr
-            sub = Context(self, ctx.out, addr=addr, count=ctx.count, in_loop=True, first=n == 0,
-                          piped=ctx.piped, type=typ, argv=positional)
+        for n, h in enumerate(ctx.walk(spec.walker or "", None, positional)):
+            self.dot = h.addr
+            sub = Context(self, ctx.out, addr=h.addr, count=ctx.count, in_loop=True, first=n == 0,
+                          piped=ctx.piped, type=h.type, argv=positional)
             _bind_call(spec, sub, positional, options)
             ctx.handoffs += sub.handoffs
-
-    def _walker_type(self, name: str | None) -> Any:
-        if name is None or self.target is None:
-            return None
-        return self.target.types.find(name)
-
-    def walk(self, ctx: Context, name: str, start: int | None) -> Iterable[int]:
-        """Addresses of a walker (used by ::walk and dcmds that re-run over walkers)."""
-        return self.registry.walker(name).func(ctx, start)
 
     def _shell(self, command: str, text: str, stream: IO[str]) -> None:
         try:
@@ -282,56 +279,6 @@ class Session:
             self.stderr.write(proc.stderr)
         if proc.returncode != 0:
             self.failed = True
-
-
-def parse_options(spec: DcmdSpec, args: Sequence[Any]) -> tuple[list[Any], dict[str, Any]]:
-    """getopt-style: ``-v`` flags and ``-c value`` options anywhere before ``--``."""
-    flags: dict[str, tuple[str, bool]] = {}
-    for key, dest in spec.opts.items():
-        flags[key.rstrip(":")] = (dest, key.endswith(":"))
-    options: dict[str, Any] = {}
-    positional: list[Any] = []
-    items = list(args)
-    i = 0
-    while i < len(items):
-        a = items[i]
-        i += 1
-        if a == "--":
-            positional += items[i:]
-            break
-        if not isinstance(a, str) or not a.startswith("-") or len(a) < 2 or not flags or _is_number(a):
-            positional.append(a)
-            continue
-        letters = a[1:]
-        for j, ch in enumerate(letters):
-            if ch not in flags:
-                raise CommandError(f"{spec.name}: unknown option -{ch}"
-                                   + (f" (usage: {spec.usage})" if spec.usage else ""))
-            dest, takes_value = flags[ch]
-            if takes_value:
-                rest = letters[j + 1:]
-                if rest:
-                    value: Any = rest
-                elif i < len(items):
-                    value = items[i]
-                    i += 1
-                else:
-                    raise CommandError(f"{spec.name}: option -{ch} needs a value")
-                if isinstance(options.get(dest), list):
-                    options[dest].append(value)
-                else:
-                    options[dest] = value
-                break
-            options[dest] = True
-    return positional, options
-
-
-def _is_number(text: str) -> bool:
-    try:
-        int(text, 0)
-        return True
-    except ValueError:
-        return False
 
 
 def _bind_call(spec: DcmdSpec, ctx: Context, positional: Sequence[Any], options: dict[str, Any]) -> None:

@@ -45,6 +45,7 @@ class Target:
         self.types = types
         self.os = os
         self.kind = kind
+        self.warnings: list[str] = []  # problems at open that left it usable, printed once
         threads = list(os.threads())
         self._current: Thread | None = threads[0] if threads else None
 

@@ -1,18 +1,31 @@
-"""Context: what one dcmd call knows (mdb's flags, as attributes)."""
+"""Context: what one dcmd call knows (mdb's flags, as attributes), and its only door into the session.
+
+dcmds and walkers never reach the session itself: what they may do to it (read
+the registry and configuration, evaluate a word, switch the target, move dot,
+walk, keep per-session state, run a line) is a method here.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from pmdb.errors import CommandError
+from pmdb.commands.args import number
+from pmdb.errors import CommandError, ParseError
+from pmdb.language.evaluate import evaluate
+from pmdb.language.parser import parse_expr
 
 if TYPE_CHECKING:
+    from pmdb.commands.registry import Registry
+    from pmdb.config import Config
     from pmdb.output import Output
     from pmdb.session import Session
     from pmdb.target import Target
     from pmdb.types.model import Type
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -61,3 +74,68 @@ class Context:
         if self.addr is None:
             raise CommandError("this dcmd needs an address")
         return self.addr
+
+    # -- the session, seen through this call (pmdb.session never reaches dcmds otherwise) ------
+
+    @property
+    def registry(self) -> Registry:
+        return self.session.registry
+
+    @property
+    def config(self) -> Config:
+        return self.session.config
+
+    @property
+    def has_target(self) -> bool:
+        return self.session.target is not None
+
+    def set_target(self, target: Target) -> None:
+        """Make target the current one (::emulate -s, ::target)."""
+        self.session.target = target
+
+    def set_dot(self, addr: int) -> None:
+        self.session.dot = addr
+
+    def value(self, word: int | str, *, radix: int = 16, crash: bool = False,
+              what: str = "expression") -> int:
+        """An int as it is; a word as a number (pmdb.commands.args.number, with its radix and
+        crash variant), else as an mdb expression (symbols, registers, memory, operators).
+        ``what`` names the word in the error, e.g. "bad address 'x+': ..."."""
+        if isinstance(word, int):
+            return word
+        text = str(word)
+        literal = number(text, radix=radix, crash=crash)
+        if literal is not None:
+            return literal
+        try:
+            expr = parse_expr(text)
+        except ParseError as err:
+            raise CommandError(f"bad {what} '{text}': {err.message}") from None
+        return evaluate(expr, self.session)
+
+    def walk(self, name: str, start: int | None = None, args: Sequence[Any] = ()) -> Iterator[Handoff]:
+        """What a walker yields from start (None: its default), typed when the walker says."""
+        spec = self.registry.walker(name)
+        typ = self.target.types.find(spec.type_name) if spec.type_name and self.has_target else None
+        sub = dataclasses.replace(self, addr=start, argv=tuple(args), handoffs=[])
+        return (Handoff(addr, typ) for addr in spec.func(sub, start))
+
+    def store(self, key: str, factory: Callable[[], T]) -> T:
+        """Per-session state of an extension (made by factory on first use): what a dcmd
+        module keeps between calls, such as ::emulate's breakpoints."""
+        kept = self.session.extensions
+        if key not in kept:
+            kept[key] = factory()
+        return cast(T, kept[key])
+
+    def invoke(self, name: str, args: Sequence[Any] = ()) -> None:
+        """Run another dcmd in this call's place (mdb's addr$<macro)."""
+        self.session.invoke(self.registry.dcmd(name), self, args)
+
+    def run_line(self, text: str) -> bool:
+        """Run a command line into this call's output; a bare newline still repeats the
+        line that ran this one. False when it failed (already reported)."""
+        return self.session.run_line(text, out=self.out.stream, remember=False)
+
+    def run_script(self, lines: Iterable[str]) -> bool:
+        return self.session.run_script(lines)

@@ -35,7 +35,8 @@ class DcmdSpec:
     synopsis: str = ""
     example: str = ""
     aliases: tuple[str, ...] = ()
-    opts: dict[str, str] = field(default_factory=dict)   # "v" -> "verbose"; "c:" -> "func" (takes a value)
+    # "v" -> "verbose"; "c:" -> "func" (takes a value); "r::" repeats (see commands/args.py)
+    opts: dict[str, str] = field(default_factory=dict)
     walker: str | None = None    # without an address, run once per address of this walker
     usage: str = ""              # argument synopsis, e.g. "[-v] [type] [member...]"
     origin: str = ""
@@ -160,7 +161,7 @@ class Registry:
         p = Path(path).expanduser()
         files = sorted(p.glob("*.py")) if p.is_dir() else [p]
         for f in files:
-            self._load(functools.partial(_import_file, f), str(f))
+            self._load(functools.partial(_exec_file, f"pmdb_plugin_{f.stem}", f), str(f))
 
     def _load(self, loader: Callable[[], Any], origin: str) -> None:
         try:
@@ -183,21 +184,15 @@ def _builtin_package(name: str) -> ModuleType:
     except ModuleNotFoundError:
         pass
     root = Path(__file__).resolve().parent.parent.parent / name
-    spec = importlib.util.spec_from_file_location(full, root / "__init__.py",
-                                                  submodule_search_locations=[str(root)])
-    if spec is None or spec.loader is None:
-        raise CommandError(f"built-in {name} not found at {root}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[full] = module
-    spec.loader.exec_module(module)
-    return module
+    return _exec_file(full, root / "__init__.py", package_dir=root)
 
 
-def _import_file(path: Path) -> ModuleType:
-    name = f"pmdb_plugin_{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
+def _exec_file(name: str, path: Path, package_dir: Path | None = None) -> ModuleType:
+    """Import the file at path as module name (a package when package_dir is given)."""
+    spec = importlib.util.spec_from_file_location(
+        name, path, submodule_search_locations=[str(package_dir)] if package_dir else None)
     if spec is None or spec.loader is None:
-        raise CommandError(f"cannot load plugin {path}")
+        raise CommandError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)

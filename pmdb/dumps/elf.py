@@ -1,6 +1,8 @@
 """ELF core files: program headers, notes and the virtual address space they describe.
 
-Everything comes from the file through mmap and is bounds-checked against the
+``read_elf`` parses a core's header, program headers and notes once; detection
+(pmdb.dumps.detect) looks at the notes and hands the result to ElfCore (a user
+process) or VmcoreElf (a kernel). Everything comes from the file through mmap and is bounds-checked against the
 file size before use, so a truncated or corrupt core gives one FormatError
 instead of a hang or a huge allocation. Segments the kernel left out of the
 core (file-backed text: a PT_LOAD with p_filesz < p_memsz) are served from the
@@ -140,10 +142,43 @@ def read_phdrs(src: FileSource, hdr: ElfHeader) -> list[ProgramHeader]:
     return out
 
 
-def parse_phdrs(src: FileSource, hdr: ElfHeader) -> list[ProgramHeader]:
+@dataclass(frozen=True)
+class ElfImage:
+    """An ELF core as read once: header, program headers as written, and the notes."""
+
+    src: FileSource
+    header: ElfHeader
+    phdrs: list[ProgramHeader]
+    notes: list[Note]                        # of every PT_NOTE segment that lies inside the file
+    note_error: FormatError | None = None    # corrupt notes: each reader raises it in its own order
+
+    @property
+    def note_owners(self) -> set[str]:
+        return {n.name for n in self.notes}
+
+    def arch(self) -> Arch:
+        """The CPU of e_machine; FormatError naming the file for one pmdb does not know."""
+        try:
+            return by_elf_machine(self.header.machine, self.header.bits)
+        except FormatError as err:
+            raise FormatError(f"{os.path.basename(self.src.path)}: {err}") from None
+
+
+def read_elf(src: FileSource) -> ElfImage:
+    """The header (checked: FormatError when it cannot be a core), program headers and notes."""
+    header = parse_header(src)
+    phdrs = read_phdrs(src, header)
+    try:
+        notes = [n for ph in phdrs if ph.type == PT_NOTE and ph.offset + ph.filesz <= src.size
+                 for n in parse_notes(src, ph, header.endian)]
+    except FormatError as err:
+        return ElfImage(src, header, phdrs, [], err)
+    return ElfImage(src, header, phdrs, notes)
+
+
+def check_user_phdrs(src: FileSource, hdr: ElfHeader, out: list[ProgramHeader]) -> list[ProgramHeader]:
     """The program headers of a user core, which must hold all its segments' bytes."""
     name = os.path.basename(src.path)
-    out = read_phdrs(src, hdr)
     for ph in out:
         if ph.type in (PT_LOAD, PT_NOTE) and ph.offset + ph.filesz > src.size:
             what = "the notes end" if ph.type == PT_NOTE else f"the segment at {ph.vaddr:#x} ends"
@@ -231,17 +266,16 @@ class ElfCore(Dump):
 
     kind = "user-core"
 
-    def __init__(self, path: str, source: FileSource | None = None) -> None:
+    def __init__(self, path: str, image: ElfImage | None = None) -> None:
+        image = image if image is not None else read_elf(FileSource(path))
         self.path = path
-        self.src = source or FileSource(path)
-        self.header = parse_header(self.src)
-        try:
-            self.arch: Arch = by_elf_machine(self.header.machine, self.header.bits)
-        except FormatError as err:
-            raise FormatError(f"{os.path.basename(path)}: {err}") from None
-        self.phdrs = parse_phdrs(self.src, self.header)
-        self.notes = [n for ph in self.phdrs if ph.type == PT_NOTE
-                      for n in parse_notes(self.src, ph, self.header.endian)]
+        self.src = image.src
+        self.header = image.header
+        self.arch: Arch = image.arch()
+        self.phdrs = check_user_phdrs(self.src, self.header, image.phdrs)
+        if image.note_error is not None:
+            raise image.note_error
+        self.notes = image.notes      # every PT_NOTE lies inside the file (checked just above)
         self.files = self._file_mappings()
         self.locate: Locator = self._default_locate
         self._opened: dict[str, FileSource | None] = {}

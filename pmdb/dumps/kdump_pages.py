@@ -2,8 +2,8 @@
 
 Every decompressor is bounded to one page of output, so a corrupt page cannot
 allocate more than that; its errors become a FaultError for that page's address.
-The lzo, snappy and zstd modules are imported on first use, so a dump that
-does not need them opens without them.
+The lzo, snappy and zstd modules (hard dependencies) are imported on first
+use, so start-up does not pay for them.
 """
 
 from __future__ import annotations
@@ -20,10 +20,6 @@ DUMP_DH_COMPRESSED_SNAPPY = 0x4
 DUMP_DH_COMPRESSED_ZSTD = 0x20
 COMPRESSED = (DUMP_DH_COMPRESSED_ZLIB | DUMP_DH_COMPRESSED_LZO | DUMP_DH_COMPRESSED_SNAPPY
               | DUMP_DH_COMPRESSED_ZSTD)
-
-PACKAGES = {DUMP_DH_COMPRESSED_LZO: ("lzo", "lzallright"),
-            DUMP_DH_COMPRESSED_SNAPPY: ("snappy", "cramjam"),
-            DUMP_DH_COMPRESSED_ZSTD: ("zstd", "zstandard")}
 
 
 @dataclass(frozen=True)
@@ -62,10 +58,6 @@ def decompress_page(data: bytes, desc: PageDescriptor, page_size: int, addr: int
         raise FaultError(addr, page_size, f"corrupt page descriptor: {method} page of {desc.size} bytes")
     try:
         out = _DECOMPRESS[method](data, page_size)
-    except ImportError:
-        module, package = PACKAGES[desc.flags & (COMPRESSED & ~DUMP_DH_COMPRESSED_ZLIB)]
-        raise FaultError(addr, page_size, f"the dump's pages are {module}-compressed: "
-                                          f"install {package} to read them") from None
     except Exception as err:  # noqa: BLE001 - each library has its own error class
         raise FaultError(addr, page_size, f"corrupt {method} data in the dump for this page "
                                           f"({type(err).__name__}: {err})") from None

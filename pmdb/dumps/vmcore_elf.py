@@ -1,7 +1,7 @@
 """ELF vmcores (kdump's /proc/vmcore, QEMU's dump-guest-memory) seen as physical memory.
 
-The ELF header, program headers and notes are parsed by pmdb.dumps.elf (the
-user-core reader). PT_LOAD segments are placed by p_paddr; only when every
+The ELF header, program headers and notes are read once by pmdb.dumps.elf's
+read_elf, shared with the user-core reader. PT_LOAD segments are placed by p_paddr; only when every
 p_paddr is 0 (some old dumpers) by p_vaddr. Unlike a user core, a truncated
 vmcore stays readable up to where it ends.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 
-from pmdb.arch import Arch, by_elf_machine
-from pmdb.dumps.base import Dump, FileSource, Note
-from pmdb.dumps.elf import PT_LOAD, PT_NOTE, ProgramHeader, parse_header, parse_notes, read_phdrs
+from pmdb.arch import Arch
+from pmdb.dumps.base import Dump, FileSource
+from pmdb.dumps.elf import PT_LOAD, PT_NOTE, ElfImage, ProgramHeader, read_elf
 from pmdb.errors import FormatError
 from pmdb.memory.space import ZEROS, Segment, SegmentedSpace
 
@@ -34,30 +34,29 @@ class VmcoreElf(Dump):
 
     kind = "vmcore"
 
-    def __init__(self, path: str, source: FileSource | None = None) -> None:
+    def __init__(self, path: str, image: ElfImage | None = None) -> None:
+        image = image if image is not None else read_elf(FileSource(path))
         self.path = path
-        self.src = source or FileSource(path)
-        self.header = parse_header(self.src)
-        self.arch: Arch = by_elf_machine(self.header.machine, self.header.bits)
-        phdrs = read_phdrs(self.src, self.header)
-        self.loads = [ph for ph in phdrs if ph.type == PT_LOAD]
-        note_hdrs = [ph for ph in phdrs if ph.type == PT_NOTE]
-        self.notes = self._notes(note_hdrs)
+        self.src = image.src
+        self.header = image.header
+        self.arch: Arch = image.arch()
+        self.loads = [ph for ph in image.phdrs if ph.type == PT_LOAD]
+        self._check_notes([ph for ph in image.phdrs if ph.type == PT_NOTE])
+        if image.note_error is not None:
+            raise image.note_error
+        self.notes = image.notes
         self.vmcoreinfo = next((n.desc.decode("latin-1").rstrip("\0") for n in self.notes
                                 if n.name == "VMCOREINFO"), "")
         self.by_paddr = any(ld.paddr for ld in self.loads) or not any(ld.vaddr for ld in self.loads)
         self.truncated = any(ld.offset + ld.filesz > self.src.size for ld in self.loads)
         self._space: PhysicalSpace | None = None
 
-    def _notes(self, note_hdrs: list[ProgramHeader]) -> list[Note]:
-        notes: list[Note] = []
+    def _check_notes(self, note_hdrs: list[ProgramHeader]) -> None:
         for ph in note_hdrs:
             if ph.filesz > MAX_NOTES_SIZE or ph.offset + ph.filesz > self.src.size:
                 raise FormatError(f"{os.path.basename(self.path)}: truncated or corrupt vmcore: notes of "
                                   f"{ph.filesz:#x} bytes at {ph.offset:#x} do not fit in the file "
                                   f"({self.src.size:#x} bytes)")
-            notes.extend(parse_notes(self.src, ph, self.header.endian))
-        return notes
 
     def ranges(self) -> list[tuple[int, int]]:
         """Physical [start, end) ranges the file describes."""

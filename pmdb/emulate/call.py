@@ -15,7 +15,7 @@ from typing import Any
 
 from pmdb.emulate.engine import Engine, Stop
 from pmdb.emulate.pager import DemandPager, Patch
-from pmdb.emulate.params import FuncInfo, function_params
+from pmdb.emulate.params import FuncInfo, FunctionParams
 from pmdb.errors import CommandError, PmdbError
 from pmdb.target import Target
 
@@ -36,6 +36,7 @@ class Emulation:
     func: int
     name: str
     info: FuncInfo | None
+    params: FunctionParams         # what the flow view names arguments by
     stops: list[Stop] = field(default_factory=list)
     executed: int = 0              # instructions so far, when every run was counted
     counted: bool = True           # False once an engine run did not count (untraced unicorn)
@@ -110,8 +111,11 @@ def resolve_patches(target: Target, specs: list[dict[str, Any]], evaluate: Evalu
     return out
 
 
-def prepare(target: Target, opts: dict[str, Any], evaluate: Evaluate) -> Emulation:
-    """An Emulation ready to run, from merged options (see pmdb.emulate.options)."""
+def prepare(target: Target, opts: dict[str, Any], evaluate: Evaluate,
+            params: FunctionParams | None = None) -> Emulation:
+    """An Emulation ready to run, from merged options (see pmdb.emulate.options); params
+    caches the target's function parameters between calls (a fresh one when None)."""
+    params = params if params is not None else FunctionParams(target)
     patches = resolve_patches(target, opts["patches"], evaluate)
     engine = make_engine(target, patches)
     kernel = None
@@ -132,7 +136,7 @@ def prepare(target: Target, opts: dict[str, Any], evaluate: Evaluate) -> Emulati
     func = evaluate(func_expr)
     sentinel = _sentinel(target, engine)
     args = [evaluate(a) for a in opts["args"]]
-    info = function_params(target, func) if opts["pc"] is None else None
+    info = params(func) if opts["pc"] is None else None
     if kernel is not None and opts["stack"] is None:
         sp = kernel.stack_top(target, engine, opts)
     else:
@@ -152,7 +156,7 @@ def prepare(target: Target, opts: dict[str, Any], evaluate: Evaluate) -> Emulati
     stop_sentinel = sentinel if opts["stop_at_return"] else None
     bps = {evaluate(b) for b in opts["breakpoints"]}
     return Emulation(target, engine, stop_sentinel, opts["budget"], bps, func,
-                     _name(target, func), info)
+                     _name(target, func), info, params)
 
 
 def _thread(target: Target, opts: dict[str, Any]) -> Any:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from pmdb.disasm import disassembler_for
 from pmdb.emulate.engine import Engine, TraceEvent
-from pmdb.emulate.params import FuncInfo, function_params
+from pmdb.emulate.params import FuncInfo, FunctionParams
 from pmdb.errors import PmdbError
 from pmdb.target import Target
 
@@ -28,8 +28,10 @@ _RETURNS = {"ret", "retn", "retl", "return", "retq", "rett"}  # capstone calls V
 class FlowTracer:
     """A trace callback that emits the flow lines; see the module docstring."""
 
-    def __init__(self, target: Target, engine: Engine, emit: Callable[[str], None]) -> None:
+    def __init__(self, target: Target, engine: Engine, emit: Callable[[str], None],
+                 params: FunctionParams) -> None:
         self.target = target
+        self.params = params
         self.engine = engine
         self.emit = emit
         self.arch = target.arch
@@ -68,7 +70,7 @@ class FlowTracer:
 
     def _enter(self, pc: int, snap: list[tuple[int, int]]) -> None:
         name = self._name(pc)
-        info = function_params(self.target, pc)
+        info = self.params(pc)
         if info is None:
             args = "..."
         else:

@@ -1,62 +1,79 @@
 """The ``[emulate]`` options: one declarative table, read from pmdb.toml, ``-f file.toml`` and flags.
 
-pmdb/config.py leaves the ``emulate`` table to this module (OWNED_TABLES), because
+The table uses pmdb.config's Option type and is checked by its check_value;
+pmdb/config.py leaves the ``emulate`` table to this module (OWNED_TABLES) because
 its values are not plain scalars: registers and patches are tables, and addresses
 may be expressions (``"tunable"``, ``"g_table+8"``) that only a session can
-evaluate. Checking here is structural (names, types, bounds); expressions are
-evaluated later, when the call is set up. Precedence: pmdb.toml < -f file < flags.
+evaluate, so those options have hooks. Checking here is structural (names, types,
+bounds); expressions are evaluated later, when the call is set up. Precedence:
+pmdb.toml < -f file < flags.
 """
 
 from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from pmdb.errors import CommandError
-
-# "addr" values are an integer or an expression string; "addrs" a list of them
-_KINDS = ("addr", "addrs", "int", "bool", "str", "regs", "patches")
+from pmdb.config import Config, ConfigError, Hook, Option, check_value
 
 
-@dataclass(frozen=True)
-class EmuOption:
-    name: str
-    kind: str
-    default: Any
-    doc: str
-    low: int | None = None
-    high: int | None = None
-    choices: tuple[str, ...] = ()
+def _addr(value: Any, where: str) -> int | str:
+    """An address: a non-negative integer, or an expression evaluated when the call is set up."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ConfigError(f"{where}: expected an address (integer or expression), got {value!r}")
+    if isinstance(value, int) and value < 0:
+        raise ConfigError(f"{where}: {value} is negative")
+    return value
 
 
-EMULATE_OPTIONS: tuple[EmuOption, ...] = (
-    EmuOption("function", "addr", None, "the function to call: a symbol or expression (FUNC::emulate)"),
-    EmuOption("pc", "addr", None, "start here instead of at a function (no arguments are placed)"),
-    EmuOption("npc", "addr", None, "SPARC: the next pc (default pc+4)"),
-    EmuOption("args", "addrs", [], "arguments, placed by the calling convention"),
-    EmuOption("registers", "regs", {}, "registers by name: { rdi = 5, \"%g7\" = \"0x330380\" }"),
-    EmuOption("thread_pointer", "addr", None,
-              "the thread pointer: fs_base on x86-64, %g7 on SPARC (default: the thread's)"),
-    EmuOption("thread", "int", None, "start from this thread's registers (default: the current one)"),
-    EmuOption("cpu", "int", None, "kernel: the CPU the call runs on: its per-CPU base in GS and its "
-              "current task (default: the thread's CPU, else the panic CPU, else 0)", 0, 1 << 16),
-    EmuOption("inherit_registers", "bool", True, "start from the thread's registers, not zeros"),
-    EmuOption("stack", "addr", None, "the stack pointer to call with (default: stack_gap below the "
-              "thread's sp, so the stack pages come from the dump)"),
-    EmuOption("stack_gap", "int", 0x2000, "bytes between the thread's sp and the emulated stack",
-              0, 1 << 24),
-    EmuOption("stack_size", "int", 0x10000, "bytes of zero stack made up where the dump has none",
-              0x1000, 1 << 26),
-    EmuOption("patches", "patches", [], "memory patches: [{ where = \"tunable\", value = 1, size = 8 }] "
-              "or { where = ..., bytes = \"90 90\" }"),
-    EmuOption("budget", "int", 10_000_000, "instructions at most before stopping", 1, 10**10),
-    EmuOption("breakpoints", "addrs", [], "stop before executing any of these addresses"),
-    EmuOption("stop_at_return", "bool", True, "stop when the function returns to the sentinel"),
-    EmuOption("trace", "bool", False, "print every instruction (as -t)"),
-    EmuOption("flow", "bool", False, "print calls and returns, indented (as -F)"),
-    EmuOption("max_writes", "int", 20, "memory writes listed in the summary", 0, 100000),
+def _addrs(value: Any, where: str) -> list[int | str]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list, got {value!r}")
+    return [_addr(v, where) for v in value]
+
+
+def _registers(value: Any, where: str) -> dict[str, int | str]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a table of register = value")
+    return {str(k): _addr(v, f"{where}.{k}") for k, v in value.items()}
+
+
+def _patches(value: Any, where: str) -> list[dict[str, Any]]:
+    return [_patch(p, where) for p in (value if isinstance(value, list) else [value])]
+
+
+def _opt(name: str, default: Any, doc: str, *, kind: type = object, hook: Hook | None = None,
+         low: int | None = None, high: int | None = None) -> Option:
+    return Option(name, kind, default, doc, low, high, hook=hook)
+
+
+EMULATE_OPTIONS: tuple[Option, ...] = (
+    _opt("function", None, "the function to call: a symbol or expression (FUNC::emulate)", hook=_addr),
+    _opt("pc", None, "start here instead of at a function (no arguments are placed)", hook=_addr),
+    _opt("npc", None, "SPARC: the next pc (default pc+4)", hook=_addr),
+    _opt("args", [], "arguments, placed by the calling convention", hook=_addrs),
+    _opt("registers", {}, "registers by name: { rdi = 5, \"%g7\" = \"0x330380\" }", hook=_registers),
+    _opt("thread_pointer", None,
+         "the thread pointer: fs_base on x86-64, %g7 on SPARC (default: the thread's)", hook=_addr),
+    _opt("thread", None, "start from this thread's registers (default: the current one)", kind=int),
+    _opt("cpu", None, "kernel: the CPU the call runs on: its per-CPU base in GS and its "
+         "current task (default: the thread's CPU, else the panic CPU, else 0)", kind=int, low=0, high=1 << 16),
+    _opt("inherit_registers", True, "start from the thread's registers, not zeros", kind=bool),
+    _opt("stack", None, "the stack pointer to call with (default: stack_gap below the "
+         "thread's sp, so the stack pages come from the dump)", hook=_addr),
+    _opt("stack_gap", 0x2000, "bytes between the thread's sp and the emulated stack",
+         kind=int, low=0, high=1 << 24),
+    _opt("stack_size", 0x10000, "bytes of zero stack made up where the dump has none",
+         kind=int, low=0x1000, high=1 << 26),
+    _opt("patches", [], "memory patches: [{ where = \"tunable\", value = 1, size = 8 }] "
+         "or { where = ..., bytes = \"90 90\" }", hook=_patches),
+    _opt("budget", 10_000_000, "instructions at most before stopping", kind=int, low=1, high=10**10),
+    _opt("breakpoints", [], "stop before executing any of these addresses", hook=_addrs),
+    _opt("stop_at_return", True, "stop when the function returns to the sentinel", kind=bool),
+    _opt("trace", False, "print every instruction (as -t)", kind=bool),
+    _opt("flow", False, "print calls and returns, indented (as -F)", kind=bool),
+    _opt("max_writes", 20, "memory writes listed in the summary", kind=int, low=0, high=100000),
 )
 
 _BY_NAME = {o.name: o for o in EMULATE_OPTIONS}
@@ -69,13 +86,13 @@ def defaults() -> dict[str, Any]:
 
 
 def check(values: Mapping[str, Any], origin: str) -> dict[str, Any]:
-    """Validated copies of values; CommandError naming origin and the bad option."""
+    """Validated copies of values; ConfigError naming origin and the bad option."""
     out: dict[str, Any] = {}
     for name, value in values.items():
         opt = _BY_NAME.get(name)
         if opt is None:
-            raise CommandError(f"{origin}: unknown emulate option '{name}'")
-        out[name] = _check(opt, value, origin)
+            raise ConfigError(f"{origin}: unknown emulate option '{name}'")
+        out[name] = check_value(opt, value, f"{origin}: emulate option {name}")
     return out
 
 
@@ -85,12 +102,12 @@ def load_file(path: str) -> dict[str, Any]:
         with open(path, "rb") as f:
             data = tomllib.load(f)
     except OSError as err:
-        raise CommandError(f"{path}: {err.strerror or err}") from None
+        raise ConfigError(f"{path}: {err.strerror or err}") from None
     except tomllib.TOMLDecodeError as err:
-        raise CommandError(f"{path}: {err}") from None
+        raise ConfigError(f"{path}: {err}") from None
     table = data.get("emulate", data)
     if not isinstance(table, dict):
-        raise CommandError(f"{path}: [emulate] must be a table")
+        raise ConfigError(f"{path}: [emulate] must be a table")
     return check(table, path)
 
 
@@ -108,61 +125,23 @@ def merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _check(opt: EmuOption, value: Any, origin: str) -> Any:
-    where = f"{origin}: emulate option {opt.name}"
-    if opt.kind == "addr":
-        return _addr(value, where)
-    if opt.kind == "addrs":
-        if not isinstance(value, list):
-            raise CommandError(f"{where}: expected a list, got {value!r}")
-        return [_addr(v, where) for v in value]
-    if opt.kind in ("int", "bool", "str"):
-        return _scalar(opt, value, where)
-    if opt.kind == "regs":
-        if not isinstance(value, dict):
-            raise CommandError(f"{where}: expected a table of register = value")
-        return {str(k): _addr(v, f"{where}.{k}") for k, v in value.items()}
-    return [_patch(p, where) for p in (value if isinstance(value, list) else [value])]
-
-
-def _scalar(opt: EmuOption, value: Any, where: str) -> Any:
-    want: type = {"int": int, "bool": bool, "str": str}[opt.kind]
-    if isinstance(value, bool) != (want is bool) or not isinstance(value, want):
-        raise CommandError(f"{where}: expected {'true or false' if want is bool else want.__name__}, "
-                           f"got {value!r}")
-    number: Any = value
-    if want is int and (opt.low is not None and number < opt.low or opt.high is not None and number > opt.high):
-        raise CommandError(f"{where}: {value} is outside [{opt.low}, {opt.high}]")
-    if opt.choices and value not in opt.choices:
-        raise CommandError(f"{where}: {value!r} is not one of {', '.join(opt.choices)}")
-    return value
-
-
-def _addr(value: Any, where: str) -> int | str:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise CommandError(f"{where}: expected an address (integer or expression), got {value!r}")
-    if isinstance(value, int) and value < 0:
-        raise CommandError(f"{where}: {value} is negative")
-    return value
-
-
 def _patch(p: Any, where: str) -> dict[str, Any]:
     if not isinstance(p, dict):
-        raise CommandError(f"{where}: each patch is a table {{ where = ..., value = ..., size = ... }}")
+        raise ConfigError(f"{where}: each patch is a table {{ where = ..., value = ..., size = ... }}")
     extra = set(p) - _PATCH_KEYS
     if extra:
-        raise CommandError(f"{where}: unknown patch key '{sorted(extra)[0]}'")
+        raise ConfigError(f"{where}: unknown patch key '{sorted(extra)[0]}'")
     if "where" not in p:
-        raise CommandError(f"{where}: a patch needs 'where'")
+        raise ConfigError(f"{where}: a patch needs 'where'")
     if ("bytes" in p) == ("value" in p):
-        raise CommandError(f"{where}: a patch needs either 'value' (with 'size') or 'bytes'")
+        raise ConfigError(f"{where}: a patch needs either 'value' (with 'size') or 'bytes'")
     out: dict[str, Any] = {"where": _addr(p["where"], where)}
     if "bytes" in p:
         out["bytes"] = _hex_bytes(p["bytes"], where)
         return out
     size = p.get("size", 8)
     if isinstance(size, bool) or size not in (1, 2, 4, 8):
-        raise CommandError(f"{where}: patch size must be 1, 2, 4 or 8, not {size!r}")
+        raise ConfigError(f"{where}: patch size must be 1, 2, 4 or 8, not {size!r}")
     out["value"] = _addr(p["value"], where)
     out["size"] = size
     return out
@@ -170,11 +149,11 @@ def _patch(p: Any, where: str) -> dict[str, Any]:
 
 def _hex_bytes(text: Any, where: str) -> bytes:
     if not isinstance(text, str):
-        raise CommandError(f"{where}: patch bytes are a hex string like \"90 90\"")
+        raise ConfigError(f"{where}: patch bytes are a hex string like \"90 90\"")
     try:
         return bytes.fromhex(text.replace(" ", ""))
     except ValueError:
-        raise CommandError(f"{where}: bad hex bytes {text!r}") from None
+        raise ConfigError(f"{where}: bad hex bytes {text!r}") from None
 
 
 def describe() -> list[tuple[str, str, str]]:
@@ -182,8 +161,6 @@ def describe() -> list[tuple[str, str, str]]:
     return [(o.name, repr(o.default), o.doc) for o in EMULATE_OPTIONS]
 
 
-def config_table(config: Any) -> dict[str, Any]:
+def config_table(config: Config) -> dict[str, Any]:
     """The [emulate] table of the session's pmdb.toml, checked (empty when there is none)."""
-    getter = getattr(config, "table", None)
-    raw = getter("emulate") if getter is not None else {}
-    return check(raw or {}, "pmdb.toml [emulate]")
+    return check(config.table("emulate"), "pmdb.toml [emulate]")

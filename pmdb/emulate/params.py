@@ -23,15 +23,23 @@ class FuncInfo:
     ret_size: int                     # 0 for void
 
 
-def function_params(target: Target, addr: int) -> FuncInfo | None:
-    """Parameters and result size of the function starting at addr; None without DWARF for it."""
-    cache: dict[int, Any] = target.__dict__.setdefault("_emulate_params", {})
-    if addr not in cache:
-        try:
-            cache[addr] = _lookup(target, addr)
-        except Exception:  # pyelftools on damaged DWARF: no parameter info, not a failure
-            cache[addr] = None
-    return cache[addr]
+class FunctionParams:
+    """The parameters of a target's functions, each looked up once (DWARF walks are slow).
+
+    One per target, kept by whoever outlives a single call (::emulate keeps it per session)."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self._cache: dict[int, FuncInfo | None] = {}
+
+    def __call__(self, addr: int) -> FuncInfo | None:
+        """Parameters and result size of the function starting at addr; None without DWARF for it."""
+        if addr not in self._cache:
+            try:
+                self._cache[addr] = _lookup(self.target, addr)
+            except Exception:  # pyelftools on damaged DWARF: no parameter info, not a failure
+                self._cache[addr] = None
+        return self._cache[addr]
 
 
 def _lookup(target: Target, addr: int) -> FuncInfo | None:

@@ -24,6 +24,7 @@ from pmdb.symbols.elf import read_symbols
 from pmdb.symbols.finder import build_id_in_memory, build_id_of_file, find_file
 from pmdb.symbols.table import Symbol, SymbolTable
 from pmdb.threads import Mapping
+from pmdb.types.dwarf import DwarfTypes
 
 if TYPE_CHECKING:
     from pmdb.types.model import TypeSource
@@ -126,8 +127,6 @@ class ObjectSet:
     def type_source(self) -> TypeSource:
         """DWARF types of every object; nothing is parsed until a type is asked for."""
         if self._types is None:
-            from pmdb.types.dwarf import DwarfTypes
-
             self._types = DwarfTypes(self.objects)
         return self._types
 

@@ -15,21 +15,24 @@ from typing import Any, Protocol
 
 from elftools.common.exceptions import DWARFError, ELFError
 from elftools.dwarf.die import DIE
+from elftools.elf.elffile import ELFFile
 
 from pmdb.errors import FormatError
 from pmdb.types.model import VOID, Member, Type
 
 
-class ObjectFile(Protocol):
-    """What DWARF types need of an object file (pmdb.symbols.objfile.ObjectFile has it);
-    a protocol, because symbols sit above types and load them."""
-
-    name: str
-    is_main: bool
+class DwarfObject(Protocol):
+    """What this module needs of an object file (pmdb.symbols.objfile.ObjectFile has it);
+    a protocol, so that types do not import symbols, which import types."""
 
     @property
-    def elf(self) -> Any: ...
+    def name(self) -> str: ...
 
+    @property
+    def is_main(self) -> bool: ...
+
+    @property
+    def elf(self) -> ELFFile: ...
 
 _FOREIGN = (ELFError, DWARFError, OSError, ValueError, KeyError, IndexError, struct.error, AssertionError)
 
@@ -94,7 +97,7 @@ def _best(dies: list[DIE] | None) -> DIE | None:
 class DwarfTypes:
     """A TypeSource over the DWARF of several objects (main executable first)."""
 
-    def __init__(self, objects: Sequence[ObjectFile]) -> None:
+    def __init__(self, objects: Sequence[DwarfObject]) -> None:
         self._objects = sorted(objects, key=lambda o: not o.is_main)
         self._index: _Index | None = None
         self._built: dict[tuple[int, int], Type] = {}
@@ -140,7 +143,7 @@ class DwarfTypes:
             self._index = index
         return self._index
 
-    def _top_dies(self, obj: ObjectFile) -> Iterator[DIE]:
+    def _top_dies(self, obj: DwarfObject) -> Iterator[DIE]:
         elf = obj.elf
         # has_dwarf_info() is also true for .eh_frame alone; only .debug_info holds types
         if elf.get_section_by_name(".debug_info") is None and elf.get_section_by_name(".zdebug_info") is None:

@@ -25,6 +25,7 @@ from pmdb.os.user.notes import (
 )
 from pmdb.threads import Mapping, Thread
 from pmdb.unwind.frame import Frame
+from pmdb.unwind.user import unwind_user
 
 
 class UserProcess:
@@ -59,19 +60,9 @@ class UserProcess:
         return self._threads
 
     def stack(self, thread: Thread) -> list[Frame]:
-        """Unwound frames of a thread; frame 0 alone until the unwinder is available."""
-        try:
-            from pmdb.unwind.user import unwind_user
-        except ImportError:
-            return [self._frame0(thread)]
+        """Unwound frames of a thread."""
         return unwind_user(thread.registers, arch=self.arch, memory=self.core.space(),
                            objects=self.objects, max_frames=self.max_frames)
-
-    def _frame0(self, thread: Thread) -> Frame:
-        regs = thread.registers
-        sp = regs.get(self.arch.sp, 0)
-        return Frame(level=0, pc=regs.get(self.arch.pc, 0), sp=sp, regs=dict(regs), method="regs",
-                     note="no unwinder available")
 
     def mappings(self) -> Sequence[Mapping]:
         """NT_FILE mappings and anonymous PT_LOADs, in address order."""
