@@ -15,6 +15,7 @@ from pmdb.language.parser import parse
 from pmdb.memory.x86_64 import KernelSpace
 from pmdb.os.linux.addresses import Translation, entry_flags, fast_path_phys, translate, with_root
 from pmdb.os.linux.parts import KernelParts, kernel_parts
+from pmdb.output import Hex
 from pmdb.symbols.kmodules import RegistryOffsets
 
 _SIZES = {1 << 12: "4 KB", 1 << 21: "2 MB", 1 << 30: "1 GB"}
@@ -82,30 +83,33 @@ def vtop(ctx: Context, *words: Any, root: Any = None, task: Any = None) -> None:
 
 
 def _show(ctx: Context, space: KernelSpace, parts: KernelParts, t: Translation) -> None:
-    if ctx.out.json_mode:
-        ctx.out.record(virtual=t.vaddr, physical=t.phys, page_size=t.page_size, error=t.error or None,
-                       entries=[{"level": e.level, "address": e.address, "value": e.value} for e in t.entries])
-        return
-    ctx.out.line(f"{'VIRTUAL':<17} PHYSICAL")
-    ctx.out.line(f"{t.vaddr:<17x} " + (f"{t.phys:x}" if t.phys is not None else "(not mapped)"))
-    ctx.out.line("")
-    ctx.out.line(f"{space.levels[0].name} DIRECTORY: {t.root:x} (physical)")
-    for e in t.entries:
-        ctx.out.line(f"  {e.level:>4}: {e.address:x} => {e.value:x}  ({entry_flags(e.value, e.level)})")
+    ctx.out.record({"virtual": Hex(t.vaddr), "physical": None if t.phys is None else Hex(t.phys),
+                    "page_size": t.page_size, "error": t.error or None, "root": Hex(t.root),
+                    "entries": [{"level": e.level, "address": Hex(e.address), "value": Hex(e.value)}
+                                for e in t.entries]},
+                   text=_vtop_lines(space, parts, t))
+    if ctx.piped and t.phys is not None:
+        ctx.emit(t.phys)
+
+
+def _vtop_lines(space: KernelSpace, parts: KernelParts, t: Translation) -> list[str]:
+    """crash's vtop layout: the addresses, each level's entry, the page and its struct page."""
+    lines = [f"{'VIRTUAL':<17} PHYSICAL",
+             f"{t.vaddr:<17x} " + (f"{t.phys:x}" if t.phys is not None else "(not mapped)"), "",
+             f"{space.levels[0].name} DIRECTORY: {t.root:x} (physical)"]
+    lines += [f"  {e.level:>4}: {e.address:x} => {e.value:x}  ({entry_flags(e.value, e.level)})" for e in t.entries]
     if t.phys is None:
-        ctx.out.line(f"  {t.error}")
-        return
-    ctx.out.line(f"  PAGE: {t.phys & ~(t.page_size - 1):x}  ({_SIZES.get(t.page_size, hex(t.page_size))})")
+        return [*lines, f"  {t.error}"]
+    lines.append(f"  PAGE: {t.phys & ~(t.page_size - 1):x}  ({_SIZES.get(t.page_size, hex(t.page_size))})")
     layout = parts.space.layout
     if layout is not None:
         pfn = t.phys >> 12
         page = layout.vmemmap_base + pfn * parts.info.sizes.get("page", 64)
-        ctx.out.line(f"  struct page for pfn {pfn:x}: {page:x}")
+        lines.append(f"  struct page for pfn {pfn:x}: {page:x}")
     fast = fast_path_phys(parts.space, t.vaddr)
     if fast is not None and fast != t.phys:
-        ctx.out.line(f"  note: the {_rule(parts.space, t.vaddr)} rule gives {fast:x}, not the walk's address")
-    if ctx.piped:
-        ctx.emit(t.phys)
+        lines.append(f"  note: the {_rule(parts.space, t.vaddr)} rule gives {fast:x}, not the walk's address")
+    return lines
 
 
 def _rule(space: KernelSpace, addr: int) -> str:

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from pmdb.errors import CommandError
 
 if TYPE_CHECKING:
+    from pmdb.os.linux.kernel import LinuxKernel
+    from pmdb.os.user.process import UserProcess
     from pmdb.output import Output
     from pmdb.session import Session
     from pmdb.target import Target
@@ -46,6 +48,33 @@ class Context:
         return t
 
     @property
+    def kernel(self) -> LinuxKernel:
+        """The target's Linux kernel model; one clear error when the target is not a kernel."""
+        from pmdb.os.linux.kernel import LinuxKernel
+
+        os_model = self.target.os
+        if not isinstance(os_model, LinuxKernel):
+            raise CommandError(f"this dcmd needs a Linux kernel dump (the target is {_what(os_model)})")
+        return os_model
+
+    @property
+    def process(self) -> UserProcess:
+        """The target's user-process model; one clear error when the target is not a user core."""
+        from pmdb.os.user.process import UserProcess
+
+        os_model = self.target.os
+        if not isinstance(os_model, UserProcess):
+            raise CommandError(f"this dcmd needs a user core (the target is {_what(os_model)})")
+        return os_model
+
+    @property
+    def is_kernel(self) -> bool:
+        """Whether the target is a Linux kernel dump (for dcmds that serve both kinds)."""
+        from pmdb.os.linux.kernel import LinuxKernel
+
+        return isinstance(self.target.os, LinuxKernel)
+
+    @property
     def addressed(self) -> bool:
         return self.addr is not None
 
@@ -61,3 +90,9 @@ class Context:
         if self.addr is None:
             raise CommandError("this dcmd needs an address")
         return self.addr
+
+
+def _what(os_model: object) -> str:
+    """A target's kind in words, for the error of a dcmd that needs another kind."""
+    name = getattr(os_model, "name", "")
+    return {"linux": "a Linux kernel dump", "user": "a user core"}.get(str(name), f"a {name or 'target'} target")

@@ -24,6 +24,7 @@ from pmdb.os.user.notes import (
     decode_siginfo,
     signal_name,
 )
+from pmdb.symbols.objfile import ObjectFile
 from pmdb.target import Mapping, Thread
 from pmdb.unwind.frame import Frame
 
@@ -116,6 +117,11 @@ class UserProcess:
         if closer:
             closer()
         self.core.close()
+
+    def main_object(self) -> ObjectFile | None:
+        """The executable's loaded object; None when it was not found (or nothing was loaded)."""
+        main = getattr(self.objects, "main", None)
+        return main if isinstance(main, ObjectFile) else None
 
 
 def build_mappings(core: ElfCore) -> list[Mapping]:
