@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pmdb.errors import CommandError
 
@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from pmdb.session import Session
     from pmdb.target import Target
     from pmdb.types.model import Type
+
+
+_M = TypeVar("_M")
 
 
 @dataclass
@@ -52,20 +55,14 @@ class Context:
         """The target's Linux kernel model; one clear error when the target is not a kernel."""
         from pmdb.os.linux.kernel import LinuxKernel
 
-        os_model = self.target.os
-        if not isinstance(os_model, LinuxKernel):
-            raise CommandError(f"this dcmd needs a Linux kernel dump (the target is {_what(os_model)})")
-        return os_model
+        return _os_as(self.target, LinuxKernel, "a Linux kernel dump")
 
     @property
     def process(self) -> UserProcess:
         """The target's user-process model; one clear error when the target is not a user core."""
         from pmdb.os.user.process import UserProcess
 
-        os_model = self.target.os
-        if not isinstance(os_model, UserProcess):
-            raise CommandError(f"this dcmd needs a user core (the target is {_what(os_model)})")
-        return os_model
+        return _os_as(self.target, UserProcess, "a user core")
 
     @property
     def is_kernel(self) -> bool:
@@ -90,6 +87,14 @@ class Context:
         if self.addr is None:
             raise CommandError("this dcmd needs an address")
         return self.addr
+
+
+def _os_as(target: Target, cls: type[_M], needed: str) -> _M:
+    """The target's OS model as cls, or the error that names what the dcmd needs."""
+    os_model: object = target.os
+    if not isinstance(os_model, cls):
+        raise CommandError(f"this dcmd needs {needed} (the target is {_what(os_model)})")
+    return os_model
 
 
 def _what(os_model: object) -> str:
