@@ -8,6 +8,12 @@ from typing import Any
 
 from pmdb.commands import Context, dcmd
 from pmdb.errors import CommandError, FaultError
+from pmdb.memory.space import AddressSpace
+from pmdb.output import Column, Hex
+
+# a name and what it does, as mdb lists dcmds and walkers: "name - synopsis"
+NAME_COLUMNS = (Column("name", "NAME"), Column("synopsis", "SYNOPSIS", gap=" - "))
+ADDRESS_COLUMNS = (Column("address", "ADDRESS"),)
 
 
 @dcmd("dcmds", addr="none", synopsis="list the available dcmds", example="::dcmds")
@@ -18,16 +24,15 @@ def dcmds_list(ctx: Context) -> None:
     for name in sorted(reg.dcmds):
         spec = reg.dcmds[name]
         label = name if not spec.aliases else f"{name} ({', '.join(spec.aliases)})"
-        rows.append([label, f"- {spec.synopsis}"])
-    ctx.out.table(["", ""], rows, header=False)
+        rows.append([label, spec.synopsis])
+    ctx.out.table(NAME_COLUMNS, rows, header=False)
 
 
 @dcmd("walkers", addr="none", synopsis="list the available walkers", example="::walkers")
 def walkers_list(ctx: Context) -> None:
     """Every walker with its synopsis."""
     reg = ctx.registry
-    ctx.out.table(["", ""], [[n, f"- {reg.walkers[n].synopsis}"] for n in sorted(reg.walkers)],
-                  header=False)
+    ctx.out.table(NAME_COLUMNS, [[n, reg.walkers[n].synopsis] for n in sorted(reg.walkers)], header=False)
 
 
 @dcmd("help", addr="none", synopsis="describe a dcmd or walker", example="::help findstack",
@@ -86,7 +91,7 @@ def walk(ctx: Context, name: str, *args: Any) -> None:
         if ctx.piped:
             ctx.emit(h.addr, h.type)
         else:
-            ctx.out.line(f"{h.addr:x}")
+            ctx.out.table(ADDRESS_COLUMNS, [[Hex(h.addr)]], header=False)
 
 
 @dcmd("grep", addr="required", synopsis="hand on the address when an expression is non-zero",
@@ -134,7 +139,7 @@ def dump(ctx: Context, no_ascii: bool = False) -> None:
         ctx.out.line(_dump_row(row, data, addr, end, width, no_ascii))
 
 
-def _read_partial(mem: Any, addr: int, n: int) -> list[int | None]:
+def _read_partial(mem: AddressSpace, addr: int, n: int) -> list[int | None]:
     out: list[int | None] = []
     for i in range(n):
         try:
@@ -147,7 +152,7 @@ def _read_partial(mem: Any, addr: int, n: int) -> list[int | None]:
 _PRINTABLE = set(string.printable) - set("\t\n\r\x0b\x0c")
 
 
-def _dump_row(row: int, data: Any, first: int, end: int, width: int, no_ascii: bool) -> str:
+def _dump_row(row: int, data: bytes | list[int | None], first: int, end: int, width: int, no_ascii: bool) -> str:
     hexes, chars = [], []
     for i in range(16):
         a = row + i
@@ -195,5 +200,5 @@ def _pass_on(ctx: Context) -> None:
     if ctx.piped:
         ctx.emit(addr, ctx.type)
     else:
-        ctx.out.line(f"{addr:x}")
+        ctx.out.table(ADDRESS_COLUMNS, [[Hex(addr)]], header=False)
 

@@ -6,6 +6,7 @@ from pmdb.commands import Context, dcmd
 from pmdb.commands.args import number
 from pmdb.disasm import Disassembler, Insn, disassembler_for
 from pmdb.errors import CommandError, FaultError
+from pmdb.output import Cell, Column, Symbol
 
 WINDOW = 10                 # instructions either side of an address, as mdb's default
 MAX_FUNCTION = 20_000       # a "function" bigger than this is a bad symbol size
@@ -76,14 +77,16 @@ def _quiet_range(dis: Disassembler, start: int, end: int) -> list[Insn]:
 
 def _print(ctx: Context, dis: Disassembler, insns: list[Insn], plain: bool) -> None:
     symbols = ctx.target.symbols
-    labels = [f"{i.address:x}:" if plain else f"{symbols.describe(i.address)}:" for i in insns]
-    if ctx.out.json_mode:
-        for insn, label in zip(insns, labels, strict=True):
-            ctx.out.record(address=insn.address, symbol=label[:-1], mnemonic=insn.mnemonic,
-                           operands=dis.text(insn, symbolic=not plain)[len(insn.mnemonic):].strip(),
-                           bytes=insn.raw.hex())
-        return
-    width = max((len(label) for label in labels), default=0) + 2
-    lines = [f"{label:<{width}}{dis.text(insn, symbolic=not plain)}"
-             for insn, label in zip(insns, labels, strict=True)]
-    ctx.out.write("".join(line.rstrip() + "\n" for line in lines))
+    labels = [f"{i.address:x}" if plain else symbols.describe(i.address) for i in insns]
+    texts = [dis.text(insn, symbolic=not plain) for insn in insns]
+    width = max((len(label) for label in labels), default=0) + 3
+    rows: list[list[Cell]] = [[Symbol(insn.address, label), text, insn.mnemonic,
+                               text[len(insn.mnemonic):].strip(), insn.raw.hex()]
+                              for insn, label, text in zip(insns, labels, texts, strict=True)]
+    # mdb's layout: "label:" padded to the widest label and two blanks, then the instruction
+    ctx.out.table(DIS_COLUMNS, rows, text=[f"{label + ':':<{width}}{text}".rstrip()
+                                           for label, text in zip(labels, texts, strict=True)])
+
+
+DIS_COLUMNS = (Column("address"), Column("instruction"), Column("mnemonic", text=False),
+               Column("operands", text=False), Column("bytes", text=False))

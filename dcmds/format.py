@@ -5,6 +5,9 @@ from __future__ import annotations
 from pmdb.commands import Context, dcmd
 from pmdb.errors import CommandError
 from pmdb.formats import DESCRIPTIONS
+from pmdb.output import Column
+
+NAME_COLUMNS = (Column("format", "FORMAT"), Column("description", "DESCRIPTION", gap=" - "))
 
 
 @dcmd("formats", addr="none", synopsis="list the format characters of / = and ?", example="::formats")
@@ -16,8 +19,8 @@ def formats_list(ctx: Context) -> None:
     before a character repeats it. K and p read the target's pointer size."""
     rows = []
     for ch in sorted(DESCRIPTIONS, key=lambda c: (c.lower(), c.islower(), c)):
-        rows.append([ch, f"- {DESCRIPTIONS[ch]}"])
-    ctx.out.table(["", ""], rows, header=False)
+        rows.append([ch, DESCRIPTIONS[ch]])
+    ctx.out.table(NAME_COLUMNS, rows, header=False)
 
 
 @dcmd("eval", synopsis="evaluate a string as a command line", example="::eval '<rsp/K'",

@@ -24,6 +24,7 @@ from pmdb.os.linux.slab.audit import (
 )
 from pmdb.os.linux.slab.slub import KmemCache, SlubModel, find_listed_cache, slub_model
 from pmdb.os.linux.slab.text import audit_object, code_text
+from pmdb.output import Cell, Column, Dec, Hex, Symbol
 
 
 def _model(ctx: Context) -> SlubModel:
@@ -71,6 +72,13 @@ def _stats_rows(ctx: Context, model: SlubModel, caches: list[KmemCache]) -> tupl
     return stats, problems
 
 
+KMASTAT_COLUMNS = (Column("cache", "CACHE"), Column("name", "NAME"), Column("objsize", "OBJSIZE", ">"),
+                   Column("inuse", "INUSE", ">"), Column("total", "TOTAL", ">"), Column("slabs", "SLABS", ">"),
+                   Column("ssize", "SSIZE", ">"), Column("memory", "MEMORY", ">"))
+VERIFY_COLUMNS = (Column("cache", "CACHE"), Column("name", "NAME"), Column("slabs", "SLABS", ">"),
+                  Column("integrity", "INTEGRITY"))
+
+
 @dcmd("kmastat", addr="optional", synopsis="slab cache statistics: objects in use and total, slabs, memory",
       example="::kmastat -v", opts={"v": "verbose"}, usage="[-v] [cache]")
 def kmastat(ctx: Context, *args: Any, verbose: bool = False) -> None:
@@ -88,16 +96,15 @@ def kmastat(ctx: Context, *args: Any, verbose: bool = False) -> None:
             ctx.emit(st.cache.address, ctx.target.types.find("struct kmem_cache"))
         _report(ctx, problems)
         return
-    rows: list[list[Any]] = []
+    rows: list[list[Cell]] = []
     for st in stats:
         c = st.cache
-        rows.append([f"{c.address:x}", c.name, c.object_size, st.allocated, st.total, st.slabs,
+        rows.append([Hex(c.address), c.name, c.object_size, st.allocated, st.total, st.slabs,
                      _size(c.slab_bytes), _size(st.memory)])
         if verbose:
             for nid, slabs, partial, total in st.per_node:
                 rows.append(["", f"  node {nid}", "", "", total, slabs, f"{partial} partial", ""])
-    ctx.out.table(["CACHE", "NAME", "OBJSIZE", "INUSE", "TOTAL", "SLABS", "SSIZE", "MEMORY"], rows,
-                  align="llrrrrrr")
+    ctx.out.table(KMASTAT_COLUMNS, rows)
     _report(ctx, problems)
 
 
@@ -126,11 +133,11 @@ def kmem_verify(ctx: Context, *args: Any) -> None:
             state = f"{len(res.problems)} slab problem{'s' if len(res.problems) > 1 else ''}"
         else:
             state = "clean" if cache.debug else "clean (freelists only: no slub_debug)"
-        rows.append([f"{cache.address:x}", cache.name, res.slabs, state])
+        rows.append([Hex(cache.address), cache.name, res.slabs, state])
     if not single:
-        ctx.out.table(["CACHE", "NAME", "SLABS", "INTEGRITY"], rows, align="llrl")
+        ctx.out.table(VERIFY_COLUMNS, rows)
     elif not details:
-        ctx.out.line(f"{caches[0].name}: {rows[0][3]} ({rows[0][2]} slabs)")
+        ctx.out.table(VERIFY_COLUMNS, rows, text=[f"{caches[0].name}: {rows[0][3]} ({rows[0][2]} slabs)"])
     for line in details:
         ctx.out.line(line)
 
@@ -155,20 +162,28 @@ def kmalog(ctx: Context, cache: Any = None, count: Any = None) -> None:
     if count is not None:
         txs = txs[:_count(count)]
     now, hz = kernel_clock(model)
+    symbols = ctx.target.symbols
+    rows: list[list[Cell]] = []
+    lines: list[str] = []
     for tx in txs:
         t = tx.track
         age = (now - t.when) & (1 << 64) - 1
         age = 0 if age >= 1 << 63 else age
-        ctx.out.line(f"T-{age / hz:.9f}  {tx.obj:016x}  {tx.cache.name:<20} {t.kind:<5}  "
-                     f"{code_text(ctx.target.symbols, t.addr)}  cpu={t.cpu} pid={t.pid}")
         stack, why = stack_of(model, t)
-        for pc in stack:
-            ctx.out.line(f"{'':19}{code_text(ctx.target.symbols, pc)}")
-        if why:
-            ctx.out.line(f"{'':19}({why})")
+        calls = [code_text(symbols, pc) for pc in stack]
+        rows.append([Dec(age / hz, 9), Hex(tx.obj), tx.cache.name, t.kind, Symbol(t.addr, code_text(symbols, t.addr)),
+                     t.cpu, t.pid, [Symbol(pc, c) for pc, c in zip(stack, calls, strict=True)], why or None])
+        lines.append(f"T-{age / hz:.9f}  {tx.obj:016x}  {tx.cache.name:<20} {t.kind:<5}  "
+                     f"{code_text(symbols, t.addr)}  cpu={t.cpu} pid={t.pid}")
+        lines += [f"{'':19}{c}" for c in calls] + ([f"{'':19}({why})"] if why else [])
         if ctx.piped:
             ctx.emit(tx.obj)
+    ctx.out.table(KMALOG_COLUMNS, rows, text=lines)
     _report(ctx, problems)
+
+
+KMALOG_COLUMNS = (Column("age_seconds"), Column("object"), Column("cache"), Column("kind"), Column("caller"),
+                  Column("cpu"), Column("pid"), Column("stack"), Column("stack_note"))
 
 
 # -- ::bufctl_audit ---------------------------------------------------------------------
@@ -190,12 +205,21 @@ def bufctl_audit(ctx: Context, *_args: Any) -> None:
 
 _CRASH_HEAD = "CACHE             OBJSIZE  ALLOCATED     TOTAL  SLABS  SSIZE  NAME"
 _SLAB_HEAD = "  SLAB              MEMORY            NODE  TOTAL  ALLOCATED  FREE"
+# crash's kmem -s columns, under _CRASH_HEAD
+CRASH_CACHE_COLUMNS = (Column("cache", "CACHE", width=16), Column("objsize", "OBJSIZE", ">", 7, "  "),
+                       Column("allocated", "ALLOCATED", ">", 9, "  "), Column("total", "TOTAL", ">", 8, "  "),
+                       Column("slabs", "SLABS", ">", 5, "  "), Column("ssize", "SSIZE", ">", 5, "  "),
+                       Column("name", "NAME", gap="  "))
 
 
-def _crash_cache_line(st: CacheStats) -> str:
+def _crash_cache_row(st: CacheStats) -> list[Cell]:
     c = st.cache
-    return (f"{c.address:<16x}  {c.object_size:>7}  {st.allocated:>9}  {st.total:>8}  {st.slabs:>5}  "
-            f"{_size(c.slab_bytes):>5}  {c.name}")
+    return [Hex(c.address), c.object_size, st.allocated, st.total, st.slabs, _size(c.slab_bytes), c.name]
+
+
+def _crash_caches(ctx: Context, stats: list[CacheStats]) -> None:
+    """crash's cache lines under its header."""
+    ctx.out.table(CRASH_CACHE_COLUMNS, [_crash_cache_row(st) for st in stats], header=_CRASH_HEAD, fit=False)
 
 
 def _slab_line(model: SlubModel, cache: KmemCache, page: int) -> str:
@@ -272,8 +296,7 @@ def _kmem_address(ctx: Context, model: SlubModel, addr: int, whole_slab: bool) -
     if hit is None:
         raise CommandError(f"{addr:x} is not in a slab")
     slab, cache = hit
-    ctx.out.line(_CRASH_HEAD)
-    ctx.out.line(_crash_cache_line(cache_stats(model, cache)))
+    _crash_caches(ctx, [cache_stats(model, cache)])
     ctx.out.line(_SLAB_HEAD)
     ctx.out.line(_slab_line(model, cache, slab.page))
     index = (addr - slab.base) // cache.size
@@ -295,9 +318,7 @@ def kmem(ctx: Context, *args: Any, summary: bool = False, slabs: bool = False) -
     if summary or (not slabs and not words):
         caches = [_cache(model, w) for w in words] or model.caches()
         stats, problems = _stats_rows(ctx, model, caches)
-        ctx.out.line(_CRASH_HEAD)
-        for st in stats:
-            ctx.out.line(_crash_cache_line(st))
+        _crash_caches(ctx, stats)
         _report(ctx, problems)
         return
     for word in words or [c.address for c in model.caches()]:
@@ -305,8 +326,7 @@ def kmem(ctx: Context, *args: Any, summary: bool = False, slabs: bool = False) -
         if cache is None:
             _kmem_address(ctx, model, _address(word), whole_slab=slabs)
             continue
-        ctx.out.line(_CRASH_HEAD)
-        ctx.out.line(_crash_cache_line(cache_stats(model, cache)))
+        _crash_caches(ctx, [cache_stats(model, cache)])
         if slabs:
             try:
                 _kmem_slabs(ctx, model, cache)

@@ -19,10 +19,11 @@ def _records(ctx: Context) -> list[LogRecord]:
     return read_log(parts.space, parts.info, parts.lookup)
 
 
-def _json(ctx: Context, rec: LogRecord) -> None:
-    ctx.out.record(seq=rec.seq, ts_nsec=rec.ts_nsec, level=rec.level, facility=rec.facility,
-                   caller=rec.caller, text=rec.text.decode("utf-8", errors="replace"),
-                   subsystem=rec.subsystem, device=rec.device)
+def _record(ctx: Context, rec: LogRecord, lines: list[str]) -> None:
+    """One log record: its fields in JSON, ``lines`` (the layout of msgbuf or log) as text."""
+    ctx.out.record({"seq": rec.seq, "ts_nsec": rec.ts_nsec, "level": rec.level, "facility": rec.facility,
+                    "caller": rec.caller, "text": rec.text.decode("utf-8", errors="replace"),
+                    "subsystem": rec.subsystem, "device": rec.device}, text=lines)
 
 
 @dcmd("msgbuf", addr="none", synopsis="print the kernel log (the printk ring buffer)",
@@ -33,20 +34,17 @@ def msgbuf(ctx: Context, verbose: bool = False) -> None:
     C<cpu> for interrupt context), and its device, when the driver gave one. crash's
     format is ``log``."""
     for rec in _records(ctx):
-        if ctx.out.json_mode:
-            _json(ctx, rec)
-            continue
-        lines = text_lines(rec)
-        if not verbose:
-            for line in lines:
-                ctx.out.line(line)
-            continue
-        head = f"{timestamp(rec)}{rec.facility_name + '.' + rec.level_name:<12} {rec.caller:>6}  "
-        ctx.out.line(head + lines[0])
-        for line in lines[1:]:
-            ctx.out.line(" " * len(head) + line)
-        if rec.subsystem or rec.device:
-            ctx.out.line(" " * len(head) + f"SUBSYSTEM={rec.subsystem} DEVICE={rec.device}")
+        _record(ctx, rec, _msgbuf_lines(rec) if verbose else text_lines(rec))
+
+
+def _msgbuf_lines(rec: LogRecord) -> list[str]:
+    """::msgbuf -v: time, facility.level and caller before the text, the device below it."""
+    lines = text_lines(rec)
+    head = f"{timestamp(rec)}{rec.facility_name + '.' + rec.level_name:<12} {rec.caller:>6}  "
+    out = [head + lines[0]] + [" " * len(head) + line for line in lines[1:]]
+    if rec.subsystem or rec.device:
+        out.append(" " * len(head) + f"SUBSYSTEM={rec.subsystem} DEVICE={rec.device}")
+    return out
 
 
 @dcmd("log", addr="none", synopsis="crash's log: the kernel log with [seconds] timestamps",
@@ -56,21 +54,19 @@ def log(ctx: Context, no_time: bool = False, levels: bool = False, dev_info: boo
     lines indented under the text. -t leaves out the timestamps, -m adds each record's
     level as ``<n>``, -d adds the device information (SUBSYSTEM=, DEVICE=) below it."""
     for rec in _records(ctx):
-        if ctx.out.json_mode:
-            _json(ctx, rec)
-            continue
-        if no_time:
-            prefix = f"<{rec.level:x}>" if levels else ""
-            lines = text_lines(rec)
-            ctx.out.line(prefix + lines[0])
-            for line in lines[1:]:
-                ctx.out.line(" " * len(prefix) + line)
-        else:
-            for line in crash_lines(rec, level=levels):
-                ctx.out.line(line)
-        if dev_info and (rec.subsystem or rec.device):
-            pad = " " * (0 if no_time else len(timestamp(rec)))
-            if rec.subsystem:
-                ctx.out.line(f"{pad}SUBSYSTEM={rec.subsystem}")
-            if rec.device:
-                ctx.out.line(f"{pad}DEVICE={rec.device}")
+        _record(ctx, rec, _log_lines(rec, no_time, levels, dev_info))
+
+
+def _log_lines(rec: LogRecord, no_time: bool, levels: bool, dev_info: bool) -> list[str]:
+    """crash's log layout of one record."""
+    if no_time:
+        prefix = f"<{rec.level:x}>" if levels else ""
+        lines = text_lines(rec)
+        out = [prefix + lines[0]] + [" " * len(prefix) + line for line in lines[1:]]
+    else:
+        out = list(crash_lines(rec, level=levels))
+    if dev_info and (rec.subsystem or rec.device):
+        pad = " " * (0 if no_time else len(timestamp(rec)))
+        out += [f"{pad}SUBSYSTEM={rec.subsystem}"] if rec.subsystem else []
+        out += [f"{pad}DEVICE={rec.device}"] if rec.device else []
+    return out

@@ -13,6 +13,7 @@ from pmdb.commands import Context, dcmd
 from pmdb.errors import CommandError, PmdbError
 from pmdb.os.linux.arch import Translation
 from pmdb.os.linux.mm.kernel_memory import KernelMemory, kernel_parts
+from pmdb.output import Hex
 
 _SIZES = {1 << 12: "4 KB", 1 << 21: "2 MB", 1 << 30: "1 GB"}
 
@@ -60,24 +61,27 @@ def vtop(ctx: Context, *words: Any, root: Any = None, task: Any = None) -> None:
 
 
 def _show(ctx: Context, parts: KernelMemory, t: Translation) -> None:
-    if ctx.out.json_mode:
-        ctx.out.record(virtual=t.vaddr, physical=t.phys, page_size=t.page_size, error=t.error or None,
-                       entries=[{"level": e.level, "address": e.address, "value": e.value} for e in t.entries])
-        return
-    ctx.out.line(f"{'VIRTUAL':<17} PHYSICAL")
-    ctx.out.line(f"{t.vaddr:<17x} " + (f"{t.phys:x}" if t.phys is not None else "(not mapped)"))
-    ctx.out.line("")
-    ctx.out.line(f"{t.root_level} DIRECTORY: {t.root:x} (physical)")
-    for e in t.entries:
-        ctx.out.line(f"  {e.level:>4}: {e.address:x} => {e.value:x}  ({e.flags})")
+    ctx.out.record({"virtual": Hex(t.vaddr), "physical": None if t.phys is None else Hex(t.phys),
+                    "page_size": t.page_size, "error": t.error or None, "root": Hex(t.root),
+                    "entries": [{"level": e.level, "address": Hex(e.address), "value": Hex(e.value)}
+                                for e in t.entries]},
+                   text=_vtop_lines(parts, t))
+    if ctx.piped and t.phys is not None:
+        ctx.emit(t.phys)
+
+
+def _vtop_lines(parts: KernelMemory, t: Translation) -> list[str]:
+    """crash's vtop layout: the addresses, each level's entry, the page and its struct page."""
+    lines = [f"{'VIRTUAL':<17} PHYSICAL",
+             f"{t.vaddr:<17x} " + (f"{t.phys:x}" if t.phys is not None else "(not mapped)"), "",
+             f"{t.root_level} DIRECTORY: {t.root:x} (physical)"]
+    lines += [f"  {e.level:>4}: {e.address:x} => {e.value:x}  ({e.flags})" for e in t.entries]
     if t.phys is None:
-        ctx.out.line(f"  {t.error}")
-        return
-    ctx.out.line(f"  PAGE: {t.phys & ~(t.page_size - 1):x}  ({_SIZES.get(t.page_size, hex(t.page_size))})")
+        return [*lines, f"  {t.error}"]
+    lines.append(f"  PAGE: {t.phys & ~(t.page_size - 1):x}  ({_SIZES.get(t.page_size, hex(t.page_size))})")
     pfn = t.phys >> 12
-    ctx.out.line(f"  struct page for pfn {pfn:x}: {parts.page_struct(pfn):x}")
+    lines.append(f"  struct page for pfn {pfn:x}: {parts.page_struct(pfn):x}")
     fast = parts.fast_path(t.vaddr)
     if fast is not None and fast[1] != t.phys:
-        ctx.out.line(f"  note: the {fast[0]} rule gives {fast[1]:x}, not the walk's address")
-    if ctx.piped:
-        ctx.emit(t.phys)
+        lines.append(f"  note: the {fast[0]} rule gives {fast[1]:x}, not the walk's address")
+    return lines

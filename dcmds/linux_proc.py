@@ -9,23 +9,32 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pmdb.commands import Context, dcmd
 from pmdb.commands.args import number
 from pmdb.errors import CommandError
 from pmdb.os.linux.tasks.tasks import Task
+from pmdb.output import Cell, Column, Dec, Flag, Hex, Indent
+from pmdb.threads import Thread
+
+if TYPE_CHECKING:
+    from pmdb.os.linux.kernel import LinuxKernel
+    from pmdb.types.model import Type
 
 PS_HEADER = "      PID    PPID  CPU       TASK        ST  %MEM      VSZ      RSS  COMM"
-
-
-def kernel_of(ctx: Context) -> Any:
-    """The target's LinuxKernel; a clear error on other targets."""
-    target = ctx.target
-    if target.kind != "vmcore" or not hasattr(target.os, "tasks"):
-        raise CommandError("this dcmd needs a Linux kernel dump (the target is a "
-                           f"{target.kind})")
-    return target.os
+# crash's ps columns; the header is crash's own line (its titles sit off their columns)
+PS_COLUMNS = (Column("active", width=1), Column("pid", "PID", ">", 7), Column("ppid", "PPID", ">", 7),
+              Column("cpu", "CPU", ">", 3), Column("task", "TASK", width=16, gap="  "),
+              Column("state", "ST", width=2, gap="  "), Column("pct_mem", "%MEM", ">", 5),
+              Column("vsz_kb", "VSZ", ">", 8), Column("rss_kb", "RSS", ">", 8),
+              Column("comm", "COMM", gap="  "), Column("kernel_thread", text=False))
+# ps -t: a thread under its group leader
+THREAD_COLUMNS = (Column("thread", align=">", width=9), Column("pid", "PID", ">", 7, gap="  "),
+                  Column("task", "TASK", width=16, gap="  "), Column("state", "ST", width=2, gap="  "),
+                  Column("cpu", "CPU", gap=" cpu "), Column("comm", "COMM", gap="  "))
+PTREE_COLUMNS = (Column("depth"), Column("task", "TASK", gap=""), Column("comm", "COMM", gap="  "),
+                 Column("pid", "PID", gap=" [", suffix="]"))
 
 
 def _hand_on(ctx: Context, tasks: Iterable[Task]) -> None:
@@ -35,11 +44,11 @@ def _hand_on(ctx: Context, tasks: Iterable[Task]) -> None:
         ctx.emit(t.address, typ)
 
 
-def _task_type(ctx: Context) -> Any:
+def _task_type(ctx: Context) -> Type | None:
     return ctx.target.types.find("struct task_struct")
 
 
-def _report_problems(ctx: Context, kernel: Any) -> None:
+def _report_problems(ctx: Context, kernel: LinuxKernel) -> None:
     """Damage met while listing tasks: one line each, after the rows that could be read."""
     shown = ctx.state.setdefault("problems_shown", set())
     for problem in kernel.problems:
@@ -48,16 +57,15 @@ def _report_problems(ctx: Context, kernel: Any) -> None:
             ctx.out.error(problem)
 
 
-def ps_row(task: Task, total_pages: int, page_kb: int, comm: str | None = None) -> str:
-    """One line of crash's ps: '>' marks a task running on a CPU, kernel threads in brackets."""
+def ps_row(task: Task, total_pages: int, page_kb: int, comm: str | None = None) -> list[Cell]:
+    """One row of crash's ps: '>' marks a task running on a CPU, kernel threads in brackets."""
     name = comm if comm is not None else (f"[{task.comm}]" if task.kthread else task.comm)
     pct = task.rss * 100 / total_pages if total_pages else 0.0
-    return (f"{'>' if task.active else ' '} {task.pid:>7} {task.ppid:>7} {task.cpu:>3}  "
-            f"{task.address:016x}  {task.state:<2} {pct:5.1f} {task.total_vm * page_kb:>8} "
-            f"{task.rss * page_kb:>8}  {name}")
+    return [Flag(task.active, ">"), task.pid, task.ppid, task.cpu, Hex(task.address, 16), task.state,
+            Dec(pct, 1), task.total_vm * page_kb, task.rss * page_kb, name, task.kthread]
 
 
-def _select(kernel: Any, ctx: Context, args: tuple[Any, ...], *, kernel_only: bool, user_only: bool,
+def _select(kernel: LinuxKernel, ctx: Context, args: tuple[Any, ...], *, kernel_only: bool, user_only: bool,
             leaders: bool) -> list[Task]:
     tasks: list[Task] = list(kernel.tasks())
     if ctx.addr is not None:
@@ -97,38 +105,31 @@ def ps(ctx: Context, *args: Any, kernel_only: bool = False, user_only: bool = Fa
     line per thread group, -t each group's threads indented under it (mdb), -f the full
     command line from the task's memory. Arguments pick tasks by pid, address or command.
     Piped, the task addresses go on (typed struct task_struct)."""
-    kernel = kernel_of(ctx)
+    kernel = ctx.kernel
     tasks = _select(kernel, ctx, args, kernel_only=kernel_only, user_only=user_only,
                     leaders=leaders or threads)
     if ctx.piped:
         _hand_on(ctx, tasks)
         return
-    total = kernel.total_pages()
-    page_kb = int(kernel.km.info.raw.get("PAGESIZE", "4096")) // 1024
-    if ctx.out.json_mode:
-        for t in tasks:
-            ctx.out.record(active=t.active, pid=t.pid, ppid=t.ppid, cpu=t.cpu, task=f"{t.address:#x}",
-                           state=t.state, pct_mem=round(t.rss * 100 / total, 1) if total else 0.0,
-                           vsz_kb=t.total_vm * page_kb, rss_kb=t.rss * page_kb, comm=t.comm,
-                           kernel_thread=t.kthread)
-        _report_problems(ctx, kernel)
-        return
-    if not (ctx.in_loop and not ctx.first):
-        ctx.out.line(PS_HEADER)
-    for t in tasks:
+    total, page_kb = kernel.total_pages(), kernel.page_size() // 1024
+    header = PS_HEADER if not (ctx.in_loop and not ctx.first) else False
+    for n, t in enumerate(tasks):
         comm = kernel.arguments(t) if full and not t.kthread else None
-        ctx.out.line(ps_row(t, total, page_kb, comm))
+        ctx.out.table(PS_COLUMNS, [ps_row(t, total, page_kb, comm)], header=header if n == 0 else False,
+                      fit=False)
         if threads:
-            _thread_lines(ctx, kernel, t)
+            _thread_rows(ctx, kernel, t)
     _report_problems(ctx, kernel)
 
 
-def _thread_lines(ctx: Context, kernel: Any, leader: Task) -> None:
+def _thread_rows(ctx: Context, kernel: LinuxKernel, leader: Task) -> None:
     if leader.idle:
         return
+    rows = []
     for addr in kernel.threads_of(leader.address)[1:]:
         t = kernel.task(addr)
-        ctx.out.line(f"        T  {t.pid:>7}  {t.address:016x}  {t.state:<2} cpu {t.cpu}  {t.comm}")
+        rows.append([Flag(True, "T"), t.pid, Hex(t.address, 16), t.state, t.cpu, t.comm])
+    ctx.out.table(THREAD_COLUMNS, rows, header=False, fit=False)
 
 
 @dcmd("ptree", addr="optional", synopsis="print the process tree", example="::ptree",
@@ -137,7 +138,7 @@ def ptree(ctx: Context) -> None:
     """The thread-group leaders as a tree of parents and children (real_parent links),
     each line the task_struct address and command with the pid; with an address, only
     the subtree of that task. Threads other than the leaders are left out."""
-    kernel = kernel_of(ctx)
+    kernel = ctx.kernel
     tasks = [t for t in kernel.tasks() if t.idle or t.leader in (0, t.address)]
     known = {t.address for t in tasks}
     children: dict[int, list[Task]] = {}
@@ -154,13 +155,15 @@ def ptree(ctx: Context) -> None:
         return
     stack: list[tuple[Task, int]] = [(r, 0) for r in reversed(roots)]
     seen: set[int] = set()
+    rows: list[list[Cell]] = []
     while stack:
         t, depth = stack.pop()
         if t.address in seen:
             continue        # a parent loop in damaged data: print each task once
         seen.add(t.address)
-        ctx.out.line(f"{'    ' * depth}{t.address:016x}  {t.comm} [{t.pid}]")
+        rows.append([Indent(depth), Hex(t.address, 16), t.comm, t.pid])
         stack.extend((c, depth + 1) for c in reversed(children.get(t.address, [])))
+    ctx.out.table(PTREE_COLUMNS, rows, header=False, fit=False)
     _report_problems(ctx, kernel)
 
 
@@ -181,7 +184,7 @@ def _emit_tree(ctx: Context, roots: list[Task], children: dict[int, list[Task]])
 def pgrep(ctx: Context, pattern: Any, exact: bool = False) -> None:
     """Tasks whose command (comm) matches the regular expression (the whole name with -x),
     printed as ::ps rows; piped, their task_struct addresses go on."""
-    kernel = kernel_of(ctx)
+    kernel = ctx.kernel
     try:
         rx = re.compile(str(pattern))
     except re.error as err:
@@ -191,10 +194,13 @@ def pgrep(ctx: Context, pattern: Any, exact: bool = False) -> None:
     if ctx.piped:
         _hand_on(ctx, tasks)
         return
-    total = kernel.total_pages()
-    ctx.out.line(PS_HEADER)
-    for t in tasks:
-        ctx.out.line(ps_row(t, total, 4))
+    total, page_kb = kernel.total_pages(), kernel.page_size() // 1024
+    ctx.out.table(PS_COLUMNS, [ps_row(t, total, page_kb) for t in tasks], header=PS_HEADER, fit=False)
+
+
+CPU_COLUMNS = (Column("cpu", "ID", ">"), Column("runqueue", "RUNQUEUE"), Column("state", "STATE"),
+               Column("nr_running", "NRUN", ">"), Column("thread", "THREAD"), Column("pid", "PID", ">"),
+               Column("comm", "COMM"))
 
 
 @dcmd("cpuinfo", addr="optional", synopsis="print each CPU: runqueue, state, running task",
@@ -203,7 +209,7 @@ def cpuinfo(ctx: Context) -> None:
     """One line per CPU (or only the CPU given as the address): its number, its runqueue
     (struct rq), whether it was online when the dump was taken, how many tasks its runqueue
     held, and the task it was running (address, pid, command). Piped, the runqueues go on."""
-    kernel = kernel_of(ctx)
+    kernel = ctx.kernel
     cpus = kernel.cpus()
     if ctx.addr is not None:
         cpus = [c for c in cpus if c.index == ctx.addr]
@@ -215,14 +221,14 @@ def cpuinfo(ctx: Context) -> None:
             if c.runqueue:
                 ctx.emit(c.runqueue, typ)
         return
-    rows = []
+    rows: list[list[Cell]] = []
     for c in cpus:
         cur = kernel.task(c.curr) if c.curr else None
-        rows.append([c.index, f"{c.runqueue:016x}" if c.runqueue else "?",
+        rows.append([c.index, Hex(c.runqueue, 16) if c.runqueue else None,
                      "online" if c.online else "offline", c.nr_running,
-                     f"{c.curr:016x}" if c.curr else "?", cur.pid if cur else "",
-                     cur.comm if cur else ""])
-    ctx.out.table(["ID", "RUNQUEUE", "STATE", "NRUN", "THREAD", "PID", "COMM"], rows, align="rllrlr")
+                     Hex(c.curr, 16) if c.curr else None, cur.pid if cur else None,
+                     cur.comm if cur else None])
+    ctx.out.table(CPU_COLUMNS, rows)
 
 
 @dcmd("set", addr="none", synopsis="set the current thread (task) for $c, $r and ::regs",
@@ -234,13 +240,16 @@ def set_cmd(ctx: Context, thread: Any = None) -> None:
         cur = ctx.target.current_thread
         if cur is None:
             raise CommandError("the target has no threads")
-        ctx.out.line(f"current thread: {cur.id}" + (f" ({cur.address:x})" if cur.address else "")
-                     + (f" {cur.name}" if cur.name else ""))
+        _current(ctx, cur)
         return
     ident = ctx.value(thread, what="thread, task or pid")
-    target = ctx.target
-    if target.kind == "vmcore" and hasattr(target.os, "find_task"):
-        ident = target.os.find_task(ident).address
-    t = target.set_current_thread(ident)
-    ctx.out.line(f"current thread: {t.id}" + (f" ({t.address:x})" if t.address else "")
-                 + (f" {t.name}" if t.name else ""))
+    if ctx.is_kernel:
+        ident = ctx.kernel.find_task(ident).address
+    _current(ctx, ctx.target.set_current_thread(ident))
+
+
+def _current(ctx: Context, t: Thread) -> None:
+    """``current thread: id (address) name`` (a record in JSON)."""
+    ctx.out.record({"thread": t.id, "address": Hex(t.address) if t.address else None, "name": t.name},
+                   text=[f"current thread: {t.id}" + (f" ({t.address:x})" if t.address else "")
+                         + (f" {t.name}" if t.name else "")])

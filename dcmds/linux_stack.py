@@ -16,7 +16,10 @@ from typing import Any
 from pmdb.commands import Context, dcmd
 from pmdb.commands.args import number
 from pmdb.errors import CommandError
+from pmdb.os.linux.tasks.tasks import Task
+from pmdb.output import Cell, Column, Hex
 from pmdb.threads import Thread
+from pmdb.types.model import Type
 from pmdb.unwind.frame import Frame
 
 from .linux_stack_text import bt_records, bt_tasks, findstack_text, frame_name, kernel_frames, task_numbers
@@ -26,14 +29,7 @@ _STATES = {"RU", "IN", "UN", "ST", "TR", "ZO", "DE", "PA", "WA", "NE", "WK", "ID
 _THREAD_ENTRIES = ("kthread", "ret_from_fork")
 
 
-def _kernel(ctx: Context) -> Any:
-    target = ctx.target
-    if target.kind != "vmcore" or not hasattr(target.os, "tasks"):
-        raise CommandError(f"this dcmd needs a Linux kernel dump (the target is a {target.kind})")
-    return target.os
-
-
-def _task_type(ctx: Context) -> Any:
+def _task_type(ctx: Context) -> Type | None:
     return ctx.target.types.find("struct task_struct")
 
 
@@ -48,7 +44,7 @@ def foreach(ctx: Context, *args: Any, full: bool = False) -> None:
     a task_struct address (hex), a command name (a glob: ``foreach sleep bt``), a state
     (RU, IN, UN, ID ...), ``user``, ``kernel`` or ``active`` (the task on each CPU). -f
     shows each frame's stack words. Only bt can be run."""
-    kernel = _kernel(ctx)
+    kernel = ctx.kernel
     words = [str(a) for a in args]
     if "bt" not in words:
         raise CommandError("foreach: only bt can be run (foreach [tasks] bt [-f])")
@@ -62,15 +58,15 @@ def foreach(ctx: Context, *args: Any, full: bool = False) -> None:
     print_bts(ctx, [t.address for t in tasks], full=full)
 
 
-def _selects(task: Any, word: str) -> bool:
+def _selects(task: Task, word: str) -> bool:
     """crash's foreach task selectors."""
     low = word.lower()
     if low == "user":
         return not task.kthread
     if low == "kernel":
-        return bool(task.kthread)
+        return task.kthread
     if low == "active":
-        return bool(task.active)
+        return task.active
     if word in _STATES:
         return bool(task.state == word)
     value = number(word, crash=True)   # a pid (decimal) or a task address
@@ -128,6 +124,9 @@ def print_bts(ctx: Context, tasks: Sequence[int], *, full: bool = False) -> None
 
 THREADLIST_HEADER = f"{'ADDR':>16} {'PROC':>16} {'LWP':>8} CMD/LWPID"
 THREADLIST_V_HEADER = f"{'ADDR':>16} {'PROC':>16} {'LWP':>8} ST CPU"
+THREADLIST_COLUMNS = (Column("task", "ADDR", ">", 16), Column("proc", "PROC", ">", 16),
+                      Column("pid", "LWP", ">", 8), Column("command", "CMD/LWPID"),
+                      Column("state", "ST", text=False), Column("cpu", "CPU", text=False))
 
 
 @dcmd("threadlist", addr="optional", opts={"v": "verbose"},
@@ -140,7 +139,7 @@ def threadlist(ctx: Context, verbose: bool = False) -> None:
     mdb shows kernel threads by their start function. -v: ST and CPU instead, then
     ``PC:`` and ``CMD:``, and the task's stack as ::findstack shows it, without frame
     addresses. Piped, the task addresses go on."""
-    kernel = _kernel(ctx)
+    kernel = ctx.kernel
     tasks = [kernel.find_task(ctx.addr)] if ctx.addr is not None else list(kernel.tasks())
     if ctx.piped:
         typ = _task_type(ctx)
@@ -148,25 +147,31 @@ def threadlist(ctx: Context, verbose: bool = False) -> None:
             ctx.emit(t.address, typ)
         return
     threads = {t.address: t for t in ctx.target.threads()}
-    ctx.out.line(THREADLIST_V_HEADER if verbose else THREADLIST_HEADER)
+    rows: list[list[Cell]] = []
+    lines: list[str] = []
     for n, task in enumerate(tasks):
         thread = threads.get(task.address)
         frames = ctx.target.stack(thread) if thread is not None else []
-        proc = task.leader or task.address
-        if not verbose:
-            ctx.out.line(f"{task.address:16x} {proc:16x} {task.pid:>8} {thread_command(ctx, task, frames)}")
-            continue
-        if n:
-            ctx.out.line("")
-        ctx.out.line(f"{task.address:16x} {proc:16x} {task.pid:>8} {task.state:<2} {task.cpu:>3}")
-        top = kernel_frames(frames)
-        pc = frame_name(ctx.target.symbols.resolve, top[0])[0] if top else "?"
-        ctx.out.line(f"  PC: {pc}    CMD: {task.comm}")
-        for line in findstack_text(ctx.target.symbols.resolve, task.address, frames, addresses=False):
-            ctx.out.line("  " + line)
+        rows.append([Hex(task.address), Hex(task.leader or task.address), task.pid,
+                     thread_command(ctx, task, frames), task.state, task.cpu])
+        if verbose:
+            lines += ([""] if n else []) + _verbose_lines(ctx, task, frames)
+    if verbose:
+        ctx.out.table(THREADLIST_COLUMNS, rows, text=[THREADLIST_V_HEADER, *lines])
+    else:
+        ctx.out.table(THREADLIST_COLUMNS, rows, header=THREADLIST_HEADER, fit=False)
 
 
-def thread_command(ctx: Context, task: Any, frames: list[Frame]) -> str:
+def _verbose_lines(ctx: Context, task: Task, frames: list[Frame]) -> list[str]:
+    """::threadlist -v: ADDR PROC LWP ST CPU, the PC and command, then the stack."""
+    top = kernel_frames(frames)
+    pc = frame_name(ctx.target.symbols.resolve, top[0])[0] if top else "?"
+    stack = findstack_text(ctx.target.symbols.resolve, task.address, frames, addresses=False)
+    return [f"{task.address:16x} {task.leader or task.address:16x} {task.pid:>8} {task.state:<2} {task.cpu:>3}",
+            f"  PC: {pc}    CMD: {task.comm}", *("  " + line for line in stack)]
+
+
+def thread_command(ctx: Context, task: Task, frames: list[Frame]) -> str:
     """CMD/LWPID: ``comm/pid`` for a user task; for a kernel thread the function it runs,
     the frame just below kthread() (or ret_from_fork, for kthreadd), ``idle()`` for the
     idle tasks; the command in brackets when the stack does not say."""
@@ -190,7 +195,7 @@ class _Group:
     state: str
     names: tuple[str, ...]
     calls: list[str]                    # the first task's frames, sym+off [module]
-    tasks: list[Any] = field(default_factory=list)
+    tasks: list[Task] = field(default_factory=list)
     note: str = ""
 
 
@@ -214,28 +219,36 @@ def stacks(ctx: Context, caller: str | None = None, module: str | None = None, e
             for t in g.tasks:
                 ctx.emit(t.address, typ)
         return
-    ctx.out.line(f"{'THREAD':<16} {'STATE':<8} {'COUNT':>5}")
+    lines = [f"{'THREAD':<16} {'STATE':<8} {'COUNT':>5}"]
     for n, g in enumerate(groups):
-        if n:
-            ctx.out.line("")
-        first = g.tasks[0]
-        ctx.out.line(f"{first.address:016x} {g.state:<8} {len(g.tasks):>5}"
-                     + (f"  {first.pid} {first.comm}" if verbose else ""))
-        for t in g.tasks[1:] if every or verbose else ():
-            ctx.out.line(f"{t.address:016x}" + (f" {'':8} {'':5}  {t.pid} {t.comm}" if verbose else ""))
-        for call in g.calls:
-            ctx.out.line(f"{'':16} {call}")
-        if g.note:
-            ctx.out.line(f"{'':16} (stopped: {g.note})")
+        lines += ([""] if n else []) + _group_lines(g, every, verbose)
+    rows = [[Hex(g.tasks[0].address), g.state, len(g.tasks), [Hex(t.address) for t in g.tasks], g.calls,
+             g.note or None] for g in groups]
+    ctx.out.table(STACKS_COLUMNS, rows, text=lines)
+
+
+STACKS_COLUMNS = (Column("thread", "THREAD"), Column("state", "STATE"), Column("count", "COUNT", ">"),
+                  Column("tasks", "TASKS"), Column("calls", "CALLS"), Column("note", "NOTE"))
+
+
+def _group_lines(g: _Group, every: bool, verbose: bool) -> list[str]:
+    first = g.tasks[0]
+    lines = [f"{first.address:016x} {g.state:<8} {len(g.tasks):>5}" + (f"  {first.pid} {first.comm}" if verbose else "")]
+    for t in g.tasks[1:] if every or verbose else ():
+        lines.append(f"{t.address:016x}" + (f" {'':8} {'':5}  {t.pid} {t.comm}" if verbose else ""))
+    lines += [f"{'':16} {call}" for call in g.calls]
+    if g.note:
+        lines.append(f"{'':16} (stopped: {g.note})")
+    return lines
 
 
 def group_stacks(ctx: Context) -> list[_Group]:
     """The groups, most common first, then in task order."""
-    kernel = _kernel(ctx)
+    kernel = ctx.kernel
     tasks = [kernel.find_task(ctx.addr)] if ctx.addr is not None else list(kernel.tasks())
     threads = {t.address: t for t in ctx.target.threads()}
     resolve = ctx.target.symbols.resolve
-    groups: dict[tuple[Any, ...], _Group] = {}
+    groups: dict[tuple[str, tuple[tuple[str, str], ...], bool], _Group] = {}
     for task in tasks:
         frames = _frames(ctx, threads.get(task.address))
         shown = kernel_frames(frames)

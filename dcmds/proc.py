@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from pmdb.arch import Arch
 from pmdb.commands import Context, dcmd
-from pmdb.output import Hex, Symbol
+from pmdb.output import Cell, Column, Flag, Hex, Symbol
 from pmdb.threads import Thread
 
 
@@ -22,18 +22,23 @@ def status(ctx: Context) -> None:
     found on disk matches the core (by build-id). A kernel dump: crash's ``sys`` fields
     (kernel, dump file, CPUs, date, uptime, load average, tasks, nodename, release,
     version, machine, memory, panic message) and the panic task. Also spelled ``sys``."""
-    rows = ctx.target.os.status()
-    if ctx.out.json_mode:
-        ctx.out.record(**{k.replace(" ", "_"): v for k, v in rows})
-        return
-    width = max((len(k) for k, _ in rows), default=0)
-    if getattr(ctx.target.os, "status_style", "") == "crash":
-        # kernel dumps: crash's sys layout, keys right-aligned to the colon
-        for key, value in rows:
-            ctx.out.line(f"{key:>{max(width, 12)}}: {value}")
-        return
-    for key, value in rows:
-        ctx.out.line(f"{key + ':':<{width + 1}} {value}")
+    rows = [(key, _status_cell(key, value)) for key, value in ctx.target.os.status()]
+    # kernel dumps: crash's sys layout, keys right-aligned to the colon
+    ctx.out.fields(rows, right=12 if ctx.is_kernel else None)
+
+
+# the status fields that hold an address (and whether their text spells it with 0x)
+_ADDRESS_FIELDS = {"TASK": False, "fault address": True}
+
+
+def _status_cell(key: str, value: str) -> Cell:
+    """A status value as a cell: the address fields typed, so JSON spells them as addresses."""
+    if key not in _ADDRESS_FIELDS:
+        return value
+    try:
+        return Hex(int(value, 16), prefix=_ADDRESS_FIELDS[key])
+    except ValueError:
+        return value
 
 
 @dcmd("threads", addr="optional", synopsis="list the threads",
@@ -49,12 +54,18 @@ def threads(ctx: Context) -> None:
             ctx.emit(t.id)
         return
     cur = target.current_thread
-    rows = []
+    rows: list[list[Cell]] = []
     for t in chosen:
         pc = t.registers.get(target.arch.pc)
         pc_cell = Symbol(pc, target.describe(pc)) if pc is not None else None
-        rows.append(["*" if t is cur else "", t.index, t.id, pc_cell, _signal(target.arch, t), t.name])
-    ctx.out.table(["", "ID", "TID", "PC", "SIGNAL", "NAME"], rows, align="lrr")
+        rows.append([Flag(t is cur), t.index, t.id, pc_cell, _signal(target.arch, t), t.name])
+    ctx.out.table(THREAD_COLUMNS, rows)
+
+
+THREAD_COLUMNS = (Column("current"), Column("index", "ID", ">"), Column("tid", "TID", ">"),
+                  Column("pc", "PC"), Column("signal", "SIGNAL"), Column("name", "NAME"))
+MAPPING_COLUMNS = (Column("start", "START", ">"), Column("end", "END", ">"), Column("perms", "PERMS"),
+                   Column("offset", "OFFSET", ">"), Column("path", "PATH"), Column("note", "NOTE"))
 
 
 def _signal(arch: Arch, t: Thread) -> str:
@@ -83,7 +94,7 @@ def mappings(ctx: Context) -> None:
     w = ctx.target.arch.ptr_size * 2
     rows = [[Hex(m.start, w), Hex(m.end, w), m.perms, Hex(m.offset), m.path or "[anon]",
              "" if m.in_dump else "not in dump"] for m in maps]
-    ctx.out.table(["START", "END", "PERMS", "OFFSET", "PATH", "NOTE"], rows, align="rrlr")
+    ctx.out.table(MAPPING_COLUMNS, rows)
 
 
 @dcmd("regs", addr="optional", aliases=("$r",), synopsis="print the registers of a thread",
@@ -96,11 +107,8 @@ def regs(ctx: Context) -> None:
     thread = target.thread_by_id(ctx.addr) if ctx.addr is not None else target.current_thread
     values = target.registers(thread)
     arch = target.arch
-    if ctx.out.json_mode:
-        ctx.out.record(**{name: Hex(values[name]) for name in arch.regs if name in values})
-        return
-    for line in format_registers(arch, values, target.describe):
-        ctx.out.line(line)
+    ctx.out.record({name: Hex(values[name]) for name in arch.regs if name in values},
+                   text=format_registers(arch, values, target.describe))
 
 
 def format_registers(arch: Arch, values: dict[str, int], describe: object) -> list[str]:

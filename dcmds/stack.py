@@ -11,12 +11,13 @@ crash's layout on a kernel (linux_stack_text.py) and $c's on a user core.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from pmdb.commands import Context, dcmd
 from pmdb.commands.args import number
 from pmdb.errors import CommandError, FaultError, PmdbError
-from pmdb.os.linux.stacks.frames import unwind_kernel_task
+from pmdb.output import Cell, Column, Hex
 from pmdb.target import Target
 from pmdb.threads import Thread
 from pmdb.unwind.frame import Frame
@@ -69,11 +70,9 @@ def findstack(ctx: Context, verbose: bool = False) -> None:
             raise
         ctx.out.error(f"{ctx.addr or 0:x}: {err}")      # one bad thread; the loop goes on
         return
-    if ctx.out.json_mode:
-        _print_frames(ctx, thread, frames, with_fp=True, nargs=_MDB_ARGLIM if verbose else 0)
-        return
-    for line in findstack_lines(ctx.target, thread, frames, verbose):
-        ctx.out.line(line)
+    nargs = _MDB_ARGLIM if verbose else 0
+    ctx.out.table(FRAME_COLUMNS, _frame_rows(ctx.target, thread, frames, nargs),
+                  text=findstack_lines(ctx.target, thread, frames, verbose))
     _report_stop(ctx, thread, frames)
 
 
@@ -90,7 +89,8 @@ def bt(ctx: Context, *args: Any, active: bool = False, full: bool = False) -> No
     registers of a CPU that was not the panicking one are shown first, as crash does on
     a kdump. On a user core, bt is $c (-a: every thread)."""
     target = ctx.target
-    if target.kind == "vmcore":
+    if ctx.is_kernel:
+        # crash's exact text (or its JSON records) comes whole from linux_stack.py
         bt_command(ctx, [str(a) for a in args], active=active, full=full)
         return
     threads = list(target.threads()) if active else [_thread(ctx)]
@@ -102,7 +102,7 @@ def bt(ctx: Context, *args: Any, active: bool = False, full: bool = False) -> No
 
 def findstack_lines(target: Target, thread: Thread, frames: list[Frame], verbose: bool) -> list[str]:
     """mdb's ::findstack text; a kernel task's comes from linux_stack_text.py."""
-    if target.kind == "vmcore" and thread.address is not None:
+    if _is_kernel(target) and thread.address is not None:
         return findstack_text(target.symbols.resolve, thread.address, frames, verbose=verbose)
     width = target.arch.ptr_size * 2
     nargs = _MDB_ARGLIM if verbose else 0
@@ -136,7 +136,7 @@ def _thread(ctx: Context) -> Thread:
     try:
         return target.thread_by_id(ctx.addr)
     except CommandError:
-        if target.kind != "vmcore":
+        if not ctx.is_kernel:
             raise
         # a kernel address that is in no task list: unwind it as a task all the same
         # (a task lost to a damaged list); _stack says in one line when it is not one
@@ -144,45 +144,56 @@ def _thread(ctx: Context) -> Thread:
 
 
 def _stack(ctx: Context) -> tuple[Thread, list[Frame]]:
-    target = ctx.target
     thread = _thread(ctx)
     if thread.id == -1 and thread.address is not None:
-        return thread, unwind_kernel_task(target.os, thread.address, None)  # type: ignore[arg-type]
-    return thread, target.stack(thread)
+        return thread, ctx.kernel.unwind_task(thread.address)
+    return thread, ctx.target.stack(thread)
+
+
+def _is_kernel(target: Target) -> bool:
+    from pmdb.os.linux.kernel import LinuxKernel
+
+    return isinstance(target.os, LinuxKernel)
 
 
 def _shown(target: Target, frames: list[Frame]) -> list[Frame]:
-    if target.kind == "vmcore":
+    if _is_kernel(target):
         return kernel_frames(frames)
     return frames
 
 
+# a frame: its address ($C, ::findstack) and call in the text; the rest for JSON
+FRAME_COLUMNS = (Column("frame", "FRAME"), Column("function", "FUNCTION"), Column("level", text=False),
+                 Column("thread", text=False), Column("task", text=False), Column("pc", text=False),
+                 Column("sp", text=False), Column("args", text=False), Column("method", text=False),
+                 Column("note", text=False))
+CALL_COLUMNS = (replace(FRAME_COLUMNS[0], text=False), replace(FRAME_COLUMNS[1], gap=""), *FRAME_COLUMNS[2:])
+
+
+def _frame_rows(target: Target, thread: Thread, frames: list[Frame], nargs: int) -> list[list[Cell]]:
+    width = target.arch.ptr_size * 2
+    return [[Hex(_address(target, f), width), _call(target, f, nargs), f.level, thread.id,
+             Hex(thread.address) if thread.address is not None else None, Hex(f.pc), Hex(f.sp),
+             [Hex(a) for a in _args(target, f, nargs)], f.method, f.note or None]
+            for f in _shown(target, frames)]
+
+
 def _print_frames(ctx: Context, thread: Thread, frames: list[Frame], *, with_fp: bool,
                   nargs: int) -> None:
-    target = ctx.target
-    shown = _shown(target, frames)
-    if ctx.out.json_mode:
-        for f in shown:
-            ctx.out.record(thread=thread.id, task=thread.address, level=f.level, pc=f.pc, sp=f.sp,
-                           frame=_address(target, f), function=_call(target, f, 0),
-                           args=_args(target, f, nargs), method=f.method, note=f.note)
-        return
-    width = target.arch.ptr_size * 2
-    for f in shown:
-        prefix = f"{_address(target, f):0{width}x} " if with_fp else ""
-        ctx.out.line(prefix + _call(target, f, nargs))
+    ctx.out.table(FRAME_COLUMNS if with_fp else CALL_COLUMNS, _frame_rows(ctx.target, thread, frames, nargs),
+                  header=False, fit=False)
     _report_stop(ctx, thread, frames)
 
 
 def _call(target: Target, frame: Frame, nargs: int) -> str:
     args = ", ".join(f"{a:x}" for a in _args(target, frame, nargs))
-    if target.kind == "vmcore":
+    if _is_kernel(target):
         return frame_call(target.symbols.resolve, frame, args)
     return f"{target.describe(frame.pc)}({args})"
 
 
 def _address(target: Target, frame: Frame) -> int:
-    if target.kind == "vmcore":
+    if _is_kernel(target):
         return kernel_frame_address(frame)
     return frame_address(target, frame)
 
@@ -220,7 +231,7 @@ def _report_stop(ctx: Context, thread: Thread, frames: list[Frame]) -> None:
     """Say why the walk ended, unless it reached the outermost frame normally."""
     if not frames:
         return
-    who = f"task {thread.address:x}" if ctx.target.kind == "vmcore" and thread.address else f"thread {thread.id}"
+    who = f"task {thread.address:x}" if ctx.is_kernel and thread.address else f"thread {thread.id}"
     if frames[0].method == "scan" and frames[0].note and len(frames) > 1:
         ctx.out.error(f"{who}: {frames[0].note}")        # where the walk started, and why
     note = frames[-1].note

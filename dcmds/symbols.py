@@ -7,6 +7,8 @@ from typing import Any
 
 from pmdb.commands import Context, dcmd
 from pmdb.errors import SymbolError
+from pmdb.output import Column, Hex
+from pmdb.symbols.objfile import ObjectFile
 from pmdb.symbols.table import Symbol
 from pmdb.threads import Mapping
 
@@ -50,9 +52,13 @@ def nm(ctx: Context, pattern: str | None = None, module: str | None = None, glob
             ctx.emit(s.addr)
         return
     width = ctx.target.arch.ptr_size * 2
-    ctx.out.table(["Value", "Size", "Type", "Bind", "Name"],
-                  [[f"0x{s.addr:0{width}x}", f"0x{s.size:0{width}x}", _TYPES.get(s.kind, "NOTY"),
-                    _BINDS.get(s.binding, "GLOB"), _qualified(s)] for s in rows])
+    ctx.out.table(NM_COLUMNS, [[Hex(s.addr, width, prefix=True), Hex(s.size, width, prefix=True),
+                                _TYPES.get(s.kind, "NOTY"), _BINDS.get(s.binding, "GLOB"), _qualified(s)]
+                               for s in rows])
+
+
+NM_COLUMNS = (Column("value", "Value"), Column("size", "Size"), Column("type", "Type"),
+              Column("bind", "Bind"), Column("name", "Name"))
 
 
 # -- ::whatis --------------------------------------------------------------------------
@@ -73,8 +79,7 @@ def _stack_owner(ctx: Context, m: Mapping) -> str | None:
 
 def _is_heap(ctx: Context, mappings: Sequence[Mapping], m: Mapping) -> bool:
     """The brk heap: the first anonymous mapping after the executable, before any file."""
-    objects = getattr(ctx.target.os, "objects", None)
-    main = getattr(objects, "main", None)
+    main = _main_object(ctx)
     if main is None or m.path or m.start < main.end:
         return False
     between = [x for x in mappings if main.end <= x.start < m.start]
@@ -83,8 +88,7 @@ def _is_heap(ctx: Context, mappings: Sequence[Mapping], m: Mapping) -> bool:
 
 def describe_mapping(ctx: Context, addr: int) -> str | None:
     """Which mapping holds addr, in words: a file (with offset), the heap or a thread's stack."""
-    os_model = ctx.target.os
-    mappings = list(os_model.mappings()) if hasattr(os_model, "mappings") else []
+    mappings = list(ctx.target.os.mappings())
     m = _mapping_at(mappings, addr)
     if m is None:
         return None
@@ -115,8 +119,16 @@ def _describe_symbol(ctx: Context, addr: int) -> str | None:
     return f"{ctx.target.describe(addr)}, in {what} {_qualified(sym)}{typed}{size} of {where}"
 
 
+def _main_object(ctx: Context) -> ObjectFile | None:
+    """The executable's object on a user core (None elsewhere, or when it was not found)."""
+    from pmdb.os.user.process import UserProcess
+
+    os_model = ctx.target.os
+    return os_model.main_object() if isinstance(os_model, UserProcess) else None
+
+
 def _main_name(ctx: Context) -> str:
-    main = getattr(getattr(ctx.target.os, "objects", None), "main", None)
+    main = _main_object(ctx)
     return main.name if main is not None else "the executable"
 
 
@@ -127,18 +139,12 @@ def whatis(ctx: Context, *_args: Any) -> None:
     knows it, its object), and the mapping it lies in: a file, the heap, a thread's stack or
     anonymous memory."""
     addr = ctx.require_addr()
-    describe_os = getattr(ctx.target.os, "describe_address", None)
-    lines = describe_os(ctx.target, addr) if describe_os is not None else None
-    if lines:   # the OS model knows its address space better (kernel regions, task stacks)
-        for line in lines:
-            ctx.out.line(line)
-        if ctx.piped:
-            ctx.emit(addr)
-        return
-    parts = [p for p in (_describe_symbol(ctx, addr), describe_mapping(ctx, addr)) if p]
-    if not parts:
-        parts = ["not in any mapping of the dump"]
-    ctx.out.line(f"{addr:x} is " + "; ".join(parts))
+    # a kernel knows its address space better (slab objects, regions, task stacks)
+    lines = ctx.kernel.describe_address(ctx.target, addr) if ctx.is_kernel else None
+    if not lines:
+        parts = [p for p in (_describe_symbol(ctx, addr), describe_mapping(ctx, addr)) if p]
+        lines = [f"{addr:x} is " + "; ".join(parts or ["not in any mapping of the dump"])]
+    ctx.out.record({"address": Hex(addr), "description": lines}, text=lines)
     if ctx.piped:
         ctx.emit(addr)
 

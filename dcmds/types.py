@@ -6,9 +6,14 @@ from typing import Any
 
 from pmdb.commands import Context, dcmd
 from pmdb.errors import CommandError, SymbolError
+from pmdb.output import Column, Hex
 from pmdb.types.model import Type, type_name
 from pmdb.types.printer import PrintOptions, format_object
 from pmdb.types.value import Object, follow_path, list_args, path_offset, take_type, walk_list
+
+from .print_tree import member_tree
+
+ADDRESS_COLUMNS = (Column("address", "ADDRESS"),)
 
 
 def lookup_type(ctx: Context, spelling: str) -> Type:
@@ -82,7 +87,7 @@ def print_cmd(ctx: Context, *args: Any, addrs: bool = False, types: bool = False
         return
     opts = PrintOptions(show_types=types, show_addrs=addrs, describe=lambda v: pointer_text(ctx, v))
     for name, o in picked:
-        ctx.out.line(format_object(o, opts, name=name))
+        ctx.out.record(member_tree(o, opts, name), text=[format_object(o, opts, name=name)])
 
 
 def pointer_text(ctx: Context, value: int) -> str:
@@ -119,7 +124,7 @@ def sizeof_cmd(ctx: Context, *args: Any) -> None:
     if ctx.piped:
         ctx.emit(size)
     else:
-        ctx.out.line(f"sizeof ({spelling}) = {size:#x}")
+        ctx.out.record({"type": spelling, "size": size}, text=[f"sizeof ({spelling}) = {size:#x}"])
 
 
 @dcmd("offsetof", addr="none", synopsis="print the offset of a member in a type",
@@ -145,7 +150,8 @@ def offsetof_cmd(ctx: Context, *args: Any) -> None:
         text += f", bitfield :{bit_size}"
     elif size:
         text += f", sizeof (...->{member}) = {size:#x}"
-    ctx.out.line(text)
+    ctx.out.record({"type": spelling, "member": member, "offset": bit_off // 8, "bit": bit_off % 8,
+                    "bits": bit_size or None, "size": size}, text=[text])
 
 
 @dcmd("list", addr="required", synopsis="walk a linked list through a next-pointer member",
@@ -159,4 +165,4 @@ def list_cmd(ctx: Context, *args: Any) -> None:
         if ctx.piped:
             ctx.emit(node, node_type)
         else:
-            ctx.out.line(f"{node:x}")
+            ctx.out.table(ADDRESS_COLUMNS, [[Hex(node)]], header=False)

@@ -112,8 +112,8 @@ class Session:
             self._report(err.caret(indent=len(REPORT_PREFIX)))
             return False
         ok = True
-        for pipeline in line.pipelines:
-            ok = self._run_reporting(pipeline, out) and ok
+        for pipeline, source in zip(line.pipelines, pipeline_sources(text, line.pipelines), strict=True):
+            ok = self._run_reporting(pipeline, out, source) and ok
         return ok
 
     def _crash_spelling(self, text: str) -> str:
@@ -139,7 +139,7 @@ class Session:
             from pmdb.language.ast import Num
 
             cont = Stage(Num(self.next_dot), stage.count, stage.verb, stage.offset)
-            return self._run_reporting(Pipeline((cont,), pls[0].shell), out)
+            return self._run_reporting(Pipeline((cont,), pls[0].shell), out, self.last_line.strip())
         return self.run_line(self.last_line, out=out)
 
     def run_script(self, lines: Iterable[str]) -> bool:
@@ -150,9 +150,9 @@ class Session:
             ok = self.run_line(text.rstrip("\n")) and ok
         return ok
 
-    def _run_reporting(self, pipeline: Pipeline, out: IO[str] | None) -> bool:
+    def _run_reporting(self, pipeline: Pipeline, out: IO[str] | None, source: str = "") -> bool:
         try:
-            self.run_pipeline(pipeline, out if out is not None else self.stdout)
+            self.run_pipeline(pipeline, out if out is not None else self.stdout, source)
             return True
         except QuitRequest:
             raise
@@ -177,17 +177,28 @@ class Session:
 
     # -- pipelines -------------------------------------------------------------------
 
-    def run_pipeline(self, pipeline: Pipeline, stream: IO[str]) -> None:
+    def run_pipeline(self, pipeline: Pipeline, stream: IO[str], source: str = "") -> None:
+        """Run the stages; the output is rendered once, at the end (one JSON line with --json,
+        carrying the error that stopped the pipeline, if one did)."""
         captured = io.StringIO() if pipeline.shell is not None else None
         out = Output(captured if captured is not None else stream, json_mode=self.json_mode,
-                     color=False if pipeline.shell is not None else None)
+                     color=False if pipeline.shell is not None else self._color(), command=source)
         handoffs: list[Handoff] | None = None
         last = len(pipeline.stages) - 1
-        for i, stage in enumerate(pipeline.stages):
-            handoffs = self._run_stage(stage, handoffs, out, piped=i < last)
-        out.flush_json()
+        try:
+            for i, stage in enumerate(pipeline.stages):
+                handoffs = self._run_stage(stage, handoffs, out, piped=i < last)
+        except PmdbError as err:
+            out.errors.append(str(err))
+            raise
+        finally:
+            out.flush()
         if pipeline.shell is not None and captured is not None:
             self._shell(pipeline.shell, captured.getvalue(), stream)
+
+    def _color(self) -> bool | None:
+        """output.color: None (auto) leaves it to whether the stream is a terminal."""
+        return {"always": True, "never": False}.get(str(self.config.get("output.color")))
 
     def _run_stage(self, stage: Stage, inputs: list[Handoff] | None, out: Output,
                    piped: bool) -> list[Handoff]:
@@ -279,6 +290,13 @@ class Session:
             self.stderr.write(proc.stderr)
         if proc.returncode != 0:
             self.failed = True
+
+
+def pipeline_sources(text: str, pipelines: Sequence[Pipeline]) -> list[str]:
+    """The source text of each pipeline of a line (what --json names the command by)."""
+    starts = [p.stages[0].offset if p.stages else 0 for p in pipelines]
+    ends = starts[1:] + [len(text)]
+    return [text[a:b].strip().rstrip(";").strip() for a, b in zip(starts, ends, strict=True)]
 
 
 def _bind_call(spec: DcmdSpec, ctx: Context, positional: Sequence[Any], options: dict[str, Any]) -> None:

@@ -83,7 +83,7 @@ def test_quit_stops_reading_commands() -> None:
 def test_json_gives_records_matching_gdb() -> None:
     r = pmdb(USER, "--json", "-e", "::threads")
     assert r.returncode == 0, r.stderr
-    records = json.loads(r.stdout)
+    records = json.loads(r.stdout)["records"]     # one JSON line per command
     tids = [rec["tid"] for rec in records]
     assert tids == gdb_thread_ids(DEMO_EXE, DEMO_CORE)
 

@@ -314,7 +314,7 @@ def test_bt_json_records() -> None:
     target = target_for(KASLR, "dump.202611221942")
     out = io.StringIO()
     Session(target, stdout=out, stderr=io.StringIO(), json_mode=True).run_line("bt")
-    records = json.loads(out.getvalue())
+    records = json.loads(out.getvalue())["records"]     # one JSON line per command
     (bt,) = parse_bt(crash_section(KASLR, "bt"))
     frames = [r for r in records if "level" in r]
     assert [(int(r["addr"], 16), r["function"]) for r in frames] == [(f.addr, f.name) for f in bt.frames]

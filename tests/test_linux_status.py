@@ -68,7 +68,7 @@ def test_status_json_has_every_field() -> None:
     folder, name = DUMPS[0]
     out = io.StringIO()
     Session(target_for(folder, name), stdout=out, json_mode=True).run_line("::status")
-    record = json.loads(out.getvalue())[0]
+    record = json.loads(out.getvalue())["records"][0]     # one JSON line per command
     assert record["LOAD_AVERAGE"] == parse_fields(crash_section(folder, "sys"))["LOAD AVERAGE"]
 
 

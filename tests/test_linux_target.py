@@ -273,7 +273,7 @@ def test_ps_json_records() -> None:
     folder, name = DUMPS[0]
     out = io.StringIO()
     Session(target_for(folder, name), stdout=out, json_mode=True).run_line("::ps")
-    records = json.loads(out.getvalue())
+    records = json.loads(out.getvalue())["records"]     # one JSON line per command
     rows = crash_ps(folder)
     assert [(r["pid"], int(r["task"], 16), r["state"], r["rss_kb"]) for r in records] == \
         [(r.pid, r.task, r.state, r.rss) for r in rows]

@@ -1,26 +1,22 @@
 """Walkers over a Linux kernel dump: tasks, modules and CPUs.
 
-The ``thread`` walker is shared with user cores: walkers/user.py dispatches
-on the target's kind and asks LinuxKernel.thread_addresses for kernels.
+The ``thread`` walker is shared with user cores: walkers/user.py asks
+LinuxKernel.thread_addresses when the target is a kernel.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pmdb.commands import Context, walker
 from pmdb.errors import CommandError
 
-
-def _kernel(ctx: Context) -> Any:
-    target = ctx.target
-    if target.kind != "vmcore" or not hasattr(target.os, "tasks"):
-        raise CommandError(f"this walker needs a Linux kernel dump (the target is a {target.kind})")
-    return target.os
+if TYPE_CHECKING:
+    from pmdb.os.linux.kernel import LinuxKernel
 
 
-def _problems(ctx: Context, kernel: Any) -> None:
+def _problems(ctx: Context, kernel: LinuxKernel) -> None:
     shown = ctx.state.setdefault("problems_shown", set())
     for problem in kernel.problems:
         if problem not in shown:
@@ -34,7 +30,7 @@ def walk_task(ctx: Context, start: int | None) -> Iterator[int]:
     """Each task_struct in crash's ps order: the idle task of every CPU, then every
     thread of every thread group by pid. With a start address, the tasks from that one on.
     A damaged task list is reported in one line; the tasks found are still walked."""
-    kernel = _kernel(ctx)
+    kernel = ctx.kernel
     tasks = kernel.tasks()
     addrs = [t.address for t in tasks]
     if start is not None:
@@ -49,8 +45,8 @@ def walk_task(ctx: Context, start: int | None) -> Iterator[int]:
         example="::walk module | ::print struct module name")
 def walk_module(ctx: Context, start: int | None) -> Iterator[int]:
     """Each struct module on the kernel's ``modules`` list, in list order (newest first)."""
-    kernel = _kernel(ctx)
-    for mod in kernel.km.modules:
+    kernel = ctx.kernel
+    for mod in kernel.modules():
         if start is None or mod.address == start:
             yield mod.address
 
@@ -59,6 +55,6 @@ def walk_module(ctx: Context, start: int | None) -> Iterator[int]:
         example="::walk cpu | ::print struct rq nr_running curr")
 def walk_cpu(ctx: Context, start: int | None) -> Iterator[int]:
     """The per-CPU runqueue of each CPU, CPU 0 first; with a start, only that CPU number."""
-    for cpu in _kernel(ctx).cpus():
+    for cpu in ctx.kernel.cpus():
         if cpu.runqueue and (start is None or start == cpu.index):
             yield cpu.runqueue

@@ -13,8 +13,8 @@ def walk_thread(ctx: Context, start: int | None) -> Iterator[int]:
     address, only that thread. On a kernel dump, task_struct addresses: every task, or
     the thread group of the task given as the start. Pipe into ::findstack or ::regs."""
     target = ctx.target
-    if target.kind == "vmcore":
-        yield from target.os.thread_addresses(start)  # type: ignore[attr-defined]
+    if ctx.is_kernel:
+        yield from ctx.kernel.thread_addresses(start)
         return
     if start is not None:
         yield target.thread_by_id(start).id

@@ -20,12 +20,17 @@ from pmdb.language.parser import parse_expr
 if TYPE_CHECKING:
     from pmdb.commands.registry import Registry
     from pmdb.config import Config
+    from pmdb.os.linux.kernel import LinuxKernel
+    from pmdb.os.user.process import UserProcess
     from pmdb.output import Output
     from pmdb.session import Session
     from pmdb.target import Target
     from pmdb.types.model import Type
 
 T = TypeVar("T")
+
+
+_M = TypeVar("_M")
 
 
 @dataclass
@@ -57,6 +62,27 @@ class Context:
         if t is None:
             raise CommandError("no target is open")
         return t
+
+    @property
+    def kernel(self) -> LinuxKernel:
+        """The target's Linux kernel model; one clear error when the target is not a kernel."""
+        from pmdb.os.linux.kernel import LinuxKernel
+
+        return _os_as(self.target, LinuxKernel, "a Linux kernel dump")
+
+    @property
+    def process(self) -> UserProcess:
+        """The target's user-process model; one clear error when the target is not a user core."""
+        from pmdb.os.user.process import UserProcess
+
+        return _os_as(self.target, UserProcess, "a user core")
+
+    @property
+    def is_kernel(self) -> bool:
+        """Whether the target is a Linux kernel dump (for dcmds that serve both kinds)."""
+        from pmdb.os.linux.kernel import LinuxKernel
+
+        return isinstance(self.target.os, LinuxKernel)
 
     @property
     def addressed(self) -> bool:
@@ -139,3 +165,16 @@ class Context:
 
     def run_script(self, lines: Iterable[str]) -> bool:
         return self.session.run_script(lines)
+
+def _os_as(target: Target, cls: type[_M], needed: str) -> _M:
+    """The target's OS model as cls, or the error that names what the dcmd needs."""
+    os_model: object = target.os
+    if not isinstance(os_model, cls):
+        raise CommandError(f"this dcmd needs {needed} (the target is {_what(os_model)})")
+    return os_model
+
+
+def _what(os_model: object) -> str:
+    """A target's kind in words, for the error of a dcmd that needs another kind."""
+    name = getattr(os_model, "name", "")
+    return {"linux": "a Linux kernel dump", "user": "a user core"}.get(str(name), f"a {name or 'target'} target")

@@ -93,7 +93,7 @@ def _member_line(member: Member, sub: Object, depth: int, opts: PrintOptions) ->
     return _prefix(sub, name, opts) + _value(sub, depth, opts)
 
 
-def _is_char(t: Type | None) -> bool:
+def is_char(t: Type | None) -> bool:
     if t is None:
         return False
     s = t.strip()
@@ -104,7 +104,7 @@ def _array(obj: Object, depth: int, opts: PrintOptions) -> str:
     t = obj.type.strip()
     elem = t.target
     count = t.count or 0
-    if _is_char(elem) and 0 < count <= opts.string_limit:
+    if is_char(elem) and 0 < count <= opts.string_limit:
         data = obj.memory.read(obj.address, count)
         text = data.split(b"\0", 1)[0]
         if text and all(32 <= c < 127 for c in text):
@@ -136,7 +136,7 @@ def _scalar(obj: Object, opts: PrintOptions) -> str:
         value = int(obj)
         if obj.bit_size:
             return _dec(value) if t.signed and value < 0 else _hex(value)
-        if _is_char(t):
+        if is_char(t):
             return _char(value & 0xFF)
         if value < 0:
             value &= (1 << (8 * t.size)) - 1
@@ -154,7 +154,7 @@ def _pointer(obj: Object, opts: PrintOptions) -> str:
         return "0"
     text = opts.describe(value)
     target = obj.type.strip().target
-    if _is_char(target):
+    if is_char(target):
         try:
             # cstring's byte-by-byte fallback near a hole may keep the NUL: cut there
             s = obj.memory.cstring(value, opts.string_limit).split(b"\0", 1)[0]

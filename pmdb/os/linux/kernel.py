@@ -22,7 +22,7 @@ from pmdb.os.linux.printk.panicmsg import log_texts
 from pmdb.os.linux.stacks.frames import Unwinder, unwind_kernel_task
 from pmdb.os.linux.tasks.cpus import Cpu, read_cpus
 from pmdb.os.linux.tasks.tasks import Task, TaskLayout, TaskReader, collect_tasks, group_leaders, thread_group
-from pmdb.symbols.kmodules import RegistryOffsets
+from pmdb.symbols.kmodules import KernelModule, RegistryOffsets
 from pmdb.threads import Mapping, Thread
 from pmdb.types.registry import TypeRegistry
 from pmdb.unwind.frame import Frame
@@ -255,3 +255,18 @@ class LinuxKernel:
 
     def __repr__(self) -> str:
         return f"LinuxKernel({self.path!r})"
+
+    # -- typed accessors for dcmds ---------------------------------------------------------
+
+    def page_size(self) -> int:
+        """The kernel's page size in bytes (VMCOREINFO's PAGESIZE; 4096 when it is absent)."""
+        return int(self.km.info.raw.get("PAGESIZE", "4096"))
+
+    def modules(self) -> list[KernelModule]:
+        """The loaded modules (pmdb.symbols.kmodules), in the kernel's list order."""
+        return list(self.km.modules)
+
+    def unwind_task(self, task: int) -> list[Frame]:
+        """The kernel stack of the task_struct at ``task`` from the frame it left, for a task
+        in no task list (lost to a damaged list); CorruptionError when it is not a task."""
+        return unwind_kernel_task(self.unwinder, task, None)

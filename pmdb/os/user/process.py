@@ -23,6 +23,7 @@ from pmdb.os.user.notes import (
     decode_siginfo,
     signal_name,
 )
+from pmdb.symbols.objfile import ObjectFile
 from pmdb.threads import Mapping, Thread
 from pmdb.unwind.frame import Frame
 from pmdb.unwind.user import unwind_user
@@ -106,6 +107,11 @@ class UserProcess:
         if closer:
             closer()
         self.core.close()
+
+    def main_object(self) -> ObjectFile | None:
+        """The executable's loaded object; None when it was not found (or nothing was loaded)."""
+        main = getattr(self.objects, "main", None)
+        return main if isinstance(main, ObjectFile) else None
 
 
 def build_mappings(core: ElfCore) -> list[Mapping]:

@@ -1,0 +1,109 @@
+"""Laying out tables and fields as text lines of styled spans, and showing them with rich.
+
+One layout serves both text renderings: piped, the spans' text is written as
+it is; on a terminal (or with output.color = "always") each span is colored by
+the type of its cell through a rich Console. The colored text is the plain text
+character for character, so what the REPL shows is what a pipe would get.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import IO, Any
+
+from rich.console import Console
+from rich.text import Text
+
+from pmdb.output import Column, Flag, Hex, Symbol, Unreadable, cell_text
+
+Span = tuple[str, str]          # (text, rich style; "" for none)
+HEADER_STYLE = "bold"
+
+
+def cell_style(value: Any) -> str:
+    """The color of a cell, by its type."""
+    if isinstance(value, Unreadable):
+        return "bold red"
+    if isinstance(value, Symbol):
+        return "green"
+    if isinstance(value, Hex):
+        return "cyan"
+    if isinstance(value, Flag):
+        return "bold yellow"
+    return ""
+
+
+def _pad(text: str, width: int, align: str) -> str:
+    return text.rjust(width) if align == ">" else text.ljust(width)
+
+
+def table_lines(columns: Sequence[Column], rows: Sequence[Sequence[Any]], *,
+                header: bool | str, fit: bool) -> list[list[Span]]:
+    """The text lines of a table (only the columns shown as text)."""
+    shown = [i for i, c in enumerate(columns) if c.text]
+    cols = [columns[i] for i in shown]
+    cells = [[r[i] if i < len(r) else "" for i in shown] for r in rows]
+    texts = [[cell_text(c) for c in r] for r in cells]
+    widths = [c.width for c in cols]
+    if fit:
+        for r in texts:
+            widths = [max(w, len(t)) for w, t in zip(widths, r, strict=True)]
+        if header is True:
+            widths = [max(w, len(c.title)) for w, c in zip(widths, cols, strict=True)]
+    out: list[list[Span]] = []
+    if isinstance(header, str):
+        out.append([(header, HEADER_STYLE)])
+    elif header:
+        out.append(_row([c.title for c in cols], [HEADER_STYLE] * len(cols), cols, widths, fit))
+    for r, t in zip(cells, texts, strict=True):
+        out.append(_row(t, [cell_style(c) for c in r], cols, widths, fit))
+    return out
+
+
+def _row(texts: Sequence[str], styles: Sequence[str], cols: Sequence[Column], widths: Sequence[int],
+         fit: bool) -> list[Span]:
+    """One line; a fitted table leaves its last column unpadded and no trailing blanks."""
+    spans: list[Span] = []
+    last = len(cols) - 1
+    for i, (text, style, col) in enumerate(zip(texts, styles, cols, strict=True)):
+        if i:
+            spans.append((col.gap, ""))
+        unpadded = fit and i == last and col.align != ">"
+        spans.append((text if unpadded else _pad(text, widths[i], col.align), style))
+        if col.suffix:
+            spans.append((col.suffix, ""))
+    return _rstrip(spans) if fit else spans
+
+
+def _rstrip(spans: list[Span]) -> list[Span]:
+    while spans and not spans[-1][0].rstrip():
+        spans.pop()
+    if spans:
+        text, style = spans[-1]
+        spans[-1] = (text.rstrip(), style)
+    return spans
+
+
+def field_lines(pairs: Sequence[tuple[str, Any]], *, right: int | None) -> list[list[Span]]:
+    """``key: value`` lines: keys right-aligned to at least ``right`` columns, else the
+    colon after the key and the values aligned."""
+    width = max((len(k) for k, _ in pairs), default=0)
+    out: list[list[Span]] = []
+    for key, value in pairs:
+        label = f"{key:>{max(width, right)}}: " if right is not None else f"{key + ':':<{width + 1}} "
+        # the key stays unstyled: "KEY: value" reads (and greps) the same colored or not
+        out.append([(label, ""), (cell_text(value), cell_style(value))])
+    return out
+
+
+def console_for(stream: IO[str]) -> Console:
+    """A rich Console that colors and never wraps or re-highlights pmdb's text."""
+    return Console(file=stream, force_terminal=True, color_system="standard", width=1 << 16,
+                   soft_wrap=True, highlight=False, markup=False, emoji=False)
+
+
+def styled(spans: Sequence[Span]) -> Text:
+    text = Text()
+    for part, style in spans:
+        text.append(part, style=style or None)
+    return text
