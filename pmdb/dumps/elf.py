@@ -261,10 +261,8 @@ class MappedFile:
         return data + bytes(n - have)
 
 
-class ElfCore(Dump):
-    """An ELF ET_CORE file of a user process (any of the supported CPUs)."""
-
-    kind = "user-core"
+class ElfDump(Dump):
+    """A dump read from an ELF core: the file, its header and CPU, parsed once (ElfImage)."""
 
     def __init__(self, path: str, image: ElfImage | None = None) -> None:
         image = image if image is not None else read_elf(FileSource(path))
@@ -272,6 +270,17 @@ class ElfCore(Dump):
         self.src = image.src
         self.header = image.header
         self.arch: Arch = image.arch()
+        self.image = image
+
+
+class ElfCore(ElfDump):
+    """An ELF ET_CORE file of a user process (any of the supported CPUs)."""
+
+    kind = "user-core"
+
+    def __init__(self, path: str, image: ElfImage | None = None) -> None:
+        super().__init__(path, image)
+        image = self.image
         self.phdrs = check_user_phdrs(self.src, self.header, image.phdrs)
         if image.note_error is not None:
             raise image.note_error

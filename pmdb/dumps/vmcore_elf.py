@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 
-from pmdb.arch import Arch
-from pmdb.dumps.base import Dump, FileSource
-from pmdb.dumps.elf import PT_LOAD, PT_NOTE, ElfImage, ProgramHeader, read_elf
+from pmdb.dumps.elf import PT_LOAD, PT_NOTE, ElfDump, ElfImage, ProgramHeader
 from pmdb.errors import FormatError
 from pmdb.memory.space import ZEROS, Segment, SegmentedSpace
 
@@ -29,17 +27,14 @@ class PhysicalSpace(SegmentedSpace):
         return super().read(addr, n)
 
 
-class VmcoreElf(Dump):
+class VmcoreElf(ElfDump):
     """An ELF vmcore: physical memory from PT_LOAD, CPU registers and VMCOREINFO from notes."""
 
     kind = "vmcore"
 
     def __init__(self, path: str, image: ElfImage | None = None) -> None:
-        image = image if image is not None else read_elf(FileSource(path))
-        self.path = path
-        self.src = image.src
-        self.header = image.header
-        self.arch: Arch = image.arch()
+        super().__init__(path, image)
+        image = self.image
         self.loads = [ph for ph in image.phdrs if ph.type == PT_LOAD]
         self._check_notes([ph for ph in image.phdrs if ph.type == PT_NOTE])
         if image.note_error is not None:
