@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pmdb.commands import Context, dcmd
 from pmdb.errors import SymbolError
 from pmdb.output import Column, Hex
-from pmdb.symbols.objfile import ObjectFile
 from pmdb.symbols.table import Symbol
 from pmdb.threads import Mapping
+
+if TYPE_CHECKING:     # the DWARF object layer loads with user cores only
+    from pmdb.symbols.objfile import ObjectFile
 
 _TYPES = {"func": "FUNC", "object": "OBJT", "other": "NOTY"}
 _BINDS = {"global": "GLOB", "local": "LOCL", "weak": "WEAK"}

@@ -19,9 +19,7 @@ from pmdb.dumps.base import Dump
 from pmdb.dumps.detect import open_dump
 from pmdb.dumps.elf import ElfCore
 from pmdb.errors import FormatError, PmdbError
-from pmdb.os.user.process import UserProcess
 from pmdb.progress import Progress
-from pmdb.symbols.objfile import load_objects
 from pmdb.target import Target
 from pmdb.types.registry import TypeRegistry
 
@@ -121,6 +119,10 @@ def _btf_cache(cache: Cache, build_id: str) -> Path | None:
 
 def _open_user_core(core: ElfCore, *, config: Config, symbol_files: Sequence[str],
                     sysroot: str | None) -> Target:
+    # imported here: a kernel dump never needs the user-process model or DWARF (~40 ms)
+    from pmdb.os.user.process import UserProcess
+    from pmdb.symbols.objfile import load_objects
+
     search_path = [os.path.expanduser(p) for p in config.get("symbols.search_path")]
     root = config.get("symbols.sysroot") if sysroot is None else sysroot
     check = bool(config.get("symbols.check_build_id"))

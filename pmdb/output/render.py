@@ -9,12 +9,13 @@ character for character, so what the REPL shows is what a pipe would get.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import IO, Any
-
-from rich.console import Console
-from rich.text import Text
+from typing import IO, TYPE_CHECKING, Any
 
 from pmdb.output import Column, Flag, Hex, Symbol, Unreadable, cell_text
+
+if TYPE_CHECKING:         # rich loads only when output is colored (~25 ms of every start)
+    from rich.console import Console
+    from rich.text import Text
 
 Span = tuple[str, str]          # (text, rich style; "" for none)
 HEADER_STYLE = "bold"
@@ -98,11 +99,15 @@ def field_lines(pairs: Sequence[tuple[str, Any]], *, right: int | None) -> list[
 
 def console_for(stream: IO[str]) -> Console:
     """A rich Console that colors and never wraps or re-highlights pmdb's text."""
+    from rich.console import Console
+
     return Console(file=stream, force_terminal=True, color_system="standard", width=1 << 16,
                    soft_wrap=True, highlight=False, markup=False, emoji=False)
 
 
 def styled(spans: Sequence[Span]) -> Text:
+    from rich.text import Text
+
     text = Text()
     for part, style in spans:
         text.append(part, style=style or None)
