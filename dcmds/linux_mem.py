@@ -30,9 +30,10 @@ def _task_root(ctx: Context, word: Any) -> int:
     ident = ctx.value(word, what="address")
     thread = ctx.target.thread_by_id(ident)
     task = thread.address if thread.address is not None else ident
+    kernel = ctx.kernel
     try:
-        return int(ctx.target.os.page_table_of(task))  # type: ignore[attr-defined]
-    except (PmdbError, AttributeError) as err:
+        return kernel.page_table_of(task)
+    except PmdbError as err:
         raise CommandError(f"cannot find the page tables of task {task:#x}: {err}") from None
 
 
