@@ -157,6 +157,10 @@ def test_decode_addresses_both_modes() -> None:
     # absolute per-CPU: non-negative values are absolute, negative ones count down from base - 1
     mixed = struct.pack("<2i", 0x1000, -1)
     assert decode_addresses(mixed, 2, base) == [0x1000, base]
+    # Linux 7.0: place-relative, each offset from its own slot of the array at 'at'
+    at = 0xFFFFFFFF856A0AA0
+    placed = struct.pack("<3i", -0x18A0AA0, -0x18A0AA4, 0x100)
+    assert decode_addresses(placed, 3, None, at) == [0xFFFFFFFF83E00000, 0xFFFFFFFF83E00000, at + 8 + 0x100]
 
 
 def test_bad_symbol_count_is_a_format_error(kernel: Kernel) -> None:

@@ -4,7 +4,9 @@ It is the one piece of kernel knowledge that comes with every vmcore, so it
 seeds everything else: the page-table root, phys_base, KASLR's offset and, on
 Linux 6.0 and later, where kallsyms lives. Values are typed by key family:
 SYMBOL and KERNELOFFSET are hex, NUMBER is signed decimal (``phys_base`` is
-negative under KASLR), SIZE/OFFSET/LENGTH are decimal.
+negative under KASLR) or, for the address-sized ones newer kernels add
+(``VMALLOC_START``, ``VMEMMAP_START`` on x86-64 since 6.x), ``0x`` hex;
+SIZE/OFFSET/LENGTH are decimal.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ class VmcoreInfo:
             elif family == "LENGTH":
                 self.lengths[name] = int(value, 10)
             else:
-                self.numbers[name] = int(value, 10)
+                self.numbers[name] = _signed(value)
         elif key.startswith("CONFIG_"):
             self.configs[key[len("CONFIG_"):]] = value
         elif key in ("KERNELOFFSET",):
@@ -130,3 +132,11 @@ class VmcoreInfo:
 
     def number_or(self, name: str, default: int) -> int:
         return self.numbers.get(name, default)
+
+
+def _signed(value: str) -> int:
+    """A NUMBER: decimal, or hex with 0x (never octal: '010' is ten)."""
+    digits = value.lstrip("-")
+    if digits[:2].lower() == "0x":
+        return int(value, 16)
+    return int(value, 10)

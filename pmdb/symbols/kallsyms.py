@@ -3,10 +3,16 @@
 Since Linux 6.0 VMCOREINFO names the kallsyms arrays, so a vmcore carries its
 symbol table without a vmlinux. The names are a stream of length-prefixed
 records whose bytes index a 256-entry token table; the first expanded
-character is the nm-style type letter. Addresses are 32-bit offsets from
-``kallsyms_relative_base`` (CONFIG_KALLSYMS_BASE_RELATIVE); with
-CONFIG_KALLSYMS_ABSOLUTE_PERCPU (x86-64 SMP) a non-negative offset is an
-absolute per-CPU offset and a negative one counts down from base - 1.
+character is the nm-style type letter. Addresses are 32-bit offsets, in one
+of three encodings (newest first):
+
+- Linux 7.0 ("kallsyms: Get rid of kallsyms relative base"): place-relative,
+  each offset counts from its own slot in ``kallsyms_offsets``; VMCOREINFO no
+  longer names ``kallsyms_relative_base``.
+- before: from ``kallsyms_relative_base`` (CONFIG_KALLSYMS_BASE_RELATIVE);
+- with CONFIG_KALLSYMS_ABSOLUTE_PERCPU (x86-64 SMP, until 6.11) a
+  non-negative offset is an absolute per-CPU offset and a negative one counts
+  down from base - 1.
 """
 
 from __future__ import annotations
@@ -40,16 +46,19 @@ class KallsymsTables:
     token_table: int
     token_index: int
     offsets: int
-    relative_base: int
+    relative_base: int | None     # None: place-relative offsets (Linux 7.0+)
 
     @classmethod
     def from_vmcoreinfo(cls, info: VmcoreInfo) -> KallsymsTables:
         """The addresses VMCOREINFO gives (Linux 6.0+); SymbolError on an older kernel."""
         try:
-            return cls(*(info.symbol(f"kallsyms_{n}") for n in
-                         ("names", "num_syms", "token_table", "token_index", "offsets", "relative_base")))
+            names, count, tokens, index, offsets = (info.symbol(f"kallsyms_{n}") for n in
+                                                    ("names", "num_syms", "token_table", "token_index",
+                                                     "offsets"))
         except SymbolError as err:
             raise SymbolError(f"{err}: kallsyms needs Linux 6.0 or later, or a vmlinux") from None
+        base = info.symbols.get("kallsyms_relative_base")   # gone in 7.0
+        return cls(names, count, tokens, index, offsets, base)
 
 
 def _kind_and_binding(letter: str) -> tuple[str, str]:
@@ -111,9 +120,13 @@ def decode_names(blob: bytes, count: int, tokens: Sequence[str]) -> list[str]:
     return out
 
 
-def decode_addresses(raw: bytes, count: int, base: int) -> list[int]:
-    """Runtime addresses from the offsets array (see the module docstring for the rule)."""
+def decode_addresses(raw: bytes, count: int, base: int | None, at: int = 0) -> list[int]:
+    """Runtime addresses from the offsets array read at ``at`` (see the module docstring
+    for the rules); ``base`` None means place-relative."""
     offs = struct.unpack(f"<{count}i", raw)
+    if base is None:
+        mask = (1 << 64) - 1
+        return [(at + 4 * i + o) & mask for i, o in enumerate(offs)]
     if min(offs, default=0) >= 0:
         # no negative offset: plain base-relative (unsigned) offsets
         return [base + o for o in offs]
@@ -124,7 +137,7 @@ def decode_addresses(raw: bytes, count: int, base: int) -> list[int]:
 def _names_end(tables: KallsymsTables) -> int:
     """The first kallsyms array after the names blob bounds it (the order changed in 6.2/6.4)."""
     after = [a for a in (tables.token_table, tables.token_index, tables.offsets,
-                         tables.relative_base, tables.num_syms) if a > tables.names]
+                         tables.relative_base, tables.num_syms) if a is not None and a > tables.names]
     end = min(after) if after else tables.names + _MAX_NAMES_BLOB
     return min(end, tables.names + _MAX_NAMES_BLOB)
 
@@ -137,8 +150,8 @@ def load_kallsyms(mem: AddressSpace, tables: KallsymsTables) -> KallsymsSymbols:
             raise FormatError(f"kallsyms_num_syms is {count}: not a symbol count")
         tokens = read_tokens(mem, tables)
         blob = mem.read(tables.names, _names_end(tables) - tables.names)
-        base = mem.u64(tables.relative_base)
-        addrs = decode_addresses(mem.read(tables.offsets, 4 * count), count, base)
+        base = mem.u64(tables.relative_base) if tables.relative_base is not None else None
+        addrs = decode_addresses(mem.read(tables.offsets, 4 * count), count, base, tables.offsets)
     except FaultError as err:
         raise FormatError(f"kallsyms tables are not readable: {err}") from None
     return KallsymsSymbols(blob, count, tokens, addrs)
