@@ -54,28 +54,57 @@ def utsname(kv: KernelVars) -> dict[str, str]:
     return out
 
 
-def wall_time(kv: KernelVars) -> int:
-    """Seconds since the epoch at the crash: tk_core.timekeeper.xtime_sec (3.17+)."""
-    # static struct { seqcount_raw_spinlock_t seq; struct timekeeper timekeeper; } tk_core
+def timekeeper(kv: KernelVars) -> int:
+    """The address of the core ``struct timekeeper``."""
+    # Linux 6.14 put it in struct tk_data, and 6.17 made that an array (timekeeper_data[],
+    # the core first, then the auxiliary clocks)
+    data = kv.lookup("timekeeper_data")
+    if data is not None and kv.types.find("struct tk_data") is not None:
+        return data + kv.offsets.offsetof("tk_data", "timekeeper")
+    # 3.17 .. 6.13: static struct { seqcount_raw_spinlock_t seq; struct timekeeper timekeeper; } tk_core
     seq_t = kv.types.find("seqcount_raw_spinlock_t") or kv.types.find("seqcount_t")
     seq_size = seq_t.sizeof() if seq_t is not None else 4
-    tk = kv.need("tk_core") + (seq_size + 7) // 8 * 8
-    return kv.mem.u64(tk + kv.offsets.offsetof("timekeeper", "xtime_sec"))
+    return kv.need("tk_core") + (seq_size + 7) // 8 * 8
+
+
+def wall_time(kv: KernelVars) -> int:
+    """Seconds since the epoch at the crash: the timekeeper's xtime_sec."""
+    return kv.mem.u64(timekeeper(kv) + kv.offsets.offsetof("timekeeper", "xtime_sec"))
+
+
+def monotonic_ns(kv: KernelVars) -> int:
+    """Nanoseconds since boot at the timekeeper's last update (tkr_mono.base, one tick old at most)."""
+    tkr = timekeeper(kv) + kv.offsets.offsetof("timekeeper", "tkr_mono")
+    return kv.mem.u64(tkr + kv.offsets.offsetof("tk_read_base", "base"))
+
+
+HZ_CHOICES = (100, 250, 300, 1000)      # the CONFIG_HZ values Kconfig offers
 
 
 def hz(kv: KernelVars) -> int:
-    """CONFIG_HZ, from tick_nsec (the length of one tick in ns)."""
+    """CONFIG_HZ, from tick_nsec (the length of one tick in ns); where that variable is gone
+    (Linux 7.x), the HZ whose jiffies count agrees with the monotonic clock."""
     addr = kv.lookup("tick_nsec")
     tick = kv.mem.u64(addr) if addr is not None else 0
-    return round(1e9 / tick) if tick else 1000
+    if tick:
+        return round(1e9 / tick)
+    try:
+        booted = monotonic_ns(kv) / 1e9
+        jiffies = kv.mem.u64(kv.need("jiffies_64"))
+    except PmdbError:
+        return 1000
+    return min(HZ_CHOICES, key=lambda h: abs(_since_boot(jiffies, h) - booted))
+
+
+def _since_boot(jiffies: int, hz: int) -> float:
+    """Seconds the jiffies count says have passed (jiffies start at -5 minutes)."""
+    initial = (-300 * hz) & 0xFFFFFFFF          # INITIAL_JIFFIES
+    return ((jiffies - initial) & (1 << 64) - 1) / hz
 
 
 def uptime(kv: KernelVars) -> int:
     """Seconds since boot, from jiffies_64 as crash counts it (jiffies start at -5 minutes)."""
-    h = hz(kv)
-    initial = (-300 * h) & 0xFFFFFFFF          # INITIAL_JIFFIES
-    jiffies = kv.mem.u64(kv.need("jiffies_64"))
-    return ((jiffies - initial) & (1 << 64) - 1) // h
+    return int(_since_boot(kv.mem.u64(kv.need("jiffies_64")), hz(kv)))
 
 
 def load_average(kv: KernelVars) -> tuple[str, str, str]:
