@@ -15,6 +15,12 @@ The entry's last 16 bits changed twice (the version numbers are pmdb's):
 - v3 (6.4+, fb799447ae29 split UNWIND_HINT_EMPTY): sp_reg:4 bp_reg:4 type:3 signal:1, types
   UNDEFINED=0 END_OF_STACK=1 CALL=2 REGS=3 REGS_PARTIAL=4 (``end`` became a type).
 
+The base registers were renumbered later (Debian's 7.2 kernel has them; 6.12 does not):
+SP 5 -> 3, PREV_SP 1 -> 8, BP_INDIRECT 8 -> 10, the others in place. Which numbering a
+table uses is read off the table itself: the stack pointer is by far the most common
+base of the previous SP (~75% of vmlinux's entries), so whichever of 3 and 5 dominates
+names the numbering.
+
 Entries are decoded into one normalized form, whatever the version.
 """
 
@@ -56,6 +62,12 @@ TYPE_NAMES = {TYPE_UNDEFINED: "undefined", TYPE_END: "end", TYPE_CALL: "call",
               TYPE_REGS: "regs", TYPE_REGS_PARTIAL: "regs_partial"}
 
 _V1_TYPES = (TYPE_CALL, TYPE_REGS, TYPE_REGS_PARTIAL, TYPE_UNDEFINED)
+
+# a table's register numbers -> the ORC_REG_* above; the later numbering (see the docstring)
+REGS_ORIGINAL = {n: n for n in REG_NAMES}
+REGS_RENUMBERED = {0: REG_UNDEFINED, 8: REG_PREV_SP, 2: REG_DX, 4: REG_BP, 3: REG_SP, 6: REG_R10,
+                   7: REG_R13, 10: REG_BP_INDIRECT, 9: REG_SP_INDIRECT}
+_SAMPLE = 65536           # entries looked at to tell the numbering
 ENTRY_SIZE = 6
 _MAX_ENTRIES = 1 << 24    # a vmlinux has ~400k; more is a wild count
 
@@ -88,9 +100,19 @@ def orc_version(release: str) -> int:
     return 2 if ver >= (6, 3) else 1
 
 
-def decode_entry(sp_offset: int, bp_offset: int, bits: int, version: int) -> OrcEntry:
-    """One entry from its three little-endian fields, normalized to v3's types."""
-    sp_reg, bp_reg = bits & 0xF, (bits >> 4) & 0xF
+def register_numbering(raw: bytes) -> dict[int, int]:
+    """The numbering of a table's base registers (see the docstring), from its entries."""
+    counts = [0] * 16
+    for _, _, bits in struct.iter_unpack("<hhH", raw[:ENTRY_SIZE * _SAMPLE]):
+        counts[bits & 0xF] += 1
+    return REGS_RENUMBERED if counts[3] > counts[5] else REGS_ORIGINAL
+
+
+def decode_entry(sp_offset: int, bp_offset: int, bits: int, version: int,
+                 regs: dict[int, int] = REGS_ORIGINAL) -> OrcEntry:
+    """One entry from its three little-endian fields, normalized to v3's types and the
+    original register numbers (an unknown register number reads as undefined)."""
+    sp_reg, bp_reg = regs.get(bits & 0xF, REG_UNDEFINED), regs.get((bits >> 4) & 0xF, REG_UNDEFINED)
     if version >= 3:
         kind, signal = (bits >> 8) & 0x7, bool(bits >> 11 & 1)
     else:
@@ -116,6 +138,7 @@ class OrcTable:
         self.version = version
         self._ips: array.array[int] | None = None
         self._raw = b""
+        self._regs = REGS_ORIGINAL
         self._cache: dict[int, OrcEntry | None] = {}
 
     def covers(self, ip: int) -> bool:
@@ -128,6 +151,7 @@ class OrcTable:
             if ips.itemsize != 4:          # 'i' is 32-bit on every platform Python runs on
                 raise PmdbError("no 32-bit array type on this platform")
             self._raw = self.mem.read(self.entries, ENTRY_SIZE * self.count)
+            self._regs = register_numbering(self._raw)
             self._ips = ips
         return self._ips
 
@@ -145,7 +169,7 @@ class OrcTable:
         found = None
         if i >= 0:
             sp_off, bp_off, bits = struct.unpack_from("<hhH", self._raw, ENTRY_SIZE * i)
-            found = decode_entry(sp_off, bp_off, bits, self.version)
+            found = decode_entry(sp_off, bp_off, bits, self.version, self._regs)
         self._cache[ip] = found
         return found
 
