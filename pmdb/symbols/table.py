@@ -54,7 +54,12 @@ class SymbolSource(Protocol):
 
 
 class SymbolTable:
-    def __init__(self) -> None:
+    def __init__(self, *, first_alias: bool = False) -> None:
+        # first_alias: of two symbols at one address, name it after the one added first, as
+        # the kernel does (kallsyms keeps aliases in a fixed order and get_symbol_pos() takes
+        # the first: /proc/PID/stack and oops traces say __do_sys_pause, not its alias
+        # __x64_sys_pause); otherwise prefer a global symbol, as gdb does for user programs
+        self.first_alias = first_alias
         # global index -> Symbol; None for a source's symbol not made yet
         self._syms: list[Symbol | None] = []
         self._by_name: dict[str, list[int]] = {}          # symbols added one by one
@@ -123,7 +128,7 @@ class SymbolTable:
         while j >= 0 and j > i - 8:
             s = self._symbol(self._order[j])
             if s.contains(addr):
-                if best is None or _prefer(s, best):
+                if best is None or _prefer(s, best, self.first_alias):
                     best = s
             elif best is None and s.size == 0 and s.kind == "func" and addr - s.addr < UNSIZED_REACH:
                 best = s
@@ -207,10 +212,13 @@ class SymbolTable:
         self._dirty = False
 
 
-def _prefer(a: Symbol, b: Symbol) -> bool:
-    """Which of two symbols containing an address names it better."""
+def _prefer(a: Symbol, b: Symbol, first_alias: bool) -> bool:
+    """Whether ``a`` (met before ``b`` in the table's order when at one address) names an
+    address that both contain better than ``b``."""
     if (a.kind == "func") != (b.kind == "func"):
         return a.kind == "func"
+    if first_alias and (a.addr, a.size) == (b.addr, b.size):
+        return True
     if (a.binding == "global") != (b.binding == "global"):
         return a.binding == "global"
     return a.size < b.size

@@ -85,7 +85,7 @@ def load_kernel_memory(phys: AddressSpace, vmcoreinfo: str | bytes, arch: Arch |
         raise FormatError("the dump has no VMCOREINFO: pmdb needs it to find the kernel")
     parts = kernel_arch(arch or by_name("x86_64"))
     space = parts.kernel_space(phys, info)
-    symbols = SymbolTable()
+    symbols = SymbolTable(first_alias=True)
     symbols.add_source(load_kallsyms(space, KallsymsTables.from_vmcoreinfo(info)))
 
     def lookup(name: str) -> int | None:
