@@ -3,7 +3,11 @@
 Offsets are looked up once per dump, so reading a cache or a slab is one read
 and a few slices. Version differences are explicit: ``struct slab`` split off
 ``struct page`` in 5.17 (before, the same member names are in ``struct
-page``), and ``kmem_cache_cpu.page`` became ``.slab`` at the same time.
+page``), and ``kmem_cache_cpu.page`` became ``.slab`` at the same time. Later
+kernels (Debian's 7.2 has it, 6.12 not) keep no per-CPU slabs at all (no ``struct
+kmem_cache_cpu``: freed objects wait in per-CPU "sheaves", which /proc/slabinfo counts
+as in use, as pmdb does) and hold each node's ``kmem_cache_node`` in
+``per_node[].node`` instead of ``node[]``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,22 @@ def _off(t: Type, *paths: str) -> int:
         except PmdbError:
             continue
     raise FormatError(f"{t} has no member {' or '.join(paths)} in this kernel's BTF")
+
+
+def _optional_type(types: Any, spelling: str) -> Type | None:
+    t = types.find(spelling)
+    return t if t is not None and t.strip().members else None
+
+
+def _node_array(types: Any, kc: Type) -> tuple[int, int, int]:
+    """(offset, stride, length) of a kmem_cache's per-node kmem_cache_node pointers: newest
+    layout first (``per_node[].node``, the barn beside it), then ``node[]``."""
+    if _maybe(kc, "per_node") is not None:
+        ptrs = _type(types, "struct kmem_cache_per_node_ptrs")
+        arr = path_offset(kc, "per_node")[1].strip()
+        return _off(kc, "per_node") + _off(ptrs, "node"), ptrs.sizeof(), arr.count or 1
+    arr = path_offset(kc, "node")[1].strip()
+    return _off(kc, "node"), 8, arr.count or 1
 
 
 def _maybe(t: Type, *paths: str) -> int | None:
@@ -74,7 +94,7 @@ class TrackLayout:
 
 @dataclass
 class SlubLayout:
-    cache_cpu_slab: int
+    cache_cpu_slab: int | None     # None: no per-CPU slabs (sheaves instead)
     cache_flags: int
     cache_size: int
     cache_object_size: int
@@ -87,6 +107,7 @@ class SlubLayout:
     cache_list: int
     cache_random: int | None
     cache_node: int
+    node_stride: int               # bytes between the node pointers of a kmem_cache
     cache_read_size: int
     cpu_freelist: int
     cpu_slab: int
@@ -99,7 +120,7 @@ class SlubLayout:
     node_full: int | None
     node_read_size: int
     slab_list: int
-    slab_next: int
+    slab_next: int | None          # the per-CPU partial list's link; gone with per-CPU slabs
     slab_cache: int
     slab_freelist: int
     slab_counters: int
@@ -116,36 +137,37 @@ class SlubLayout:
     @classmethod
     def from_types(cls, types: Any, info: Any) -> SlubLayout:
         kc = _type(types, "struct kmem_cache")
-        cpu = _type(types, "struct kmem_cache_cpu")
+        cpu = _optional_type(types, "struct kmem_cache_cpu")
         node = _type(types, "struct kmem_cache_node")
         slab = _type(types, "struct slab", "struct page")   # 5.17 split struct slab off struct page
         page = _type(types, "struct page")
         counters = _off(slab, "counters")
-        node_arr = path_offset(kc, "node")[1].strip()
-        ends = [_off(kc, m) + 8 for m in ("cpu_slab", "flags", "name", "list", "random")
+        cache_node, node_stride, max_nodes = _node_array(types, kc)
+        ends = [_off(kc, m) + 8 for m in ("cpu_slab", "cpu_sheaves", "flags", "name", "list", "random")
                 if _maybe(kc, m) is not None] + [_off(kc, "red_left_pad") + 4]
         return cls(
-            cache_cpu_slab=_off(kc, "cpu_slab"), cache_flags=_off(kc, "flags"),
+            cache_cpu_slab=_maybe(kc, "cpu_slab") if cpu is not None else None,
+            cache_flags=_off(kc, "flags"),
             cache_size=_off(kc, "size"), cache_object_size=_off(kc, "object_size"),
             cache_offset=_off(kc, "offset"), cache_oo=_off(kc, "oo"), cache_inuse=_off(kc, "inuse"),
             cache_align=_off(kc, "align"), cache_red_left_pad=_off(kc, "red_left_pad"),
             cache_name=_off(kc, "name"), cache_list=_off(kc, "list"),
-            cache_random=_maybe(kc, "random"), cache_node=_off(kc, "node"),
+            cache_random=_maybe(kc, "random"), cache_node=cache_node, node_stride=node_stride,
             cache_read_size=max(ends),
-            cpu_freelist=_off(cpu, "freelist"), cpu_slab=_off(cpu, "slab", "page"),
-            cpu_partial=_maybe(cpu, "partial"), cpu_read_size=cpu.sizeof(),
+            cpu_freelist=_off(cpu, "freelist") if cpu else 0, cpu_slab=_off(cpu, "slab", "page") if cpu else 0,
+            cpu_partial=_maybe(cpu, "partial") if cpu else None, cpu_read_size=cpu.sizeof() if cpu else 0,
             node_nr_partial=_off(node, "nr_partial"), node_partial=_off(node, "partial"),
             node_nr_slabs=_maybe(node, "nr_slabs"), node_total_objects=_maybe(node, "total_objects"),
             node_full=_maybe(node, "full"), node_read_size=node.sizeof(),
-            slab_list=_off(slab, "slab_list", "lru"), slab_next=_off(slab, "next"),
+            slab_list=_off(slab, "slab_list", "lru"), slab_next=_maybe(slab, "next"),
             slab_cache=_off(slab, "slab_cache"), slab_freelist=_off(slab, "freelist"),
             slab_counters=counters, slab_read_size=max(counters + 8, _off(slab, "freelist") + 8),
             inuse_bits=_bits(slab, "inuse", counters), objects_bits=_bits(slab, "objects", counters),
             frozen_bits=_bits(slab, "frozen", counters),
-            page_compound_head=_off(page, "compound_head"),
+            page_compound_head=_off(page, "compound_head", "compound_info"),   # renamed by 7.2
             page_size=info.sizes.get("page", 0) or page.sizeof(),
             pg_slab=info.number_or("PG_slab", 9),
-            max_nodes=node_arr.count or 1, track=TrackLayout.from_types(types))
+            max_nodes=max_nodes, track=TrackLayout.from_types(types))
 
     def _field(self, counters: int, bits: tuple[int, int]) -> int:
         return counters >> bits[0] & (1 << bits[1]) - 1

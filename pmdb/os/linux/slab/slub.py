@@ -174,14 +174,16 @@ class SlubModel:
             offset=_u32(raw, lay.cache_offset), inuse=_u32(raw, lay.cache_inuse),
             align=_u32(raw, lay.cache_align), red_left_pad=_u32(raw, lay.cache_red_left_pad),
             random=_u64(raw, lay.cache_random) if lay.cache_random is not None else None,
-            order=oo >> 16, objects_per_slab=oo & 0xFFFF, cpu_slab=_u64(raw, lay.cache_cpu_slab),
+            order=oo >> 16, objects_per_slab=oo & 0xFFFF,
+            cpu_slab=_u64(raw, lay.cache_cpu_slab) if lay.cache_cpu_slab is not None else 0,
             track=lay.track)
         if not 0 < cache.size <= 1 << 24 or cache.order > 10:
             raise CorruptionError(addr, f"cache {name!r} has an impossible size {cache.size} "
                                         f"or order {cache.order}")
-        nodes = self.space.read(addr + lay.cache_node, 8 * lay.nr_node_ids(self))
-        for nid in range(len(nodes) // 8):
-            ptr = _u64(nodes, nid * 8)
+        stride = lay.node_stride
+        nodes = self.space.read(addr + lay.cache_node, stride * lay.nr_node_ids(self))
+        for nid in range(len(nodes) // stride):
+            ptr = _u64(nodes, nid * stride)
             if ptr:
                 cache.nodes.append((nid, ptr))
         return cache
@@ -259,8 +261,10 @@ class SlubModel:
 
     def cpu_slabs(self, cache: KmemCache) -> list[CpuSlab]:
         """Each CPU's kmem_cache_cpu of cache (its slab, lockless freelist and partial list)."""
-        out = []
+        out: list[CpuSlab] = []
         lay = self.lay
+        if lay.cache_cpu_slab is None:          # no per-CPU slabs in this kernel (sheaves)
+            return out
         for cpu, off in enumerate(self.layout.per_cpu_offsets()):
             addr = (cache.cpu_slab + off) & (1 << 64) - 1
             raw = self.space.read(addr, lay.cpu_read_size)
@@ -271,12 +275,13 @@ class SlubModel:
     def cpu_partial_slabs(self, cpu: CpuSlab) -> Iterator[int]:
         """The per-CPU partial list: a chain through slab->next."""
         page, seen = cpu.partial, set[int]()
-        while page:
+        link = self.lay.slab_next
+        while page and link is not None:
             if page in seen or len(seen) > MAX_LIST:
                 raise CorruptionError(page, f"cpu {cpu.cpu}'s partial slab list loops")
             seen.add(page)
             yield page
-            page = self.space.u64(page + self.lay.slab_next)
+            page = self.space.u64(page + link)
 
     def node_list(self, node: int, which: str) -> Iterator[int]:
         """The struct slabs on a kmem_cache_node's ``partial`` or ``full`` list."""
