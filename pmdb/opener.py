@@ -75,10 +75,12 @@ def _open_vmcore(dump: Dump, path: str, cache: Cache) -> Target:
                     os=kernel, kind="vmcore")
     try:
         panic = kernel.panic_task()
-    except PmdbError:
-        panic = None
-    if panic is not None:
-        target.set_current_thread(panic.address)   # crash's default context: the panic task
+        if panic is not None:
+            target.set_current_thread(panic.address)   # crash's default context: the panic task
+    except PmdbError as err:
+        # a task list cut short by excluded pages (an old makedumpfile that does not know
+        # the kernel's page flags drops slab pages) still leaves the rest of the dump usable
+        warnings.append(f"the panic task is not in the task list that could be read ({err})")
     target.warnings = _unique(warnings + kernel.problems)
     return target
 
