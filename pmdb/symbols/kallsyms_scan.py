@@ -36,7 +36,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pmdb.errors import FaultError, FormatError
+from pmdb.errors import FaultError, FormatError, SymbolError
 from pmdb.memory.space import AddressSpace
 from pmdb.symbols.kallsyms import KallsymsTables, decode_addresses, decode_names, read_tokens
 
@@ -60,7 +60,7 @@ class ScanResult:
 
 def scan_kallsyms(mem: AddressSpace, stext: int, hint: int | None = None,
                   limit: int = SCAN_LIMIT) -> ScanResult:
-    """The kallsyms arrays of the image starting at ``stext``; FormatError when none validates.
+    """The kallsyms arrays of the image starting at ``stext``; SymbolError when none validates.
 
     ``hint`` is an address above .rodata (a .data symbol VMCOREINFO names): kallsyms
     is the last object linked into vmlinux, so its .rodata sits near the end of the
@@ -75,8 +75,8 @@ def scan_kallsyms(mem: AddressSpace, stext: int, hint: int | None = None,
             tables = _tables_at(mem, base + off, stext)
             if tables is not None:
                 return ScanResult(tables, scanned)
-    raise FormatError(f"no kallsyms tables in the {limit >> 20} MB of kernel image at {stext:#x}: "
-                      "pmdb needs Linux 6.0's VMCOREINFO or an intact image")
+    raise SymbolError(f"no kallsyms tables in the {limit >> 20} MB of kernel image at {stext:#x} "
+                      "(VMCOREINFO names them only since Linux 6.0)")
 
 
 def _chunks(mem: AddressSpace, start: int, first: int, end: int) -> Iterator[tuple[int, bytes]]:
@@ -139,7 +139,7 @@ def _tables_at(mem: AddressSpace, digits: int, stext: int) -> KallsymsTables | N
 
 def _token_index_after(mem: AddressSpace, digits: int) -> int | None:
     """Where kallsyms_token_index starts: after tokens 0x30..0xff, 8-aligned."""
-    blob = mem.read(digits, (0x100 - 0x30) * (_MAX_TOKEN + 1))
+    blob = _read_some(mem, digits, (0x100 - 0x30) * (_MAX_TOKEN + 1))   # may end near a hole
     pos = 0
     for _ in range(0x30, 0x100):
         end = blob.find(b"\0", pos, pos + _MAX_TOKEN + 1)
