@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -67,34 +68,21 @@ def test_status_names_the_guests_kernel(lab: tuple[Path, Target]) -> None:
     assert fields["VERSION"].startswith(" ".join(uname[3:6]))
 
 
-def test_ps_is_procs(lab: tuple[Path, Target]) -> None:
+# what each command is compared with: /proc's files in truth/, or the console
+COMPARISONS: dict[str, Callable[[Target, Path], kt.Agreement]] = {
+    "ps-is-proc-stat": lambda target, folder: kt.compare_ps(target, folder / "truth"),
+    "every-stack-is-proc-stack": lambda target, folder: kt.compare_stacks(target, folder / "truth"),
+    "msgbuf-holds-the-console": kt.compare_msgbuf,
+    "kmastat-is-slabinfo": lambda target, folder: kt.compare_kmastat(target, folder / "truth"),
+    "modules-are-proc-modules": lambda target, folder: kt.compare_modules(target, folder / "truth"),
+    "panic-stack-is-the-consoles": kt.compare_panic_stack,
+}
+
+
+@pytest.mark.parametrize("what", list(COMPARISONS))
+def test_agrees_with_the_guest(lab: tuple[Path, Target], what: str) -> None:
     folder, target = lab
-    _agrees(kt.compare_ps(target, folder / "truth"))
-
-
-def test_every_stack_is_procs(lab: tuple[Path, Target]) -> None:
-    folder, target = lab
-    _agrees(kt.compare_stacks(target, folder / "truth"))
-
-
-def test_msgbuf_holds_the_console(lab: tuple[Path, Target]) -> None:
-    folder, target = lab
-    _agrees(kt.compare_msgbuf(target, folder))
-
-
-def test_kmastat_is_slabinfo(lab: tuple[Path, Target]) -> None:
-    folder, target = lab
-    _agrees(kt.compare_kmastat(target, folder / "truth"))
-
-
-def test_modules_are_procs(lab: tuple[Path, Target]) -> None:
-    folder, target = lab
-    _agrees(kt.compare_modules(target, folder / "truth"))
-
-
-def test_panic_stack_is_the_consoles(lab: tuple[Path, Target]) -> None:
-    folder, target = lab
-    _agrees(kt.compare_panic_stack(target, folder))
+    _agrees(COMPARISONS[what](target, folder))
 
 
 def _without_kallsyms(src: Path, dst: Path) -> Path:
