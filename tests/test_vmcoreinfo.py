@@ -67,7 +67,7 @@ def test_note_bytes_with_padding_and_configs() -> None:
     assert info.kernel_offset == 0x1E000000
 
 
-@pytest.mark.parametrize("text", ["SYMBOL(x)=zz\n", "NUMBER(y)=0x10\n", "no equals sign\n",
+@pytest.mark.parametrize("text", ["SYMBOL(x)=zz\n", "NUMBER(y)=0xzz\n", "NUMBER(y)=010x\n", "no equals sign\n",
                                   "KERNELOFFSET=nothex\n"])
 def test_bad_values_are_one_line_errors(text: str) -> None:
     with pytest.raises(FormatError, match=r"^VMCOREINFO line 1: "):
@@ -79,3 +79,11 @@ def test_dump_text_is_the_fixture_text(path: Path) -> None:
     text = need_fixture(path.parent / "vmcoreinfo.txt").read_text()
     dump = open_dump(str(need_fixture(path)))
     assert VmcoreInfo.parse(dump.vmcoreinfo).raw == VmcoreInfo.parse(text).raw
+
+
+def test_numbers_decimal_negative_and_hex() -> None:
+    """6.x kernels write address-sized NUMBERs in 0x hex (VMALLOC_START, from Debian's 6.12
+    VMCOREINFO); others stay signed decimal, and a leading zero is not octal."""
+    info = VmcoreInfo.parse("NUMBER(VMALLOC_START)=0xffffd03a00000000\nNUMBER(phys_base)=-79691776\n"
+                            "NUMBER(PG_lru)=05\n")
+    assert info.numbers == {"VMALLOC_START": 0xFFFFD03A00000000, "phys_base": -79691776, "PG_lru": 5}

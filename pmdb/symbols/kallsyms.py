@@ -1,7 +1,7 @@
 """The kernel's own symbol table (kallsyms), decoded from the dump.
 
 Since Linux 6.0 VMCOREINFO names the kallsyms arrays, so a vmcore carries its
-symbol table without a vmlinux. The names are a stream of length-prefixed
+symbol table without a vmlinux; before, kallsyms_scan finds them in the image. The names are a stream of length-prefixed
 records whose bytes index a 256-entry token table; the first expanded
 character is the nm-style type letter. Addresses are 32-bit offsets, in one
 of three encodings (newest first):

@@ -18,6 +18,7 @@ from pmdb.errors import FormatError, SymbolError
 from pmdb.memory.space import AddressSpace
 from pmdb.os.linux.arch import KernelArch, KernelLayout, Translation, kernel_arch
 from pmdb.symbols.kallsyms import KallsymsTables, load_kallsyms
+from pmdb.symbols.kallsyms_scan import scan_kallsyms
 from pmdb.symbols.kmodules import KernelModule, StructOffsets, read_modules
 from pmdb.symbols.table import SymbolTable
 
@@ -86,7 +87,7 @@ def load_kernel_memory(phys: AddressSpace, vmcoreinfo: str | bytes, arch: Arch |
     parts = kernel_arch(arch or by_name("x86_64"))
     space = parts.kernel_space(phys, info)
     symbols = SymbolTable(first_alias=True)
-    symbols.add_source(load_kallsyms(space, KallsymsTables.from_vmcoreinfo(info)))
+    symbols.add_source(load_kallsyms(space, kallsyms_tables(space, info)))
 
     def lookup(name: str) -> int | None:
         sym = symbols.lookup(name)
@@ -94,6 +95,20 @@ def load_kernel_memory(phys: AddressSpace, vmcoreinfo: str | bytes, arch: Arch |
 
     layout = parts.attach_layout(space, info, lookup)
     return KernelMemory(info, space, layout, symbols, parts)
+
+
+def kallsyms_tables(space: AddressSpace, info: VmcoreInfo) -> KallsymsTables:
+    """Where kallsyms lives: named by VMCOREINFO since Linux 6.0, found by scanning the
+    kernel image before (from ``_stext``, which VMCOREINFO names on 5.x)."""
+    if "kallsyms_names" in info.symbols:
+        return KallsymsTables.from_vmcoreinfo(info)
+    stext = info.symbols.get("_stext")
+    if stext is None:
+        raise SymbolError("vmcoreinfo names neither kallsyms (Linux 6.0+) nor _stext: "
+                          "the kernel's symbols cannot be found without a vmlinux")
+    # the lowest .data symbol VMCOREINFO names bounds .rodata, where kallsyms is, from above
+    above = [a for a in info.symbols.values() if stext < a < stext + (1 << 30)]
+    return scan_kallsyms(space, stext, hint=min(above, default=None)).tables
 
 
 def kernel_parts(owner: Any) -> KernelMemory | None:

@@ -20,7 +20,8 @@ from pmdb.symbols.kmodules import StructOffsets
 MAX_TASKS = 1 << 20          # far above any real pid_max; ends a walk through garbage
 
 # task_struct.__state bits as of Linux 5.14-6.x (include/linux/sched.h); exit_state
-# shares the numbering (EXIT_DEAD 0x10, EXIT_ZOMBIE 0x20).
+# shares the numbering (EXIT_DEAD 0x10, EXIT_ZOMBIE 0x20). 5.10's ``state`` has the
+# same values for all of these (checked against its /proc in the kernel lab).
 TASK_INTERRUPTIBLE = 0x1
 TASK_UNINTERRUPTIBLE = 0x2
 TASK_STOPPED = 0x4

@@ -1,0 +1,120 @@
+"""pmdb on the kernel lab's dumps against the guest's own /proc and console (kernel_truth).
+
+Linux 5.10 (Debian bullseye) is the oldest kernel pmdb opens: its VMCOREINFO does not
+name kallsyms (6.0 does), so these dumps test the scan of the kernel image too. Every
+answer is compared with what the guest recorded, never with a number written here.
+Skipped when the lab has not made the dumps (PMDB_LAB_CACHE says where they are;
+PMDB_REQUIRE_LAB_DUMPS=1 turns the skip into a failure).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pmdb.config import Config
+from pmdb.opener import open_target
+from pmdb.target import Target
+from tests import kernel_truth as kt
+from tests.linux_session import run
+
+# (kernel release, scenario): a matrix later kernels can join
+CASES = [("5.10.0-32-amd64", "sysrq"), ("5.10.0-32-amd64", "null"),
+         ("5.10.0-32-amd64", "bug"), ("5.10.0-32-amd64", "divide")]
+IDS = [f"{release}/{scenario}" for release, scenario in CASES]
+_DIGITS = b"".join(bytes((c, 0)) for c in b"0123456789")
+
+_OPEN: dict[Path, Target] = {}
+
+
+@pytest.fixture(params=CASES, ids=IDS)
+def lab(request: pytest.FixtureRequest) -> tuple[Path, Target]:
+    """(the dump's folder, its makedumpfile dump opened once per run)."""
+    folder = kt.need_lab_dump(*request.param)
+    path = folder / "vmcore.mdf"
+    if path not in _OPEN:
+        _OPEN[path] = open_target(str(path), config=Config())
+    return folder, _OPEN[path]
+
+
+def _agrees(agreement: kt.Agreement) -> None:
+    assert agreement.matched, "nothing to compare"
+    assert not agreement.differences, "\n".join(agreement.differences)
+
+
+def test_kallsyms_addresses_are_the_guests(lab: tuple[Path, Target]) -> None:
+    folder, target = lab
+    want = {}
+    for line in (folder / "truth" / "kallsyms").read_text().splitlines():
+        addr, _, name = line.split()
+        want[name] = int(addr, 16)
+    got = {name: sym.addr for name in want if (sym := target.symbols.lookup(name)) is not None}
+    assert got == want
+    assert not target.warnings
+
+
+def test_status_names_the_guests_kernel(lab: tuple[Path, Target]) -> None:
+    folder, target = lab
+    fields = dict(line.strip().split(": ", 1) for line in run(target, "::status")[0].splitlines()
+                  if ": " in line)
+    uname = (folder / "truth" / "uname").read_text().split()
+    assert fields["RELEASE"] == uname[2]
+    assert fields["VERSION"].startswith(" ".join(uname[3:6]))
+
+
+# what each command is compared with: /proc's files in truth/, or the console
+COMPARISONS: dict[str, Callable[[Target, Path], kt.Agreement]] = {
+    "ps-is-proc-stat": lambda target, folder: kt.compare_ps(target, folder / "truth"),
+    "every-stack-is-proc-stack": lambda target, folder: kt.compare_stacks(target, folder / "truth"),
+    "msgbuf-holds-the-console": kt.compare_msgbuf,
+    "kmastat-is-slabinfo": lambda target, folder: kt.compare_kmastat(target, folder / "truth"),
+    "modules-are-proc-modules": lambda target, folder: kt.compare_modules(target, folder / "truth"),
+    "panic-stack-is-the-consoles": kt.compare_panic_stack,
+}
+
+
+@pytest.mark.parametrize("what", list(COMPARISONS))
+def test_agrees_with_the_guest(lab: tuple[Path, Target], what: str) -> None:
+    folder, target = lab
+    _agrees(COMPARISONS[what](target, folder))
+
+
+def _without_kallsyms(src: Path, dst: Path) -> Path:
+    """A copy of an ELF vmcore with every "0".."9" token run zeroed: kallsyms' token
+    table can no longer be found (nor anything that looks like one)."""
+    over = len(_DIGITS) - 1
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        tail = b""
+        while block := fin.read(16 << 20):
+            data = bytearray(tail + block)
+            pos = data.find(_DIGITS)
+            while pos >= 0:
+                data[pos:pos + len(_DIGITS)] = bytes(len(_DIGITS))
+                pos = data.find(_DIGITS, pos + 1)
+            keep = min(over, len(data))
+            fout.write(data[:len(data) - keep])
+            tail = bytes(data[len(data) - keep:])
+        fout.write(tail)
+    return dst
+
+
+def test_kallsyms_not_found_is_one_line(tmp_path: Path) -> None:
+    folder = kt.need_lab_dump("5.10.0-32-amd64", "sysrq", "vmcore.elf")
+    broken = _without_kallsyms(folder / "vmcore.elf", tmp_path / "vmcore.elf")
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pmdb", str(broken), "-e", "::status"],
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        broken.unlink()         # 200 MB: not for pytest's kept temporary directories
+    assert time.perf_counter() - start < 30
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert re.fullmatch(r"pmdb: vmcore\.elf: cannot find the kernel in the dump \(no kallsyms "
+                        r"tables in the \d+ MB of kernel image at 0x[0-9a-f]+ \(VMCOREINFO names them "
+                        r"only since Linux 6\.0\)\)\n", proc.stderr)
