@@ -142,7 +142,9 @@ def _same_comm(pmdb: str, proc: str) -> bool:
 def compare_ps(target: Target, truth: Path) -> Agreement:
     """::ps against /proc/PID/stat: pid, ppid, state and comm of every task in both. A task
     on a CPU at the crash (``>``) was the recorder or the trigger a moment before: its
-    state is left out."""
+    state is left out; so is that of a task runnable at the crash (RU) that /proc saw
+    asleep: a kernel thread woken between the record and the crash (a kworker, rcu_preempt)
+    still waits for a CPU."""
     rows = _ps_rows(target)
     agree = Agreement()
     for pid, task in sorted(truth_tasks(truth).items()):
@@ -151,7 +153,8 @@ def compare_ps(target: Target, truth: Path) -> Agreement:
             continue                # exited between the record and the crash
         state = _STATE.get(task.state, task.state)
         comm = row.comm.strip("[]")
-        if row.ppid == task.ppid and (row.active or row.state == state) and _same_comm(comm, task.comm):
+        woken = row.state == "RU" and state in ("IN", "ID", "UN")
+        if row.ppid == task.ppid and (row.active or woken or row.state == state) and _same_comm(comm, task.comm):
             agree.matched += 1
         else:
             agree.differences.append(f"pid {pid}: pmdb {(row.ppid, row.state, comm)}, "
