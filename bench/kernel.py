@@ -206,14 +206,26 @@ def _release(path: Path) -> str:
     return m[1] if m else "unknown"
 
 
+def lab_dumps() -> list[tuple[Path, str]]:
+    """The kernel lab's sysrq dump of every pinned kernel it has made (tests/vmlab)."""
+    from tests.kernel_truth import KERNELS, lab_dump
+
+    out = []
+    for release, name in KERNELS.items():
+        path = lab_dump(release, "sysrq") / name
+        if path.exists():
+            out.append((path, f"lab {release} sysrq ({'-c -d31' if name.endswith('mdf') else 'ELF'})"))
+    return out
+
+
 def kernel_rows(runs: int, *, verbose: bool = True) -> tuple[list[str], list[list[str]], list[str]]:
-    """(headers, rows, notes) for every kernel fixture present."""
+    """(headers, rows, notes) for every kernel fixture present, then every lab kernel."""
     notes: list[str] = []
     use_drgn, why = drgn_available()
     if not use_drgn:
         notes.append(f"drgn: not available: {why}")
     rows = []
-    for path, label in DUMPS:
+    for path, label in [*DUMPS, *lab_dumps()]:
         if not path.exists():
             continue
         crash, crash_why = crash_setup(_release(path))

@@ -1,10 +1,11 @@
 """pmdb on the kernel lab's dumps against the guest's own /proc and console (kernel_truth).
 
-Linux 5.10 (Debian bullseye) is the oldest kernel pmdb opens: its VMCOREINFO does not
-name kallsyms (6.0 does), so these dumps test the scan of the kernel image too. Every
-answer is compared with what the guest recorded, never with a number written here.
-Skipped when the lab has not made the dumps (PMDB_LAB_CACHE says where they are;
-PMDB_REQUIRE_LAB_DUMPS=1 turns the skip into a failure).
+Every Debian kernel line the lab pins, from 5.10 (whose VMCOREINFO does not name kallsyms,
+so these dumps test the scan of the kernel image too) to 7.2, with the sysrq and null
+scenarios (and 5.10's bug and divide). Every answer is compared with what the guest
+recorded, never with a number written here. Skipped when the lab has not made the dumps
+(PMDB_LAB_CACHE says where they are); PMDB_REQUIRE_FIXTURES=1 (CI, which makes them first)
+or PMDB_REQUIRE_LAB_DUMPS=1 turns the skip into a failure.
 """
 
 from __future__ import annotations
@@ -24,13 +25,7 @@ from pmdb.target import Target
 from tests import kernel_truth as kt
 from tests.linux_session import run
 
-# every Debian kernel line the lab pins (tests/vmlab/kernels.toml), by the dump file to read:
-# makedumpfile's -d 31 dump where Debian 12's makedumpfile (1.7.2) knows the kernel's page
-# flags; QEMU's ELF dump where it does not (on 6.12 and later it drops slab pages, task
-# structs among them, as if they were free)
-FILTERED, WHOLE = "vmcore.mdf", "vmcore.elf"
-KERNELS = {"5.10.0-32-amd64": FILTERED, "6.1.0-57-amd64": FILTERED, "6.12.95+deb12-amd64": WHOLE,
-           "6.12.117+deb13-amd64": WHOLE, "7.2.13+deb14-amd64": WHOLE}
+KERNELS = kt.KERNELS
 CASES = [(release, scenario) for release in KERNELS for scenario in ("sysrq", "null")]
 CASES += [("5.10.0-32-amd64", "bug"), ("5.10.0-32-amd64", "divide")]
 IDS = [f"{release}/{scenario}" for release, scenario in CASES]
@@ -42,7 +37,7 @@ _OPEN: dict[Path, Target] = {}
 @pytest.fixture(params=CASES, ids=IDS)
 def lab(request: pytest.FixtureRequest) -> tuple[Path, Target]:
     """(the dump's folder, its makedumpfile dump opened once per run)."""
-    folder = kt.need_lab_dump(*request.param)
+    folder = kt.need_lab_dump(*request.param, name=KERNELS[request.param[0]])
     path = folder / KERNELS[request.param[0]]
     if path not in _OPEN:
         _OPEN[path] = open_target(str(path), config=Config())
