@@ -120,11 +120,16 @@ def build_module(cache: Path, kernel: Kernel) -> Path:
     log = kernel_dir(cache, kernel) / "module-build.log"
     log.write_text("")
     with building(final) as tmp:
-        # file-prefix-map: the module's DWARF names pmdblab.c, not the scratch dir
-        run(["chroot", root, "make", "-C", f"/usr/src/{headers.name}", f"M={inner}",
-             f"KCFLAGS=-ffile-prefix-map={inner}/=", "modules"],
-            f"building {MODULE}.ko for {kernel.release}", log,
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"})
+        # objtool (sid's) reads /proc/self/limits: the chroot needs /proc while it builds
+        run(["mount", "-t", "proc", "proc", root / "proc"], "mounting /proc in the chroot")
+        try:
+            # file-prefix-map: the module's DWARF names pmdblab.c, not the scratch dir
+            run(["chroot", root, "make", "-C", f"/usr/src/{headers.name}", f"M={inner}",
+                 f"KCFLAGS=-ffile-prefix-map={inner}/=", "modules"],
+                f"building {MODULE}.ko for {kernel.release}", log,
+                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"})
+        finally:
+            _umount_under(root)
         shutil.copy(work / f"{MODULE}.ko", tmp)
         shutil.copy(GUEST / f"{MODULE}.c", tmp)
         (tmp / "source.sha256").write_text(module_source_hash())

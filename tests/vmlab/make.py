@@ -52,12 +52,12 @@ def prepare(cache: Path, kernel: Kernel) -> tuple[Path, list[Path]]:
     return kimage, modules
 
 
-def probe(kimage: Path, initrd: Path, work: Path, how: str) -> float:
+def probe(kimage: Path, initrd: Path, work: Path, how: str, timeout: float) -> float:
     """Seconds from QEMU's start to the init's first marker under accelerator `how`."""
     mem, smp = guest_settings()
     guest = qemu.boot(kimage, initrd, f"{BASE_CMDLINE} pmdblab.scenario=probe", work, how, mem, smp)
     try:
-        return guest.wait("init marker", lambda: "pmdblab-init: init started" in guest.console_text(), 150)
+        return guest.wait("init marker", lambda: "pmdblab-init: init started" in guest.console_text(), timeout)
     finally:
         guest.stop()
 
@@ -129,7 +129,7 @@ def make(cache: Path, kernel: Kernel, scenario: Scenario, formats: list[str], fo
     mem, smp = guest_settings()
     with building(final) as out:
         initrd = initramfs.build(cache, out / "initramfs.cpio", modules)
-        how = accel.choose(cache, lambda a: probe(kimage, initrd, out, a))
+        how = accel.choose(cache, lambda a, t: probe(kimage, initrd, out, a, t))
         cmdline = " ".join([BASE_CMDLINE, *scenario.cmdline, f"pmdblab.scenario={scenario.name}"])
         say(f"{kernel.name} {scenario.name}: booting {kernel.release} ({how}, {mem}, {smp} CPUs)")
         guest = qemu.boot(kimage, initrd, cmdline, out, how, mem, smp)
@@ -151,6 +151,8 @@ def make(cache: Path, kernel: Kernel, scenario: Scenario, formats: list[str], fo
         times["dumps"] = round(time.monotonic() - t0, 1)
         for name in ("initramfs.cpio", "qmp.sock"):
             (out / name).unlink(missing_ok=True)
+        for fmt in made:
+            (out / FILES[fmt]).chmod(0o644)  # QEMU writes its dumps 0400
         shutil.copy(modules[-1], out / "pmdblab.ko")
         meta = {"kernel": kernel.name, "release": kernel.release, "version": kernel.version,
                 "suite": kernel.suite, "scenario": scenario.name, "cmdline": cmdline,

@@ -76,6 +76,8 @@ class Guest:
             except (LabError, OSError):
                 pass
             self._qmp.close()
+        else:
+            self.proc.terminate()
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:

@@ -1,9 +1,10 @@
 """The guest kernel's own account of itself, recorded just before the crash: the lab's oracle.
 
-The guest's init copies /proc (every task's stat, comm, stack and status, its threads under
-task/TID/, and slabinfo, meminfo, modules, mounts, interrupts, ...) into a tree, and sends it as
-a base64 tar.gz on the second serial port between two marker lines. `unpack_serial` turns that
-into a directory next to the dumps; `load_truth` reads the directory.
+The guest's init reads /proc (every task's stat, comm, stack and status, its threads' too, and
+slabinfo, meminfo, modules, mounts, interrupts, ...) with one busybox `head`, and sends that as
+base64 gzip on the second serial port between two marker lines. `unpack_serial` turns it into a
+directory tree next to the dumps (tasks/PID/stat, tasks/PID/task/TID/stack, meminfo, ...);
+`load_truth` reads the tree.
 
 Tasks the truth lists are those alive a moment before the trigger: the dump also has the
 trigger's own process, and transient ones (the collector's `cat`s) are in neither.
@@ -13,14 +14,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
+import gzip
 import re
-import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 BEGIN, END = "PMDBLAB-TRUTH-BEGIN", "PMDBLAB-TRUTH-END"
 PF_KTHREAD = 0x00200000
+HEAD_MARK = re.compile(r"(?:^|\n)==> (.+?) <==\n")
 STACK_LINE = re.compile(r"^\[<[0-9a-fx]+>\]\s+([^\s+]+)")
 
 
@@ -89,18 +90,46 @@ class Truth:
         return [t for lead in self.tasks.values() for t in (lead, *lead.threads)]
 
 
-def unpack_serial(serial_text: str, dest: Path) -> None:
-    """Decode the truth sent on the serial port into dest (a 'truth' dir is made inside)."""
+def split_head(text: str) -> dict[str, str]:
+    """busybox `head FILE...` output -> {path: content}; it writes "==> PATH <==" before each
+    file and a blank line between files."""
+    parts = HEAD_MARK.split(text)
+    out = {}
+    for i in range(1, len(parts) - 1, 2):
+        body = parts[i + 1]
+        out[parts[i]] = body[:-1] if i + 2 < len(parts) and body.endswith("\n") else body
+    return out
+
+
+def tree_path(guest_path: str) -> str | None:
+    """Where a guest file goes in the truth dir: tasks/PID/..., tasks/PID/task/TID/..., NAME."""
+    p = guest_path.split("/")
+    if p[1] == "proc" and p[2].isdigit():
+        if len(p) == 6 and p[3] == "task":
+            return None if p[4] == p[2] else f"tasks/{p[2]}/task/{p[4]}/{p[5]}"
+        return f"tasks/{p[2]}/{p[3]}" if len(p) == 4 else None
+    return p[-1]
+
+
+def unpack_serial(serial_text: str, dest: Path) -> Path:
+    """Decode the truth sent on the serial port into dest/truth; returns that dir."""
     start, stop = serial_text.find(BEGIN), serial_text.find(END)
     if start < 0 or stop < start:
         raise TruthError("the guest sent no complete truth (markers missing)")
     body = "".join(serial_text[start + len(BEGIN):stop].split())
     try:
-        blob = base64.b64decode(body, validate=True)
-        with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
-            tar.extractall(dest, filter="data")
-    except (binascii.Error, tarfile.TarError, EOFError, OSError) as e:
+        text = gzip.decompress(base64.b64decode(body, validate=True)).decode("utf-8", "replace")
+    except (binascii.Error, OSError, EOFError) as e:
         raise TruthError(f"the truth did not decode: {e}") from e
+    root = dest / "truth"
+    for guest_path, content in split_head(text).items():
+        rel = tree_path(guest_path)
+        if rel is not None:
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text(content)
+    if not (root / "tasks").is_dir():
+        raise TruthError("the truth lists no tasks")
+    return root
 
 
 def parse_stat(text: str) -> tuple[int, str, str, int, int]:
