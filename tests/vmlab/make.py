@@ -32,7 +32,10 @@ def dump_dir(cache: Path, kernel: Kernel, scenario: str) -> Path:
 def finished(directory: Path, formats: list[str]) -> bool:
     """Whether a set exists with every format asked for."""
     meta = directory / "meta.json"
-    return meta.exists() and set(formats) <= set(json.loads(meta.read_text())["formats"])
+    if not meta.exists():
+        return False
+    data = json.loads(meta.read_text())
+    return set(formats) <= set(data["formats"]) | set(data.get("unsupported", []))
 
 
 def guest_settings() -> tuple[str, int]:
@@ -157,7 +160,8 @@ def make(cache: Path, kernel: Kernel, scenario: Scenario, formats: list[str], fo
         meta = {"kernel": kernel.name, "release": kernel.release, "version": kernel.version,
                 "suite": kernel.suite, "scenario": scenario.name, "cmdline": cmdline,
                 "accel": how, "mem": mem, "smp": smp, "seconds": times,
-                "formats": {f: FILES[f] for f in made}, "qemu": qemu_version(),
+                "formats": {f: FILES[f] for f in made},
+                "unsupported": [f for f in formats if f not in made], "qemu": qemu_version(),
                 "made": time.strftime("%Y-%m-%d %H:%M:%S")}
         (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     say(f"{kernel.name} {scenario.name}: done: {final}")

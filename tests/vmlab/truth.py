@@ -93,12 +93,8 @@ class Truth:
 def split_head(text: str) -> dict[str, str]:
     """busybox `head FILE...` output -> {path: content}; it writes "==> PATH <==" before each
     file and a blank line between files."""
-    parts = HEAD_MARK.split(text)
-    out = {}
-    for i in range(1, len(parts) - 1, 2):
-        body = parts[i + 1]
-        out[parts[i]] = body[:-1] if i + 2 < len(parts) and body.endswith("\n") else body
-    return out
+    parts = HEAD_MARK.split(text)  # the pattern takes the blank line's newline with it
+    return {parts[i]: parts[i + 1] for i in range(1, len(parts) - 1, 2)}
 
 
 def tree_path(guest_path: str) -> str | None:
