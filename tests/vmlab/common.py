@@ -59,17 +59,26 @@ def building(final: Path) -> Iterator[Path]:
     """A temp dir next to `final`, renamed onto it only when the block succeeds.
 
     So a finished cache entry is either whole or absent: an interrupted run leaves only a
-    `.tmp-*` dir, which the next run removes.
+    `.tmp-*` dir, which the next run removes; a failed one leaves its logs in `.failed-*`.
     """
     tmp = final.with_name(f".tmp-{final.name}")
+    failed = final.with_name(f".failed-{final.name}")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
         yield tmp
+    except LabError as e:
+        # keep the logs (console.log, build logs) where the message points; drop big dumps
+        shutil.rmtree(failed, ignore_errors=True)
+        for dump in tmp.glob("vmcore*"):
+            dump.unlink()
+        tmp.rename(failed)
+        raise LabError(str(e).replace(str(tmp), str(failed))) from e
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    shutil.rmtree(failed, ignore_errors=True)
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
