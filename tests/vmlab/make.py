@@ -83,11 +83,15 @@ def crash(guest: qemu.Guest, scenario: Scenario) -> dict[str, object]:
     if scenario.host_nmi:
         guest.qmp().command("inject-nmi")
     alive_since: list[float] = []
+    panic_since: list[float] = []
 
     def panicked() -> bool:
         text = guest.console_text()
-        if qemu.panic_reason(text) is not None:
+        if qemu.panic_finished(text):
             return True
+        if qemu.panic_reason(text) is not None:  # no closing line: give it 3 s to finish
+            panic_since.append(time.monotonic())
+            return panic_since[-1] - panic_since[0] > 3
         if "pmdblab-init: still alive" in text:
             alive_since.append(time.monotonic())
             if alive_since[-1] - alive_since[0] > 10:

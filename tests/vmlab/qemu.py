@@ -148,9 +148,15 @@ def boot(kernel: Path, initrd: Path, cmdline: str, work: Path, accel: str,
 
 
 def panic_reason(console: str) -> str | None:
-    """The panic's reason once the kernel has finished printing it, else None."""
-    m = PANIC_END.search(console)
-    return m.group(1) if m else None
+    """The panic's reason once the kernel has printed it, else None."""
+    m = PANIC_END.search(console) or PANIC_LINE.search(console)
+    return m.group(1).strip() if m else None
+
+
+def panic_finished(console: str) -> bool:
+    """Whether panic() printed its closing line (5.10 does not when it panics in NMI or
+    double-fault context: that line stays in the NMI printk buffer)."""
+    return PANIC_END.search(console) is not None
 
 
 def dump_formats(guest: Guest) -> set[str]:
