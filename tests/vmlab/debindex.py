@@ -83,6 +83,12 @@ def download(url: str, dest: Path) -> None:
         with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
             while chunk := resp.read(1 << 20):
                 out.write(chunk)
+    except urllib.error.HTTPError as e:
+        tmp.unlink(missing_ok=True)
+        if e.code == 404:
+            raise LabError(f"{url} is gone from the archive (404): a pinned version was dropped? "
+                           f"see `python -m tests.vmlab available`") from e
+        raise LabError(f"download of {url} failed: {e}") from e
     except (urllib.error.URLError, OSError) as e:
         tmp.unlink(missing_ok=True)
         raise LabError(f"download of {url} failed: {e}") from e
