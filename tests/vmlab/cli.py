@@ -1,0 +1,127 @@
+"""`python -m tests.vmlab`: make real kernel crash dumps on demand (see README.md here)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from tests.vmlab import dumps, kernels, scenarios
+from tests.vmlab.chroot import build_module
+from tests.vmlab.common import LabError, cache_root, say
+from tests.vmlab.debindex import load_index
+from tests.vmlab.make import dump_dir, make
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    cache = cache_root()
+    print("kernels (tests/vmlab/kernels.toml):")
+    for k in kernels.load_kernels().values():
+        print(f"  {k.name:9} {k.release:24} {k.version:22} {k.dist}")
+    print("scenarios:")
+    for s in scenarios.SCENARIOS.values():
+        print(f"  {s.name:14} {s.why}")
+    print(f"formats: {', '.join(dumps.FILES)} (aliases: {', '.join(dumps.ALIASES)})")
+    print(f"made, in {cache / 'dumps'}:")
+    for k in kernels.load_kernels().values():
+        for s in scenarios.SCENARIOS:
+            meta = dump_dir(cache, k, s) / "meta.json"
+            if meta.exists():
+                m = json.loads(meta.read_text())
+                print(f"  {k.name:9} {s:14} {m['seconds']['panic']:6.1f} s  {' '.join(m['formats'])}")
+    return 0
+
+
+def cmd_available(args: argparse.Namespace) -> int:
+    """What the archive holds today for a kernel's dist: to update a pin that has gone."""
+    cache = cache_root()
+    for k in kernels.select(args.kernel):
+        index = load_index(cache, k.archive, k.dist, refresh=True)
+        found = sorted((p.name, p.version) for name, pkgs in index.items() for p in pkgs
+                       if name.startswith("linux-image-") and name.endswith("-amd64")
+                       and "cloud" not in name and "-rt-" not in name and "dbg" not in name)
+        print(f"{k.name} ({k.dist}), pinned {k.release} {k.version}:")
+        for name, version in found:
+            print(f"  {name.removeprefix('linux-image-'):28} {version}")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    """Everything before a boot: packages, the suite chroot, the module."""
+    cache = cache_root()
+    for k in kernels.select(args.kernel):
+        kernels.fetch_image(cache, k)
+        print(build_module(cache, k))
+    return 0
+
+
+def cmd_make(args: argparse.Namespace) -> int:
+    cache = cache_root()
+    formats = dumps.parse_formats(args.formats)
+    failed = 0
+    for k in kernels.select(args.kernel):
+        for s in scenarios.select(args.scenario):
+            try:
+                print(make(cache, k, s, formats, force=args.force))
+            except LabError as e:
+                say(f"FAILED {k.name} {s.name}: {e}")
+                failed += 1
+    return 1 if failed else 0
+
+
+def cmd_path(args: argparse.Namespace) -> int:
+    """The cached path of a set, its truth, or one dump; exit 1 when it is not made."""
+    cache = cache_root()
+    (k,) = kernels.select(args.kernel)
+    (s,) = scenarios.select(args.scenario)
+    d = dump_dir(cache, k, s.name)
+    if args.format is None:
+        path = d
+    elif args.format in ("truth", "console", "meta"):
+        path = d / {"truth": "truth", "console": "console.log", "meta": "meta.json"}[args.format]
+    elif args.format in dumps.FILES:
+        path = d / dumps.FILES[args.format]
+    else:
+        raise LabError(f"unknown format {args.format!r}; known: {', '.join(dumps.FILES)}, truth, console, meta")
+    if not (d / "meta.json").exists() or not path.exists():
+        say(f"not made: {path} (run: python -m tests.vmlab make {k.name} {s.name})")
+        return 1
+    print(path)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tests.vmlab",
+                                description="Real Linux crash dumps of pinned Debian kernels, made under QEMU.")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="pinned kernels, scenarios, formats and the sets made")
+    a = sub.add_parser("available", help="the kernel versions the archive holds now")
+    a.add_argument("kernel", help="kernel name(s), comma list, or all")
+    f = sub.add_parser("fetch", help="download a kernel and build the module for it")
+    f.add_argument("kernel", help="kernel name(s), comma list, or all")
+    m = sub.add_parser("make", help="make dump sets (reuses finished ones)")
+    m.add_argument("kernel", help="kernel name(s), comma list, or all")
+    m.add_argument("scenario", help="scenario name(s), comma list, or all")
+    m.add_argument("--formats", default="all", help="comma list of formats/aliases (default all)")
+    m.add_argument("--force", action="store_true", help="make the set again even if finished")
+    q = sub.add_parser("path", help="print a made set's path (or one file's)")
+    q.add_argument("kernel")
+    q.add_argument("scenario")
+    q.add_argument("format", nargs="?", help="a dump format, or truth, console, meta")
+    return p
+
+
+COMMANDS = {"list": cmd_list, "available": cmd_available, "fetch": cmd_fetch, "make": cmd_make,
+            "path": cmd_path}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except LabError as e:
+        print(f"vmlab: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("vmlab: interrupted (unfinished sets are left as .tmp-* and redone next time)", file=sys.stderr)
+        return 130

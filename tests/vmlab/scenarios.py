@@ -1,0 +1,48 @@
+"""The ways the lab's guests die: each scenario's kernel arguments and what triggers it.
+
+The guest's init (guest/init) reads pmdblab.scenario= and pulls the trigger itself, except for
+`nmi`, where the host injects the NMI over QMP once the truth is out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tests.vmlab.common import LabError
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    why: str                  # one line for `list`
+    cmdline: tuple[str, ...]  # kernel arguments beyond the lab's common ones
+    host_nmi: bool = False    # the host sends an NMI after the truth arrives
+    grace: int = 60           # seconds from the trigger to the panic, at most (TCG)
+
+
+SCENARIOS = {s.name: s for s in [
+    Scenario("sysrq", "echo c > /proc/sysrq-trigger (sysrq_handle_crash)", ()),
+    Scenario("null", "NULL pointer store in a module's ioctl; oops=panic", ()),
+    Scenario("bug", "BUG_ON() in a module's ioctl; oops=panic", ()),
+    Scenario("divide", "integer divide by zero in a module's ioctl; oops=panic", ()),
+    Scenario("softlockup", "a module spins with preemption off; softlockup_panic=1",
+             ("softlockup_panic=1", "watchdog_thresh=3"), grace=120),
+    Scenario("hungtask", "a task sleeps in D state; hung_task_panic=1, 2 s timeout",
+             ("hung_task_panic=1",), grace=120),
+    Scenario("oom", "a process eats all memory; vm.panic_on_oom=1", (), grace=180),
+    Scenario("nmi", "QMP inject-nmi with unknown_nmi_panic=1", ("unknown_nmi_panic=1",),
+             host_nmi=True),
+    Scenario("stackoverflow", "unbounded recursion in a module hits the vmap stack guard", ()),
+]}
+
+
+def select(names: str) -> list[Scenario]:
+    """Scenarios named by a comma list, or 'all'."""
+    if names == "all":
+        return list(SCENARIOS.values())
+    out = []
+    for name in names.split(","):
+        if name not in SCENARIOS:
+            raise LabError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+        out.append(SCENARIOS[name])
+    return out
