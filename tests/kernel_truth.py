@@ -26,11 +26,11 @@ import pytest
 from pmdb.os.linux.slab.slub import slub_model
 from pmdb.target import Target
 from tests.linux_session import PsRow, parse_ps, run
+from tests.vmlab.truth import Task, load_truth
 
 T = TypeVar("T")
 
 LAB_CACHE = Path(os.environ.get("PMDB_LAB_CACHE", "~/.cache/pmdb-lab")).expanduser()
-_STACK_LINE = re.compile(r"^\[<[0-9a-fx]+>\]\s+([^\s+]+)")
 _FRAME = re.compile(r"^\[?\s*[0-9a-f]+\s+([^\s+(]+)")
 _STATE = {"R": "RU", "S": "IN", "D": "UN", "T": "ST", "t": "TR", "Z": "ZO", "X": "DE", "I": "ID"}
 _COMM_LEN = 16              # TASK_COMM_LEN, with its NUL
@@ -63,15 +63,6 @@ def need_lab_dump(release: str, scenario: str, name: str = "vmcore.mdf") -> Path
     return folder
 
 
-@dataclass(frozen=True)
-class TruthTask:
-    pid: int
-    ppid: int
-    state: str       # /proc's letter
-    comm: str
-    stack: tuple[str, ...]  # function names, innermost first
-
-
 @dataclass
 class Agreement:
     """What matched, and each difference as one readable line."""
@@ -85,42 +76,9 @@ class Agreement:
 
 # -- the truth ---------------------------------------------------------------------
 
-def truth_tasks(truth: Path) -> dict[int, TruthTask]:
-    """Every task /proc listed (threads included), by pid."""
-    out = {}
-    for stat in sorted(truth.glob("tasks/*/stat")) + sorted(truth.glob("tasks/*/task/*/stat")):
-        text = stat.read_text(errors="replace")
-        if not text.strip():
-            continue                  # it exited while the guest was recording
-        head, _, rest = text.rpartition(")")
-        pid, _, comm = head.partition(" (")
-        fields = rest.split()
-        stack_file = stat.parent / "stack"
-        stack = stack_file.read_text(errors="replace") if stack_file.exists() else ""
-        names = tuple(m.group(1) for line in stack.splitlines() if (m := _STACK_LINE.match(line)))
-        out[int(pid)] = TruthTask(int(pid), int(fields[1]), fields[0], comm, names)
-    return out
-
-
-def truth_slabs(truth: Path) -> dict[str, int]:
-    """/proc/slabinfo's caches: name -> object size."""
-    out = {}
-    for line in (truth / "slabinfo").read_text().splitlines():
-        if line.startswith(("slabinfo", "#")) or not line.strip():
-            continue
-        f = line.split()
-        out[f[0]] = int(f[3])
-    return out
-
-
-def truth_modules(truth: Path) -> dict[str, int]:
-    """/proc/modules: name -> load address."""
-    out = {}
-    for line in (truth / "modules").read_text().splitlines():
-        f = line.split()
-        if len(f) >= 6:
-            out[f[0]] = int(f[5], 16)
-    return out
+def truth_tasks(truth: Path) -> dict[int, Task]:
+    """Every task /proc listed (threads included), by its own id."""
+    return {t.tid: t for t in load_truth(truth).all_tasks()}
 
 
 def console_messages(dump_dir: Path) -> list[str]:
@@ -207,7 +165,7 @@ def compare_stacks(target: Target, truth: Path) -> Agreement:
                           [_function(target, n) for n in have]):
             agree.matched += 1
         else:
-            agree.differences.append(f"pid {pid} ({task.comm}): /proc {list(task.stack)}, pmdb {have}")
+            agree.differences.append(f"pid {pid} ({task.comm}): /proc {task.stack}, pmdb {have}")
     return agree
 
 
@@ -230,7 +188,7 @@ def compare_kmastat(target: Target, truth: Path) -> Agreement:
     aliases out the same way), and slabinfo's <objsize>, which is the slot size
     (``kmem_cache.size``; cache_show()), equal to the slab model's. ::kmastat's OBJSIZE
     column is ``object_size``, as crash's ``kmem -s`` prints it."""
-    want = truth_slabs(truth)
+    want = {name: cache.objsize for name, cache in load_truth(truth).slabs.items()}
     names = [line.split()[1] for line in run(target, "::kmastat")[0].splitlines()[1:] if line.split()]
     slots = {c.name: c.size for c in slub_model(target).caches()}
     agree = Agreement()
@@ -246,7 +204,7 @@ def compare_kmastat(target: Target, truth: Path) -> Agreement:
 
 def compare_modules(target: Target, truth: Path) -> Agreement:
     """The kernel model's modules against /proc/modules: names and load addresses."""
-    want = truth_modules(truth)
+    want = {name: module.address for name, module in load_truth(truth).modules.items()}
     have = {m.name: m.base for m in target.os.modules()}
     agree = Agreement()
     for name, addr in sorted(want.items()):
