@@ -109,9 +109,9 @@ def _same_comm(pmdb: str, proc: str) -> bool:
 def compare_ps(target: Target, truth: Path) -> Agreement:
     """::ps against /proc/PID/stat: pid, ppid, state and comm of every task in both. A task
     on a CPU at the crash (``>``) was the recorder or the trigger a moment before: its
-    state is left out; so is that of a task runnable at the crash (RU) that /proc saw
-    asleep: a kernel thread woken between the record and the crash (a kworker, rcu_preempt)
-    still waits for a CPU."""
+    state is left out; so is a difference between running (RU) and a sleep: a kernel
+    thread woken between the record and the crash (a kworker, rcu_preempt) still waits for
+    a CPU, and one running on the other CPU then may sleep by the crash."""
     rows = _ps_rows(target)
     agree = Agreement()
     for pid, task in sorted(truth_tasks(truth).items()):
@@ -120,7 +120,7 @@ def compare_ps(target: Target, truth: Path) -> Agreement:
             continue                # exited between the record and the crash
         state = _STATE.get(task.state, task.state)
         comm = row.comm.strip("[]")
-        woken = row.state == "RU" and state in ("IN", "ID", "UN")
+        woken = "RU" in (row.state, state)      # ran, or was woken, between record and crash
         if row.ppid == task.ppid and (row.active or woken or row.state == state) and _same_comm(comm, task.comm):
             agree.matched += 1
         else:
@@ -219,7 +219,8 @@ def compare_modules(target: Target, truth: Path) -> Agreement:
 
 _TRACE_LINE = re.compile(r"^\s*(\?\s+)?([^\s+<>]+)\+(0x[0-9a-f]+)/0x[0-9a-f]+")
 _KERNEL_RIP = re.compile(r"RIP: 0010:([^\s+]+)\+(0x[0-9a-f]+)/")
-_C_FRAME = re.compile(r"^([^\s+(]+)\+(0x[0-9a-f]+)\(")
+_C_FRAME = re.compile(r"^([^\s+(]+)(?:\+(0x[0-9a-f]+))?\(")     # $c prints no +0x0
+_ENTRIES = ("asm_", "end_repeat_nmi")       # the entry code an exception frame follows
 
 
 def console_panic_trace(dump_dir: Path) -> tuple[list[tuple[str, int]], tuple[str, int] | None]:
@@ -260,19 +261,20 @@ def compare_panic_stack(target: Target, dump_dir: Path) -> Agreement:
     """The panic task's ``$c`` against the console's Call Trace: its reliable frames in
     order (the return addresses, so aliases and offsets agree), and, after an oops, the
     faulting or interrupted RIP as the frame right after the entry code (``asm_exc_*``,
-    ``asm_sysvec_*``)."""
+    ``asm_sysvec_*``, or the NMI entry's ``end_repeat_nmi``). A panic from NMI context prints
+    no Call Trace, only the interrupted RIP."""
     trace, rip = console_panic_trace(dump_dir)
     lines = run(target, "$c")[0].splitlines()
-    have = [(m.group(1), int(m.group(2), 16)) for line in lines if (m := _C_FRAME.match(line))]
+    have = [(m.group(1), int(m.group(2) or "0", 16)) for line in lines if (m := _C_FRAME.match(line))]
     pcs = [_pc(target, f) for f in have]
     agree = Agreement()
     if trace and is_subsequence([_pc(target, f) for f in trace], pcs):
         agree.matched += len(trace)
-    else:
+    elif trace or rip is None:
         agree.differences.append(f"console's Call Trace {trace} is not in $c {have}")
     if rip is not None:
         at = pcs.index(_pc(target, rip)) if _pc(target, rip) in pcs else -1
-        if at > 0 and have[at - 1][0].startswith("asm_"):   # asm_exc_*, asm_sysvec_*: the entry
+        if at > 0 and have[at - 1][0].startswith(_ENTRIES):
             agree.matched += 1
         else:
             agree.differences.append(f"the oops' RIP {rip} is not after an exception entry in $c {have}")

@@ -27,7 +27,11 @@ from tests.linux_session import run
 
 KERNELS = kt.KERNELS
 CASES = [(release, scenario) for release in KERNELS for scenario in ("sysrq", "null")]
-CASES += [("5.10.0-32-amd64", "bug"), ("5.10.0-32-amd64", "divide")]
+CASES += [("5.10.0-32-amd64", "bug"), ("5.10.0-32-amd64", "divide"),
+          # the panic on an IRQ stack found through 6.2-6.14's pcpu_hot; the walk through a
+          # stack overflow's #DF frame; a panic in NMI context
+          ("6.12.117+deb13-amd64", "softlockup"), ("6.1.0-57-amd64", "stackoverflow"),
+          ("7.2.13+deb14-amd64", "nmi")]
 IDS = [f"{release}/{scenario}" for release, scenario in CASES]
 _DIGITS = b"".join(bytes((c, 0)) for c in b"0123456789")
 

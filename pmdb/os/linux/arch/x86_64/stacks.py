@@ -47,10 +47,10 @@ def thread_size(lookup: Lookup) -> int:
 
 
 def irq_stack(mem: AddressSpace, lookup: Lookup, layout: KernelLayout, cpu: int,
-              size: int) -> StackRegion | None:
+              size: int, offsets: StructOffsets | None = None) -> StackRegion | None:
     """A CPU's hard-IRQ stack. Since 5.13 ``hardirq_stack_ptr`` points at the top word
     (which holds the interrupted stack pointer), before that at the top itself."""
-    var = lookup("hardirq_stack_ptr")
+    var = _hardirq_stack_ptr(lookup, offsets)
     if var is None:
         return None
     try:
@@ -61,6 +61,21 @@ def irq_stack(mem: AddressSpace, lookup: Lookup, layout: KernelLayout, cpu: int,
         return None           # a CPU that never came up
     top = ptr + 8 if ptr % 16 == 8 else ptr
     return StackRegion("IRQ", top - size, top, cpu)
+
+
+def _hardirq_stack_ptr(lookup: Lookup, offsets: StructOffsets | None) -> int | None:
+    """The per-CPU variable holding the IRQ stack pointer: its own (before 6.2, and again
+    since pcpu_hot was taken apart in 6.15), or ``pcpu_hot.hardirq_stack_ptr`` (6.2-6.14)."""
+    var = lookup("hardirq_stack_ptr")
+    if var is not None:
+        return var
+    hot = lookup("pcpu_hot")
+    if hot is None or offsets is None:
+        return None
+    try:
+        return hot + offsets.offsetof("pcpu_hot", "hardirq_stack_ptr")
+    except SymbolError:
+        return None
 
 
 def exception_stacks(mem: AddressSpace, lookup: Lookup, layout: KernelLayout,
@@ -118,7 +133,7 @@ def cpu_stacks(mem: AddressSpace, lookup: Lookup, layout: KernelLayout, offsets:
     """Every CPU's IRQ, exception and entry stacks that the dump lets us find."""
     out: list[StackRegion] = []
     for cpu in range(layout.nr_cpu_ids):
-        irq = irq_stack(mem, lookup, layout, cpu, size)
+        irq = irq_stack(mem, lookup, layout, cpu, size, offsets)
         if irq is not None:
             out.append(irq)
         if offsets is not None:

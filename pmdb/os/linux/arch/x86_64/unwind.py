@@ -260,7 +260,7 @@ class KernelUnwinder:
         else:
             raise _Stop(f"unknown ORC type {entry.type} for {self.describe(st.ip)}")
         self._find_bp(entry, sp, st, rd)
-        if frame.stack_name != "user":
+        if frame.stack_name != "user" and st.stack is not None:
             self._check_progress(st, prev_sp, prev_stack)
         return frame
 
@@ -312,6 +312,12 @@ class KernelUnwinder:
         if not user and not self.orc.is_text(ip):
             raise _Stop(f"saved registers at {sp:#x} hold rip {ip:#x}, not kernel text")
         st.ip, st.sp, st.regs, st.full, st.signal = ip, new_sp, regs, full, True
+        if not user and region is None:
+            # a #DF from a task that ran off its stack saves an rsp in the guard page below
+            # it: the interrupted frame is still shown, and its caller's frame may lie back
+            # on the stack (the next read says so when it does not)
+            st.stack = None
+            return Frame(0, ip, new_sp, regs=dict(regs), method="exception", exception=regs)
         if not user:
             self._enter(st, region)
         return Frame(0, ip, new_sp, regs=dict(regs), method="exception", exception=regs,
