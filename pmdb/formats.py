@@ -149,8 +149,9 @@ class _Lines:
         self.fields += 1
 
     def tab(self, stop: int = LABEL_COLUMN) -> None:
-        """To the next tab stop, at least one space on."""
-        self.cur += " " * (stop - len(self.cur) % stop)
+        """To the next tab stop, at least one space on (a stop of 0, from ``0t``, does nothing)."""
+        if stop > 0:
+            self.cur += " " * (stop - len(self.cur) % stop)
 
     def newline(self) -> None:
         self.lines.append(self.cur.rstrip())

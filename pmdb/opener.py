@@ -44,9 +44,11 @@ def open_target(path: str, *, config: Config, symbol_files: Sequence[str] = (),
         raise FormatError(f"{name}: {dump.kind} dumps are not supported yet")
     try:
         return build()
-    except FormatError:
+    except FormatError as err:
         dump.close()
-        raise
+        if str(err).startswith(f"{name}: "):
+            raise
+        raise FormatError(f"{name}: {err}") from None     # every open error names the file
     except (PmdbError, struct.error, ValueError, OverflowError) as err:
         # a note or header field that decodes to nonsense: still one line about the file
         dump.close()

@@ -20,7 +20,7 @@ from pmdb.commands.args import parse_options
 from pmdb.commands.context import Context, Handoff
 from pmdb.commands.registry import DcmdSpec, Registry
 from pmdb.config import Config
-from pmdb.errors import CommandError, FaultError, ParseError, PmdbError, SymbolError
+from pmdb.errors import CommandError, FaultError, ParseError, PmdbError, SymbolError, clip
 from pmdb.formats import parse_format, run_format
 from pmdb.language.ast import (
     AssignVerb,
@@ -105,11 +105,14 @@ class Session:
             return True
         if remember:
             self.last_line = text
-        text = self._crash_spelling(text)
         try:
+            text = self._crash_spelling(text)
             line = parse(text)
         except ParseError as err:
             self._report(err.caret(indent=len(REPORT_PREFIX)))
+            return False
+        except (KeyboardInterrupt, RecursionError, PmdbError, Exception) as err:
+            self._report_unexpected(err)     # a lexer or parser bug costs one line, not the session
             return False
         ok = True
         for pipeline, source in zip(line.pipelines, pipeline_sources(text, line.pipelines), strict=True):
@@ -156,19 +159,25 @@ class Session:
             return True
         except QuitRequest:
             raise
-        except PmdbError as err:
-            self._report(str(err))
-        except KeyboardInterrupt:
-            self._report("interrupted")
         except BrokenPipeError:
             return True
-        except RecursionError:
-            self._report("internal error: recursion too deep (the data may be cyclic)")
-        except Exception as err:  # a bug: one line, the traceback only when asked for
-            self._report(f"internal error: {type(err).__name__}: {err}")
-            if os.environ.get("PMDB_DEBUG"):
-                traceback.print_exc(file=self.stderr)
+        except (KeyboardInterrupt, Exception) as err:
+            self._report_unexpected(err)
         return False
+
+    def _report_unexpected(self, err: BaseException) -> None:
+        """What stopped a command, as one line: pmdb's own errors as they are, ^C, and a bug as
+        ``internal error`` (its traceback only with PMDB_DEBUG set)."""
+        if isinstance(err, PmdbError):
+            self._report(str(err))
+        elif isinstance(err, KeyboardInterrupt):
+            self._report("interrupted")
+        elif isinstance(err, RecursionError):
+            self._report("internal error: recursion too deep (the data may be cyclic)")
+        else:
+            self._report(f"internal error: {type(err).__name__}: {clip(str(err))}")
+            if os.environ.get("PMDB_DEBUG"):
+                traceback.print_exception(err, file=self.stderr)
 
     def _report(self, message: str) -> None:
         self.failed = True

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pmdb.errors import CorruptionError, FormatError, PmdbError
+from pmdb.errors import CorruptionError, FormatError, PmdbError, quote
 from pmdb.memory.space import AddressSpace
 from pmdb.types.btf import BtfTypes
 from pmdb.types.model import Type
@@ -101,11 +101,11 @@ def module_btfs(space: AddressSpace, vmlinux: BtfTypes,
         name = space.read(btf + off_name, name_len).split(b"\0")[0].decode("utf-8", "replace")
         data, size = space.ptr(btf + off_data), space.u32(btf + off_size)
         if not 0 < size <= _MAX_BTF:
-            raise CorruptionError(btf, f"module {name!r} has a BTF of {size} bytes")
+            raise CorruptionError(btf, f"module {quote(name)} has a BTF of {size} bytes")
         try:
             types = BtfTypes(space, vmlinux, offset=data, size=size)
         except FormatError as err:
-            raise FormatError(f"module {name!r}: {err}") from None
+            raise FormatError(f"module {quote(name)}: {err}") from None
         out.append(ModuleBtf(name, btf, types))
         node = space.ptr(node)
     return out
