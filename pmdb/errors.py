@@ -67,6 +67,14 @@ class CorruptionError(PmdbError):
         super().__init__(f"corrupt data at {address:#x}: {why}")
 
 
+class LimitError(PmdbError):
+    """A command stopped by one of pmdb.toml's ``[limits]``: it says which, and how to raise it."""
+
+    def __init__(self, option: str, value: int, what: str) -> None:
+        self.option = option
+        super().__init__(f"stopped after {value} {what}: the limit {option} (raise it in pmdb.toml)")
+
+
 class ParseError(PmdbError):
     """A command line that does not parse; ``offset`` points at the bad character."""
 

@@ -20,7 +20,7 @@ from pmdb.commands.args import parse_options
 from pmdb.commands.context import Context, Handoff
 from pmdb.commands.registry import DcmdSpec, Registry
 from pmdb.config import Config
-from pmdb.errors import CommandError, FaultError, ParseError, PmdbError, SymbolError, clip
+from pmdb.errors import CommandError, FaultError, LimitError, ParseError, PmdbError, SymbolError, clip
 from pmdb.formats import parse_format, run_format
 from pmdb.language.ast import (
     AssignVerb,
@@ -191,7 +191,8 @@ class Session:
         carrying the error that stopped the pipeline, if one did)."""
         captured = io.StringIO() if pipeline.shell is not None else None
         out = Output(captured if captured is not None else stream, json_mode=self.json_mode,
-                     color=False if pipeline.shell is not None else self._color(), command=source)
+                     color=False if pipeline.shell is not None else self._color(), command=source,
+                     max_lines=self.config.get("limits.max_lines"))
         handoffs: list[Handoff] | None = None
         last = len(pipeline.stages) - 1
         try:
@@ -223,7 +224,14 @@ class Session:
             self.dot = h.addr
             addr = self._eval(stage.addr) if stage.addr is not None else h.addr
             results += self._call(stage, addr, h.type, count, count_given, out, piped, True, n == 0, state)
+            self.check_items(len(results))
         return results
+
+    def check_items(self, n: int) -> None:
+        """LimitError when a stage has handed on more than limits.max_items addresses."""
+        limit = self.config.get("limits.max_items")
+        if n > limit:
+            raise LimitError("limits.max_items", limit, "addresses handed on")
 
     def _count(self, stage: Stage) -> tuple[int, bool]:
         if stage.count is None:
@@ -285,6 +293,7 @@ class Session:
                           piped=ctx.piped, type=h.type, argv=positional)
             _bind_call(spec, sub, positional, options)
             ctx.handoffs += sub.handoffs
+            self.check_items(len(ctx.handoffs))
 
     def _shell(self, command: str, text: str, stream: IO[str]) -> None:
         try:

@@ -1,0 +1,205 @@
+"""Fuzz targets for the file parsers: bytes in, a Dump (or a clean FormatError) out.
+
+Seeds are the heads of the real fixture dumps (headers, notes, bitmaps and page
+descriptors live in the first kilobytes) and the fixtures' VMCOREINFO texts.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from pathlib import Path
+
+from pmdb.cache import Cache
+from pmdb.dumps import zst
+from pmdb.dumps.detect import _elf
+from pmdb.dumps.flattened import FlattenedSource
+from pmdb.dumps.kdump import KdumpFile
+from pmdb.dumps.kdump_pages import PageDescriptor, decompress_page
+from pmdb.dumps.vmcoreinfo import VmcoreInfo
+from pmdb.errors import FaultError
+from tests.conftest import FIXTURES, USER_CORES
+from tests.fuzz.harness import CORPUS, FuzzTarget, expect_pmdb_errors
+
+KASLR = FIXTURES / "linux-6.1-x86_64"
+HEAD = 64 << 10
+
+
+class BytesSource:
+    """A dump file held in memory (what FileSource is for a path)."""
+
+    def __init__(self, data: bytes, path: str = "fuzz.dump") -> None:
+        self.data, self.path, self.size = data, path, len(data)
+
+    def read_at(self, offset: int, n: int) -> bytes:
+        if offset < 0 or n < 0 or offset + n > self.size:
+            raise FaultError(offset, n, "past the end of the fuzz input")
+        return self.data[offset:offset + n]
+
+    def close(self) -> None:
+        pass
+
+
+def _head(path: Path, n: int = HEAD) -> bytes:
+    if not path.exists():
+        return b""
+    with open(path, "rb") as f:
+        return f.read(n)
+
+
+@functools.cache
+def _elf_vmcore_head() -> bytes:
+    src = KASLR / "vmcore.elf.zst"
+    if not src.exists():
+        return b""
+    import zstandard
+
+    with open(src, "rb") as f:
+        return zstandard.ZstdDecompressor().stream_reader(f).read(HEAD)
+
+
+def _kept(name: str) -> list[bytes]:
+    """The committed corpus of a target (tests/data/fuzz/NAME/*, raw inputs)."""
+    folder = CORPUS / name
+    return [p.read_bytes() for p in sorted(folder.glob("*")) if p.is_file() and p.suffix != ".json"] \
+        if folder.is_dir() else []
+
+
+# -- ELF cores: header, program headers, notes (NT_PRSTATUS, NT_FILE, VMCOREINFO) -----------
+
+def run_elf(data: bytes) -> None:
+    def go() -> None:
+        dump = _elf("fuzz.core", BytesSource(data, "fuzz.core"), None, None)   # type: ignore[arg-type]
+        if dump.kind == "user-core":
+            from pmdb.os.user.process import UserProcess
+
+            proc = UserProcess(dump, max_frames=8)   # type: ignore[arg-type]
+            for t in proc.threads():
+                _ = t.registers
+            proc.mappings()
+        else:
+            dump.ranges()
+            VmcoreInfo.parse(getattr(dump, "vmcoreinfo", ""))
+        for seg in dump.space().segments[:4]:       # type: ignore[attr-defined]
+            expect_pmdb_errors(lambda lo=seg.start: dump.space().read(lo, 64))
+    expect_pmdb_errors(go)
+
+
+def seeds_elf() -> list[bytes]:
+    cores = sorted(USER_CORES.glob("*.core")) if USER_CORES.exists() else []
+    return [s for s in [_elf_vmcore_head()] + [_head(c, 16 << 10) for c in cores] if s] + _kept("elf")
+
+
+# -- compressed kdump: header, sub-header, bitmaps, page descriptors, pages -------------------
+
+def run_kdump(data: bytes) -> None:
+    def go() -> None:
+        dump = KdumpFile(BytesSource(data))
+        VmcoreInfo.parse(dump.vmcoreinfo)
+        for lo, hi in dump.ranges()[:8]:
+            for addr in (lo, hi - 4096):
+                expect_pmdb_errors(lambda addr=addr: dump.space().read(addr, 4096))
+    expect_pmdb_errors(go)
+
+
+def seeds_kdump() -> list[bytes]:
+    return [s for s in (_head(KASLR / "dump.202611221942"), _head(KASLR / "vmcore.kdump-zlib"),
+                        _head(FIXTURES / "linux-6.1-x86_64-slub" / "dump.202611222031")) if s] + _kept("kdump")
+
+
+# -- flattened (makedumpfile -F) records ---------------------------------------------------
+
+def run_flattened(data: bytes) -> None:
+    def go() -> None:
+        src = FlattenedSource("fuzz.flat", BytesSource(data))    # type: ignore[arg-type]
+        for off in (0, 4096, src.size // 2, max(src.size - 64, 0)):
+            expect_pmdb_errors(lambda off=off: src.read_at(off, 64))
+        run_kdump(src.read_at(0, min(src.size, HEAD)) if src.size else b"")
+    expect_pmdb_errors(go)
+
+
+def seeds_flattened() -> list[bytes]:
+    return [s for s in (_head(KASLR / "vmcore.flat"),) if s] + _kept("flattened")
+
+
+# -- one stored page, each compression method ------------------------------------------------
+
+_METHODS = (0, 1, 2, 4, 0x20)            # raw, zlib, lzo, snappy, zstd flag bits
+
+
+def run_kdump_page(data: bytes) -> None:
+    if not data:
+        return
+    flags = _METHODS[data[0] % len(_METHODS)]
+    body = data[1:]
+    desc = PageDescriptor(0, len(body), flags, 0)
+    expect_pmdb_errors(lambda: decompress_page(body, desc, 4096, 0x1000))
+
+
+def seeds_kdump_page() -> list[bytes]:
+    import zlib
+
+    import cramjam
+    import lzallright
+    import zstandard
+
+    page = bytes(range(256)) * 8 + bytes(2048)
+    return [b"\0" + page, b"\1" + zlib.compress(page), b"\2" + lzallright.LZOCompressor().compress(page),
+            b"\3" + bytes(cramjam.snappy.compress_raw(page)), b"\4" + zstandard.compress(page)] + _kept("kdump-page")
+
+
+# -- .zst dumps: decompressed into the cache -------------------------------------------------
+
+def run_zstd(data: bytes) -> None:
+    with tempfile.TemporaryDirectory(prefix="pmdb-fuzz-") as tmp:
+        path = os.path.join(tmp, "dump.zst")
+        with open(path, "wb") as f:
+            f.write(data)
+        expect_pmdb_errors(lambda: zst.decompressed(path, Cache(Path(tmp) / "cache", 64 << 20)))
+
+
+def seeds_zstd() -> list[bytes]:
+    import zstandard
+
+    head = _elf_vmcore_head()[:8192] or bytes(8192)
+    return [zstandard.compress(head), zstandard.ZstdCompressor(write_content_size=False).compress(head)] \
+        + _kept("zstd")
+
+
+# -- VMCOREINFO text -------------------------------------------------------------------------
+
+def run_vmcoreinfo(data: bytes) -> None:
+    def go() -> None:
+        info = VmcoreInfo.parse(data)
+        for key in info.raw:
+            info.raw.get(key)
+        _ = info.kernel_offset, info.page_size, info.crash_time, info.build_id
+        from pmdb.symbols.kallsyms import KallsymsTables
+
+        KallsymsTables.from_vmcoreinfo(info)
+        from pmdb.os.linux.printk.ring import RingLayout
+
+        RingLayout.from_vmcoreinfo(info)
+    expect_pmdb_errors(go)
+
+
+def seeds_vmcoreinfo() -> list[bytes]:
+    texts = [p / "vmcoreinfo.txt" for p in sorted(FIXTURES.glob("linux-*"))] if FIXTURES.exists() else []
+    return [t.read_bytes() for t in texts if t.exists()] + _kept("vmcoreinfo")
+
+
+
+TARGETS = [
+    FuzzTarget("elf", "ELF cores and vmcores: header, program headers, notes, NT_PRSTATUS, NT_FILE",
+               run_elf, seeds_elf),
+    FuzzTarget("kdump", "compressed kdump: header, sub-header, bitmaps, page descriptors, pages",
+               run_kdump, seeds_kdump),
+    FuzzTarget("flattened", "makedumpfile's flattened format: records rebuilt into a kdump",
+               run_flattened, seeds_flattened),
+    FuzzTarget("kdump-page", "one stored kdump page: raw, zlib, lzo, snappy, zstd",
+               run_kdump_page, seeds_kdump_page),
+    FuzzTarget("zstd", ".zst dumps decompressed into the cache", run_zstd, seeds_zstd),
+    FuzzTarget("vmcoreinfo", "VMCOREINFO text, its typed families and what reads it first",
+               run_vmcoreinfo, seeds_vmcoreinfo),
+]
