@@ -98,7 +98,8 @@ def regions_kallsyms(t: Target) -> list[Region]:
     names = ("kallsyms_num_syms", "kallsyms_relative_base", "kallsyms_token_table",
              "kallsyms_token_index", "kallsyms_names", "kallsyms_offsets")
     sizes = (8, 8, 0x400, 0x200, 0x2000, 0x1000)
-    return [(_sym(t, n), s) for n, s in zip(names, sizes, strict=True)]
+    info = kernel_of(t).km.info        # the tables' own names are not in kallsyms: VMCOREINFO's
+    return [(info.symbol(n), s) for n, s in zip(names, sizes, strict=True)]
 
 
 def regions_btf(t: Target) -> list[Region]:

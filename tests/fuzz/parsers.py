@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pmdb.cache import Cache
 from pmdb.dumps import zst
+from pmdb.dumps.base import FileSource
 from pmdb.dumps.detect import _elf
 from pmdb.dumps.flattened import FlattenedSource
 from pmdb.dumps.kdump import KdumpFile
@@ -39,6 +40,32 @@ class BytesSource:
 
     def close(self) -> None:
         pass
+
+
+class HeadOver:
+    """A real dump file whose first bytes are the fuzz input: headers, bitmaps and descriptors
+    are damaged while the pages they point at are still there to read."""
+
+    def __init__(self, head: bytes, path: Path) -> None:
+        self.head, self.path = head, str(path)
+        self.file = _fixture_file(path)
+        self.size = max(self.file.size, len(head))
+
+    def read_at(self, offset: int, n: int) -> bytes:
+        if offset < 0 or n < 0 or offset + n > self.size:
+            raise FaultError(offset, n, "past the end of the fuzz input")
+        if offset >= len(self.head):
+            return self.file.read_at(offset, n)
+        inside = self.head[offset:offset + n]
+        return inside + (self.file.read_at(offset + len(inside), n - len(inside)) if len(inside) < n else b"")
+
+    def close(self) -> None:
+        pass                 # the fixture stays open for the next input
+
+
+@functools.cache
+def _fixture_file(path: Path) -> FileSource:
+    return FileSource(str(path))
 
 
 def _head(path: Path, n: int = HEAD) -> bytes:
@@ -93,9 +120,16 @@ def seeds_elf() -> list[bytes]:
 
 # -- compressed kdump: header, sub-header, bitmaps, page descriptors, pages -------------------
 
+KDUMP = KASLR / "dump.202611221942"
+
+
 def run_kdump(data: bytes) -> None:
+    """The input is the head of the real kdump (4 KiB header, sub-header, bitmaps,
+    descriptors); the rest of the file is the fixture's, so damaged descriptors still
+    point at real compressed pages."""
     def go() -> None:
-        dump = KdumpFile(BytesSource(data))
+        src = HeadOver(data, KDUMP) if KDUMP.exists() and len(data) >= 8192 else BytesSource(data)
+        dump = KdumpFile(src)
         VmcoreInfo.parse(dump.vmcoreinfo)
         for lo, hi in dump.ranges()[:8]:
             for addr in (lo, hi - 4096):
@@ -104,18 +138,21 @@ def run_kdump(data: bytes) -> None:
 
 
 def seeds_kdump() -> list[bytes]:
-    return [s for s in (_head(KASLR / "dump.202611221942"), _head(KASLR / "vmcore.kdump-zlib"),
-                        _head(FIXTURES / "linux-6.1-x86_64-slub" / "dump.202611222031")) if s] + _kept("kdump")
+    return [s for s in (_head(KDUMP), _head(KDUMP, 8192)) if s] + _kept("kdump")
 
 
 # -- flattened (makedumpfile -F) records ---------------------------------------------------
 
 def run_flattened(data: bytes) -> None:
     def go() -> None:
-        src = FlattenedSource("fuzz.flat", BytesSource(data))    # type: ignore[arg-type]
+        flat = KASLR / "vmcore.flat"
+        raw = HeadOver(data, flat) if flat.exists() and len(data) >= 8192 else BytesSource(data)
+        src = FlattenedSource("fuzz.flat", raw)    # type: ignore[arg-type]
         for off in (0, 4096, src.size // 2, max(src.size - 64, 0)):
             expect_pmdb_errors(lambda off=off: src.read_at(off, 64))
-        run_kdump(src.read_at(0, min(src.size, HEAD)) if src.size else b"")
+        dump = KdumpFile(src)
+        for lo, _hi in dump.ranges()[:4]:
+            expect_pmdb_errors(lambda lo=lo: dump.space().read(lo, 4096))
     expect_pmdb_errors(go)
 
 

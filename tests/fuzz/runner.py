@@ -103,6 +103,10 @@ def run_random(target: FuzzTarget, runs: int, seconds: float, seed: int, crashes
     """Seeds first, then mutants of seeds and of recent inputs, until runs or seconds are used."""
     rng = random.Random(seed)
     pool = [s[:MAX_LEN] for s in target.seeds()] or [b""]
+    try:
+        target.run(pool[0])        # warm up: the base dump opens outside the time per input
+    except Exception:              # noqa: BLE001 - counted again below
+        pass
     stats = Stats()
     deadline = time.monotonic() + seconds if seconds else None
     for s in pool:
