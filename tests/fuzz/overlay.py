@@ -67,3 +67,15 @@ def patched_kernel(base: Target, patches: Mapping[int, bytes]) -> Target:
     damaged = LinuxKernel(kernel.dump, km, kernel.types, path=kernel.path)
     return Target(path=base.path, arch=base.arch, memory=space, symbols=base.symbols,
                   types=base.types, os=damaged, kind="vmcore")
+
+
+def open_physically_patched(path: str, patches: Mapping[int, bytes], cache: Any) -> Target:
+    """A kernel dump opened with ``patches`` applied to its *physical* memory, below the page
+    tables: everything read at open (kallsyms, BTF, ORC) sees them, as if the file held them."""
+    from pmdb.dumps.detect import open_dump
+    from pmdb.opener import _open_vmcore
+
+    dump = open_dump(path, cache)
+    damaged = Overlay(dump.space(), patches)
+    dump.space = lambda: damaged            # type: ignore[method-assign]
+    return _open_vmcore(dump, path, cache)
