@@ -72,7 +72,7 @@ def _replay(paths: list[Path]) -> int:
             target = targets[record["target"]]
             try:
                 if "patches" in record and target.replay is not None:
-                    target.replay(patches_from_json(record["patches"]))
+                    target.replay(patches_from_json(record["patches"], target.base()))
                 else:
                     target.run(path.with_suffix(".bin").read_bytes())
                 print(f"{path}: ok")

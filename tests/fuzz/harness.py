@@ -39,6 +39,7 @@ class FuzzTarget:
     fixture: Path | None = None               # the dump it needs (skipped when absent)
     patches: Callable[[bytes], Patches] | None = None   # in-dump targets: bytes -> patches
     replay: Callable[[Patches], None] | None = None     # in-dump targets: run on patches
+    base: Callable[[], Target] | None = None             # in-dump targets: the intact dump
     tags: tuple[str, ...] = field(default=())
 
 
@@ -130,15 +131,21 @@ def patches_to_json(patches: Patches) -> list[dict[str, str]]:
 
 
 def patches_from_json(items: Sequence[dict[str, str]], target: Target | None = None) -> Patches:
-    """Patches as kept in the corpus: ``address``, or ``symbol`` plus ``offset``, and hex ``bytes``."""
+    """Patches as kept in the corpus: where (``address``, or ``symbol`` plus ``offset``) and
+    what (hex ``bytes``, or ``pointer_to`` a symbol: its address as 8 little-endian bytes)."""
     out: Patches = {}
     for item in items:
-        if "symbol" in item:
-            assert target is not None, "a symbol patch needs the target"
-            sym = target.symbols.lookup(item["symbol"])
-            assert sym is not None, item["symbol"]
-            addr = sym.addr + int(str(item.get("offset", "0")), 0)
+        addr = _symbol(target, item["symbol"]) + int(str(item.get("offset", "0")), 0) \
+            if "symbol" in item else int(item["address"], 16)
+        if "pointer_to" in item:
+            out[addr] = _symbol(target, item["pointer_to"]).to_bytes(8, "little")
         else:
-            addr = int(item["address"], 16)
-        out[addr] = bytes.fromhex(item["bytes"])
+            out[addr] = bytes.fromhex(item["bytes"])
     return out
+
+
+def _symbol(target: Target | None, name: str) -> int:
+    assert target is not None, f"a patch naming {name} needs the target"
+    sym = target.symbols.lookup(name)
+    assert sym is not None, name
+    return sym.addr

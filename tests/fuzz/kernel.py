@@ -201,7 +201,7 @@ def in_dump(name: str, doc: str, dump: Path, regions: Callable[[Target], list[Re
     def seeds() -> list[bytes]:
         return [b"", bytes(5), b"\xff" * 40, bytes(range(64))]
 
-    return FuzzTarget(name, doc, run, seeds, dump, to_patches, replay, ("in-dump",))
+    return FuzzTarget(name, doc, run, seeds, dump, to_patches, replay, lambda: base(dump), ("in-dump",))
 
 
 def _damaged(t: Target, patches: Patches) -> Target | None:

@@ -75,17 +75,6 @@ def _head(path: Path, n: int = HEAD) -> bytes:
         return f.read(n)
 
 
-@functools.cache
-def _elf_vmcore_head() -> bytes:
-    src = KASLR / "vmcore.elf.zst"
-    if not src.exists():
-        return b""
-    import zstandard
-
-    with open(src, "rb") as f:
-        return zstandard.ZstdDecompressor().stream_reader(f).read(HEAD)
-
-
 def _kept(name: str) -> list[bytes]:
     """The committed corpus of a target (tests/data/fuzz/NAME/*, raw inputs)."""
     folder = CORPUS / name
@@ -95,9 +84,26 @@ def _kept(name: str) -> list[bytes]:
 
 # -- ELF cores: header, program headers, notes (NT_PRSTATUS, NT_FILE, VMCOREINFO) -----------
 
+@functools.cache
+def _elf_files() -> tuple[Path, ...]:
+    """The real ELF cores an input's first byte chooses among: the user cores and the QEMU
+    ELF vmcore (its decompressed copy in pmdb's cache)."""
+    cores = sorted(USER_CORES.glob("*.core")) if USER_CORES.exists() else []
+    vmcore = KASLR / "vmcore.elf.zst"
+    if vmcore.exists():
+        cores.append(Path(zst.decompressed(str(vmcore))))
+    return tuple(cores)
+
+
 def run_elf(data: bytes) -> None:
+    """Byte 0 picks a real core; the rest is its head (ELF header, program headers, notes)
+    over the rest of that file."""
     def go() -> None:
-        dump = _elf("fuzz.core", BytesSource(data, "fuzz.core"), None, None)   # type: ignore[arg-type]
+        files = _elf_files()
+        if not data or not files:
+            return
+        src = HeadOver(data[1:], files[data[0] % len(files)])
+        dump = _elf("fuzz.core", src, None, None)   # type: ignore[arg-type]
         if dump.kind == "user-core":
             from pmdb.os.user.process import UserProcess
 
@@ -106,7 +112,6 @@ def run_elf(data: bytes) -> None:
                 _ = t.registers
             proc.mappings()
         else:
-            dump.ranges()
             VmcoreInfo.parse(getattr(dump, "vmcoreinfo", ""))
         for seg in dump.space().segments[:4]:       # type: ignore[attr-defined]
             expect_pmdb_errors(lambda lo=seg.start: dump.space().read(lo, 64))
@@ -114,8 +119,7 @@ def run_elf(data: bytes) -> None:
 
 
 def seeds_elf() -> list[bytes]:
-    cores = sorted(USER_CORES.glob("*.core")) if USER_CORES.exists() else []
-    return [s for s in [_elf_vmcore_head()] + [_head(c, 16 << 10) for c in cores] if s] + _kept("elf")
+    return [bytes([i]) + _head(f, 8192) for i, f in enumerate(_elf_files())] + _kept("elf")
 
 
 # -- compressed kdump: header, sub-header, bitmaps, page descriptors, pages -------------------
@@ -199,7 +203,8 @@ def run_zstd(data: bytes) -> None:
 def seeds_zstd() -> list[bytes]:
     import zstandard
 
-    head = _elf_vmcore_head()[:8192] or bytes(8192)
+    files = _elf_files()
+    head = _head(files[-1], 8192) if files else bytes(8192)
     return [zstandard.compress(head), zstandard.ZstdCompressor(write_content_size=False).compress(head)] \
         + _kept("zstd")
 
