@@ -313,6 +313,8 @@ class Session:
 def pipeline_sources(text: str, pipelines: Sequence[Pipeline]) -> list[str]:
     """The source text of each pipeline of a line (what --json names the command by)."""
     starts = [p.stages[0].offset if p.stages else 0 for p in pipelines]
+    if not starts:          # ';' or a comment alone: no pipeline (was a ValueError traceback)
+        return []
     ends = starts[1:] + [len(text)]
     return [text[a:b].strip().rstrip(";").strip() for a, b in zip(starts, ends, strict=True)]
 

@@ -332,3 +332,16 @@ def test_an_unexpected_parser_error_costs_one_line(monkeypatch: pytest.MonkeyPat
     assert len(err.getvalue()) < 600
     monkeypatch.undo()
     assert session.run_line("1=X") is True
+
+
+@pytest.mark.parametrize("text", [";", " ; ;", "// a comment", "\r;"])
+def test_a_line_of_no_commands_runs_nothing(text: str) -> None:
+    """A line with no pipeline (';' alone, a comment) used to raise a ValueError out of
+    run_line and end pmdb with a traceback (found by the language fuzz target)."""
+    import io
+
+    from pmdb.session import Session
+
+    err = io.StringIO()
+    assert Session(None, stdout=io.StringIO(), stderr=err).run_line(text) is True
+    assert err.getvalue() == ""
