@@ -57,6 +57,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("repl.pager", bool, True, "page output longer than the screen"),
     Option("repl.prompt", str, "> ", "the prompt string"),
     Option("output.color", str, "auto", "color on a terminal", choices=("auto", "always", "never")),
+    Option("limits.max_lines", int, 1_000_000, "lines one command may print; more stops it "
+           "with one line naming this limit", 1, 1 << 40),
+    Option("limits.max_read_bytes", int, 4 << 20, "bytes one format command (addr,count/fmt) may "
+           "read from the target", 1, 1 << 50),
+    Option("limits.max_items", int, 1_000_000, "addresses one pipeline stage may hand on to the next",
+           1, 1 << 40),
     Option("cache.directory", str, "", "where decompressed dumps and kernel BTF are kept "
            "(empty: $PMDB_CACHE_DIR, else $XDG_CACHE_HOME/pmdb, else ~/.cache/pmdb)"),
     Option("cache.max_size_mb", int, 32768, "megabytes the cache may hold; the least recently "
@@ -104,6 +110,8 @@ class Config:
                 data = tomllib.load(f)
         except (OSError, tomllib.TOMLDecodeError) as err:
             raise ConfigError(f"{path}: {err}") from None
+        except UnicodeDecodeError as err:     # tomllib decodes UTF-8 before it parses
+            raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
         cfg = cls(flatten(data))
         cfg._tables = {name: data[name] for name in OWNED_TABLES if isinstance(data.get(name), dict)}
         return cfg

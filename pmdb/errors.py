@@ -7,9 +7,32 @@ line and carries on.
 
 from __future__ import annotations
 
+QUOTE_LIMIT = 60           # characters of an input quoted inside an error message
+MESSAGE_LIMIT = 400        # characters of a whole message: a damaged dump cannot flood the screen
+
+
+def clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was (inputs from a dump or a
+    user can be any length; an error stays one readable line)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
+def quote(text: str | bytes, limit: int = QUOTE_LIMIT) -> str:
+    """An input as an error quotes it: repr'd (control characters escaped), at most ``limit``
+    characters of it."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
 
 class PmdbError(Exception):
-    """Base of every error pmdb reports to the user as one line."""
+    """Base of every error pmdb reports to the user as one line (at most MESSAGE_LIMIT
+    characters of it: one that quoted a huge input is cut, saying so)."""
+
+    def __str__(self) -> str:
+        return clip(super().__str__())
 
 
 class FaultError(PmdbError):
@@ -42,6 +65,14 @@ class CorruptionError(PmdbError):
         self.address = address
         self.why = why
         super().__init__(f"corrupt data at {address:#x}: {why}")
+
+
+class LimitError(PmdbError):
+    """A command stopped by one of pmdb.toml's ``[limits]``: it says which, and how to raise it."""
+
+    def __init__(self, option: str, value: int, what: str) -> None:
+        self.option = option
+        super().__init__(f"stopped after {value} {what}: the limit {option} (raise it in pmdb.toml)")
 
 
 class ParseError(PmdbError):

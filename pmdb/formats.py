@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from pmdb.errors import CommandError
+from pmdb.errors import CommandError, LimitError
 
 if TYPE_CHECKING:
     from pmdb.commands.context import Context
@@ -133,13 +133,18 @@ def parse_format(fmt: str) -> list[tuple[int, str]]:
 
 
 class _Lines:
-    """Column-tracking text: fields left-justified, wrapped at LINE_WIDTH."""
+    """Column-tracking text: fields left-justified, wrapped at LINE_WIDTH. With a ``sink``,
+    finished lines are written as they are made (a long repeat streams, it is not built up
+    in memory); lines held back before the first value count against ``limit``."""
 
-    def __init__(self, indent: int) -> None:
+    def __init__(self, indent: int, sink: Callable[[str], None] | None = None,
+                 limit: int | None = None) -> None:
         self.indent = indent
         self.lines: list[str] = []
         self.cur = ""
         self.fields = 0        # values written: a label alone is not worth printing
+        self.sink = sink
+        self.limit = limit
 
     def field(self, text: str, width: int = 0) -> None:
         if len(self.cur) > self.indent and len(self.cur) + len(text) > LINE_WIDTH:
@@ -149,12 +154,18 @@ class _Lines:
         self.fields += 1
 
     def tab(self, stop: int = LABEL_COLUMN) -> None:
-        """To the next tab stop, at least one space on."""
-        self.cur += " " * (stop - len(self.cur) % stop)
+        """To the next tab stop, at least one space on (a stop of 0, from ``0t``, does nothing)."""
+        if stop > 0:
+            self.cur += " " * (stop - len(self.cur) % stop)
 
     def newline(self) -> None:
         self.lines.append(self.cur.rstrip())
         self.cur = " " * self.indent
+        if self.sink is not None and self.fields:
+            self.sink("".join(line + "\n" for line in self.lines))
+            self.lines.clear()
+        elif self.limit is not None and len(self.lines) > self.limit:
+            raise LimitError("limits.max_lines", self.limit, "lines of output")
 
     def text(self) -> str:
         if self.cur.strip():
@@ -166,27 +177,40 @@ class _Lines:
 class _Source:
     """Where values come from: target memory (``/``) or the value itself (``=``)."""
 
-    def __init__(self, target: Target | None, value: int | None, byteorder: Literal["little", "big"]) -> None:
+    def __init__(self, target: Target | None, value: int | None, byteorder: Literal["little", "big"],
+                 max_read: int | None = None) -> None:
         self.target = target
         self.value = value
         self.byteorder = byteorder
+        self.left = max_read           # bytes this command may still read (limits.max_read_bytes)
+        self.max_read = max_read
+
+    def _spend(self, n: int) -> None:
+        if self.left is not None:
+            self.left -= n
+            if self.left < 0:
+                raise LimitError("limits.max_read_bytes", self.max_read or 0, "bytes read")
 
     def raw(self, addr: int, n: int) -> bytes:
         if self.value is not None:
             # the value's low n bytes, laid out as the target would store them
             return (self.value & ((1 << (8 * n)) - 1)).to_bytes(n, self.byteorder)
+        self._spend(n)
         return self.memory().read(addr, n)
 
     def integer(self, addr: int, size: int, signed: bool) -> int:
         if self.value is not None:
             v = self.value & ((1 << (8 * size)) - 1)
             return v - (1 << (8 * size)) if signed and v >> (8 * size - 1) else v
+        self._spend(size)
         return int.from_bytes(self.memory().read(addr, size), self.byteorder, signed=signed)
 
     def cstring(self, addr: int) -> bytes:
         if self.value is not None:
             raise CommandError("'=' cannot format a string: use '/' to read memory")
-        return self.memory().cstring(addr)
+        raw = self.memory().cstring(addr)
+        self._spend(len(raw) + 1)
+        return raw
 
     def memory(self) -> AddressSpace:
         if self.target is None:
@@ -212,11 +236,14 @@ def run_format(ctx: Context, op: str, fmt: str, addr: int) -> int:
     reading = op in "/?"
     byteorder: Literal["little", "big"] = "big" if target is not None and target.memory.byteorder == "big" else "little"
     ptr_size = target.arch.ptr_size if target is not None else 8
-    src = _Source(target, None if reading else addr, byteorder)
+    src = _Source(target, None if reading else addr, byteorder, ctx.config.get("limits.max_read_bytes"))
     # a format that labels its own lines ('a') starts them at column 0, as in mdb
     labels_itself = "a" in fmt
     indent = LABEL_COLUMN if reading and not labels_itself else 0
-    state = _State(ctx, src, _Lines(indent), ptr_size, addr, reading)
+    max_lines = ctx.config.get("limits.max_lines")
+    # piped, the values go on as addresses and the text is dropped as it is made
+    lines = _Lines(indent, _discard if ctx.piped else ctx.out.write, max_lines)
+    state = _State(ctx, src, lines, ptr_size, addr, reading)
     if reading and not ctx.piped and not fmt.startswith(("ai", "ia")):
         _label(state, target)
     try:
@@ -228,6 +255,10 @@ def run_format(ctx: Context, op: str, fmt: str, addr: int) -> int:
         if state.out.fields and not ctx.piped:
             ctx.out.write(state.out.text())
     return state.addr
+
+
+def _discard(text: str) -> None:
+    pass
 
 
 def _label(state: _State, target: Target | None) -> None:
@@ -409,8 +440,9 @@ _SPECIAL: dict[str, Callable[[_State, int], None]] = {
     "Y": lambda st, n: _times(st, n, 4),
     "y": lambda st, n: _times(st, n, 8),
     "n": _newlines,
-    "r": lambda st, n: st.out.field(" " * n, 0),
-    "t": lambda st, n: st.out.tab(8 * n),
+    # a run of spaces or a tab stop wider than a line is one line wide (not a 1e9-space field)
+    "r": lambda st, n: st.out.field(" " * min(n, LINE_WIDTH), 0),
+    "t": lambda st, n: st.out.tab(8 * min(n, LINE_WIDTH // 8)),
     "+": lambda st, n: _move(st, n),
     "-": lambda st, n: _move(st, -n),
     "^": lambda st, n: _move(st, -st.incr * n),

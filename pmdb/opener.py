@@ -44,9 +44,11 @@ def open_target(path: str, *, config: Config, symbol_files: Sequence[str] = (),
         raise FormatError(f"{name}: {dump.kind} dumps are not supported yet")
     try:
         return build()
-    except FormatError:
+    except FormatError as err:
         dump.close()
-        raise
+        if str(err).startswith(f"{name}: "):
+            raise
+        raise FormatError(f"{name}: {err}") from None     # every open error names the file
     except (PmdbError, struct.error, ValueError, OverflowError) as err:
         # a note or header field that decodes to nonsense: still one line about the file
         dump.close()
@@ -86,7 +88,7 @@ def _open_vmcore(dump: Dump, path: str, cache: Cache) -> Target:
 
 
 def _kernel_types(km: Any, types: TypeRegistry, warnings: list[str], cache: Cache) -> None:
-    """vmlinux BTF (cached by the kernel's BUILD-ID), module BTF and module symbols; what
+    """vmlinux BTF (cached by its content), module BTF and module symbols; what
     fails becomes a warning, since symbols and memory still work without types."""
     from pmdb.symbols.kmodules import RegistryOffsets
     from pmdb.types.btf_kernel import module_btfs, vmlinux_btf
@@ -96,7 +98,7 @@ def _kernel_types(km: Any, types: TypeRegistry, warnings: list[str], cache: Cach
         return sym.addr if sym is not None else None
 
     try:
-        btf = vmlinux_btf(km.space, lookup, cache=_btf_cache(cache, km.info.raw.get("BUILD-ID", "")))
+        btf = vmlinux_btf(km.space, lookup, cache=cache, build_id=km.info.build_id)
     except PmdbError as err:
         warnings.append(f"no kernel types: {err}")
         return
@@ -110,13 +112,6 @@ def _kernel_types(km: Any, types: TypeRegistry, warnings: list[str], cache: Cach
             types.add_source(mod.types)
     except PmdbError as err:
         warnings.append(f"module types unavailable: {err}")
-
-
-def _btf_cache(cache: Cache, build_id: str) -> Path | None:
-    """Where a copy of this kernel build's BTF is kept between runs (None: no cache)."""
-    if not build_id or not build_id.isalnum():
-        return None
-    return cache.path("btf", f"vmlinux-{build_id}.btf")
 
 
 def _open_user_core(core: ElfCore, *, config: Config, symbol_files: Sequence[str],

@@ -20,7 +20,7 @@ from pmdb.commands.args import parse_options
 from pmdb.commands.context import Context, Handoff
 from pmdb.commands.registry import DcmdSpec, Registry
 from pmdb.config import Config
-from pmdb.errors import CommandError, FaultError, ParseError, PmdbError, SymbolError
+from pmdb.errors import CommandError, FaultError, LimitError, ParseError, PmdbError, SymbolError, clip
 from pmdb.formats import parse_format, run_format
 from pmdb.language.ast import (
     AssignVerb,
@@ -105,11 +105,14 @@ class Session:
             return True
         if remember:
             self.last_line = text
-        text = self._crash_spelling(text)
         try:
+            text = self._crash_spelling(text)
             line = parse(text)
         except ParseError as err:
             self._report(err.caret(indent=len(REPORT_PREFIX)))
+            return False
+        except (KeyboardInterrupt, RecursionError, PmdbError, Exception) as err:
+            self._report_unexpected(err)     # a lexer or parser bug costs one line, not the session
             return False
         ok = True
         for pipeline, source in zip(line.pipelines, pipeline_sources(text, line.pipelines), strict=True):
@@ -156,19 +159,25 @@ class Session:
             return True
         except QuitRequest:
             raise
-        except PmdbError as err:
-            self._report(str(err))
-        except KeyboardInterrupt:
-            self._report("interrupted")
         except BrokenPipeError:
             return True
-        except RecursionError:
-            self._report("internal error: recursion too deep (the data may be cyclic)")
-        except Exception as err:  # a bug: one line, the traceback only when asked for
-            self._report(f"internal error: {type(err).__name__}: {err}")
-            if os.environ.get("PMDB_DEBUG"):
-                traceback.print_exc(file=self.stderr)
+        except (KeyboardInterrupt, Exception) as err:
+            self._report_unexpected(err)
         return False
+
+    def _report_unexpected(self, err: BaseException) -> None:
+        """What stopped a command, as one line: pmdb's own errors as they are, ^C, and a bug as
+        ``internal error`` (its traceback only with PMDB_DEBUG set)."""
+        if isinstance(err, PmdbError):
+            self._report(str(err))
+        elif isinstance(err, KeyboardInterrupt):
+            self._report("interrupted")
+        elif isinstance(err, RecursionError):
+            self._report("internal error: recursion too deep (the data may be cyclic)")
+        else:
+            self._report(f"internal error: {type(err).__name__}: {clip(str(err))}")
+            if os.environ.get("PMDB_DEBUG"):
+                traceback.print_exception(err, file=self.stderr)
 
     def _report(self, message: str) -> None:
         self.failed = True
@@ -182,7 +191,8 @@ class Session:
         carrying the error that stopped the pipeline, if one did)."""
         captured = io.StringIO() if pipeline.shell is not None else None
         out = Output(captured if captured is not None else stream, json_mode=self.json_mode,
-                     color=False if pipeline.shell is not None else self._color(), command=source)
+                     color=False if pipeline.shell is not None else self._color(), command=source,
+                     max_lines=self.config.get("limits.max_lines"))
         handoffs: list[Handoff] | None = None
         last = len(pipeline.stages) - 1
         try:
@@ -214,7 +224,14 @@ class Session:
             self.dot = h.addr
             addr = self._eval(stage.addr) if stage.addr is not None else h.addr
             results += self._call(stage, addr, h.type, count, count_given, out, piped, True, n == 0, state)
+            self.check_items(len(results))
         return results
+
+    def check_items(self, n: int) -> None:
+        """LimitError when a stage has handed on more than limits.max_items addresses."""
+        limit = self.config.get("limits.max_items")
+        if n > limit:
+            raise LimitError("limits.max_items", limit, "addresses handed on")
 
     def _count(self, stage: Stage) -> tuple[int, bool]:
         if stage.count is None:
@@ -276,6 +293,7 @@ class Session:
                           piped=ctx.piped, type=h.type, argv=positional)
             _bind_call(spec, sub, positional, options)
             ctx.handoffs += sub.handoffs
+            self.check_items(len(ctx.handoffs))
 
     def _shell(self, command: str, text: str, stream: IO[str]) -> None:
         try:
@@ -295,6 +313,8 @@ class Session:
 def pipeline_sources(text: str, pipelines: Sequence[Pipeline]) -> list[str]:
     """The source text of each pipeline of a line (what --json names the command by)."""
     starts = [p.stages[0].offset if p.stages else 0 for p in pipelines]
+    if not starts:          # ';' or a comment alone: no pipeline (was a ValueError traceback)
+        return []
     ends = starts[1:] + [len(text)]
     return [text[a:b].strip().rstrip(";").strip() for a, b in zip(starts, ends, strict=True)]
 

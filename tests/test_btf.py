@@ -567,27 +567,71 @@ def test_module_list_loop_is_corruption(vmlinux: BtfTypes) -> None:
 
 
 def test_vmlinux_btf_cache(raw: bytes, tmp_path: Path) -> None:
-    """The cached copy is used when it fits, and a damaged one is ignored."""
+    """The copy is keyed by the BTF's content and used when it fits; a damaged one is removed
+    and the dump read again; a BTF without the types pmdb needs is never kept."""
+    from pmdb.cache import Cache
+    from pmdb.memory.space import Segment, SegmentedSpace
     from pmdb.types.btf_kernel import vmlinux_btf
 
-    class Space:
-        ptr_size = 8
+    class Space(SegmentedSpace):
         reads = 0
 
         def read(self, addr: int, n: int) -> bytes:
-            Space.reads += 1
-            return raw[addr - 0x1000:addr - 0x1000 + n]
+            Space.reads += 1            # whole reads; the content key reads through mapping()
+            return super().read(addr, n)
 
-        read_at = read
+    def space(blob: bytes) -> Space:
+        return Space([Segment(0x1000, len(blob), _Bytes(blob))])
 
     syms = {"__start_BTF": 0x1000, "__stop_BTF": 0x1000 + len(raw)}.get
-    cache = tmp_path / "btf" / "build-id.btf"
-    assert vmlinux_btf(Space(), syms, cache).find_type("list_head", "struct").sizeof() == 16
-    assert cache.read_bytes() == raw and Space.reads == 1
-    assert vmlinux_btf(Space(), syms, cache).find_type("list_head", "struct").sizeof() == 16
+    cache = Cache(tmp_path)
+    assert vmlinux_btf(space(raw), syms, cache, "b1d").find_type("list_head", "struct").sizeof() == 16
+    (kept,) = (tmp_path / "btf").iterdir()
+    assert kept.name.startswith("vmlinux-b1d-") and kept.read_bytes() == raw and Space.reads == 1
+    assert vmlinux_btf(space(raw), syms, cache, "b1d").find_type("list_head", "struct").sizeof() == 16
     assert Space.reads == 1
-    cache.write_bytes(b"\0" * len(raw))          # damaged: read the dump again
-    assert vmlinux_btf(Space(), syms, cache).find_type("page", "struct").sizeof() == 64
-    assert Space.reads == 2
+    kept.write_bytes(b"\0" * len(raw))          # damaged on disk: removed, the dump read again
+    assert vmlinux_btf(space(raw), syms, cache, "b1d").find_type("page", "struct").sizeof() == 64
+    assert Space.reads == 2 and kept.read_bytes() == raw
+    small = _sample().blob()                     # parses, but has no task_struct: not kept
+    syms_small = {"__start_BTF": 0x1000, "__stop_BTF": 0x1000 + len(small)}.get
+    vmlinux_btf(space(small), syms_small, cache, "b1d")
+    assert len(list((tmp_path / "btf").iterdir())) == 1
     with pytest.raises(FormatError, match="without BTF"):
-        vmlinux_btf(Space(), {}.get)
+        vmlinux_btf(space(raw), {}.get)
+
+
+class _Bytes:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def read_at(self, offset: int, n: int) -> bytes:
+        return self.data[offset:offset + n]
+
+
+def test_a_hostile_dump_cannot_poison_another_dumps_btf(tmp_path: Path) -> None:
+    """Issue 13: a dump of the same build with one BTF string changed ('tasks' -> 'tasKs')
+    wrote its BTF under the build's name, and the intact dump then failed ::ps. Copies are
+    keyed by content now: each dump finds its own."""
+    import io
+
+    from pmdb.config import Config
+    from pmdb.opener import cache_of, open_target
+    from pmdb.session import Session
+    from tests.fuzz.overlay import open_physically_patched
+    from tests.linux_vmcore import KASLR, open_kernel
+
+    path = need_fixture(KASLR / "dump.202611221942")
+    kernel = open_kernel(path)
+    start = kernel.by_name["__start_BTF"]
+    blob = kernel.space.read(start, kernel.by_name["__stop_BTF"] - start)
+    at = start + blob.index(b"\0tasks\0") + 4             # the 'k'
+    phys = kernel.space.mapping(at, 1)[0].offset
+    config = Config({"cache.directory": str(tmp_path)})
+    hostile = open_physically_patched(str(path), {phys: b"K"}, cache_of(config))
+    assert hostile.types.find("struct task_struct").find_member("tasks") is None
+    intact = open_target(str(path), config=config)
+    assert len(list((tmp_path / "btf").iterdir())) == 2      # one copy per content
+    out, err = io.StringIO(), io.StringIO()
+    Session(intact, stdout=out, stderr=err).run_line("::ps")
+    assert err.getvalue() == "" and len(out.getvalue().splitlines()) > 50

@@ -171,3 +171,34 @@ def test_a_runaway_loop_stops_on_a_large_budget(target: Target) -> None:
     stop = engine.run(sentinel=engine.sentinel, budget=EXACT_BUDGET * 2)
     assert stop.reason == "budget" and stop.pc == lookup
     assert f"more than {EXACT_BUDGET * 2} instructions" in stop.describe()
+
+
+# exit_group(42) / exit(42): were any of them to reach the host, the test process would end
+_SYSCALLS = {
+    "syscall": bytes.fromhex("b8e7000000" "bf2a000000" "0f05"),        # mov eax,231; mov edi,42; syscall
+    "int 0x80": bytes.fromhex("b801000000" "bb2a000000" "cd80"),       # mov eax,1; mov ebx,42; int 0x80
+}
+
+
+@pytest.mark.parametrize("how", sorted(_SYSCALLS))
+def test_system_calls_stop_the_emulation_and_never_reach_the_host(target: Target, how: str) -> None:
+    """The emulated code asks the kernel to end the process: the emulation stops at that
+    instruction with one clear line, and this process lives on."""
+    code = _SYSCALLS[how]
+    lookup = target.symbols.lookup("lookup", None).addr
+    engine = _engine(target, (Patch(lookup, code),))
+    engine.set_reg("rip", lookup)
+    stop = engine.run(sentinel=engine.sentinel, budget=100)
+    assert stop.reason == "fault" and stop.pc in (lookup + 10, lookup + 12)
+    assert stop.describe().startswith(f"fault at {stop.pc:#x}: ") and "system call" in stop.detail
+    assert "not emulated" in stop.detail and "\n" not in stop.describe()
+
+
+def test_i386_int80_stops_the_emulation(user_cores: Path) -> None:
+    t = open_target(str(user_cores / "hashcrash-i386-O2.core"), config=Config())
+    lookup = t.symbols.lookup("lookup", None).addr
+    engine = UnicornX86(t.arch, DemandPager(t.memory, 4096, (Patch(lookup, _SYSCALLS["int 0x80"]),)))
+    engine.set_reg("esp", (t.current_thread.registers["esp"] - 0x2000) & ~0xF)
+    engine.set_reg("eip", lookup)
+    stop = engine.run(sentinel=engine.sentinel, budget=100)
+    assert stop.reason == "fault" and stop.detail == "interrupt 128 (int 0x80: a system call, not emulated)"

@@ -85,6 +85,13 @@ def test_value_dot_moves_with_plus_and_minus() -> None:
     assert run(None, "10=4-a") == "0xc:\n"
 
 
+def test_zero_counts_do_nothing() -> None:
+    """A count of 0 before a verb prints nothing for it (``0t`` divided by zero)."""
+    assert run(None, "10=0tX") == "10\n"
+    assert run(None, "10=0t0r0nX") == "10\n"
+    assert run(None, "10=X0t") == "10\n"
+
+
 def test_bad_format_characters_are_one_line_errors() -> None:
     assert "unknown format character 'z'" in error_of(None, "1=z")
     assert "ends with a count" in error_of(None, "1=4")

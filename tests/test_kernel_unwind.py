@@ -22,7 +22,6 @@ which ``crash_view`` reproduces instead of hiding:
 from __future__ import annotations
 
 import re
-import struct
 import time
 from dataclasses import dataclass, field
 from functools import cache
@@ -34,7 +33,7 @@ from pmdb.arch import by_name
 from pmdb.arch.prstatus import decode_prstatus
 from pmdb.dumps.detect import open_dump
 from pmdb.errors import CorruptionError, PmdbError
-from pmdb.memory.space import AddressSpace, Chunk
+from pmdb.memory.space import AddressSpace
 from pmdb.os.linux.arch.x86_64.orc import OrcFinder
 from pmdb.os.linux.arch.x86_64.unwind import KernelUnwinder
 from pmdb.os.linux.stacks.frames import crash_numbered, lookup_address, unwind_kernel_task
@@ -43,6 +42,7 @@ from pmdb.types.btf_kernel import vmlinux_btf
 from pmdb.types.registry import TypeRegistry
 from pmdb.unwind.frame import Frame
 from tests.conftest import FIXTURES, need_fixture
+from tests.fuzz.overlay import Overlay, words
 from tests.linux_vmcore import KASLR, NOKASLR, Kernel, crash_sections, open_kernel
 
 SLUB = FIXTURES / "linux-6.1-x86_64-slub"
@@ -341,28 +341,9 @@ def test_every_task_fast(folder: Path, name: str) -> None:
 
 # -- bad input ----------------------------------------------------------------------------
 
-class Patched(AddressSpace):
-    """The kernel's memory with a few words overwritten (a damaged stack)."""
-
-    def __init__(self, base: AddressSpace, patches: dict[int, int]) -> None:
-        super().__init__(ptr_size=8)
-        self.base, self.patches = base, patches
-
-    def mapping(self, addr: int, n: int) -> list[Chunk]:
-        return self.base.mapping(addr, n)
-
-    def read(self, addr: int, n: int) -> bytes:
-        data = bytearray(self.base.read(addr, n))
-        for at, value in self.patches.items():
-            for i, byte in enumerate(struct.pack("<Q", value)):
-                if addr <= at + i < addr + n:
-                    data[at + i - addr] = byte
-        return bytes(data)
-
-
 def patched(w: World, patches: dict[int, int], finder: OrcFinder | None = None) -> KernelUnwinder:
     u = w.unwinder
-    return KernelUnwinder(Patched(w.kernel.space, patches), finder or u.orc, u.stacks, u.task_offsets,
+    return KernelUnwinder(Overlay(w.kernel.space, words(patches)), finder or u.orc, u.stacks, u.task_offsets,
                           u.thread_size, u.ret_from_fork, u.describe)
 
 

@@ -26,9 +26,10 @@ from pmdb.os.linux.arch.x86_64.orc import OrcFinder
 from pmdb.os.linux.arch.x86_64.unwind import KernelUnwinder
 from pmdb.target import Target
 from tests.conftest import need_fixture
+from tests.fuzz.overlay import Overlay, words
 from tests.linux_session import DUMP_IDS, DUMPS, crash_ps, run, target_for
 from tests.linux_vmcore import KASLR, README, crash_section
-from tests.test_kernel_unwind import Patched, parse_bt
+from tests.test_kernel_unwind import parse_bt
 
 KASLR_DUMPS = [d for d in DUMPS if d[0] == KASLR]
 _SCAN = re.compile(r"\[0x([0-9a-f]+)\] 0x([0-9a-f]+) (\S+)\+0x([0-9a-f]+)/")
@@ -216,7 +217,7 @@ def fresh(name: str = "dump.202611221942") -> Target:
 def damage(target: Target, patches: dict[int, int], finder: OrcFinder | None = None) -> None:
     kernel = target.os
     u = kernel.unwinder                                      # type: ignore[attr-defined]
-    kernel._unwinder = KernelUnwinder(Patched(u.mem, patches), finder or u.orc, u.stacks,  # type: ignore[attr-defined]
+    kernel._unwinder = KernelUnwinder(Overlay(u.mem, words(patches)), finder or u.orc, u.stacks,  # type: ignore[attr-defined]
                                       u.task_offsets, u.thread_size, u.ret_from_fork, u.describe)
 
 

@@ -83,3 +83,22 @@ def test_panic_message_precedence() -> None:
     assert panic_message(["general protection fault: 0000 [#1] SMP", panic]) == \
         "general protection fault: 0000 [#1] SMP"
     assert panic_message(["all quiet"]) is None
+
+
+def test_status_on_damaged_clock_variables() -> None:
+    """tick_nsec above 2e9 (HZ would be 0) and a wall time gmtime cannot convert: each costs
+    its own field, not the whole ::status (both were ZeroDivisionError/OverflowError)."""
+    from tests.fuzz.overlay import patched_kernel, words
+
+    folder, name = DUMPS[0]
+    base = target_for(folder, name)
+    tick, tk = base.symbols.lookup("tick_nsec"), base.symbols.lookup("tk_core")
+    assert tick is not None and tk is not None
+    xtime = base.types.find("timekeeper").find_member("xtime_sec")[1] // 8 + 8
+    damaged = patched_kernel(base, words({tick.addr: 3_000_000_000, tk.addr + xtime: 1 << 62}))
+    out, err = run(damaged, "::status")
+    fields = parse_fields(out.splitlines())
+    assert err == ""
+    assert fields["UPTIME"].startswith("(unknown: corrupt data at") and "tick_nsec 3000000000" in fields["UPTIME"]
+    assert fields["DATE"] == f"(not a date: {1 << 62:#x} seconds)"
+    assert fields["RELEASE"] == parse_fields(crash_section(folder, "sys"))["RELEASE"]

@@ -6,16 +6,14 @@ NT_PRSTATUS listing (drgn-oracle.txt), both run with the debug vmlinux pmdb does
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from pmdb.memory.space import AddressSpace, Chunk
 from pmdb.os.linux.kernel import LinuxKernel
 from pmdb.target import Target
+from tests.fuzz.overlay import patched_kernel, words
 from tests.linux_session import DUMP_IDS, DUMPS, crash_ps, parse_ps, run, target_for
 from tests.linux_vmcore import crash_section, crash_sections
 
@@ -140,37 +138,9 @@ def test_set_thread_picks_registers() -> None:
 
 # -- bad input -------------------------------------------------------------------------------
 
-class PatchedSpace(AddressSpace):
-    """A kernel space with some 8-byte words rewritten: damage without touching the dump."""
-
-    def __init__(self, inner: Any, words: dict[int, int]) -> None:
-        super().__init__(inner.byteorder, inner.ptr_size)
-        self.inner = inner
-        self.words = words
-
-    def mapping(self, addr: int, n: int) -> list[Chunk]:
-        return list(self.inner.mapping(addr, n))
-
-    def read(self, addr: int, n: int) -> bytes:
-        data = bytearray(self.inner.read(addr, n))
-        for at, value in self.words.items():
-            for i, b in enumerate(value.to_bytes(8, "little")):
-                if addr <= at + i < addr + n:
-                    data[at + i - addr] = b
-        return bytes(data)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
-def _patched_target(base: Target, words: dict[int, int]) -> Target:
-    kernel = base.os
-    assert isinstance(kernel, LinuxKernel)
-    space = PatchedSpace(kernel.mem, words)
-    km = dataclasses.replace(kernel.km, space=space)  # type: ignore[arg-type]
-    damaged = LinuxKernel(kernel.dump, km, kernel.types, path=kernel.path)
-    return Target(path=base.path, arch=base.arch, memory=space, symbols=base.symbols,
-                  types=base.types, os=damaged, kind="vmcore")
+def _patched_target(base: Target, values: dict[int, int]) -> Target:
+    """The kernel with some 8-byte words rewritten: damage without touching the dump."""
+    return patched_kernel(base, words(values))
 
 
 def test_cyclic_task_list_costs_one_line() -> None:

@@ -311,3 +311,37 @@ def test_colon_commands_are_one_letter_verbs():
     with pytest.raises(ParseError) as err:
         parse(":")
     assert err.value.offset == 0
+
+
+def test_an_unexpected_parser_error_costs_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in the lexer or parser (any exception) is one 'internal error' line; the
+    session runs the next line."""
+    import io
+
+    import pmdb.session
+    from pmdb.session import Session
+
+    def broken(text: str) -> Line:
+        raise ValueError("x" * 5000)
+
+    err = io.StringIO()
+    session = Session(None, stdout=io.StringIO(), stderr=err)
+    monkeypatch.setattr(pmdb.session, "parse", broken)
+    assert session.run_line("1=X") is False
+    assert err.getvalue().startswith("pmdb: internal error: ValueError: xxx") and err.getvalue().count("\n") == 1
+    assert len(err.getvalue()) < 600
+    monkeypatch.undo()
+    assert session.run_line("1=X") is True
+
+
+@pytest.mark.parametrize("text", [";", " ; ;", "// a comment", "\r;"])
+def test_a_line_of_no_commands_runs_nothing(text: str) -> None:
+    """A line with no pipeline (';' alone, a comment) used to raise a ValueError out of
+    run_line and end pmdb with a traceback (found by the language fuzz target)."""
+    import io
+
+    from pmdb.session import Session
+
+    err = io.StringIO()
+    assert Session(None, stdout=io.StringIO(), stderr=err).run_line(text) is True
+    assert err.getvalue() == ""

@@ -16,12 +16,12 @@ import re
 import pytest
 
 from pmdb.config import Config
-from pmdb.memory.space import AddressSpace, Chunk
 from pmdb.opener import open_target
 from pmdb.os.linux.slab.objects import encode_free_pointer
 from pmdb.os.linux.slab.slub import SlubModel, slub_model
 from pmdb.target import Target
 from tests.conftest import need_fixture
+from tests.fuzz.overlay import Overlay
 from tests.linux_session import SLUB, run, target_for
 from tests.linux_vmcore import crash_sections
 
@@ -158,25 +158,6 @@ def test_kmalog_lists_the_module_transactions_in_time_order() -> None:
 
 
 # -- bad input -------------------------------------------------------------------------------
-
-class Overlay(AddressSpace):
-    """The dump's kernel space with some bytes replaced."""
-
-    def __init__(self, base: AddressSpace, patches: dict[int, bytes]) -> None:
-        super().__init__(base.byteorder, base.ptr_size)
-        self.base, self.patches = base, patches
-
-    def mapping(self, addr: int, n: int) -> list[Chunk]:
-        return self.base.mapping(addr, n)
-
-    def read(self, addr: int, n: int) -> bytes:
-        data = bytearray(self.base.read(addr, n))
-        for at, raw in self.patches.items():
-            lo, hi = max(at, addr), min(at + len(raw), addr + n)
-            if lo < hi:
-                data[lo - addr:hi - addr] = raw[lo - at:hi - at]
-        return bytes(data)
-
 
 def _patched(patch: dict[int, bytes] | None = None, builder=None) -> Target:  # type: ignore[no-untyped-def]
     """A fresh target whose slab model reads through an overlay."""

@@ -247,3 +247,39 @@ def test_not_a_vmcore(tmp_path: Path) -> None:
     text.write_bytes(b"hello world\n" * 100)
     assert sniff_vmcore(str(empty)) is None
     assert sniff_vmcore(str(text)) is None
+
+
+def _renamed_notes(src: Path, dst: Path, *owners: bytes) -> Path:
+    """A copy whose notes of these owners have one letter of their name changed."""
+    data = bytearray(src.read_bytes())
+    for owner in owners:
+        at = data.find(owner + b"\0")
+        while 0 <= at < 0x10000:
+            data[at + 1] ^= 0x20
+            at = data.find(owner + b"\0", at + 1)
+    dst.write_bytes(data)
+    return dst
+
+
+def test_elf_vmcore_with_damaged_notes_is_not_a_user_core(elf_head: Path, tmp_path: Path) -> None:
+    """A vmcore whose VMCOREINFO (and QEMU) notes are damaged used to open as a user core,
+    every kernel dcmd then failing: it is now named a kernel dump with a damaged note."""
+    from pmdb.config import Config
+    from pmdb.opener import open_target
+
+    both = _renamed_notes(elf_head, tmp_path / "both", b"VMCOREINFO", b"QEMU")
+    with pytest.raises(FormatError) as info:
+        open_target(str(both), config=Config())
+    assert one_line(info.value).startswith("both: looks like a kernel dump") and "VMCOREINFO" in str(info.value)
+    only = _renamed_notes(elf_head, tmp_path / "only", b"VMCOREINFO")
+    with pytest.raises(FormatError, match=r"^only: the dump has no VMCOREINFO"):
+        open_target(str(only), config=Config())
+
+
+def test_elf_vmcore_unknown_machine_names_the_file(elf_head: Path, tmp_path: Path) -> None:
+    from pmdb.config import Config
+    from pmdb.opener import open_target
+
+    path = patched(elf_head, tmp_path / "machine", {0x12: struct.pack("<H", 0x1234)})
+    with pytest.raises(FormatError, match=r"^machine: unsupported ELF machine 4660"):
+        open_target(str(path), config=Config())

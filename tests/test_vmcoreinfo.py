@@ -74,6 +74,23 @@ def test_bad_values_are_one_line_errors(text: str) -> None:
         VmcoreInfo.parse(text)
 
 
+def test_error_quotes_at_most_a_little_of_the_line() -> None:
+    """A damaged size_vmcoreinfo made one 53,000-character 'line' error: the quote is capped."""
+    line = "x" * 53_000
+    with pytest.raises(FormatError) as err:
+        VmcoreInfo.parse(f"OSRELEASE=6.1\n{line}\n")
+    text = str(err.value)
+    assert len(text) < 200 and text.startswith("VMCOREINFO line 2: no '=' in 'xxx")
+    assert text.endswith("... (53000 characters)")
+
+
+def test_every_error_message_is_capped() -> None:
+    from pmdb.errors import MESSAGE_LIMIT, CommandError
+
+    text = str(CommandError("y" * 10_000))
+    assert len(text) < MESSAGE_LIMIT + 40 and text.endswith("(10000 characters)")
+
+
 @pytest.mark.parametrize("path", every_dump(), ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_dump_text_is_the_fixture_text(path: Path) -> None:
     text = need_fixture(path.parent / "vmcoreinfo.txt").read_text()

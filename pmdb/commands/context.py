@@ -93,8 +93,10 @@ class Context:
         return self.session.dot
 
     def emit(self, addr: int, type: Type | None = None) -> None:
-        """Hand addr on to the next stage of the pipeline."""
+        """Hand addr on to the next stage of the pipeline (at most limits.max_items of them)."""
         self.handoffs.append(Handoff(addr, type))
+        if len(self.handoffs) & 0xFFF == 0:        # checked now and then: emit is hot
+            self.session.check_items(len(self.handoffs))
 
     def require_addr(self) -> int:
         if self.addr is None:

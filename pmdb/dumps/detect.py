@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pmdb.cache import Cache
 from pmdb.dumps import zst
 from pmdb.dumps.base import Dump, FileSource
-from pmdb.dumps.elf import ELF_MAGIC, ElfCore, read_elf
+from pmdb.dumps.elf import ELF_MAGIC, NT_AUXV, NT_FILE, NT_PRPSINFO, PT_LOAD, ElfCore, ElfImage, read_elf
 from pmdb.dumps.flattened import SIGNATURE as FLATTENED_SIGNATURE
 from pmdb.dumps.flattened import FlattenedSource
 from pmdb.dumps.kdump import DISKDUMP_SIGNATURE, KDUMP_SIGNATURE, KdumpFile
@@ -63,7 +63,18 @@ def _elf(path: str, src: FileSource, cache: Cache | None, progress: Progress | N
     image = read_elf(src)
     if image.note_owners.intersection(VMCORE_NOTE_OWNERS):
         return VmcoreElf(path, image)
+    if _kernel_like(image):
+        why = f" ({image.note_error})" if image.note_error is not None else ""
+        raise FormatError(f"{_name(path)}: looks like a kernel dump (physical addresses, no process "
+                          f"notes) but its VMCOREINFO note is missing or damaged{why}")
     return ElfCore(path, image)
+
+
+def _kernel_like(image: ElfImage) -> bool:
+    """An ELF core that is a vmcore whose telling notes are gone: its segments carry physical
+    addresses (a process's never do) and it has none of the notes every process core has."""
+    process_notes = {n.type for n in image.notes if n.name == "CORE"} & {NT_PRPSINFO, NT_AUXV, NT_FILE}
+    return not process_notes and any(ph.type == PT_LOAD and ph.paddr for ph in image.phdrs)
 
 
 # the first match wins

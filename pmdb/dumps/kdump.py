@@ -350,6 +350,25 @@ class KdumpFile(Dump):
             self._cache.popitem(last=False)
         return data
 
+    def stored_pages(self, first: int, count: int) -> bytes:
+        """Pages [first, first+count) as the file stores them: each one's compression flags
+        and size, then their stored (compressed) bytes; FaultError when one is not dumped.
+        Descriptors of consecutive dumped pages are consecutive, and so (as makedumpfile
+        writes them) is their data: two reads, no decompression."""
+        ps = self.page_size
+        for pfn in range(first, first + count):
+            reason = self.absent_reason(pfn)
+            if reason:
+                raise FaultError(pfn * ps, ps, reason)
+        at = self.desc_offset + (self.dumped.rank(first) - self._first_rank) * PageDescriptor.SIZE
+        table = _read(self.src, at, count * PageDescriptor.SIZE, "page descriptors")
+        descs = [PageDescriptor(*d) for d in struct.iter_unpack(self._e + "qIIQ", table)]
+        sizes = b"".join(struct.pack("<II", d.flags, d.size) for d in descs)
+        lo, hi = min(d.offset for d in descs), max(d.offset + d.size for d in descs)
+        if lo >= 0 and hi - lo == sum(d.size for d in descs) and hi <= self.src.size:
+            return sizes + self.src.read_at(lo, hi - lo)
+        return sizes + b"".join(self.src.read_at(d.offset, d.size) for d in descs)
+
     def _incomplete_hint(self) -> str:
         if self.header.status & DUMP_DH_COMPRESSED_INCOMPLETE:
             return " (the header says the dump is incomplete)"
@@ -403,6 +422,12 @@ class KdumpSpace(AddressSpace):
             if page is not None:
                 return page[off:off + n]
         return super().read(addr, n)
+
+    def stored(self, addr: int, n: int) -> bytes:
+        """How [addr, addr+n) is stored (for pmdb.memory.space.stored_digest)."""
+        ps = self.dump.page_size
+        first = addr // ps
+        return f"{addr % ps}:{n}:".encode() + self.dump.stored_pages(first, (addr + n - 1) // ps - first + 1)
 
     def mapping(self, addr: int, n: int) -> list[Chunk]:
         ps = self.dump.page_size

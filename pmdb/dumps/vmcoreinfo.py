@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from pmdb.errors import FormatError, SymbolError
+from pmdb.errors import FormatError, SymbolError, quote
 
 NOTE_NAME = "VMCOREINFO"
 
@@ -45,11 +45,11 @@ class VmcoreInfo:
                 continue
             key, sep, value = line.partition("=")
             if not sep:
-                raise FormatError(f"VMCOREINFO line {lineno}: no '=' in {line!r}")
+                raise FormatError(f"VMCOREINFO line {lineno}: no '=' in {quote(line)}")
             try:
                 info._add(key, value)
             except ValueError:
-                raise FormatError(f"VMCOREINFO line {lineno}: bad value in {line!r}") from None
+                raise FormatError(f"VMCOREINFO line {lineno}: bad value in {quote(line)}") from None
         return info
 
     def _add(self, key: str, value: str) -> None:

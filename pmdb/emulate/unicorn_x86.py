@@ -123,11 +123,13 @@ class UnicornX86(Engine):
         return True
 
     def _on_interrupt(self, uc: Any, intno: int, _: Any) -> None:
-        self._stop_why = ("fault", f"interrupt {intno} ({'int3' if intno == 3 else 'trap'})")
+        # nothing the guest does reaches the host: a system call only stops the run
+        what = {3: "int3", 0x80: "int 0x80: a system call, not emulated"}.get(intno, "trap")
+        self._stop_why = ("fault", f"interrupt {intno} ({what})")
         uc.emu_stop()
 
     def _on_syscall(self, uc: Any, _: Any) -> None:
-        self._stop_why = ("fault", "system call (not emulated)")
+        self._stop_why = ("fault", "system call (syscall instruction, not emulated)")
         uc.emu_stop()
 
     def _on_write(self, uc: Any, access: int, addr: int, size: int, value: int, _: Any) -> None:

@@ -9,10 +9,11 @@ A layer implements ``mapping(addr, n)``, which says where the bytes of
 from __future__ import annotations
 
 import bisect
+import hashlib
 import struct
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pmdb.errors import FaultError
 
@@ -176,3 +177,30 @@ class SegmentedSpace(AddressSpace):
             cur += take
             left -= take
         return chunks
+
+
+def stored_digest(space: AddressSpace, addr: int, n: int) -> str:
+    """A hash of how [addr, addr+n) is *stored*: followed down through the stacked spaces to
+    the bytes in the file. A space or source that can say how it stores a range
+    (``stored(offset, n)``: kdump pages' compression flags and compressed bytes) is hashed by
+    that, which is cheaper than decompressing; any other source by the bytes themselves. Equal digests mean
+    equal contents, since decompression is a function of what is stored, so the digest keys
+    a cache of derived data by content, soundly, whatever the dump claims about itself."""
+    h = hashlib.sha256(f"{n}:".encode())
+    _digest_into(h, space, addr, n)
+    return h.hexdigest()
+
+
+def _digest_into(h: Any, space: AddressSpace, addr: int, n: int) -> None:
+    # asked of the class: a wrapper forwarding attributes (an overlay) must not answer for
+    # the space it changes
+    if hasattr(type(space), "stored"):
+        h.update(space.stored(addr, n))     # type: ignore[attr-defined]
+        return
+    for c in space.mapping(addr, n):
+        src = c.source
+        h.update(c.length.to_bytes(8, "little"))
+        if isinstance(src, AddressSpace) and src is not space:
+            _digest_into(h, src, c.offset, c.length)
+        else:
+            h.update(src.read_at(c.offset, c.length))

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
+from pmdb.errors import LimitError
+
 
 def hex_address(value: int) -> str:
     """The one JSON spelling of an address (and of every value pmdb shows in hex)."""
@@ -152,8 +154,10 @@ class Output:
     """The sink of one pipeline's output; see the module docstring."""
 
     def __init__(self, stream: IO[str] | None = None, *, json_mode: bool = False,
-                 color: bool | None = None, command: str = "") -> None:
+                 color: bool | None = None, command: str = "", max_lines: int | None = None) -> None:
         self.stream = stream if stream is not None else sys.stdout
+        self.max_lines = max_lines      # limits.max_lines: lines (JSON: records) one command may write
+        self.lines = 0
         self._json = json_mode
         isatty = getattr(self.stream, "isatty", None)
         self.color = bool(isatty()) if color is None and isatty is not None else bool(color)
@@ -172,15 +176,25 @@ class Output:
     def write(self, text: str) -> None:
         """Text exactly as given (in JSON: one ``{"text": ...}`` record per line)."""
         if self._json:
-            self.records += [{"text": t} for t in text.splitlines()]
+            lines = text.splitlines()
+            self._count(len(lines))
+            self.records += [{"text": t} for t in lines]
             return
+        self._count(text.count("\n"))
         self.stream.write(text)
+
+    def _count(self, n: int) -> None:
+        """LimitError once more than max_lines lines (or JSON records) were written."""
+        self.lines += n
+        if self.max_lines is not None and self.lines > self.max_lines:
+            raise LimitError("limits.max_lines", self.max_lines, "lines of output")
 
     def line(self, text: str = "") -> None:
         self.write(text + "\n")
 
     def error(self, text: str) -> None:
         """A one-line diagnostic that belongs to this output (a damaged row, a stopped walk)."""
+        self._count(1)
         if self._json:
             self.errors.append(text)
         else:
@@ -196,6 +210,7 @@ class Output:
         layout columns cannot express; JSON still gets the rows."""
         rows = [list(r) for r in rows]
         if self._json:
+            self._count(len(rows))
             self.records += [{c.key: cell_json(v) for c, v in zip(columns, r, strict=False)} for r in rows]
             return
         if text is not None:
@@ -209,6 +224,7 @@ class Output:
         """One record of named values, as ``key: value`` lines: keys left-aligned with the
         colon after them (mdb), or right-aligned to at least ``right`` columns (crash's sys)."""
         if self._json:
+            self._count(1)
             self.records.append({json_key(k): cell_json(v) for k, v in pairs})
             return
         from pmdb.output.render import field_lines
@@ -221,6 +237,7 @@ class Output:
         it, ``KEY: value`` lines. ``record(key=value, ...)`` is the same as ``record({...})``."""
         data = {**(data or {}), **fields}
         if self._json:
+            self._count(1)
             self.records.append(cell_json(data))
         elif text is not None:
             self._lines(text)
@@ -241,10 +258,13 @@ class Output:
     # -- rendering --------------------------------------------------------------------
 
     def _lines(self, lines: Iterable[str]) -> None:
-        self.stream.write("".join(f"{t}\n" for t in lines))
+        text = "".join(f"{t}\n" for t in lines)
+        self._count(text.count("\n"))
+        self.stream.write(text)
 
     def _spans(self, lines: list[list[tuple[str, str]]]) -> None:
         """Styled lines: plain text, or through rich when the output is colored."""
+        self._count(len(lines))
         if not self.color:
             self.stream.write("".join("".join(t for t, _ in spans) + "\n" for spans in lines))
             return

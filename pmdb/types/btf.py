@@ -14,7 +14,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
-from pmdb.errors import FormatError, PmdbError
+from pmdb.errors import FormatError, PmdbError, quote
 from pmdb.types import btf_format as f
 from pmdb.types.model import VOID, Member, Type
 
@@ -299,7 +299,7 @@ class BtfTypes:
             return self._func(tid, name)
         if k == f.VAR:
             if self.kind_of(sz) in (f.VAR, f.DATASEC, f.DECL_TAG):
-                raise FormatError(f"BTF variable {name!r} (id {tid}) has no type")
+                raise FormatError(f"BTF variable {quote(name)} (id {tid}) has no type")
             return self.type_by_id(sz)
         raise FormatError(f"BTF type id {tid} is a {f.KIND_NAMES[k]}, not a type")
 
@@ -316,7 +316,7 @@ class BtfTypes:
         _, k, _, _, _, sz = self._record(tid)
         proto = sz if k == f.FUNC else tid
         if self.kind_of(proto) != f.FUNC_PROTO:
-            raise FormatError(f"BTF func {name!r} (id {tid}) does not point at a prototype")
+            raise FormatError(f"BTF func {quote(name)} (id {tid}) does not point at a prototype")
         self._check_chain(tid)
         src = self._owner(proto)
         p, _, vlen, _, _, ret = src._record(proto)

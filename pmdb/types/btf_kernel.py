@@ -10,13 +10,13 @@ Those structs' layouts come from the vmlinux BTF itself, not from constants.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pmdb.errors import CorruptionError, FormatError, PmdbError
-from pmdb.memory.space import AddressSpace
+from pmdb.cache import Cache
+from pmdb.errors import CorruptionError, FormatError, PmdbError, quote
+from pmdb.memory.space import AddressSpace, stored_digest
 from pmdb.types.btf import BtfTypes
 from pmdb.types.model import Type
 
@@ -24,43 +24,80 @@ _MAX_MODULES = 4096     # far above any real system; ends a walk through garbage
 _MAX_BTF = 64 << 20     # a module blob larger than this is a wild size field
 
 
+# what pmdb's kernel model cannot work without: a BTF lacking them is not worth keeping
+REQUIRED_STRUCTS = ("task_struct", "list_head")
+
+
 def vmlinux_btf(space: AddressSpace, lookup: Callable[[str], int | None],
-                cache: Path | None = None) -> BtfTypes:
+                cache: Cache | None = None, build_id: str = "") -> BtfTypes:
     """The kernel's own BTF, read from ``space`` (a kernel virtual space).
 
-    Reading it means decompressing ~1000 pages of a compressed dump (~0.1 s);
-    with ``cache`` (a file named after the kernel's BUILD-ID) a later open of
-    any dump of the same build reads the copy instead."""
+    Reading it means decompressing ~1000 pages of a compressed dump (~0.1 s); with
+    ``cache`` a later open of any dump that stores the same BTF bytes reads a copy instead.
+    The copy is keyed by *content*: a hash of how the BTF's pages are stored in the dump
+    (compressed bytes, not decompressed; see stored_digest), so a damaged or hostile dump
+    can only ever find or write its own copy, never the one another dump reads. A copy is
+    written (atomically) only when it parses and has the types pmdb needs, and one that no
+    longer does is removed."""
     start, stop = lookup("__start_BTF"), lookup("__stop_BTF")
     if start is None or stop is None:
         raise FormatError("no __start_BTF/__stop_BTF symbols: this kernel was built without BTF")
     size = stop - start
     if not 0 < size < 1 << 30:
         raise FormatError(f"__start_BTF {start:#x} .. __stop_BTF {stop:#x} is not a plausible BTF section")
-    if cache is not None:
-        try:
-            if cache.stat().st_size == size:
-                return BtfTypes(cache.read_bytes(), ptr_size=space.ptr_size)
-        except (OSError, FormatError):
-            pass        # absent, unreadable or damaged: the dump is the truth
     if cache is None:
         return BtfTypes(space, offset=start, size=size, ptr_size=space.ptr_size)
+    try:
+        stem = _cache_stem(cache, build_id, stored_digest(space, start, size))
+    except PmdbError as err:
+        raise FormatError(f"cannot read the BTF: {err}") from None
+    found = cache.find(stem)
+    if found is not None:
+        kept = _usable(found.read_bytes() if found.is_file() else b"", space.ptr_size)
+        if kept is not None:
+            return kept
+        _remove(found)                    # damaged since it was written: the dump is the truth
     try:
         data = space.read(start, size)
     except PmdbError as err:
         raise FormatError(f"cannot read the BTF: {err}") from None
     btf = BtfTypes(data, ptr_size=space.ptr_size)
-    _write_quietly(cache, data)
+    if _usable(data, space.ptr_size) is not None:
+        _write_quietly(cache, stem, data)
     return btf
 
 
-def _write_quietly(path: Path, data: bytes) -> None:
+def _cache_stem(cache: Cache, build_id: str, digest: str) -> Path:
+    """btf/vmlinux-BUILDID-DIGEST: the build-id (from the dump, so only a label, checked to be
+    a plain word) for people reading the directory, the digest for pmdb."""
+    label = build_id[:40] if build_id.isascii() and build_id.isalnum() else "unknown"
+    return cache.path("btf", f"vmlinux-{label}-{digest[:32]}")
+
+
+def _usable(data: bytes, ptr_size: int) -> BtfTypes | None:
+    """The BTF in data when it parses and defines every REQUIRED_STRUCTS; None otherwise."""
+    try:
+        btf = BtfTypes(data, ptr_size=ptr_size)
+        if all(btf.find_type(name, "struct") is not None for name in REQUIRED_STRUCTS):
+            return btf
+    except PmdbError:
+        pass
+    return None
+
+
+def _write_quietly(cache: Cache, stem: Path, data: bytes) -> None:
     """Best effort: a cache that cannot be written only costs time later."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        cache.make_room(len(data))
+        with cache.writing(stem) as pending:
+            pending.file.write(data)
+    except (OSError, PmdbError):
+        pass
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
     except OSError:
         pass
 
@@ -101,11 +138,11 @@ def module_btfs(space: AddressSpace, vmlinux: BtfTypes,
         name = space.read(btf + off_name, name_len).split(b"\0")[0].decode("utf-8", "replace")
         data, size = space.ptr(btf + off_data), space.u32(btf + off_size)
         if not 0 < size <= _MAX_BTF:
-            raise CorruptionError(btf, f"module {name!r} has a BTF of {size} bytes")
+            raise CorruptionError(btf, f"module {quote(name)} has a BTF of {size} bytes")
         try:
             types = BtfTypes(space, vmlinux, offset=data, size=size)
         except FormatError as err:
-            raise FormatError(f"module {name!r}: {err}") from None
+            raise FormatError(f"module {quote(name)}: {err}") from None
         out.append(ModuleBtf(name, btf, types))
         node = space.ptr(node)
     return out

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pmdb.errors import FaultError, PmdbError, SymbolError
+from pmdb.errors import CorruptionError, FaultError, PmdbError, SymbolError
 from pmdb.memory.space import AddressSpace
 from pmdb.os.linux.printk.panicmsg import panic_message
 from pmdb.symbols.kmodules import StructOffsets
@@ -81,13 +81,21 @@ def monotonic_ns(kv: KernelVars) -> int:
 HZ_CHOICES = (100, 250, 300, 1000)      # the CONFIG_HZ values Kconfig offers
 
 
+MAX_HZ = 100_000              # far above any CONFIG_HZ (100..1000): a larger value is damage
+
+
 def hz(kv: KernelVars) -> int:
-    """CONFIG_HZ, from tick_nsec (the length of one tick in ns); where that variable is gone
-    (Linux 7.x), the HZ whose jiffies count agrees with the monotonic clock."""
+    """CONFIG_HZ, from tick_nsec (the length of one tick in ns); CorruptionError when
+    tick_nsec is damaged (a tick over 2 s, or one so short HZ would exceed MAX_HZ). Where
+    that variable is gone (Linux 7.x), the HZ whose jiffies count agrees with the
+    monotonic clock."""
     addr = kv.lookup("tick_nsec")
     tick = kv.mem.u64(addr) if addr is not None else 0
     if tick:
-        return round(1e9 / tick)
+        rate = round(1e9 / tick)
+        if not 1 <= rate <= MAX_HZ:
+            raise CorruptionError(addr or 0, f"tick_nsec {tick} is not a plausible tick length")
+        return rate
     try:
         booted = monotonic_ns(kv) / 1e9
         jiffies = kv.mem.u64(kv.need("jiffies_64"))
@@ -171,8 +179,12 @@ def panic_cpu(kv: KernelVars) -> int | None:
 # -- crash's formats ---------------------------------------------------------------------
 
 def format_date(seconds: int) -> str:
-    """crash's ``%a %b %e %T %Z %Y``; pmdb shows UTC, the dump's own clock."""
-    return time.strftime("%a %b %e %H:%M:%S UTC %Y", time.gmtime(seconds))
+    """crash's ``%a %b %e %T %Z %Y``; pmdb shows UTC, the dump's own clock. A wall time
+    the C library cannot convert (damaged memory) is shown as a number, not an OverflowError."""
+    try:
+        return time.strftime("%a %b %e %H:%M:%S UTC %Y", time.gmtime(seconds))
+    except (OverflowError, OSError, ValueError):
+        return f"(not a date: {seconds:#x} seconds)"
 
 
 def format_uptime(seconds: int) -> str:

@@ -139,7 +139,9 @@ class PrintkRing:
         dr, tr = prb + layout.desc_ring, prb + layout.text_ring
         count_bits = mem.u32(dr + layout.count_bits)
         size_bits = mem.u32(tr + layout.size_bits)
-        if not 0 < (1 << count_bits) <= _MAX_DESCS or not 0 < (1 << size_bits) <= _MAX_DATA:
+        # compare the bit counts, not 1 << bits: a damaged u32 would build a 500 MB integer
+        if count_bits > _MAX_DESCS.bit_length() or size_bits > _MAX_DATA.bit_length() \
+                or not 0 < (1 << count_bits) <= _MAX_DESCS or not 0 < (1 << size_bits) <= _MAX_DATA:
             raise FormatError(f"printk ring at {prb:#x} has impossible sizes "
                               f"(count_bits {count_bits}, size_bits {size_bits})")
         self.count, self.data_size = 1 << count_bits, 1 << size_bits
