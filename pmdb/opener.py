@@ -70,7 +70,7 @@ def _open_vmcore(dump: Dump, path: str, cache: Cache) -> Target:
 
     km = load_kernel_memory(dump.space(), getattr(dump, "vmcoreinfo", ""), dump.arch)
     types = TypeRegistry(dump.arch.ptr_size)
-    warnings: list[str] = []
+    warnings: list[str] = list(km.problems)
     _kernel_types(km, types, warnings, cache)
     kernel = LinuxKernel(dump, km, types, path=path)
     target = Target(path=path, arch=dump.arch, memory=km.space, symbols=km.symbols, types=types,
@@ -97,6 +97,9 @@ def _kernel_types(km: Any, types: TypeRegistry, warnings: list[str], cache: Cach
         sym = km.symbols.lookup(name)
         return sym.addr if sym is not None else None
 
+    if km.problems:             # no kallsyms: nothing names the BTF section
+        warnings.append("no kernel types: the BTF is found through kallsyms")
+        return
     try:
         btf = vmlinux_btf(km.space, lookup, cache=cache, build_id=km.info.build_id)
     except PmdbError as err:

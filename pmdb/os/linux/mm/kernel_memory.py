@@ -20,7 +20,7 @@ from pmdb.os.linux.arch import KernelArch, KernelLayout, Translation, kernel_arc
 from pmdb.symbols.kallsyms import KallsymsTables, load_kallsyms
 from pmdb.symbols.kallsyms_scan import scan_kallsyms
 from pmdb.symbols.kmodules import KernelModule, StructOffsets, read_modules
-from pmdb.symbols.table import SymbolTable
+from pmdb.symbols.table import Symbol, SymbolTable
 
 
 @dataclass
@@ -34,6 +34,7 @@ class KernelMemory:
     symbols: SymbolTable
     arch: KernelArch
     modules: list[KernelModule] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)    # what works less well, one line each
 
     def lookup(self, name: str) -> int | None:
         """A vmlinux symbol's address (never a module's), or None."""
@@ -87,14 +88,21 @@ def load_kernel_memory(phys: AddressSpace, vmcoreinfo: str | bytes, arch: Arch |
     parts = kernel_arch(arch or by_name("x86_64"))
     space = parts.kernel_space(phys, info)
     symbols = SymbolTable(first_alias=True)
-    symbols.add_source(load_kallsyms(space, kallsyms_tables(space, info)))
+    problems = []
+    try:
+        symbols.add_source(load_kallsyms(space, kallsyms_tables(space, info)))
+    except (SymbolError, FormatError) as err:
+        # a kernel pmdb does not know: VMCOREINFO's own symbols still find the log ring
+        # (prb), utsname and the page tables, so ::status and ::msgbuf answer
+        symbols.add(Symbol(name, addr, kind="object") for name, addr in info.symbols.items())
+        problems.append(f"only VMCOREINFO's {len(info.symbols)} symbols: {err}")
 
     def lookup(name: str) -> int | None:
         sym = symbols.lookup(name)
         return sym.addr if sym is not None else None
 
     layout = parts.attach_layout(space, info, lookup)
-    return KernelMemory(info, space, layout, symbols, parts)
+    return KernelMemory(info, space, layout, symbols, parts, problems=problems)
 
 
 def kallsyms_tables(space: AddressSpace, info: VmcoreInfo) -> KallsymsTables:
