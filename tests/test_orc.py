@@ -137,3 +137,24 @@ def test_module_table_is_the_modules_own(world: World) -> None:
     in_memory = {table.ip_at(i) for i in range(table.count)}
     for ip, entry in expected.items():
         assert ip in in_memory and table.find(ip) == entry
+
+
+def test_register_numbering_is_read_off_the_entries() -> None:
+    """Debian's 7.2 renumbered ORC's base registers (SP 5 -> 3, PREV_SP 1 -> 8): a table
+    whose CALL entries are mostly based on 3 is read with the new numbers."""
+    from pmdb.os.linux.arch.x86_64.orc import (
+        REG_PREV_SP,
+        REG_SP,
+        REGS_ORIGINAL,
+        REGS_RENUMBERED,
+        TYPE_CALL,
+        decode_entry,
+        register_numbering,
+    )
+
+    old = b"".join(struct.pack("<hhH", 8, 0, 5 | 2 << 8) for _ in range(9)) + struct.pack("<hhH", 0, 0, 3)
+    new = b"".join(struct.pack("<hhH", 16, -16, 3 | 8 << 4 | 2 << 8) for _ in range(9))
+    assert register_numbering(old) is REGS_ORIGINAL
+    assert register_numbering(new) is REGS_RENUMBERED
+    entry = decode_entry(16, -16, 3 | 8 << 4 | 2 << 8, 3, REGS_RENUMBERED)
+    assert (entry.sp_reg, entry.bp_reg, entry.type) == (REG_SP, REG_PREV_SP, TYPE_CALL)

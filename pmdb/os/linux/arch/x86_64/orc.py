@@ -100,12 +100,14 @@ def orc_version(release: str) -> int:
     return 2 if ver >= (6, 3) else 1
 
 
+_LOW_NIBBLE = bytes(b & 0xF for b in range(256))
+
+
 def register_numbering(raw: bytes) -> dict[int, int]:
-    """The numbering of a table's base registers (see the docstring), from its entries."""
-    counts = [0] * 16
-    for _, _, bits in struct.iter_unpack("<hhH", raw[:ENTRY_SIZE * _SAMPLE]):
-        counts[bits & 0xF] += 1
-    return REGS_RENUMBERED if counts[3] > counts[5] else REGS_ORIGINAL
+    """The numbering of a table's base registers (see the docstring), from its entries:
+    sp_reg is the low nibble of each entry's byte 4, counted in C."""
+    sp_regs = raw[4:ENTRY_SIZE * _SAMPLE:ENTRY_SIZE].translate(_LOW_NIBBLE)
+    return REGS_RENUMBERED if sp_regs.count(3) > sp_regs.count(5) else REGS_ORIGINAL
 
 
 def decode_entry(sp_offset: int, bp_offset: int, bits: int, version: int,
