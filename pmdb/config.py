@@ -61,7 +61,8 @@ OPTIONS: tuple[Option, ...] = (
            "with one line naming this limit", 1, 1 << 40),
     Option("limits.max_read_bytes", int, 4 << 20, "bytes one format command (addr,count/fmt) may "
            "read from the target", 1, 1 << 50),
-    Option("limits.max_items", int, 1_000_000, "addresses one pipeline stage may hand on to the next",
+    Option("limits.max_items", int, 1_000_000, "addresses one pipeline stage may hand on to the next, "
+           "and repetitions of a format that only moves dot (addr,count/+)",
            1, 1 << 40),
     Option("cache.directory", str, "", "where decompressed dumps and kernel BTF are kept "
            "(empty: $PMDB_CACHE_DIR, else $XDG_CACHE_HOME/pmdb, else ~/.cache/pmdb)"),

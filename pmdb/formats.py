@@ -246,8 +246,13 @@ def run_format(ctx: Context, op: str, fmt: str, addr: int) -> int:
     state = _State(ctx, src, lines, ptr_size, addr, reading)
     if reading and not ctx.piped and not fmt.startswith(("ai", "ia")):
         _label(state, target)
+    repeats = max(ctx.count, 1) if ctx.count_given else 1
+    # a format that only moves dot ('+', '-') neither reads nor prints, so no other limit ends it
+    cap = ctx.config.get("limits.max_items") if all(ch in "+-" for _, ch in items) else repeats
     try:
-        for _ in range(max(ctx.count, 1) if ctx.count_given else 1):
+        for n in range(repeats):
+            if n >= cap:
+                raise LimitError("limits.max_items", cap, "repetitions of a format")
             for count, ch in items:
                 _one(state, count, ch)
     finally:

@@ -23,6 +23,8 @@ from tests.conftest import ROOT
 from tests.linux_session import DUMPS, target_for
 
 SMALL = {"limits.max_lines": 1000, "limits.max_read_bytes": 100_000, "limits.max_items": 500}
+_WHAT = {"limits.max_lines": "lines of output", "limits.max_items": "addresses handed on",
+         "init_task,ffffffff/+": "repetitions of a format"}
 
 
 def _session(stdout: io.StringIO | None = None, **limits: int) -> tuple[Session, io.StringIO]:
@@ -39,6 +41,7 @@ def _session(stdout: io.StringIO | None = None, **limits: int) -> tuple[Session,
     ("init_task,ffffffff/4X", "limits.max_lines"),
     ("slab_caches,ffff8be102a71840/q | ::help", "limits.max_items"),
     ("init_task,ffffffff/K | ::head -n 3", "limits.max_items"),
+    ("init_task,ffffffff/+", "limits.max_items"),         # neither reads nor prints
     ("::walk task | ::print task_struct", "limits.max_lines"),
 ])
 def test_a_long_command_stops_at_its_limit(line: str, limit: str) -> None:
@@ -47,7 +50,7 @@ def test_a_long_command_stops_at_its_limit(line: str, limit: str) -> None:
     assert session.run_line(line) is False
     assert time.monotonic() - start < 3
     assert err.getvalue() == f"pmdb: stopped after {Config(SMALL).get(limit)} " \
-        f"{ {'limits.max_lines': 'lines of output', 'limits.max_items': 'addresses handed on'}[limit] }" \
+        f"{_WHAT[line] if line in _WHAT else _WHAT[limit]}" \
         f": the limit {limit} (raise it in pmdb.toml)\n"
 
 
