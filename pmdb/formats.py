@@ -143,6 +143,7 @@ class _Lines:
         self.lines: list[str] = []
         self.cur = ""
         self.fields = 0        # values written: a label alone is not worth printing
+        self.ended = 0         # lines ended (the limits' measure of progress)
         self.sink = sink
         self.limit = limit
 
@@ -159,6 +160,7 @@ class _Lines:
             self.cur += " " * (stop - len(self.cur) % stop)
 
     def newline(self) -> None:
+        self.ended += 1
         self.lines.append(self.cur.rstrip())
         self.cur = " " * self.indent
         if self.sink is not None and self.fields:
@@ -247,14 +249,18 @@ def run_format(ctx: Context, op: str, fmt: str, addr: int) -> int:
     if reading and not ctx.piped and not fmt.startswith(("ai", "ia")):
         _label(state, target)
     repeats = max(ctx.count, 1) if ctx.count_given else 1
-    # a format that only moves dot ('+', '-') neither reads nor prints, so no other limit ends it
-    cap = ctx.config.get("limits.max_items") if all(ch in "+-" for _, ch in items) else repeats
+    # a repetition that neither reads nor prints ('+', '-', a 0 count) meets no other limit
+    cap, idle = ctx.config.get("limits.max_items"), 0
     try:
-        for n in range(repeats):
-            if n >= cap:
-                raise LimitError("limits.max_items", cap, "repetitions of a format")
+        for _ in range(repeats):
+            before = (lines.fields, lines.ended, src.left)
             for count, ch in items:
                 _one(state, count, ch)
+            if (lines.fields, lines.ended, src.left) == before:
+                idle += 1
+                if idle >= cap:
+                    raise LimitError("limits.max_items", cap, "repetitions of a format that neither "
+                                                               "reads nor prints")
     finally:
         # on a fault, what was read so far still shows (mdb stops at the first bad read too)
         if state.out.fields and not ctx.piped:

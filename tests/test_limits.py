@@ -24,7 +24,8 @@ from tests.linux_session import DUMPS, target_for
 
 SMALL = {"limits.max_lines": 1000, "limits.max_read_bytes": 100_000, "limits.max_items": 500}
 _WHAT = {"limits.max_lines": "lines of output", "limits.max_items": "addresses handed on",
-         "init_task,ffffffff/+": "repetitions of a format"}
+         "init_task,ffffffff/+": "repetitions of a format that neither reads nor prints",
+         "init_task,ffffffff/0X": "repetitions of a format that neither reads nor prints"}
 
 
 def _session(stdout: io.StringIO | None = None, **limits: int) -> tuple[Session, io.StringIO]:
@@ -42,6 +43,7 @@ def _session(stdout: io.StringIO | None = None, **limits: int) -> tuple[Session,
     ("slab_caches,ffff8be102a71840/q | ::help", "limits.max_items"),
     ("init_task,ffffffff/K | ::head -n 3", "limits.max_items"),
     ("init_task,ffffffff/+", "limits.max_items"),         # neither reads nor prints
+    ("init_task,ffffffff/0X", "limits.max_items"),        # nor does a count of 0
     ("::walk task | ::print task_struct", "limits.max_lines"),
 ])
 def test_a_long_command_stops_at_its_limit(line: str, limit: str) -> None:
