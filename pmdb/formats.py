@@ -367,7 +367,8 @@ def _symbolic(target: Target | None, value: int) -> str:
 
 def _dot(state: _State, count: int) -> None:
     label = _symbolic(state.src.target, state.addr if state.reading else state.src.value or 0)
-    for _ in range(count):
+    # like t and r, at most a line's worth: piped, its text meets no output limit
+    for _ in range(min(count, LINE_WIDTH)):
         state.out.field(f"{label}:", 0)
         state.out.tab()
 
@@ -432,7 +433,8 @@ def _move(state: _State, delta: int) -> None:
 
 
 def _newlines(state: _State, count: int) -> None:
-    for _ in range(count):
+    limit = state.out.limit
+    for _ in range(count if limit is None else min(count, limit + 1)):
         state.out.newline()
 
 
