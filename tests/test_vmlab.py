@@ -17,8 +17,14 @@ from pathlib import Path
 import pytest
 
 from tests.vmlab import dumps
-from tests.vmlab.debindex import parse_depends, parse_packages, pick
+from tests.vmlab.arches import ARCHES
+from tests.vmlab.chroot import cross_gcc, cross_packages
+from tests.vmlab.debindex import index_path, index_url, parse_depends, parse_packages, pick
 from tests.vmlab.kernels import Kernel, closure, load_kernels
+from tests.vmlab.kernels import select as select_kernels
+from tests.vmlab.make import base_cmdline
+from tests.vmlab.qemu import panic_finished, panic_reason, qemu_command
+from tests.vmlab.scenarios import SCENARIOS, refusal
 from tests.vmlab.truth import load_truth, parse_stack, parse_stat, split_head, tree_path, unpack_serial
 
 DATA = Path(__file__).parent / "vmlab" / "testdata"
@@ -63,8 +69,54 @@ def test_a_gone_version_is_one_clear_line() -> None:
 
 def test_pins_cover_every_kernel_line() -> None:
     kernels = load_kernels()
-    assert list(kernels) == ["5.10", "6.1", "6.12-bpo", "6.12", "7.2"]
+    amd64 = [k.name for k in kernels.values() if k.arch == "amd64"]
+    assert amd64 == ["5.10", "6.1", "6.12-bpo", "6.12", "7.2"]
     assert {k.suite for k in kernels.values()} == {"bullseye", "bookworm", "trixie", "sid"}
+    assert [k.name for k in select_kernels("all")] == amd64
+    assert [k.name for k in select_kernels("all-arm64")] == ["6.1-arm64", "6.12-arm64", "7.2-arm64"]
+    assert [k.name for k in select_kernels("all-i386,6.1")] == ["5.10-i386", "6.1-i386", "6.1"]
+
+
+def test_abi_strips_every_flavour() -> None:
+    kernels = load_kernels()
+    assert kernels["6.1"].abi == kernels["6.1-i386"].abi == kernels["6.1-arm64"].abi == "6.1.0-57"
+    assert kernels["7.2-arm64"].abi == "7.2.13+deb14"
+    assert kernels["5.10-i386"].abi == "5.10.0-32"
+
+
+def test_per_arch_index_and_cross_tools(tmp_path: Path) -> None:
+    assert index_url("debian", "sid", "arm64").endswith("/dists/sid/main/binary-arm64/Packages.xz")
+    assert index_path(tmp_path, "debian", "sid").name == "debian_sid_Packages.xz"  # amd64's, as before
+    assert index_path(tmp_path, "debian", "sid", "i386").name == "debian_sid_i386_Packages.xz"
+    assert cross_packages("arm64", ["gcc-12", "libssl3"]) == ["gcc-12-aarch64-linux-gnu", "libc6-dev-arm64-cross"]
+    assert cross_packages("arm64", ["gcc-16-for-host", "pahole"])[0] == "gcc-16-aarch64-linux-gnu"
+    assert cross_gcc("arm64", ["gcc-14"]) == "aarch64-linux-gnu-gcc-14"
+    assert cross_packages("i386", ["linux-compiler-gcc-12-x86"]) == []
+
+
+def test_qemu_argv_and_cmdline_per_arch(tmp_path: Path) -> None:
+    amd64 = qemu_command(Path("k"), Path("i"), "c", tmp_path, "tcg", "192M", 2)
+    assert amd64[:7] == ["qemu-system-x86_64", "-accel", "tcg", "-machine", "q35", "-cpu", "qemu64"]
+    assert amd64.count("-serial") == 2
+    arm = qemu_command(Path("k"), Path("i"), "c", tmp_path, "tcg", "192M", 2, ARCHES["arm64"])
+    assert arm[0] == "qemu-system-aarch64" and "virtconsole,chardev=truth" in arm and arm.count("-serial") == 1
+    assert base_cmdline(ARCHES["amd64"]) == "console=ttyS0,115200 panic=0 oops=panic loglevel=4"
+    assert base_cmdline(ARCHES["arm64"]).startswith("console=ttyAMA0,115200 ")
+    assert base_cmdline(ARCHES["arm64"]).endswith(" pmdblab.truth=hvc0")
+    assert base_cmdline(ARCHES["i386"]) == base_cmdline(ARCHES["amd64"])
+
+
+def test_scenarios_an_arch_cannot_run_are_refused() -> None:
+    assert refusal(SCENARIOS["nmi"], ARCHES["arm64"]) is not None
+    assert refusal(SCENARIOS["nmi"], ARCHES["i386"]) is None
+    assert refusal(SCENARIOS["divide"], ARCHES["arm64"]) is not None
+    assert refusal(SCENARIOS["sysrq"], ARCHES["arm64"]) is None
+
+
+def test_arm64_panic_reason() -> None:
+    console = ("[    3.893568] Kernel panic - not syncing: sysrq triggered crash\n[    3.894117] Hardware name: "
+               "linux,dummy-virt (DT)\n[    3.897622] ---[ end Kernel panic - not syncing: sysrq triggered crash ]---\n")
+    assert panic_reason(console) == "sysrq triggered crash" and panic_finished(console)
 
 
 def test_formats_and_aliases() -> None:

@@ -5,15 +5,22 @@ glibc than this Debian 12 host has, and each kernel's headers expect the gcc it 
 (gcc-10 for 5.10, 12 for 6.1, 14 for trixie, 16 for sid). A minimal debootstrap of the suite,
 with that gcc and the kbuild packages' libraries, is built once per suite and cached; the
 headers .debs are unpacked into it (their names carry the ABI, so kernels of one suite coexist).
+
+Foreign kernels are built in the same amd64 chroot: i386 with ARCH=x86 (the kernel Makefile adds
+-m32 to the amd64 gcc), arm64 with the suite's cross gcc (gcc-N-aarch64-linux-gnu, added to the
+chroot with apt-get; on the host it would conflict with gcc-multilib, which the tests need). The
+same cross gcc compiles the arm64 labapp.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
+from tests.vmlab.arches import ARCHES
 from tests.vmlab.common import MIRROR, LabError, building, need_tool, run, say
 from tests.vmlab.kernels import Kernel, fetch_headers, kernel_dir, load_kernels, resolve
 
@@ -59,6 +66,57 @@ def ensure_chroot(cache: Path, kernel: Kernel) -> Path:
         shutil.rmtree(tmp / "var" / "cache" / "apt" / "archives", ignore_errors=True)
         (tmp / ".pmdblab-packages").write_text("\n".join(wanted) + "\n")
     return root
+
+
+def cross_packages(arch: str, tools: list[str]) -> list[str]:
+    """What the amd64 chroot needs to build for arch: the cross twin of the headers' gcc-N
+    (and a libc for labapp). Nothing for amd64 and i386 (the amd64 gcc does -m32)."""
+    triplet = ARCHES[arch].chroot_cc
+    if not triplet:
+        return []
+    gccs = sorted({m.group(1) for t in tools if (m := re.match(r"(gcc-\d+)", t))})
+    return [f"{g}-{triplet}" for g in gccs] + [f"libc6-dev-{arch}-cross"]
+
+
+def cross_gcc(arch: str, tools: list[str]) -> str:
+    """The cross compiler's command in the chroot (aarch64-linux-gnu-gcc-12)."""
+    gcc = cross_packages(arch, tools)[0].removesuffix("-" + ARCHES[arch].chroot_cc)
+    return f"{ARCHES[arch].chroot_cc}-{gcc}"
+
+
+def ensure_cross(cache: Path, kernel: Kernel) -> Path:
+    """The suite's chroot with the kernel's cross compiler added (apt-get, once)."""
+    root = ensure_chroot(cache, kernel)
+    stamp = root / ".pmdblab-packages"
+    have = set(stamp.read_text().split())
+    missing = [p for p in cross_packages(kernel.arch, resolve(cache, kernel)["tools"]) if p not in have]
+    if missing:
+        say(f"adding {', '.join(missing)} to the {kernel.suite} chroot (once)")
+        log = cache / "chroots" / f"{kernel.suite}.log"
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "DEBIAN_FRONTEND": "noninteractive"}
+        run(["chroot", root, "apt-get", "update", "-qq"], f"apt-get update in the {kernel.suite} chroot", log, env=env)
+        run(["chroot", root, "apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+            f"adding {' '.join(missing)} to the {kernel.suite} chroot", log, env=env)
+        shutil.rmtree(root / "var" / "lib" / "apt" / "lists", ignore_errors=True)
+        (root / "var" / "lib" / "apt" / "lists").mkdir()
+        stamp.write_text("\n".join(sorted(have | set(missing))) + "\n")
+    return root
+
+
+def compile_in_chroot(cache: Path, kernel: Kernel, src: Path, out: Path) -> None:
+    """Compile src statically with the kernel's cross gcc inside its suite chroot (labapp)."""
+    root = ensure_cross(cache, kernel)
+    gcc = cross_gcc(kernel.arch, resolve(cache, kernel)["tools"])
+    work = root / "build" / f"labapp-{kernel.arch}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    shutil.copy(src, work)
+    inner = f"/build/{work.name}"
+    run(["chroot", root, gcc, "-static", "-O2", "-Wall", "-pthread", "-o", f"{inner}/out",
+         f"{inner}/{src.name}"], f"compiling {src.name} for {kernel.arch} in the {kernel.suite} chroot",
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"})
+    shutil.copy(work / "out", out)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def _unpack_into(deb: Path, root: Path) -> None:
@@ -108,7 +166,7 @@ def build_module(cache: Path, kernel: Kernel) -> Path:
     stamp = final / "source.sha256"
     if ko.exists() and stamp.exists() and stamp.read_text() == module_source_hash():
         return ko
-    root = ensure_chroot(cache, kernel)
+    root = ensure_cross(cache, kernel)
     headers = _install_headers(cache, kernel, root)
     say(f"building {MODULE}.ko for {kernel.release} in the {kernel.suite} chroot")
     work = root / "build" / kernel.release
@@ -125,7 +183,7 @@ def build_module(cache: Path, kernel: Kernel) -> Path:
         try:
             # file-prefix-map: the module's DWARF names pmdblab.c, not the scratch dir
             run(["chroot", root, "make", "-C", f"/usr/src/{headers.name}", f"M={inner}",
-                 f"KCFLAGS=-ffile-prefix-map={inner}/=", "modules"],
+                 *ARCHES[kernel.arch].make_args, f"KCFLAGS=-ffile-prefix-map={inner}/=", "modules"],
                 f"building {MODULE}.ko for {kernel.release}", log,
                 env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"})
         finally:

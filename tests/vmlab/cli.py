@@ -7,6 +7,7 @@ import json
 import sys
 
 from tests.vmlab import dumps, kernels, scenarios
+from tests.vmlab.arches import ARCHES
 from tests.vmlab.chroot import build_module
 from tests.vmlab.common import LabError, cache_root, say
 from tests.vmlab.debindex import load_index
@@ -17,7 +18,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     cache = cache_root()
     print("kernels (tests/vmlab/kernels.toml):")
     for k in kernels.load_kernels().values():
-        print(f"  {k.name:9} {k.release:24} {k.version:22} {k.dist}")
+        print(f"  {k.name:10} {k.arch:6} {k.release:24} {k.version:22} {k.dist}")
     print("scenarios:")
     for s in scenarios.SCENARIOS.values():
         print(f"  {s.name:14} {s.why}")
@@ -28,7 +29,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             meta = dump_dir(cache, k, s) / "meta.json"
             if meta.exists():
                 m = json.loads(meta.read_text())
-                print(f"  {k.name:9} {s:14} {m['seconds']['panic']:6.1f} s  {' '.join(m['formats'])}")
+                print(f"  {k.name:10} {s:14} {m['seconds']['panic']:6.1f} s  {' '.join(m['formats'])}")
     return 0
 
 
@@ -36,9 +37,9 @@ def cmd_available(args: argparse.Namespace) -> int:
     """What the archive holds today for a kernel's dist: to update a pin that has gone."""
     cache = cache_root()
     for k in kernels.select(args.kernel):
-        index = load_index(cache, k.archive, k.dist, refresh=True)
+        index = load_index(cache, k.archive, k.dist, refresh=True, arch=k.arch)
         found = sorted((p.name, p.version) for name, pkgs in index.items() for p in pkgs
-                       if name.startswith("linux-image-") and name.endswith("-amd64")
+                       if name.startswith("linux-image-") and name.endswith(ARCHES[k.arch].flavour)
                        and "cloud" not in name and "-rt-" not in name and "dbg" not in name)
         print(f"{k.name} ({k.dist}), pinned {k.release} {k.version}:")
         for name, version in found:
@@ -96,11 +97,11 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="pinned kernels, scenarios, formats and the sets made")
     a = sub.add_parser("available", help="the kernel versions the archive holds now")
-    a.add_argument("kernel", help="kernel name(s), comma list, or all")
+    a.add_argument("kernel", help="kernel name(s), comma list, all (amd64) or all-ARCH")
     f = sub.add_parser("fetch", help="download a kernel and build the module for it")
-    f.add_argument("kernel", help="kernel name(s), comma list, or all")
+    f.add_argument("kernel", help="kernel name(s), comma list, all (amd64) or all-ARCH")
     m = sub.add_parser("make", help="make dump sets (reuses finished ones)")
-    m.add_argument("kernel", help="kernel name(s), comma list, or all")
+    m.add_argument("kernel", help="kernel name(s), comma list, all (amd64) or all-ARCH")
     m.add_argument("scenario", help="scenario name(s), comma list, or all")
     m.add_argument("--formats", default="all", help="comma list of formats/aliases (default all)")
     m.add_argument("--force", action="store_true", help="make the set again even if finished")

@@ -71,9 +71,15 @@ def parse_packages(text: str, prefix: str = "") -> dict[str, list[Package]]:
     return out
 
 
-def index_url(archive: str, dist: str) -> str:
-    """Where dists/<dist>/main/binary-amd64/Packages.xz lives."""
-    return f"{MIRROR}/{archive}/dists/{dist}/main/binary-amd64/Packages.xz"
+def index_url(archive: str, dist: str, arch: str = "amd64") -> str:
+    """Where dists/<dist>/main/binary-<arch>/Packages.xz lives."""
+    return f"{MIRROR}/{archive}/dists/{dist}/main/binary-{arch}/Packages.xz"
+
+
+def index_path(cache: Path, archive: str, dist: str, arch: str = "amd64") -> Path:
+    """The cached index: amd64's keeps the name it always had; other arches' carry the arch."""
+    tag = "" if arch == "amd64" else f"_{arch}"
+    return cache / "indexes" / f"{archive}_{dist}{tag}_Packages.xz"
 
 
 def download(url: str, dest: Path) -> None:
@@ -96,15 +102,15 @@ def download(url: str, dest: Path) -> None:
 
 
 def load_index(cache: Path, archive: str, dist: str, prefix: str = "linux-",
-               refresh: bool = False) -> dict[str, list[Package]]:
-    """The dist's index, from the cache when fresh enough (or when the network is down)."""
-    path = cache / "indexes" / f"{archive}_{dist}_Packages.xz"
+               refresh: bool = False, arch: str = "amd64") -> dict[str, list[Package]]:
+    """The dist's index for arch, from the cache when fresh enough (or when the network is down)."""
+    path = index_path(cache, archive, dist, arch)
     path.parent.mkdir(parents=True, exist_ok=True)
     stale = not path.exists() or refresh or time.time() - path.stat().st_mtime > INDEX_MAX_AGE
     if stale:
-        say(f"reading the index of {archive} {dist}")
+        say(f"reading the index of {archive} {dist} {arch}")
         try:
-            download(index_url(archive, dist), path)
+            download(index_url(archive, dist, arch), path)
         except LabError:
             if not path.exists():
                 raise

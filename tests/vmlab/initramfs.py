@@ -10,9 +10,15 @@ from __future__ import annotations
 import hashlib
 import io
 import lzma
+import subprocess
+import tarfile
 from pathlib import Path
 
+from tests.vmlab.arches import ARCHES, Arch
+from tests.vmlab.chroot import compile_in_chroot
 from tests.vmlab.common import LabError, need_tool, run, say
+from tests.vmlab.debindex import fetch_deb, load_index, pick
+from tests.vmlab.kernels import Kernel
 
 GUEST = Path(__file__).with_name("guest")
 BUSYBOX = Path("/bin/busybox")
@@ -53,30 +59,67 @@ def plain_module(path: Path) -> bytes:
     return raw
 
 
-def labapp(cache: Path) -> Path:
-    """The static helper binary, compiled once per source version with the host's gcc."""
+def labapp(cache: Path, arch: Arch = ARCHES["amd64"], kernel: Kernel | None = None) -> Path:
+    """The static helper binary, compiled once per source version with the host's gcc (-m32
+    for i386), or for arm64 with the cross gcc in the kernel's suite chroot.
+
+    amd64's keeps its old name (labapp-<hash>); the others carry the arch (labapp-arm64-<hash>).
+    """
     src = GUEST / "labapp.c"
     tag = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
-    out = cache / "tools" / f"labapp-{tag}"
+    out = cache / "tools" / ("labapp-" + ("" if arch.name == "amd64" else f"{arch.name}-") + tag)
     if out.exists():
         return out
-    need_tool("gcc", "gcc libc6-dev")
-    say("compiling labapp (static)")
+    say(f"compiling labapp (static, {arch.name})")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    run(["gcc", "-static", "-O2", "-Wall", "-pthread", "-o", tmp, src], "compiling labapp")
+    if arch.chroot_cc:
+        assert kernel is not None, "a cross-compiled labapp needs the kernel's suite chroot"
+        compile_in_chroot(cache, kernel, src, tmp)
+    else:
+        need_tool(arch.cc[0], arch.cc_package)
+        run([*arch.cc, "-static", "-O2", "-Wall", "-pthread", "-o", tmp, src],
+            f"compiling labapp for {arch.name} (apt-get install {arch.cc_package})")
     tmp.rename(out)
     return out
 
 
-def build(cache: Path, dest: Path, modules: list[Path]) -> Path:
-    """Write the initramfs for one boot to dest."""
-    if not BUSYBOX.exists() or BUSYBOX.read_bytes()[:4] != b"\x7fELF":
-        raise LabError(f"no static {BUSYBOX}: apt-get install busybox-static")
+def busybox(cache: Path, arch: Arch, suite: str) -> Path:
+    """A static busybox for arch: the host's for amd64, else bin/busybox out of the suite's
+    busybox-static .deb of that arch (downloaded once, kept under tools/)."""
+    if arch.name == "amd64":
+        if not BUSYBOX.exists() or BUSYBOX.read_bytes()[:4] != b"\x7fELF":
+            raise LabError(f"no static {BUSYBOX}: apt-get install busybox-static")
+        return BUSYBOX
+    pkg = pick(load_index(cache, "debian", suite, prefix="busybox-static", arch=arch.name),
+               "busybox-static")
+    out = cache / "tools" / f"busybox-{arch.name}-{pkg.version}"
+    if out.exists():
+        return out
+    deb = fetch_deb(cache, "debian", pkg)
+    tmp = out.with_name(out.name + ".tmp")
+    proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+        for member in tar:
+            if member.name.lstrip("./") in ("bin/busybox", "usr/bin/busybox") and member.isfile():
+                src = tar.extractfile(member)
+                assert src is not None
+                tmp.write_bytes(src.read())
+    proc.wait()
+    if not tmp.exists():
+        raise LabError(f"no bin/busybox in {deb}")
+    tmp.rename(out)
+    return out
+
+
+def build(cache: Path, dest: Path, modules: list[Path], kernel: Kernel | None = None) -> Path:
+    """Write the initramfs for one boot to dest (for kernel's arch; amd64 when None)."""
+    arch = ARCHES[kernel.arch if kernel else "amd64"]
     files = {
         "init": ((GUEST / "init").read_bytes(), 0o755),
-        "bin/busybox": (BUSYBOX.read_bytes(), 0o755),
-        "bin/labapp": (labapp(cache).read_bytes(), 0o755),
+        "bin/busybox": (busybox(cache, arch, kernel.suite if kernel else "bookworm").read_bytes(), 0o755),
+        "bin/labapp": (labapp(cache, arch, kernel).read_bytes(), 0o755),
     }
     for mod in modules:
         name = mod.name.split(".ko")[0] + ".ko"

@@ -15,6 +15,7 @@ import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tests.vmlab.arches import ARCHES
 from tests.vmlab.common import LabError, building, say
 from tests.vmlab.debindex import Package, fetch_deb, load_index, pick
 
@@ -32,27 +33,35 @@ class Kernel:
     archive: str
     release: str
     version: str
+    arch: str = "amd64"  # the Debian architecture
 
     @property
     def abi(self) -> str:
         """The release without its flavour ('6.1.0-57'): every own package name holds it."""
-        return self.release.removesuffix("-amd64")
+        return self.release.removesuffix(ARCHES[self.arch].flavour)
 
 
 def load_kernels(path: Path = KERNELS_TOML) -> dict[str, Kernel]:
     """Every pinned kernel, by name, in the file's order."""
     with open(path, "rb") as f:
         table = tomllib.load(f)["kernels"]
-    return {name: Kernel(name=name, **fields) for name, fields in table.items()}
+    kernels = {name: Kernel(name=name, **fields) for name, fields in table.items()}
+    for k in kernels.values():
+        if k.arch not in ARCHES or not k.release.endswith(ARCHES[k.arch].flavour):
+            raise LabError(f"kernels.toml: {k.name}: arch {k.arch!r} and release {k.release} disagree")
+    return kernels
 
 
 def select(names: str) -> list[Kernel]:
-    """Kernels named by a comma list of names or releases, or 'all'."""
+    """Kernels named by a comma list of names or releases, 'all' (the amd64 ones: what CI and
+    the tests mean by every kernel) or 'all-<arch>' (all-arm64, all-i386)."""
     known = load_kernels()
-    if names == "all":
-        return list(known.values())
     out = []
     for name in names.split(","):
+        if name == "all" or name.startswith("all-"):
+            want = name.removeprefix("all-") if name != "all" else "amd64"
+            out += [k for k in known.values() if k.arch == want]
+            continue
         hit = known.get(name) or next((k for k in known.values() if k.release == name), None)
         if hit is None:
             raise LabError(f"unknown kernel {name!r}; pinned: {', '.join(known)}")
@@ -99,10 +108,10 @@ def resolve(cache: Path, kernel: Kernel) -> dict[str, list]:
         data = json.loads(saved.read_text())
         if data.get("version") == kernel.version:
             return data
-    index = load_index(cache, kernel.archive, kernel.dist)
+    index = load_index(cache, kernel.archive, kernel.dist, arch=kernel.arch)
     if f"linux-image-{kernel.release}" not in index or not any(
             p.version == kernel.version for p in index[f"linux-image-{kernel.release}"]):
-        index = load_index(cache, kernel.archive, kernel.dist, refresh=True)
+        index = load_index(cache, kernel.archive, kernel.dist, refresh=True, arch=kernel.arch)
     image, _ = closure(kernel, index, f"linux-image-{kernel.release}")
     headers, tools = closure(kernel, index, f"linux-headers-{kernel.release}", "linux-image-")
     data = {"version": kernel.version, "image": [asdict(p) for p in image],
@@ -118,10 +127,12 @@ def packages(data: dict[str, list], part: str) -> list[Package]:
 
 def _wanted(member: str) -> bool:
     """The few files of an image package the lab needs: /boot, the top of the modules dir
-    (sid keeps vmlinuz, config and System.map there), and fw_cfg."""
+    (sid keeps vmlinuz, config and System.map there), fw_cfg, and virtio_mmio and
+    virtio_console (arm64's truth channel: both modules in Debian's arm64 kernels)."""
     path = member.lstrip("./").removeprefix("usr/")
     parts = path.split("/")
     return (parts[0] == "boot" or "qemu_fw_cfg.ko" in path
+            or "/virtio_console.ko" in path or "/virtio_mmio.ko" in path
             or (parts[:2] == ["lib", "modules"] and len(parts) == 4))
 
 
@@ -166,11 +177,29 @@ def fetch_image(cache: Path, kernel: Kernel) -> Path:
 
 
 def fetch_headers(cache: Path, kernel: Kernel) -> list[Path]:
-    """The headers .debs (linux-headers-*, -common, linux-kbuild-*), downloaded once."""
+    """The headers .debs (linux-headers-*, -common, linux-kbuild-*), downloaded once.
+
+    The module is built on this amd64 host, so a foreign kernel gets the amd64 linux-kbuild-*
+    of the same version (its fixdep, modpost... must run here; the arch's would not, and
+    would overwrite the amd64 kernel's in the shared chroot).
+    """
     data = resolve(cache, kernel)
-    return [fetch_deb(cache, kernel.archive, p) for p in packages(data, "headers")]
+    own = packages(data, "headers")
+    if kernel.arch != "amd64":
+        kbuild = [p.name for p in own if p.name.startswith("linux-kbuild-")]
+        own = [p for p in own if not p.name.startswith("linux-kbuild-")]
+        index = load_index(cache, kernel.archive, kernel.dist)
+        own += [pick(index, name, kernel.version) for name in kbuild]
+    return [fetch_deb(cache, kernel.archive, p) for p in own]
 
 
 def fw_cfg_module(image: Path) -> Path | None:
     """qemu_fw_cfg.ko* in the image, or None when the kernel has it built in."""
     return next(iter(sorted(image.rglob("qemu_fw_cfg.ko*"))), None)
+
+
+def helper_modules(image: Path, virtio_console: bool = False) -> list[Path]:
+    """The image's modules the guest loads before pmdblab: fw_cfg (for vmcoreinfo) and, when
+    asked, virtio_mmio and virtio_console (the truth channel on arm64), those not built in."""
+    pats = ["qemu_fw_cfg.ko*"] + (["virtio_mmio.ko*", "virtio_console.ko*"] if virtio_console else [])
+    return [m for pat in pats for m in sorted(image.rglob(pat))[:1]]

@@ -14,14 +14,23 @@ import time
 from pathlib import Path
 
 from tests.vmlab import accel, initramfs, qemu
+from tests.vmlab.arches import ARCHES, Arch
 from tests.vmlab.chroot import build_module
 from tests.vmlab.common import LabError, building, say
 from tests.vmlab.dumps import FILES, QEMU_FORMATS, makedumpfile
-from tests.vmlab.kernels import Kernel, fetch_image, fw_cfg_module, vmlinuz
-from tests.vmlab.scenarios import Scenario
+from tests.vmlab.kernels import Kernel, fetch_image, helper_modules, vmlinuz
+from tests.vmlab.scenarios import Scenario, refusal
 from tests.vmlab.truth import END, TruthError, unpack_serial
 
 BASE_CMDLINE = "console=ttyS0,115200 panic=0 oops=panic loglevel=4"
+
+
+def base_cmdline(arch: Arch) -> str:
+    """The common kernel arguments: amd64's unchanged; others name their console and truth."""
+    if arch.name == "amd64":
+        return BASE_CMDLINE
+    extra = "" if arch.truth_tty == "ttyS1" else f" pmdblab.truth={arch.truth_tty}"
+    return BASE_CMDLINE.replace("ttyS0", arch.console) + extra
 TRUTH_TIMEOUT = 300  # seconds from QEMU's start to the truth, at most (a slow TCG boot)
 
 
@@ -43,22 +52,33 @@ def guest_settings() -> tuple[str, int]:
     return os.environ.get("PMDB_LAB_MEM", "192M"), int(os.environ.get("PMDB_LAB_SMP", "2"))
 
 
-def prepare(cache: Path, kernel: Kernel) -> tuple[Path, list[Path]]:
-    """The kernel to boot and the modules for its initramfs (fw_cfg when a module, pmdblab)."""
+def prepare(cache: Path, kernel: Kernel, scenario: Scenario) -> tuple[Path, list[Path], bool]:
+    """The kernel to boot, the modules for its initramfs (fw_cfg and virtio_console when
+    modules, pmdblab last), and whether pmdblab is among them.
+
+    On amd64 pmdblab is always loaded (its sets always had it). Elsewhere a scenario that does
+    not need it (sysrq) goes on without it when its cross build fails, saying so.
+    """
     image = fetch_image(cache, kernel)
     kimage = vmlinuz(image, kernel)
     assert kimage is not None
-    modules = [build_module(cache, kernel)]
-    fw_cfg = fw_cfg_module(image)
-    if fw_cfg is not None:
-        modules.insert(0, fw_cfg)
-    return kimage, modules
+    modules = helper_modules(image, virtio_console=ARCHES[kernel.arch].truth_tty.startswith("hvc"))
+    try:
+        modules.append(build_module(cache, kernel))
+    except LabError as e:
+        if scenario.module or kernel.arch == "amd64":
+            raise
+        say(f"{kernel.name}: no pmdblab.ko ({e}); {scenario.name} does not need it")
+        return kimage, modules, False
+    return kimage, modules, True
 
 
-def probe(kimage: Path, initrd: Path, work: Path, how: str, timeout: float) -> float:
+def probe(kimage: Path, initrd: Path, work: Path, how: str, timeout: float,
+          arch: Arch = ARCHES["amd64"]) -> float:
     """Seconds from QEMU's start to the init's first marker under accelerator `how`."""
     mem, smp = guest_settings()
-    guest = qemu.boot(kimage, initrd, f"{BASE_CMDLINE} pmdblab.scenario=probe", work, how, mem, smp)
+    guest = qemu.boot(kimage, initrd, f"{base_cmdline(arch)} pmdblab.scenario=probe", work, how,
+                      mem, smp, arch)
     try:
         return guest.wait("init marker", lambda: "pmdblab-init: init started" in guest.console_text(), timeout)
     finally:
@@ -121,8 +141,8 @@ def take_dumps(guest: qemu.Guest, out: Path, formats: list[str]) -> list[str]:
     return made
 
 
-def qemu_version() -> str:
-    out = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True).stdout
+def qemu_version(arch: Arch) -> str:
+    out = subprocess.run([arch.qemu, "--version"], capture_output=True, text=True).stdout
     return out.splitlines()[0] if out else "?"
 
 
@@ -132,14 +152,19 @@ def make(cache: Path, kernel: Kernel, scenario: Scenario, formats: list[str], fo
     if not force and finished(final, formats):
         say(f"{kernel.name} {scenario.name}: already made ({final})")
         return final
-    kimage, modules = prepare(cache, kernel)
+    arch = ARCHES[kernel.arch]
+    why_not = refusal(scenario, arch)
+    if why_not:
+        raise LabError(f"{kernel.name}: {why_not}")
+    kimage, modules, with_module = prepare(cache, kernel, scenario)
     mem, smp = guest_settings()
     with building(final) as out:
-        initrd = initramfs.build(cache, out / "initramfs.cpio", modules)
-        how = accel.choose(cache, lambda a, t: probe(kimage, initrd, out, a, t))
-        cmdline = " ".join([BASE_CMDLINE, *scenario.cmdline, f"pmdblab.scenario={scenario.name}"])
-        say(f"{kernel.name} {scenario.name}: booting {kernel.release} ({how}, {mem}, {smp} CPUs)")
-        guest = qemu.boot(kimage, initrd, cmdline, out, how, mem, smp)
+        initrd = initramfs.build(cache, out / "initramfs.cpio", modules, kernel)
+        how = accel.choose(cache, lambda a, t: probe(kimage, initrd, out, a, t, arch)) if arch.kvm else "tcg"
+        cmdline = " ".join([base_cmdline(arch), *scenario.cmdline, f"pmdblab.scenario={scenario.name}"])
+        say(f"{kernel.name} {scenario.name}: booting {kernel.release} ({how}, {arch.machine}, "
+            f"{arch.cpu}, {mem}, {smp} CPUs)")
+        guest = qemu.boot(kimage, initrd, cmdline, out, how, mem, smp, arch)
         try:
             times = crash(guest, scenario)
             say(f"{kernel.name} {scenario.name}: panic after {times['panic']} s: {times['panic_reason']}")
@@ -151,8 +176,11 @@ def make(cache: Path, kernel: Kernel, scenario: Scenario, formats: list[str], fo
             unpack_serial(_read(guest.truth_serial), out)
         except TruthError as e:
             raise LabError(f"{kernel.name} {scenario.name}: {e}") from e
-        made += makedumpfile(out / FILES["elf"], out, formats, out / "makedumpfile.log")
-        if "elf" not in formats:
+        if arch.makedumpfile:
+            made += makedumpfile(out / FILES["elf"], out, formats, out / "makedumpfile.log")
+        elif {"mdf", "flat"} & set(formats):
+            say(f"the host's makedumpfile cannot read {arch.name} dumps; mdf/flat recorded as unsupported")
+        if "elf" not in formats and "elf" in made:
             (out / FILES["elf"]).unlink(missing_ok=True)
             made.remove("elf")
         times["dumps"] = round(time.monotonic() - t0, 1)
@@ -160,12 +188,14 @@ def make(cache: Path, kernel: Kernel, scenario: Scenario, formats: list[str], fo
             (out / name).unlink(missing_ok=True)
         for fmt in made:
             (out / FILES[fmt]).chmod(0o644)  # QEMU writes its dumps 0400
-        shutil.copy(modules[-1], out / "pmdblab.ko")
-        meta = {"kernel": kernel.name, "release": kernel.release, "version": kernel.version,
+        if with_module:
+            shutil.copy(modules[-1], out / "pmdblab.ko")
+        meta = {"kernel": kernel.name, "arch": arch.name, "machine": arch.machine, "cpu": arch.cpu,
+                "module": with_module, "release": kernel.release, "version": kernel.version,
                 "suite": kernel.suite, "scenario": scenario.name, "cmdline": cmdline,
                 "accel": how, "mem": mem, "smp": smp, "seconds": times,
                 "formats": {f: FILES[f] for f in made},
-                "unsupported": [f for f in formats if f not in made], "qemu": qemu_version(),
+                "unsupported": [f for f in formats if f not in made], "qemu": qemu_version(arch),
                 "made": time.strftime("%Y-%m-%d %H:%M:%S")}
         (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     say(f"{kernel.name} {scenario.name}: done: {final}")

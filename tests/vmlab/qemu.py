@@ -1,9 +1,10 @@
 """One QEMU guest: boot it, watch its serial ports, and drive it over QMP.
 
-The guest has two serial ports written to files: ttyS0 is the console (the host waits on the
-init's markers and the panic there), ttyS1 carries the truth. `-device vmcoreinfo` lets QEMU's
-dump-guest-memory copy the guest's VMCOREINFO note (the guest's qemu_fw_cfg driver tells QEMU
-where it is).
+The guest has two channels written to files: the console (ttyS0; arm64 virt's one PL011,
+ttyAMA0), where the host waits on the init's markers and the panic, and the truth channel
+(ttyS1; on arm64 a virtio console, hvc0, since virt has no second UART). `-device vmcoreinfo`
+lets QEMU's dump-guest-memory copy the guest's VMCOREINFO note (the guest's qemu_fw_cfg driver
+tells QEMU where it is; fw_cfg is MMIO on virt, and works the same).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.vmlab.arches import ARCHES, Arch
 from tests.vmlab.common import LabError, need_tool
 
 PANIC_END = re.compile(r"---\[ end Kernel panic - not syncing: (.*?) \]---")
@@ -119,26 +121,35 @@ class QMP:
         self.sock.close()
 
 
+def truth_channel(arch: Arch, work: Path) -> list[str]:
+    """The argv for the truth channel: a second serial port, or a virtio console (arm64)."""
+    path = work / "truth.serial"
+    if arch.truth_tty.startswith("ttyS"):
+        return ["-serial", f"file:{path}"]
+    return ["-device", "virtio-serial-device", "-chardev", f"file,id=truth,path={path}",
+            "-device", "virtconsole,chardev=truth"]
+
+
 def qemu_command(kernel: Path, initrd: Path, cmdline: str, work: Path, accel: str,
-                 mem: str, smp: int) -> list[str]:
-    """The QEMU argv: q35, qemu64 (4-level paging, no la57), two serial files, QMP socket."""
+                 mem: str, smp: int, arch: Arch = ARCHES["amd64"]) -> list[str]:
+    """The QEMU argv: the arch's machine and CPU, console and truth files, QMP socket."""
     return [
-        "qemu-system-x86_64", "-accel", accel, "-machine", "q35", "-cpu", "qemu64",
+        arch.qemu, "-accel", accel, "-machine", arch.machine, "-cpu", arch.cpu,
         "-smp", str(smp), "-m", mem, "-nodefaults", "-display", "none", "-no-reboot",
         "-device", "vmcoreinfo",
         "-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline,
-        "-serial", f"file:{work / 'console.log'}", "-serial", f"file:{work / 'truth.serial'}",
+        "-serial", f"file:{work / 'console.log'}", *truth_channel(arch, work),
         "-qmp", f"unix:{work / 'qmp.sock'},server=on,wait=off",
     ]
 
 
 def boot(kernel: Path, initrd: Path, cmdline: str, work: Path, accel: str,
-         mem: str = "192M", smp: int = 2) -> Guest:
+         mem: str = "192M", smp: int = 2, arch: Arch = ARCHES["amd64"]) -> Guest:
     """Start the guest; it runs until stop()."""
-    need_tool("qemu-system-x86_64", "qemu-system-x86")
+    need_tool(arch.qemu, arch.qemu_package)
     for name in ("console.log", "truth.serial", "qmp.sock"):
         (work / name).unlink(missing_ok=True)
-    argv = qemu_command(kernel, initrd, cmdline, work, accel, mem, smp)
+    argv = qemu_command(kernel, initrd, cmdline, work, accel, mem, smp, arch)
     (work / "qemu.argv").write_text(" ".join(argv) + "\n")
     log = open(work / "qemu.log", "wb")
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

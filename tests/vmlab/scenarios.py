@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tests.vmlab.arches import Arch
 from tests.vmlab.common import LabError
 
 
@@ -18,10 +19,20 @@ class Scenario:
     cmdline: tuple[str, ...]  # kernel arguments beyond the lab's common ones
     host_nmi: bool = False    # the host sends an NMI after the truth arrives
     grace: int = 60           # seconds from the trigger to the panic, at most (TCG)
+    module: bool = True       # the trigger is the pmdblab module (labapp ioctl)
+
+
+def refusal(scenario: Scenario, arch: Arch) -> str | None:
+    """Why scenario cannot run on arch (one line), or None when it can."""
+    if scenario.host_nmi and not arch.nmi:
+        return f"{scenario.name} needs an x86 NMI (QMP inject-nmi); {arch.name} has none"
+    if scenario.name == "divide" and arch.name == "arm64":
+        return "divide: arm64 integer division by zero does not trap (it yields 0)"
+    return None
 
 
 SCENARIOS = {s.name: s for s in [
-    Scenario("sysrq", "echo c > /proc/sysrq-trigger (sysrq_handle_crash)", ()),
+    Scenario("sysrq", "echo c > /proc/sysrq-trigger (sysrq_handle_crash)", (), module=False),
     Scenario("null", "NULL pointer store in a module's ioctl; oops=panic", ()),
     Scenario("bug", "BUG_ON() in a module's ioctl; oops=panic", ()),
     Scenario("divide", "integer divide by zero in a module's ioctl; oops=panic", ()),
@@ -29,9 +40,9 @@ SCENARIOS = {s.name: s for s in [
              ("softlockup_panic=1", "watchdog_thresh=3"), grace=120),
     Scenario("hungtask", "a task sleeps in D state; hung_task_panic=1, 2 s timeout",
              ("hung_task_panic=1",), grace=120),
-    Scenario("oom", "a process eats all memory; vm.panic_on_oom=1", (), grace=180),
+    Scenario("oom", "a process eats all memory; vm.panic_on_oom=1", (), grace=180, module=False),
     Scenario("nmi", "QMP inject-nmi with unknown_nmi_panic=1", ("unknown_nmi_panic=1",),
-             host_nmi=True),
+             host_nmi=True, module=False),
     Scenario("stackoverflow", "unbounded recursion in a module hits the vmap stack guard", ()),
 ]}
 
