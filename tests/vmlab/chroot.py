@@ -94,7 +94,8 @@ def ensure_cross(cache: Path, kernel: Kernel) -> Path:
         say(f"adding {', '.join(missing)} to the {kernel.suite} chroot (once)")
         log = cache / "chroots" / f"{kernel.suite}.log"
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "DEBIAN_FRONTEND": "noninteractive"}
-        run(["chroot", root, "apt-get", "update", "-qq"], f"apt-get update in the {kernel.suite} chroot", log, env=env)
+        # sid's mirror may serve a Release past its Valid-Until (debootstrap does not check it)
+        run(["chroot", root, "apt-get", "-o", "Acquire::Check-Valid-Until=false", "update", "-qq"], f"apt-get update in the {kernel.suite} chroot", log, env=env)
         run(["chroot", root, "apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
             f"adding {' '.join(missing)} to the {kernel.suite} chroot", log, env=env)
         shutil.rmtree(root / "var" / "lib" / "apt" / "lists", ignore_errors=True)

@@ -22,6 +22,7 @@ from tests.vmlab.kernels import Kernel
 
 GUEST = Path(__file__).with_name("guest")
 BUSYBOX = Path("/bin/busybox")
+BUSYBOX_SUITE = "bookworm"  # whose busybox-static the foreign arches get (the host's release)
 
 
 def _entry(out: io.BufferedIOBase, ino: int, name: str, mode: int, data: bytes = b"") -> None:
@@ -84,9 +85,13 @@ def labapp(cache: Path, arch: Arch = ARCHES["amd64"], kernel: Kernel | None = No
     return out
 
 
-def busybox(cache: Path, arch: Arch, suite: str) -> Path:
-    """A static busybox for arch: the host's for amd64, else bin/busybox out of the suite's
-    busybox-static .deb of that arch (downloaded once, kept under tools/)."""
+def busybox(cache: Path, arch: Arch, suite: str = BUSYBOX_SUITE) -> Path:
+    """A static busybox for arch: the host's for amd64, else bin/busybox out of bookworm's
+    busybox-static .deb of that arch (downloaded once, kept under tools/).
+
+    Bookworm's for every kernel, as amd64 uses the host's: bullseye's busybox 1.30 has no
+    base64 applet, so the init's truth came out empty with it.
+    """
     if arch.name == "amd64":
         if not BUSYBOX.exists() or BUSYBOX.read_bytes()[:4] != b"\x7fELF":
             raise LabError(f"no static {BUSYBOX}: apt-get install busybox-static")
@@ -118,7 +123,7 @@ def build(cache: Path, dest: Path, modules: list[Path], kernel: Kernel | None = 
     arch = ARCHES[kernel.arch if kernel else "amd64"]
     files = {
         "init": ((GUEST / "init").read_bytes(), 0o755),
-        "bin/busybox": (busybox(cache, arch, kernel.suite if kernel else "bookworm").read_bytes(), 0o755),
+        "bin/busybox": (busybox(cache, arch).read_bytes(), 0o755),
         "bin/labapp": (labapp(cache, arch, kernel).read_bytes(), 0o755),
     }
     for mod in modules:
