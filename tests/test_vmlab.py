@@ -19,7 +19,8 @@ import pytest
 from tests.vmlab import dumps
 from tests.vmlab.arches import ARCHES
 from tests.vmlab.chroot import cross_gcc, cross_packages
-from tests.vmlab.debindex import index_path, index_url, parse_depends, parse_packages, pick
+from tests.vmlab.debindex import Package, index_path, index_url, parse_depends, parse_packages, pick
+from tests.vmlab.foreignmdf import runtime_closure
 from tests.vmlab.kernels import Kernel, closure, load_kernels
 from tests.vmlab.kernels import select as select_kernels
 from tests.vmlab.make import base_cmdline
@@ -111,6 +112,18 @@ def test_scenarios_an_arch_cannot_run_are_refused() -> None:
     assert refusal(SCENARIOS["nmi"], ARCHES["i386"]) is None
     assert refusal(SCENARIOS["divide"], ARCHES["arm64"]) is not None
     assert refusal(SCENARIOS["sysrq"], ARCHES["arm64"]) is None
+
+
+def test_foreign_makedumpfile_follows_runtime_depends() -> None:
+    def pkg(name: str, *deps: str) -> Package:
+        return Package(name, "1", f"pool/{name}.deb", "", 0, deps)
+
+    index = {p.name: [p] for p in [pkg("makedumpfile", "perl", "libc6", "libdw1"), pkg("perl", "libc6"),
+                                   pkg("libc6", "libgcc-s1"), pkg("libgcc-s1", "libc6"),
+                                   pkg("libdw1", "libc6", "libelf1"), pkg("libelf1", "libc6")]}
+    assert [p.name for p in runtime_closure(index, "makedumpfile")] == [
+        "makedumpfile", "libc6", "libdw1", "libgcc-s1", "libelf1"]
+    assert ARCHES["arm64"].qemu_user == "qemu-aarch64" and not ARCHES["arm64"].makedumpfile
 
 
 def test_arm64_panic_reason() -> None:

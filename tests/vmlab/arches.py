@@ -30,6 +30,7 @@ class Arch:
                                  # gets, for the module and labapp ('' = the host's gcc)
     kvm: bool = True             # whether an x86-64 host's KVM can run it
     makedumpfile: bool = True    # whether the host's (amd64) makedumpfile reads its dumps
+    qemu_user: str = ""          # else: the qemu-user binary that runs the arch's own one
     nmi: bool = True             # QMP inject-nmi reaches the guest as an NMI
 
 
@@ -37,7 +38,9 @@ ARCHES = {a.name: a for a in [
     # q35 + qemu64: 4-level paging, no la57
     Arch("amd64", "-amd64", "qemu-system-x86_64", "qemu-system-x86", "q35", "qemu64",
          "ttyS0", "ttyS1", ("gcc",), "gcc libc6-dev", ()),
-    # qemu32 has PAE (and CMOV), which the 686-pae kernels need; q35 gives it two 16550s too
+    # qemu32 has PAE (and CMOV), which the 686-pae kernels need; q35 gives it two 16550s too.
+    # No makedumpfile: bookworm's i386 one, under qemu-i386, segfaults on QEMU's i386 ELF
+    # (an ELF64 core) before printing anything; the host's reads only x86-64
     Arch("i386", "-686-pae", "qemu-system-i386", "qemu-system-x86", "q35", "qemu32",
          "ttyS0", "ttyS1", ("gcc", "-m32"), "gcc-multilib", ("ARCH=x86",),
          makedumpfile=False),
@@ -47,7 +50,7 @@ ARCHES = {a.name: a for a in [
          "max,pauth-impdef=on", "ttyAMA0", "hvc0", ("aarch64-linux-gnu-gcc",),
          "(in the suite chroot) gcc-N-aarch64-linux-gnu libc6-dev-arm64-cross",
          ("ARCH=arm64", "CROSS_COMPILE=aarch64-linux-gnu-"), chroot_cc="aarch64-linux-gnu",
-         kvm=False, makedumpfile=False, nmi=False),
+         kvm=False, makedumpfile=False, qemu_user="qemu-aarch64", nmi=False),
 ]}
 
 

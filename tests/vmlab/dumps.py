@@ -73,21 +73,27 @@ def phdrs_first(src: Path, dst: Path) -> Path:
     return dst
 
 
-def makedumpfile(elf: Path, out: Path, formats: list[str], log: Path) -> list[str]:
-    """The makedumpfile formats asked for, made from the QEMU ELF; the names made."""
+def makedumpfile(elf: Path, out: Path, formats: list[str], log: Path,
+                 argv: list[str] | None = None) -> list[str]:
+    """The makedumpfile formats asked for, made from the QEMU ELF; the names made.
+
+    argv runs another makedumpfile (a foreign arch's, under qemu-user); the host's by default.
+    """
     wanted = [f for f in ("mdf", "flat") if f in formats]
     if not wanted:
         return []
-    need_tool("makedumpfile", "makedumpfile")
+    if argv is None:
+        need_tool("makedumpfile", "makedumpfile")
+    mdf = argv or ["makedumpfile"]
     src = phdrs_first(elf, out / "makedumpfile-input.elf")
     try:
         if "mdf" in wanted:
             say("makedumpfile -c -d 31")
-            run(["makedumpfile", "-c", "-d", "31", src, out / FILES["mdf"]], "makedumpfile -c -d 31", log)
+            run([*mdf, "-c", "-d", "31", src, out / FILES["mdf"]], "makedumpfile -c -d 31", log)
         if "flat" in wanted:
             say("makedumpfile -F -c -d 31")
             with open(out / FILES["flat"], "wb") as flat, open(log, "ab") as err:
-                rc = subprocess.run(["makedumpfile", "-F", "-c", "-d", "31", str(src)],
+                rc = subprocess.run([*mdf, "-F", "-c", "-d", "31", str(src)],
                                     stdout=flat, stderr=err).returncode
             if rc != 0:
                 raise LabError(f"makedumpfile -F failed (exit {rc}); see {log}")

@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.vmlab import accel, initramfs, qemu
+from tests.vmlab import accel, foreignmdf, initramfs, qemu
 from tests.vmlab.arches import ARCHES, Arch
 from tests.vmlab.chroot import build_module
 from tests.vmlab.common import LabError, building, say
@@ -176,10 +176,13 @@ def make(cache: Path, kernel: Kernel, scenario: Scenario, formats: list[str], fo
             unpack_serial(_read(guest.truth_serial), out)
         except TruthError as e:
             raise LabError(f"{kernel.name} {scenario.name}: {e}") from e
-        if arch.makedumpfile:
+        if arch.makedumpfile or not {"mdf", "flat"} & set(formats):
             made += makedumpfile(out / FILES["elf"], out, formats, out / "makedumpfile.log")
-        elif {"mdf", "flat"} & set(formats):
-            say(f"the host's makedumpfile cannot read {arch.name} dumps; mdf/flat recorded as unsupported")
+        elif arch.qemu_user:  # the host's makedumpfile reads only x86-64: the arch's own
+            made += makedumpfile(out / FILES["elf"], out, formats, out / "makedumpfile.log",
+                                 foreignmdf.makedumpfile_argv(cache, arch))
+        else:
+            say(f"no makedumpfile reads {arch.name} dumps here; mdf/flat recorded as unsupported")
         if "elf" not in formats and "elf" in made:
             (out / FILES["elf"]).unlink(missing_ok=True)
             made.remove("elf")
