@@ -1,0 +1,189 @@
+"""The arm64 kernel's virtual address space over a physical one (4 KB granule).
+
+The translation table format is data: the levels follow from VA_BITS (48 bits:
+four levels PGD/PUD/PMD/PTE; 39 bits: three, PGD/PMD/PTE), each resolving 9
+bits. Two regions skip the walk because their rule is arithmetic (5.4+ layout,
+arch/arm64/include/asm/memory.h): the linear map, ``phys = vaddr - PAGE_OFFSET
++ PHYS_OFFSET`` with ``PAGE_OFFSET = -(1 << VA_BITS)``, and the kernel image,
+``phys = vaddr - kimage_voffset``. Everything else (vmalloc, modules, vmemmap,
+fixmap) is walked, and each walk is cached per page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pmdb.errors import FaultError
+from pmdb.memory.space import AddressSpace, Chunk
+
+MASK64 = (1 << 64) - 1
+PAGE_SHIFT = 12
+VALID = 1 << 0
+TABLE = 1 << 1          # at levels above the last: a table (else a block); at the last: a page
+OA_MASK = 0x0000_FFFF_FFFF_F000     # output address bits 47..12 (no 52-bit PA)
+_CACHE_LIMIT = 1 << 16
+
+
+@dataclass(frozen=True)
+class Level:
+    """One translation level: its index is ``addr >> shift`` masked to ``bits``."""
+
+    name: str
+    shift: int
+    bits: int = 9
+
+    def index(self, addr: int) -> int:
+        return (addr >> self.shift) & ((1 << self.bits) - 1)
+
+    @property
+    def block_ok(self) -> bool:
+        """Whether a block descriptor may end the walk here (1 GB at level 1, 2 MB at 2)."""
+        return self.shift in (21, 30)
+
+
+def levels_for(va_bits: int) -> tuple[Level, ...]:
+    """The levels a walk of a VA_BITS-wide address takes with 4 KB pages."""
+    if not 25 <= va_bits <= 48:
+        raise ValueError(f"VA_BITS {va_bits} is not supported with 4 KB pages (25..48)")
+    count = (va_bits - PAGE_SHIFT + 8) // 9
+    names = {4: ("PGD", "PUD", "PMD", "PTE"), 3: ("PGD", "PMD", "PTE"), 2: ("PGD", "PTE")}[count]
+    shifts = [PAGE_SHIFT + 9 * (count - 1 - i) for i in range(count)]
+    top_bits = va_bits - shifts[0]
+    return tuple(Level(n, s, top_bits if i == 0 else 9) for i, (n, s) in enumerate(zip(names, shifts, strict=True)))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One descriptor met on a walk, for ::vtop."""
+
+    level: str
+    address: int    # physical address of the descriptor itself
+    value: int
+
+
+def strip_tag(addr: int) -> int:
+    """A kernel pointer with its top byte restored (KASAN/MTE tags live in bits 56..63)."""
+    return addr | (0xFF << 56) if addr >> 55 & 1 else addr & ~(0xFF << 56)
+
+
+class Arm64KernelSpace(AddressSpace):
+    """Kernel virtual memory: linear-map and image fast paths, table walks for the rest."""
+
+    def __init__(self, phys: AddressSpace, root: int, va_bits: int, kimage_voffset: int,
+                 phys_offset: int) -> None:
+        super().__init__("little", 8)
+        self.phys = phys
+        self.root = root
+        self.va_bits = va_bits
+        self.levels = levels_for(va_bits)
+        self.kimage_voffset = kimage_voffset & MASK64
+        self.phys_offset = phys_offset
+        self.page_offset = -(1 << va_bits) & MASK64
+        self.page_end = -(1 << (va_bits - 1)) & MASK64
+        self.image: tuple[int, int] | None = None      # [_text, _end) once kallsyms is known
+        self._cache: dict[int, dict[int, int]] = {12: {}, 21: {}, 30: {}}
+
+    def set_image(self, start: int, end: int) -> None:
+        """Enable the image fast path for [start, end) (from _text/_end)."""
+        self.image = (start, end)
+
+    # -- the rules --------------------------------------------------------------
+
+    def image_phys(self, addr: int) -> int | None:
+        if self.image is not None and self.image[0] <= addr < self.image[1]:
+            return (addr - self.kimage_voffset) & MASK64
+        return None
+
+    def linear_phys(self, addr: int) -> int | None:
+        if self.page_offset <= addr < self.page_end:
+            return addr - self.page_offset + self.phys_offset
+        return None
+
+    def translate(self, addr: int) -> tuple[int, int]:
+        """(physical address, bytes left in its page or region)."""
+        phys = self.image_phys(addr)
+        if phys is not None:
+            assert self.image is not None
+            return phys, self.image[1] - addr
+        phys = self.linear_phys(addr)
+        if phys is not None:
+            return phys, self.page_end - addr
+        for shift, cache in self._cache.items():
+            frame = cache.get(addr >> shift)
+            if frame is not None:
+                off = addr & ((1 << shift) - 1)
+                return frame + off, (1 << shift) - off
+        frame, shift, _ = self.walk(addr)
+        cache = self._cache[shift]
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[addr >> shift] = frame
+        off = addr & ((1 << shift) - 1)
+        return frame + off, (1 << shift) - off
+
+    def vtop(self, addr: int) -> tuple[int, list[Entry]]:
+        """Walk the tables (never a fast path): the physical address and every entry met."""
+        frame, shift, entries = self.walk(addr)
+        return frame + (addr & ((1 << shift) - 1)), entries
+
+    def walk(self, addr: int, entries: list[Entry] | None = None) -> tuple[int, int, list[Entry]]:
+        """(frame, page shift, entries) for addr, or FaultError naming the level; ``entries``
+        collects what was met even when it fails."""
+        met = entries if entries is not None else []
+        if addr >> self.va_bits not in (0, MASK64 >> self.va_bits):
+            raise FaultError(addr, 1, f"outside the {self.va_bits}-bit address ranges (TTBR0/TTBR1)")
+        table = self.root
+        for i, level in enumerate(self.levels):
+            slot = table + level.index(addr) * 8
+            try:
+                value = self.phys.u64(slot)
+            except FaultError as err:
+                raise FaultError(addr, 1, f"{level.name} table at physical {table:#x} is not in the dump"
+                                 f" ({err.reason})") from None
+            met.append(Entry(level.name, slot, value))
+            if not value & VALID:
+                above = f" ({met[-2].level} entry {met[-2].value:#x})" if len(met) > 1 else ""
+                raise FaultError(addr, 1, f"no {level.name} entry for {addr:#x}{above}")
+            last = i == len(self.levels) - 1
+            if last or not value & TABLE:
+                if not last and not level.block_ok:
+                    raise FaultError(addr, 1, f"{level.name} entry {value:#x} is a block where none may be")
+                frame = value & OA_MASK & ~((1 << level.shift) - 1)
+                return frame, level.shift, met
+            table = value & OA_MASK
+        raise AssertionError("the last level always ends the walk")
+
+    # -- the AddressSpace contract --------------------------------------------
+
+    def mapping(self, addr: int, n: int) -> list[Chunk]:
+        chunks: list[Chunk] = []
+        cur, left = addr & MASK64, n
+        while left > 0:
+            try:
+                phys, room = self.translate(cur)
+            except FaultError as err:
+                raise FaultError(cur, left, err.reason) from None
+            take = min(left, room)
+            last = chunks[-1] if chunks else None
+            if last is not None and last.offset + last.length == phys:
+                chunks[-1] = Chunk(last.addr, last.length + take, self.phys, last.offset)
+            else:
+                chunks.append(Chunk(cur, take, self.phys, phys))
+            cur += take
+            left -= take
+        return chunks
+
+    def read(self, addr: int, n: int) -> bytes:
+        """As AddressSpace.read, but a physical fault is reported at its virtual address."""
+        if n <= 0:
+            return b""
+        parts = []
+        for c in self.mapping(addr, n):
+            try:
+                parts.append(self.phys.read(c.offset, c.length))
+            except FaultError as err:
+                vaddr = c.addr + (err.address - c.offset if c.offset <= err.address < c.offset + c.length
+                                  else 0)
+                raise FaultError(vaddr, n - (vaddr - addr),
+                                 f"physical {err.address:#x}: {err.reason or 'not in the dump'}") from None
+        return parts[0] if len(parts) == 1 else b"".join(parts)

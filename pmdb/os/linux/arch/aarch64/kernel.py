@@ -1,0 +1,51 @@
+"""Arm64Kernel: the arm64 modules of this package behind the KernelArch protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+from pmdb.arch import Arch
+from pmdb.dumps.base import Note
+from pmdb.dumps.vmcoreinfo import VmcoreInfo
+from pmdb.memory.space import AddressSpace
+from pmdb.os.linux.arch import CpuRegisters, KernelLayout, Lookup, Translation
+from pmdb.os.linux.arch.aarch64 import layout, notes, paging, stacks
+from pmdb.os.linux.arch.aarch64.unwind import Arm64Unwinder
+from pmdb.symbols.kmodules import KernelModule, StructOffsets
+
+
+class Arm64Kernel:
+    """pmdb.os.linux.arch.KernelArch for arm64 (4 KB pages, 3 or 4 levels, frame records)."""
+
+    name = "aarch64"
+
+    def kernel_space(self, phys: AddressSpace, info: VmcoreInfo) -> AddressSpace:
+        return layout.kernel_space(phys, info)
+
+    def attach_layout(self, space: AddressSpace, info: VmcoreInfo, lookup: Lookup) -> KernelLayout:
+        return layout.attach_layout(paging.paged(space), info, lookup)
+
+    def note_registers(self, dump_notes: Sequence[Note], arch: Arch) -> CpuRegisters:
+        return notes.note_registers(dump_notes, arch)
+
+    def thread_size(self, lookup: Lookup) -> int:
+        return stacks.thread_size(lookup)
+
+    def unwinder(self, mem: AddressSpace, lookup: Lookup, kernel_layout: KernelLayout,
+                 offsets: StructOffsets | None, modules: Iterable[KernelModule], release: str,
+                 describe: Callable[[int], str] | None = None) -> Arm64Unwinder:
+        mask = kernel_layout.pac_mask if isinstance(kernel_layout, layout.Arm64Layout) else 0
+        name_of = (lambda a: describe(a).split("+", 1)[0]) if describe is not None else (lambda a: "")
+        return Arm64Unwinder.build(mem, lookup, kernel_layout, offsets, mask, name_of, describe)
+
+    def translate(self, space: AddressSpace, addr: int) -> Translation:
+        return paging.translate(space, addr)
+
+    def with_root(self, space: AddressSpace, root: int) -> AddressSpace:
+        return paging.with_root(space, root)
+
+    def fast_path(self, space: AddressSpace, addr: int) -> tuple[str, int] | None:
+        return paging.fast_path(space, addr)
+
+
+KERNEL = Arm64Kernel()
