@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pmdb.arch import Arch
 from pmdb.dumps.base import Note
 from pmdb.dumps.vmcoreinfo import VmcoreInfo
+from pmdb.errors import PmdbError
 from pmdb.memory.space import AddressSpace
 from pmdb.os.linux.arch import CpuRegisters, KernelLayout, Lookup, Translation
 from pmdb.os.linux.arch.aarch64 import layout, notes, paging, stacks
@@ -37,6 +38,13 @@ class Arm64Kernel:
         mask = kernel_layout.pac_mask if isinstance(kernel_layout, layout.Arm64Layout) else 0
         name_of = (lambda a: describe(a).split("+", 1)[0]) if describe is not None else (lambda a: "")
         return Arm64Unwinder.build(mem, lookup, kernel_layout, offsets, mask, name_of, describe)
+
+    def saved_registers(self, mem: AddressSpace, task: int, offsets: StructOffsets) -> dict[str, int]:
+        """A switched-out task's cpu_context (x19..x29, sp, pc); {} when it cannot be read."""
+        try:
+            return stacks.saved_context(mem, task, stacks.TaskOffsets.from_types(offsets))
+        except PmdbError:
+            return {}
 
     def translate(self, space: AddressSpace, addr: int) -> Translation:
         return paging.translate(space, addr)
