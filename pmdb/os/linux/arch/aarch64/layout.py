@@ -57,6 +57,7 @@ class Arm64Layout(KernelLayout):
     image_end: int = 0
     vmalloc_end: int = 0
     vmemmap_start: int = 0
+    linear_start: int = 0
     linear_end: int = 0
     pac_mask: int = 0               # the PAC bits of a signed kernel return address
 
@@ -67,7 +68,7 @@ class Arm64Layout(KernelLayout):
             return "kernel image"
         if self.modules_start <= addr < self.modules_end:
             return "module space"
-        if self.page_offset_base <= addr < self.linear_end:
+        if self.linear_start <= addr < self.linear_end:
             return "direct map"
         if self.vmalloc_base <= addr < self.vmalloc_end:
             return "vmalloc"
@@ -92,12 +93,14 @@ def attach_layout(space: Arm64KernelSpace, info: VmcoreInfo, lookup: Lookup) -> 
     vmemmap = (vmemmap_start - (space.phys_offset >> 12) * info.sizes.get("page", _STRUCT_PAGE)) & MASK64
     return Arm64Layout(
         mem=space, kernel_offset=info.kernel_offset, phys_base=space.phys_offset,
-        image_start=start or modules_end, page_offset_base=space.page_offset,
+        # page_offset_base is where physical 0 would be in the linear map (__phys_to_virt),
+        # so the generic "vaddr = page_offset_base + phys" holds as on x86-64
+        image_start=start or modules_end, page_offset_base=(space.page_offset - space.phys_offset) & MASK64,
         vmalloc_base=info.numbers.get("VMALLOC_START", modules_end), vmemmap_base=vmemmap,
         modules_start=modules, modules_end=modules_end,
         per_cpu_offset_addr=lookup("__per_cpu_offset"), nr_cpu_ids=_nr_cpu_ids(space, lookup),
         image_end=end or 0, vmalloc_end=vmalloc_end, vmemmap_start=vmemmap_start,
-        linear_end=space.page_end, pac_mask=pac_mask(info, bits))
+        linear_start=space.page_offset, linear_end=space.page_end, pac_mask=pac_mask(info, bits))
 
 
 def pac_mask(info: VmcoreInfo, bits: int) -> int:
