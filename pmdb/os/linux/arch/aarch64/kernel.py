@@ -10,9 +10,10 @@ from pmdb.dumps.vmcoreinfo import VmcoreInfo
 from pmdb.errors import PmdbError
 from pmdb.memory.space import AddressSpace
 from pmdb.os.linux.arch import CpuRegisters, KernelLayout, Lookup, Translation
-from pmdb.os.linux.arch.aarch64 import layout, notes, paging, stacks
+from pmdb.os.linux.arch.aarch64 import layout, notes, paging, stacks, symbols
 from pmdb.os.linux.arch.aarch64.unwind import Arm64Unwinder
 from pmdb.symbols.kmodules import KernelModule, StructOffsets
+from pmdb.symbols.table import Symbol, SymbolTable
 
 
 class Arm64Kernel:
@@ -45,6 +46,22 @@ class Arm64Kernel:
             return stacks.saved_context(mem, task, stacks.TaskOffsets.from_types(offsets))
         except PmdbError:
             return {}
+
+    def recover_symbols(self, space: AddressSpace, info: VmcoreInfo, table: SymbolTable) -> list[Symbol]:
+        """Data symbols a functions-only kallsyms lacks (see symbols.py), and VMCOREINFO's."""
+        def lookup(name: str) -> int | None:
+            sym = table.lookup(name)
+            return sym.addr if sym is not None else None
+
+        def size(name: str) -> int:
+            sym = table.lookup(name)
+            return sym.size if sym is not None else 0
+
+        found = symbols.recover_symbols(space, lookup, size)
+        if not found:
+            return found
+        return found + [Symbol(name, addr, kind="object") for name, addr in info.symbols.items()
+                        if table.lookup(name) is None and name not in {s.name for s in found}]
 
     def translate(self, space: AddressSpace, addr: int) -> Translation:
         return paging.translate(space, addr)
