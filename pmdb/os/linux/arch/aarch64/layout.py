@@ -80,7 +80,7 @@ class Arm64Layout(KernelLayout):
 def attach_layout(space: Arm64KernelSpace, info: VmcoreInfo, lookup: Lookup) -> Arm64Layout:
     """Image bounds from kallsyms, region bases from VMCOREINFO or the 5.4+ formulas."""
     start = lookup("_text") or lookup("_stext")
-    end = lookup("_end") or lookup("__bss_stop")
+    end = lookup("_end") or lookup("__bss_stop") or _last_known(lookup, start)
     if start is not None and end is not None and 0 < end - start < 1 << 30:
         space.set_image(start, end)
     bits = space.va_bits
@@ -101,6 +101,19 @@ def attach_layout(space: Arm64KernelSpace, info: VmcoreInfo, lookup: Lookup) -> 
         per_cpu_offset_addr=lookup("__per_cpu_offset"), nr_cpu_ids=_nr_cpu_ids(space, lookup),
         image_end=end or 0, vmalloc_end=vmalloc_end, vmemmap_start=vmemmap_start,
         linear_start=space.page_offset, linear_end=space.page_end, pac_mask=pac_mask(info, bits))
+
+
+# data symbols late in the image, for its end when kallsyms names no _end (no KALLSYMS_ALL)
+_LATE = ("max_pfn", "init_task", "__per_cpu_offset", "nr_cpu_ids", "slab_caches", "modules", "panic_cpu",
+         "init_pid_ns", "node_data", "prb", "clear_seq", "mem_section", "init_uts_ns")
+
+
+def _last_known(lookup: Lookup, start: int | None) -> int | None:
+    """Just past the last recovered image symbol: the image's end as far as pmdb can tell."""
+    if start is None:
+        return None
+    found = [a for a in (lookup(n) for n in _LATE) if a is not None and 0 < a - start < 1 << 30]
+    return max(found) + 8 if found else None
 
 
 def pac_mask(info: VmcoreInfo, bits: int) -> int:

@@ -156,6 +156,8 @@ class Recovery:
             self._node_data()
             self._lists()
             self._max_pfn()
+            self._panic_cpu()
+            self._init_pid_ns()
         except PmdbError:
             pass
         return [Symbol(name, addr, size=self.sizes.get(name, 0), kind="object") for name, addr in self.found.items()]
@@ -256,6 +258,36 @@ class Recovery:
                     and not phys.readable(pfn << 12, 8):
                 self.found["max_pfn"] = cand
                 return
+
+    def _panic_cpu(self) -> None:
+        """panic_cpu: what both panic() and nmi_panic() compare-and-swap, -1 or a CPU."""
+        known = set(self.found.values())
+        nmi = set(self.candidates(("nmi_panic",))) - known
+        both = [c for c in self.candidates(("panic",)) if c in nmi]
+        limit = self.space.u32(self.found["nr_cpu_ids"]) if "nr_cpu_ids" in self.found else 8192
+        for cand in both:
+            try:
+                value = self.space.read_int(cand, 4, signed=True)
+            except PmdbError:
+                continue
+            if -1 <= value < limit:
+                self.found["panic_cpu"] = cand
+                return
+
+    def _init_pid_ns(self) -> None:
+        """init_pid_ns: the namespace of init_task's own pid (thread_pid->numbers[0].ns)."""
+        assert self.offsets is not None
+        task = self.found.get("init_task")
+        if task is None:
+            return
+        o = self.offsets
+        try:
+            pid = self.space.ptr(task + o.offsetof("task_struct", "thread_pid"))
+            ns = self.space.ptr(pid + o.offsetof("pid", "numbers") + o.offsetof("upid", "ns"))
+            if self.space.u32(ns + o.offsetof("pid_namespace", "level")) == 0:
+                self.found["init_pid_ns"] = ns
+        except PmdbError:
+            return
 
     def _nr_cpu_ids(self, offsets: int, runqueues: int, idle: int, rq_cpu: int) -> None:
         """nr_cpu_ids: the variable (found by its use) whose value is the count of CPUs whose
