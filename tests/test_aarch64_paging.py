@@ -45,8 +45,10 @@ def test_levels_follow_va_bits() -> None:
     assert [(lv.name, lv.shift, lv.bits) for lv in levels_for(39)] == [
         ("PGD", 30, 9), ("PMD", 21, 9), ("PTE", 12, 9)]
     assert [lv.bits for lv in levels_for(42)] == [3, 9, 9, 9]
+    assert [(lv.name, lv.shift, lv.bits) for lv in levels_for(52)] == [
+        ("PGD", 48, 4), ("P4D", 39, 9), ("PUD", 30, 9), ("PMD", 21, 9), ("PTE", 12, 9)]
     with pytest.raises(ValueError):
-        levels_for(52)
+        levels_for(53)
 
 
 def test_four_level_page_walk_and_cache() -> None:

@@ -20,7 +20,9 @@ MASK64 = (1 << 64) - 1
 PAGE_SHIFT = 12
 VALID = 1 << 0
 TABLE = 1 << 1          # at levels above the last: a table (else a block); at the last: a page
-OA_MASK = 0x0000_FFFF_FFFF_F000     # output address bits 47..12 (no 52-bit PA)
+OA_MASK = 0x0000_FFFF_FFFF_F000     # output address bits 47..12
+OA_MASK_LPA2 = 0x0003_FFFF_FFFF_F000    # with 52-bit VAs on 4 KB pages (FEAT_LPA2): bits 49..12,
+                                        # and OA[51:50] in descriptor bits 9..8
 _CACHE_LIMIT = 1 << 16
 
 
@@ -43,10 +45,11 @@ class Level:
 
 def levels_for(va_bits: int) -> tuple[Level, ...]:
     """The levels a walk of a VA_BITS-wide address takes with 4 KB pages."""
-    if not 25 <= va_bits <= 48:
-        raise ValueError(f"VA_BITS {va_bits} is not supported with 4 KB pages (25..48)")
+    if not 25 <= va_bits <= 52:
+        raise ValueError(f"VA_BITS {va_bits} is not supported with 4 KB pages (25..52)")
     count = (va_bits - PAGE_SHIFT + 8) // 9
-    names = {4: ("PGD", "PUD", "PMD", "PTE"), 3: ("PGD", "PMD", "PTE"), 2: ("PGD", "PTE")}[count]
+    names = {5: ("PGD", "P4D", "PUD", "PMD", "PTE"), 4: ("PGD", "PUD", "PMD", "PTE"), 3: ("PGD", "PMD", "PTE"),
+             2: ("PGD", "PTE")}[count]
     shifts = [PAGE_SHIFT + 9 * (count - 1 - i) for i in range(count)]
     top_bits = va_bits - shifts[0]
     return tuple(Level(n, s, top_bits if i == 0 else 9) for i, (n, s) in enumerate(zip(names, shifts, strict=True)))
@@ -79,7 +82,9 @@ class Arm64KernelSpace(AddressSpace):
         self.kimage_voffset = kimage_voffset & MASK64
         self.phys_offset = phys_offset
         self.page_offset = -(1 << va_bits) & MASK64
-        self.page_end = -(1 << (va_bits - 1)) & MASK64
+        # PAGE_END is _PAGE_END(VA_BITS_MIN): a 52-bit kernel's linear map ends where a 48-bit one's does
+        self.page_end = -(1 << (min(va_bits, 48) - 1)) & MASK64
+        self.lpa2 = va_bits > 48
         self.image: tuple[int, int] | None = None      # [_text, _end) once kallsyms is known
         self._cache: dict[int, dict[int, int]] = {12: {}, 21: {}, 30: {}}
 
@@ -148,10 +153,16 @@ class Arm64KernelSpace(AddressSpace):
             if last or not value & TABLE:
                 if not last and not level.block_ok:
                     raise FaultError(addr, 1, f"{level.name} entry {value:#x} is a block where none may be")
-                frame = value & OA_MASK & ~((1 << level.shift) - 1)
+                frame = self.output_address(value) & ~((1 << level.shift) - 1)
                 return frame, level.shift, met
-            table = value & OA_MASK
+            table = self.output_address(value)
         raise AssertionError("the last level always ends the walk")
+
+    def output_address(self, value: int) -> int:
+        """The physical address a descriptor names (next table, block or page)."""
+        if self.lpa2:
+            return value & OA_MASK_LPA2 | (value >> 8 & 3) << 50
+        return value & OA_MASK
 
     # -- the AddressSpace contract --------------------------------------------
 

@@ -42,10 +42,11 @@ def translate(space: AddressSpace, addr: int) -> Translation:
 
 def _named(ks: Arm64KernelSpace, entries: list[Entry]) -> list[PageEntry]:
     last = ks.levels[-1].name
-    return [PageEntry(e.level, e.address, e.value, entry_flags(e.value, e.level == last)) for e in entries]
+    return [PageEntry(e.level, e.address, e.value, entry_flags(e.value, e.level == last, ks.lpa2))
+            for e in entries]
 
 
-def entry_flags(value: int, last_level: bool) -> str:
+def entry_flags(value: int, last_level: bool, lpa2: bool = False) -> str:
     """``VALID|PAGE|AF|AP=RW|SH=INNER|PXN|UXN|AttrIndx=0`` and the like."""
     if not value & VALID:
         return "invalid"
@@ -57,7 +58,7 @@ def entry_flags(value: int, last_level: bool) -> str:
     names.append("PAGE" if last_level else "BLOCK")
     names += [name for bit, name in _LEAF_BITS if value >> bit & 1 and bit < 11]
     names.append(_AP[value >> 6 & 3])
-    sh = _SH[value >> 8 & 3]
+    sh = "" if lpa2 else _SH[value >> 8 & 3]      # LPA2: bits 9..8 are OA[51:50], not SH
     if sh:
         names.append(sh)
     names += [name for bit, name in _LEAF_BITS if value >> bit & 1 and bit >= 11]
@@ -68,7 +69,7 @@ def entry_flags(value: int, last_level: bool) -> str:
 def with_root(space: AddressSpace, root: int) -> Arm64KernelSpace:
     """The same physical memory walked from another top-level table (a process's TTBR)."""
     ks = paged(space)
-    other = Arm64KernelSpace(ks.phys, root & 0x0000_FFFF_FFFF_F000, ks.va_bits, ks.kimage_voffset,
+    other = Arm64KernelSpace(ks.phys, ks.output_address(root & ~0xFFF), ks.va_bits, ks.kimage_voffset,
                              ks.phys_offset)
     if ks.image is not None:
         other.set_image(*ks.image)
