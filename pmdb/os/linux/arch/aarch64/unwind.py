@@ -114,11 +114,17 @@ class Arm64Unwinder:
 
     def _walk(self, regs: dict[str, int], task: StackRegion | None) -> list[Frame]:
         pc, sp, fp = regs.get("pc", 0), regs.get("sp", 0), regs.get("x29", 0)
-        user = "pstate" in regs and regs["pstate"] & 0xF == 0
+        user = pc >> 63 == 0            # by the pc: an emulated CPU's pstate holds only NZCV
         region = self.stacks.find(sp, task) or self.stacks.find(sp - 1, task, 1)
-        frames = [Frame(0, pc, sp, regs=dict(regs), method="regs",
-                        stack_name="user" if user else (region.name if region else ""))]
+        name = region.name if region else ""
+        frames = [Frame(0, pc, sp, regs=dict(regs), method="regs", stack_name="user" if user else name)]
         state = _State(fp, pc, None)
+        lr = strip_pac(regs.get("x30", 0), self.pac_mask)
+        if not user and lr >> 63 and "+" not in self.describe(pc) and self.name_of(pc):
+            # stopped on a function's first instruction: its frame record is not pushed yet,
+            # and the caller is only in lr
+            frames.append(Frame(1, lr, sp, regs={"pc": lr, "sp": sp, "x29": fp}, method="lr", stack_name=name))
+            state.pc = lr
         while frames[-1].stack_name != "user":
             if len(frames) >= MAX_FRAMES:
                 frames[-1].note = f"stopped after {MAX_FRAMES} frames"
