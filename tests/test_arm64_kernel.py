@@ -155,12 +155,27 @@ def test_emulated_find_task_by_pid_ns_finds_every_task(lab: tuple[Path, Target])
     assert found == {pid: rows[pid].task for pid in pids}
 
 
-def test_emulated_cpu_has_a_stack_and_a_trace(lab: tuple[Path, Target]) -> None:
-    """A traced call shows its instructions and its emulated stack unwinds by frame records."""
+def test_emulated_flow_trace_and_cpu_target(lab: tuple[Path, Target]) -> None:
+    """-F shows the nested calls (bl) and returns (ret) with their values; -t one line per
+    instruction; stopped at a breakpoint the emulated CPU is the target and its ``$c``
+    unwinds the emulated stack by frame records back to the emulated function."""
     from tests.test_emulate_kernel import Lines
 
-    _, target = lab
-    lines = Lines(target)
-    ok, text, err = lines.run("find_task_by_pid_ns::emulate -t 0t1 init_pid_ns")
+    folder, target = lab
+    init = kt._ps_rows(target)[1].task
+    ok, flow, err = Lines(target).run("find_task_by_pid_ns::emulate -F 1 init_pid_ns")
     assert ok, err
-    assert "idr_find" in text or "find_task_by_pid_ns" in text
+    lines = [line for line in flow.splitlines() if "->" in line or "<-" in line]
+    assert lines[0] == "-> find_task_by_pid_ns(...)" and lines[1] == "  -> idr_find(...)", flow
+    assert lines[-1] == f"<- find_task_by_pid_ns = {init:#x}", flow
+    ok, trace, err = Lines(target).run("find_task_by_pid_ns::emulate -t 1 init_pid_ns")
+    assert ok, err
+    assert sum(1 for line in trace.splitlines() if "idr_find" in line) > 3
+    lines_cpu = Lines(target)
+    ok, _, err = lines_cpu.run("find_task_by_pid_ns::emulate -b __radix_tree_lookup -s 1 init_pid_ns")
+    assert ok, err
+    assert lines_cpu.session.target.kind == "emulated"
+    ok, stack, err = lines_cpu.run("$c")
+    assert ok, err
+    names = [m.group(1) for line in stack.splitlines() if (m := _C_FRAME.match(line))]
+    assert names == ["__radix_tree_lookup", "radix_tree_lookup", "idr_find", "find_task_by_pid_ns"], stack
