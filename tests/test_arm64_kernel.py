@@ -1,7 +1,7 @@
 """pmdb on the kernel lab's arm64 dumps against the guest's own /proc and console (kernel_truth).
 
 The lab boots Debian arm64 kernels under qemu-system-aarch64 and dumps them
-(QEMU's ELF dump: nothing but the dump, no vmlinux). Every answer is compared
+(QEMU's ELF and kdump-zlib dumps: nothing but the dump, no vmlinux). Every answer is compared
 with what the guest recorded: ::ps with /proc/PID/stat, sleeping tasks'
 stacks with /proc/PID/stack, ::msgbuf with the console, ::kmastat with
 slabinfo, the panic task's ``$c`` with the console's ``Call trace:``, ::vtop
@@ -23,19 +23,21 @@ from pmdb.target import Target
 from tests import kernel_truth as kt
 from tests.linux_session import run
 
-DUMP = "vmcore.elf"
 # the Debian arm64 lines the lab pins, and any other arm64 release it has dumped
 RELEASES = sorted({"6.1.0-57-arm64"} | {p.name for p in (kt.LAB_CACHE / "dumps").glob("*-arm64")})
-CASES = [(release, scenario) for release in RELEASES for scenario in ("sysrq", "null")]
+# QEMU writes both: its ELF dump, and a kdump-compressed one whose header says "Unknown" machine
+FORMATS = ("vmcore.elf", "vmcore.kdump-zlib")
+CASES = [(release, scenario, fmt) for release in RELEASES for scenario in ("sysrq", "null") for fmt in FORMATS]
 _OPEN: dict[Path, Target] = {}
 _ARM64_TRACE = re.compile(r"^\s*([^\s+<>]+)\+(0x[0-9a-f]+)/0x[0-9a-f]+")
 _C_FRAME = re.compile(r"^([^\s+(]+)(?:\+(0x[0-9a-f]+))?\(")
 
 
-@pytest.fixture(params=CASES, ids=[f"{r}/{s}" for r, s in CASES])
+@pytest.fixture(params=CASES, ids=[f"{r}/{s}/{f.split('.')[1]}" for r, s, f in CASES])
 def lab(request: pytest.FixtureRequest) -> tuple[Path, Target]:
-    folder = kt.need_lab_dump(*request.param, name=DUMP)
-    path = folder / DUMP
+    release, scenario, fmt = request.param
+    folder = kt.need_lab_dump(release, scenario, name=fmt)
+    path = folder / fmt
     if path not in _OPEN:
         _OPEN[path] = open_target(str(path), config=Config())
     return folder, _OPEN[path]
