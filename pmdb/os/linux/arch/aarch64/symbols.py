@@ -158,6 +158,7 @@ class Recovery:
             self._max_pfn()
             self._panic_cpu()
             self._init_pid_ns()
+            self._clocks()
         except PmdbError:
             pass
         return [Symbol(name, addr, size=self.sizes.get(name, 0), kind="object") for name, addr in self.found.items()]
@@ -273,6 +274,46 @@ class Recovery:
             if -1 <= value < limit:
                 self.found["panic_cpu"] = cand
                 return
+
+    def _clocks(self) -> None:
+        """jiffies_64 (INITIAL_JIFFIES is 300 s of ticks before 2**32), avenrun (three small
+        fixed-point numbers read together) and the timekeeper (xtime_sec, an epoch time)."""
+        for cand in self.candidates(("schedule_timeout", "round_jiffies", "round_jiffies_up")):
+            try:
+                value = self.space.u64(cand)
+            except PmdbError:
+                continue
+            if any(((value - (1 << 32) + 300 * hz) & _MASK64) < 1 << 40 for hz in (100, 250, 300, 1000)):
+                self.found["jiffies_64"] = cand
+                break
+        loads = list(self.candidates(("get_avenrun",)))
+        for cand in loads:
+            try:
+                small = all(self.space.u64(cand + 8 * i) < 1 << 32 for i in range(3))
+            except PmdbError:
+                continue
+            if small and cand + 8 in loads and cand + 16 in loads:
+                self.found["avenrun"] = cand
+                break
+        self._timekeeper()
+
+    def _timekeeper(self) -> None:
+        assert self.offsets is not None and self.btf is not None
+        xtime = self.offsets.offsetof("timekeeper", "xtime_sec")
+        for cand in self.candidates(("ktime_get_real_seconds",)):
+            try:
+                seconds = self.space.u64(cand)
+            except PmdbError:
+                continue
+            if not 1_000_000_000 < seconds < 1 << 34:
+                continue
+            tk = cand - xtime
+            try:
+                # 6.14+: timekeeper_data[] of struct tk_data; before: tk_core {seq; timekeeper}
+                self.found["timekeeper_data"] = tk - self.offsets.offsetof("tk_data", "timekeeper")
+            except SymbolError:
+                self.found["tk_core"] = tk - 8
+            return
 
     def _init_pid_ns(self) -> None:
         """init_pid_ns: the namespace of init_task's own pid (thread_pid->numbers[0].ns)."""
