@@ -12,7 +12,9 @@ need_lab_dump; a failure instead under PMDB_REQUIRE_LAB_DUMPS=1).
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -54,6 +56,12 @@ def test_opens_as_an_arm64_kernel(lab: tuple[Path, Target]) -> None:
     fields = dict(line.strip().split(": ", 1) for line in run(target, "::status")[0].splitlines()
                   if ": " in line)
     assert fields["RELEASE"] == (folder / "truth" / "uname").read_text().split()[2]
+    # the clocks (recovered symbols): the crash's wall time is when the lab made the dump
+    made = datetime.strptime(json.loads((folder / "meta.json").read_text())["made"], "%Y-%m-%d %H:%M:%S")
+    date = datetime.strptime(fields["DATE"], "%a %b %d %H:%M:%S UTC %Y")
+    assert abs((date - made).total_seconds()) < 120, (fields["DATE"], made)
+    assert re.fullmatch(r"00:00:\d\d|00:0\d:\d\d", fields["UPTIME"]), fields["UPTIME"]
+    assert re.fullmatch(r"\d+\.\d\d, \d+\.\d\d, \d+\.\d\d", fields["LOAD AVERAGE"])
 
 
 def test_kallsyms_addresses_are_the_guests(lab: tuple[Path, Target]) -> None:
