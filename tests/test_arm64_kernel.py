@@ -94,6 +94,12 @@ def test_kmastat_is_slabinfo(lab: tuple[Path, Target]) -> None:
     _agrees(kt.compare_kmastat(target, folder / "truth"))
 
 
+def test_modules_are_proc_modules(lab: tuple[Path, Target]) -> None:
+    """The module list (found through the recovered ``modules`` head) and load addresses."""
+    folder, target = lab
+    _agrees(kt.compare_modules(target, folder / "truth"))
+
+
 def console_call_trace(dump_dir: Path) -> list[tuple[str, int]]:
     """(function, offset) of the console's last arm64 ``Call trace:``, from ``panic`` on."""
     trace: list[tuple[str, int]] = []
