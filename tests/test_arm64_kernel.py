@@ -195,3 +195,22 @@ def test_emulated_flow_trace_and_cpu_target(lab: tuple[Path, Target]) -> None:
     assert ok, err
     names = [m.group(1) for line in stack.splitlines() if (m := _C_FRAME.match(line))]
     assert names == ["__radix_tree_lookup", "radix_tree_lookup", "idr_find", "find_task_by_pid_ns"], stack
+
+
+def test_vtop_of_a_user_address_through_the_tasks_tables(lab: tuple[Path, Target]) -> None:
+    """The panic task entered the kernel by a system call: the EL0 pt_regs' pc follows its
+    ``svc #0``, which the task's own tables (-c) must map to a physical word 0xd4000001."""
+    _, target = lab
+    if target.memory.lpa2:
+        pytest.xfail("a 52-bit (LPA2) kernel's user tables are not walked right yet: mm->pgd's "
+                     "first entry reads as invalid")
+    thread = target.current_thread
+    assert thread is not None and thread.address is not None
+    user = target.stack(thread)[-1]
+    assert user.stack_name == "user" and user.exception is not None
+    pc = user.exception["pc"]
+    out, err = run(target, f"::vtop -c {thread.address:#x} {pc - 4:x}")
+    assert not err, err
+    phys = int(out.splitlines()[1].split()[1], 16)
+    assert "AP=RO/EL0" in out or "AP=RW/EL0" in out, out
+    assert int.from_bytes(target.memory.phys.read(phys, 4), "little") == 0xD4000001
