@@ -69,7 +69,8 @@ def entry_flags(value: int, last_level: bool, lpa2: bool = False) -> str:
 def with_root(space: AddressSpace, root: int) -> Arm64KernelSpace:
     """The same physical memory walked from another top-level table (a process's TTBR)."""
     ks = paged(space)
-    other = Arm64KernelSpace(ks.phys, ks.output_address(root & ~0xFFF), ks.va_bits, ks.kimage_voffset,
+    # not page-aligned: a 16-entry top table (52-bit VAs) is a 128-byte slab object
+    other = Arm64KernelSpace(ks.phys, root & ~0x3F, ks.va_bits, ks.kimage_voffset,
                              ks.phys_offset)
     if ks.image is not None:
         other.set_image(*ks.image)
