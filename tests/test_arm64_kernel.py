@@ -212,3 +212,24 @@ def test_vtop_of_a_user_address_through_the_tasks_tables(lab: tuple[Path, Target
     phys = int(out.splitlines()[1].split()[1], 16)
     assert "AP=RO/EL0" in out or "AP=RW/EL0" in out, out
     assert int.from_bytes(target.memory.phys.read(phys, 4), "little") == 0xD4000001
+
+
+_CONSOLE_REG = re.compile(r"\b(x\d+|sp)\s*: ([0-9a-f]{16})\b")
+
+
+def test_bt_exception_registers_are_the_oops(lab: tuple[Path, Target]) -> None:
+    """After the NULL store, crash-style ``bt`` prints the pt_regs of the EL1 abort: every
+    register the oops printed on the console (__show_regs' x0..x29, sp) with its value."""
+    folder, target = lab
+    if folder.name != "null":
+        pytest.skip("only the null scenario oopses")
+    want: dict[str, int] = {}
+    for line in kt.console_messages(folder):         # the oops' own dump: the first one
+        want.update((name, int(value, 16)) for name, value in _CONSOLE_REG.findall(line))
+        if "x0" in want:
+            break
+    assert len(want) >= 30, want
+    text = run(target, "bt")[0]
+    block = text[text.index("[exception RIP: pmdblab_record_hit"):].split("\n#", 1)[0]
+    have = {name.lower(): int(value, 16) for name, value in re.findall(r"\b(X\d+|SP): ([0-9a-f]{16})", block)}
+    assert {name: have.get(name) for name in want} == want
