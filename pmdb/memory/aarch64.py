@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pmdb.errors import FaultError
-from pmdb.memory.space import AddressSpace, Chunk
+from pmdb.memory.paged import MASK64, TranslatedSpace
+from pmdb.memory.space import AddressSpace
 
-MASK64 = (1 << 64) - 1
 PAGE_SHIFT = 12
 VALID = 1 << 0
 TABLE = 1 << 1          # at levels above the last: a table (else a block); at the last: a page
@@ -69,7 +69,7 @@ def strip_tag(addr: int) -> int:
     return addr | (0xFF << 56) if addr >> 55 & 1 else addr & ~(0xFF << 56)
 
 
-class Arm64KernelSpace(AddressSpace):
+class Arm64KernelSpace(TranslatedSpace):
     """Kernel virtual memory: linear-map and image fast paths, table walks for the rest."""
 
     def __init__(self, phys: AddressSpace, root: int, va_bits: int, kimage_voffset: int,
@@ -163,38 +163,3 @@ class Arm64KernelSpace(AddressSpace):
         if self.lpa2:
             return value & OA_MASK_LPA2 | (value >> 8 & 3) << 50
         return value & OA_MASK
-
-    # -- the AddressSpace contract --------------------------------------------
-
-    def mapping(self, addr: int, n: int) -> list[Chunk]:
-        chunks: list[Chunk] = []
-        cur, left = addr & MASK64, n
-        while left > 0:
-            try:
-                phys, room = self.translate(cur)
-            except FaultError as err:
-                raise FaultError(cur, left, err.reason) from None
-            take = min(left, room)
-            last = chunks[-1] if chunks else None
-            if last is not None and last.offset + last.length == phys:
-                chunks[-1] = Chunk(last.addr, last.length + take, self.phys, last.offset)
-            else:
-                chunks.append(Chunk(cur, take, self.phys, phys))
-            cur += take
-            left -= take
-        return chunks
-
-    def read(self, addr: int, n: int) -> bytes:
-        """As AddressSpace.read, but a physical fault is reported at its virtual address."""
-        if n <= 0:
-            return b""
-        parts = []
-        for c in self.mapping(addr, n):
-            try:
-                parts.append(self.phys.read(c.offset, c.length))
-            except FaultError as err:
-                vaddr = c.addr + (err.address - c.offset if c.offset <= err.address < c.offset + c.length
-                                  else 0)
-                raise FaultError(vaddr, n - (vaddr - addr),
-                                 f"physical {err.address:#x}: {err.reason or 'not in the dump'}") from None
-        return parts[0] if len(parts) == 1 else b"".join(parts)
