@@ -57,6 +57,9 @@ def register_block(regs: dict[str, int], *, orig_rax: bool = True) -> list[str]:
     """crash's register block. Registers the frame does not have (an iret-only frame) are
     left out of their row; ``orig_rax`` is False for a CPU's own registers, as crash
     prints those."""
+    if "x29" in regs:
+        return _arm64_block(regs)
+
     def cell(label: str, width: int = 16, align: int = 3) -> str | None:
         value = regs.get("eflags" if label == "RFLAGS" else label.lower())
         return None if value is None else f"{label:>{align}}: {value:0{width}x}"
@@ -123,6 +126,19 @@ def crash_bt(frames: list[Frame], resolve: Resolve, *, lead: bool = True,
             if f.stack_name != "user":
                 lines.append(f"    [exception RIP: {exception_rip(resolve, f.pc)}]")
             lines += register_block(f.exception)
+    return lines
+
+
+def _arm64_block(regs: dict[str, int]) -> list[str]:
+    """crash's arm64 pt_regs block: PC, LR, SP and PSTATE, then X29 down to X0, three a row."""
+    def cell(name: str) -> str:
+        return f"{name.upper():>3}: {regs[name]:016x}"
+
+    lines = ["    " + "  ".join(cell(n) for n in ("pc", "x30", "sp") if n in regs).replace("X30", " LR")]
+    if "pstate" in regs:
+        lines[0] += f"  PSTATE: {regs['pstate']:08x}"
+    names = [f"x{i}" for i in range(29, -1, -1) if f"x{i}" in regs]
+    lines += ["    " + "  ".join(cell(n) for n in names[i:i + 3]) for i in range(0, len(names), 3)]
     return lines
 
 

@@ -285,8 +285,9 @@ class KdumpFile(Dump):
         machine = self.header.utsname.get("machine", "")
         if machine in MACHINES:
             return by_name(MACHINES[machine])
-        if not machine:
-            # QEMU's kdump leaves utsname empty: VMCOREINFO still names x86_64-only symbols.
+        if not machine or machine == "Unknown":
+            # QEMU's kdump leaves utsname empty (x86-64) or "Unknown" (arm64): VMCOREINFO
+            # still names each CPU's own symbols.
             if "SYMBOL(init_top_pgt)" in self.vmcoreinfo or "NUMBER(pgtable_l5_enabled)" in self.vmcoreinfo:
                 return by_name("x86_64")
             if "NUMBER(kimage_voffset)" in self.vmcoreinfo:

@@ -74,6 +74,14 @@ def make_engine(target: Target, patches: list[Patch]) -> Engine:
         from pmdb.emulate.unicorn_x86 import UnicornX86
 
         return UnicornX86(arch, pager)
+    if arch.name == "aarch64":
+        if _is_kernel(target):
+            from pmdb.emulate.kernel_arm64 import kernel_engine as arm64_kernel_engine
+
+            return arm64_kernel_engine(target, pager)
+        from pmdb.emulate.unicorn_arm64 import UnicornArm64
+
+        return UnicornArm64(arch, pager)
     if arch.name == "sparc64":
         return _sparc_engine(arch, pager)
     raise CommandError(f"::emulate has no engine for {arch.name}")
@@ -185,8 +193,8 @@ def _is_kernel(target: Target) -> bool:
 
 def _thread_pointer(target: Target) -> str:
     if _is_kernel(target):
-        return "gs_base"     # the kernel's per-CPU base
-    name = {"x86_64": "fs_base", "sparc64": "g7"}.get(target.arch.name)
+        return "tpidr_el1" if target.arch.name == "aarch64" else "gs_base"   # the per-CPU base
+    name = {"x86_64": "fs_base", "sparc64": "g7", "aarch64": "tpidr_el0"}.get(target.arch.name)
     if name is None:
         raise CommandError(f"no thread pointer register on {target.arch.name} (set it with -r)")
     return name
@@ -232,6 +240,10 @@ def _place_call(target: Target, engine: Engine, func: int, args: list[int], info
         _reg_args(engine, arch.args, args)
         pager.poke(top - 8, sentinel.to_bytes(8, "little"))
         engine.set_reg("rsp", top - 8)
+    elif arch.name == "aarch64":
+        _reg_args(engine, arch.args, args)
+        engine.set_reg("x30", sentinel)
+        engine.set_reg("sp", top)
     elif arch.name.startswith("sparc"):
         _reg_args(engine, arch.args, args)
         engine.set_reg("o7", sentinel - 8)

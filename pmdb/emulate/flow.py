@@ -22,7 +22,9 @@ from pmdb.emulate.params import FuncInfo, FunctionParams
 from pmdb.errors import PmdbError
 from pmdb.target import Target
 
-_RETURNS = {"ret", "retn", "retl", "return", "retq", "rett"}  # capstone calls V9 "return" "rett"
+_RETURNS = {"ret", "retn", "retl", "return", "retq", "rett",  # capstone calls V9 "return" "rett"
+            "retaa", "retab"}                                # AArch64 with pointer authentication
+_ARM64_CALLS = {"bl", "blr", "blraa", "blraaz", "blrab", "blrabz"}
 
 
 class FlowTracer:
@@ -101,7 +103,7 @@ class FlowTracer:
         except PmdbError:
             return ""
         m = insn.mnemonic
-        if m.startswith("call") or (m == "jmpl" and insn.op_str.endswith("%o7")):
+        if m.startswith("call") or (m == "jmpl" and insn.op_str.endswith("%o7")) or m in _ARM64_CALLS:
             return "call"
         if m in _RETURNS:
             return "ret"

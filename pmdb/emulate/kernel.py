@@ -56,8 +56,8 @@ _ACCESS = {unicorn.UC_MEM_READ: "read from", unicorn.UC_MEM_WRITE: "write to",
 
 
 def is_kernel(target: Target) -> bool:
-    """A Linux x86-64 kernel dump (the targets KernelX86 is for)."""
-    return target.arch.name == "x86_64" and getattr(target.os, "name", "") == "linux"
+    """A Linux x86-64 or arm64 kernel dump (the targets KernelX86 and KernelArm64 are for)."""
+    return target.arch.name in ("x86_64", "aarch64") and getattr(target.os, "name", "") == "linux"
 
 
 # -- the engine ---------------------------------------------------------------------------------
@@ -337,14 +337,20 @@ class KernelCall:
         return cls(cpu, layout.per_cpu_offset(cpu), thread)
 
     def enter(self, engine: Any) -> None:
-        """What the CPU needs before the call: its per-CPU base in GS."""
-        engine.set_reg("gs_base", self.per_cpu_base)
-        engine.kernel_task = self.thread.address if self.thread is not None else None
+        """What the CPU needs before the call: its per-CPU base in GS (arm64: tpidr_el1, and
+        ``current`` in sp_el0)."""
+        task = self.thread.address if self.thread is not None else None
+        if engine.arch.name == "aarch64":
+            engine.set_reg("tpidr_el1", self.per_cpu_base)
+            engine.set_reg("sp_el0", task or 0)
+        else:
+            engine.set_reg("gs_base", self.per_cpu_base)
+        engine.kernel_task = task
 
     def stack_top(self, target: Target, engine: Any, opts: dict[str, Any]) -> int:
         """The stack to call with: below the thread's sp when the dump has that stack, else
         zero pages in a range no kernel maps (see the module docstring)."""
-        sp = self.thread.registers.get("rsp") if self.thread is not None else None
+        sp = self.thread.registers.get(target.arch.sp) if self.thread is not None else None
         page = engine.pager.page_size
         size = opts["stack_size"]
         if sp:
@@ -385,7 +391,7 @@ def unwind_emulated(unwinder: Any, engine: Any, regs: dict[str, int]) -> list[An
     try:
         frames = list(mine.unwind_regs(regs, getattr(engine, "kernel_task", None)))
     except PmdbError as err:
-        return [Frame(0, regs.get("rip", 0), regs.get("rsp", 0), regs=dict(regs), method="regs",
+        return [Frame(0, regs.get(engine.arch.pc, 0), regs.get(engine.arch.sp, 0), regs=dict(regs), method="regs",
                       note=str(err))]
     if frames and f"{engine.sentinel:#x}" in (frames[-1].note or ""):
         frames[-1].note = "end of stack (called by ::emulate)"

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pmdb.errors import FaultError
-from pmdb.memory.space import AddressSpace, Chunk
+from pmdb.memory.paged import TranslatedSpace
+from pmdb.memory.space import AddressSpace
 
 START_KERNEL_MAP = 0xFFFFFFFF80000000
 KERNEL_IMAGE_SIZE = 1 << 30  # with KASLR (CONFIG_RANDOMIZE_BASE); 512 MB without
@@ -68,7 +69,7 @@ def canonical(addr: int, va_bits: int) -> bool:
     return top == 0 or top == (1 << (64 - va_bits + 1)) - 1
 
 
-class KernelSpace(AddressSpace):
+class KernelSpace(TranslatedSpace):
     """Kernel virtual memory: arithmetic fast paths, page-table walks for the rest."""
 
     def __init__(self, phys: AddressSpace, root: int, phys_base: int, five_level: bool = False,
@@ -167,38 +168,3 @@ class KernelSpace(AddressSpace):
                 return frame, level.shift, entries
             table = value & self._entry_mask
         raise AssertionError("the last level always ends the walk")
-
-    # -- the AddressSpace contract -------------------------------------------
-
-    def mapping(self, addr: int, n: int) -> list[Chunk]:
-        chunks: list[Chunk] = []
-        cur, left = addr & 0xFFFF_FFFF_FFFF_FFFF, n
-        while left > 0:
-            try:
-                phys, room = self.translate(cur)
-            except FaultError as err:
-                raise FaultError(cur, left, err.reason) from None
-            take = min(left, room)
-            last = chunks[-1] if chunks else None
-            if last is not None and last.offset + last.length == phys:
-                chunks[-1] = Chunk(last.addr, last.length + take, self.phys, last.offset)
-            else:
-                chunks.append(Chunk(cur, take, self.phys, phys))
-            cur += take
-            left -= take
-        return chunks
-
-    def read(self, addr: int, n: int) -> bytes:
-        """As AddressSpace.read, but a physical fault is reported at its virtual address."""
-        if n <= 0:
-            return b""
-        parts = []
-        for c in self.mapping(addr, n):
-            try:
-                parts.append(self.phys.read(c.offset, c.length))
-            except FaultError as err:
-                vaddr = c.addr + (err.address - c.offset if c.offset <= err.address < c.offset + c.length
-                                  else 0)
-                raise FaultError(vaddr, n - (vaddr - addr),
-                                 f"physical {err.address:#x}: {err.reason or 'not in the dump'}") from None
-        return parts[0] if len(parts) == 1 else b"".join(parts)

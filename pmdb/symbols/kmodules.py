@@ -115,6 +115,9 @@ def _core_region(mem: AddressSpace, addr: int, offsets: StructOffsets) -> tuple[
     return mem.ptr(addr + base_off), mem.u32(addr + size_off)
 
 
+_MAPPING_SYMBOLS = ("$x", "$d", "$a", "$t")
+
+
 def module_symbols(mem: AddressSpace, addr: int, name: str, offsets: StructOffsets) -> list[Symbol]:
     """The symbols a module keeps after loading (its ``kallsyms`` tables)."""
     ks = mem.ptr(addr + offsets.offsetof("module", "kallsyms"))
@@ -134,6 +137,8 @@ def module_symbols(mem: AddressSpace, addr: int, name: str, offsets: StructOffse
         if not st_name or not shndx:
             continue
         sym_name = mem.cstring(strtab + st_name, 512).decode("ascii", errors="replace")
+        if sym_name[:2] in _MAPPING_SYMBOLS and sym_name[2:3] in ("", "."):
+            continue        # an ARM mapping symbol ($x code, $d data) names no function
         # the kernel's letter says text/data even where the ELF type is NOTYPE, but it is
         # lowercase for globals too, so the binding comes from st_info
         kind = _LETTERS.get(chr(letters[i]), ("other", ""))[0] if letters else "other"

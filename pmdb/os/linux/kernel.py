@@ -200,9 +200,18 @@ class LinuxKernel:
     def _thread(self, index: int, task: Task, cpu: Cpu | None) -> Thread:
         regs = dict(cpu.registers) if cpu is not None and cpu.registers else {}
         if not regs and cpu is None:
-            regs = self.reader.saved_registers(task.address)
+            regs = self._saved_registers(task.address)
         return Thread(id=task.pid, registers=regs, name=task.comm, index=index, address=task.address,
                       extra={"cpu": task.cpu, "state": task.state, "ppid": task.ppid})
+
+    def _saved_registers(self, task: int) -> dict[str, int]:
+        """A switched-out task's registers: by the CPU's kernel parts when they read them
+        (arm64: ``thread.cpu_context``), else x86-64's frame at ``thread.sp``."""
+        saved = getattr(self.km.arch, "saved_registers", None)
+        if saved is None:
+            return self.reader.saved_registers(task)
+        regs: dict[str, int] = saved(self.mem, task, self.offsets)
+        return regs
 
     @property
     def unwinder(self) -> Unwinder:

@@ -101,6 +101,11 @@ def load_kernel_memory(phys: AddressSpace, vmcoreinfo: str | bytes, arch: Arch |
         sym = symbols.lookup(name)
         return sym.addr if sym is not None else None
 
+    # a kallsyms of functions only (arm64 without CONFIG_KALLSYMS_ALL): the CPU's parts may
+    # find the data symbols the rest needs (BTF, init_task, per-CPU) in the dump
+    recover = getattr(parts, "recover_symbols", None)
+    if recover is not None and not problems:
+        symbols.add(recover(space, info, symbols))
     layout = parts.attach_layout(space, info, lookup)
     return KernelMemory(info, space, layout, symbols, parts, problems=problems)
 
