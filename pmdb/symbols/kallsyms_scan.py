@@ -227,7 +227,7 @@ def _names_stext(mem: AddressSpace, tables: KallsymsTables, blob: bytes, count: 
     """Whether a symbol at ``stext`` decodes to ``_stext`` or ``_text`` (letter T). Only
     the offsets equal to ``stext``'s encoding are decoded (all 100k would cost ~15 ms)."""
     assert tables.relative_base is not None
-    base = mem.u64(tables.relative_base)
+    base = mem.ptr(tables.relative_base)
     offs = struct.unpack(f"<{count}i", mem.read(tables.offsets, 4 * count))
     if min(offs) >= 0:
         want = stext - base          # plain base-relative
