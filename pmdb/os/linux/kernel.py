@@ -195,7 +195,16 @@ class LinuxKernel:
                 tasks = []
             on_cpu = {c.curr: c for c in self.cpus() if c.curr}
             self._threads = [self._thread(i, t, on_cpu.get(t.address)) for i, t in enumerate(tasks, 1)]
+            if not tasks:
+                self._threads = self._cpu_threads()
         return self._threads
+
+    def _cpu_threads(self) -> list[Thread]:
+        """With no task list (no init_task symbol, no types), each CPU the dump's notes
+        describe is a thread of its own, so its stack can still be unwound."""
+        return [Thread(id=c.index, registers=dict(c.registers), name=f"cpu{c.index}", index=i,
+                       extra={"cpu": c.index})
+                for i, c in enumerate((c for c in self.cpus() if c.registers), 1)]
 
     def _thread(self, index: int, task: Task, cpu: Cpu | None) -> Thread:
         regs = dict(cpu.registers) if cpu is not None and cpu.registers else {}
@@ -226,6 +235,11 @@ class LinuxKernel:
                 note = str(err)
         else:
             note = NO_UNWINDER
+            if regs.get(self.arch.pc):        # a CPU with no task: unwind from its registers
+                try:
+                    return self.unwinder.unwind_regs(regs)
+                except PmdbError as err:
+                    note = str(err)
         pc = regs.get(self.arch.pc)
         if pc is None:
             return []
