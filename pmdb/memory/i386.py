@@ -1,0 +1,168 @@
+"""The 32-bit x86 kernel's virtual address space over a physical one: PAE or two-level paging.
+
+On i386 the kernel image lives inside the direct map ("lowmem"): for
+``PAGE_OFFSET <= vaddr < high_memory`` the rule is ``phys = vaddr -
+PAGE_OFFSET``. Everything else (vmalloc, pkmap, fixmap, module space, and
+before high_memory is known, all of it) is walked from ``swapper_pg_dir``.
+The page-table formats are data, as for x86-64: PAE has a 4-entry PDPT, then
+PMD (2 MB large pages) and PTE tables of 64-bit entries with NX at bit 63;
+without PAE a 1024-entry PGD (4 MB large pages) and 32-bit PTEs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pmdb.errors import FaultError
+from pmdb.memory.space import AddressSpace, Chunk
+from pmdb.memory.x86_64 import Entry, Level
+
+PAGE_OFFSET = 0xC0000000         # the default 3G/1G split (CONFIG_PAGE_OFFSET)
+_PRESENT = 1 << 0
+_PSE = 1 << 7
+_PAE_MASK = 0x000F_FFFF_FFFF_F000
+_CACHE_LIMIT = 1 << 16
+
+
+@dataclass(frozen=True)
+class Format:
+    """One 32-bit paging format: its levels, entry width and frame mask."""
+
+    name: str
+    levels: tuple[Level, ...]
+    entry_size: int
+    mask: int
+
+    def large(self, level: Level, value: int) -> bool:
+        """Whether this entry maps a page itself (PSE), ending the walk."""
+        return level.large and bool(value & _PSE)
+
+
+PAE = Format("PAE", (Level("PDPT", 30, bits=2), Level("PMD", 21, large=True), Level("PTE", 12)),
+             8, _PAE_MASK)
+TWO_LEVEL = Format("2-level", (Level("PGD", 22, bits=10, large=True), Level("PTE", 12, bits=10)),
+                   4, 0xFFFF_F000)
+
+
+class I386KernelSpace(AddressSpace):
+    """Kernel virtual memory on 32-bit x86: the lowmem rule, page-table walks for the rest."""
+
+    def __init__(self, phys: AddressSpace, root: int, fmt: Format = PAE,
+                 page_offset: int = PAGE_OFFSET, lowmem_size: int = 0) -> None:
+        super().__init__("little", 4)
+        self.phys = phys
+        self.root = root
+        self.format = fmt
+        self.levels = fmt.levels
+        self.page_offset = page_offset
+        self.lowmem_size = lowmem_size       # 0 until high_memory is known: walk everything
+        self._cache: dict[int, dict[int, int]] = {12: {}, 21: {}, 22: {}}
+
+    def set_lowmem(self, size: int) -> None:
+        """Enable the direct-map rule for [PAGE_OFFSET, high_memory)."""
+        self.lowmem_size = max(0, min(size, (1 << 32) - self.page_offset))
+        self.flush()
+
+    def flush(self) -> None:
+        for cache in self._cache.values():
+            cache.clear()
+
+    def direct_phys(self, addr: int) -> int | None:
+        """The lowmem rule, or None outside lowmem (or before high_memory is known)."""
+        if self.page_offset <= addr < self.page_offset + self.lowmem_size:
+            return addr - self.page_offset
+        return None
+
+    def translate(self, addr: int) -> tuple[int, int]:
+        """(physical address, bytes left in its page or region)."""
+        phys = self.direct_phys(addr)
+        if phys is not None:
+            return phys, self.lowmem_size - phys
+        for shift, cache in self._cache.items():
+            frame = cache.get(addr >> shift)
+            if frame is not None:
+                off = addr & ((1 << shift) - 1)
+                return frame + off, (1 << shift) - off
+        frame, shift, _ = self._walk(addr)
+        cache = self._cache[shift]
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[addr >> shift] = frame
+        off = addr & ((1 << shift) - 1)
+        return frame + off, (1 << shift) - off
+
+    def vtop(self, addr: int) -> tuple[int, list[Entry]]:
+        """Walk the page tables (never the lowmem rule): the physical address and every entry."""
+        page, shift, entries = self._walk(addr)
+        return page + (addr & ((1 << shift) - 1)), entries
+
+    def walk_entries(self, addr: int) -> list[Entry]:
+        """The entries a walk meets, up to the one that ends it (present or not)."""
+        entries: list[Entry] = []
+        table = self.root
+        for level in self.levels:
+            slot = table + level.index(addr) * self.format.entry_size
+            try:
+                value = self.phys.read_int(slot, self.format.entry_size)
+            except FaultError:
+                break
+            entries.append(Entry(level.name, slot, value))
+            if not value & _PRESENT or self.format.large(level, value) or level.shift == 12:
+                break
+            table = value & self.format.mask
+        return entries
+
+    def _walk(self, addr: int) -> tuple[int, int, list[Entry]]:
+        if not 0 <= addr < 1 << 32:
+            raise FaultError(addr, 1, "not a 32-bit address")
+        table = self.root
+        entries: list[Entry] = []
+        for level in self.levels:
+            slot = table + level.index(addr) * self.format.entry_size
+            try:
+                value = self.phys.read_int(slot, self.format.entry_size)
+            except FaultError as err:
+                raise FaultError(addr, 1, f"{level.name} table at physical {table:#x} is not in the dump"
+                                 f" ({err.reason})") from None
+            entries.append(Entry(level.name, slot, value))
+            if not value & _PRESENT:
+                above = f" ({entries[-2].level} entry {entries[-2].value:#x})" if len(entries) > 1 else ""
+                raise FaultError(addr, 1, f"no {level.name} entry for {addr:#x}{above}")
+            if level.shift == 12 or self.format.large(level, value):
+                frame = value & self.format.mask & ~((1 << level.shift) - 1)
+                return frame, level.shift, entries
+            table = value & self.format.mask
+        raise AssertionError("the last level always ends the walk")
+
+    # -- the AddressSpace contract -------------------------------------------
+
+    def mapping(self, addr: int, n: int) -> list[Chunk]:
+        chunks: list[Chunk] = []
+        cur, left = addr & 0xFFFF_FFFF, n
+        while left > 0:
+            try:
+                phys, room = self.translate(cur)
+            except FaultError as err:
+                raise FaultError(cur, left, err.reason) from None
+            take = min(left, room)
+            last = chunks[-1] if chunks else None
+            if last is not None and last.offset + last.length == phys:
+                chunks[-1] = Chunk(last.addr, last.length + take, self.phys, last.offset)
+            else:
+                chunks.append(Chunk(cur, take, self.phys, phys))
+            cur += take
+            left -= take
+        return chunks
+
+    def read(self, addr: int, n: int) -> bytes:
+        """As AddressSpace.read, but a physical fault is reported at its virtual address."""
+        if n <= 0:
+            return b""
+        parts = []
+        for c in self.mapping(addr, n):
+            try:
+                parts.append(self.phys.read(c.offset, c.length))
+            except FaultError as err:
+                raise FaultError(c.addr, n - (c.addr - addr),
+                                 f"physical {err.address:#x}: {err.reason or 'not in the dump'}") from None
+        return parts[0] if len(parts) == 1 else b"".join(parts)
