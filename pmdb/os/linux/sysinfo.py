@@ -19,6 +19,8 @@ from pmdb.os.linux.printk.panicmsg import panic_message
 from pmdb.symbols.kmodules import StructOffsets
 from pmdb.types.registry import TypeRegistry
 
+_UTS_LEN = 65            # __NEW_UTS_LEN + 1
+
 Lookup = Callable[[str], "int | None"]
 
 FSHIFT = 11                   # avenrun's fixed point (include/linux/sched/loadavg.h)
@@ -52,6 +54,28 @@ def utsname(kv: KernelVars) -> dict[str, str]:
         raw = kv.mem.read(base + kv.offsets.offsetof("new_utsname", field), 65)
         out[field] = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
     return out
+
+
+def utsname_untyped(mem: AddressSpace, init_uts_ns: int | None, release: str) -> dict[str, str]:
+    """init_uts_ns.name without types: six char[65] (struct new_utsname, a fixed ABI) found
+    by the release VMCOREINFO names (a kref may precede it, as before 5.11); {} if absent."""
+    if init_uts_ns is None or not release:
+        return {}
+    try:
+        head = mem.read(init_uts_ns, 256)
+    except PmdbError:
+        return {}
+    at = head.find(release.encode() + b"\0")
+    if at < 2 * _UTS_LEN:
+        return {}
+    base = init_uts_ns + at - 2 * _UTS_LEN
+    try:
+        raw = mem.read(base, 6 * _UTS_LEN)
+    except PmdbError:
+        return {}
+    names = ("sysname", "nodename", "release", "version", "machine", "domainname")
+    return {n: raw[i * _UTS_LEN:(i + 1) * _UTS_LEN].split(b"\0", 1)[0].decode("utf-8", "replace")
+            for i, n in enumerate(names)}
 
 
 def timekeeper(kv: KernelVars) -> int:
@@ -226,9 +250,10 @@ def kernel_status(kernel: Any) -> list[tuple[str, str]]:
     try:
         uts = utsname(kv)
     except PmdbError:
-        # no BTF: VMCOREINFO still names the release
+        # no BTF: VMCOREINFO still names the release, and init_uts_ns
         release = kernel.km.info.raw.get("OSRELEASE")
         uts = {"release": release} if release else {}
+        uts.update(utsname_untyped(kv.mem, kernel.km.info.symbols.get("init_uts_ns"), release or ""))
     mark = "  [TAINTED]" if tainted(kv) else ""
     rows = [("KERNEL", f"(none; kallsyms and BTF from the dump){mark}"),
             ("DUMPFILE", kernel.describe_file()),
