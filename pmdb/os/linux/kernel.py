@@ -179,6 +179,18 @@ class LinuxKernel:
             return None
         return self.task(cpus[cpu].curr or 0)
 
+    def panic_cpu_thread(self) -> Thread | None:
+        """With no task list: the CPU thread whose stack runs through panic() (the dump
+        names no panic_cpu when kallsyms has no data symbols)."""
+        sym = self.km.symbols.lookup("panic")
+        if sym is None or not sym.size or self.lookup("init_task") is not None:
+            return None
+        for thread in self.threads():
+            if thread.address is None and any(sym.addr <= f.pc - 1 < sym.addr + sym.size
+                                               for f in self.stack(thread)):
+                return thread
+        return None
+
     def log(self) -> list[str]:
         if self._log is None:
             self._log = log_texts(self.mem, self.km.info, self.lookup)
