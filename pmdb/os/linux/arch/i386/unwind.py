@@ -63,7 +63,7 @@ class FramePointerUnwinder:
                 task_offsets = TaskOffsets.from_types(offsets)
             except SymbolError:
                 task_offsets = None
-        return cls(mem, text_test(lookup, modules), irq_stacks(mem, lookup, layout, size),
+        return cls(mem, text_test(lookup, list(modules), layout), irq_stacks(mem, lookup, layout, size),
                    task_offsets, size, layout.page_offset_base, describe)
 
     # -- the Unwinder protocol ---------------------------------------------------
@@ -188,17 +188,18 @@ class FramePointerUnwinder:
             raise _Stop(f"stack word at {addr:#x} unreadable ({err.reason or 'not in the dump'})") from None
 
 
-def text_test(lookup: Lookup, modules: Iterable[KernelModule]) -> Callable[[int], bool]:
-    """Whether an address is kernel or module text (a return address can only be there)."""
+def text_test(lookup: Lookup, modules: list[KernelModule], layout: KernelLayout) -> Callable[[int], bool]:
+    """Whether an address is kernel or module text (a return address can only be there).
+    With no module list (no types to read ``struct module``) all of module space counts:
+    frame pointers still link a module's frames."""
     ranges = [(m.base, m.base + m.size) for m in modules if m.size]
-    lo, hi = lookup("_stext") or lookup("_text"), lookup("_etext")
-    init = (lookup("_sinittext"), lookup("_einittext"))
-    if lo is not None and hi is not None:
-        ranges.append((lo, hi))
-    if init[0] is not None and init[1] is not None:
-        ranges.append((init[0], init[1]))
+    if not modules:
+        ranges.append((layout.modules_start, layout.modules_end))
+    for lo, hi in ((lookup("_stext") or lookup("_text"), lookup("_etext")),
+                   (lookup("_sinittext"), lookup("_einittext"))):
+        if lo is not None and hi is not None:
+            ranges.append((lo, hi))
 
     def is_text(addr: int) -> bool:
         return any(a <= addr < b for a, b in ranges)
     return is_text
-
