@@ -83,7 +83,7 @@ def attach_layout(space: I386KernelSpace, info: VmcoreInfo, lookup: Lookup) -> I
     if high is None or not space.page_offset < high <= 0xFFFFFFFF:
         high = space.page_offset + lowmem_size(space)
     space.set_lowmem(high - space.page_offset)
-    vmalloc = (high + 2 * VMALLOC_OFFSET - 1) & ~(VMALLOC_OFFSET - 1)
+    vmalloc = (high + VMALLOC_OFFSET) & ~(VMALLOC_OFFSET - 1)
     mem_map = _read_ptr(space, find("mem_map")) or 0
     text = find("_text") or find("_stext") or space.page_offset
     end = find("_end") or find("_etext") or text
@@ -97,18 +97,25 @@ def attach_layout(space: I386KernelSpace, info: VmcoreInfo, lookup: Lookup) -> I
 
 def lowmem_size(space: I386KernelSpace, step: int = 1 << 21) -> int:
     """How far the kernel's tables map PAGE_OFFSET + x to physical x (high_memory -
-    PAGE_OFFSET, to a 2 MB step): the first step whose first page maps elsewhere or
-    not at all ends lowmem. At most 896 MB."""
-    size = 0
-    while size < _LOWMEM_MAX and space.page_offset + size < 1 << 32:
+    PAGE_OFFSET): the first 2 MB step whose first page maps elsewhere or not at all ends
+    lowmem, and the pages of the step before it say where exactly. At most 896 MB."""
+    def identity(offset: int) -> bool:
         try:
-            phys, _ = space.vtop(space.page_offset + size)
+            return space.vtop(space.page_offset + offset)[0] == offset
         except FaultError:
-            break
-        if phys != size:
-            break
+            return False
+
+    size = 0
+    while size < _LOWMEM_MAX and space.page_offset + size < 1 << 32 and identity(size):
         size += step
-    return max(size, step)
+    if size == 0:
+        return step
+    # the last step may end inside: high_memory is page-aligned, not step-aligned
+    last = size - step
+    for offset in range(last + 4096, size, 4096):
+        if not identity(offset):
+            return offset
+    return size
 
 
 def _read_ptr(space: I386KernelSpace, addr: int | None) -> int | None:
