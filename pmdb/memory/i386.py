@@ -14,14 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pmdb.errors import FaultError
-from pmdb.memory.space import AddressSpace, Chunk
+from pmdb.memory.paged import PagedSpace
+from pmdb.memory.space import AddressSpace
 from pmdb.memory.x86_64 import Entry, Level
 
 PAGE_OFFSET = 0xC0000000         # the default 3G/1G split (CONFIG_PAGE_OFFSET)
 _PRESENT = 1 << 0
 _PSE = 1 << 7
 _PAE_MASK = 0x000F_FFFF_FFFF_F000
-_CACHE_LIMIT = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -44,28 +44,22 @@ TWO_LEVEL = Format("2-level", (Level("PGD", 22, bits=10, large=True), Level("PTE
                    4, 0xFFFF_F000)
 
 
-class I386KernelSpace(AddressSpace):
+class I386KernelSpace(PagedSpace):
     """Kernel virtual memory on 32-bit x86: the lowmem rule, page-table walks for the rest."""
 
     def __init__(self, phys: AddressSpace, root: int, fmt: Format = PAE,
                  page_offset: int = PAGE_OFFSET, lowmem_size: int = 0) -> None:
-        super().__init__("little", 4)
-        self.phys = phys
+        super().__init__(phys, 4, (12, 21, 22))
         self.root = root
         self.format = fmt
         self.levels = fmt.levels
         self.page_offset = page_offset
         self.lowmem_size = lowmem_size       # 0 until high_memory is known: walk everything
-        self._cache: dict[int, dict[int, int]] = {12: {}, 21: {}, 22: {}}
 
     def set_lowmem(self, size: int) -> None:
         """Enable the direct-map rule for [PAGE_OFFSET, high_memory)."""
         self.lowmem_size = max(0, min(size, (1 << 32) - self.page_offset))
         self.flush()
-
-    def flush(self) -> None:
-        for cache in self._cache.values():
-            cache.clear()
 
     def direct_phys(self, addr: int) -> int | None:
         """The lowmem rule, or None outside lowmem (or before high_memory is known)."""
@@ -78,23 +72,7 @@ class I386KernelSpace(AddressSpace):
         phys = self.direct_phys(addr)
         if phys is not None:
             return phys, self.lowmem_size - phys
-        for shift, cache in self._cache.items():
-            frame = cache.get(addr >> shift)
-            if frame is not None:
-                off = addr & ((1 << shift) - 1)
-                return frame + off, (1 << shift) - off
-        frame, shift, _ = self._walk(addr)
-        cache = self._cache[shift]
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        cache[addr >> shift] = frame
-        off = addr & ((1 << shift) - 1)
-        return frame + off, (1 << shift) - off
-
-    def vtop(self, addr: int) -> tuple[int, list[Entry]]:
-        """Walk the page tables (never the lowmem rule): the physical address and every entry."""
-        page, shift, entries = self._walk(addr)
-        return page + (addr & ((1 << shift) - 1)), entries
+        return self.cached_walk(addr)
 
     def walk_entries(self, addr: int) -> list[Entry]:
         """The entries a walk meets, up to the one that ends it (present or not)."""
@@ -133,36 +111,3 @@ class I386KernelSpace(AddressSpace):
                 return frame, level.shift, entries
             table = value & self.format.mask
         raise AssertionError("the last level always ends the walk")
-
-    # -- the AddressSpace contract -------------------------------------------
-
-    def mapping(self, addr: int, n: int) -> list[Chunk]:
-        chunks: list[Chunk] = []
-        cur, left = addr & 0xFFFF_FFFF, n
-        while left > 0:
-            try:
-                phys, room = self.translate(cur)
-            except FaultError as err:
-                raise FaultError(cur, left, err.reason) from None
-            take = min(left, room)
-            last = chunks[-1] if chunks else None
-            if last is not None and last.offset + last.length == phys:
-                chunks[-1] = Chunk(last.addr, last.length + take, self.phys, last.offset)
-            else:
-                chunks.append(Chunk(cur, take, self.phys, phys))
-            cur += take
-            left -= take
-        return chunks
-
-    def read(self, addr: int, n: int) -> bytes:
-        """As AddressSpace.read, but a physical fault is reported at its virtual address."""
-        if n <= 0:
-            return b""
-        parts = []
-        for c in self.mapping(addr, n):
-            try:
-                parts.append(self.phys.read(c.offset, c.length))
-            except FaultError as err:
-                raise FaultError(c.addr, n - (c.addr - addr),
-                                 f"physical {err.address:#x}: {err.reason or 'not in the dump'}") from None
-        return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pmdb.errors import FaultError
-from pmdb.memory.space import AddressSpace, Chunk
+from pmdb.memory.paged import PagedSpace
+from pmdb.memory.space import AddressSpace
 
 START_KERNEL_MAP = 0xFFFFFFFF80000000
 KERNEL_IMAGE_SIZE = 1 << 30  # with KASLR (CONFIG_RANDOMIZE_BASE); 512 MB without
@@ -22,7 +23,6 @@ KERNEL_IMAGE_SIZE = 1 << 30  # with KASLR (CONFIG_RANDOMIZE_BASE); 512 MB withou
 _PRESENT = 1 << 0
 _PSE = 1 << 7  # a large page ends the walk at this level
 _PHYS_MASK = 0x000F_FFFF_FFFF_F000  # bits 12..51: the next table or the page frame
-_CACHE_LIMIT = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -68,13 +68,12 @@ def canonical(addr: int, va_bits: int) -> bool:
     return top == 0 or top == (1 << (64 - va_bits + 1)) - 1
 
 
-class KernelSpace(AddressSpace):
+class KernelSpace(PagedSpace):
     """Kernel virtual memory: arithmetic fast paths, page-table walks for the rest."""
 
     def __init__(self, phys: AddressSpace, root: int, phys_base: int, five_level: bool = False,
                  image_size: int = KERNEL_IMAGE_SIZE, sme_mask: int = 0) -> None:
-        super().__init__("little", 8)
-        self.phys = phys
+        super().__init__(phys, 8, (12, 21, 30))
         self.root = root  # physical address of the top-level table
         self.phys_base = phys_base
         self.levels = LEVELS_5 if five_level else LEVELS_4
@@ -83,8 +82,6 @@ class KernelSpace(AddressSpace):
         self._entry_mask = _PHYS_MASK & ~sme_mask  # SME's C-bit is not part of the address
         self.direct_base: int | None = None
         self.direct_size = 0
-        # one cache per page size, keyed by vaddr >> shift, holding the page frame
-        self._cache: dict[int, dict[int, int]] = {12: {}, 21: {}, 30: {}}
 
     @classmethod
     def from_image_symbol(cls, phys: AddressSpace, pgt_vaddr: int, phys_base: int,
@@ -98,11 +95,6 @@ class KernelSpace(AddressSpace):
         self.direct_base = base
         self.direct_size = size
         self.flush()
-
-    def flush(self) -> None:
-        """Forget cached walks (the caller changed what the tables say)."""
-        for cache in self._cache.values():
-            cache.clear()
 
     # -- translation ---------------------------------------------------------
 
@@ -127,23 +119,7 @@ class KernelSpace(AddressSpace):
         phys = self.direct_phys(addr)
         if phys is not None:
             return phys, self.direct_size - phys
-        for shift, cache in self._cache.items():
-            frame = cache.get(addr >> shift)
-            if frame is not None:
-                off = addr & ((1 << shift) - 1)
-                return frame + off, (1 << shift) - off
-        frame, shift, _ = self._walk(addr)
-        cache = self._cache[shift]
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        cache[addr >> shift] = frame
-        off = addr & ((1 << shift) - 1)
-        return frame + off, (1 << shift) - off
-
-    def vtop(self, addr: int) -> tuple[int, list[Entry]]:
-        """Walk the page tables (never a fast path): the physical address and every entry met."""
-        page, shift, entries = self._walk(addr)
-        return page + (addr & ((1 << shift) - 1)), entries
+        return self.cached_walk(addr)
 
     def _walk(self, addr: int) -> tuple[int, int, list[Entry]]:
         """(page frame, page shift, entries) for addr, or FaultError naming the level."""
@@ -167,38 +143,3 @@ class KernelSpace(AddressSpace):
                 return frame, level.shift, entries
             table = value & self._entry_mask
         raise AssertionError("the last level always ends the walk")
-
-    # -- the AddressSpace contract -------------------------------------------
-
-    def mapping(self, addr: int, n: int) -> list[Chunk]:
-        chunks: list[Chunk] = []
-        cur, left = addr & 0xFFFF_FFFF_FFFF_FFFF, n
-        while left > 0:
-            try:
-                phys, room = self.translate(cur)
-            except FaultError as err:
-                raise FaultError(cur, left, err.reason) from None
-            take = min(left, room)
-            last = chunks[-1] if chunks else None
-            if last is not None and last.offset + last.length == phys:
-                chunks[-1] = Chunk(last.addr, last.length + take, self.phys, last.offset)
-            else:
-                chunks.append(Chunk(cur, take, self.phys, phys))
-            cur += take
-            left -= take
-        return chunks
-
-    def read(self, addr: int, n: int) -> bytes:
-        """As AddressSpace.read, but a physical fault is reported at its virtual address."""
-        if n <= 0:
-            return b""
-        parts = []
-        for c in self.mapping(addr, n):
-            try:
-                parts.append(self.phys.read(c.offset, c.length))
-            except FaultError as err:
-                vaddr = c.addr + (err.address - c.offset if c.offset <= err.address < c.offset + c.length
-                                  else 0)
-                raise FaultError(vaddr, n - (vaddr - addr),
-                                 f"physical {err.address:#x}: {err.reason or 'not in the dump'}") from None
-        return parts[0] if len(parts) == 1 else b"".join(parts)
