@@ -41,6 +41,37 @@ class _Stop(Exception):
     """The walk cannot go on; the message becomes the last frame's note."""
 
 
+class _End(Exception):
+    """The walk reached the bottom of a kernel thread's stack: nothing more, nothing wrong."""
+
+
+class _Stacks:
+    """The stacks one walk may use: the known ones and, when the dump does not say where
+    the IRQ stacks are (no per-CPU symbols), the THREAD_SIZE-aligned block a frame pointer
+    moves to (IRQ stacks are THREAD_SIZE pages). The walk never returns to a stack it left."""
+
+    def __init__(self, known: list[StackRegion], guess_irq: bool, size: int, floor: int) -> None:
+        self.map, self.guess_irq, self.size, self.floor = StackMap(known), guess_irq, size, floor
+        self.left: set[int] = set()
+
+    def find(self, addr: int, n: int = 4) -> StackRegion | None:
+        region = self.map.find(addr, None, n)
+        if region is None and self.guess_irq and addr >= self.floor:
+            block = around(addr, self.size)
+            if block.contains(addr, n):
+                region = StackRegion("IRQ", block.lo, block.hi)
+        return region
+
+    def enter(self, region: StackRegion, came_from: StackRegion | None) -> None:
+        if came_from is None or region == came_from:
+            return
+        if region.lo in self.left:
+            raise _Stop(f"the stack returns to the {region} it left")
+        self.left.add(came_from.lo)
+        if self.map.find(region.lo, None, 1) is None:
+            self.map = StackMap([*self.map.regions, region])
+
+
 class FramePointerUnwinder:
     """Unwinds i386 kernel stacks of one dump; build once, use for every task."""
 
@@ -79,21 +110,24 @@ class FramePointerUnwinder:
             return self.unwind_regs(regs)
         stack = self.task_stack(task)
         if regs is not None:
-            return self._walk(regs, StackMap([stack, *self.irq]), method="regs")
+            return self._walk(regs, self._stacks(stack), method="regs")
         assert self.task_offsets is not None
         saved = inactive_frame(self.mem, task, self.task_offsets.thread_sp, stack, self.is_text)
-        return self._walk(saved, StackMap([stack, *self.irq]), method="regs", slot=saved["esp"] - 4)
+        return self._walk(saved, self._stacks(stack), method="regs", slot=saved["esp"] - 4)
 
     def unwind_regs(self, regs: dict[str, int], task: int | None = None) -> list[Frame]:
         """A stack from a register set, on ``task``'s stack or the block around esp."""
         stack = self.task_stack(task) if task is not None else around(regs.get("esp", 0), self.thread_size)
-        return self._walk(regs, StackMap([stack, *self.irq]), method="regs")
+        return self._walk(regs, self._stacks(stack), method="regs")
+
+    def _stacks(self, task: StackRegion) -> _Stacks:
+        return _Stacks([task, *self.irq], not self.irq, self.thread_size, self.page_offset)
 
     # -- the walk ----------------------------------------------------------------
 
-    def _walk(self, regs: dict[str, int], stacks: StackMap, method: str, slot: int | None = None) -> list[Frame]:
+    def _walk(self, regs: dict[str, int], stacks: _Stacks, method: str, slot: int | None = None) -> list[Frame]:
         ip, sp, bp = regs.get("eip", 0), regs.get("esp", 0), regs.get("ebp", 0)
-        region = stacks.find(sp, None, 4) or stacks.find(sp - 4, None, 4)
+        region = stacks.find(sp) or stacks.find(sp - 4)
         user = bool(regs.get("cs", 0) & 3)
         frame = Frame(0, ip, sp, regs=dict(regs), method=method, slot=slot,
                       stack_name="user" if user else (region.name if region else ""))
@@ -108,13 +142,15 @@ class FramePointerUnwinder:
             except _Stop as stop:
                 frame.note = str(stop)
                 break
+            except _End:
+                break
             frame.cfa = nxt.sp if nxt.method != "exception" else None
             nxt.level = len(frames)
             frames.append(nxt)
             frame = nxt
         return frames
 
-    def _step(self, bp: int, stacks: StackMap,
+    def _step(self, bp: int, stacks: _Stacks,
               prev: tuple[StackRegion | None, int]) -> tuple[Frame, int, tuple[StackRegion | None, int]]:
         """One frame up from ebp: a call frame, or a pt_regs when ebp is encoded; a
         syscall's user pt_regs at the top of the task stack when ebp is the user's."""
@@ -150,9 +186,9 @@ class FramePointerUnwinder:
                 return at
         return None
 
-    def _call_frame(self, bp: int, stacks: StackMap,
+    def _call_frame(self, bp: int, stacks: _Stacks,
                     prev: tuple[StackRegion | None, int]) -> tuple[Frame, int, tuple[StackRegion | None, int]]:
-        region = stacks.find(bp, None, 8)
+        region = stacks.find(bp, 8)
         if region is None:
             raise _Stop(f"frame pointer {bp:#x} is on no known stack")
         if region == prev[0] and bp < prev[1]:
@@ -160,26 +196,29 @@ class FramePointerUnwinder:
         next_bp, ret = self._words(bp, 2)
         if not self.is_text(ret):
             raise _Stop(f"return address {ret:#x} at {bp + 4:#x} is not kernel text")
+        stacks.enter(region, prev[0])
         frame = Frame(0, ret, bp + 8, regs={"eip": ret, "esp": bp + 8, "ebp": next_bp}, method="fp",
                       slot=bp + 4, stack_name=region.name)
         return frame, next_bp, (region, bp + 8)
 
-    def _regs_frame(self, at: int, stacks: StackMap) -> tuple[Frame, int, tuple[StackRegion | None, int]]:
+    def _regs_frame(self, at: int, stacks: _Stacks) -> tuple[Frame, int, tuple[StackRegion | None, int]]:
         """An entry's pt_regs: the interrupted context (user mode ends the walk)."""
-        region = stacks.find(at, None, 4 * len(PT_REGS) - 8)
+        region = stacks.find(at, 4 * len(PT_REGS) - 8)
         if region is None:
             raise _Stop(f"encoded frame pointer names pt_regs at {at:#x}, on no known stack")
-        n = len(PT_REGS) if stacks.find(at, None, 4 * len(PT_REGS)) else len(PT_REGS) - 2
+        n = len(PT_REGS) if stacks.find(at, 4 * len(PT_REGS)) else len(PT_REGS) - 2
         regs = dict(zip(PT_REGS, self._words(at, n), strict=False))
         user = bool(regs["cs"] & 3)
-        if not user and not stacks.find(regs.get("esp", 0), None, 4):
+        if not user and not stacks.find(regs.get("esp", 0)):
             regs["esp"] = at + 4 * PT_REGS.index("esp")      # a kernel trap before 5.3: not saved
         ip, sp = regs["eip"], regs["esp"]
+        if not user and ip == 0 and at + 4 * len(PT_REGS) >= region.hi - 16:
+            raise _End      # a kernel thread's pt_regs at the top of its stack, never filled in
         if not user and not self.is_text(ip):
             raise _Stop(f"saved registers at {at:#x} hold eip {ip:#x}, not kernel text")
         frame = Frame(0, ip, sp, regs=dict(regs), method="exception", exception=regs,
                       stack_name="user" if user else region.name)
-        return frame, 0 if user else regs["ebp"], (stacks.find(sp, None, 4), sp)
+        return frame, 0 if user else regs["ebp"], (stacks.find(sp), sp)
 
     def _words(self, addr: int, count: int) -> tuple[int, ...]:
         try:
