@@ -14,12 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pmdb.errors import FaultError
-from pmdb.memory.paged import PagedSpace
+from pmdb.memory.paged import Level, PagedSpace
 from pmdb.memory.space import AddressSpace
-from pmdb.memory.x86_64 import Entry, Level
 
 PAGE_OFFSET = 0xC0000000         # the default 3G/1G split (CONFIG_PAGE_OFFSET)
-_PRESENT = 1 << 0
 _PSE = 1 << 7
 _PAE_MASK = 0x000F_FFFF_FFFF_F000
 
@@ -49,10 +47,8 @@ class I386KernelSpace(PagedSpace):
 
     def __init__(self, phys: AddressSpace, root: int, fmt: Format = PAE,
                  page_offset: int = PAGE_OFFSET, lowmem_size: int = 0) -> None:
-        super().__init__(phys, 4, (12, 21, 22))
-        self.root = root
+        super().__init__(phys, 4, (12, 21, 22), root, fmt.levels, fmt.entry_size, fmt.mask)
         self.format = fmt
-        self.levels = fmt.levels
         self.page_offset = page_offset
         self.lowmem_size = lowmem_size       # 0 until high_memory is known: walk everything
 
@@ -74,40 +70,6 @@ class I386KernelSpace(PagedSpace):
             return phys, self.lowmem_size - phys
         return self.cached_walk(addr)
 
-    def walk_entries(self, addr: int) -> list[Entry]:
-        """The entries a walk meets, up to the one that ends it (present or not)."""
-        entries: list[Entry] = []
-        table = self.root
-        for level in self.levels:
-            slot = table + level.index(addr) * self.format.entry_size
-            try:
-                value = self.phys.read_int(slot, self.format.entry_size)
-            except FaultError:
-                break
-            entries.append(Entry(level.name, slot, value))
-            if not value & _PRESENT or self.format.large(level, value) or level.shift == 12:
-                break
-            table = value & self.format.mask
-        return entries
-
-    def _walk(self, addr: int) -> tuple[int, int, list[Entry]]:
+    def check(self, addr: int) -> None:
         if not 0 <= addr < 1 << 32:
             raise FaultError(addr, 1, "not a 32-bit address")
-        table = self.root
-        entries: list[Entry] = []
-        for level in self.levels:
-            slot = table + level.index(addr) * self.format.entry_size
-            try:
-                value = self.phys.read_int(slot, self.format.entry_size)
-            except FaultError as err:
-                raise FaultError(addr, 1, f"{level.name} table at physical {table:#x} is not in the dump"
-                                 f" ({err.reason})") from None
-            entries.append(Entry(level.name, slot, value))
-            if not value & _PRESENT:
-                above = f" ({entries[-2].level} entry {entries[-2].value:#x})" if len(entries) > 1 else ""
-                raise FaultError(addr, 1, f"no {level.name} entry for {addr:#x}{above}")
-            if level.shift == 12 or self.format.large(level, value):
-                frame = value & self.format.mask & ~((1 << level.shift) - 1)
-                return frame, level.shift, entries
-            table = value & self.format.mask
-        raise AssertionError("the last level always ends the walk")

@@ -1,27 +1,58 @@
-"""What every page-table-walking kernel space shares: a per-page-size cache of walks, and
+"""What every x86 page-table-walking kernel space shares: the walk over a table of levels
+(entry width and frame mask as data), a per-page-size cache of walks, and
 ``mapping``/``read`` over the physical space with faults reported at virtual addresses.
 
-A CPU's space (pmdb.memory.x86_64, pmdb.memory.i386) supplies ``translate`` (its fast
-paths, then ``cached_walk``) and ``_walk`` (its table format).
+A CPU's space (pmdb.memory.x86_64, pmdb.memory.i386) sets its levels, entry format and
+root, and supplies ``translate`` (its fast paths, then ``cached_walk``) and ``check``
+(which addresses exist at all).
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any
+from dataclasses import dataclass
 
 from pmdb.errors import FaultError
 from pmdb.memory.space import AddressSpace, Chunk
 
 _CACHE_LIMIT = 1 << 16
+_PRESENT = 1 << 0
+_PSE = 1 << 7  # a large page ends the walk at this level
+
+
+@dataclass(frozen=True)
+class Level:
+    """One page-table level: its index bits are ``addr >> shift`` masked to ``bits``."""
+
+    name: str
+    shift: int
+    bits: int = 9
+    large: bool = False  # whether PSE here maps a page of 1 << shift bytes
+
+    def index(self, addr: int) -> int:
+        return (addr >> self.shift) & ((1 << self.bits) - 1)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One page-table entry met on a walk, for ::vtop."""
+
+    level: str
+    address: int  # physical address of the entry itself
+    value: int
 
 
 class PagedSpace(AddressSpace):
     """A virtual space over ``phys`` whose addresses wrap at ``addr_mask``."""
 
-    def __init__(self, phys: AddressSpace, ptr_size: int, shifts: tuple[int, ...]) -> None:
+    def __init__(self, phys: AddressSpace, ptr_size: int, shifts: tuple[int, ...], root: int,
+                 levels: tuple[Level, ...], entry_size: int, entry_mask: int) -> None:
         super().__init__("little", ptr_size)
         self.phys = phys
+        self.root = root  # physical address of the top-level table
+        self.levels = levels
+        self.entry_size = entry_size
+        self.entry_mask = entry_mask  # the next table's or the page frame's address bits
         self.addr_mask = (1 << (8 * ptr_size)) - 1
         # one cache per page size, keyed by vaddr >> shift, holding the page frame
         self._cache: dict[int, dict[int, int]] = {shift: {} for shift in shifts}
@@ -36,10 +67,49 @@ class PagedSpace(AddressSpace):
         """(physical address, bytes left in its page or region), or FaultError."""
 
     @abstractmethod
-    def _walk(self, addr: int) -> tuple[int, int, list[Any]]:
-        """(page frame, page shift, entries met) for addr, or FaultError naming the level."""
+    def check(self, addr: int) -> None:
+        """FaultError when addr cannot be translated at all (non-canonical, too wide)."""
 
-    def vtop(self, addr: int) -> tuple[int, list[Any]]:
+    def _walk(self, addr: int) -> tuple[int, int, list[Entry]]:
+        """(page frame, page shift, entries met) for addr, or FaultError naming the level."""
+        self.check(addr)
+        table = self.root
+        entries: list[Entry] = []
+        for level in self.levels:
+            slot = table + level.index(addr) * self.entry_size
+            try:
+                value = self.phys.read_int(slot, self.entry_size)
+            except FaultError as err:
+                raise FaultError(addr, 1, f"{level.name} table at physical {table:#x} is not in the dump"
+                                 f" ({err.reason})") from None
+            entries.append(Entry(level.name, slot, value))
+            if not value & _PRESENT:
+                above = f" ({entries[-2].level} entry {entries[-2].value:#x})" if len(entries) > 1 else ""
+                raise FaultError(addr, 1, f"no {level.name} entry for {addr:#x}{above}")
+            if level.shift == 12 or (level.large and value & _PSE):
+                frame = value & self.entry_mask & ~((1 << level.shift) - 1)
+                return frame, level.shift, entries
+            table = value & self.entry_mask
+        raise AssertionError("the last level always ends the walk")
+
+    def walk_entries(self, addr: int) -> list[Entry]:
+        """The entries a walk meets up to the one that ends it, present or not (for ::vtop
+        of an address whose walk failed)."""
+        entries: list[Entry] = []
+        table = self.root
+        for level in self.levels:
+            slot = table + level.index(addr) * self.entry_size
+            try:
+                value = self.phys.read_int(slot, self.entry_size)
+            except FaultError:
+                break
+            entries.append(Entry(level.name, slot, value))
+            if not value & _PRESENT or (level.large and value & _PSE) or level.shift == 12:
+                break
+            table = value & self.entry_mask
+        return entries
+
+    def vtop(self, addr: int) -> tuple[int, list[Entry]]:
         """Walk the page tables (never a fast path): the physical address and every entry met."""
         page, shift, entries = self._walk(addr)
         return page + (addr & ((1 << shift) - 1)), entries

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pmdb.errors import FaultError
 from pmdb.memory.i386 import I386KernelSpace
+from pmdb.memory.paged import Entry
 from pmdb.memory.space import AddressSpace
-from pmdb.memory.x86_64 import Entry
 from pmdb.os.linux.arch import PageEntry, Translation
 from pmdb.os.linux.arch.x86_64.paging import entry_flags
 
