@@ -1,18 +1,16 @@
 """32-bit x86 page-table walks as ``::vtop`` shows them: every entry met, its flags, lowmem.
 
-The walk is pmdb.memory.i386's; the x86 names of an entry's bits are the
-same as on x86-64 (pmdb.os.linux.arch.x86_64.paging.entry_flags), NX being
-bit 63 of a PAE entry (a two-level entry has no NX).
+The walk is pmdb.memory.paged's and the x86 names of an entry's bits are the
+same as on x86-64, so ::vtop's view is x86-64's (pmdb.os.linux.arch.x86_64.paging.walk);
+NX is bit 63 of a PAE entry (a two-level entry has no NX).
 """
 
 from __future__ import annotations
 
-from pmdb.errors import FaultError
 from pmdb.memory.i386 import I386KernelSpace
-from pmdb.memory.paged import Entry
 from pmdb.memory.space import AddressSpace
-from pmdb.os.linux.arch import PageEntry, Translation
-from pmdb.os.linux.arch.x86_64.paging import entry_flags
+from pmdb.os.linux.arch import Translation
+from pmdb.os.linux.arch.x86_64.paging import walk
 
 
 def paged(space: AddressSpace) -> I386KernelSpace:
@@ -24,18 +22,7 @@ def paged(space: AddressSpace) -> I386KernelSpace:
 
 def translate(space: AddressSpace, addr: int) -> Translation:
     """Walk the page tables for addr; a missing level ends the walk with its reason."""
-    ks = paged(space)
-    root_level = ks.levels[0].name
-    try:
-        phys, entries = ks.vtop(addr)
-    except FaultError as err:
-        return Translation(addr, ks.root, root_level, _named(ks.walk_entries(addr)), None, 0, err.reason)
-    shift = next(lv.shift for lv in ks.levels if lv.name == entries[-1].level)
-    return Translation(addr, ks.root, root_level, _named(entries), phys, 1 << shift)
-
-
-def _named(entries: list[Entry]) -> list[PageEntry]:
-    return [PageEntry(e.level, e.address, e.value, entry_flags(e.value, e.level)) for e in entries]
+    return walk(paged(space), addr)
 
 
 def with_root(space: AddressSpace, root: int) -> I386KernelSpace:

@@ -88,12 +88,7 @@ class FramePointerUnwinder:
               describe: Callable[[int], str] | None = None) -> FramePointerUnwinder:
         """From the kernel's symbols, layout and (when there are types) task_struct offsets."""
         size = thread_size(lookup)
-        task_offsets = None
-        if offsets is not None:
-            try:
-                task_offsets = TaskOffsets.from_types(offsets)
-            except SymbolError:
-                task_offsets = None
+        task_offsets = TaskOffsets.from_optional(offsets)
         return cls(mem, text_test(lookup, list(modules), layout), irq_stacks(mem, lookup, layout, size),
                    task_offsets, size, layout.page_offset_base, describe)
 

@@ -9,7 +9,7 @@ maps an address without a walk.
 from __future__ import annotations
 
 from pmdb.errors import FaultError
-from pmdb.memory.paged import Entry
+from pmdb.memory.paged import Entry, PagedSpace
 from pmdb.memory.space import AddressSpace
 from pmdb.memory.x86_64 import KernelSpace
 from pmdb.os.linux.arch import PageEntry, Translation
@@ -17,7 +17,6 @@ from pmdb.os.linux.arch import PageEntry, Translation
 # x86 page-table entry bits (arch/x86/include/asm/pgtable_types.h)
 _FLAG_BITS = ((0, "PRESENT"), (1, "RW"), (2, "USER"), (3, "PWT"), (4, "PCD"), (5, "ACCESSED"),
               (6, "DIRTY"), (7, "PSE"), (8, "GLOBAL"), (63, "NX"))
-_PRESENT, _PSE = 1 << 0, 1 << 7
 _TABLE_MASK = 0x000F_FFFF_FFFF_F000
 
 
@@ -30,7 +29,11 @@ def paged(space: AddressSpace) -> KernelSpace:
 
 def translate(space: AddressSpace, addr: int) -> Translation:
     """Walk the page tables for addr; a missing level ends the walk with its reason, not an error."""
-    ks = paged(space)
+    return walk(paged(space), addr)
+
+
+def walk(ks: PagedSpace, addr: int) -> Translation:
+    """translate() for any x86 paged space (i386's too): the entries met, with their flags."""
     root_level = ks.levels[0].name
     try:
         phys, entries = ks.vtop(addr)
