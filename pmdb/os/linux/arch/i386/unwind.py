@@ -155,9 +155,12 @@ class FramePointerUnwinder:
             return self._call_frame(bp, stacks, prev)
         except _Stop:
             at = self._entry_regs(prev)
-            if at is None:
-                raise
-            return self._regs_frame(at, stacks)
+            if at is not None:
+                return self._regs_frame(at, stacks)
+            region, sp = prev
+            if region is not None and region.name == "task" and region.hi - sp <= 4 * len(PT_REGS) + 16:
+                raise _End from None    # the task's first frame (a boot CPU's idle task starts so)
+            raise
 
     def _entry_regs(self, prev: tuple[StackRegion | None, int]) -> int | None:
         """The user-mode pt_regs at the top of the task stack the walk just reached the
