@@ -77,3 +77,14 @@ def test_a_frame_pointer_going_down_the_stack_is_refused() -> None:
     struct.pack_into("<I", seg.data, 0xC1001E10 - STACK, 0xC1001E00)
     frames = unwinder(mem).unwind_regs(regs)
     assert "wrong direction" in frames[-1].note
+
+
+def test_a_frame_pointer_leaving_the_top_of_the_stack_ends_quietly() -> None:
+    """The boot CPU's idle task: its first frame's saved ebp is no stack address."""
+    stack = bytearray(8192)
+    top_frame = STACK + 8192 - 0x50
+    struct.pack_into("<II", stack, 0x1E10, top_frame, B)
+    struct.pack_into("<II", stack, top_frame - STACK, 0x01000000, C)
+    mem = SegmentedSpace([Segment(STACK, 8192, Bytes(stack))], ptr_size=4)
+    frames = unwinder(mem).unwind_regs({"eip": A, "esp": 0xC1001E00, "ebp": 0xC1001E10, "cs": 0x60})
+    assert [f.pc for f in frames] == [A, B, C] and not frames[-1].note
