@@ -97,3 +97,5 @@ def test_addresses_beyond_32_bits_fault() -> None:
     space = I386KernelSpace(pae_tables(), PDPT, PAE)
     with pytest.raises(FaultError):
         space.vtop(1 << 32)
+    walk = paging.translate(space, 1 << 32)
+    assert walk.phys is None and walk.entries == [] and "not a 32-bit address" in walk.error

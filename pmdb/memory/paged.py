@@ -96,6 +96,10 @@ class PagedSpace(AddressSpace):
         """The entries a walk meets up to the one that ends it, present or not (for ::vtop
         of an address whose walk failed)."""
         entries: list[Entry] = []
+        try:
+            self.check(addr)
+        except FaultError:
+            return entries
         table = self.root
         for level in self.levels:
             slot = table + level.index(addr) * self.entry_size
