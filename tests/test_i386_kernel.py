@@ -36,7 +36,8 @@ def _cases() -> list[tuple[str, str]]:
     with open(Path(__file__).parent / "vmlab" / "kernels.toml", "rb") as f:
         pinned = [k["release"] for k in tomllib.load(f)["kernels"].values()
                   if k["release"].endswith("-686-pae")]
-    made = [(p.parent.name, p.name) for p in (kt.LAB_CACHE / "dumps").glob("*-686-pae/*") if p.is_dir()]
+    made = [(p.parent.name, p.name) for p in (kt.LAB_CACHE / "dumps").glob("*-686-pae/*")
+            if p.is_dir() and not p.name.startswith(".")]       # .tmp-*: a dump being made
     return sorted({(r, s) for r in pinned for s in ("sysrq", "null")} | set(made))
 
 
