@@ -88,3 +88,35 @@ def test_a_frame_pointer_leaving_the_top_of_the_stack_ends_quietly() -> None:
     mem = SegmentedSpace([Segment(STACK, 8192, Bytes(stack))], ptr_size=4)
     frames = unwinder(mem).unwind_regs({"eip": A, "esp": 0xC1001E00, "ebp": 0xC1001E10, "cs": 0x60})
     assert [f.pc for f in frames] == [A, B, C] and not frames[-1].note
+
+
+def test_from_an_irq_stack_to_the_task_stack_without_per_cpu_symbols() -> None:
+    """The CPU was on an IRQ stack (another THREAD_SIZE block): the frame pointer chain
+    crosses to the task stack, which ends in the syscall's user pt_regs."""
+    mem, _ = build()
+    task = mem.segments[0].source
+    assert isinstance(task, Bytes)
+    irq = bytearray(8192)
+    irq_base = STACK + 0x10000
+    struct.pack_into("<II", irq, 0x1F00, 0xC1001E10, A)                    # back to the task stack
+    mem = SegmentedSpace([Segment(STACK, 8192, task), Segment(irq_base, 8192, Bytes(irq))], ptr_size=4)
+    frames = unwinder(mem).unwind_regs({"eip": E, "esp": irq_base + 0x1EF0, "ebp": irq_base + 0x1F00,
+                                        "cs": 0x60})
+    assert [f.pc for f in frames] == [E, A, B, C, D, E, 0x08048000]
+    assert frames[1].stack_name == "task" and frames[2].stack_name == "stack"
+    assert frames[-1].stack_name == "user" and not any(f.note for f in frames)
+
+
+def test_a_walk_never_returns_to_a_stack_it_left() -> None:
+    mem, _ = build()
+    task = mem.segments[0].source
+    assert isinstance(task, Bytes)
+    irq = bytearray(8192)
+    irq_base = STACK + 0x10000
+    struct.pack_into("<II", irq, 0x1F00, 0xC1001E10, A)
+    struct.pack_into("<II", task.data, 0x1E10, irq_base + 0x1F80, B)       # and back again
+    struct.pack_into("<II", irq, 0x1F80, 0, C)
+    mem = SegmentedSpace([Segment(STACK, 8192, task), Segment(irq_base, 8192, Bytes(irq))], ptr_size=4)
+    frames = unwinder(mem).unwind_regs({"eip": E, "esp": irq_base + 0x1EF0, "ebp": irq_base + 0x1F00,
+                                        "cs": 0x60})
+    assert "returns to" in frames[-1].note

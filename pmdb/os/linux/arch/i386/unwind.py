@@ -32,6 +32,7 @@ from pmdb.unwind.frame import Frame
 PT_REGS = ("ebx", "ecx", "edx", "esi", "edi", "ebp", "eax", "ds", "es", "fs", "gs", "orig_eax",
            "eip", "cs", "eflags", "esp", "ss")
 _ENCODED = 0x80000000       # the bit ENCODE_FRAME_POINTER clears
+_TASKLIKE = ("task", "stack")   # stacks whose top may hold the task's user pt_regs
 MAX_FRAMES = 256
 
 Lookup = Callable[[str], "int | None"]
@@ -48,7 +49,8 @@ class _End(Exception):
 class _Stacks:
     """The stacks one walk may use: the known ones and, when the dump does not say where
     the IRQ stacks are (no per-CPU symbols), the THREAD_SIZE-aligned block a frame pointer
-    moves to (IRQ stacks are THREAD_SIZE pages). The walk never returns to a stack it left."""
+    moves to ("stack": IRQ stacks are THREAD_SIZE pages, and a CPU's walk that began on
+    one reaches its task's stack so). The walk never returns to a stack it left."""
 
     def __init__(self, known: list[StackRegion], guess_irq: bool, size: int, floor: int) -> None:
         self.map, self.guess_irq, self.size, self.floor = StackMap(known), guess_irq, size, floor
@@ -59,7 +61,8 @@ class _Stacks:
         if region is None and self.guess_irq and addr >= self.floor:
             block = around(addr, self.size)
             if block.contains(addr, n):
-                region = StackRegion("IRQ", block.lo, block.hi)
+                # an IRQ stack, or the task's own when the walk began on an IRQ stack
+                region = StackRegion("stack", block.lo, block.hi)
         return region
 
     def enter(self, region: StackRegion, came_from: StackRegion | None) -> None:
@@ -158,7 +161,7 @@ class FramePointerUnwinder:
             if at is not None:
                 return self._regs_frame(at, stacks)
             region, sp = prev
-            if region is not None and region.name == "task" and region.hi - sp <= 4 * len(PT_REGS) + 16:
+            if region is not None and region.name in _TASKLIKE and region.hi - sp <= 4 * len(PT_REGS) + 16:
                 raise _End from None    # the task's first frame (a boot CPU's idle task starts so)
             raise
 
@@ -168,7 +171,7 @@ class FramePointerUnwinder:
         pointer, so ebp there is still the user's). 5.x+ leaves no padding above it,
         older kernels 8 or 16 bytes."""
         region, sp = prev
-        if region is None or region.name != "task":
+        if region is None or region.name not in _TASKLIKE:
             return None
         size = 4 * len(PT_REGS)
         for pad in (0, 8, 16):
