@@ -62,7 +62,7 @@ class LinuxKernel:
     def vars(self) -> sysinfo.KernelVars:
         info = self.km.info
         sym = self.km.symbols.lookup("node_data")
-        slots = info.lengths.get("node_data") or (sym.size // 8 if sym is not None and sym.size else 64)
+        slots = info.lengths.get("node_data") or (sym.size // self.mem.ptr_size if sym is not None and sym.size else 64)
         return sysinfo.KernelVars(self.mem, self.lookup, self.offsets, self.types, node_slots=slots)
 
     @property
@@ -163,8 +163,8 @@ class LinuxKernel:
         if space is None:
             return None
         try:
-            start = self.mem.u64(task.mm + self.offsets.offsetof("mm_struct", "arg_start"))
-            end = self.mem.u64(task.mm + self.offsets.offsetof("mm_struct", "arg_end"))
+            start = self.mem.ptr(task.mm + self.offsets.offsetof("mm_struct", "arg_start"))
+            end = self.mem.ptr(task.mm + self.offsets.offsetof("mm_struct", "arg_end"))
             if not 0 < end - start <= limit:
                 return None
             raw = space.read(start, end - start)

@@ -144,7 +144,7 @@ def load_average(kv: KernelVars) -> tuple[str, str, str]:
     base = kv.need("avenrun")
     out = []
     for i in range(3):
-        v = kv.mem.u64(base + 8 * i) + FIXED_1 // 200
+        v = kv.mem.ptr(base + kv.mem.ptr_size * i) + FIXED_1 // 200     # unsigned longs
         out.append(f"{v >> FSHIFT}.{((v & (FIXED_1 - 1)) * 100) >> FSHIFT:02d}")
     return out[0], out[1], out[2]
 
@@ -155,14 +155,14 @@ def present_pages(kv: KernelVars) -> int:
     nodes = kv.lookup("node_data")
     if nodes is None:
         contig = kv.need("contig_page_data")     # !CONFIG_NUMA: one static node
-        return kv.mem.u64(contig + per_node)
+        return kv.mem.ptr(contig + per_node)    # an unsigned long, like the node pointers
     total = 0
-    n = kv.node_slots
-    raw = kv.mem.read(nodes, 8 * n)
+    n, w = kv.node_slots, kv.mem.ptr_size
+    raw = kv.mem.read(nodes, w * n)
     for i in range(n):
-        pgdat = int.from_bytes(raw[8 * i:8 * i + 8], "little")
+        pgdat = int.from_bytes(raw[w * i:w * i + w], "little")
         if pgdat:
-            total += kv.mem.u64(pgdat + per_node)
+            total += kv.mem.ptr(pgdat + per_node)
     return total
 
 
