@@ -33,6 +33,8 @@ PT_REGS = ("ebx", "ecx", "edx", "esi", "edi", "ebp", "eax", "ds", "es", "fs", "g
            "eip", "cs", "eflags", "esp", "ss")
 _ENCODED = 0x80000000       # the bit ENCODE_FRAME_POINTER clears
 _TASKLIKE = ("task", "stack")   # stacks whose top may hold the task's user pt_regs
+_KERNEL_CS, _KERNEL_DS = 0x60, 0x68   # GDT_ENTRY_KERNEL_CS/DS * 8 (asm/segment.h, 32-bit)
+_SHIM_SPAN = 0x400                  # doublefault_shim is a few hundred bytes
 MAX_FRAMES = 256
 
 Lookup = Callable[[str], "int | None"]
@@ -84,6 +86,7 @@ class FramePointerUnwinder:
         self.mem, self.is_text, self.irq = mem, is_text, irq
         self.task_offsets, self.thread_size, self.page_offset = task_offsets, size, page_offset
         self.describe = describe or (lambda a: f"{a:#x}")
+        self.shim: int | None = None        # doublefault_shim, where a double fault's regs are
 
     @classmethod
     def build(cls, mem: AddressSpace, lookup: Lookup, layout: KernelLayout,
@@ -92,8 +95,10 @@ class FramePointerUnwinder:
         """From the kernel's symbols, layout and (when there are types) task_struct offsets."""
         size = thread_size(lookup)
         task_offsets = TaskOffsets.from_optional(offsets)
-        return cls(mem, text_test(lookup, list(modules), layout), irq_stacks(mem, lookup, layout, size),
-                   task_offsets, size, layout.page_offset_base, describe)
+        unwinder = cls(mem, text_test(lookup, list(modules), layout), irq_stacks(mem, lookup, layout, size),
+                       task_offsets, size, layout.page_offset_base, describe)
+        unwinder.shim = lookup("doublefault_shim")
+        return unwinder
 
     # -- the Unwinder protocol ---------------------------------------------------
 
@@ -200,7 +205,29 @@ class FramePointerUnwinder:
         stacks.enter(region, prev[0])
         frame = Frame(0, ret, bp + 8, regs={"eip": ret, "esp": bp + 8, "ebp": next_bp}, method="fp",
                       slot=bp + 4, stack_name=region.name)
+        if self.shim is not None and self.shim <= ret < self.shim + _SHIM_SPAN:
+            at = self._shim_regs(bp + 8, next_bp)
+            if at is not None:
+                next_bp = at & ~_ENCODED        # walk on as from an entry's encoded pt_regs
         return frame, next_bp, (region, bp + 8)
+
+    def _shim_regs(self, lo: int, hi: int) -> int | None:
+        """A double fault switches tasks (a TSS, no pt_regs pushed): doublefault_shim
+        builds a pt_regs of the faulting context from the TSS as a local of its own frame,
+        [lo, hi), and passes it to exc_double_fault. Found by its kernel cs and ss and an
+        eip in kernel text."""
+        size = 4 * len(PT_REGS)
+        if not 0 < hi - lo <= 1024:
+            return None
+        try:
+            words = self._words(lo, (hi - lo) // 4)
+        except _Stop:
+            return None
+        cs, ss, ip = PT_REGS.index("cs"), PT_REGS.index("ss"), PT_REGS.index("eip")
+        for i in range(len(words) - len(PT_REGS) + 1):
+            if words[i + cs] == _KERNEL_CS and words[i + ss] == _KERNEL_DS and self.is_text(words[i + ip]):
+                return lo + 4 * i if lo + 4 * i + size <= hi else None
+        return None
 
     def _regs_frame(self, at: int, stacks: _Stacks) -> tuple[Frame, int, tuple[StackRegion | None, int]]:
         """An entry's pt_regs: the interrupted context (user mode ends the walk)."""
