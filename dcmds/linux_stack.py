@@ -95,7 +95,8 @@ def bt_command(ctx: Context, args: Sequence[str], *, active: bool, full: bool) -
     else:
         cur = target.current_thread
         if cur is None or cur.address is None:
-            raise CommandError("bt: no current task")
+            hint = " ($c and ::findstack unwind the CPU threads)" if cur is not None else ""
+            raise CommandError(f"bt: no current task{hint}")
         picks = [cur.address]
     print_bts(ctx, picks, full=full)
 

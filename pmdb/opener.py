@@ -79,6 +79,8 @@ def _open_vmcore(dump: Dump, path: str, cache: Cache) -> Target:
         panic = kernel.panic_task()
         if panic is not None:
             target.set_current_thread(panic.address)   # crash's default context: the panic task
+        elif (cpu := kernel.panic_cpu_thread()) is not None:
+            target.set_current_thread(cpu.id)
     except PmdbError as err:
         # a task list cut short by excluded pages (an old makedumpfile that does not know
         # the kernel's page flags drops slab pages) still leaves the rest of the dump usable

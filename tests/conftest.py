@@ -32,6 +32,13 @@ def need_fixture(path: Path) -> Path:
     return path
 
 
+def need_tools(reason: str) -> None:
+    """Skip for missing host tools, or fail when PMDB_REQUIRE_FIXTURES=1 (CI installs them)."""
+    if os.environ.get("PMDB_REQUIRE_FIXTURES") == "1":
+        pytest.fail(f"required tools missing: {reason}")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def user_cores() -> Path:
     return need_fixture(USER_CORES)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from datetime import datetime
 from pathlib import Path
 
@@ -25,8 +26,15 @@ from pmdb.target import Target
 from tests import kernel_truth as kt
 from tests.linux_session import run
 
-# the Debian arm64 lines the lab pins, and any other arm64 release it has dumped
-RELEASES = sorted({"6.1.0-57-arm64"} | {p.name for p in (kt.LAB_CACHE / "dumps").glob("*-arm64")})
+
+def _pinned_arm64() -> set[str]:
+    with open(Path(__file__).parent / "vmlab" / "kernels.toml", "rb") as f:
+        return {k["release"] for k in tomllib.load(f)["kernels"].values() if k["release"].endswith("-arm64")}
+
+
+# the Debian arm64 lines the lab pins (CI makes their sysrq and null dumps), and any other
+# arm64 release it has dumped
+RELEASES = sorted(_pinned_arm64() | {p.name for p in (kt.LAB_CACHE / "dumps").glob("*-arm64")})
 # QEMU writes both: its ELF dump, and a kdump-compressed one whose header says "Unknown" machine
 FORMATS = ("vmcore.elf", "vmcore.kdump-zlib")
 CASES = [(release, scenario, fmt) for release in RELEASES for scenario in ("sysrq", "null") for fmt in FORMATS]

@@ -1,7 +1,8 @@
 """aarch64 Linux user cores against gdb-multiarch: threads, registers and every frame.
 
-The core is made here: tests/data/threads.c cross-compiled static with
-aarch64-linux-gnu-gcc and run under qemu-aarch64 until its NULL store (qemu
+The core is made here: tests/data/threads.c cross-compiled static (with clang's
+aarch64 target and Debian's arm64 cross libc: Debian 12's aarch64 gcc cannot be
+installed beside gcc-multilib, which the i386 tests need) and run under qemu-aarch64 until its NULL store (qemu
 writes the guest's core as ``qemu_<prog>_<date>_<pid>.core``). gdb-multiarch
 on the same core is the oracle. Skipped when the cross tools are missing.
 """
@@ -19,9 +20,12 @@ import pytest
 from pmdb.config import Config
 from pmdb.opener import open_target
 from pmdb.target import Target
+from tests.conftest import need_tools
 
 SOURCE = Path(__file__).parent / "data" / "threads.c"
-TOOLS = ("aarch64-linux-gnu-gcc", "qemu-aarch64", "gdb-multiarch")
+TOOLS = ("clang", "ld.lld", "qemu-aarch64", "gdb-multiarch")
+CROSS_LIBC = Path("/usr/aarch64-linux-gnu/lib/libc.a")
+COMPILE = ["clang", "--target=aarch64-linux-gnu", "-fuse-ld=lld"]
 _THREAD = re.compile(r"^Thread \d+ \(.*LWP (\d+)\)")
 _FRAME = re.compile(r"^#(\d+)\s+(?:(0x[0-9a-f]+) in )?(\S+) \(")
 _REG = re.compile(r"^(x\d+|sp|pc)\s+(0x[0-9a-f]+)")
@@ -34,13 +38,13 @@ def _unlimited() -> None:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(executable, core) of the static threads program crashed under qemu-aarch64."""
-    missing = [t for t in TOOLS if shutil.which(t) is None]
+    missing = [t for t in TOOLS if shutil.which(t) is None] + ([] if CROSS_LIBC.exists() else [str(CROSS_LIBC)])
     if missing:
-        pytest.skip(f"needs {', '.join(missing)} (apt-get install qemu-user gcc-aarch64-linux-gnu "
-                    "libc6-dev-arm64-cross gdb-multiarch)")
+        need_tools(f"needs {', '.join(missing)} (apt-get install qemu-user clang lld "
+                   "libc6-dev-arm64-cross libgcc-12-dev-arm64-cross gdb-multiarch)")
     work = tmp_path_factory.mktemp("arm64-user")
     exe = work / "threads"
-    subprocess.run(["aarch64-linux-gnu-gcc", "-g", "-O0", "-pthread", "-static", "-o", str(exe), str(SOURCE)],
+    subprocess.run([*COMPILE, "-g", "-O0", "-pthread", "-static", "-o", str(exe), str(SOURCE)],
                    check=True, capture_output=True, timeout=120)
     subprocess.run(["qemu-aarch64", str(exe)], cwd=work, preexec_fn=_unlimited, capture_output=True, timeout=120)
     cores = sorted(work.glob("qemu_threads_*.core"))

@@ -70,9 +70,14 @@ def by_name(name: str) -> Arch:
 
 def by_elf_machine(machine: int, bits: int) -> Arch:
     _load_all()
-    for arch in _ARCHES.values():
-        if arch.elf_machine == machine and arch.bits == bits:
+    same = [arch for arch in _ARCHES.values() if arch.elf_machine == machine]
+    for arch in same:
+        if arch.bits == bits:
             return arch
+    if len(same) == 1:
+        # the ELF class is the container's, not the CPU's: QEMU writes an ELF64 core for
+        # an i386 guest whose memory map reaches 4 GB (EM_386 is only ever 32-bit)
+        return same[0]
     raise FormatError(f"unsupported ELF machine {machine} ({bits}-bit)")
 
 

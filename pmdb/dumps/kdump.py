@@ -114,6 +114,17 @@ def parse_header(src: SizedSource) -> tuple[DiskDumpHeader, str, int]:
         raise _fail(src, "not a kdump file (no KDUMP signature)")
     raw = _read(src, 0, 12 + 6 * UTS_LEN + 6 + 16 + 40, "the disk_dump_header")
     e, bits = header_layout(raw)
+    # QEMU lays the header out by the ELF class it picked, not by the guest's word size: an
+    # i386 guest whose memory reaches 4 GB gets the 64-bit layout with machine "i686"
+    hdr = _header_fields(raw, e, bits)
+    if not _page_size(hdr.block_size) and _page_size(_header_fields(raw, e, 96 - bits).block_size):
+        bits = 96 - bits
+        hdr = _header_fields(raw, e, bits)
+    _check_header(src, hdr)
+    return hdr, e, bits
+
+
+def _header_fields(raw: bytes, e: str, bits: int) -> DiskDumpHeader:
     uts = {name: raw[12 + i * UTS_LEN:12 + (i + 1) * UTS_LEN].split(b"\0", 1)[0].decode("latin-1")
            for i, name in enumerate(UTS_FIELDS)}
     at = 12 + 6 * UTS_LEN
@@ -122,15 +133,17 @@ def parse_header(src: SizedSource) -> tuple[DiskDumpHeader, str, int]:
     at += 16 if bits == 64 else 8
     (status, block_size, sub_hdr, bitmap_blocks, max_mapnr, _ram, _dev, _written, cur_cpu,
      nr_cpus) = struct.unpack_from(e + "IiiIIIIIIi", raw, at)
-    hdr = DiskDumpHeader(raw[:8], struct.unpack_from(e + "i", raw, 8)[0], uts, (tv[0], tv[1]), status,
-                         block_size, sub_hdr, bitmap_blocks, max_mapnr, nr_cpus, cur_cpu)
-    _check_header(src, hdr)
-    return hdr, e, bits
+    return DiskDumpHeader(raw[:8], struct.unpack_from(e + "i", raw, 8)[0], uts, (tv[0], tv[1]), status,
+                          block_size, sub_hdr, bitmap_blocks, max_mapnr, nr_cpus, cur_cpu)
+
+
+def _page_size(bs: int) -> bool:
+    return 512 <= bs <= 1 << 20 and not bs & (bs - 1)
 
 
 def _check_header(src: SizedSource, hdr: DiskDumpHeader) -> None:
     bs = hdr.block_size
-    if bs < 512 or bs > (1 << 20) or bs & (bs - 1):
+    if not _page_size(bs):
         raise _fail(src, f"corrupt kdump header: block_size {bs} is not a page size")
     if not 0 <= hdr.sub_hdr_size < 1 << 16:
         raise _fail(src, f"corrupt kdump header: sub_hdr_size {hdr.sub_hdr_size}")

@@ -1,17 +1,26 @@
-"""A virtual space over a physical one by a per-address translation: what every CPU's
-kernel space shares (pmdb.memory.x86_64, pmdb.memory.aarch64).
+"""Virtual spaces over a physical one, as every CPU's kernel space builds them.
 
-A subclass says where one address lives (``translate``: physical address and the
-bytes left before the rule or page changes); this turns that into chunks, merging
-physically adjacent pieces, and reports a physical fault at its virtual address.
+``TranslatedSpace`` turns a per-address ``translate`` (physical address and bytes left
+before the rule or page changes) into chunks, merging physically adjacent pieces, and
+reports a physical fault at its virtual address (pmdb.memory.aarch64 uses it as is).
+``PagedSpace`` adds the x86 walk over a table of levels (entry width and frame mask as
+data) and a per-page-size cache of walks: pmdb.memory.x86_64 and pmdb.memory.i386 set
+their levels, entry format and root, and supply ``translate`` (fast paths, then
+``cached_walk``) and ``check`` (which addresses exist at all).
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
+from dataclasses import dataclass
 
 from pmdb.errors import FaultError
 from pmdb.memory.space import AddressSpace, Chunk
+
+_CACHE_LIMIT = 1 << 16
+_PRESENT = 1 << 0
+_PSE = 1 << 7  # a large page ends the walk at this level
+
 
 MASK64 = (1 << 64) - 1
 
@@ -20,6 +29,7 @@ class TranslatedSpace(AddressSpace):
     """An AddressSpace whose bytes are in ``self.phys`` where ``translate`` says."""
 
     phys: AddressSpace
+    addr_mask = MASK64      # where addresses wrap
 
     @abstractmethod
     def translate(self, addr: int) -> tuple[int, int]:
@@ -27,7 +37,7 @@ class TranslatedSpace(AddressSpace):
 
     def mapping(self, addr: int, n: int) -> list[Chunk]:
         chunks: list[Chunk] = []
-        cur, left = addr & MASK64, n
+        cur, left = addr & self.addr_mask, n
         while left > 0:
             try:
                 phys, room = self.translate(cur)
@@ -57,3 +67,117 @@ class TranslatedSpace(AddressSpace):
                 raise FaultError(vaddr, n - (vaddr - addr),
                                  f"physical {err.address:#x}: {err.reason or 'not in the dump'}") from None
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+@dataclass(frozen=True)
+class Level:
+    """One page-table level: its index bits are ``addr >> shift`` masked to ``bits``."""
+
+    name: str
+    shift: int
+    bits: int = 9
+    large: bool = False  # whether PSE here maps a page of 1 << shift bytes
+
+    def index(self, addr: int) -> int:
+        return (addr >> self.shift) & ((1 << self.bits) - 1)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One page-table entry met on a walk, for ::vtop."""
+
+    level: str
+    address: int  # physical address of the entry itself
+    value: int
+
+
+class PagedSpace(TranslatedSpace):
+    """A virtual space over ``phys`` whose addresses wrap at ``addr_mask``."""
+
+    def __init__(self, phys: AddressSpace, ptr_size: int, shifts: tuple[int, ...], root: int,
+                 levels: tuple[Level, ...], entry_size: int, entry_mask: int) -> None:
+        super().__init__("little", ptr_size)
+        self.phys = phys
+        self.root = root  # physical address of the top-level table
+        self.levels = levels
+        self.entry_size = entry_size
+        self.entry_mask = entry_mask  # the next table's or the page frame's address bits
+        self.addr_mask = (1 << (8 * ptr_size)) - 1
+        # one cache per page size, keyed by vaddr >> shift, holding the page frame
+        self._cache: dict[int, dict[int, int]] = {shift: {} for shift in shifts}
+
+    def flush(self) -> None:
+        """Forget cached walks (the caller changed what the tables say)."""
+        for cache in self._cache.values():
+            cache.clear()
+
+    @abstractmethod
+    def translate(self, addr: int) -> tuple[int, int]:
+        """(physical address, bytes left in its page or region), or FaultError."""
+
+    @abstractmethod
+    def check(self, addr: int) -> None:
+        """FaultError when addr cannot be translated at all (non-canonical, too wide)."""
+
+    def _walk(self, addr: int) -> tuple[int, int, list[Entry]]:
+        """(page frame, page shift, entries met) for addr, or FaultError naming the level."""
+        self.check(addr)
+        table = self.root
+        entries: list[Entry] = []
+        for level in self.levels:
+            slot = table + level.index(addr) * self.entry_size
+            try:
+                value = self.phys.read_int(slot, self.entry_size)
+            except FaultError as err:
+                raise FaultError(addr, 1, f"{level.name} table at physical {table:#x} is not in the dump"
+                                 f" ({err.reason})") from None
+            entries.append(Entry(level.name, slot, value))
+            if not value & _PRESENT:
+                above = f" ({entries[-2].level} entry {entries[-2].value:#x})" if len(entries) > 1 else ""
+                raise FaultError(addr, 1, f"no {level.name} entry for {addr:#x}{above}")
+            if level.shift == 12 or (level.large and value & _PSE):
+                frame = value & self.entry_mask & ~((1 << level.shift) - 1)
+                return frame, level.shift, entries
+            table = value & self.entry_mask
+        raise AssertionError("the last level always ends the walk")
+
+    def walk_entries(self, addr: int) -> list[Entry]:
+        """The entries a walk meets up to the one that ends it, present or not (for ::vtop
+        of an address whose walk failed)."""
+        entries: list[Entry] = []
+        try:
+            self.check(addr)
+        except FaultError:
+            return entries
+        table = self.root
+        for level in self.levels:
+            slot = table + level.index(addr) * self.entry_size
+            try:
+                value = self.phys.read_int(slot, self.entry_size)
+            except FaultError:
+                break
+            entries.append(Entry(level.name, slot, value))
+            if not value & _PRESENT or (level.large and value & _PSE) or level.shift == 12:
+                break
+            table = value & self.entry_mask
+        return entries
+
+    def vtop(self, addr: int) -> tuple[int, list[Entry]]:
+        """Walk the page tables (never a fast path): the physical address and every entry met."""
+        page, shift, entries = self._walk(addr)
+        return page + (addr & ((1 << shift) - 1)), entries
+
+    def cached_walk(self, addr: int) -> tuple[int, int]:
+        """translate() by the page tables, each page walked once."""
+        for shift, cache in self._cache.items():
+            frame = cache.get(addr >> shift)
+            if frame is not None:
+                off = addr & ((1 << shift) - 1)
+                return frame + off, (1 << shift) - off
+        frame, shift, _ = self._walk(addr)
+        cache = self._cache[shift]
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[addr >> shift] = frame
+        off = addr & ((1 << shift) - 1)
+        return frame + off, (1 << shift) - off

@@ -10,33 +10,16 @@ modules, vmemmap, fixmap) is walked, and each walk is cached per page.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from pmdb.errors import FaultError
-from pmdb.memory.paged import TranslatedSpace
+from pmdb.memory.paged import Level, PagedSpace
 from pmdb.memory.space import AddressSpace
 
 START_KERNEL_MAP = 0xFFFFFFFF80000000
 KERNEL_IMAGE_SIZE = 1 << 30  # with KASLR (CONFIG_RANDOMIZE_BASE); 512 MB without
 
-_PRESENT = 1 << 0
-_PSE = 1 << 7  # a large page ends the walk at this level
 _PHYS_MASK = 0x000F_FFFF_FFFF_F000  # bits 12..51: the next table or the page frame
-_CACHE_LIMIT = 1 << 16
-
-
-@dataclass(frozen=True)
-class Level:
-    """One page-table level: its index bits are ``addr >> shift`` masked to ``bits``."""
-
-    name: str
-    shift: int
-    bits: int = 9
-    large: bool = False  # whether PSE here maps a page of 1 << shift bytes
-
-    def index(self, addr: int) -> int:
-        return (addr >> self.shift) & ((1 << self.bits) - 1)
 
 
 LEVELS_4 = (
@@ -54,38 +37,25 @@ LEVELS_5 = (
 )
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One page-table entry met on a walk, for ::vtop."""
-
-    level: str
-    address: int  # physical address of the entry itself
-    value: int
-
-
 def canonical(addr: int, va_bits: int) -> bool:
     """Whether the bits above va_bits all copy the top bit, as the CPU requires."""
     top = addr >> (va_bits - 1)
     return top == 0 or top == (1 << (64 - va_bits + 1)) - 1
 
 
-class KernelSpace(TranslatedSpace):
+class KernelSpace(PagedSpace):
     """Kernel virtual memory: arithmetic fast paths, page-table walks for the rest."""
 
     def __init__(self, phys: AddressSpace, root: int, phys_base: int, five_level: bool = False,
                  image_size: int = KERNEL_IMAGE_SIZE, sme_mask: int = 0) -> None:
-        super().__init__("little", 8)
-        self.phys = phys
-        self.root = root  # physical address of the top-level table
+        # SME's C-bit is not part of an entry's address
+        super().__init__(phys, 8, (12, 21, 30), root, LEVELS_5 if five_level else LEVELS_4, 8,
+                         _PHYS_MASK & ~sme_mask)
         self.phys_base = phys_base
-        self.levels = LEVELS_5 if five_level else LEVELS_4
         self.va_bits = 57 if five_level else 48
         self.image_size = image_size
-        self._entry_mask = _PHYS_MASK & ~sme_mask  # SME's C-bit is not part of the address
         self.direct_base: int | None = None
         self.direct_size = 0
-        # one cache per page size, keyed by vaddr >> shift, holding the page frame
-        self._cache: dict[int, dict[int, int]] = {12: {}, 21: {}, 30: {}}
 
     @classmethod
     def from_image_symbol(cls, phys: AddressSpace, pgt_vaddr: int, phys_base: int,
@@ -99,11 +69,6 @@ class KernelSpace(TranslatedSpace):
         self.direct_base = base
         self.direct_size = size
         self.flush()
-
-    def flush(self) -> None:
-        """Forget cached walks (the caller changed what the tables say)."""
-        for cache in self._cache.values():
-            cache.clear()
 
     # -- translation ---------------------------------------------------------
 
@@ -128,43 +93,8 @@ class KernelSpace(TranslatedSpace):
         phys = self.direct_phys(addr)
         if phys is not None:
             return phys, self.direct_size - phys
-        for shift, cache in self._cache.items():
-            frame = cache.get(addr >> shift)
-            if frame is not None:
-                off = addr & ((1 << shift) - 1)
-                return frame + off, (1 << shift) - off
-        frame, shift, _ = self._walk(addr)
-        cache = self._cache[shift]
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        cache[addr >> shift] = frame
-        off = addr & ((1 << shift) - 1)
-        return frame + off, (1 << shift) - off
+        return self.cached_walk(addr)
 
-    def vtop(self, addr: int) -> tuple[int, list[Entry]]:
-        """Walk the page tables (never a fast path): the physical address and every entry met."""
-        page, shift, entries = self._walk(addr)
-        return page + (addr & ((1 << shift) - 1)), entries
-
-    def _walk(self, addr: int) -> tuple[int, int, list[Entry]]:
-        """(page frame, page shift, entries) for addr, or FaultError naming the level."""
+    def check(self, addr: int) -> None:
         if not canonical(addr, self.va_bits):
             raise FaultError(addr, 1, "non-canonical address")
-        table = self.root
-        entries: list[Entry] = []
-        for level in self.levels:
-            slot = table + level.index(addr) * 8
-            try:
-                value = self.phys.u64(slot)
-            except FaultError as err:
-                raise FaultError(addr, 1, f"{level.name} table at physical {table:#x} is not in the dump"
-                                 f" ({err.reason})") from None
-            entries.append(Entry(level.name, slot, value))
-            if not value & _PRESENT:
-                above = f" ({entries[-2].level} entry {entries[-2].value:#x})" if len(entries) > 1 else ""
-                raise FaultError(addr, 1, f"no {level.name} entry for {addr:#x}{above}")
-            if level.shift == 12 or (level.large and value & _PSE):
-                frame = value & self._entry_mask & ~((1 << level.shift) - 1)
-                return frame, level.shift, entries
-            table = value & self._entry_mask
-        raise AssertionError("the last level always ends the walk")

@@ -150,7 +150,7 @@ def load_kallsyms(mem: AddressSpace, tables: KallsymsTables) -> KallsymsSymbols:
             raise FormatError(f"kallsyms_num_syms is {count}: not a symbol count")
         tokens = read_tokens(mem, tables)
         blob = mem.read(tables.names, _names_end(tables) - tables.names)
-        base = mem.u64(tables.relative_base) if tables.relative_base is not None else None
+        base = mem.ptr(tables.relative_base) if tables.relative_base is not None else None
         addrs = decode_addresses(mem.read(tables.offsets, 4 * count), count, base, tables.offsets)
     except FaultError as err:
         raise FormatError(f"kallsyms tables are not readable: {err}") from None

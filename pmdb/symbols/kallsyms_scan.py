@@ -4,12 +4,12 @@ VMCOREINFO names the kallsyms arrays only since Linux 6.0; an older kernel's
 dump still holds them in the image's .rodata, and this module finds them there
 so a 5.x dump opens with nothing but the dump.
 
-Until Linux 6.2 scripts/kallsyms.c emits, each label aligned to 8 bytes on
-64-bit (``ALGN``), in this order (CONFIG_KALLSYMS_BASE_RELATIVE, the x86-64
+Until Linux 6.2 scripts/kallsyms.c emits, each label aligned to the word size
+(``ALGN``: 8 bytes on 64-bit, 4 on 32-bit), in this order (CONFIG_KALLSYMS_BASE_RELATIVE, the x86-64
 default since 4.6)::
 
     kallsyms_offsets        .long x num_syms
-    kallsyms_relative_base  .quad
+    kallsyms_relative_base  PTR (.quad; .long on 32-bit)
     kallsyms_num_syms       .long
     kallsyms_names          length-prefixed token records
     kallsyms_markers        .long x ((num_syms + 255) >> 8): offset of every 256th record
@@ -47,7 +47,6 @@ _DIGITS = b"".join(bytes((c, 0)) for c in b"0123456789")
 _MAX_TOKEN = 64              # a token is at most a few pairs deep; longer is not a token table
 _MAX_MARKERS = 1 << 14       # 4M symbols / 256: KallsymsTables' own bound
 _MAX_LAST_GROUP = 256 * 256  # the last group: fewer than 256 records of at most 255 bytes
-_ALIGN = 8                   # ALGN on 64-bit
 _SAMPLED_GROUPS = 32
 
 
@@ -123,7 +122,7 @@ def _hits(data: bytes) -> Iterator[int]:
 def _tables_at(mem: AddressSpace, digits: int, stext: int) -> KallsymsTables | None:
     """The tables around a "0".."9" hit, or None when any check fails."""
     try:
-        index_at = _token_index_after(mem, digits)
+        index_at = _token_index_after(mem, digits)   # ALGN is the word size: 8, or 4 on 32-bit
         if index_at is None:
             return None
         index = struct.unpack("<256H", mem.read(index_at, 512))
@@ -147,7 +146,7 @@ def _token_index_after(mem: AddressSpace, digits: int) -> int | None:
         if end <= pos:          # an empty or overlong string is not a token
             return None
         pos = end + 1
-    return _align(digits + pos)
+    return _align(digits + pos, mem.ptr_size)
 
 
 def _markers_before(mem: AddressSpace, token_table: int) -> tuple[int, list[int]]:
@@ -173,28 +172,28 @@ def _markers_before(mem: AddressSpace, token_table: int) -> tuple[int, list[int]
 def _validate(mem: AddressSpace, stext: int, token_table: int, token_index: int,
               markers_at: int, markers: list[int]) -> KallsymsTables | None:
     """Find num_syms below the names and check everything that can be checked."""
-    groups = len(markers)
+    groups, align = len(markers), mem.ptr_size
     # the names end before the markers, and the last group holds at least one record
-    top = _floor(markers_at - markers[-1] - 1) - _ALIGN
-    lo = max(_floor(top - _MAX_LAST_GROUP - _ALIGN), 0)
+    top = _floor(markers_at - markers[-1] - 1, align) - align
+    lo = max(_floor(top - _MAX_LAST_GROUP - align, align), 0)
     window = mem.read(lo, top + 4 - lo)      # one read, not a read per candidate
-    for num_syms in range(top, lo - 1, -_ALIGN):
+    for num_syms in range(top, lo - 1, -align):
         count = int.from_bytes(window[num_syms - lo:num_syms - lo + 4], "little")
         if (count + 255) >> 8 != groups:
             continue
-        names = num_syms + _ALIGN
+        names = num_syms + align
         blob = mem.read(names, markers_at - names)
-        if not _records_fit(blob, count, markers):
+        if not _records_fit(blob, count, markers, align):
             continue
-        base_at = num_syms - _ALIGN
-        offsets = base_at - _align(4 * count)
+        base_at = num_syms - align
+        offsets = base_at - _align(4 * count, align)
         tables = KallsymsTables(names, num_syms, token_table, token_index, offsets, base_at)
         if _names_stext(mem, tables, blob, count, markers, stext):
             return tables
     return None
 
 
-def _records_fit(blob: bytes, count: int, markers: list[int]) -> bool:
+def _records_fit(blob: bytes, count: int, markers: list[int], align: int) -> bool:
     """Whether the records agree with the markers: every sampled group of 256 ends where
     the next marker says (about 32 groups, spread over the table, cost ~1 ms where walking
     all 100k records costs ~20), and the last group ends exactly where the padding before
@@ -205,7 +204,7 @@ def _records_fit(blob: bytes, count: int, markers: list[int]) -> bool:
         if _walk(blob, markers[k], 256) != markers[k + 1]:
             return False
     end = _walk(blob, markers[-1], count - 256 * (groups - 1))
-    return 0 <= end <= len(blob) and _align(end) == len(blob)
+    return 0 <= end <= len(blob) and _align(end, align) == len(blob)
 
 
 def _walk(blob: bytes, pos: int, records: int) -> int:
@@ -227,7 +226,7 @@ def _names_stext(mem: AddressSpace, tables: KallsymsTables, blob: bytes, count: 
     """Whether a symbol at ``stext`` decodes to ``_stext`` or ``_text`` (letter T). Only
     the offsets equal to ``stext``'s encoding are decoded (all 100k would cost ~15 ms)."""
     assert tables.relative_base is not None
-    base = mem.u64(tables.relative_base)
+    base = mem.ptr(tables.relative_base)
     offs = struct.unpack(f"<{count}i", mem.read(tables.offsets, 4 * count))
     if min(offs) >= 0:
         want = stext - base          # plain base-relative
@@ -245,9 +244,9 @@ def _record(blob: bytes, markers: list[int], i: int, tokens: list[str]) -> str:
     return decode_names(blob[group:group + _MAX_LAST_GROUP * 2], (i & 0xFF) + 1, tokens)[-1]
 
 
-def _floor(addr: int) -> int:
-    return addr & ~(_ALIGN - 1)
+def _floor(addr: int, align: int) -> int:
+    return addr & ~(align - 1)
 
 
-def _align(addr: int) -> int:
-    return (addr + _ALIGN - 1) & ~(_ALIGN - 1)
+def _align(addr: int, align: int) -> int:
+    return (addr + align - 1) & ~(align - 1)

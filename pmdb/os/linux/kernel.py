@@ -62,7 +62,7 @@ class LinuxKernel:
     def vars(self) -> sysinfo.KernelVars:
         info = self.km.info
         sym = self.km.symbols.lookup("node_data")
-        slots = info.lengths.get("node_data") or (sym.size // 8 if sym is not None and sym.size else 64)
+        slots = info.lengths.get("node_data") or (sym.size // self.mem.ptr_size if sym is not None and sym.size else 64)
         return sysinfo.KernelVars(self.mem, self.lookup, self.offsets, self.types, node_slots=slots)
 
     @property
@@ -163,8 +163,8 @@ class LinuxKernel:
         if space is None:
             return None
         try:
-            start = self.mem.u64(task.mm + self.offsets.offsetof("mm_struct", "arg_start"))
-            end = self.mem.u64(task.mm + self.offsets.offsetof("mm_struct", "arg_end"))
+            start = self.mem.ptr(task.mm + self.offsets.offsetof("mm_struct", "arg_start"))
+            end = self.mem.ptr(task.mm + self.offsets.offsetof("mm_struct", "arg_end"))
             if not 0 < end - start <= limit:
                 return None
             raw = space.read(start, end - start)
@@ -178,6 +178,18 @@ class LinuxKernel:
         if cpu is None or cpu >= len(cpus) or not cpus[cpu].curr:
             return None
         return self.task(cpus[cpu].curr or 0)
+
+    def panic_cpu_thread(self) -> Thread | None:
+        """With no task list: the CPU thread whose stack runs through panic() (the dump
+        names no panic_cpu when kallsyms has no data symbols)."""
+        sym = self.km.symbols.lookup("panic")
+        if sym is None or not sym.size or self.lookup("init_task") is not None:
+            return None
+        for thread in self.threads():
+            if thread.address is None and any(sym.addr <= f.pc - 1 < sym.addr + sym.size
+                                               for f in self.stack(thread)):
+                return thread
+        return None
 
     def log(self) -> list[str]:
         if self._log is None:
@@ -195,7 +207,16 @@ class LinuxKernel:
                 tasks = []
             on_cpu = {c.curr: c for c in self.cpus() if c.curr}
             self._threads = [self._thread(i, t, on_cpu.get(t.address)) for i, t in enumerate(tasks, 1)]
+            if not tasks:
+                self._threads = self._cpu_threads()
         return self._threads
+
+    def _cpu_threads(self) -> list[Thread]:
+        """With no task list (no init_task symbol, no types), each CPU the dump's notes
+        describe is a thread of its own, so its stack can still be unwound."""
+        return [Thread(id=c.index, registers=dict(c.registers), name=f"cpu{c.index}", index=i,
+                       extra={"cpu": c.index})
+                for i, c in enumerate((c for c in self.cpus() if c.registers), 1)]
 
     def _thread(self, index: int, task: Task, cpu: Cpu | None) -> Thread:
         regs = dict(cpu.registers) if cpu is not None and cpu.registers else {}
@@ -235,6 +256,11 @@ class LinuxKernel:
                 note = str(err)
         else:
             note = NO_UNWINDER
+            if regs.get(self.arch.pc):        # a CPU with no task: unwind from its registers
+                try:
+                    return self.unwinder.unwind_regs(regs)
+                except PmdbError as err:
+                    note = str(err)
         pc = regs.get(self.arch.pc)
         if pc is None:
             return []

@@ -19,6 +19,8 @@ from pmdb.os.linux.printk.panicmsg import panic_message
 from pmdb.symbols.kmodules import StructOffsets
 from pmdb.types.registry import TypeRegistry
 
+_UTS_LEN = 65            # __NEW_UTS_LEN + 1
+
 Lookup = Callable[[str], "int | None"]
 
 FSHIFT = 11                   # avenrun's fixed point (include/linux/sched/loadavg.h)
@@ -52,6 +54,28 @@ def utsname(kv: KernelVars) -> dict[str, str]:
         raw = kv.mem.read(base + kv.offsets.offsetof("new_utsname", field), 65)
         out[field] = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
     return out
+
+
+def utsname_untyped(mem: AddressSpace, init_uts_ns: int | None, release: str) -> dict[str, str]:
+    """init_uts_ns.name without types: six char[65] (struct new_utsname, a fixed ABI) found
+    by the release VMCOREINFO names (a kref may precede it, as before 5.11); {} if absent."""
+    if init_uts_ns is None or not release:
+        return {}
+    try:
+        head = mem.read(init_uts_ns, 256)
+    except PmdbError:
+        return {}
+    at = head.find(release.encode() + b"\0")
+    if at < 2 * _UTS_LEN:
+        return {}
+    base = init_uts_ns + at - 2 * _UTS_LEN
+    try:
+        raw = mem.read(base, 6 * _UTS_LEN)
+    except PmdbError:
+        return {}
+    names = ("sysname", "nodename", "release", "version", "machine", "domainname")
+    return {n: raw[i * _UTS_LEN:(i + 1) * _UTS_LEN].split(b"\0", 1)[0].decode("utf-8", "replace")
+            for i, n in enumerate(names)}
 
 
 def timekeeper(kv: KernelVars) -> int:
@@ -120,7 +144,7 @@ def load_average(kv: KernelVars) -> tuple[str, str, str]:
     base = kv.need("avenrun")
     out = []
     for i in range(3):
-        v = kv.mem.u64(base + 8 * i) + FIXED_1 // 200
+        v = kv.mem.ptr(base + kv.mem.ptr_size * i) + FIXED_1 // 200     # unsigned longs
         out.append(f"{v >> FSHIFT}.{((v & (FIXED_1 - 1)) * 100) >> FSHIFT:02d}")
     return out[0], out[1], out[2]
 
@@ -131,14 +155,14 @@ def present_pages(kv: KernelVars) -> int:
     nodes = kv.lookup("node_data")
     if nodes is None:
         contig = kv.need("contig_page_data")     # !CONFIG_NUMA: one static node
-        return kv.mem.u64(contig + per_node)
+        return kv.mem.ptr(contig + per_node)    # an unsigned long, like the node pointers
     total = 0
-    n = kv.node_slots
-    raw = kv.mem.read(nodes, 8 * n)
+    n, w = kv.node_slots, kv.mem.ptr_size
+    raw = kv.mem.read(nodes, w * n)
     for i in range(n):
-        pgdat = int.from_bytes(raw[8 * i:8 * i + 8], "little")
+        pgdat = int.from_bytes(raw[w * i:w * i + w], "little")
         if pgdat:
-            total += kv.mem.u64(pgdat + per_node)
+            total += kv.mem.ptr(pgdat + per_node)
     return total
 
 
@@ -226,9 +250,10 @@ def kernel_status(kernel: Any) -> list[tuple[str, str]]:
     try:
         uts = utsname(kv)
     except PmdbError:
-        # no BTF: VMCOREINFO still names the release
+        # no BTF: VMCOREINFO still names the release, and init_uts_ns
         release = kernel.km.info.raw.get("OSRELEASE")
         uts = {"release": release} if release else {}
+        uts.update(utsname_untyped(kv.mem, kernel.km.info.symbols.get("init_uts_ns"), release or ""))
     mark = "  [TAINTED]" if tainted(kv) else ""
     rows = [("KERNEL", f"(none; kallsyms and BTF from the dump){mark}"),
             ("DUMPFILE", kernel.describe_file()),

@@ -145,7 +145,7 @@ def kernel_arch(arch: Arch | str) -> KernelArch:
     try:
         module = importlib.import_module(f"{__name__}.{name}.kernel")
     except ModuleNotFoundError:
-        raise FormatError(f"pmdb does not model {name} Linux kernels (only x86_64)") from None
+        raise FormatError(f"pmdb does not model {name} Linux kernels (x86_64, i386 and aarch64)") from None
     kernel: KernelArch = module.KERNEL
     return kernel
 

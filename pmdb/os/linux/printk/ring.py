@@ -145,17 +145,19 @@ class PrintkRing:
             raise FormatError(f"printk ring at {prb:#x} has impossible sizes "
                               f"(count_bits {count_bits}, size_bits {size_bits})")
         self.count, self.data_size = 1 << count_bits, 1 << size_bits
-        self.head_id = mem.u64(dr + layout.head_id + layout.counter)
-        self.tail_id = mem.u64(dr + layout.tail_id + layout.counter)
-        self.descs = _Table(mem, mem.u64(dr + layout.descs), self.count * layout.desc_size)
-        self.infos = _Table(mem, mem.u64(dr + layout.infos), self.count * layout.info_size)
-        self.data = _Table(mem, mem.u64(tr + layout.data), self.data_size)
+        # ids, states and lpos are longs and the tables pointers: 4 bytes on a 32-bit kernel
+        self.word = mem.ptr_size
+        self.id_mask = (1 << (8 * self.word - 2)) - 1     # state_var's top two bits are its state
+        self.head_id = mem.ptr(dr + layout.head_id + layout.counter)
+        self.tail_id = mem.ptr(dr + layout.tail_id + layout.counter)
+        self.descs = _Table(mem, mem.ptr(dr + layout.descs), self.count * layout.desc_size)
+        self.infos = _Table(mem, mem.ptr(dr + layout.infos), self.count * layout.info_size)
+        self.data = _Table(mem, mem.ptr(tr + layout.data), self.data_size)
         self.skipped = 0   # records whose slot was reused, not committed, or unreadable
 
     def ids(self) -> range:
         """Record ids from the tail to the head, at most one ring's worth (a bad tail cannot loop)."""
-        mask = (1 << 62) - 1   # the id bits of state_var on a 64-bit kernel
-        span = (self.head_id - self.tail_id) & mask
+        span = (self.head_id - self.tail_id) & self.id_mask
         if span >= self.count:
             span = self.count - 1
         return range(self.head_id - span, self.head_id + 1)
@@ -164,7 +166,7 @@ class PrintkRing:
         """Every committed or finalized record, oldest first."""
         out = []
         for ident in self.ids():
-            rec = self.record(ident & ((1 << 62) - 1))
+            rec = self.record(ident & self.id_mask)
             if rec is None:
                 self.skipped += 1
             else:
@@ -176,12 +178,13 @@ class PrintkRing:
         lay, slot = self.lay, ident % self.count
         try:
             desc = self.descs.get(slot * lay.desc_size, lay.desc_size)
-            state_var = int.from_bytes(desc[lay.state_var + lay.counter:][:8], "little")
-            if state_var & ((1 << 62) - 1) != ident or state_var >> 62 not in (_COMMITTED, _FINALIZED):
+            w = self.word
+            state_var = int.from_bytes(desc[lay.state_var + lay.counter:][:w], "little")
+            if state_var & self.id_mask != ident or state_var >> (8 * w - 2) not in (_COMMITTED, _FINALIZED):
                 return None
             lpos = desc[lay.text_lpos:]
-            begin = int.from_bytes(lpos[lay.lpos_begin:][:8], "little")
-            nxt = int.from_bytes(lpos[lay.lpos_next:][:8], "little")
+            begin = int.from_bytes(lpos[lay.lpos_begin:][:w], "little")
+            nxt = int.from_bytes(lpos[lay.lpos_next:][:w], "little")
             info = self.infos.get(slot * lay.info_size, lay.info_size)
             text = self._text(ident, begin, nxt, struct.unpack_from("<H", info, lay.text_len)[0])
         except (FaultError, struct.error):
@@ -202,12 +205,13 @@ class PrintkRing:
             start, size = 0, nxt & (self.data_size - 1)
         else:
             return None
-        if size < 8 or start + size > self.data_size:
+        w = self.word                      # the block starts with its id, a long
+        if size < w or start + size > self.data_size:
             return None
         block = self.data.get(start, size)
-        if int.from_bytes(block[:8], "little") != ident:
+        if int.from_bytes(block[:w], "little") & self.id_mask != ident:
             return None   # the data was overwritten by a later record
-        return block[8:8 + min(text_len, size - 8)]
+        return block[w:w + min(text_len, size - w)]
 
     def _record(self, info: bytes, text: bytes) -> LogRecord:
         lay = self.lay
@@ -236,7 +240,7 @@ def read_log(mem: AddressSpace, info: VmcoreInfo,
         raise SymbolError("no printk ring buffer: VMCOREINFO has no SYMBOL(prb) (a kernel before 5.10?)")
     layout = RingLayout.from_vmcoreinfo(info)
     try:
-        prb = mem.u64(prb_ptr)   # prb is a pointer (to printk_rb_static, or the dynamic ring)
+        prb = mem.ptr(prb_ptr)   # prb is a pointer (to printk_rb_static, or the dynamic ring)
         return PrintkRing(mem, prb, layout).records()
     except FaultError as err:
         raise FaultError(err.address, err.size, f"printk ring buffer unreadable ({err.reason})") from None

@@ -66,6 +66,9 @@ def read_cpus(mem: AddressSpace, layout: KernelLayout, lookup: Lookup, offsets: 
     regs = kernel_arch(arch).note_registers(notes, arch)
     if not regs:
         regs = _crash_notes(mem, layout, lookup, arch, n)
+    if present is None and len(regs) > n:
+        # no nr_cpu_ids nor cpu masks to go by (kallsyms without data symbols): one CPU a note
+        cpus += [Cpu(i) for i in range(n, len(regs))]
     _assign(cpus, regs)
     return cpus
 

@@ -194,16 +194,18 @@ class TaskReader:
         def i32(off: int) -> int:
             return int(struct.unpack_from("<i", raw, off)[0])
 
-        def u64(off: int) -> int:
-            return int(struct.unpack_from("<Q", raw, off)[0])
+        word = "<Q" if self.mem.ptr_size == 8 else "<I"     # pointers: 4 bytes on 32-bit kernels
+
+        def ptr(off: int) -> int:
+            return int(struct.unpack_from(word, raw, off)[0])
 
         state = int.from_bytes(raw[L.state:L.state + L.state_size], "little")
         comm = raw[L.comm:L.comm + 16].split(b"\0", 1)[0].decode("utf-8", "replace")
-        parent = u64(L.real_parent)
+        parent = ptr(L.real_parent)
         task = Task(address=addr, pid=i32(L.pid), tgid=i32(L.tgid), ppid=self.parent_pid(parent),
                     cpu=i32(L.cpu) if L.cpu is not None else 0,
                     state=state_letters(state, i32(L.exit_state)), comm=comm,
-                    flags=i32(L.flags) & 0xFFFFFFFF, mm=u64(L.mm), leader=u64(L.group_leader),
+                    flags=i32(L.flags) & 0xFFFFFFFF, mm=ptr(L.mm), leader=ptr(L.group_leader),
                     parent=parent)
         if L.task_rss is not None:
             task.own_rss = sum(i32(L.task_rss + 4 * i) for i in _RSS_COUNTERS)
@@ -222,11 +224,12 @@ class TaskReader:
     def mm_counters(self, mm: int) -> tuple[int, int]:
         """(total_vm, rss) of an mm, in pages; negative transient counts read as 0."""
         L = self.layout
-        total_vm = self.mem.u64(mm + L.mm_total_vm)
+        w = self.mem.ptr_size                  # total_vm and the counters are longs
+        total_vm = self.mem.read_int(mm + L.mm_total_vm, w)
         rss = 0
         if L.mm_rss is not None:
             for i in _RSS_COUNTERS:
-                rss += self.mem.read_int(mm + L.mm_rss + 8 * i, 8, signed=True)
+                rss += self.mem.read_int(mm + L.mm_rss + w * i, w, signed=True)
         return total_vm, max(rss, 0)
 
     def saved_registers(self, task: int) -> dict[str, int]:
@@ -234,14 +237,18 @@ class TaskReader:
         struct inactive_task_frame {r15, r14, r13, r12, bx, bp, ret_addr} at thread.sp."""
         if self.layout.thread_sp is None:
             return {}
+        # i386 (5.0+): {flags, si, di, bx, bp, ret_addr}
+        names = (("r15", "r14", "r13", "r12", "rbx", "rbp", "rip") if self.mem.ptr_size == 8
+                 else ("eflags", "esi", "edi", "ebx", "ebp", "eip"))
+        size = self.mem.ptr_size * len(names)
         try:
             sp = self.mem.ptr(task + self.layout.thread_sp)
-            words = struct.unpack("<7Q", self.mem.read(sp, 56))
+            words = struct.unpack(f"<{len(names)}{'Q' if self.mem.ptr_size == 8 else 'I'}",
+                                  self.mem.read(sp, size))
         except (FaultError, struct.error):
             return {}
-        names = ("r15", "r14", "r13", "r12", "rbx", "rbp", "rip")
         regs = dict(zip(names, words, strict=True))
-        regs["rsp"] = sp + 56
+        regs["rsp" if self.mem.ptr_size == 8 else "esp"] = sp + size
         return regs
 
 

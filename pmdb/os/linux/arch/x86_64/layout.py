@@ -55,7 +55,7 @@ def attach_layout(space: KernelSpace, info: VmcoreInfo, lookup: Lookup) -> Kerne
         page_offset_base=values["page_offset_base"], vmalloc_base=values["vmalloc_base"],
         vmemmap_base=values["vmemmap_base"],
         modules_start=START_KERNEL_MAP + space.image_size, modules_end=MODULES_END,
-        per_cpu_offset_addr=lookup("__per_cpu_offset"), nr_cpu_ids=_nr_cpu_ids(space, lookup))
+        per_cpu_offset_addr=lookup("__per_cpu_offset"), nr_cpu_ids=nr_cpu_ids(space, lookup))
     space.set_direct_map(layout.page_offset_base, _direct_map_size(layout, info))
     return layout
 
@@ -93,7 +93,8 @@ def _direct_map_size(layout: KernelLayout, info: VmcoreInfo) -> int:
     return size
 
 
-def _nr_cpu_ids(space: KernelSpace, lookup: Lookup) -> int:
+def nr_cpu_ids(space: AddressSpace, lookup: Lookup) -> int:
+    """The kernel's nr_cpu_ids; 1 when it is missing or impossible."""
     addr = lookup("nr_cpu_ids")
     if addr is None:
         return 1

@@ -9,14 +9,14 @@ maps an address without a walk.
 from __future__ import annotations
 
 from pmdb.errors import FaultError
+from pmdb.memory.paged import Entry, PagedSpace
 from pmdb.memory.space import AddressSpace
-from pmdb.memory.x86_64 import Entry, KernelSpace
+from pmdb.memory.x86_64 import KernelSpace
 from pmdb.os.linux.arch import PageEntry, Translation
 
 # x86 page-table entry bits (arch/x86/include/asm/pgtable_types.h)
 _FLAG_BITS = ((0, "PRESENT"), (1, "RW"), (2, "USER"), (3, "PWT"), (4, "PCD"), (5, "ACCESSED"),
               (6, "DIRTY"), (7, "PSE"), (8, "GLOBAL"), (63, "NX"))
-_PRESENT, _PSE = 1 << 0, 1 << 7
 _TABLE_MASK = 0x000F_FFFF_FFFF_F000
 
 
@@ -29,12 +29,16 @@ def paged(space: AddressSpace) -> KernelSpace:
 
 def translate(space: AddressSpace, addr: int) -> Translation:
     """Walk the page tables for addr; a missing level ends the walk with its reason, not an error."""
-    ks = paged(space)
+    return walk(paged(space), addr)
+
+
+def walk(ks: PagedSpace, addr: int) -> Translation:
+    """translate() for any x86 paged space (i386's too): the entries met, with their flags."""
     root_level = ks.levels[0].name
     try:
         phys, entries = ks.vtop(addr)
     except FaultError as err:
-        return Translation(addr, ks.root, root_level, _named(_entries_until_fault(ks, addr)), None, 0,
+        return Translation(addr, ks.root, root_level, _named(ks.walk_entries(addr)), None, 0,
                            err.reason)
     last = entries[-1]
     shift = next(lv.shift for lv in ks.levels if lv.name == last.level)
@@ -43,23 +47,6 @@ def translate(space: AddressSpace, addr: int) -> Translation:
 
 def _named(entries: list[Entry]) -> list[PageEntry]:
     return [PageEntry(e.level, e.address, e.value, entry_flags(e.value, e.level)) for e in entries]
-
-
-def _entries_until_fault(space: KernelSpace, addr: int) -> list[Entry]:
-    """The entries a failed walk met (KernelSpace only reports them on success)."""
-    entries: list[Entry] = []
-    table = space.root
-    for level in space.levels:
-        slot = table + level.index(addr) * 8
-        try:
-            value = space.phys.u64(slot)
-        except FaultError:
-            break
-        entries.append(Entry(level.name, slot, value))
-        if not value & _PRESENT or (level.large and value & _PSE) or level.shift == 12:
-            break
-        table = value & _TABLE_MASK
-    return entries
 
 
 def entry_flags(value: int, level: str) -> str:

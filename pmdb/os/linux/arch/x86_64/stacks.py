@@ -153,6 +153,16 @@ class TaskOffsets:
         return cls(offsets.offsetof("task_struct", "stack"),
                    offsets.offsetof("task_struct", "thread") + offsets.offsetof("thread_struct", "sp"))
 
+    @classmethod
+    def from_optional(cls, offsets: StructOffsets | None) -> TaskOffsets | None:
+        """None when there are no types, or they lack these members."""
+        if offsets is None:
+            return None
+        try:
+            return cls.from_types(offsets)
+        except SymbolError:
+            return None
+
 
 def task_stack(mem: AddressSpace, task: int, offs: TaskOffsets, size: int) -> StackRegion:
     """``task->stack`` .. + THREAD_SIZE; CorruptionError when ``task`` cannot be a task."""

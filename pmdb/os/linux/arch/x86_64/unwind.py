@@ -120,12 +120,7 @@ class KernelUnwinder:
         stacks and task_struct); SymbolError when the kernel has no ORC tables."""
         finder = orc.orc_finder(mem, lookup, list(modules), offsets, release)
         size = thread_size(lookup)
-        task_offsets = None
-        if offsets is not None:
-            try:
-                task_offsets = TaskOffsets.from_types(offsets)
-            except SymbolError:
-                task_offsets = None
+        task_offsets = TaskOffsets.from_optional(offsets)
         regions = cpu_stacks(mem, lookup, layout, offsets, size)
         return cls(mem, finder, StackMap(regions), task_offsets, size, lookup("ret_from_fork"), describe)
 

@@ -1,0 +1,201 @@
+"""pmdb on the kernel lab's 32-bit (686-pae) dumps against the guest's own /proc and console.
+
+Debian's 686-pae kernels have neither BTF nor CONFIG_KALLSYMS_ALL, so with nothing but the
+dump pmdb has VMCOREINFO, kallsyms' text symbols and the page tables: these tests check
+what that gives (::status, ::msgbuf, the CPUs' stacks by frame pointer, ::vtop, ::whatis)
+against the guest, and that what it cannot give (the task list) is refused in one line.
+Both QEMU dump formats the lab makes are read. Skipped when the lab has not made the dumps
+(kernel_truth.need_lab_dump: a failure in CI).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from pmdb.config import Config
+from pmdb.opener import open_target
+from pmdb.os.linux.arch.i386 import paging
+from pmdb.os.linux.arch.i386.layout import I386Layout
+from pmdb.os.linux.mm.kernel_memory import kernel_parts
+from pmdb.target import Target
+from tests import kernel_truth as kt
+from tests.linux_session import run
+
+PAGE_OFFSET = 0xC0000000
+FORMATS = ("vmcore.elf", "vmcore.kdump-zlib", "vmcore.mdf")
+
+
+def _cases() -> list[tuple[str, str]]:
+    """The lab's pinned 686-pae kernels (CI makes their sysrq and null dumps), and any
+    686-pae dump already in the cache."""
+    with open(Path(__file__).parent / "vmlab" / "kernels.toml", "rb") as f:
+        pinned = [k["release"] for k in tomllib.load(f)["kernels"].values()
+                  if k["release"].endswith("-686-pae")]
+    made = [(p.parent.name, p.name) for p in (kt.LAB_CACHE / "dumps").glob("*-686-pae/*")
+            if p.is_dir() and not p.name.startswith(".")]       # .tmp-*: a dump being made
+    return sorted({(r, s) for r in pinned for s in ("sysrq", "null")} | set(made))
+
+
+CASES = [pytest.param((r, s, f), id=f"{r}/{s}/{f}") for r, s in _cases() for f in FORMATS] or [
+    pytest.param(("", "", ""), id="no-686-pae-dump", marks=pytest.mark.skip(
+        reason="no 686-pae kernel pinned in tests/vmlab/kernels.toml and none in the lab cache"))]
+_OPEN: dict[Path, Target] = {}
+
+
+@pytest.fixture(params=CASES)
+def lab(request: pytest.FixtureRequest) -> tuple[Path, Target]:
+    """(the dump's folder, the dump opened once per run). The ELF dump is required; the
+    other formats are read where the lab made them (CI makes elf and mdf)."""
+    release, scenario, name = request.param
+    folder = kt.need_lab_dump(release, scenario, name="vmcore.elf")
+    path = folder / name
+    if not path.exists():
+        pytest.skip(f"the lab made no {name} of {release}/{scenario}")
+    if path not in _OPEN:
+        _OPEN[path] = open_target(str(path), config=Config())
+    return folder, _OPEN[path]
+
+
+def _status(target: Target) -> dict[str, str]:
+    return dict(line.strip().split(": ", 1) for line in run(target, "::status")[0].splitlines() if ": " in line)
+
+
+def test_status_names_the_guests_kernel(lab: tuple[Path, Target]) -> None:
+    folder, target = lab
+    assert target.arch.name == "i386"
+    fields = _status(target)
+    uname = (folder / "truth" / "uname").read_text().split()
+    assert fields["RELEASE"] == uname[2]
+    assert fields["NODENAME"] == uname[1]
+    assert fields["VERSION"].startswith(" ".join(uname[3:6]))
+    assert fields["MACHINE"] == uname[-2]
+    panic = fields["PANIC"].strip('"')
+    assert panic and any(panic in line for line in kt.console_messages(folder))
+
+
+def test_kallsyms_addresses_are_the_guests(lab: tuple[Path, Target]) -> None:
+    """Every symbol the guest listed that kallsyms holds has the guest's address."""
+    folder, target = lab
+    want = {f[2]: int(f[0], 16) for line in (folder / "truth" / "kallsyms").read_text().splitlines()
+            if len(f := line.split()) >= 3}
+    got = {name: sym.addr for name in want if (sym := target.symbols.lookup(name)) is not None}
+    assert "_stext" in got
+    assert got == {name: want[name] for name in got}
+
+
+def test_msgbuf_holds_the_console(lab: tuple[Path, Target]) -> None:
+    agreement = kt.compare_msgbuf(target=lab[1], dump_dir=lab[0])
+    assert agreement.matched, "nothing to compare"
+    assert not agreement.differences, "\n".join(agreement.differences)
+
+
+def _c_frames(target: Target) -> list[tuple[str, int]]:
+    lines = run(target, "$c")[0].splitlines()
+    return [(m.group(1), int(m.group(2) or "0", 16)) for line in lines
+            if (m := re.match(r"^([^\s+(]+)(?:\+(0x[0-9a-f]+))?\(", line))]
+
+
+def test_panic_cpu_stack_is_the_consoles_call_trace(lab: tuple[Path, Target]) -> None:
+    """The panicking CPU's $c (the default thread) holds the console's reliable frames from
+    panic on, in order, by return address; module frames are left out (no types: no module
+    list, so they have no names)."""
+    folder, target = lab
+    trace, _ = kt.console_panic_trace(folder)
+    trace = [f for f in trace if target.symbols.lookup(f[0]) is not None]
+    have = _c_frames(target)
+    names = [name for name, _ in have]
+    assert "panic" in names
+    if not trace:
+        # the kernel printed no trace (a double fault's task switch): the walk goes on past
+        # the exception into the faulting context, whose code the console printed
+        code = _console_code(folder)
+        assert code, "the console has neither a Call Trace nor a Code: line"
+        frames = target.stack()
+        assert any(f.exception is not None and target.memory.readable(f.pc, len(code))
+                   and target.memory.read(f.pc, len(code)) == code for f in frames), \
+            f"no exception frame's eip holds the oops' code {code.hex()}"
+    scenario = json.loads((folder / "meta.json").read_text())["scenario"]
+    if scenario == "sysrq":
+        assert "sysrq_handle_crash" in names
+    if scenario == "null":      # through the page fault's pt_regs into the module, then out
+        assert kt.is_subsequence(["exc_page_fault", "handle_exception", "entry_SYSENTER_32"], names)
+
+    def pc(frame: tuple[str, int]) -> int:
+        sym = target.symbols.lookup(frame[0])
+        assert sym is not None
+        return sym.addr if frame[0] == "panic" else sym.addr + frame[1]
+    pcs = [pc(f) for f in have if target.symbols.lookup(f[0]) is not None]
+    assert kt.is_subsequence([pc(f) for f in trace], pcs), f"console {trace}\n$c {have}"
+
+
+def _console_code(folder: Path) -> bytes:
+    """The bytes from the faulting instruction on, from the oops' ``Code:`` line (the
+    instruction at EIP is the one in angle brackets)."""
+    for line in kt.console_messages(folder):
+        if line.startswith("Code: ") and "<" in line:
+            after = line.split("<", 1)[1].replace(">", "")
+            return bytes.fromhex("".join(after.split()))
+    return b""
+
+
+def test_a_thread_for_each_cpu(lab: tuple[Path, Target]) -> None:
+    folder, target = lab
+    smp = json.loads((folder / "meta.json").read_text()).get("smp", 1)
+    assert [t.name for t in target.threads()] == [f"cpu{i}" for i in range(smp)]
+
+
+def test_vtop_of_a_kernel_symbol_walks_pae(lab: tuple[Path, Target]) -> None:
+    _, target = lab
+    sym = target.symbols.lookup("sysrq_handle_crash")
+    assert sym is not None
+    out = run(target, f"{sym.addr:x}::vtop")[0]
+    assert re.search(rf"^{sym.addr:x}\s+{sym.addr - PAGE_OFFSET:x}$", out, re.M), out
+    assert re.search(r"PDPT: \w+ => \w+\s+\(PRESENT", out) and re.search(r"PMD: \w+ => \w+\s+\(PRESENT", out)
+    assert "sysrq_handle_crash in the kernel image" in run(target, f"{sym.addr:x}::whatis")[0]
+
+
+def _vmalloc_addresses(target: Target) -> list[int]:
+    """va_start of the busy vmap areas (vmap_area_list, offsets from VMCOREINFO)."""
+    km = kernel_parts(target)
+    assert km is not None
+    head = km.info.symbol("vmap_area_list")
+    list_off, start_off = km.info.offset("vmap_area", "list"), km.info.offset("vmap_area", "va_start")
+    out: list[int] = []
+    node = target.memory.ptr(head)
+    while node != head and len(out) < 64:
+        out.append(target.memory.ptr(node - list_off + start_off))
+        node = target.memory.ptr(node)
+    return out
+
+
+def test_vtop_of_a_vmalloc_address_walks_to_a_4k_page(lab: tuple[Path, Target]) -> None:
+    """A vmalloc address is above lowmem, reached only by the tables: ::vtop shows three
+    levels, and memory read through it is the physical page the walk found."""
+    _, target = lab
+    km = kernel_parts(target)
+    assert km is not None and isinstance(km.layout, I386Layout)
+    phys = paging.paged(km.space).phys
+    for addr in _vmalloc_addresses(target):
+        walk = km.vtop(addr)
+        if walk.phys is not None and walk.page_size == 4096 and phys.readable(walk.phys, 64):
+            break
+    else:
+        pytest.fail("no vmap area is mapped by 4K pages")
+    assert addr >= km.layout.high_memory and km.fast_path(addr) is None
+    assert [e.level for e in walk.entries] == ["PDPT", "PMD", "PTE"]
+    assert target.memory.read(addr, 64) == phys.read(walk.phys, 64)
+    out = run(target, f"{addr:x}::vtop")[0]
+    assert re.search(rf"^{addr:x}\s+{walk.phys:x}$", out, re.M) and "PTE:" in out
+    assert "in vmalloc space" in run(target, f"{addr:x}::whatis")[0]
+
+
+def test_the_task_list_is_refused_in_one_line(lab: tuple[Path, Target]) -> None:
+    """No BTF and no data symbols: ::ps cannot know tasks, and says so without a traceback."""
+    _, target = lab
+    out, err = run(target, "::ps")
+    assert "init_task" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
