@@ -27,7 +27,9 @@ from tests import kernel_truth as kt
 from tests.linux_session import run
 
 PAGE_OFFSET = 0xC0000000
-FORMATS = ("vmcore.elf", "vmcore.kdump-zlib", "vmcore.mdf")
+# QEMU's two dumps; no makedumpfile dump: Debian's i386 makedumpfile (under qemu-i386)
+# crashes on QEMU's i386 dumps, so the lab records mdf as unsupported there
+FORMATS = ("vmcore.elf", "vmcore.kdump-zlib")
 
 
 def _cases() -> list[tuple[str, str]]:
