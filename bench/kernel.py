@@ -207,11 +207,17 @@ def _release(path: Path) -> str:
 
 
 def lab_dumps() -> list[tuple[Path, str]]:
-    """The kernel lab's sysrq dump of every pinned kernel it has made (tests/vmlab)."""
+    """The kernel lab's sysrq dump of every pinned kernel it has made (tests/vmlab): the
+    amd64 lines, then the arm64 and 686-pae ones (their QEMU ELF dumps)."""
+    import tomllib
+
     from tests.kernel_truth import KERNELS, lab_dump
 
+    with open(Path(__file__).resolve().parent.parent / "tests" / "vmlab" / "kernels.toml", "rb") as f:
+        pinned = [k["release"] for k in tomllib.load(f)["kernels"].values()]
+    others = {r: "vmcore.elf" for r in pinned if r.endswith(("-arm64", "-686-pae"))}
     out = []
-    for release, name in KERNELS.items():
+    for release, name in {**KERNELS, **others}.items():
         path = lab_dump(release, "sysrq") / name
         if path.exists():
             out.append((path, f"lab {release} sysrq ({'-c -d31' if name.endswith('mdf') else 'ELF'})"))
