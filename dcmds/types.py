@@ -1,4 +1,4 @@
-"""Typed memory: ::print, ::sizeof, ::offsetof and ::list, after mdb's dcmds of those names."""
+"""Typed memory: ::print, ::sizeof and ::offsetof, after mdb's dcmds of those names."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from typing import Any
 
 from pmdb.commands import Context, dcmd
 from pmdb.errors import CommandError, SymbolError
-from pmdb.output import Column, Hex
+from pmdb.output import Column
 from pmdb.types.model import Type, type_name
 from pmdb.types.printer import PrintOptions, format_object
-from pmdb.types.value import Object, follow_path, list_args, path_offset, take_type, walk_list
+from pmdb.types.value import Object, follow_path, path_offset, take_type
 
 from .print_tree import member_tree
 
@@ -152,17 +152,3 @@ def offsetof_cmd(ctx: Context, *args: Any) -> None:
         text += f", sizeof (...->{member}) = {size:#x}"
     ctx.out.record({"type": spelling, "member": member, "offset": bit_off // 8, "bit": bit_off % 8,
                     "bits": bit_size or None, "size": size}, text=[text])
-
-
-@dcmd("list", addr="required", synopsis="walk a linked list through a next-pointer member",
-      example="g_found::print struct node * | ::list struct node next", usage="type member")
-def list_cmd(ctx: Context, *args: Any) -> None:
-    """Each node of the list starting at addr, following the member (a next pointer) until
-    NULL or back at the start. Piped, the nodes go on with their type. A list that loops
-    anywhere but back to its start is reported as corrupt after the nodes before the loop."""
-    offset, node_type = list_args(ctx.target.types, list(args), ctx.type)
-    for node in walk_list(ctx.target.memory, ctx.require_addr(), offset):
-        if ctx.piped:
-            ctx.emit(node, node_type)
-        else:
-            ctx.out.table(ADDRESS_COLUMNS, [[Hex(node)]], header=False)

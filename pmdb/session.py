@@ -123,10 +123,7 @@ class Session:
         """crash's ``ps``, ``sys``, ``struct``... as the dcmds they stand for (see crash_aliases)."""
         from pmdb.language.crash_aliases import rewrite
 
-        def is_symbol(name: str) -> bool:
-            return self.target is not None and self.target.symbols.lookup(name) is not None
-
-        return rewrite(text, is_symbol=is_symbol, has_dcmd=self.registry.has_dcmd)
+        return rewrite(text, has_dcmd=self.registry.has_dcmd)
 
     def repeat_last(self, *, out: IO[str] | None = None) -> bool:
         """A bare newline: repeat the last command (a format continues where it stopped)."""

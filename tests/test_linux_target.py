@@ -213,25 +213,36 @@ def test_qemu_cpu_notes_agree_with_prstatus() -> None:
     assert [q["rip"] for _, q in from_qemu] == [v[0] for _, v in sorted(_drgn_cpu_registers(folder).items())]
 
 
-@pytest.mark.parametrize(("line", "symbols", "expected"), [
-    ("ps", (), "::ps"),
-    ("ps -k", (), "::ps -k"),
-    ("  ps sleep | ::print pid", (), "  ::ps sleep | ::print pid"),
-    ("sys", (), "::status"),
-    ("bt", (), "::bt"),
-    ("struct task_struct.pid,comm ffff8be102a71840", (), "0xffff8be102a71840::print struct task_struct pid comm"),
-    ("struct task_struct init_task", (), "init_task::print struct task_struct"),
-    ("ps", ("ps",), "ps"),                 # a symbol of that name wins, as mdb would read it
-    ("psx", (), "psx"),
-    ("::ps", (), "::ps"),
-    ("ps::print", (), "ps::print"),
-    ("log", (), "log"),                    # no ::msgbuf registered in this table
+@pytest.mark.parametrize(("line", "expected"), [
+    ("ps", "::ps"),
+    ("ps -k", "::ps -k"),
+    ("  ps sleep | ::print pid", "  ::ps sleep | ::print pid"),
+    ("sys", "::status"),
+    ("bt", "::bt"),
+    ("struct task_struct.pid,comm ffff8be102a71840", "0xffff8be102a71840::print struct task_struct pid comm"),
+    ("struct task_struct init_task", "init_task::print struct task_struct"),
+    ("list -H modules", "::list -H modules"),
+    ("psx", "psx"),
+    ("::ps", "::ps"),
+    ("ps::print", "ps::print"),          # an expression: the word is followed by an operator
+    ("files/K", "files/K"),
 ])
-def test_crash_spellings(line: str, symbols: tuple[str, ...], expected: str) -> None:
+def test_crash_spellings(line: str, expected: str) -> None:
     from pmdb.language.crash_aliases import rewrite
 
-    known = {"ps", "status", "print", "bt"}
-    assert rewrite(line, is_symbol=lambda n: n in symbols, has_dcmd=known.__contains__) == expected
+    known = {"ps", "status", "print", "bt", "list"}
+    assert rewrite(line, has_dcmd=known.__contains__) == expected
+
+
+@pytest.mark.parametrize("line", ["files", "mount 1", "log", "net -s | ::grep ."])
+def test_crash_commands_pmdb_lacks_are_errors(line: str) -> None:
+    """A crash command word is never read as an expression (files and mount are kernel
+    symbols: read so, they printed nothing and succeeded)."""
+    from pmdb.errors import CommandError
+    from pmdb.language.crash_aliases import rewrite
+
+    with pytest.raises(CommandError, match="not in pmdb yet"):
+        rewrite(line, has_dcmd={"ps"}.__contains__)
 
 
 def test_ps_json_records() -> None:

@@ -20,9 +20,10 @@ from pmdb.errors import CommandError, CorruptionError, FaultError, SymbolError
 from pmdb.memory.space import Segment, SegmentedSpace
 from pmdb.opener import open_target
 from pmdb.session import Session
+from pmdb.types.lists import walk_list
 from pmdb.types.model import Member, Type
 from pmdb.types.printer import PrintOptions, format_object
-from pmdb.types.value import Object, follow_path, split_path, take_type, walk_list
+from pmdb.types.value import Object, follow_path, split_path, take_type
 from tests.conftest import USER_CORES, need_fixture
 
 EXPECTED = USER_CORES / "expected.json"

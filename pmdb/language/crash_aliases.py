@@ -1,15 +1,20 @@
 """Crash's command spellings (``ps``, ``sys``, ``log``, ``struct``) on a pmdb line.
 
-mdb's grammar reads a bare word as a symbol, so ``ps`` alone would evaluate
-the symbol ``ps``. Before parsing, a line whose first word is one of crash's
-commands (and not a symbol of the target, nor a number) is rewritten into
-the pmdb dcmd it stands for; everything else is left exactly as typed.
+mdb's grammar reads a bare word as a symbol, so ``files`` alone would evaluate
+the kernel symbol ``files`` and print nothing. Before parsing, a line whose first
+word is one of crash's commands is rewritten into the pmdb dcmd it stands for,
+even when the target has a symbol of that name (``files=K`` or ``files/K`` still
+read the symbol: only a word followed by a blank, ``|`` or the end is a command).
+A crash command pmdb does not have yet is an error naming it, never an
+expression. Everything else is left exactly as typed.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+
+from pmdb.errors import CommandError
 
 # crash's word -> the pmdb dcmd it runs
 CRASH_ALIASES: dict[str, str] = {
@@ -22,21 +27,33 @@ CRASH_ALIASES: dict[str, str] = {
     "foreach": "foreach",  # foreach [tasks] bt [-f] (dcmds/linux_stack.py)
     "runq": "cpuinfo",
     "kmem": "kmem",        # kmem -s / -S cache / addr (dcmds/linux_kmem.py)
+    "list": "list",        # crash's syntax when no address comes before :: (dcmds/lists.py)
+    "help": "help",
 }
+
+# crash's other commands (crash 8's ``help``): known words, so they are never read as symbols
+CRASH_COMMANDS = frozenset({
+    "*", "alias", "ascii", "bpf", "btop", "dev", "dis", "eval", "exit", "extend", "files",
+    "fuser", "gdb", "ipcs", "irq", "mach", "mod", "mount", "net", "p", "pte", "ptob", "ptov",
+    "q", "rd", "repeat", "sbitmapq", "search", "set", "sig", "swap", "sym", "task", "timer",
+    "tree", "union", "vm", "waitq", "whatis", "wr", *CRASH_ALIASES})
 
 _FIRST = re.compile(r"^(\s*)([A-Za-z_]\w*)(?=\s|$|\|)(.*)$", re.S)
 _ADDRESS = re.compile(r"^(0x)?[0-9a-fA-F]+$")
 
 
-def rewrite(line: str, *, is_symbol: Callable[[str], bool], has_dcmd: Callable[[str], bool]) -> str:
-    """The line to parse: a crash spelling becomes ``::dcmd args``; anything else unchanged."""
+def rewrite(line: str, *, has_dcmd: Callable[[str], bool]) -> str:
+    """The line to parse: a crash spelling becomes ``::dcmd args``; anything else unchanged.
+    CommandError for a crash command pmdb lacks."""
     m = _FIRST.match(line)
     if m is None:
         return line
     indent, word, rest = m.groups()
-    dcmd = CRASH_ALIASES.get(word)
-    if dcmd is None or is_symbol(word) or not has_dcmd(dcmd):
+    if word not in CRASH_COMMANDS:
         return line
+    dcmd = CRASH_ALIASES.get(word, word)
+    if not has_dcmd(dcmd):
+        raise CommandError(f"{word}: crash's command is not in pmdb yet (::dcmds lists what is)")
     if word == "struct":
         return indent + _struct(rest.strip())
     return f"{indent}::{dcmd}{rest}"

@@ -10,14 +10,11 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pmdb.errors import CommandError, CorruptionError, FaultError, SymbolError
+from pmdb.errors import CommandError, FaultError, SymbolError
 from pmdb.memory.space import AddressSpace
 from pmdb.types.model import Member, Type, type_name
-
-if TYPE_CHECKING:
-    from pmdb.types.registry import TypeRegistry
 
 _FLOAT_FORMATS = {4: "f", 8: "d", 2: "e"}
 
@@ -251,13 +248,12 @@ def path_offset(type: Type, path: str) -> tuple[int, Type, int]:
     return bit_off, t, bit_size
 
 
-# -- type spellings and lists, as dcmds and walkers take them -------------------------
+# -- type spellings, as dcmds and walkers take them -------------------------
 
 _TAGS = ("struct", "union", "enum")
 _BASE_WORDS = ("unsigned", "signed", "long", "short", "int", "char", "double", "float",
                "const", "volatile")
 _TYPE_SUFFIX = re.compile(r"^\**(\[\d*\])*$")   # "*", "**", "[4]", "*[4]" after a type name
-LIST_LIMIT = 1_000_000     # nodes at most before a list is called corrupt
 
 
 def take_type(args: list[Any]) -> tuple[str, list[Any]]:
@@ -276,49 +272,3 @@ def take_type(args: list[Any]) -> tuple[str, list[Any]]:
     while n < len(words) and _TYPE_SUFFIX.match(words[n]):
         n += 1
     return " ".join(words[:n]), list(args[n:])
-
-
-def list_args(types: TypeRegistry, args: list[Any], pipe_type: Type | None) -> tuple[int, Type | None]:
-    """The next-pointer offset of a list from ``type member``, ``member`` (of the type the pipe
-    carries) or a number (a raw byte offset, as mdb allows)."""
-    if not args:
-        raise CommandError("a member name (or type and member) is needed")
-    if len(args) == 1:
-        only = args[0]
-        if isinstance(only, int):
-            return only, None
-        if str(only)[:1].isdigit():
-            return parse_index(str(only)), None
-        if pipe_type is None:
-            raise CommandError(f"no type for member '{only}': give it (type {only})")
-        node_type, member = pipe_type, str(only)
-    else:
-        spelling, rest = take_type(args)
-        if len(rest) != 1:
-            raise CommandError("a type and one member are needed (type member)")
-        node_type, member = types.lookup(spelling), str(rest[0])
-    bit_off, mtype, _ = path_offset(node_type, member)
-    if mtype.strip().kind != "pointer" or bit_off % 8:
-        raise CommandError(f"{member} of {type_name(node_type)} is not a pointer "
-                           f"(it is {type_name(mtype)})")
-    return bit_off // 8, node_type
-
-
-def walk_list(memory: AddressSpace, start: int, offset: int, limit: int = LIST_LIMIT) -> Iterator[int]:
-    """Nodes of a NULL-terminated (or circular, back to start) list whose next pointer is
-    ``offset`` bytes into each node. Bounded; a loop not through start is corruption."""
-    seen: set[int] = set()
-    addr = start
-    while addr:
-        if addr in seen:
-            raise CorruptionError(addr, f"list from {start:#x} loops back to {addr:#x}, not to its start")
-        if len(seen) >= limit:
-            raise CorruptionError(addr, f"list from {start:#x} is longer than {limit} nodes")
-        seen.add(addr)
-        yield addr
-        try:
-            addr = memory.ptr(addr + offset)
-        except FaultError as err:
-            raise CorruptionError(addr, f"cannot read the next pointer ({err})") from None
-        if addr == start:
-            return

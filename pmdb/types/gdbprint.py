@@ -1,0 +1,166 @@
+"""Formatting typed Objects as gdb prints them (``set print pretty on``), which is what
+crash's ``struct``, ``union``, ``p`` and ``list -s`` show.
+
+The differences from mdb's ::print (pmdb.types.printer) are the ones a crash user
+reads at a glance: integers in decimal, members two columns deeper per level and
+separated by commas, NULL as ``0x0``, a function pointer as ``0xADDR <name>``, a
+``char *`` followed by its string, char arrays as C strings with octal escapes, runs of
+more than ``REPEATS`` equal elements as ``<repeats N times>``, enums by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pmdb.errors import CommandError, FaultError
+from pmdb.types.model import Type, type_name
+from pmdb.types.printer import is_char
+from pmdb.types.value import Object
+
+INDENT = 2
+REPEATS = 10            # gdb's "print repeats": longer runs are folded
+ELEMENTS = 200          # gdb's "print elements": array elements and string bytes shown
+
+Describe = Callable[[int], "str | None"]     # an address -> "name+off", or None
+
+
+def gdb_value(obj: Object, describe: Describe, depth: int = 0) -> str:
+    """The value of obj as gdb prints it, nested lines indented from ``depth``."""
+    try:
+        kind = obj.kind
+        if kind in ("struct", "union"):
+            return _aggregate(obj, describe, depth)
+        if kind == "array":
+            return _array(obj, describe, depth)
+        return _scalar(obj, describe)
+    except FaultError as err:
+        return f"<error: Cannot access memory at address {err.address:#x}>"
+
+
+def gdb_members(obj: Object, describe: Describe, depth: int = 1) -> list[str]:
+    """``name = value,`` lines of each member (the body of a struct's braces)."""
+    pad = " " * (INDENT * depth)
+    lines = []
+    for member, sub in obj.members():
+        value = gdb_value(sub, describe, depth)
+        lines.append(f"{pad}{member.name} = {value}" if member.name else pad + value)
+    return lines
+
+
+def gdb_struct(obj: Object, describe: Describe) -> str:
+    """A whole struct or union as crash's ``struct TYPE ADDR`` prints it."""
+    return f"{type_name(obj.type.strip())} " + _aggregate(obj, describe, 0)
+
+
+def _aggregate(obj: Object, describe: Describe, depth: int) -> str:
+    t = obj.type.strip()
+    if not t.members and t.size == 0:
+        return "<incomplete type>"
+    body = gdb_members(obj, describe, depth + 1)
+    return "{\n" + ",\n".join(body) + "\n" + " " * (INDENT * depth) + "}"
+
+
+def _array(obj: Object, describe: Describe, depth: int) -> str:
+    t = obj.type.strip()
+    elem, count = t.target, t.count or 0
+    if count == 0:
+        return "0x" + format(obj.address, "x")      # a flexible array: gdb shows its address
+    if is_char(elem):
+        return _char_array(obj.memory.read(obj.address, min(count, ELEMENTS)), count > ELEMENTS)
+    shown = min(count, ELEMENTS)
+    texts = [gdb_value(obj[i], describe, depth) for i in range(shown)]
+    parts = _fold(texts, lambda text, n: f"{text} <repeats {n} times>")
+    return "{" + ", ".join(parts) + ("..." if count > shown else "") + "}"
+
+
+def _fold(items: list[str], folded: Callable[[str, int], str]) -> list[str]:
+    """Runs longer than REPEATS become one ``folded(item, n)``."""
+    out: list[str] = []
+    i = 0
+    while i < len(items):
+        j = i
+        while j < len(items) and items[j] == items[i]:
+            j += 1
+        if j - i > REPEATS:
+            out.append(folded(items[i], j - i))
+        else:
+            out.extend(items[i:j])
+        i = j
+    return out
+
+
+def _char_array(data: bytes, truncated: bool) -> str:
+    """A char array as gdb shows it: one trailing NUL dropped, long runs as repeats."""
+    if not truncated and data.endswith(b"\0"):
+        data = data[:-1]
+    if not data:
+        return '""'
+    parts: list[str] = []
+    text = ""
+    i = 0
+    while i < len(data):
+        j = i
+        while j < len(data) and data[j] == data[i]:
+            j += 1
+        if j - i > REPEATS:
+            if text:
+                parts.append(f'"{text}"')
+                text = ""
+            parts.append(f"'{_escape(data[i], quote=39)}' <repeats {j - i} times>")
+        else:
+            text += "".join(_escape(c, quote=34) for c in data[i:j])
+        i = j
+    if text:
+        parts.append(f'"{text}"')
+    return ", ".join(parts) + ("..." if truncated else "")
+
+
+def _escape(c: int, quote: int) -> str:
+    named = {7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r", 27: "\\033",
+             92: "\\\\"}
+    if c == quote:
+        return "\\" + chr(c)
+    if c in named:
+        return named[c]
+    return chr(c) if 32 <= c < 127 else f"\\{c:03o}"
+
+
+def _scalar(obj: Object, describe: Describe) -> str:
+    t = obj.type.strip()
+    if t.kind == "pointer":
+        return _pointer(obj, t, describe)
+    if t.kind == "enum":
+        value = int(obj)
+        return obj.enum_name() or str(value)
+    if t.kind == "bool":
+        value = int(obj)
+        return {0: "false", 1: "true"}.get(value, str(value))
+    if t.kind == "float":
+        return repr(obj.float_value())
+    if t.kind == "int":
+        value = int(obj)
+        if is_char(t):
+            return f"{value} '{_escape(value & 0xFF, quote=39)}'"
+        return str(value)
+    if t.kind == "func":
+        name = describe(obj.address)
+        return f"{{{type_name(obj.type)}}} {obj.address:#x}" + (f" <{name}>" if name else "")
+    raise CommandError(f"cannot print a value of type {type_name(obj.type)}")
+
+
+def _pointer(obj: Object, t: Type, describe: Describe) -> str:
+    value = int(obj)
+    text = f"{value:#x}"
+    if value == 0:
+        return text
+    target = t.target.strip() if t.target is not None else None
+    name = describe(value)
+    if name:
+        text += f" <{name}>"
+    if is_char(target):
+        try:
+            raw = obj.memory.cstring(value, ELEMENTS).split(b"\0", 1)[0]
+        except FaultError:
+            return f"{text} <error: Cannot access memory at address {value:#x}>"
+        return f'{text} "' + "".join(_escape(c, quote=34) for c in raw) + '"'
+    return text
