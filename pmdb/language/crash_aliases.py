@@ -29,6 +29,8 @@ CRASH_ALIASES: dict[str, str] = {
     "kmem": "kmem",        # kmem -s / -S cache / addr (dcmds/linux_kmem.py)
     "list": "list",        # crash's syntax when no address comes before :: (dcmds/lists.py)
     "help": "help",
+    "rd": "rd",            # dcmds/crash_memory.py
+    "sym": "sym",
 }
 
 # crash's other commands (crash 8's ``help``): known words, so they are never read as symbols

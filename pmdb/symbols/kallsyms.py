@@ -219,7 +219,7 @@ class KallsymsSymbols:
         name = self.all_names()[i]
         addr = self._addrs[i]
         kind, module, binding = _classify(self._letters[i], addr)
-        return Symbol(name, addr, self._size(i), kind, module, binding)
+        return Symbol(name, addr, self._size(i), kind, module, binding, self._letters[i])
 
     def all_symbols(self) -> list[Symbol]:
         with _no_cyclic_gc():
@@ -271,7 +271,7 @@ def _sizes(addrs: list[int]) -> list[int]:
 
 def _symbols(names: list[str], letters: str, addrs: list[int], sizes: list[int]) -> list[Symbol]:
     if _SLOTTED:
-        return [Symbol(name, addr, size, *_classify(letter, addr))
+        return [Symbol(name, addr, size, *_classify(letter, addr), letter)
                 for name, letter, addr, size in zip(names, letters, addrs, sizes, strict=True)]
     out = []
     new = Symbol.__new__
@@ -284,7 +284,7 @@ def _symbols(names: list[str], letters: str, addrs: list[int], sizes: list[int])
         sym = new(Symbol)
         # a frozen dataclass's __init__ costs ~1.5x this for 150k symbols
         setattr_(sym, "__dict__", {"name": name, "addr": addr, "size": size, "kind": kind,
-                                   "module": None, "binding": binding})
+                                   "module": None, "binding": binding, "letter": letter})
         out.append(sym)
     return out
 

@@ -145,5 +145,5 @@ def module_symbols(mem: AddressSpace, addr: int, name: str, offsets: StructOffse
         if kind == "other":
             kind = _STT_KIND.get(st_info & 0xF, "other")
         binding = _STB_BINDING.get(st_info >> 4, "global")
-        out.append(Symbol(sym_name, value, size, kind, name, binding))
+        out.append(Symbol(sym_name, value, size, kind, name, binding, chr(letters[i]) if letters else ""))
     return out

@@ -30,6 +30,7 @@ class Symbol:
     kind: str = "func"       # func, object, other
     module: str | None = None  # library or kernel module basename; None for the main object
     binding: str = "global"    # global, local, weak
+    letter: str = ""           # the nm-style type letter kallsyms keeps ("T", "t", "D", ...)
 
     def contains(self, addr: int) -> bool:
         return self.addr <= addr < self.addr + max(self.size, 1)
@@ -110,6 +111,20 @@ class SymbolTable:
             return (s.module is not None, s.binding != "global", s.kind != "func" and s.kind != "object")
 
         return min(cands, key=rank)
+
+    def named(self, name: str) -> list[Symbol]:
+        """Every symbol called name (kernels have several static functions of one name)."""
+        return [self._symbol(i) for i in self._indices_named(name)]
+
+    def adjacent(self, sym: Symbol, step: int) -> Symbol | None:
+        """The symbol before (step -1) or after (step 1) sym in address order, skipping those
+        at sym's own address; None at either end."""
+        self._sort()
+        i = bisect.bisect_left(self._addrs, sym.addr) if step < 0 else bisect.bisect_right(self._addrs, sym.addr)
+        i += -1 if step < 0 else 0
+        if not 0 <= i < len(self._order):
+            return None
+        return self._symbol(self._order[i])
 
     def search(self, pattern: str) -> list[Symbol]:
         """Symbols whose name matches a glob pattern, in address order."""
