@@ -43,14 +43,31 @@ _ARM64_TRACE = re.compile(r"^\s*([^\s+<>]+)\+(0x[0-9a-f]+)/0x[0-9a-f]+")
 _C_FRAME = re.compile(r"^([^\s+(]+)(?:\+(0x[0-9a-f]+))?\(")
 
 
-@pytest.fixture(params=CASES, ids=[f"{r}/{s}/{f.split('.')[1]}" for r, s, f in CASES])
-def lab(request: pytest.FixtureRequest) -> tuple[Path, Target]:
-    release, scenario, fmt = request.param
+def _ids(cases: list[tuple[str, str, str]]) -> list[str]:
+    return [f"{r}/{s}/{f.split('.')[1]}" for r, s, f in cases]
+
+
+def _open(case: tuple[str, str, str]) -> tuple[Path, Target]:
+    release, scenario, fmt = case
     folder = kt.need_lab_dump(release, scenario, name=fmt)
     path = folder / fmt
     if path not in _OPEN:
         _OPEN[path] = open_target(str(path), config=Config())
     return folder, _OPEN[path]
+
+
+@pytest.fixture(params=CASES, ids=_ids(CASES))
+def lab(request: pytest.FixtureRequest) -> tuple[Path, Target]:
+    return _open(request.param)
+
+
+OOPS_CASES = [c for c in CASES if c[1] == "null"]
+
+
+@pytest.fixture(params=OOPS_CASES, ids=_ids(OOPS_CASES))
+def oops(request: pytest.FixtureRequest) -> tuple[Path, Target]:
+    """The dumps whose panic is an oops (the module's NULL store)."""
+    return _open(request.param)
 
 
 def _agrees(agreement: kt.Agreement) -> None:
@@ -225,12 +242,10 @@ def test_vtop_of_a_user_address_through_the_tasks_tables(lab: tuple[Path, Target
 _CONSOLE_REG = re.compile(r"\b(x\d+|sp)\s*: ([0-9a-f]{16})\b")
 
 
-def test_bt_exception_registers_are_the_oops(lab: tuple[Path, Target]) -> None:
+def test_bt_exception_registers_are_the_oops(oops: tuple[Path, Target]) -> None:
     """After the NULL store, crash-style ``bt`` prints the pt_regs of the EL1 abort: every
     register the oops printed on the console (__show_regs' x0..x29, sp) with its value."""
-    folder, target = lab
-    if folder.name != "null":
-        pytest.skip("only the null scenario oopses")
+    folder, target = oops
     want: dict[str, int] = {}
     for line in kt.console_messages(folder):         # the oops' own dump: the first one
         want.update((name, int(value, 16)) for name, value in _CONSOLE_REG.findall(line))
