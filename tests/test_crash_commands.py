@@ -69,3 +69,52 @@ def test_sym_by_name_and_neighbours() -> None:
 def test_bad_input_is_one_line(line: str) -> None:
     out, err = run(target_for(KASLR, DUMP), line)
     assert err.count("\n") == 1 and "internal error" not in err, (line, err)
+
+
+def test_struct_contents_are_memory_as_gdb_prints_it() -> None:
+    t = target_for(KASLR, DUMP)
+    head = t.symbols.lookup("modules").addr                 # type: ignore[union-attr]
+    out, err = run(t, "struct list_head modules")
+    assert not err
+    nxt, prev = t.memory.ptr(head), t.memory.ptr(head + 8)
+    lines = out.splitlines()
+    assert lines[0] == "struct list_head {" and lines[-1] == "}"
+    # each points into a module's struct module (its list member), which gdb names
+    assert lines[1].startswith(f"  next = {nxt:#x} <__this_module+8>,")
+    assert lines[2].startswith(f"  prev = {prev:#x} <__this_module+8>")
+    out, _ = run(t, "struct list_head modules 2")
+    assert out.count("struct list_head {") == 2
+
+
+def test_struct_definitions_and_offsets() -> None:
+    t = target_for(KASLR, DUMP)
+    out, _ = run(t, "struct list_head")
+    assert out.splitlines() == ["struct list_head {", "    struct list_head *next;",
+                                "    struct list_head *prev;", "}", "SIZE: 16"]
+    offset = t.types.lookup("struct task_struct").find_member("pid")[1] // 8   # type: ignore[index]
+    out, _ = run(t, "struct task_struct.pid")
+    assert out.splitlines() == ["struct task_struct {", f"  [{offset}] pid_t pid;", "}"]
+    out, _ = run(t, "whatis pid_t")
+    assert out.splitlines() == ["typedef __kernel_pid_t pid_t;", "SIZE: 4"]
+    out, _ = run(t, "struct -o list_head")
+    assert out.splitlines()[1:3] == ["   [0] struct list_head *next;", "   [8] struct list_head *prev;"]
+
+
+@pytest.mark.parametrize("line", ["whatis jiffies", "struct no_such_struct", "struct list_head 0",
+                                  "struct", "whatis", "union list_head"])
+def test_struct_bad_input_is_one_line(line: str) -> None:
+    out, err = run(target_for(KASLR, DUMP), line)
+    assert err.count("\n") == 1 and "internal error" not in err, (line, err)
+
+
+@pytest.mark.parametrize(("data", "text"), [
+    (b"crashapp" + bytes(8), '"crashapp\\000\\000\\000\\000\\000\\000\\000"'),   # crash's comm
+    (b"init" + bytes(12), "\"init\", '\\000' <repeats 11 times>"),
+    (bytes(16), "'\\000' <repeats 15 times>"),
+    (b'a"b\n' + bytes(1), '"a\\"b\\n"'),
+    (bytes(1), '""'),
+])
+def test_gdb_char_arrays(data: bytes, text: str) -> None:
+    from pmdb.types.gdbprint import _char_array
+
+    assert _char_array(data, truncated=False) == text

@@ -74,10 +74,12 @@ def test_print_task_struct_matches_crash_struct(folder: Path, name: str) -> None
     pid = int(re.search(r"pid = (\d+)", section[0]).group(1))  # type: ignore[union-attr]
     comm = re.search(r'comm = "(.*?)(\\000)*",', section[1]).group(1)  # type: ignore[union-attr]
     target = target_for(folder, name)
-    for line in (f"{task}::print task_struct pid comm", f"struct task_struct.pid,comm {task}"):
-        out, err = run(target, line)
-        assert err == ""
-        assert out.splitlines() == [f"pid = {pid:#x}", f'comm = [ "{comm}" ]'], line
+    out, err = run(target, f"{task}::print task_struct pid comm")
+    assert err == ""
+    assert out.splitlines() == [f"pid = {pid:#x}", f'comm = [ "{comm}" ]']
+    out, err = run(target, f"struct task_struct.pid,comm {task}")       # crash's own layout
+    assert err == ""
+    assert out.splitlines() == section
 
 
 def crash_command(folder: Path, prefix: str) -> str:
@@ -219,8 +221,8 @@ def test_qemu_cpu_notes_agree_with_prstatus() -> None:
     ("  ps sleep | ::print pid", "  ::ps sleep | ::print pid"),
     ("sys", "::status"),
     ("bt", "::bt"),
-    ("struct task_struct.pid,comm ffff8be102a71840", "0xffff8be102a71840::print struct task_struct pid comm"),
-    ("struct task_struct init_task", "init_task::print struct task_struct"),
+    ("struct task_struct.pid,comm ffff8be102a71840", "::struct task_struct.pid,comm ffff8be102a71840"),
+    ("whatis list_head", "::ptype list_head"),
     ("list -H modules", "::list -H modules"),
     ("psx", "psx"),
     ("::ps", "::ps"),
@@ -230,7 +232,7 @@ def test_qemu_cpu_notes_agree_with_prstatus() -> None:
 def test_crash_spellings(line: str, expected: str) -> None:
     from pmdb.language.crash_aliases import rewrite
 
-    known = {"ps", "status", "print", "bt", "list"}
+    known = {"ps", "status", "print", "bt", "list", "struct", "ptype"}
     assert rewrite(line, has_dcmd=known.__contains__) == expected
 
 

@@ -394,7 +394,7 @@ def test_bad_names_give_one_line(built: dict[str, Any]) -> None:
              "g_big::print struct nosuch": "pmdb: unknown type 'struct nosuch'",
              "g_big::print struct big nosuch": "pmdb: struct big has no member 'nosuch'",
              "::offsetof struct big in.nosuch": "pmdb: struct inner has no member 'nosuch'",
-             "g_big::list struct big id": "pmdb: id of struct big is not a pointer (it is int)"}
+             "g_big::list struct big id": "pmdb: id of struct big is neither a pointer nor a list_head (it is int)"}
     for line, message in cases.items():
         out, err = _run(target, line)
         assert (out, err) == ("", message + "\n"), line

@@ -22,13 +22,16 @@ CRASH_ALIASES: dict[str, str] = {
     "sys": "status",
     "log": "log",          # crash's format; ::msgbuf is mdb's
     "vtop": "vtop",
-    "struct": "print",
+    "struct": "struct",    # crash's layout (dcmds/crash_types.py); ::print is mdb's
+    "union": "union",
+    "whatis": "ptype",     # a type's definition; mdb's ::whatis names an address
     "bt": "bt",            # crash's layout on a kernel, $c's on a user core (dcmds/stack.py)
     "foreach": "foreach",  # foreach [tasks] bt [-f] (dcmds/linux_stack.py)
     "runq": "cpuinfo",
     "kmem": "kmem",        # kmem -s / -S cache / addr (dcmds/linux_kmem.py)
     "list": "list",        # crash's syntax when no address comes before :: (dcmds/lists.py)
     "help": "help",
+    "ptype": "ptype",      # gdb's word, which crash passes to gdb
     "rd": "rd",            # dcmds/crash_memory.py
     "sym": "sym",
 }
@@ -56,27 +59,4 @@ def rewrite(line: str, *, has_dcmd: Callable[[str], bool]) -> str:
     dcmd = CRASH_ALIASES.get(word, word)
     if not has_dcmd(dcmd):
         raise CommandError(f"{word}: crash's command is not in pmdb yet (::dcmds lists what is)")
-    if word == "struct":
-        return indent + _struct(rest.strip())
     return f"{indent}::{dcmd}{rest}"
-
-
-def _struct(args: str) -> str:
-    """crash's ``struct TYPE[.m1,m2] [ADDR|SYMBOL]`` as ``ADDR::print struct TYPE m1 m2``."""
-    pipe = ""
-    if "|" in args:
-        args, pipe = args.split("|", 1)
-        pipe = " |" + pipe
-    words = args.split()
-    if not words:
-        return "::print" + pipe
-    spec, where = words[0], words[1:]
-    type_name, _, members = spec.partition(".")
-    names = " ".join(m for m in members.split(",") if m)
-    addr = ""
-    if where:
-        addr = where[0]
-        if _ADDRESS.match(addr) and not addr.lower().startswith("0x"):
-            addr = "0x" + addr      # crash's addresses are hex without a prefix, as pmdb's are
-    call = f"::print struct {type_name} {names}".rstrip()
-    return f"{addr}{call}{pipe}"
