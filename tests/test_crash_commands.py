@@ -16,7 +16,7 @@ def _crash(command: str) -> list[str]:
     return next(lines for lines in crash_sections(KASLR, command) if lines)
 
 
-@pytest.mark.parametrize("command", ["sym ffffffffc023b188", "rd -64 ffffd303c0403ea8 8",
+@pytest.mark.parametrize("command", ["sym ffffffffc023b188", "rd -64 ffffd303c0403ea8 8", "mod",
                                      "rd -64 crashdrv_head 5"])
 def test_equal_to_crash(command: str) -> None:
     out, err = run(target_for(KASLR, DUMP), command)
@@ -118,3 +118,33 @@ def test_gdb_char_arrays(data: bytes, text: str) -> None:
     from pmdb.types.gdbprint import _char_array
 
     assert _char_array(data, truncated=False) == text
+
+
+def _lab_cases() -> list[tuple[str, str]]:
+    import tomllib
+    from pathlib import Path
+
+    from tests import kernel_truth as kt
+
+    with open(Path(__file__).parent / "vmlab" / "kernels.toml", "rb") as f:
+        arm64 = [k["release"] for k in tomllib.load(f)["kernels"].values() if k["release"].endswith("-arm64")]
+    return [*kt.KERNELS.items(), *((r, "vmcore.elf") for r in arm64)]
+
+
+@pytest.mark.parametrize(("release", "name"), _lab_cases())
+def test_mod_equals_proc_modules(release: str, name: str) -> None:
+    """crash's mod on every lab kernel: each module's name, base and size as the guest's
+    /proc/modules gave them (6.4+ sums the module_memory regions as the kernel does)."""
+    from pmdb.config import Config
+    from pmdb.opener import open_target
+    from tests import kernel_truth as kt
+    from tests.vmlab.truth import load_truth
+
+    folder = kt.need_lab_dump(release, "sysrq", name)
+    truth = load_truth(folder)
+    out, err = run(open_target(str(folder / name), config=Config()), "mod")
+    assert not err
+    rows = {line.split()[1]: line.split() for line in out.splitlines()[1:]}
+    assert set(rows) == set(truth.modules)
+    for mname, module in truth.modules.items():
+        assert (int(rows[mname][2], 16), int(rows[mname][3])) == (module.address, module.size), mname

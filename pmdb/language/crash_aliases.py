@@ -34,6 +34,7 @@ CRASH_ALIASES: dict[str, str] = {
     "ptype": "ptype",      # gdb's word, which crash passes to gdb
     "rd": "rd",            # dcmds/crash_memory.py
     "sym": "sym",
+    "mod": "mod",          # dcmds/linux_modules.py
 }
 
 # crash's other commands (crash 8's ``help``): known words, so they are never read as symbols
