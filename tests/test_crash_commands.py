@@ -148,3 +148,43 @@ def test_mod_equals_proc_modules(release: str, name: str) -> None:
     assert set(rows) == set(truth.modules)
     for mname, module in truth.modules.items():
         assert (int(rows[mname][2], 16), int(rows[mname][3])) == (module.address, module.size), mname
+
+
+def test_runq_equals_crash() -> None:
+    out, err = run(target_for(KASLR, DUMP), "runq")
+    assert not err
+    assert out.splitlines() == _crash("runq")
+
+
+@pytest.mark.parametrize(("release", "name"), _lab_cases())
+def test_runq_queued_tasks_are_on_their_runqueue(release: str, name: str) -> None:
+    """Every task runq finds queued (RT arrays, CFS trees) is a task whose on_rq says so and
+    whose sched_entity's cfs_rq belongs to that CPU's runqueue; and the tasks shown (queued,
+    and the running one unless it is the idle task) are no more than the runqueue's
+    nr_running counts (which also counts stop- and deadline-class tasks runq leaves out)."""
+    import re
+
+    from pmdb.config import Config
+    from pmdb.opener import open_target
+    from pmdb.types.value import Object
+    from tests import kernel_truth as kt
+
+    for scenario in ("sysrq", "null"):
+        folder = kt.need_lab_dump(release, scenario, name)
+        t = open_target(str(folder / name), config=Config())
+        out, err = run(t, "runq")
+        assert not err and "RUNQUEUE" in out
+        task_type = t.types.lookup("struct task_struct")
+        by_rq = {c.runqueue: c for c in t.os.cpus()}           # type: ignore[attr-defined]
+        for block in out.split("\n\n"):
+            rq = int(re.search(r"RUNQUEUE: ([0-9a-f]+)", block)[1], 16)     # type: ignore[index]
+            queued = re.findall(r"\] PID: +\d+ +TASK: ([0-9a-f]+)", block)
+            cpu = by_rq[rq]
+            assert len(queued) + (cpu.curr != cpu.idle) <= cpu.nr_running, block
+            for addr in queued:
+                task = Object(t.memory, task_type, int(addr, 16))
+                assert int(task.member("on_rq")) == 1, addr
+                if "cfs_rq" in {m.name for m in task.member("se").type.strip().members}:
+                    cfs = int(task.member("se").member("cfs_rq"))
+                    rq_of = Object(t.memory, t.types.lookup("struct cfs_rq"), cfs).member("rq")
+                    assert int(rq_of) == rq, addr

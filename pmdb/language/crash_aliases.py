@@ -27,7 +27,7 @@ CRASH_ALIASES: dict[str, str] = {
     "whatis": "ptype",     # a type's definition; mdb's ::whatis names an address
     "bt": "bt",            # crash's layout on a kernel, $c's on a user core (dcmds/stack.py)
     "foreach": "foreach",  # foreach [tasks] bt [-f] (dcmds/linux_stack.py)
-    "runq": "cpuinfo",
+    "runq": "runq",        # crash's layout (dcmds/linux_runq.py); ::cpuinfo is mdb's
     "kmem": "kmem",        # kmem -s / -S cache / addr (dcmds/linux_kmem.py)
     "list": "list",        # crash's syntax when no address comes before :: (dcmds/lists.py)
     "help": "help",

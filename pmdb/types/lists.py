@@ -1,4 +1,4 @@
-"""Linked lists in memory: which pointer links a node to the next, and the bounded walk.
+"""Linked lists and trees in memory: which pointer links a node to the next, and bounded walks.
 
 Two kinds of list are walked the same way. In a plain list a node's next pointer
 holds the next node's address (``struct node *next``). In a Linux ``list_head`` list
@@ -126,3 +126,25 @@ def _next(memory: AddressSpace, at: int, node: int) -> int:
         return memory.ptr(at)
     except FaultError as err:
         raise CorruptionError(node, f"cannot read the next pointer ({err})") from None
+
+
+def walk_rbtree(memory: AddressSpace, root: int, left: int, right: int,
+                limit: int = LIST_LIMIT) -> Iterator[int]:
+    """The nodes of a binary tree in order (Linux's rb_node: ``rb_left`` and ``rb_right`` at
+    byte offsets ``left`` and ``right``), from the node ``root`` (0: an empty tree). Bounded,
+    and a node met twice (a loop) is corruption."""
+    seen: set[int] = set()
+    stack: list[int] = []
+    node = root
+    while stack or node:
+        while node:
+            if node in seen:
+                raise CorruptionError(node, f"the tree at {root:#x} reaches {node:#x} twice")
+            if len(seen) >= limit:
+                raise CorruptionError(node, f"the tree at {root:#x} has more than {limit} nodes")
+            seen.add(node)
+            stack.append(node)
+            node = _next(memory, node + left, node)
+        node = stack.pop()
+        yield node
+        node = _next(memory, node + right, node)

@@ -56,6 +56,11 @@ class KernelLayout:
             raise SymbolError(f"cpu {cpu} out of range (nr_cpu_ids is {self.nr_cpu_ids})")
         return self.mem.ptr(self.per_cpu_offset_addr + self.mem.ptr_size * cpu)
 
+    def per_cpu_address(self, var: int, cpu: int) -> int:
+        """Where CPU ``cpu``'s copy of the per-CPU variable at ``var`` is: the sum wraps at the
+        word size (arm64's offsets are "negative": the copy lies below the symbol)."""
+        return (var + self.per_cpu_offset(cpu)) & ((1 << 8 * self.mem.ptr_size) - 1)
+
     def per_cpu_offsets(self) -> list[int]:
         return [self.per_cpu_offset(cpu) for cpu in range(self.nr_cpu_ids)]
 

@@ -147,7 +147,7 @@ def _describe_percpu(facts: AddressFacts, addr: int) -> list[str]:
     if start.addr <= addr < end.addr:   # a per-CPU symbol's own value is an offset, not an address
         hit = facts.symbols.resolve(addr)
         name = _sym_text(hit[0].name, hit[1]) if hit is not None else "per-CPU data"
-        copies = ", ".join(f"cpu {cpu} at {base + addr:x}" for cpu, base in enumerate(offsets))
+        copies = ", ".join(f"cpu {cpu} at {facts.layout.per_cpu_address(addr, cpu):x}" for cpu in range(len(offsets)))
         return [f"{addr:x} is the per-CPU offset of {name}: {copies}"]
     for cpu, base in enumerate(offsets):
         rel = addr - base

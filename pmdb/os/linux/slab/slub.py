@@ -265,8 +265,8 @@ class SlubModel:
         lay = self.lay
         if lay.cache_cpu_slab is None:          # no per-CPU slabs in this kernel (sheaves)
             return out
-        for cpu, off in enumerate(self.layout.per_cpu_offsets()):
-            addr = (cache.cpu_slab + off) & (1 << 64) - 1
+        for cpu in range(self.layout.nr_cpu_ids):
+            addr = self.layout.per_cpu_address(cache.cpu_slab, cpu)
             raw = self.space.read(addr, lay.cpu_read_size)
             out.append(CpuSlab(cpu, addr, _u64(raw, lay.cpu_freelist), _u64(raw, lay.cpu_slab),
                                _u64(raw, lay.cpu_partial) if lay.cpu_partial is not None else 0))

@@ -86,7 +86,7 @@ def _runqueues(mem: AddressSpace, layout: KernelLayout, lookup: Lookup, offsets:
         return
     for cpu in cpus:
         try:
-            rq = base + layout.per_cpu_offset(cpu.index)
+            rq = layout.per_cpu_address(base, cpu.index)
             cpu.runqueue = rq
             cpu.curr = mem.ptr(rq + off_curr)
             cpu.idle = mem.ptr(rq + off_idle)
@@ -105,7 +105,7 @@ def _crash_notes(mem: AddressSpace, layout: KernelLayout, lookup: Lookup, arch: 
     try:
         pcpu = mem.ptr(var)
         for cpu in range(ncpus):
-            at = pcpu + layout.per_cpu_offset(cpu)
+            at = layout.per_cpu_address(pcpu, cpu)
             namesz, descsz, ntype = struct.unpack("<III", mem.read(at, 12))
             if ntype != NT_PRSTATUS or namesz != 5 or not 0 < descsz < 4096:
                 out.append((0, {}))

@@ -37,7 +37,7 @@ def thread_size(lookup: Lookup) -> int:
 
 def _per_cpu(mem: AddressSpace, layout: KernelLayout, var: int, cpu: int, deref: bool) -> int | None:
     try:
-        addr = var + layout.per_cpu_offset(cpu)
+        addr = layout.per_cpu_address(var, cpu)
         return mem.ptr(addr) if deref else addr & ((1 << 64) - 1)
     except (FaultError, SymbolError):
         return None

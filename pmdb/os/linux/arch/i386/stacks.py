@@ -45,7 +45,7 @@ def irq_stacks(mem: AddressSpace, lookup: Lookup, layout: KernelLayout, size: in
             continue
         for cpu in range(layout.nr_cpu_ids):
             try:
-                lo = mem.ptr(var + layout.per_cpu_offset(cpu))
+                lo = mem.ptr(layout.per_cpu_address(var, cpu))
             except (FaultError, SymbolError):
                 continue
             if lo and lo % 16 == 0:

@@ -54,7 +54,7 @@ def irq_stack(mem: AddressSpace, lookup: Lookup, layout: KernelLayout, cpu: int,
     if var is None:
         return None
     try:
-        ptr = mem.ptr(var + layout.per_cpu_offset(cpu))
+        ptr = mem.ptr(layout.per_cpu_address(var, cpu))
     except (FaultError, SymbolError):
         return None
     if not ptr:
@@ -85,7 +85,7 @@ def exception_stacks(mem: AddressSpace, lookup: Lookup, layout: KernelLayout,
     if var is None:
         return []
     try:
-        base = mem.ptr(var + layout.per_cpu_offset(cpu))
+        base = mem.ptr(layout.per_cpu_address(var, cpu))
     except (FaultError, SymbolError):
         return []
     if not base:
