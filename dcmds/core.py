@@ -18,13 +18,21 @@ ADDRESS_COLUMNS = (Column("address", "ADDRESS"),)
 
 @dcmd("dcmds", addr="none", synopsis="list the available dcmds", example="::dcmds")
 def dcmds_list(ctx: Context) -> None:
-    """Every dcmd with its synopsis; aliases follow the name in parentheses."""
+    """Every dcmd with its synopsis; aliases follow the name in parentheses, and the crash
+    command that reaches it (typed without ``::``) after ``crash:``."""
+    from pmdb.language.crash_aliases import CRASH_ALIASES
+
+    crash_words: dict[str, list[str]] = {}
+    for word, target in CRASH_ALIASES.items():
+        crash_words.setdefault(target.split()[0], []).append(word)
     reg = ctx.registry
     rows = []
     for name in sorted(reg.dcmds):
         spec = reg.dcmds[name]
         label = name if not spec.aliases else f"{name} ({', '.join(spec.aliases)})"
-        rows.append([label, spec.synopsis])
+        words = crash_words.get(name, [])
+        synopsis = spec.synopsis + (f" [crash: {', '.join(words)}]" if words else "")
+        rows.append([label, synopsis])
     ctx.out.table(NAME_COLUMNS, rows, header=False)
 
 
@@ -36,10 +44,16 @@ def walkers_list(ctx: Context) -> None:
 
 
 @dcmd("help", addr="none", synopsis="describe a dcmd or walker", example="::help findstack",
-      usage="[dcmd | walker]")
-def help_cmd(ctx: Context, name: str = "") -> None:
-    """Without a name, how to get started; with one, its synopsis, usage, description and example."""
+      usage="[-c] [dcmd | walker | crash command]", opts={"c": "crash"})
+def help_cmd(ctx: Context, name: str = "", crash: bool = False) -> None:
+    """Without a name, how to get started; with one, its synopsis, usage, description and
+    example. A crash command word (``sys``) describes the dcmd it runs; -c (what crash's
+    ``help`` passes) reads the name as crash's word first (``whatis`` is then crash's)."""
+    from pmdb.language.crash_aliases import CRASH_ALIASES
+
     reg = ctx.registry
+    if name in CRASH_ALIASES and (crash or not reg.has_dcmd(name)):
+        name = CRASH_ALIASES[name]
     if not name:
         ctx.out.line("Each dcmd is run as [address][,count]::name [args]; pipe addresses on with '|'.")
         ctx.out.line("::dcmds lists the dcmds, ::walkers the walkers, ::formats the format verbs of /.")

@@ -188,3 +188,16 @@ def test_runq_queued_tasks_are_on_their_runqueue(release: str, name: str) -> Non
                     cfs = int(task.member("se").member("cfs_rq"))
                     rq_of = Object(t.memory, t.types.lookup("struct cfs_rq"), cfs).member("rq")
                     assert int(rq_of) == rq, addr
+
+
+def test_help_knows_crash_words() -> None:
+    from pmdb.language.crash_aliases import CRASH_ALIASES
+
+    t = target_for(KASLR, DUMP)
+    for word, dcmd in CRASH_ALIASES.items():
+        out, err = run(t, f"help {word}")
+        assert not err and out.splitlines()[1].split()[0] == dcmd.split()[0], word
+    out, _ = run(t, "::help whatis")          # mdb's spelling keeps mdb's meaning
+    assert out.splitlines()[1].split()[0] == "whatis"
+    out, _ = run(t, "::dcmds")
+    assert "[crash: sys]" in next(line for line in out.splitlines() if line.startswith("status"))

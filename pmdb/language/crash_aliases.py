@@ -30,7 +30,7 @@ CRASH_ALIASES: dict[str, str] = {
     "runq": "runq",        # crash's layout (dcmds/linux_runq.py); ::cpuinfo is mdb's
     "kmem": "kmem",        # kmem -s / -S cache / addr (dcmds/linux_kmem.py)
     "list": "list",        # crash's syntax when no address comes before :: (dcmds/lists.py)
-    "help": "help",
+    "help": "help -c",     # crash's words first (help whatis is crash's whatis)
     "ptype": "ptype",      # gdb's word, which crash passes to gdb
     "rd": "rd",            # dcmds/crash_memory.py
     "sym": "sym",
@@ -58,6 +58,6 @@ def rewrite(line: str, *, has_dcmd: Callable[[str], bool]) -> str:
     if word not in CRASH_COMMANDS:
         return line
     dcmd = CRASH_ALIASES.get(word, word)
-    if not has_dcmd(dcmd):
+    if not has_dcmd(dcmd.split()[0]):
         raise CommandError(f"{word}: crash's command is not in pmdb yet (::dcmds lists what is)")
     return f"{indent}::{dcmd}{rest}"
