@@ -53,7 +53,7 @@ def help_cmd(ctx: Context, name: str = "", crash: bool = False) -> None:
 
     reg = ctx.registry
     if name in CRASH_ALIASES and (crash or not reg.has_dcmd(name)):
-        name = CRASH_ALIASES[name]
+        name = CRASH_ALIASES[name].split()[0]
     if not name:
         ctx.out.line("Each dcmd is run as [address][,count]::name [args]; pipe addresses on with '|'.")
         ctx.out.line("::dcmds lists the dcmds, ::walkers the walkers, ::formats the format verbs of /.")
