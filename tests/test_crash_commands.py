@@ -201,3 +201,26 @@ def test_help_knows_crash_words() -> None:
     assert out.splitlines()[1].split()[0] == "whatis"
     out, _ = run(t, "::dcmds")
     assert "[crash: sys]" in next(line for line in out.splitlines() if line.startswith("status"))
+
+
+def test_kgrep_and_search_find_every_copy_of_a_pointer() -> None:
+    """The crashing task's address is stored in CPU 1's runqueue (rq->curr, as ::cpuinfo and
+    crash's runq say); ::kgrep must find that word, and every word it names must hold the
+    value; crash's search -k says the same, and -p the same words by physical address."""
+    t = target_for(KASLR, DUMP)
+    task = 0xffff8be102a71840
+    curr = t.types.lookup("struct rq").find_member("curr")[1] // 8      # type: ignore[index]
+    rq = next(c.runqueue for c in t.os.cpus() if c.curr == task)        # type: ignore[attr-defined]
+    out, err = run(t, f"{task:x}::kgrep")
+    assert not err
+    hits = [int(w, 16) for w in out.split()]
+    assert rq + curr in hits
+    assert all(t.memory.ptr(h) == task for h in hits)
+    out, _ = run(t, f"search -k {task:x}")
+    assert [int(line.split(":")[0], 16) for line in out.splitlines()] == hits
+    base = t.os.km.layout.page_offset_base                                   # type: ignore[attr-defined]
+    out, _ = run(t, f"search -p {task:x}")
+    assert [int(line.split(":")[0], 16) + base for line in out.splitlines()] == hits
+    for line in ("::kgrep", "search", "search -u 1"):
+        _, err = run(t, line)
+        assert err.count("\n") == 1 and "internal error" not in err, line

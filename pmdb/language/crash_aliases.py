@@ -35,6 +35,7 @@ CRASH_ALIASES: dict[str, str] = {
     "rd": "rd",            # dcmds/crash_memory.py
     "sym": "sym",
     "mod": "mod",          # dcmds/linux_modules.py
+    "search": "search",    # dcmds/linux_search.py
 }
 
 # crash's other commands (crash 8's ``help``): known words, so they are never read as symbols
