@@ -134,9 +134,9 @@ def pmdb_argv(path: Path) -> list[str]:
 
 def crash_setup(release: str) -> tuple[list[str] | None, str]:
     """crash's argv prefix (with the DWARF vmlinux), or None and why it cannot run here."""
-    crash = shutil.which("crash")
+    crash = os.environ.get("PMDB_CRASH") or shutil.which("crash")     # PMDB_CRASH: a crash built here
     if crash is None:
-        return None, "crash is not installed"
+        return None, "crash is not installed (or set PMDB_CRASH to a crash binary)"
     out = subprocess.run([crash, "--version"], capture_output=True, text=True, timeout=60).stdout
     m = re.search(r"crash (\d+)\.(\d+)\.(\d+)", out)
     version = tuple(int(x) for x in m.groups()) if m else (0, 0, 0)
