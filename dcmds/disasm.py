@@ -13,8 +13,8 @@ MAX_FUNCTION = 20_000       # a "function" bigger than this is a bad symbol size
 
 
 @dcmd("dis", synopsis="disassemble instructions", opts={"n:": "count", "a": "plain"},
-      usage="[-a] [-n count]", example="lookup::dis")
-def dis_cmd(ctx: Context, count: str | int | None = None, plain: bool = False) -> None:
+      usage="[-a] [-n count] | (crash) address|symbol [count]", example="lookup::dis")
+def dis_cmd(ctx: Context, *where: str | int, count: str | int | None = None, plain: bool = False) -> None:
     """Disassemble around an address (dot when none is given).
 
     At the start of a function (a symbol with a size) the whole function is
@@ -23,11 +23,19 @@ def dis_cmd(ctx: Context, count: str | int | None = None, plain: bool = False) -
     the window (or, at a function start, how many instructions to show).
     ``-a`` prints plain addresses and leaves branch targets unnamed.
     Direct branch and call targets are named ``<sym+off>``; x86-64
-    rip-relative operands get the address they refer to as a comment."""
+    rip-relative operands get the address they refer to as a comment.
+    crash's spelling, ``dis ADDRESS|SYMBOL [COUNT]``, names the start as an argument (in
+    pmdb's layout for now)."""
     target = ctx.target
     dis = disassembler_for(target)
     addr = ctx.addr if ctx.addr is not None else ctx.dot
     n = _count(count)
+    if where:
+        if ctx.addr is not None or len(where) > 2:
+            raise CommandError("dis: an address before :: or as an argument (dis SYMBOL [COUNT]), not both")
+        addr = ctx.value(where[0], what="address")
+        if len(where) == 2:
+            n = ctx.value(where[1], radix=10, what="count")
     if ctx.count_given:
         insns = dis.decode_count(addr, ctx.count)
     else:

@@ -232,10 +232,18 @@ def cpuinfo(ctx: Context) -> None:
 
 
 @dcmd("set", addr="none", synopsis="set the current thread (task) for $c, $r and ::regs",
-      example="::set -t 0t102", usage="-t task|pid", opts={"t:": "thread"})
-def set_cmd(ctx: Context, thread: Any = None) -> None:
+      example="::set -t 0t102", usage="-t task|pid | -c [pid|task]", opts={"t:": "thread", "c": "crash"})
+def set_cmd(ctx: Context, *words: Any, thread: Any = None, crash: bool = False) -> None:
     """-t picks the current thread: on a kernel dump a task_struct address or a pid (0t for
-    decimal), on a user core a thread id; later $c, $r and ::regs without an address use it."""
+    decimal), on a user core a thread id; later $c, $r and ::regs without an address use it.
+    -c reads the word as crash's ``set`` does (crash's spelling passes it): a short run of
+    digits is a decimal pid, a long one a task address."""
+    if words and not crash:
+        raise CommandError("set: the thread goes after -t (::set -t 0t102), or use crash's set 102")
+    if len(words) > 1:
+        raise CommandError("set: one pid or task at a time")
+    if words:
+        thread = ctx.value(str(words[0]), crash=True, what="pid or task")
     if thread is None:
         cur = ctx.target.current_thread
         if cur is None:

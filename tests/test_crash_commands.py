@@ -224,3 +224,18 @@ def test_kgrep_and_search_find_every_copy_of_a_pointer() -> None:
     for line in ("::kgrep", "search", "search -u 1"):
         _, err = run(t, line)
         assert err.count("\n") == 1 and "internal error" not in err, line
+
+
+def test_crash_set_and_dis_spellings() -> None:
+    """crash's set reads a short number as a decimal pid; crash's dis names its start as an
+    argument (the same instructions as mdb's addr::dis)."""
+    t = target_for(KASLR, DUMP)
+    out, err = run(t, "set 1", "set 102")
+    assert not err
+    assert [line.split()[2] for line in out.splitlines()] == ["1", "102"]
+    crash_form, err = run(t, "dis crashdrv_null_pointer 3")
+    assert not err
+    mdb_form, _ = run(t, "crashdrv_null_pointer::dis -n 3")
+    assert crash_form == mdb_form and len(crash_form.splitlines()) == 3
+    _, err = run(t, "::set 5")
+    assert err.count("\n") == 1 and "-t" in err

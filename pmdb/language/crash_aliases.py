@@ -36,6 +36,7 @@ CRASH_ALIASES: dict[str, str] = {
     "sym": "sym",
     "mod": "mod",          # dcmds/linux_modules.py
     "search": "search",    # dcmds/linux_search.py
+    "set": "set -c",       # crash's reading of a pid: decimal
 }
 
 # crash's other commands (crash 8's ``help``): known words, so they are never read as symbols
