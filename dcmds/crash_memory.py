@@ -141,7 +141,7 @@ def _row(addr: int, width: int, entries: list[str], chars: str, per_line: int, s
 
 
 def _rd_ascii(ctx: Context, memory: Any, addr: int, count: int | None) -> None:
-    """-a: the bytes as text, 60 to a line, up to a NUL (or COUNT bytes)."""
+    """-a: the bytes as text, 60 to a line, up to the first unprintable byte (or COUNT bytes)."""
     limit = count if count is not None else ctx.config.get("limits.max_read_bytes")
     text = bytearray()
     for i in range(limit):
@@ -151,8 +151,8 @@ def _rd_ascii(ctx: Context, memory: Any, addr: int, count: int | None) -> None:
             if not text:
                 raise
             break
-        if c == 0 and count is None:
-            break
+        if count is None and not 0x20 <= c < 0x7F:
+            break                     # crash's rd -a ends at the first unprintable byte
         text.append(c)
     width = 2 * ctx.target.arch.ptr_size
     for off in range(0, max(len(text), 1), ASCII_PER_LINE):
@@ -179,7 +179,7 @@ def sym(ctx: Context, *args: Any) -> None:
         module = opts.get("module")
         for s in symbols.search(f"*{needle}*" if needle else "*"):
             if module is None or s.module == module:
-                ctx.out.record({"address": Hex(s.addr), "name": s.name}, text=[_show(ctx, s, 0)])
+                ctx.out.record({"address": Hex(s.addr), "name": s.name}, text=[_show(ctx, s, 0).rstrip()])
         if not positional:
             return
     if not positional:

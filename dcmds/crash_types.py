@@ -61,11 +61,13 @@ def _aggregate(ctx: Context, kind: str, args: tuple[Any, ...]) -> None:
         obj = Object(ctx.target.memory, t, addr + i * size)
         ctx.target.memory.read(obj.address, 1)      # an unreadable start is one error line
         if opts.get("offsets"):
-            lines = definition(t, offsets=True, base=obj.address)
+            lines = [*definition(t, offsets=True, base=obj.address), f"SIZE: {size}"]
         elif members:
             lines = [f"  {m} = {gdb_value(follow_path(obj, m), describe, 1)}," for m in members]
         else:
             lines = gdb_struct(obj, describe).splitlines()
+        if i and not members:
+            lines = ["", *lines]         # crash parts whole structures with a blank line
         ctx.out.record({"address": obj.address, "type": type_name(t)}, text=lines)
 
 
@@ -112,9 +114,8 @@ def ptype(ctx: Context, *args: Any) -> None:
                 break
     if found is not None:
         lines = definition(found, offsets=bool(opts.get("offsets")))
-        if found.kind == "typedef":
-            lines = [f"typedef {type_name(found.target, found.name) if found.target else found.name};"] \
-                if found.strip().kind not in ("struct", "union") else lines
+        if found.kind == "typedef" and found.strip().kind not in ("struct", "union"):
+            lines = [f"typedef {type_name(found.strip(), found.name)};"]     # resolved, as ptype does
         ctx.out.record({"type": type_name(found), "size": found.sizeof()},
                        text=[*lines, f"SIZE: {found.sizeof()}"])
         return

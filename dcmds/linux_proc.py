@@ -94,20 +94,26 @@ def _matches(task: Task, arg: Any) -> bool:
 
 
 @dcmd("ps", addr="optional", synopsis="list the tasks, as crash's ps does",
-      example="::ps", usage="[-kuGtf] [pid | task | command ...]",
-      opts={"k": "kernel_only", "u": "user_only", "G": "leaders", "t": "threads", "f": "full"})
+      example="::ps", usage="[-kuGtfpc] [pid | task | command ...]",
+      opts={"k": "kernel_only", "u": "user_only", "G": "leaders", "t": "threads", "f": "full",
+            "p": "parents", "c": "children"})
 def ps(ctx: Context, *args: Any, kernel_only: bool = False, user_only: bool = False,
-       leaders: bool = False, threads: bool = False, full: bool = False) -> None:
+       leaders: bool = False, threads: bool = False, full: bool = False, parents: bool = False,
+       children: bool = False) -> None:
     """Every task with crash's columns: PID, PPID, CPU, TASK (task_struct), ST (RU running,
     IN interruptible, UN uninterruptible, ID idle, ZO zombie, ST stopped, TR traced, DE dead,
     PA parked, WA waking), %MEM, VSZ and RSS in KB, and COMM; '>' marks the task on each CPU
     and kernel threads are in brackets. -k kernel threads only, -u user tasks only, -G one
     line per thread group, -t each group's threads indented under it (mdb), -f the full
     command line from the task's memory. Arguments pick tasks by pid, address or command.
+    -p shows each task's ancestry from pid 0 down, -c its children, as crash does.
     Piped, the task addresses go on (typed struct task_struct)."""
     kernel = ctx.kernel
     tasks = _select(kernel, ctx, args, kernel_only=kernel_only, user_only=user_only,
                     leaders=leaders or threads)
+    if parents or children:
+        _family(ctx, kernel, tasks, children)
+        return
     if ctx.piped:
         _hand_on(ctx, tasks)
         return
@@ -120,6 +126,34 @@ def ps(ctx: Context, *args: Any, kernel_only: bool = False, user_only: bool = Fa
         if threads:
             _thread_rows(ctx, kernel, t)
     _report_problems(ctx, kernel)
+
+
+def task_header(t: Task) -> str:
+    """crash's one-line task header (print_task_header)."""
+    return f'PID: {t.pid:<7}  TASK: {t.address:<16x}  CPU: {t.cpu:<3}  COMMAND: "{t.comm}"'
+
+
+def _family(ctx: Context, kernel: LinuxKernel, tasks: list[Task], children: bool) -> None:
+    """crash's ps -p (each task's ancestors, one column deeper per generation) or -c (the
+    task and, two columns in, every task whose parent it is)."""
+    everyone = kernel.tasks()
+    by_address = {t.address: t for t in everyone}
+    for n, t in enumerate(tasks):
+        lines = [""] if n else []
+        if children:
+            kids = sorted((k for k in everyone if k.parent == t.address and k.address != t.address
+                           and not k.idle),
+                          key=lambda k: k.pid)
+            lines += [task_header(t)] + [f"  {task_header(k)}" for k in kids]
+            if not kids:
+                lines.append("  (no children)")
+        else:
+            chain = [t]
+            while chain[-1].parent in by_address and chain[-1].parent != chain[-1].address \
+                    and len(chain) <= len(everyone):
+                chain.append(by_address[chain[-1].parent])
+            lines += [" " * depth + task_header(a) for depth, a in enumerate(reversed(chain))]
+        ctx.out.record({"task": Hex(t.address), "pid": t.pid}, text=lines)
 
 
 def _thread_rows(ctx: Context, kernel: LinuxKernel, leader: Task) -> None:

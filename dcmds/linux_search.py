@@ -75,6 +75,5 @@ def search(ctx: Context, *args: Any, kernel: bool = False, physical: bool = Fals
     if len(positional) != 1:
         raise CommandError(f"search: one value is needed (usage: search {SEARCH_USAGE})")
     value = ctx.value(str(positional[0]), what="value")
-    width = 2 * ctx.target.arch.ptr_size
     for hit in kernel_hits(ctx, value, physical=physical):
-        ctx.out.record({"address": Hex(hit), "value": Hex(value)}, text=[f"{hit:{width}x}: {value:x}"])
+        ctx.out.record({"address": Hex(hit), "value": Hex(value)}, text=[f"{hit:x}: {value:x} "])

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.linux_session import KASLR, run, target_for
@@ -95,7 +97,7 @@ def test_struct_definitions_and_offsets() -> None:
     out, _ = run(t, "struct task_struct.pid")
     assert out.splitlines() == ["struct task_struct {", f"  [{offset}] pid_t pid;", "}"]
     out, _ = run(t, "whatis pid_t")
-    assert out.splitlines() == ["typedef __kernel_pid_t pid_t;", "SIZE: 4"]
+    assert out.splitlines() == ["typedef int pid_t;", "SIZE: 4"]          # resolved, as crash does
     out, _ = run(t, "struct -o list_head")
     assert out.splitlines()[1:3] == ["   [0] struct list_head *next;", "   [8] struct list_head *prev;"]
 
@@ -109,8 +111,8 @@ def test_struct_bad_input_is_one_line(line: str) -> None:
 
 @pytest.mark.parametrize(("data", "text"), [
     (b"crashapp" + bytes(8), '"crashapp\\000\\000\\000\\000\\000\\000\\000"'),   # crash's comm
-    (b"init" + bytes(12), "\"init\", '\\000' <repeats 11 times>"),
-    (bytes(16), "'\\000' <repeats 15 times>"),
+    (b"init" + bytes(12), '"init' + "\\000" * 11 + '"'),     # crash: no repeat folding
+    (bytes(16), '"' + "\\000" * 15 + '"'),
     (b'a"b\n' + bytes(1), '"a\\"b\\n"'),
     (bytes(1), '""'),
 ])
@@ -239,3 +241,34 @@ def test_crash_set_and_dis_spellings() -> None:
     assert crash_form == mdb_form and len(crash_form.splitlines()) == 3
     _, err = run(t, "::set 5")
     assert err.count("\n") == 1 and "-t" in err
+
+
+GOLDEN = Path(__file__).parent / "data" / "crash-golden" / "linux-6.1-x86_64.txt"
+# golden commands pmdb does not equal yet, and why (each is a known gap, not a pass)
+NOT_YET = {
+    "sym -p -n vfs_write": "crash adds each text symbol's source line from the DWARF vmlinux (issue 16)",
+    "search -k ffff8be102a71840": "crash also searches the vmalloc and kernel-image aliases of each page",
+}
+
+
+def _golden() -> dict[str, list[str]]:
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in GOLDEN.read_text().splitlines():
+        if line.startswith("#"):
+            continue
+        if line.startswith("crash> "):
+            current = line[len("crash> "):]
+            sections[current] = []
+        elif current is not None:
+            sections[current].append(line)
+    return {c: lines[:-1] if lines and lines[-1] == "" else lines for c, lines in sections.items()}
+
+
+@pytest.mark.parametrize("command", [c for c in _golden() if c not in NOT_YET])
+def test_equal_to_crash_golden(command: str) -> None:
+    """crash 8.0.6's own output of each command (tests/data/crash-golden: how it was made is
+    in its header), line for line."""
+    out, err = run(target_for(KASLR, DUMP), command)
+    assert not err
+    assert out.splitlines() == _golden()[command]

@@ -5,7 +5,7 @@ The differences from mdb's ::print (pmdb.types.printer) are the ones a crash use
 reads at a glance: integers in decimal, members two columns deeper per level and
 separated by commas, NULL as ``0x0``, a function pointer as ``0xADDR <name>``, a
 ``char *`` followed by its string, char arrays as C strings with octal escapes, runs of
-more than ``REPEATS`` equal elements as ``<repeats N times>``, enums by name.
+elements one by one (crash turns gdb's repeat folding off), enums by name.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pmdb.types.printer import is_char
 from pmdb.types.value import Object
 
 INDENT = 2
-REPEATS = 10            # gdb's "print repeats": longer runs are folded
+REPEATS = 1 << 62       # gdb folds runs longer than "print repeats"; crash sets it unlimited
 ELEMENTS = 200          # gdb's "print elements": array elements and string bytes shown
 
 Describe = Callable[[int], "str | None"]     # an address -> "name+off", or None
