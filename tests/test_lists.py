@@ -66,7 +66,7 @@ def test_crash_list_of_modules_equals_crash_mod() -> None:
     backwards, _ = run(t, "list -r -H modules module.list")
     assert _hexes(backwards) == _hexes(out)[::-1]
     shown, _ = run(t, "list -H modules module.list -s module.name")
-    assert re.findall(r'name = "(\w+)"', shown) == [names[a] for a in _hexes(out)]
+    assert re.findall(r'name = "(\w+)', shown) == [names[a] for a in _hexes(out)]
 
 
 def test_list_errors_are_one_line() -> None:
