@@ -12,6 +12,7 @@ their levels, entry format and root, and supply ``translate`` (fast paths, then
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pmdb.errors import FaultError
@@ -140,6 +141,33 @@ class PagedSpace(TranslatedSpace):
                 return frame, level.shift, entries
             table = value & self.entry_mask
         raise AssertionError("the last level always ends the walk")
+
+    def mappings(self, lo: int, hi: int) -> Iterator[tuple[int, int, int]]:
+        """(virtual, physical, size) of every present page or large page that overlaps
+        [lo, hi), in address order: what a search of all mapped memory walks. Tables the
+        dump lacks are skipped; only present entries are descended into."""
+        yield from self._mappings(self.root, 0, 0, lo, hi)
+
+    def _mappings(self, table: int, depth: int, base: int, lo: int, hi: int) -> Iterator[tuple[int, int, int]]:
+        level = self.levels[depth]
+        span, size = 1 << level.shift, self.entry_size
+        try:
+            raw = self.phys.read(table, (1 << level.bits) * size)
+        except FaultError:
+            return
+        top = self.levels[0].shift + self.levels[0].bits        # bits a virtual address uses
+        for i in range(1 << level.bits):
+            partial = base | (i << level.shift)
+            vaddr = partial | (self.addr_mask & ~((1 << top) - 1)) if partial >> (top - 1) & 1 else partial
+            if vaddr + span <= lo or vaddr >= hi:
+                continue
+            value = int.from_bytes(raw[i * size:(i + 1) * size], "little")
+            if not value & _PRESENT:
+                continue
+            if level.shift == 12 or (level.large and value & _PSE):
+                yield vaddr, value & self.entry_mask & ~(span - 1), span
+            else:
+                yield from self._mappings(value & self.entry_mask, depth + 1, partial, lo, hi)
 
     def walk_entries(self, addr: int) -> list[Entry]:
         """The entries a walk meets up to the one that ends it, present or not (for ::vtop

@@ -1,15 +1,17 @@
-"""Searching all of a dump's memory for a word: mdb's ::kgrep and crash's search.
+"""Searching a dump's memory for a word: mdb's ::kgrep and crash's search.
 
-RAM is scanned once, in the dump's own physical ranges (pages the dump left out are
-not there to search), a MiB at a time with ``bytes.find`` (C speed, not a Python loop
-per word); each hit at a word-aligned offset is reported at its physical address, which
-the caller turns into the direct-map address. Cost grows with the dump's RAM, so the
-scan reports progress and stops at ^C like any command.
+Two ways over the same RAM. ``find_word`` scans the dump's own physical ranges once
+(pages the dump left out are not there to search) and reports physical addresses;
+``find_word_mapped`` scans every page the kernel's page tables map, in virtual order,
+so a page seen through several mappings (the direct map, the kernel image's alias, a
+vmalloc'ed stack) is reported at each, as crash's ``search -k`` does. Both read a MiB at
+a time and use ``bytes.find`` (C speed, not a Python loop per word), report progress,
+and stop at ^C like any command.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from pmdb.errors import FaultError
 from pmdb.memory.space import AddressSpace
@@ -18,30 +20,70 @@ from pmdb.progress import NoProgress, Progress
 CHUNK = 1 << 20
 
 
+def _needle(value: int, size: int, byteorder: str) -> bytes:
+    return (value & ((1 << 8 * size) - 1)).to_bytes(size, "big" if byteorder == "big" else "little")
+
+
+def _scan(phys: AddressSpace, start: int, end: int, needle: bytes, progress: Progress) -> Iterator[int]:
+    """Physical addresses in [start, end) where the aligned word equals needle."""
+    size = len(needle)
+    at = start
+    while at < end:
+        n = min(CHUNK, end - at)
+        try:
+            data = phys.read(at, n)
+        except FaultError:
+            # a page of this chunk is not in the dump: search the chunk a page at a time
+            n = 4096 - at % 4096
+            try:
+                data = phys.read(at, n)
+            except FaultError:
+                data = b""
+        pos = data.find(needle)
+        while pos >= 0:
+            if (at + pos) % size == 0:
+                yield at + pos
+            pos = data.find(needle, pos + 1)
+        at += n
+        progress.advance(n)
+
+
 def find_word(phys: AddressSpace, ranges: list[tuple[int, int]], value: int, size: int,
               byteorder: str = "little", progress: Progress | None = None) -> Iterator[int]:
     """Physical addresses of every ``size``-aligned word equal to value, in address order."""
-    needle = (value & ((1 << 8 * size) - 1)).to_bytes(size, "big" if byteorder == "big" else "little")
+    needle = _needle(value, size, byteorder)
     progress = progress or NoProgress()
-    progress.start(f"searching {sum(e - s for s, e in ranges) >> 20} MiB of memory for {value:#x}",
-                   sum(e - s for s, e in ranges))
+    total = sum(e - s for s, e in ranges)
+    progress.start(f"searching {total >> 20} MiB of memory for {value:#x}", total)
     try:
         for start, end in ranges:
-            at = start
-            while at < end:
-                n = min(CHUNK, end - at)
-                try:
-                    data = phys.read(at, n)
-                except FaultError:
-                    at += n
-                    progress.advance(n)
-                    continue
-                pos = data.find(needle)
-                while pos >= 0:
-                    if (at + pos) % size == 0:
-                        yield at + pos
-                    pos = data.find(needle, pos + 1)
-                at += n
-                progress.advance(n)
+            yield from _scan(phys, start, end, needle, progress)
+    finally:
+        progress.finish()
+
+
+def merged(mappings: Iterable[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """(virtual, physical, size) mappings joined where both addresses continue."""
+    runs: list[tuple[int, int, int]] = []
+    for vaddr, paddr, length in mappings:
+        if runs and runs[-1][0] + runs[-1][2] == vaddr and runs[-1][1] + runs[-1][2] == paddr:
+            runs[-1] = (runs[-1][0], runs[-1][1], runs[-1][2] + length)
+        else:
+            runs.append((vaddr, paddr, length))
+    return runs
+
+
+def find_word_mapped(phys: AddressSpace, mappings: Iterable[tuple[int, int, int]], value: int, size: int,
+                     byteorder: str = "little", progress: Progress | None = None) -> Iterator[int]:
+    """Virtual addresses of every aligned word equal to value in the mapped pages given
+    (virtual, physical, size), in their order."""
+    needle = _needle(value, size, byteorder)
+    runs = merged(mappings)
+    progress = progress or NoProgress()
+    total = sum(n for _, _, n in runs)
+    progress.start(f"searching {total >> 20} MiB of mapped memory for {value:#x}", total)
+    try:
+        for vaddr, paddr, length in runs:
+            yield from (vaddr + hit - paddr for hit in _scan(phys, paddr, paddr + length, needle, progress))
     finally:
         progress.finish()
