@@ -19,6 +19,9 @@ from pmdb.types.model import Type
 from pmdb.types.value import Object, follow_path
 
 ADDRESS_COLUMNS = (Column("address", "ADDRESS"),)
+# how far into a vmlinux data symbol a pointer may be named after it: kallsyms gives no data
+# sizes (the gap to the next symbol, huge before a run of unnamed strings), gdb the ELF's own
+DATA_REACH = 4096
 CRASH_OPTS = {"o:": "offset", "s:": "show", "S:": "show", "H:": "standalone_head", "h:": "embedded_head",
               "e:": "end", "r": "reverse", "x": "hex", "d": "decimal", "B": "brent"}
 CRASH_USAGE = "[-o offset|struct.member] [-s struct[.member,...]] [-e end] [-r] [-H|-h] start"
@@ -140,18 +143,31 @@ def _show(ctx: Context, addr: int, node_type: Type, members: list[str]) -> list[
 
 
 def symbol_namer(ctx: Context) -> Any:
-    """An address -> ``name`` or ``name+off`` (gdb's ``<...>``) for addresses in a symbol."""
+    """An address -> ``name`` or ``name+off`` (gdb's ``<...>``), as crash's gdb names them:
+    a function or a vmlinux object near its start, and inside a module the nearest module
+    symbol below (crash's own table of module symbols has no sizes)."""
     symbols = ctx.target.symbols
+    regions = {m.name: (m.base, m.base + m.size) for m in ctx.kernel.modules()} if ctx.is_kernel else {}
 
     def describe(addr: int) -> str | None:
-        hit = symbols.resolve(addr)
+        if addr < 1 << (8 * ctx.target.arch.ptr_size - 1):
+            return None                  # per-CPU offsets and small numbers name nothing
+        near = symbols.below(addr)
+        if near is not None and near.module in regions:
+            lo, hi = regions[near.module]
+            alias = symbols.resolve(near.addr)     # the preferred name among aliases there
+            if alias is not None and alias[1] == 0:
+                near = alias[0]
+            hit = (near, addr - near.addr) if lo <= addr < hi else None
+        else:
+            hit = symbols.resolve(addr)
         if hit is None:
             return None
         sym, off = hit
-        if off and sym.size and off >= sym.size:
-            return None
+        if sym.module is None:
+            reach = sym.size if sym.kind == "func" else min(sym.size or DATA_REACH, DATA_REACH)
+            if off and off >= reach:
+                return None              # kallsyms' data sizes are guesses: stay near the symbol
         return sym.name if off == 0 else f"{sym.name}+{off}"
 
     return describe
-
-

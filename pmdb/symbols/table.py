@@ -126,6 +126,13 @@ class SymbolTable:
             return None
         return self._symbol(self._order[i])
 
+    def below(self, addr: int) -> Symbol | None:
+        """The last symbol at or below addr, whatever its size (crash names a module's
+        addresses after the nearest symbol below them)."""
+        self._sort()
+        i = bisect.bisect_right(self._addrs, addr) - 1
+        return self._symbol(self._order[i]) if i >= 0 else None
+
     def search(self, pattern: str) -> list[Symbol]:
         """Symbols whose name matches a glob pattern, in address order."""
         self._sort()

@@ -19,7 +19,8 @@ from pmdb.types.value import Object
 
 INDENT = 2
 REPEATS = 1 << 62       # gdb folds runs longer than "print repeats"; crash sets it unlimited
-ELEMENTS = 200          # gdb's "print elements": array elements and string bytes shown
+ELEMENTS = 256          # gdb's "print elements", as crash sets it: array elements shown
+CHAR_ELEMENTS = 512     # a char array's bytes: gdb 10 under crash shows twice print elements
 
 Describe = Callable[[int], "str | None"]     # an address -> "name+off", or None
 
@@ -54,8 +55,8 @@ def gdb_struct(obj: Object, describe: Describe) -> str:
 
 def _aggregate(obj: Object, describe: Describe, depth: int) -> str:
     t = obj.type.strip()
-    if not t.members and t.size == 0:
-        return "<incomplete type>"
+    if not t.members:
+        return "{<No data fields>}"      # an empty struct (kmap_ctrl without highmem)
     body = gdb_members(obj, describe, depth + 1)
     return "{\n" + ",\n".join(body) + "\n" + " " * (INDENT * depth) + "}"
 
@@ -63,12 +64,21 @@ def _aggregate(obj: Object, describe: Describe, depth: int) -> str:
 def _array(obj: Object, describe: Describe, depth: int) -> str:
     t = obj.type.strip()
     elem, count = t.target, t.count or 0
-    if count == 0:
-        return "0x" + format(obj.address, "x")      # a flexible array: gdb shows its address
+    if count == 0:                       # a flexible array: gdb shows its address (and text)
+        text = f"{obj.address:#x}"
+        if is_char(elem):
+            try:
+                raw = obj.memory.cstring(obj.address, ELEMENTS).split(b"\0", 1)[0]
+            except FaultError:
+                return text
+            text += ' "' + "".join(_escape(c, quote=34) for c in raw) + '"'
+        return text
     if is_char(elem):
-        return _char_array(obj.memory.read(obj.address, min(count, ELEMENTS)), count > ELEMENTS)
+        shown = min(count, CHAR_ELEMENTS)
+        return _char_array(obj.memory.read(obj.address, shown), count > shown)
     shown = min(count, ELEMENTS)
-    texts = [gdb_value(obj[i], describe, depth) for i in range(shown)]
+    inner = depth + 1 if elem is not None and elem.strip().kind in ("struct", "union") else depth
+    texts = [gdb_value(obj[i], describe, inner) for i in range(shown)]
     parts = _fold(texts, lambda text, n: f"{text} <repeats {n} times>")
     return "{" + ", ".join(parts) + ("..." if count > shown else "") + "}"
 
