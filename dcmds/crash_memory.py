@@ -55,7 +55,7 @@ def rd(ctx: Context, *args: Any) -> None:
         memory = getattr(memory, "phys", None)
         if memory is None:
             raise CommandError("rd: -p needs a kernel dump (physical memory)")
-    addr = _address(ctx, str(positional[0])) + (ctx.value(str(opts["offset"]), radix=10) if "offset" in opts else 0)
+    addr = crash_address(ctx, str(positional[0])) + (ctx.value(str(opts["offset"]), radix=10) if "offset" in opts else 0)
     size = size_word or (1 if opts.get("bits8") else ctx.target.arch.ptr_size)
     if opts.get("ascii"):
         _rd_ascii(ctx, memory, addr, _count(ctx, positional, opts, addr, 1, None))
@@ -71,8 +71,9 @@ def rd(ctx: Context, *args: Any) -> None:
         ctx.out.line(line)
 
 
-def _address(ctx: Context, word: str) -> int:
-    """crash's reading: a bare hex number, else a symbol, else an expression."""
+def crash_address(ctx: Context, word: str) -> int:
+    """An address argument as crash reads it: a bare hex number, else a symbol, else an
+    expression."""
     if all(c in "0123456789abcdefABCDEF" for c in word) and word:
         return int(word, 16)
     sym = ctx.target.symbols.lookup(word)
@@ -86,7 +87,7 @@ def _count(ctx: Context, positional: list[Any], opts: dict[str, Any], addr: int,
     if len(positional) == 2:
         return ctx.value(str(positional[1]), radix=10, what="count")
     if "end" in opts:
-        end = _address(ctx, str(opts["end"]))
+        end = crash_address(ctx, str(opts["end"]))
         if end <= addr:
             raise CommandError(f"rd: invalid ending address: {end:x}")
         return max((end - addr) // size, 1)

@@ -16,6 +16,7 @@ from pmdb.types.gdbprint import gdb_struct, gdb_value
 from pmdb.types.model import Type, type_name
 from pmdb.types.value import Object, follow_path, path_offset
 
+from .crash_memory import crash_address
 from .lists import symbol_namer
 
 STRUCT_OPTS = {"o": "offsets", "x": "hex", "d": "decimal"}
@@ -48,7 +49,7 @@ def _aggregate(ctx: Context, kind: str, args: tuple[Any, ...]) -> None:
     name, _, member_list = str(positional[0]).partition(".")
     t = ctx.target.types.lookup(f"{kind} {name}")
     members = [m for m in member_list.split(",") if m]
-    addr = _address(ctx, str(positional[1])) if len(positional) > 1 else ctx.addr
+    addr = crash_address(ctx, str(positional[1])) if len(positional) > 1 else ctx.addr
     count = ctx.value(str(positional[2]), radix=10, what="count") if len(positional) > 2 else 1
     if addr is None:
         _show_definition(ctx, t, members, bool(opts.get("offsets")))
@@ -83,14 +84,6 @@ def _show_definition(ctx: Context, t: Type, members: list[str], offsets: bool) -
         lines.append(f"  [{bit_off // 8}] {decl};")
     lines.append("}")
     ctx.out.record({"type": type_name(t)}, text=lines)
-
-
-def _address(ctx: Context, word: str) -> int:
-    """crash's reading of an address argument: bare hex, a symbol, or an expression."""
-    if word and all(c in "0123456789abcdefABCDEF" for c in word):
-        return int(word, 16)
-    sym = ctx.target.symbols.lookup(word)
-    return sym.addr if sym is not None else ctx.value(word, what="address")
 
 
 @dcmd("ptype", addr="none",
