@@ -66,7 +66,7 @@ def test_sym_by_name_and_neighbours() -> None:
     assert "symbol not found" in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("line", ["rd", "rd -u 1000", "rd -s -32 init_task", "rd -64 init_task 0t100000000",
+@pytest.mark.parametrize("line", ["task 99999", "task -R nosuch 1", "task -R", "rd", "rd -u 1000", "rd -s -32 init_task", "rd -64 init_task 0t100000000",
                                   "sym", "rd nosuchsymbol"])
 def test_bad_input_is_one_line(line: str) -> None:
     out, err = run(target_for(KASLR, DUMP), line)

@@ -36,6 +36,7 @@ CRASH_ALIASES: dict[str, str] = {
     "sym": "sym",
     "mod": "mod",          # dcmds/linux_modules.py
     "search": "search",    # dcmds/linux_search.py
+    "task": "task",        # dcmds/linux_task.py
     "set": "set -c",       # crash's reading of a pid: decimal
 }
 
