@@ -35,27 +35,44 @@ def _task_type(ctx: Context) -> Type | None:
 
 # -- foreach bt ----------------------------------------------------------------------------
 
-@dcmd("foreach", addr="none", opts={"f": "full"},
-      synopsis="crash's foreach: run bt for every task (or the tasks named)",
-      example="foreach bt", usage="[pid | task | command | state | user | kernel | active ...] bt [-f]")
-def foreach(ctx: Context, *args: Any, full: bool = False) -> None:
-    """crash's ``foreach bt``: the bt of every task, in crash's order (the idle tasks, then
-    by pid), a blank line between tasks. Words before ``bt`` choose tasks: a pid (decimal),
-    a task_struct address (hex), a command name (a glob: ``foreach sleep bt``), a state
-    (RU, IN, UN, ID ...), ``user``, ``kernel`` or ``active`` (the task on each CPU). -f
-    shows each frame's stack words. Only bt can be run."""
+@dcmd("foreach", addr="none",
+      synopsis="crash's foreach: run a command (bt, ps, task, ...) for every task or the tasks named",
+      example="foreach UN bt", usage="[-k|-u] [pid | task | command | state | user | kernel | active ...] "
+                                     "command [args]")
+def foreach(ctx: Context, *args: Any) -> None:
+    """crash's ``foreach [TASKS] COMMAND [ARGS]``: the command for each task, in crash's
+    order (the idle tasks, then by pid), a blank line between tasks. Words before the
+    command choose tasks: a pid (decimal), a task_struct address (hex), a command name (a
+    glob: ``foreach sleep bt``), a state (RU, IN, UN, ID ...), ``user``/-u, ``kernel``/-k or
+    ``active`` (the task on each CPU). ``bt [-f]`` and ``ps`` run once over all the tasks
+    (ps prints one header); any other command is given each task's address as its last
+    argument (``foreach UN task -R pid``)."""
+    from pmdb.language.crash_aliases import CRASH_ALIASES
+
     kernel = ctx.kernel
     words = [str(a) for a in args]
-    if "bt" not in words:
-        raise CommandError("foreach: only bt can be run (foreach [tasks] bt [-f])")
-    at = words.index("bt")
-    if words[at + 1:]:
-        raise CommandError(f"foreach: unexpected {' '.join(words[at + 1:])!r} after bt")
-    selectors = words[:at]
+    at = next((i for i, w in enumerate(words) if w in CRASH_ALIASES or ctx.registry.has_dcmd(w)), None)
+    if at is None:
+        raise CommandError("foreach: no command to run (foreach [tasks] bt, ps, task ...)")
+    command, command_args = words[at], words[at + 1:]
+    selectors = [{"-k": "kernel", "-u": "user"}.get(w, w) for w in words[:at]]
     tasks = [t for t in kernel.tasks() if not selectors or any(_selects(t, s) for s in selectors)]
     if selectors and not tasks:
-        raise CommandError(f"foreach: no task matches {' '.join(selectors)}")
-    print_bts(ctx, [t.address for t in tasks], full=full)
+        return                                   # crash prints nothing when no task matches
+    name = CRASH_ALIASES.get(command, command).split()[0]
+    if name == "bt":
+        unknown = [w for w in command_args if w != "-f"]
+        if unknown:
+            raise CommandError(f"foreach: bt takes only -f here, not {' '.join(unknown)!r}")
+        print_bts(ctx, [t.address for t in tasks], full="-f" in command_args)
+        return
+    if name == "ps":
+        ctx.invoke("ps", [*command_args, *(f"{t.address:x}" for t in tasks)])
+        return
+    for n, t in enumerate(tasks):
+        if n:
+            ctx.out.line("")
+        ctx.invoke(name, [*command_args, f"{t.address:x}"])
 
 
 def _selects(task: Task, word: str) -> bool:
