@@ -37,14 +37,14 @@ def _task_type(ctx: Context) -> Type | None:
 
 @dcmd("foreach", addr="none",
       synopsis="crash's foreach: run a command (bt, ps, task, ...) for every task or the tasks named",
-      example="foreach UN bt", usage="[-k|-u] [pid | task | command | state | user | kernel | active ...] "
-                                     "command [args]")
+      example="foreach UN bt", usage="[pid | task | command | state | user | kernel | active ...] "
+                                     "command [flags] [args]")
 def foreach(ctx: Context, *args: Any) -> None:
     """crash's ``foreach [TASKS] COMMAND [ARGS]``: the command for each task, in crash's
     order (the idle tasks, then by pid), a blank line between tasks. Words before the
     command choose tasks: a pid (decimal), a task_struct address (hex), a command name (a
-    glob: ``foreach sleep bt``), a state (RU, IN, UN, ID ...), ``user``/-u, ``kernel``/-k or
-    ``active`` (the task on each CPU). ``bt [-f]`` and ``ps`` run once over all the tasks
+    glob: ``foreach sleep bt``), a state (RU, IN, UN, ID ...), ``user``, ``kernel`` or
+    ``active`` (the task on each CPU); a flag among them goes to the command, as in crash. ``bt [-f]`` and ``ps`` run once over all the tasks
     (ps prints one header); any other command is given each task's address as its last
     argument (``foreach UN task -R pid``)."""
     from pmdb.language.crash_aliases import CRASH_ALIASES
@@ -54,8 +54,10 @@ def foreach(ctx: Context, *args: Any) -> None:
     at = next((i for i, w in enumerate(words) if w in CRASH_ALIASES or ctx.registry.has_dcmd(w)), None)
     if at is None:
         raise CommandError("foreach: no command to run (foreach [tasks] bt, ps, task ...)")
-    command, command_args = words[at], words[at + 1:]
-    selectors = [{"-k": "kernel", "-u": "user"}.get(w, w) for w in words[:at]]
+    command = words[at]
+    flags = [w for w in words[:at] if w.startswith("-")]     # crash hands these to the command
+    command_args = flags + words[at + 1:]
+    selectors = [w for w in words[:at] if not w.startswith("-")]
     tasks = [t for t in kernel.tasks() if not selectors or any(_selects(t, s) for s in selectors)]
     if selectors and not tasks:
         return                                   # crash prints nothing when no task matches
