@@ -22,7 +22,15 @@ from pmdb.threads import Thread
 from pmdb.types.model import Type
 from pmdb.unwind.frame import Frame
 
-from .linux_stack_text import bt_records, bt_tasks, findstack_text, frame_name, kernel_frames, task_numbers
+from .linux_stack_text import (
+    bt_records,
+    bt_tasks,
+    bt_text_scan,
+    findstack_text,
+    frame_name,
+    kernel_frames,
+    task_numbers,
+)
 
 _STATES = {"RU", "IN", "UN", "ST", "TR", "ZO", "DE", "PA", "WA", "NE", "WK", "ID"}
 # the frames a kernel thread starts in, below the function it runs (mdb shows that function)
@@ -96,17 +104,17 @@ def _selects(task: Task, word: str) -> bool:
 
 # -- crash's bt over a kernel target ----------------------------------------------------
 
-def bt_command(ctx: Context, args: Sequence[str], *, active: bool, full: bool) -> None:
-    """``bt [-a] [-f] [pid | task ...]`` (dcmds/stack.py's bt on a kernel target)."""
+def bt_command(ctx: Context, args: Sequence[str], *, active: bool, full: bool, text: bool = False) -> None:
+    """``bt [-a] [-f] [-t] [pid | task ...]`` (dcmds/stack.py's bt on a kernel target)."""
     target = ctx.target
     kernel: Any = target.os
     picks: list[int] = []
     if active:
         picks = [c.curr for c in kernel.cpus() if c.curr]
     elif args:
-        for text in args:
+        for word in args:
             try:
-                picks += task_numbers(kernel, text)
+                picks += task_numbers(kernel, word)
             except CommandError as err:
                 ctx.out.error(f"bt: {err}")
     elif ctx.addr is not None:
@@ -117,6 +125,11 @@ def bt_command(ctx: Context, args: Sequence[str], *, active: bool, full: bool) -
             hint = " ($c and ::findstack unwind the CPU threads)" if cur is not None else ""
             raise CommandError(f"bt: no current task{hint}")
         picks = [cur.address]
+    if text:
+        for n, task in enumerate(picks):
+            for line in ([""] if n else []) + bt_text_scan(ctx.target, task):
+                ctx.out.line(line)
+        return
     print_bts(ctx, picks, full=full)
 
 

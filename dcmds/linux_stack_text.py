@@ -309,3 +309,43 @@ def bt_records(target: Any, tasks: Sequence[int]) -> Iterator[dict[str, Any]]:
                        **{k: f"{v:#x}" for k, v in regs.items()}}
         if frames and frames[-1].note:
             yield {**who, "error": f"backtrace stopped: {frames[-1].note}"}
+
+
+def bt_text_scan(target: Any, addr: int) -> list[str]:
+    """crash's ``bt -t``: from the task's first frame up to its saved user registers, every
+    stack word that is a kernel text address (``[slot] func at value``), stale ones
+    included, then those registers."""
+    from pmdb.types.value import Object
+
+    kernel = target.os
+    threads = {t.address: t for t in target.threads()}
+    line, frames = _task_frames(target, threads.get(addr), addr)
+    resolve = target.symbols.resolve
+
+    def offset_of(pc: int) -> int | None:
+        found = resolve(pc)
+        return found[1] if found is not None else None
+
+    numbered = crash_numbered(frames, offset_of)      # where crash's bt starts: its #0
+    if not numbered:
+        return [header(line), "bt: no kernel frames to start from"]
+    first, start = numbered[0]
+    hit = resolve(first.pc)
+    lines = [header(line), f"{'START:':>20} {hit[0].name if hit else '?'} at {first.pc:x}"]
+    task = Object(target.memory, kernel.types.lookup("struct task_struct"), addr)
+    size = kernel.km.arch.thread_size(kernel.km.lookup)
+    regs = kernel.types.lookup("struct pt_regs").sizeof()
+    end = int(task.member("stack")) + size - regs
+    if not start < end <= start + size:
+        return [*lines, f"bt: the stack from {start:x} does not end at {end:x}"]
+    words = struct.unpack(f"<{(end - start) // 8}Q", target.memory.read(start, end - start))
+    for n, value in enumerate(words):
+        found = resolve(value) if value >> 63 else None
+        if found is None or found[0].kind != "func":
+            continue
+        module = f" [{found[0].module}]" if found[0].module else ""
+        lines.append(f"  [{start + 8 * n:x}] {found[0].name} at {value:x}{module}")
+    last = frames[-1]
+    if last.stack_name == "user" and last.exception is not None:
+        lines += register_block(last.exception)
+    return lines

@@ -76,22 +76,23 @@ def findstack(ctx: Context, verbose: bool = False) -> None:
     _report_stop(ctx, thread, frames)
 
 
-@dcmd("bt", addr="optional", opts={"a": "active", "f": "full"},
+@dcmd("bt", addr="optional", opts={"a": "active", "f": "full", "t": "text"},
       synopsis="print a backtrace, crash style (bt -a: every CPU's task)",
-      example="bt -a", usage="[-a] [-f] [pid | task ...]")
-def bt(ctx: Context, *args: Any, active: bool = False, full: bool = False) -> None:
+      example="bt -a", usage="[-a] [-f] [-t] [pid | task ...]")
+def bt(ctx: Context, *args: Any, active: bool = False, full: bool = False, text: bool = False) -> None:
     """crash's bt on a kernel: the current task's stack (or each task given by pid, in
     decimal as crash reads it, or task_struct address) under crash's ``PID: TASK: CPU:
     COMMAND:`` header, one `` #N [addr] func at pc [module]`` line per frame, the
     ``[exception RIP: sym+off]`` register block of each exception frame, the user
     registers after the syscall entry, ``--- <IRQ stack> ---`` where the stack left a
-    CPU's IRQ stack. -a: the task on each CPU; -f: the stack words of each frame. The
+    CPU's IRQ stack. -a: the task on each CPU; -f: the stack words of each frame; -t:
+    every text address on the stack from the first frame up, stale ones too. The
     registers of a CPU that was not the panicking one are shown first, as crash does on
     a kdump. On a user core, bt is $c (-a: every thread)."""
     target = ctx.target
     if ctx.is_kernel:
         # crash's exact text (or its JSON records) comes whole from linux_stack.py
-        bt_command(ctx, [str(a) for a in args], active=active, full=full)
+        bt_command(ctx, [str(a) for a in args], active=active, full=full, text=text)
         return
     threads = list(target.threads()) if active else [_thread(ctx)]
     for n, thread in enumerate(threads):
