@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pmdb.errors import FaultError
-from pmdb.memory.paged import MASK64, TranslatedSpace
+from pmdb.memory.paged import MASK64, TranslatedSpace, WalkCache
 from pmdb.memory.space import AddressSpace
 
 PAGE_SHIFT = 12
@@ -23,7 +23,6 @@ TABLE = 1 << 1          # at levels above the last: a table (else a block); at t
 OA_MASK = 0x0000_FFFF_FFFF_F000     # output address bits 47..12
 OA_MASK_LPA2 = 0x0003_FFFF_FFFF_F000    # with 52-bit VAs on 4 KB pages (FEAT_LPA2): bits 49..12,
                                         # and OA[51:50] in descriptor bits 9..8
-_CACHE_LIMIT = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,7 @@ class Arm64KernelSpace(TranslatedSpace):
         self.page_end = -(1 << (min(va_bits, 48) - 1)) & MASK64
         self.lpa2 = va_bits > 48
         self.image: tuple[int, int] | None = None      # [_text, _end) once kallsyms is known
-        self._cache: dict[int, dict[int, int]] = {12: {}, 21: {}, 30: {}}
+        self._cache = WalkCache((12, 21, 30))
 
     def set_image(self, start: int, end: int) -> None:
         """Enable the image fast path for [start, end) (from _text/_end)."""
@@ -113,18 +112,11 @@ class Arm64KernelSpace(TranslatedSpace):
         phys = self.linear_phys(addr)
         if phys is not None:
             return phys, self.page_end - addr
-        for shift, cache in self._cache.items():
-            frame = cache.get(addr >> shift)
-            if frame is not None:
-                off = addr & ((1 << shift) - 1)
-                return frame + off, (1 << shift) - off
+        hit = self._cache.get(addr)
+        if hit is not None:
+            return hit
         frame, shift, _ = self.walk(addr)
-        cache = self._cache[shift]
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        cache[addr >> shift] = frame
-        off = addr & ((1 << shift) - 1)
-        return frame + off, (1 << shift) - off
+        return self._cache.put(addr, frame, shift)
 
     def vtop(self, addr: int) -> tuple[int, list[Entry]]:
         """Walk the tables (never a fast path): the physical address and every entry met."""

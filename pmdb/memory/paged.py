@@ -70,6 +70,36 @@ class TranslatedSpace(AddressSpace):
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
+class WalkCache:
+    """The page frame of each page already walked, one bounded dict per page size: a page
+    table is read once per page, not once per access."""
+
+    def __init__(self, shifts: tuple[int, ...]) -> None:
+        self._by_shift: dict[int, dict[int, int]] = {shift: {} for shift in shifts}
+
+    def get(self, addr: int) -> tuple[int, int] | None:
+        """(physical address, bytes left in its page) when addr's page was walked."""
+        for shift, cache in self._by_shift.items():
+            frame = cache.get(addr >> shift)
+            if frame is not None:
+                off = addr & ((1 << shift) - 1)
+                return frame + off, (1 << shift) - off
+        return None
+
+    def put(self, addr: int, frame: int, shift: int) -> tuple[int, int]:
+        """Remember addr's page (frame, 1 << shift bytes); what get() would now say."""
+        cache = self._by_shift[shift]
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[addr >> shift] = frame
+        off = addr & ((1 << shift) - 1)
+        return frame + off, (1 << shift) - off
+
+    def clear(self) -> None:
+        for cache in self._by_shift.values():
+            cache.clear()
+
+
 @dataclass(frozen=True)
 class Level:
     """One page-table level: its index bits are ``addr >> shift`` masked to ``bits``."""
@@ -104,13 +134,11 @@ class PagedSpace(TranslatedSpace):
         self.entry_size = entry_size
         self.entry_mask = entry_mask  # the next table's or the page frame's address bits
         self.addr_mask = (1 << (8 * ptr_size)) - 1
-        # one cache per page size, keyed by vaddr >> shift, holding the page frame
-        self._cache: dict[int, dict[int, int]] = {shift: {} for shift in shifts}
+        self._cache = WalkCache(shifts)
 
     def flush(self) -> None:
         """Forget cached walks (the caller changed what the tables say)."""
-        for cache in self._cache.values():
-            cache.clear()
+        self._cache.clear()
 
     @abstractmethod
     def translate(self, addr: int) -> tuple[int, int]:
@@ -197,15 +225,8 @@ class PagedSpace(TranslatedSpace):
 
     def cached_walk(self, addr: int) -> tuple[int, int]:
         """translate() by the page tables, each page walked once."""
-        for shift, cache in self._cache.items():
-            frame = cache.get(addr >> shift)
-            if frame is not None:
-                off = addr & ((1 << shift) - 1)
-                return frame + off, (1 << shift) - off
+        hit = self._cache.get(addr)
+        if hit is not None:
+            return hit
         frame, shift, _ = self._walk(addr)
-        cache = self._cache[shift]
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        cache[addr >> shift] = frame
-        off = addr & ((1 << shift) - 1)
-        return frame + off, (1 << shift) - off
+        return self._cache.put(addr, frame, shift)

@@ -23,7 +23,7 @@ from pmdb.arch import Arch
 from pmdb.arch.prstatus import NT_PRSTATUS, decode_prstatus
 from pmdb.dumps.base import Note
 from pmdb.dumps.vmcoreinfo import VmcoreInfo
-from pmdb.errors import FormatError, SymbolError
+from pmdb.errors import FaultError, FormatError, SymbolError
 from pmdb.memory.space import AddressSpace
 from pmdb.os.linux.stacks.frames import Unwinder
 from pmdb.symbols.kmodules import KernelModule, StructOffsets
@@ -153,6 +153,18 @@ def kernel_arch(arch: Arch | str) -> KernelArch:
         raise FormatError(f"pmdb does not model {name} Linux kernels (x86_64, i386 and aarch64)") from None
     kernel: KernelArch = module.KERNEL
     return kernel
+
+
+def read_nr_cpu_ids(space: AddressSpace, lookup: Lookup) -> int:
+    """The kernel's nr_cpu_ids (every CPU's layout needs it); 1 when missing or impossible."""
+    addr = lookup("nr_cpu_ids")
+    if addr is None:
+        return 1
+    try:
+        n = space.u32(addr)
+    except FaultError:
+        return 1
+    return n if 0 < n <= 8192 else 1
 
 
 def prstatus_registers(notes: Sequence[Note], arch: Arch) -> CpuRegisters:

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pmdb.dumps.vmcoreinfo import VmcoreInfo
-from pmdb.errors import FaultError, FormatError, SymbolError
+from pmdb.errors import FormatError, SymbolError
 from pmdb.memory.aarch64 import MASK64, Arm64KernelSpace
 from pmdb.memory.space import AddressSpace
-from pmdb.os.linux.arch import KernelLayout
+from pmdb.os.linux.arch import KernelLayout, read_nr_cpu_ids
 
 Lookup = Callable[[str], "int | None"]
 _STRUCT_PAGE = 64
@@ -98,7 +98,7 @@ def attach_layout(space: Arm64KernelSpace, info: VmcoreInfo, lookup: Lookup) -> 
         image_start=start or modules_end, page_offset_base=(space.page_offset - space.phys_offset) & MASK64,
         vmalloc_base=info.numbers.get("VMALLOC_START", modules_end), vmemmap_base=vmemmap,
         modules_start=modules, modules_end=modules_end,
-        per_cpu_offset_addr=lookup("__per_cpu_offset"), nr_cpu_ids=_nr_cpu_ids(space, lookup),
+        per_cpu_offset_addr=lookup("__per_cpu_offset"), nr_cpu_ids=read_nr_cpu_ids(space, lookup),
         image_end=end or 0, vmalloc_end=vmalloc_end, vmemmap_start=vmemmap_start,
         linear_start=space.page_offset, linear_end=space.page_end, pac_mask=pac_mask(info, bits))
 
@@ -120,14 +120,3 @@ def pac_mask(info: VmcoreInfo, bits: int) -> int:
     """NUMBER(KERNELPACMASK) (5.7+, when the CPU signs pointers), else the bits above VA_BITS:
     stripping them from an unsigned address changes nothing."""
     return info.numbers.get("KERNELPACMASK", MASK64 & ~((1 << bits) - 1)) & MASK64
-
-
-def _nr_cpu_ids(space: Arm64KernelSpace, lookup: Lookup) -> int:
-    addr = lookup("nr_cpu_ids")
-    if addr is None:
-        return 1
-    try:
-        n = space.u32(addr)
-    except FaultError:
-        return 1
-    return n if 0 < n <= 8192 else 1

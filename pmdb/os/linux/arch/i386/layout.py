@@ -18,8 +18,7 @@ from pmdb.dumps.vmcoreinfo import VmcoreInfo
 from pmdb.errors import FaultError, FormatError, SymbolError
 from pmdb.memory.i386 import PAE, PAGE_OFFSET, TWO_LEVEL, I386KernelSpace
 from pmdb.memory.space import AddressSpace
-from pmdb.os.linux.arch import KernelLayout
-from pmdb.os.linux.arch.x86_64.layout import nr_cpu_ids
+from pmdb.os.linux.arch import KernelLayout, read_nr_cpu_ids
 
 VMALLOC_OFFSET = 8 << 20
 # the top of vmalloc with HIGHMEM: below the pkmap window and the fixmap
@@ -92,7 +91,7 @@ def attach_layout(space: I386KernelSpace, info: VmcoreInfo, lookup: Lookup) -> I
         mem=space, kernel_offset=info.kernel_offset, phys_base=0, image_start=text,
         page_offset_base=space.page_offset, vmalloc_base=vmalloc, vmemmap_base=mem_map,
         modules_start=vmalloc, modules_end=VMALLOC_END_ESTIMATE,
-        per_cpu_offset_addr=find("__per_cpu_offset"), nr_cpu_ids=nr_cpu_ids(space, find),
+        per_cpu_offset_addr=find("__per_cpu_offset"), nr_cpu_ids=read_nr_cpu_ids(space, find),
         high_memory=high, image_end=end)
 
 

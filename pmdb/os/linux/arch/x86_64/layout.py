@@ -14,7 +14,7 @@ from pmdb.dumps.vmcoreinfo import VmcoreInfo
 from pmdb.errors import FaultError, FormatError, SymbolError
 from pmdb.memory.space import AddressSpace
 from pmdb.memory.x86_64 import KERNEL_IMAGE_SIZE, START_KERNEL_MAP, KernelSpace
-from pmdb.os.linux.arch import KernelLayout
+from pmdb.os.linux.arch import KernelLayout, read_nr_cpu_ids
 
 # the regions' bases without CONFIG_RANDOMIZE_MEMORY (Documentation/x86/x86_64/mm.rst)
 DEFAULTS_4 = {"page_offset_base": 0xFFFF888000000000, "vmalloc_base": 0xFFFFC90000000000,
@@ -55,7 +55,7 @@ def attach_layout(space: KernelSpace, info: VmcoreInfo, lookup: Lookup) -> Kerne
         page_offset_base=values["page_offset_base"], vmalloc_base=values["vmalloc_base"],
         vmemmap_base=values["vmemmap_base"],
         modules_start=START_KERNEL_MAP + space.image_size, modules_end=MODULES_END,
-        per_cpu_offset_addr=lookup("__per_cpu_offset"), nr_cpu_ids=nr_cpu_ids(space, lookup))
+        per_cpu_offset_addr=lookup("__per_cpu_offset"), nr_cpu_ids=read_nr_cpu_ids(space, lookup))
     space.set_direct_map(layout.page_offset_base, _direct_map_size(layout, info))
     return layout
 
@@ -91,15 +91,3 @@ def _direct_map_size(layout: KernelLayout, info: VmcoreInfo) -> int:
     if later:
         size = min(size, min(later) - layout.page_offset_base)
     return size
-
-
-def nr_cpu_ids(space: AddressSpace, lookup: Lookup) -> int:
-    """The kernel's nr_cpu_ids; 1 when it is missing or impossible."""
-    addr = lookup("nr_cpu_ids")
-    if addr is None:
-        return 1
-    try:
-        n = space.u32(addr)
-    except FaultError:
-        return 1
-    return n if 0 < n <= 8192 else 1
