@@ -155,6 +155,15 @@ def kernel_arch(arch: Arch | str) -> KernelArch:
     return kernel
 
 
+def init_stack_size(lookup: Lookup, default: int) -> int:
+    """THREAD_SIZE, from the init task's stack bounds (the linker script sizes them so; KASAN
+    kernels double it); the CPU's usual size when the symbols are missing or absurd."""
+    lo, hi = lookup("__start_init_task"), lookup("__end_init_task")
+    if lo is not None and hi is not None and 0 < hi - lo <= 1 << 20 and (hi - lo) & (hi - lo - 1) == 0:
+        return hi - lo
+    return default
+
+
 def read_nr_cpu_ids(space: AddressSpace, lookup: Lookup) -> int:
     """The kernel's nr_cpu_ids (every CPU's layout needs it); 1 when missing or impossible."""
     addr = lookup("nr_cpu_ids")

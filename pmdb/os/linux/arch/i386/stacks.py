@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from pmdb.errors import CorruptionError, FaultError, PmdbError, SymbolError
 from pmdb.memory.space import AddressSpace
-from pmdb.os.linux.arch import KernelLayout
+from pmdb.os.linux.arch import KernelLayout, init_stack_size
 from pmdb.os.linux.stacks.regions import StackRegion
 
 THREAD_SIZE = 8192
@@ -29,11 +29,8 @@ Lookup = Callable[[str], "int | None"]
 
 
 def thread_size(lookup: Lookup) -> int:
-    """THREAD_SIZE from the init task's stack bounds; 8 KB when they are missing."""
-    lo, hi = lookup("__start_init_task"), lookup("__end_init_task")
-    if lo is not None and hi is not None and 0 < hi - lo <= 1 << 20 and (hi - lo) & (hi - lo - 1) == 0:
-        return hi - lo
-    return THREAD_SIZE
+    """THREAD_SIZE (pmdb.os.linux.arch.init_stack_size) with this CPU's usual size."""
+    return init_stack_size(lookup, THREAD_SIZE)
 
 
 def irq_stacks(mem: AddressSpace, lookup: Lookup, layout: KernelLayout, size: int) -> list[StackRegion]:

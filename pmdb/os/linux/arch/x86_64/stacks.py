@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from pmdb.errors import CorruptionError, FaultError, PmdbError, SymbolError
 from pmdb.memory.space import AddressSpace
-from pmdb.os.linux.arch import KernelLayout
+from pmdb.os.linux.arch import KernelLayout, init_stack_size
 from pmdb.os.linux.stacks.regions import StackRegion
 from pmdb.symbols.kmodules import StructOffsets
 
@@ -38,12 +38,8 @@ Lookup = Callable[[str], "int | None"]
 
 
 def thread_size(lookup: Lookup) -> int:
-    """THREAD_SIZE, from the init task's stack (the linker script sizes it so);
-    16 KB when the symbols are missing. KASAN kernels use 32 KB."""
-    lo, hi = lookup("__start_init_task"), lookup("__end_init_task")
-    if lo is not None and hi is not None and 0 < hi - lo <= 1 << 20 and (hi - lo) & (hi - lo - 1) == 0:
-        return hi - lo
-    return THREAD_SIZE
+    """THREAD_SIZE (pmdb.os.linux.arch.init_stack_size) with this CPU's usual size."""
+    return init_stack_size(lookup, THREAD_SIZE)
 
 
 def irq_stack(mem: AddressSpace, lookup: Lookup, layout: KernelLayout, cpu: int,
