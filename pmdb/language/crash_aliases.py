@@ -48,7 +48,6 @@ CRASH_COMMANDS = frozenset({
     "tree", "union", "vm", "waitq", "whatis", "wr", *CRASH_ALIASES})
 
 _FIRST = re.compile(r"^(\s*)([A-Za-z_]\w*)(?=\s|$|\|)(.*)$", re.S)
-_ADDRESS = re.compile(r"^(0x)?[0-9a-fA-F]+$")
 
 
 def rewrite(line: str, *, has_dcmd: Callable[[str], bool]) -> str:

@@ -18,7 +18,6 @@ from pmdb.types.printer import is_char
 from pmdb.types.value import Object
 
 INDENT = 2
-REPEATS = 1 << 62       # gdb folds runs longer than "print repeats"; crash sets it unlimited
 ELEMENTS = 256          # gdb's "print elements", as crash sets it: array elements shown
 CHAR_ELEMENTS = 512     # a char array's bytes: gdb 10 under crash shows twice print elements
 
@@ -71,7 +70,7 @@ def _array(obj: Object, describe: Describe, depth: int) -> str:
                 raw = obj.memory.cstring(obj.address, ELEMENTS).split(b"\0", 1)[0]
             except FaultError:
                 return text
-            text += ' "' + "".join(_escape(c, quote=34) for c in raw) + '"'
+            text += " " + _quoted(raw)
         return text
     if is_char(elem):
         shown = min(count, CHAR_ELEMENTS)
@@ -79,50 +78,20 @@ def _array(obj: Object, describe: Describe, depth: int) -> str:
     shown = min(count, ELEMENTS)
     inner = depth + 1 if elem is not None and elem.strip().kind in ("struct", "union") else depth
     texts = [gdb_value(obj[i], describe, inner) for i in range(shown)]
-    parts = _fold(texts, lambda text, n: f"{text} <repeats {n} times>")
-    return "{" + ", ".join(parts) + ("..." if count > shown else "") + "}"
-
-
-def _fold(items: list[str], folded: Callable[[str, int], str]) -> list[str]:
-    """Runs longer than REPEATS become one ``folded(item, n)``."""
-    out: list[str] = []
-    i = 0
-    while i < len(items):
-        j = i
-        while j < len(items) and items[j] == items[i]:
-            j += 1
-        if j - i > REPEATS:
-            out.append(folded(items[i], j - i))
-        else:
-            out.extend(items[i:j])
-        i = j
-    return out
+    return "{" + ", ".join(texts) + ("..." if count > shown else "") + "}"
 
 
 def _char_array(data: bytes, truncated: bool) -> str:
-    """A char array as gdb shows it: one trailing NUL dropped, long runs as repeats."""
+    """A char array as gdb shows it: one trailing NUL dropped, every byte shown (crash turns
+    gdb's repeat folding off), ``...`` when print elements cut it."""
     if not truncated and data.endswith(b"\0"):
         data = data[:-1]
-    if not data:
-        return '""'
-    parts: list[str] = []
-    text = ""
-    i = 0
-    while i < len(data):
-        j = i
-        while j < len(data) and data[j] == data[i]:
-            j += 1
-        if j - i > REPEATS:
-            if text:
-                parts.append(f'"{text}"')
-                text = ""
-            parts.append(f"'{_escape(data[i], quote=39)}' <repeats {j - i} times>")
-        else:
-            text += "".join(_escape(c, quote=34) for c in data[i:j])
-        i = j
-    if text:
-        parts.append(f'"{text}"')
-    return ", ".join(parts) + ("..." if truncated else "")
+    return _quoted(data) + ("..." if truncated else "")
+
+
+def _quoted(data: bytes) -> str:
+    """Bytes as a C string literal, with gdb's escapes."""
+    return '"' + "".join(_escape(c, quote=34) for c in data) + '"'
 
 
 def _escape(c: int, quote: int) -> str:
@@ -172,5 +141,5 @@ def _pointer(obj: Object, t: Type, describe: Describe) -> str:
             raw = obj.memory.cstring(value, ELEMENTS).split(b"\0", 1)[0]
         except FaultError:
             return f"{text} <error: Cannot access memory at address {value:#x}>"
-        return f'{text} "' + "".join(_escape(c, quote=34) for c in raw) + '"'
+        return f"{text} {_quoted(raw)}"
     return text
