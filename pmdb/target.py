@@ -46,8 +46,9 @@ class Target:
         self.os = os
         self.kind = kind
         self.warnings: list[str] = []  # problems at open that left it usable, printed once
-        threads = list(os.threads())
-        self._current: Thread | None = threads[0] if threads else None
+        self._current: Thread | None = None
+        self._current_chosen = False       # the first thread, found when first asked for
+
 
     # -- threads ---------------------------------------------------------------
 
@@ -56,17 +57,23 @@ class Target:
 
     @property
     def current_thread(self) -> Thread | None:
+        """The thread commands default to: the first one (a kernel's panic task) until
+        ``set_current_thread``; looked up on first use, so opening a dump walks no task list."""
+        if not self._current_chosen:
+            threads = self.os.threads()
+            self._current = threads[0] if threads else None
+            self._current_chosen = True
         return self._current
 
     def set_current_thread(self, ident: int) -> Thread:
         """Make a thread current by its id (tid/pid), address or 1-based index."""
         for t in self.threads():
             if ident in (t.id, t.address):
-                self._current = t
+                self._current, self._current_chosen = t, True
                 return t
         for t in self.threads():
             if t.index == ident:
-                self._current = t
+                self._current, self._current_chosen = t, True
                 return t
         raise CommandError(f"no thread {ident:#x} ({ident})")
 
@@ -82,13 +89,13 @@ class Target:
         raise CommandError(f"no thread {ident:#x} ({ident})")
 
     def registers(self, thread: Thread | None = None) -> dict[str, int]:
-        t = thread or self._current
+        t = thread or self.current_thread
         if t is None:
             raise CommandError("the target has no threads")
         return t.registers
 
     def stack(self, thread: Thread | None = None) -> list[Frame]:
-        t = thread or self._current
+        t = thread or self.current_thread
         if t is None:
             raise CommandError("the target has no threads")
         return self.os.stack(t)
