@@ -139,6 +139,25 @@ def regions_modules(t: Target) -> list[Region]:
     return [(_sym(t, "modules"), 16)] + [(m.address, size) for m in k.modules()[:3]]
 
 
+def regions_lists(t: Target) -> list[Region]:
+    """The links list and tree walks follow: each task's ``tasks`` list_head and CFS
+    ``se.run_node``, the modules' ``list``, and each CPU's CFS tree root and RT queues."""
+    k = kernel_of(t)
+    tasks_at, node_at = _member(t, "struct task_struct", "tasks"), _member(t, "struct task_struct", "se")
+    node_at += _member(t, "struct sched_entity", "run_node")
+    out: list[Region] = [(_sym(t, "modules"), 16)]
+    for task in k.tasks()[:24]:
+        out += [(task.address + tasks_at, 16), (task.address + node_at, 24)]
+    list_at = _member(t, "struct module", "list")
+    out += [(m.address + list_at, 16) for m in k.modules()[:3]]
+    cfs = _member(t, "struct rq", "cfs") + _member(t, "struct cfs_rq", "tasks_timeline")
+    rt = _member(t, "struct rq", "rt") + _member(t, "struct rt_rq", "active")
+    for cpu in k.cpus():
+        if cpu.runqueue:
+            out += [(cpu.runqueue + cfs, 16), (cpu.runqueue + rt, 0x100)]
+    return out
+
+
 # -- what runs over the damage ---------------------------------------------------------------
 
 def check_lines(*lines: str) -> Callable[[Target], None]:
@@ -230,6 +249,11 @@ TARGETS = [
             KASLR_DUMP, regions_btf, check_btf),
     in_dump("orc", "ORC entries and a kernel stack: the unwinder ($c, ::findstack, ::stacks)",
             KASLR_DUMP, regions_orc, check_lines("$c", "::stacks")),
+    in_dump("lists", "list_head and rbtree walks: ::list, ::walk list, crash's list and runq",
+            KASLR_DUMP, regions_lists,
+            check_lines("init_task::list task_struct tasks | ::print task_struct pid",
+                        "list task_struct.tasks -s task_struct.pid -h init_task",
+                        "list -H modules module.list -s module.name", "modules::walk list", "runq")),
     in_dump("modules", "the modules list and struct module (symbols of loaded modules)",
             KASLR_DUMP, regions_modules, check_modules),
 ]
