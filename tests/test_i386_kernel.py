@@ -28,8 +28,14 @@ from tests.linux_session import run
 
 PAGE_OFFSET = 0xC0000000
 # QEMU's two dumps; no makedumpfile dump: Debian's i386 makedumpfile (under qemu-i386)
-# crashes on QEMU's i386 dumps, so the lab records mdf as unsupported there
+# crashes on QEMU's i386 dumps, so the lab records mdf as unsupported there. The kdump set
+# is the guest's own: /proc/vmcore as ELF32 and its makedumpfile's 32-bit kdump (mdf).
 FORMATS = ("vmcore.elf", "vmcore.kdump-zlib")
+KDUMP_FORMATS = ("vmcore.elf", "vmcore.mdf")
+
+
+def _files(scenario: str) -> tuple[str, ...]:
+    return KDUMP_FORMATS if scenario == "kdump" else FORMATS
 
 
 def _cases() -> list[tuple[str, str]]:
@@ -40,10 +46,12 @@ def _cases() -> list[tuple[str, str]]:
                   if k["release"].endswith("-686-pae")]
     made = [(p.parent.name, p.name) for p in (kt.LAB_CACHE / "dumps").glob("*-686-pae/*")
             if p.is_dir() and not p.name.startswith(".")]       # .tmp-*: a dump being made
-    return sorted({(r, s) for r in pinned for s in ("sysrq", "null")} | set(made))
+    kdump = [r for r in pinned if r.startswith("6.1.")]       # CI makes 6.1's kdump set
+    return sorted({(r, s) for r in pinned for s in ("sysrq", "null")} | {(r, "kdump") for r in kdump}
+                  | set(made))
 
 
-CASES = [pytest.param((r, s, f), id=f"{r}/{s}/{f}") for r, s in _cases() for f in FORMATS] or [
+CASES = [pytest.param((r, s, f), id=f"{r}/{s}/{f}") for r, s in _cases() for f in _files(s)] or [
     pytest.param(("", "", ""), id="no-686-pae-dump", marks=pytest.mark.skip(
         reason="no 686-pae kernel pinned in tests/vmlab/kernels.toml and none in the lab cache"))]
 _OPEN: dict[Path, Target] = {}
@@ -201,3 +209,22 @@ def test_the_task_list_is_refused_in_one_line(lab: tuple[Path, Target]) -> None:
     _, target = lab
     out, err = run(target, "::ps")
     assert "init_task" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_guests_own_kdump_is_elf32_and_a_32bit_kdump() -> None:
+    """The kdump set is what production makes: /proc/vmcore saved by the capture kernel as
+    ELF32 (kexec --elf32-core-headers) and the guest's own i386 makedumpfile's kdump file,
+    whose header has 32-bit longs (block_size at 416, not 428). Both open, and agree with
+    each other on the panic stack and on kernel text."""
+    folder = kt.need_lab_dump("6.1.0-57-686-pae", "kdump", name="vmcore.elf")
+    head = (folder / "vmcore.elf").read_bytes()[:64]
+    assert head[4] == 1 and int.from_bytes(head[18:20], "little") == 3      # ELFCLASS32, EM_386
+    header = (folder / "vmcore.mdf").read_bytes()[:512]
+    assert header.startswith(b"KDUMP   ")
+    assert int.from_bytes(header[416:420], "little") == 4096                  # 32-bit layout
+    elf, mdf = (open_target(str(folder / n), config=Config()) for n in KDUMP_FORMATS)
+    sym = elf.symbols.lookup("sysrq_handle_crash")
+    assert sym is not None
+    assert elf.memory.read(sym.addr, 64) == mdf.memory.read(sym.addr, 64)
+    assert _c_frames(elf) == _c_frames(mdf)
+    assert "sysrq_handle_crash" in [name for name, _ in _c_frames(elf)]

@@ -36,16 +36,27 @@ def _entry(out: io.BufferedIOBase, ino: int, name: str, mode: int, data: bytes =
 
 def write_cpio(dest: Path, files: dict[str, tuple[bytes, int]]) -> None:
     """A newc archive of files {path: (data, mode bits)}, with every parent dir before them."""
-    dirs = sorted({str(Path(p).parents[i]) for p in files for i in range(len(Path(p).parents) - 1)})
     with open(dest, "wb") as out:
-        ino = 1
-        for d in ["dev", "proc", "sys", "tmp", *dirs]:
-            _entry(out, ino, d, 0o040755)
-            ino += 1
-        for path, (data, mode) in sorted(files.items()):
-            _entry(out, ino, path, 0o100000 | mode, data)
-            ino += 1
-        _entry(out, 0, "TRAILER!!!", 0)
+        _write_members(out, files)
+
+
+def cpio_bytes(files: dict[str, tuple[bytes, int]]) -> bytes:
+    """The same archive in memory (an initramfs inside an initramfs: the kdump capture's)."""
+    buf = io.BytesIO()
+    _write_members(buf, files)
+    return buf.getvalue()
+
+
+def _write_members(out: io.BufferedIOBase | io.BytesIO, files: dict[str, tuple[bytes, int]]) -> None:
+    dirs = sorted({str(Path(p).parents[i]) for p in files for i in range(len(Path(p).parents) - 1)})
+    ino = 1
+    for d in ["dev", "proc", "sys", "tmp", *dirs]:
+        _entry(out, ino, d, 0o040755)
+        ino += 1
+    for path, (data, mode) in sorted(files.items()):
+        _entry(out, ino, path, 0o100000 | mode, data)
+        ino += 1
+    _entry(out, 0, "TRAILER!!!", 0)
 
 
 def plain_module(path: Path) -> bytes:
@@ -118,8 +129,10 @@ def busybox(cache: Path, arch: Arch, suite: str = BUSYBOX_SUITE) -> Path:
     return out
 
 
-def build(cache: Path, dest: Path, modules: list[Path], kernel: Kernel | None = None) -> Path:
-    """Write the initramfs for one boot to dest (for kernel's arch; amd64 when None)."""
+def build(cache: Path, dest: Path, modules: list[Path], kernel: Kernel | None = None,
+          kdump_kernel: Path | None = None) -> Path:
+    """Write the initramfs for one boot to dest (for kernel's arch; amd64 when None); with
+    ``kdump_kernel``, what the guest's own kdump needs too (tests/vmlab/kdump.py)."""
     arch = ARCHES[kernel.arch if kernel else "amd64"]
     files = {
         "init": ((GUEST / "init").read_bytes(), 0o755),
@@ -129,5 +142,11 @@ def build(cache: Path, dest: Path, modules: list[Path], kernel: Kernel | None = 
     for mod in modules:
         name = mod.name.split(".ko")[0] + ".ko"
         files[f"lib/modules/{name}"] = (plain_module(mod), 0o644)
+    if kdump_kernel is not None:
+        assert kernel is not None, "a kdump initramfs needs its kernel"
+        from tests.vmlab.kdump import initramfs_extras
+
+        files.update(initramfs_extras(cache, kernel, arch, kdump_kernel, arch.console,
+                                      files["bin/busybox"][0], files["init"][0]))
     write_cpio(dest, files)
     return dest

@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.vmlab import accel, foreignmdf, initramfs, qemu
+from tests.vmlab import accel, foreignmdf, initramfs, kdump, qemu
 from tests.vmlab.arches import ARCHES, Arch
 from tests.vmlab.chroot import build_module
 from tests.vmlab.common import LabError, building, say
@@ -158,25 +158,37 @@ def make(cache: Path, kernel: Kernel, scenario: Scenario, formats: list[str], fo
         raise LabError(f"{kernel.name}: {why_not}")
     kimage, modules, with_module = prepare(cache, kernel, scenario)
     mem, smp = guest_settings()
+    if scenario.kdump:
+        mem = kdump.MEM
     with building(final) as out:
-        initrd = initramfs.build(cache, out / "initramfs.cpio", modules, kernel)
+        initrd = initramfs.build(cache, out / "initramfs.cpio", modules, kernel,
+                                 kdump_kernel=kimage if scenario.kdump else None)
         how = accel.choose(cache, lambda a, t: probe(kimage, initrd, out, a, t, arch)) if arch.kvm else "tcg"
         cmdline = " ".join([base_cmdline(arch), *scenario.cmdline, f"pmdblab.scenario={scenario.name}"])
         say(f"{kernel.name} {scenario.name}: booting {kernel.release} ({how}, {arch.machine}, "
             f"{arch.cpu}, {mem}, {smp} CPUs)")
-        guest = qemu.boot(kimage, initrd, cmdline, out, how, mem, smp, arch)
+        guest = qemu.boot(kimage, initrd, cmdline, out, how, mem, smp, arch,
+                          tuple(kdump.disks(out)) if scenario.kdump else ())
         try:
             times = crash(guest, scenario)
             say(f"{kernel.name} {scenario.name}: panic after {times['panic']} s: {times['panic_reason']}")
             t0 = time.monotonic()
-            made = take_dumps(guest, out, formats)
+            if scenario.kdump:
+                kdump.wait_for_capture(guest)
+                made = []
+            else:
+                made = take_dumps(guest, out, formats)
         finally:
             guest.stop()
+        if scenario.kdump:
+            made = kdump.collect(out, out)
         try:
             unpack_serial(_read(guest.truth_serial), out)
         except TruthError as e:
             raise LabError(f"{kernel.name} {scenario.name}: {e}") from e
-        if arch.makedumpfile or not {"mdf", "flat"} & set(formats):
+        if scenario.kdump:
+            pass                 # the guest's own makedumpfile wrote vmcore.mdf
+        elif arch.makedumpfile or not {"mdf", "flat"} & set(formats):
             made += makedumpfile(out / FILES["elf"], out, formats, out / "makedumpfile.log")
         elif arch.qemu_user:  # the host's makedumpfile reads only x86-64: the arch's own
             made += makedumpfile(out / FILES["elf"], out, formats, out / "makedumpfile.log",

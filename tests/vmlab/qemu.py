@@ -131,7 +131,7 @@ def truth_channel(arch: Arch, work: Path) -> list[str]:
 
 
 def qemu_command(kernel: Path, initrd: Path, cmdline: str, work: Path, accel: str,
-                 mem: str, smp: int, arch: Arch = ARCHES["amd64"]) -> list[str]:
+                 mem: str, smp: int, arch: Arch = ARCHES["amd64"], extra: tuple[str, ...] = ()) -> list[str]:
     """The QEMU argv: the arch's machine and CPU, console and truth files, QMP socket."""
     return [
         arch.qemu, "-accel", accel, "-machine", arch.machine, "-cpu", arch.cpu,
@@ -139,17 +139,18 @@ def qemu_command(kernel: Path, initrd: Path, cmdline: str, work: Path, accel: st
         "-device", "vmcoreinfo",
         "-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline,
         "-serial", f"file:{work / 'console.log'}", *truth_channel(arch, work),
-        "-qmp", f"unix:{work / 'qmp.sock'},server=on,wait=off",
+        "-qmp", f"unix:{work / 'qmp.sock'},server=on,wait=off", *extra,
     ]
 
 
 def boot(kernel: Path, initrd: Path, cmdline: str, work: Path, accel: str,
-         mem: str = "192M", smp: int = 2, arch: Arch = ARCHES["amd64"]) -> Guest:
+         mem: str = "192M", smp: int = 2, arch: Arch = ARCHES["amd64"],
+         extra: tuple[str, ...] = ()) -> Guest:
     """Start the guest; it runs until stop()."""
     need_tool(arch.qemu, arch.qemu_package)
     for name in ("console.log", "truth.serial", "qmp.sock"):
         (work / name).unlink(missing_ok=True)
-    argv = qemu_command(kernel, initrd, cmdline, work, accel, mem, smp, arch)
+    argv = qemu_command(kernel, initrd, cmdline, work, accel, mem, smp, arch, extra)
     (work / "qemu.argv").write_text(" ".join(argv) + "\n")
     log = open(work / "qemu.log", "wb")
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

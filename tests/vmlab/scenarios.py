@@ -20,6 +20,7 @@ class Scenario:
     host_nmi: bool = False    # the host sends an NMI after the truth arrives
     grace: int = 60           # seconds from the trigger to the panic, at most (TCG)
     module: bool = True       # the trigger is the pmdblab module (labapp ioctl)
+    kdump: bool = False       # the guest's own kdump saves the dump (tests/vmlab/kdump.py)
 
 
 def refusal(scenario: Scenario, arch: Arch) -> str | None:
@@ -43,6 +44,9 @@ SCENARIOS = {s.name: s for s in [
     Scenario("oom", "a process eats all memory; vm.panic_on_oom=1", (), grace=180, module=False),
     Scenario("nmi", "QMP inject-nmi with unknown_nmi_panic=1", ("unknown_nmi_panic=1",),
              host_nmi=True, module=False),
+    Scenario("kdump", "sysrq's crash caught by the guest's own kdump: /proc/vmcore (ELF32 on "
+             "i386) and the guest's makedumpfile", ("crashkernel=128M",), grace=90, module=False,
+             kdump=True),
     Scenario("stackoverflow", "unbounded recursion in a module hits the vmap stack guard", ()),
 ]}
 
