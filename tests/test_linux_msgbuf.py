@@ -299,3 +299,22 @@ def test_msgbuf_dcmd_and_options() -> None:
     dev = _run(path, "::log -d")
     i = dev.index(next(line for line in dev if "acpi PNP0A08:00: _OSC: OS supports" in line))
     assert dev[i + 1:i + 3] == [" " * 15 + "SUBSYSTEM=acpi", " " * 15 + "DEVICE=+acpi:PNP0A08:00"]
+
+
+def test_a_ring_of_records_that_are_not_there_is_given_up_early(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A damaged count_bits and descriptor table (a fuzz finding: 131,072 unreadable records
+    tried one by one, 5 s for each of ::msgbuf, log and ::status): after a few thousand
+    missing records in a row the walk stops, and the records before them are kept."""
+    from pmdb.os.linux.printk import ring
+
+    w = _writer(count_bits=3)
+    for i in range(6):
+        w.write(b"line %d" % i)
+    space = w.space()
+    struct.pack_into("<I", w.mem, w.dr + w.o["prb_desc_ring.count_bits"], 20)
+    w._put(w.dr + w.o["prb_desc_ring.tail_id"], w.live[-1][0] - (1 << 20) + 1)
+    tried: list[int] = []
+    real = ring.PrintkRing.record
+    monkeypatch.setattr(ring.PrintkRing, "record", lambda self, ident: tried.append(ident) or real(self, ident))
+    assert read_log(space, w.vmcoreinfo()) == []
+    assert ring._MAX_MISSING_RUN < len(tried) <= ring._MAX_MISSING_RUN + 1

@@ -115,6 +115,9 @@ class RingLayout:
             counter=info.offsets.get("atomic_long_t.counter", 0))
 
 
+_MAX_MISSING_RUN = 4096     # records in a row that are not there before the walk gives up
+
+
 class _Table:
     """An array read in one piece when possible, else element by element (a hole costs one record)."""
 
@@ -163,13 +166,21 @@ class PrintkRing:
         return range(self.head_id - span, self.head_id + 1)
 
     def records(self) -> list[LogRecord]:
-        """Every committed or finalized record, oldest first."""
+        """Every committed or finalized record, oldest first. A live ring has at most a few
+        records in flight (reserved, reused), so a long run of records that are not there
+        means damaged ids or sizes: the walk stops rather than try the rest one by one."""
         out = []
+        missing = 0
         for ident in self.ids():
             rec = self.record(ident & self.id_mask)
             if rec is None:
                 self.skipped += 1
+                missing += 1
+                if missing > _MAX_MISSING_RUN:
+                    self.skipped += self.head_id - ident
+                    break
             else:
+                missing = 0
                 out.append(rec)
         return out
 
