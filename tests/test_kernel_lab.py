@@ -31,7 +31,9 @@ CASES += [("5.10.0-32-amd64", "bug"), ("5.10.0-32-amd64", "divide"),
           # the panic on an IRQ stack found through 6.2-6.14's pcpu_hot; the walk through a
           # stack overflow's #DF frame; a panic in NMI context
           ("6.12.117+deb13-amd64", "softlockup"), ("6.1.0-57-amd64", "stackoverflow"),
-          ("7.2.13+deb14-amd64", "nmi")]
+          ("7.2.13+deb14-amd64", "nmi"),
+          # the guest's own kdump: its makedumpfile's file, made in the capture kernel
+          ("6.1.0-57-amd64", "kdump")]
 IDS = [f"{release}/{scenario}" for release, scenario in CASES]
 _DIGITS = b"".join(bytes((c, 0)) for c in b"0123456789")
 
@@ -88,6 +90,24 @@ COMPARISONS: dict[str, Callable[[Target, Path], kt.Agreement]] = {
 def test_agrees_with_the_guest(lab: tuple[Path, Target], what: str) -> None:
     folder, target = lab
     _agrees(COMPARISONS[what](target, folder))
+
+
+def test_the_capture_kernels_vmcore_agrees_with_the_guest() -> None:
+    """/proc/vmcore as kexec-tools lays it out: a PT_LOAD for the kernel image inside the one
+    for the RAM that holds it. Every address of that RAM is in the dump (the image's segment
+    does not hide the rest), so tasks and stacks are the guest's, as from the makedumpfile
+    file made of the same /proc/vmcore."""
+    from pmdb.dumps.base import FileSource
+    from pmdb.dumps.elf import PT_LOAD, read_elf
+
+    folder = kt.need_lab_dump("6.1.0-57-amd64", "kdump", "vmcore.elf")
+    phdrs = read_elf(FileSource(str(folder / "vmcore.elf"))).phdrs
+    loads = [(p.paddr, p.paddr + p.filesz) for p in phdrs if p.type == PT_LOAD]
+    assert any(a < c and d <= b and (a, b) != (c, d) for a, b in loads for c, d in loads), loads
+    target = open_target(str(folder / "vmcore.elf"), config=Config())
+    assert not target.warnings
+    for compare in (kt.compare_ps, kt.compare_stacks):
+        _agrees(compare(target, folder / "truth"))
 
 
 def _without_kallsyms(src: Path, dst: Path) -> Path:

@@ -147,7 +147,7 @@ class Segment:
 
 
 class SegmentedSpace(AddressSpace):
-    """A space made of sorted, non-overlapping segments (user cores, ELF vmcores).
+    """A space made of segments (user cores, ELF vmcores), kept sorted and disjoint.
 
     Lookup is by bisection, so cost grows with the log of the segment count.
     """
@@ -155,7 +155,7 @@ class SegmentedSpace(AddressSpace):
     def __init__(self, segments: list[Segment], byteorder: str = "little", ptr_size: int = 8,
                  hole_reason: str = "address not in the dump") -> None:
         super().__init__(byteorder, ptr_size)
-        self.segments = sorted((s for s in segments if s.size > 0), key=lambda s: s.start)
+        self.segments = disjoint(segments)
         self._starts = [s.start for s in self.segments]
         self._hole_reason = hole_reason
 
@@ -177,6 +177,24 @@ class SegmentedSpace(AddressSpace):
             cur += take
             left -= take
         return chunks
+
+
+def disjoint(segments: list[Segment]) -> list[Segment]:
+    """Segments sorted by start with overlaps cut away: where two cover the same addresses
+    the one starting lower keeps them. A vmcore from kexec-tools (/proc/vmcore) has a PT_LOAD
+    for the kernel image inside the one for the RAM holding it; lookup by bisection would
+    find only the image's and call the rest of that RAM a hole."""
+    out: list[Segment] = []
+    covered = None
+    for seg in sorted((s for s in segments if s.size > 0), key=lambda s: (s.start, -s.size)):
+        if covered is not None and seg.end <= covered:
+            continue
+        if covered is not None and seg.start < covered:
+            cut = covered - seg.start
+            seg = Segment(covered, seg.size - cut, seg.source, seg.offset + cut, seg.name)
+        out.append(seg)
+        covered = seg.end
+    return out
 
 
 def stored_digest(space: AddressSpace, addr: int, n: int) -> str:

@@ -144,22 +144,27 @@ STAMP = re.compile(r"^\[\s*(\d+\.\d+)\]")
 
 def split_console(console: Path) -> None:
     """Leave the crashed kernel's lines in console.log (the oracle of ::msgbuf and the panic
-    trace) and move the capture kernel's to capture-console.log: they begin where the
-    kernel's timestamps start again from zero."""
+    trace) and move the capture kernel's to capture-console.log. They begin at the first of:
+    a kernel timestamp lower than the one before it (the capture kernel's clock starts again),
+    or the capture init's first marker (its scenario is empty)."""
     lines = console.read_text(errors="replace").splitlines(keepends=True)
+    at = _capture_start(lines)
+    if at is not None:
+        console.write_text("".join(lines[:at]))
+        console.with_name("capture-console.log").write_text("".join(lines[at:]))
+
+
+def _capture_start(lines: list[str]) -> int | None:
     last = 0.0
-    for i, line in enumerate(lines):
+    for at, line in enumerate(lines):
+        if line.rstrip("\n") == "pmdblab-init: init started, scenario=":
+            return at
         m = STAMP.match(line)
-        if m is None:
-            continue
-        stamp = float(m.group(1))
-        if stamp < last:
-            while i and not STAMP.match(lines[i - 1]) and "pmdblab-init: truth sent" not in lines[i - 1]:
-                i -= 1                  # init markers just before it are the capture's too
-            console.write_text("".join(lines[:i]))
-            console.with_name("capture-console.log").write_text("".join(lines[i:]))
-            return
-        last = stamp
+        if m is not None:
+            if float(m.group(1)) < last:
+                return at
+            last = float(m.group(1))
+    return None
 
 
 def collect(work: Path, out: Path) -> list[str]:

@@ -161,6 +161,13 @@ class OrcTable:
         """The absolute address of entry i: each s32 is relative to its own slot."""
         return self.ip_table + 4 * i + self._load()[i]
 
+    def entry_start(self, ip: int) -> int | None:
+        """The table ip whose entry covers ``ip`` (where its run of code begins)."""
+        ips = self._load()
+        base = self.ip_table
+        i = bisect.bisect_right(range(self.count), ip, key=lambda k: base + 4 * k + ips[k]) - 1
+        return base + 4 * i + ips[i] if i >= 0 else None
+
     def find(self, ip: int) -> OrcEntry | None:
         """The entry for the last table ip at or before ``ip``; None outside the table."""
         if ip in self._cache:
@@ -196,6 +203,10 @@ class OrcFinder:
     def find(self, ip: int) -> OrcEntry | None:
         table = self.table_for(ip)
         return table.find(ip) if table is not None else None
+
+    def entry_start(self, ip: int) -> int | None:
+        table = self.table_for(ip)
+        return table.entry_start(ip) if table is not None else None
 
 
 def vmlinux_table(mem: AddressSpace, lookup: Lookup, version: int) -> OrcTable:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pmdb.errors import CorruptionError, FaultError, PmdbError, SymbolError
 from pmdb.memory.space import AddressSpace
 from pmdb.os.linux.arch import KernelLayout
-from pmdb.os.linux.arch.x86_64 import orc
+from pmdb.os.linux.arch.x86_64 import orc, stack_height
 from pmdb.os.linux.arch.x86_64.stacks import (
     TaskOffsets,
     cpu_stacks,
@@ -245,7 +245,7 @@ class KernelUnwinder:
         if entry.type == orc.TYPE_END:
             return None
         if entry.type == orc.TYPE_UNDEFINED:
-            raise _Stop(f"no unwind information for {self.describe(st.ip)} ({entry})")
+            entry, method = self._from_code(st, entry), "code"
         sp = self._prev_sp(entry, st, rd)
         prev_sp, prev_stack = st.sp, st.stack
         if entry.type == orc.TYPE_CALL:
@@ -258,6 +258,21 @@ class KernelUnwinder:
         if frame.stack_name != "user" and st.stack is not None:
             self._check_progress(st, prev_sp, prev_stack)
         return frame
+
+    def _from_code(self, st: _State, undefined: orc.OrcEntry) -> orc.OrcEntry:
+        """A call frame worked out from the instructions, where objtool left no ORC data
+        (stack_height.py); the walk stops, as the kernel's would, when they cannot tell."""
+        ip = st.ip if st.signal else st.ip - 1
+        start = self.orc.entry_start(ip)
+        height = None
+        if start is not None and 0 <= ip + 1 - start <= stack_height.MAX_CODE:
+            try:
+                height = stack_height.stack_height(self.mem.read(start, ip + 1 - start), start, st.ip)
+            except FaultError:
+                height = None
+        if height is None:
+            raise _Stop(f"no unwind information for {self.describe(st.ip)} ({undefined})")
+        return orc.OrcEntry(height + 8, 0, orc.REG_SP, orc.REG_UNDEFINED, orc.TYPE_CALL)
 
     def _prev_sp(self, entry: orc.OrcEntry, st: _State, rd: _Reader) -> int:
         """The caller's stack pointer (the CFA) by the entry's base register."""
