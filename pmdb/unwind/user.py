@@ -124,7 +124,7 @@ def unwind_user(regs: dict[str, int], *, arch: Arch, memory: AddressSpace, objec
             break
         frame.cfa = cfa
         nxt = Frame(frame.level + 1, caller.get(arch.pc, 0), caller.get(arch.sp, 0),
-                    regs=caller, method=method)
+                    regs=caller, method=method, call_site=not exact)
         if (nxt.pc, nxt.sp) in seen or _goes_down(frame, nxt, arch):
             frame.note = f"stack loops at {nxt.pc:#x} (sp {nxt.sp:#x})"
             break
@@ -149,10 +149,10 @@ def _goes_down(callee: Frame, caller: Frame, arch: Arch) -> bool:
 def _step(frame: Frame, exact: bool, arch: Arch, memory: AddressSpace,
           objects: _Objects) -> tuple[dict[str, int], str, int | None, bool]:
     """(caller registers, method, this frame's CFA, whether the caller's pc is exact)."""
-    obj = objects.object_at(frame.pc) or memory_object(memory, frame.pc, arch)
+    lookup = frame.pc if exact else frame.pc - 1    # the call, not what follows it
+    obj = objects.object_at(lookup) or memory_object(memory, lookup, arch)
     table = cfi_table(obj, arch) if obj is not None else None
     if obj is not None and table is not None:
-        lookup = frame.pc if exact else frame.pc - 1
         try:
             row = table.row(lookup - obj.bias)
         except FormatError as err:

@@ -52,7 +52,7 @@ class UserProcess:
 
     def _thread(self, index: int, st: PrStatus) -> Thread:
         return Thread(id=st.pid, registers=dict(st.registers), index=index,
-                      signal=st.cursig or st.signo or None,
+                      signal=thread_signal(st, index, self.signal),
                       extra={"ppid": st.ppid, "pgrp": st.pgrp, "sid": st.sid, "si_code": st.code})
 
     # -- OSModel -----------------------------------------------------------------------
@@ -73,13 +73,13 @@ class UserProcess:
 
     @property
     def signal(self) -> int | None:
-        """The signal that killed the process (gdb cores leave prstatus' signo 0: use siginfo)."""
-        if self.siginfo and self.siginfo.signo:
-            return self.siginfo.signo
-        for st in self.prstatus:
-            if st.cursig or st.signo:
-                return st.cursig or st.signo
-        return None
+        """The signal that killed the process: the first thread's pr_cursig, as gdb reads it
+        ("Program terminated with signal"). None for a snapshot: gdb's gcore of a running
+        process writes cursig 0 (its NT_SIGINFO then holds the SIGSTOP of gdb's attach, which
+        killed nothing)."""
+        if not self.prstatus:
+            return self.siginfo.signo or None if self.siginfo else None
+        return self.prstatus[0].cursig or None
 
     def program(self) -> tuple[str, str]:
         """(program name, full argument string) from NT_PRPSINFO."""
@@ -114,6 +114,20 @@ class UserProcess:
         return main if isinstance(main, ObjectFile) else None
 
 
+def thread_signal(st: PrStatus, index: int, fatal: int | None) -> int | None:
+    """The signal to mark a thread with. The kernel writes the fatal signal into every
+    thread's pr_cursig, but only the first thread (the one that took it) died of it; another
+    thread is marked by a signal of its own: a different cursig (gcore records each thread's
+    stop signal) or the lowest one pending on it."""
+    if index == 1:
+        return fatal
+    if st.cursig and st.cursig != fatal:
+        return st.cursig
+    if st.sigpend:
+        return (st.sigpend & -st.sigpend).bit_length()
+    return None
+
+
 def build_mappings(core: ElfCore) -> list[Mapping]:
     """One Mapping per NT_FILE entry (perms and in_dump from the PT_LOAD covering it),
     plus the PT_LOADs no file backs (heap, stack, anonymous memory)."""
@@ -146,17 +160,26 @@ def process_status(proc: UserProcess) -> list[tuple[str, str]]:
     if exe:
         rows.append(("executable", exe))
         rows.append(("executable file", _executable_check(proc)))
-    sig = proc.signal
-    if sig:
-        text = f"{signal_name(sig, arch)} ({sig})"
-        si = proc.siginfo
-        if si and si.signo == sig:
-            text += f", code {code_name(sig, si.code, arch)} ({si.code})"
-        rows.append(("signal", text))
-        if si and si.addr is not None:
-            rows.append(("fault address", f"{si.addr:#x}"))
+    rows += _signal_rows(proc)
     rows.append(("threads", str(len(proc.threads()))))
     rows.append(("architecture", f"{arch.name} ({arch.bits}-bit, {arch.byteorder}-endian)"))
+    return rows
+
+
+def _signal_rows(proc: UserProcess) -> list[tuple[str, str]]:
+    """signal, and the sender (kill, tkill, sigqueue) or the fault address; a core no signal
+    made (gcore) says so instead of passing the attach's SIGSTOP off as the cause."""
+    sig, si, arch = proc.signal, proc.siginfo, proc.arch
+    if not sig:
+        return [("signal", "none (the process was not killed: a snapshot, e.g. gdb's gcore)")]
+    text = f"{signal_name(sig, arch)} ({sig})"
+    if si is None or si.signo != sig:
+        return [("signal", text)]
+    rows = [("signal", text + f", code {code_name(sig, si.code, arch)} ({si.code})")]
+    if si.pid is not None:
+        rows.append(("sent by", f"pid {si.pid}, uid {si.uid}"))
+    if si.addr is not None:
+        rows.append(("fault address", f"{si.addr:#x}"))
     return rows
 
 

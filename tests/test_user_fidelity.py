@@ -1,0 +1,145 @@
+"""User cores of real programs, read the way gdb reads them (issue 15).
+
+Cores are built here: tests/data/noreturn.c at -O2 -fomit-frame-pointer (64- and 32-bit,
+stripped too), killed by abort() after calls that never return and by a SIGSEGV sent with
+kill(2); and gcore snapshots of a running ``sleep``. gdb on the same core is the oracle.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+
+from pmdb.config import Config
+from pmdb.opener import open_target
+from pmdb.session import Session
+from tests.conftest import need_tools
+from tests.cores import (
+    compile_noreturn,
+    gcore_running,
+    gdb_batch,
+    gdb_threads,
+    kernel_core,
+    kernel_cores_possible,
+    killed_core,
+)
+
+
+def _tools() -> None:
+    missing = [t for t in ("gcc", "gdb", "gcore", "strip") if not shutil.which(t)]
+    if missing:
+        need_tools(f"needs {', '.join(missing)}")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Executables and cores by name: nr64/nr32 (and -stripped) and their cores."""
+    _tools()
+    if not kernel_cores_possible():
+        pytest.skip("the kernel cannot write cores into the cwd here (core_pattern)")
+    root = tmp_path_factory.mktemp("fidelity")
+    out: dict[str, Path] = {}
+    for bits in (64, 32):
+        exe = out[f"nr{bits}"] = compile_noreturn(root / f"nr{bits}", m32=bits == 32)
+        out[f"nr{bits}-abort"] = kernel_core(exe, root / f"nr{bits}-abort", ["5"])
+    out["nr64-killed"] = killed_core(out["nr64"], root / "nr64-killed", signal.SIGSEGV, ["9"])
+    stripped = root / "stripped" / "nr64"
+    stripped.parent.mkdir()
+    compile_noreturn(stripped, strip=True)
+    out["nr64-stripped"] = stripped
+    out["nr64-stripped-abort"] = kernel_core(stripped, root / "nr64-stripped-abort", ["5"])
+    return out
+
+
+def _run(core: Path, *lines: str, symbol_files: tuple[str, ...] = ()) -> tuple[list[str], str]:
+    out, err = io.StringIO(), io.StringIO()
+    session = Session(open_target(str(core), config=Config(), symbol_files=symbol_files),
+                      stdout=out, stderr=err)
+    for line in lines:
+        assert session.run_line(line), err.getvalue()
+    return out.getvalue().splitlines(), err.getvalue()
+
+
+def _status(core: Path, *files: str) -> dict[str, str]:
+    lines, _ = _run(core, "::status", symbol_files=files)
+    return dict(re.match(r"^([^:]+):\s+(.*)$", x).groups() for x in lines)  # type: ignore[union-attr]
+
+
+# -- a caller is named by its call, not by its return address ------------------------------
+
+@pytest.mark.parametrize("bits", [64, 32])
+def test_frames_after_noreturn_calls_are_named_as_gdb_names_them(built: dict[str, Path],
+                                                                   bits: int) -> None:
+    """die_now() ends in a call to abort() and handler() in a call to die_now(): their return
+    addresses are the first bytes of the next functions. gdb names these frames die_now and
+    handler (the .cold part of a function is that function to it)."""
+    exe, core = built[f"nr{bits}"], built[f"nr{bits}-abort"]
+    oracle = gdb_threads(exe, core)[0]
+    lines, _ = _run(core, "$c", symbol_files=(str(exe),))
+    want = oracle.real_frames()
+    assert len(lines) == len(want)
+    checked = 0
+    for mine, theirs in zip(lines, want, strict=True):
+        if theirs.name not in ("die_now", "handler", "main"):
+            continue
+        name = re.match(r"^([^+(]+)", mine).group(1)  # type: ignore[union-attr]
+        assert name.removesuffix(".cold") == theirs.name, lines
+        if name == theirs.name and theirs.start is not None:
+            # the offset is the return address's own, as gdb's pc is
+            assert mine == f"{name}+{theirs.pc - theirs.start:#x}()"
+        checked += 1
+    assert checked == 3
+
+
+# -- signals -----------------------------------------------------------------------------
+
+def _gdb_siginfo(exe: Path | None, core: Path, field: str) -> int:
+    text = gdb_batch(exe, core, [f"print/d $_siginfo.{field}"])
+    m = re.search(r"^\$\d+ = (-?\d+)$", text, re.M)
+    assert m, text
+    return int(m.group(1))
+
+
+def test_a_sent_sigsegv_names_its_sender_not_a_fault_address(built: dict[str, Path]) -> None:
+    """kill -SEGV fills si_pid/si_uid where a fault's si_addr would be (gdb's $_siginfo._kill)."""
+    exe, core = built["nr64"], built["nr64-killed"]
+    rows = _status(core, str(exe))
+    assert rows["signal"] == "SIGSEGV (11), code SI_USER (0)"
+    assert "fault address" not in rows
+    pid, uid = _gdb_siginfo(exe, core, "_sifields._kill.si_pid"), _gdb_siginfo(exe, core, "_sifields._kill.si_uid")
+    assert (pid, uid) == (os.getpid(), os.getuid())
+    assert rows["sent by"] == f"pid {pid}, uid {uid}"
+
+
+def test_only_the_thread_that_took_the_signal_is_marked(built: dict[str, Path]) -> None:
+    """The kernel writes the fatal signal into every thread's pr_cursig; gdb's first thread
+    (the one that took it) is the only one ::threads marks."""
+    exe, core = built["nr64"], built["nr64-abort"]
+    lwps = [t.lwp for t in gdb_threads(exe, core)]
+    lines, _ = _run(core, "::threads", symbol_files=(str(exe),))
+    rows = {int(x.split()[2 if x.startswith("*") else 1]): x for x in lines[1:]}
+    assert sorted(rows) == sorted(lwps)
+    marked = [tid for tid, row in rows.items() if "SIGABRT" in row]
+    text = gdb_batch(exe, core, ["info threads"])
+    current = int(re.search(r"^\*.*\(LWP (\d+)\)", text, re.M).group(1))  # type: ignore[union-attr]
+    assert marked == [current]
+
+
+def test_a_gcore_snapshot_was_not_killed(tmp_path: Path) -> None:
+    """gcore of a running process: cursig 0, and NT_SIGINFO holds the SIGSTOP of gdb's
+    attach. gdb says no "Program terminated with signal"; neither may pmdb."""
+    _tools()
+    sleep = shutil.which("sleep")
+    assert sleep
+    core, pid = gcore_running([sleep, "300"], tmp_path)
+    text = gdb_batch(None, core, ["info threads"])
+    assert "Program terminated" not in text and f"LWP {pid}" in text
+    rows = _status(core)
+    assert rows["signal"].startswith("none")
+    assert "SIGSTOP" not in "".join(_run(core, "::status", "::threads")[0])
