@@ -134,7 +134,7 @@ def _open_user_core(core: ElfCore, *, config: Config, symbol_files: Sequence[str
     warnings: list[str] = []
     objects = load_objects(core.space(), proc.mappings(), core_path=core.path, arch=core.arch,
                            search_path=search_path, sysroot=root, extra_files=symbol_files,
-                           check_build_id=check)
+                           check_build_id=check, main_at=proc.executable_address())
     proc.objects = objects
     symbols = objects.symbol_table()
     types = TypeRegistry(core.arch.ptr_size)

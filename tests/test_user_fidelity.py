@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from pmdb.opener import open_target
 from pmdb.session import Session
 from tests.conftest import need_tools
 from tests.cores import (
+    NORETURN_C,
     compile_noreturn,
     gcore_running,
     gdb_batch,
@@ -54,6 +56,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     compile_noreturn(stripped, strip=True)
     out["nr64-stripped"] = stripped
     out["nr64-stripped-abort"] = kernel_core(stripped, root / "nr64-stripped-abort", ["5"])
+    (root / "gone").mkdir()
+    gone = compile_noreturn(root / "gone" / "nr64", strip=True)
+    out["gone-abort"] = kernel_core(gone, root / "gone-abort", ["5"])
+    gone.unlink()                     # the executable is missing when the core is read
     return out
 
 
@@ -143,3 +149,46 @@ def test_a_gcore_snapshot_was_not_killed(tmp_path: Path) -> None:
     rows = _status(core)
     assert rows["signal"].startswith("none")
     assert "SIGSTOP" not in "".join(_run(core, "::status", "::threads")[0])
+
+
+# -- the executable is the file the core says, or none --------------------------------------
+
+def _nm_modules(core: Path, *files: str) -> tuple[list[str], str]:
+    out, err = io.StringIO(), io.StringIO()
+    session = Session(open_target(str(core), config=Config(), symbol_files=files), stdout=out, stderr=err)
+    session.run_line("::nm -m a.out")
+    return out.getvalue().splitlines(), err.getvalue()
+
+
+def test_a_missing_executable_is_not_replaced_by_libc(built: dict[str, Path]) -> None:
+    """AT_PHDR says which NT_FILE mapping is the executable; when that file is gone the
+    core has no executable symbols, and libc keeps its own name."""
+    core = built["gone-abort"]
+    rows = _status(core)
+    assert rows["executable"].endswith("/gone/nr64")
+    assert rows["executable file"].startswith("not found")
+    lines, _ = _nm_modules(core)
+    assert not any(re.search(r"\b(abort|__libc_start_main)$", x) for x in lines)
+    frames, _ = _run(core, "$c")
+    assert any(x.startswith("libc.so.6`abort+") for x in frames)
+
+
+def test_an_executable_of_another_build_is_refused(built: dict[str, Path], tmp_path: Path) -> None:
+    """-s with a file of the same name but another build-id: a warning, and no symbols from it."""
+    other = tmp_path / "nr64"
+    subprocess.run(["gcc", "-O1", "-pthread", "-o", str(other), str(NORETURN_C)], check=True)
+    core = built["gone-abort"]
+    rows = _status(core, str(other))
+    assert rows["executable file"].startswith("not found")
+    target = open_target(str(core), config=Config(), symbol_files=(str(other),))
+    assert any("build-id mismatch" in w and str(other) in w for w in target.warnings)
+    assert target.symbols.lookup("handler") is None
+
+
+def test_a_stripped_executable_is_found_by_its_mapping(built: dict[str, Path]) -> None:
+    """The executable found at its recorded path, build-id checked, owns ::nm -m a.out."""
+    core = built["nr64-stripped-abort"]
+    rows = _status(core)
+    assert rows["executable file"] == f"{built['nr64-stripped']} (build-id matches)"
+    lines, _ = _nm_modules(core)
+    assert lines and not any(re.search(r"\babort$", x) for x in lines)

@@ -13,6 +13,7 @@ from typing import Any
 
 from pmdb.arch.prstatus import PrStatus, decode_prstatus
 from pmdb.dumps.elf import NT_AUXV, NT_PRPSINFO, NT_PRSTATUS, NT_SIGINFO, ElfCore
+from pmdb.errors import FaultError
 from pmdb.os.user.notes import (
     AT_NAMES,
     PrPsInfo,
@@ -87,14 +88,35 @@ class UserProcess:
             return "", ""
         return self.psinfo.fname, self.psinfo.psargs
 
+    def aux(self, name: str) -> int | None:
+        """An auxv entry's value by name (AT_PHDR ...), or None."""
+        return next((v for t, v in self.auxv if AT_NAMES.get(t) == name), None)
+
+    def executable_address(self) -> int | None:
+        """An address inside the executable: AT_PHDR (its program headers, where the kernel
+        mapped it), else AT_ENTRY; None without an auxv note."""
+        phdr = self.aux("AT_PHDR")
+        return phdr if phdr else self.aux("AT_ENTRY") or None
+
     def executable(self) -> str:
-        """The recorded path of the executable (AT_EXECFN's mapping, else the first NT_FILE entry)."""
+        """The recorded path of the executable: the NT_FILE mapping holding AT_PHDR/AT_ENTRY,
+        else AT_EXECFN's string (as given to execve), else a file named like the program."""
         files = self.core.files
+        for addr in (self.aux("AT_PHDR"), self.aux("AT_ENTRY")):
+            hit = next((fm for fm in files if addr and fm.start <= addr < fm.end), None)
+            if hit is not None:
+                return hit.path
+        execfn = self.aux("AT_EXECFN")
+        if execfn:
+            try:
+                return self.core.space().cstring(execfn, 4096).decode("utf-8", "replace")
+            except FaultError:
+                pass
         fname = self.psinfo.fname if self.psinfo else ""
         for fm in files:
             if fname and os.path.basename(fm.path).startswith(fname):
                 return fm.path
-        return files[0].path if files else ""
+        return ""
 
     def status(self) -> list[tuple[str, str]]:
         return process_status(self)
