@@ -331,7 +331,8 @@ def compile_noreturn(out: Path, *, m32: bool = False, strip: bool = False) -> Pa
 def killed_core(exe: Path, workdir: Path, signo: int, args: Sequence[str] = (), *,
                 name: str = "") -> Path:
     """Run exe until it prints "ready", send it signo with kill(2) from this process, and
-    return the kernel's core (the siginfo names this process as the sender)."""
+    return the kernel's core (the siginfo names this process as the sender). The process's
+    /proc/PID/maps just before the kill is kept beside the core as ``maps``."""
     import signal as _signal
     workdir.mkdir(parents=True, exist_ok=True)
     for stale in workdir.glob("core*"):
@@ -342,6 +343,7 @@ def killed_core(exe: Path, workdir: Path, signo: int, args: Sequence[str] = (), 
         assert proc.stdout is not None
         if proc.stdout.readline().strip() != b"ready":
             raise RuntimeError(f"{exe.name} did not get ready")
+        (workdir / "maps").write_text(Path(f"/proc/{proc.pid}/maps").read_text())
         os.kill(proc.pid, signo)
         proc.wait(timeout=60)
     finally:

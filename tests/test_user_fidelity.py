@@ -50,7 +50,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for bits in (64, 32):
         exe = out[f"nr{bits}"] = compile_noreturn(root / f"nr{bits}", m32=bits == 32)
         out[f"nr{bits}-abort"] = kernel_core(exe, root / f"nr{bits}-abort", ["5"])
-    out["nr64-killed"] = killed_core(out["nr64"], root / "nr64-killed", signal.SIGSEGV, ["9"])
+    for bits in (64, 32):
+        out[f"nr{bits}-killed"] = killed_core(out[f"nr{bits}"], root / f"nr{bits}-killed",
+                                              signal.SIGSEGV, ["9"])
     stripped = root / "stripped" / "nr64"
     stripped.parent.mkdir()
     compile_noreturn(stripped, strip=True)
@@ -192,3 +194,42 @@ def test_a_stripped_executable_is_found_by_its_mapping(built: dict[str, Path]) -
     assert rows["executable file"] == f"{built['nr64-stripped']} (build-id matches)"
     lines, _ = _nm_modules(core)
     assert lines and not any(re.search(r"\babort$", x) for x in lines)
+
+
+# -- the vDSO and the kernel's other special mappings ----------------------------------------
+
+@pytest.mark.parametrize("bits", [64, 32])
+def test_special_mappings_are_named_as_proc_maps_names_them(built: dict[str, Path], bits: int) -> None:
+    """[heap], [stack], [vdso], [vvar] ([vvar_vclock]), [vsyscall]: the process's own
+    /proc/PID/maps, read just before it was killed, is the oracle."""
+    core = built[f"nr{bits}-killed"]
+    want = {}
+    for line in (core.parent / "maps").read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 6 and parts[5].startswith("["):
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            want[(lo, hi)] = parts[5]
+    assert "[vdso]" in want.values() and "[stack]" in want.values() and "[heap]" in want.values()
+    lines, _ = _run(core, "::mappings", symbol_files=(str(built[f"nr{bits}"]),))
+    ours = {}
+    for line in lines[1:]:
+        lo, hi, _perms, _off, path = line.split()[:5]
+        ours[(int(lo, 16), int(hi, 16))] = path
+    for span, label in want.items():
+        if span[0] in {lo for lo, _ in ours}:       # gcore and the kernel leave some out
+            assert ours.get(span) == label, (hex(span[0]), label)
+    assert sorted(want.values()) == sorted(v for v in ours.values() if v.startswith("[") and v != "[anon]")
+
+
+def test_i386_blocked_threads_stop_in_kernel_vsyscall(built: dict[str, Path]) -> None:
+    """Frame 0 of each thread blocked in a system call: __kernel_vsyscall, from the vDSO's
+    symbols and CFI read out of the core, and the callers after it, as gdb's bt."""
+    exe, core = built["nr32"], built["nr32-abort"]
+    oracle = gdb_threads(exe, core)
+    target = open_target(str(core), config=Config(), symbol_files=(str(exe),))
+    for gthread in oracle:
+        assert gthread.frames[0].name == "__kernel_vsyscall"
+        thread = target.thread_by_id(gthread.lwp)
+        frames = target.stack(thread)
+        assert [f.pc for f in frames] == [f.pc for f in gthread.real_frames()]
+        assert target.describe(frames[0].pc).startswith("linux-gate.so.1`__kernel_vsyscall+")

@@ -9,6 +9,7 @@ reading without its libraries.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from collections.abc import Sequence
@@ -36,8 +37,10 @@ class ObjectFile:
     """One ELF file mapped into the process."""
 
     def __init__(self, path: str, *, bias: int = 0, start: int = 0, end: int = 0,
-                 is_main: bool = False, mappings: Sequence[Mapping] = (), name: str | None = None) -> None:
+                 is_main: bool = False, mappings: Sequence[Mapping] = (), name: str | None = None,
+                 image: bytes | None = None) -> None:
         self.path = path
+        self.image = image        # the file's bytes when it lives only in memory (the vDSO)
         self.name = name or os.path.basename(path)
         self.bias = bias
         self.start = start
@@ -60,7 +63,11 @@ class ObjectFile:
     def elf(self) -> ELFFile:
         """The parsed ELF, opened on first use and kept open."""
         if self._elf is None:
-            self._elf, self._stream = open_elf(self.path)
+            if self.image is not None:
+                self._stream = io.BytesIO(self.image)
+                self._elf = ELFFile(self._stream)
+            else:
+                self._elf, self._stream = open_elf(self.path)
         return self._elf
 
     def symbols(self) -> list[Symbol]:
@@ -101,6 +108,10 @@ class ObjectSet:
     @property
     def main(self) -> ObjectFile | None:
         return next((o for o in self.objects if o.is_main), None)
+
+    def add(self, obj: ObjectFile) -> None:
+        """One more object (the vDSO, found in memory after the files)."""
+        self.objects = sorted([*self.objects, obj], key=lambda o: o.start)
 
     def object_at(self, addr: int) -> ObjectFile | None:
         for obj in self.objects:

@@ -132,5 +132,8 @@ def decode_auxv(desc: bytes, arch: Arch) -> list[tuple[int, int]]:
     return out
 
 
-AT_NAMES = {3: "AT_PHDR", 5: "AT_PHNUM", 6: "AT_PAGESZ", 7: "AT_BASE", 9: "AT_ENTRY",
-            15: "AT_PLATFORM", 16: "AT_HWCAP", 31: "AT_EXECFN", 33: "AT_SYSINFO_EHDR"}
+AT_NAMES = {3: "AT_PHDR", 4: "AT_PHENT", 5: "AT_PHNUM", 6: "AT_PAGESZ", 7: "AT_BASE", 8: "AT_FLAGS",
+            9: "AT_ENTRY", 11: "AT_UID", 12: "AT_EUID", 13: "AT_GID", 14: "AT_EGID", 15: "AT_PLATFORM",
+            16: "AT_HWCAP", 17: "AT_CLKTCK", 23: "AT_SECURE", 24: "AT_BASE_PLATFORM", 25: "AT_RANDOM",
+            26: "AT_HWCAP2", 31: "AT_EXECFN", 32: "AT_SYSINFO", 33: "AT_SYSINFO_EHDR",
+            51: "AT_MINSIGSTKSZ"}

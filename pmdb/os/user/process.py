@@ -14,6 +14,7 @@ from typing import Any
 from pmdb.arch.prstatus import PrStatus, decode_prstatus
 from pmdb.dumps.elf import NT_AUXV, NT_PRPSINFO, NT_PRSTATUS, NT_SIGINFO, ElfCore
 from pmdb.errors import FaultError
+from pmdb.os.user.labels import label_mappings
 from pmdb.os.user.notes import (
     AT_NAMES,
     PrPsInfo,
@@ -69,7 +70,8 @@ class UserProcess:
     def mappings(self) -> Sequence[Mapping]:
         """NT_FILE mappings and anonymous PT_LOADs, in address order."""
         if self._mappings is None:
-            self._mappings = build_mappings(self.core)
+            self._mappings = label_mappings(build_mappings(self.core), self.aux, self.core.space(),
+                                            self.arch.ptr_size, self.arch.byteorder == "little")
         return self._mappings
 
     @property
