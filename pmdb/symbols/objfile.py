@@ -23,6 +23,7 @@ from pmdb.errors import FaultError, FormatError
 from pmdb.memory.space import AddressSpace
 from pmdb.symbols.elf import read_symbols
 from pmdb.symbols.finder import build_id_in_memory, build_id_of_file, find_file
+from pmdb.symbols.plt import plt_symbols
 from pmdb.symbols.table import Symbol, SymbolTable
 from pmdb.threads import Mapping
 from pmdb.types.dwarf import DwarfTypes
@@ -72,7 +73,8 @@ class ObjectFile:
 
     def symbols(self) -> list[Symbol]:
         if self._symbols is None:
-            self._symbols = read_symbols(self.elf, bias=self.bias, module=self.module, origin=self.path)
+            self._symbols = read_symbols(self.elf, bias=self.bias, module=self.module, origin=self.path) \
+                + plt_symbols(self.elf, bias=self.bias, module=self.module)
         return self._symbols
 
     def contains(self, addr: int) -> bool:
