@@ -16,6 +16,7 @@ import struct
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
+from elftools.elf.sections import SymbolTableSection
 
 from pmdb.symbols.table import Symbol
 
@@ -56,6 +57,8 @@ def _slot_names(elf: ELFFile) -> dict[int, str]:
         if sec["sh_link"] == 0:
             continue
         symtab = elf.get_section(sec["sh_link"])
+        if not isinstance(symtab, SymbolTableSection):
+            continue
         for rel in sec.iter_relocations():
             index = rel["r_info_sym"]
             if index == 0:
