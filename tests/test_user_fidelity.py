@@ -233,3 +233,26 @@ def test_i386_blocked_threads_stop_in_kernel_vsyscall(built: dict[str, Path]) ->
         frames = target.stack(thread)
         assert [f.pc for f in frames] == [f.pc for f in gthread.real_frames()]
         assert target.describe(frames[0].pc).startswith("linux-gate.so.1`__kernel_vsyscall+")
+
+
+# -- ::stacks -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bits", [64, 32])
+def test_stacks_groups_threads_by_their_frames(built: dict[str, Path], bits: int) -> None:
+    """The two threads blocked in read() form one group, main's abort another; the groups'
+    thread ids are gdb's LWPs, and ::stacks -c blocker | ... hands on exactly those."""
+    exe, core = built[f"nr{bits}"], built[f"nr{bits}-abort"]
+    oracle = gdb_threads(exe, core)
+    readers = sorted(t.lwp for t in oracle if any(f.name == "blocker" for f in t.frames))
+    main = [t.lwp for t in oracle if any(f.name == "main" for f in t.frames)]
+    assert len(readers) == 2 and len(main) == 1
+    lines, _ = _run(core, "::stacks -a", symbol_files=(str(exe),))
+    assert lines[0].split() == ["THREAD", "COUNT"]
+    heads = [x.split() for x in lines[1:] if x and not x.startswith(" ")]
+    counted = [h for h in heads if len(h) == 2]
+    assert [h[1] for h in counted] == ["2", "1"] and int(counted[0][0]) in readers
+    assert counted[1][0] == str(main[0])
+    assert sorted(int(h[0]) for h in heads) == sorted(readers + main)
+    piped, _ = _run(core, "::stacks -c blocker | ::findstack", symbol_files=(str(exe),))
+    heads = [re.match(r"stack pointer for thread (\d+):", x) for x in piped]
+    assert sorted(int(m.group(1)) for m in heads if m) == readers
