@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from pmdb.arch.fpregs import FXSAVE_SIZE, NT_PRFPREG, NT_PRXFPREG, NT_X86_XSTATE, decode_fxsave
 from pmdb.arch.prstatus import PrStatus, decode_prstatus
 from pmdb.dumps.elf import NT_AUXV, NT_PRPSINFO, NT_PRSTATUS, NT_SIGINFO, ElfCore
 from pmdb.errors import FaultError
@@ -61,6 +62,16 @@ class UserProcess:
 
     def threads(self) -> Sequence[Thread]:
         return self._threads
+
+    def fp_registers(self, thread: Thread) -> dict[str, int]:
+        """The thread's x87/SSE/AVX registers (x86 only; empty when the core has none)."""
+        if self.arch.name not in ("x86_64", "i386") or not thread.index:
+            return {}
+        notes = _thread_notes(self.core.notes, thread.index - 1)
+        xstate = notes.get(NT_X86_XSTATE)
+        fx = notes.get(NT_PRFPREG) if self.arch.bits == 64 else notes.get(NT_PRXFPREG)
+        fx = fx if fx is not None and len(fx) >= FXSAVE_SIZE else xstate
+        return decode_fxsave(fx, self.arch.bits, xstate) if fx is not None else {}
 
     def stack(self, thread: Thread) -> list[Frame]:
         """Unwound frames of a thread."""
@@ -136,6 +147,21 @@ class UserProcess:
         """The executable's loaded object; None when it was not found (or nothing was loaded)."""
         main = getattr(self.objects, "main", None)
         return main if isinstance(main, ObjectFile) else None
+
+
+def _thread_notes(notes: Sequence[Any], index: int) -> dict[int, bytes]:
+    """The notes (type -> desc) that follow the index-th NT_PRSTATUS, up to the next one:
+    the kernel and gdb write each thread's register sets after its prstatus."""
+    seen = -1
+    out: dict[int, bytes] = {}
+    for note in notes:
+        if note.type == NT_PRSTATUS and note.name == "CORE":
+            seen += 1
+            if seen > index:
+                break
+        elif seen == index:
+            out.setdefault(note.type, note.desc)
+    return out
 
 
 def thread_signal(st: PrStatus, index: int, fatal: int | None) -> int | None:
