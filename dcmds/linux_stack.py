@@ -31,6 +31,7 @@ from .linux_stack_text import (
     kernel_frames,
     task_numbers,
 )
+from .user_stacks import user_stacks
 
 _STATES = {"RU", "IN", "UN", "ST", "TR", "ZO", "DE", "PA", "WA", "NE", "WK", "ID"}
 # the frames a kernel thread starts in, below the function it runs (mdb shows that function)
@@ -244,7 +245,11 @@ def stacks(ctx: Context, caller: str | None = None, module: str | None = None, e
     of the group, -v every task with its pid and command. -c func: only stacks with a
     frame in func; -m module: only stacks with a frame in that module (``vmlinux`` for
     the kernel itself). Every task is counted in exactly one group. Piped, every task of
-    the groups shown goes on."""
+    the groups shown goes on. On a user core: the threads, grouped by their frames alone,
+    their thread ids handed on when piped (user_stacks.py)."""
+    if not ctx.is_kernel:
+        user_stacks(ctx, caller, module, every or verbose)
+        return
     groups = _filter(group_stacks(ctx), ctx, caller, module)
     if ctx.piped:
         typ = _task_type(ctx)

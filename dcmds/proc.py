@@ -97,18 +97,45 @@ def mappings(ctx: Context) -> None:
     ctx.out.table(MAPPING_COLUMNS, rows)
 
 
-@dcmd("regs", addr="optional", aliases=("$r",), synopsis="print the registers of a thread",
-      example="::regs", usage="[tid]")
-def regs(ctx: Context) -> None:
+@dcmd("regs", addr="optional", aliases=("$r",), opts={"a": "every"},
+      synopsis="print the registers of a thread", example="::regs -a", usage="[-a] [tid]")
+def regs(ctx: Context, every: bool = False) -> None:
     """The general registers of the current thread (or of the thread whose id is given as
     the address), as they were when the dump was taken, in two columns; the pc is
-    followed by its symbol. SPARC shows the g, o, l and i registers, pc, npc, y, tstate."""
+    followed by its symbol. SPARC shows the g, o, l and i registers, pc, npc, y, tstate.
+    -a adds an x86 user core's x87, SSE and AVX registers (NT_PRFPREG, NT_X86_XSTATE) by
+    gdb's names (``info all-registers``): st0-7 as their 80 raw bits and their value, the
+    x87 control registers, xmm, mxcsr and ymm in hex."""
     target = ctx.target
     thread = target.thread_by_id(ctx.addr) if ctx.addr is not None else target.current_thread
     values = target.registers(thread)
     arch = target.arch
-    ctx.out.record({name: Hex(values[name]) for name in arch.regs if name in values},
-                   text=format_registers(arch, values, target.describe))
+    record: dict[str, Cell] = {name: Hex(values[name]) for name in arch.regs if name in values}
+    text = format_registers(arch, values, target.describe)
+    reader = getattr(target.os, "fp_registers", None)
+    fp = reader(thread) if every and reader is not None and thread is not None else {}
+    if fp:
+        record.update({name: Hex(value) for name, value in fp.items()})
+        text += format_fp_registers(arch, fp)
+    ctx.out.record(record, text=text)
+
+
+def format_fp_registers(arch: Arch, fp: dict[str, int]) -> list[str]:
+    """One ``%name = 0x...`` line a register, in gdb's order; st registers add their value."""
+    from pmdb.arch.fpregs import fp_register_names, st_value
+
+    names = [n for n in fp_register_names(arch.bits, "ymm0" in fp) if n in fp]
+    width = max(len(n) for n in names)
+    out = []
+    for name in names:
+        value = fp[name]
+        if name.startswith("st"):
+            out.append(f"%{name:<{width}} = 0x{value:020x} ({st_value(value):.17g})")
+        elif name.startswith(("xmm", "ymm")):
+            out.append(f"%{name:<{width}} = 0x{value:0{32 if name[0] == 'x' else 64}x}")
+        else:
+            out.append(f"%{name:<{width}} = {value:#x}")
+    return out
 
 
 def format_registers(arch: Arch, values: dict[str, int], describe: object) -> list[str]:

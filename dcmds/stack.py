@@ -108,9 +108,9 @@ def findstack_lines(target: Target, thread: Thread, frames: list[Frame], verbose
     width = target.arch.ptr_size * 2
     nargs = _MDB_ARGLIM if verbose else 0
     if not frames:
-        return [f"stack pointer for thread {thread.id:x}: (no frames)"]
+        return [f"stack pointer for thread {thread.id}: (no frames)"]
     top = frames[0]
-    lines = [f"stack pointer for thread {thread.id:x}: {top.sp:x}"]
+    lines = [f"stack pointer for thread {thread.id}: {top.sp:x}"]
     if top.pc:
         lines.append(f"[ {top.sp:0{width}x} {_call(target, top, nargs)} ]")
     for frame in frames[1:]:
@@ -190,7 +190,7 @@ def _call(target: Target, frame: Frame, nargs: int) -> str:
     args = ", ".join(f"{a:x}" for a in _args(target, frame, nargs))
     if _is_kernel(target):
         return frame_call(target.symbols.resolve, frame, args)
-    return f"{target.describe(frame.pc)}({args})"
+    return f"{target.describe(frame.pc, call_site=frame.call_site)}({args})"
 
 
 def _address(target: Target, frame: Frame) -> int:

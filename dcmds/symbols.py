@@ -96,13 +96,15 @@ def describe_mapping(ctx: Context, addr: int) -> str | None:
         return None
     span = f"{m.start:x}-{m.end:x} {m.perms}"
     missing = "" if m.in_dump else ", not in the dump"
-    if m.path:
+    if m.path and not m.path.startswith("["):
         return f"in {m.path} (mapping {span}, file offset {m.offset + addr - m.start:#x}{missing})"
     stack = _stack_owner(ctx, m)
     if stack:
         return f"in {stack} (mapping {span}{missing})"
-    if _is_heap(ctx, mappings, m):
+    if m.path == "[heap]" or (not m.path and _is_heap(ctx, mappings, m)):
         return f"in the heap (mapping {span}{missing})"
+    if m.path:      # [vdso], [vvar], [stack] of no thread ... as /proc/PID/maps names them
+        return f"in {m.path} (mapping {span}{missing})"
     return f"in anonymous memory (mapping {span}{missing})"
 
 

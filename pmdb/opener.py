@@ -123,6 +123,7 @@ def _open_user_core(core: ElfCore, *, config: Config, symbol_files: Sequence[str
                     sysroot: str | None) -> Target:
     # imported here: a kernel dump never needs the user-process model or DWARF (~40 ms)
     from pmdb.os.user.process import UserProcess
+    from pmdb.symbols.memimage import image_object
     from pmdb.symbols.objfile import load_objects
 
     search_path = [os.path.expanduser(p) for p in config.get("symbols.search_path")]
@@ -134,7 +135,12 @@ def _open_user_core(core: ElfCore, *, config: Config, symbol_files: Sequence[str
     warnings: list[str] = []
     objects = load_objects(core.space(), proc.mappings(), core_path=core.path, arch=core.arch,
                            search_path=search_path, sysroot=root, extra_files=symbol_files,
-                           check_build_id=check)
+                           check_build_id=check, main_at=proc.executable_address())
+    vdso_at = proc.aux("AT_SYSINFO_EHDR")
+    if vdso_at and objects.object_at(vdso_at) is None:
+        vdso = image_object(core.space(), vdso_at)
+        if vdso is not None:
+            objects.add(vdso)
     proc.objects = objects
     symbols = objects.symbol_table()
     types = TypeRegistry(core.arch.ptr_size)

@@ -102,8 +102,8 @@ class Target:
 
     # -- addresses ---------------------------------------------------------------
 
-    def describe(self, addr: int) -> str:
-        return self.symbols.describe(addr)
+    def describe(self, addr: int, *, call_site: bool = False) -> str:
+        return self.symbols.describe(addr, call_site=call_site)
 
     def close(self) -> None:
         closer = getattr(self.os, "close", None)

@@ -310,3 +310,70 @@ def iter_threads_frames(threads: Sequence[GdbThread]) -> Iterator[tuple[int, lis
     """(lwp, pcs of the real frames) per thread: the shape an unwinder's answer is compared in."""
     for t in threads:
         yield t.lwp, [f.pc for f in t.real_frames()]
+
+
+# -- cores of other programs (issue 15: what gdb and pmdb must agree on) -------------------
+
+NORETURN_C = DATA / "noreturn.c"
+
+
+def compile_noreturn(out: Path, *, m32: bool = False, strip: bool = False) -> Path:
+    """tests/data/noreturn.c at -O2 -fomit-frame-pointer (optionally stripped)."""
+    cmd = ["gcc", "-g", "-O2", "-fomit-frame-pointer", "-pthread", "-o", str(out), str(NORETURN_C)]
+    if m32:
+        cmd.insert(1, "-m32")
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    if strip:
+        subprocess.run(["strip", str(out)], check=True, capture_output=True, timeout=60)
+    return out
+
+
+def killed_core(exe: Path, workdir: Path, signo: int, args: Sequence[str] = (), *,
+                name: str = "") -> Path:
+    """Run exe until it prints "ready", send it signo with kill(2) from this process, and
+    return the kernel's core (the siginfo names this process as the sender). The process's
+    /proc/PID/maps just before the kill is kept beside the core as ``maps``."""
+    import signal as _signal
+    workdir.mkdir(parents=True, exist_ok=True)
+    for stale in workdir.glob("core*"):
+        stale.unlink()
+    proc = subprocess.Popen([str(exe), *args], cwd=workdir, preexec_fn=_unlimited_core,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != b"ready":
+            raise RuntimeError(f"{exe.name} did not get ready")
+        (workdir / "maps").write_text(Path(f"/proc/{proc.pid}/maps").read_text())
+        os.kill(proc.pid, signo)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    cores = sorted(workdir.glob("core*"))
+    if not cores:
+        raise RuntimeError(f"{exe.name} left no core after {_signal.Signals(signo).name}")
+    dest = workdir / (name or f"{exe.name}.core")
+    cores[0].rename(dest)
+    return dest
+
+
+def gcore_running(argv: Sequence[str], workdir: Path) -> tuple[Path, int]:
+    """A gcore snapshot of a running program (gdb attaches, writes the core, detaches): a
+    core of a process that no signal killed. Returns (core, pid)."""
+    import time
+    workdir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(list(argv), cwd=workdir, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        prefix = workdir / "snap"
+        subprocess.run(["gcore", "-o", str(prefix), str(proc.pid)], capture_output=True,
+                       timeout=GDB_TIMEOUT)
+    finally:
+        proc.kill()
+        proc.wait()
+    core = workdir / f"snap.{proc.pid}"
+    if not core.exists():
+        raise RuntimeError(f"gcore wrote no core of {argv[0]}")
+    return core, proc.pid

@@ -89,7 +89,7 @@ def test_findstack_format(user_cores: Path) -> None:
     tid = gdb_threads(exe, core)[0].lwp
     lines, _, ok = _run(core, f"0t{tid}::findstack")
     assert ok
-    assert lines[0] == f"stack pointer for thread {tid:x}: {rsp:x}"
+    assert lines[0] == f"stack pointer for thread {tid}: {rsp:x}"   # tids in decimal everywhere
     assert lines[1] == f"[ {rsp:016x} {_sym_off(exp['symbols'], 'crash', rip)}() ]"
     assert re.fullmatch(r"  [0-9a-f]{16} main\+0x[0-9a-f]+\(\)", lines[2])
     _, _, ok_v = _run(core, f"0t{tid}::findstack -v")
@@ -112,7 +112,7 @@ def test_walk_thread_findstack_covers_every_thread(built_cores: dict[str, BuiltC
     lwps = sorted(t.lwp for t in gdb_threads(core.exe, core.core))
     lines, err, ok = _run(core.core, "::walk thread | ::findstack")
     assert ok, err
-    heads = [int(m.group(1), 16) for m in (re.match(r"stack pointer for thread ([0-9a-f]+): ", x)
+    heads = [int(m.group(1)) for m in (re.match(r"stack pointer for thread ([0-9]+): ", x)
                                            for x in lines) if m]
     assert sorted(heads) == lwps
     assert sum(1 for x in lines if re.match(r"  [0-9a-f]{16} level_b\+0x", x)) == len(lwps) - 1

@@ -28,6 +28,7 @@ class PrStatus:
     pgrp: int
     sid: int
     registers: dict[str, int] = field(default_factory=dict)
+    sigpend: int = 0          # the thread's own pending signals (bit n-1 for signal n)
 
 
 def decode_prstatus(desc: bytes, arch: Arch) -> PrStatus:
@@ -35,6 +36,7 @@ def decode_prstatus(desc: bytes, arch: Arch) -> PrStatus:
     e, w = ("<" if arch.byteorder == "little" else ">"), arch.ptr_size
     hdr = desc.ljust(12 + 4 + 2 * w + 16, b"\0")
     signo, code, _errno, cursig = struct.unpack_from(e + "iiih", hdr, 0)
+    sigpend, = struct.unpack_from(e + ("I" if w == 4 else "Q"), hdr, 16)
     pid, ppid, pgrp, sid = struct.unpack_from(e + "iiii", hdr, 16 + 2 * w)
     reg_at = 16 + 2 * w + 16 + 8 * w   # then four struct timevals of two words each
     regs: dict[str, int] = {}
@@ -44,4 +46,4 @@ def decode_prstatus(desc: bytes, arch: Arch) -> PrStatus:
         if at + w > len(desc):
             break
         regs[name] = struct.unpack_from(fmt, desc, at)[0]
-    return PrStatus(signo, code, cursig, pid, ppid, pgrp, sid, regs)
+    return PrStatus(signo, code, cursig, pid, ppid, pgrp, sid, regs, sigpend)

@@ -9,6 +9,7 @@ reading without its libraries.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from pmdb.errors import FaultError, FormatError
 from pmdb.memory.space import AddressSpace
 from pmdb.symbols.elf import read_symbols
 from pmdb.symbols.finder import build_id_in_memory, build_id_of_file, find_file
+from pmdb.symbols.plt import plt_symbols
 from pmdb.symbols.table import Symbol, SymbolTable
 from pmdb.threads import Mapping
 from pmdb.types.dwarf import DwarfTypes
@@ -36,8 +38,10 @@ class ObjectFile:
     """One ELF file mapped into the process."""
 
     def __init__(self, path: str, *, bias: int = 0, start: int = 0, end: int = 0,
-                 is_main: bool = False, mappings: Sequence[Mapping] = (), name: str | None = None) -> None:
+                 is_main: bool = False, mappings: Sequence[Mapping] = (), name: str | None = None,
+                 image: bytes | None = None) -> None:
         self.path = path
+        self.image = image        # the file's bytes when it lives only in memory (the vDSO)
         self.name = name or os.path.basename(path)
         self.bias = bias
         self.start = start
@@ -60,12 +64,17 @@ class ObjectFile:
     def elf(self) -> ELFFile:
         """The parsed ELF, opened on first use and kept open."""
         if self._elf is None:
-            self._elf, self._stream = open_elf(self.path)
+            if self.image is not None:
+                self._stream = io.BytesIO(self.image)
+                self._elf = ELFFile(self._stream)
+            else:
+                self._elf, self._stream = open_elf(self.path)
         return self._elf
 
     def symbols(self) -> list[Symbol]:
         if self._symbols is None:
-            self._symbols = read_symbols(self.elf, bias=self.bias, module=self.module, origin=self.path)
+            self._symbols = read_symbols(self.elf, bias=self.bias, module=self.module, origin=self.path) \
+                + plt_symbols(self.elf, bias=self.bias, module=self.module)
         return self._symbols
 
     def contains(self, addr: int) -> bool:
@@ -101,6 +110,10 @@ class ObjectSet:
     @property
     def main(self) -> ObjectFile | None:
         return next((o for o in self.objects if o.is_main), None)
+
+    def add(self, obj: ObjectFile) -> None:
+        """One more object (the vDSO, found in memory after the files)."""
+        self.objects = sorted([*self.objects, obj], key=lambda o: o.start)
 
     def object_at(self, addr: int) -> ObjectFile | None:
         for obj in self.objects:
@@ -213,6 +226,13 @@ class _Loader:
             if same_id or (os.path.basename(f) == base and (not self.check or expected is None or fid == expected)):
                 self.used_extra.add(f)
                 return f
+        for f in self.extra:
+            if os.path.basename(f) == base and f not in self.used_extra:
+                # another build of this file: its symbols would name the wrong code
+                self.used_extra.add(f)
+                self.warnings.append(f"{f}: build-id mismatch: not the {base} the core mapped "
+                                     f"(want {expected.hex() if expected else '?'}); "
+                                     "symbols.check_build_id = false uses it anyway")
         found = find_file(recorded, core_dir=self.core_dir, search_path=self.search_path,
                           sysroot=self.sysroot, expected_build_id=expected, check_build_id=self.check)
         if found is not None:
@@ -285,20 +305,26 @@ class _Loader:
         return out
 
 
-def _pick_main(objects: list[ObjectFile]) -> None:
-    """One main executable: an ET_EXEC if there is one, else the lowest-mapped object
-    (a PIE executable is mapped before the libraries the dynamic loader adds)."""
-    mains = [o for o in objects if o.is_main]
-    if not mains and objects:
-        mains = [min(objects, key=lambda o: o.start)]
+def _pick_main(objects: list[ObjectFile], main_at: int | None) -> None:
+    """One main executable: the object holding main_at (the core's AT_PHDR: the kernel
+    mapped the executable there), none when that object was not found; without it, an
+    ET_EXEC if there is one, else the lowest-mapped object. A guess must not stand in for
+    a known executable: a missing one made libc the "executable" (issue 15)."""
+    if main_at is not None:
+        mains = [o for o in objects if o.contains(main_at)]
+    else:
+        mains = [o for o in objects if o.is_main]
+        if not mains and objects:
+            mains = [min(objects, key=lambda o: o.start)]
     for o in objects:
         o.is_main = bool(mains) and o is mains[0]
 
 
 def load_objects(space: AddressSpace, mappings: Sequence[Mapping], *, core_path: str, arch: Arch,
                  search_path: Sequence[str] = (), sysroot: str = "", extra_files: Sequence[str] = (),
-                 check_build_id: bool = True) -> ObjectSet:
-    """The ObjectSet of a process from its NT_FILE mappings (see the module docstring)."""
+                 check_build_id: bool = True, main_at: int | None = None) -> ObjectSet:
+    """The ObjectSet of a process from its NT_FILE mappings (see the module docstring);
+    main_at is an address inside the executable when the core says where it is."""
     loader = _Loader(space, core_path=core_path, arch=arch, search_path=search_path, sysroot=sysroot,
                      extra_files=extra_files, check_build_id=check_build_id)
     objects: list[ObjectFile] = []
@@ -307,5 +333,5 @@ def load_objects(space: AddressSpace, mappings: Sequence[Mapping], *, core_path:
         if obj is not None:
             objects.append(obj)
     objects += loader.unmapped_extras()
-    _pick_main(objects)
+    _pick_main(objects, main_at)
     return ObjectSet(objects, loader.warnings)

@@ -161,12 +161,16 @@ class SymbolTable:
             return None
         return best, addr - best.addr
 
-    def describe(self, addr: int) -> str:
-        """``sym+0x10`` (with ``lib`` prefix for a shared object), or the hex address."""
-        hit = self.resolve(addr)
+    def describe(self, addr: int, *, call_site: bool = False) -> str:
+        """``sym+0x10`` (with ``lib`` prefix for a shared object), or the hex address.
+
+        call_site: addr is a return address, named after the byte before it (the call),
+        so a call to a noreturn function at a function's end names that function, not the
+        next; the offset stays addr's own, as gdb and mdb print it."""
+        hit = self.resolve(addr - 1 if call_site and addr else addr)
         if hit is None:
             return f"{addr:#x}"
-        sym, off = hit
+        sym, off = hit[0], addr - hit[0].addr
         name = f"{sym.module}`{sym.name}" if sym.module else sym.name
         return f"{name}+{off:#x}" if off else name
 

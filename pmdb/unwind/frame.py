@@ -18,6 +18,15 @@ class Frame:
     slot: int | None = None   # where pc was read from the stack (crash's [addr] column)
     exception: dict[str, int] | None = None   # the pt_regs / iret frame this frame came from
     stack_name: str = ""      # the stack this frame is on: "task", "IRQ", "NMI", "#DB", "user" ...
+    # pc is a return address (a caller frame not interrupted by a signal): the call sits just
+    # before it, and after a call that never returns (abort, a noreturn helper) pc is already
+    # the next function's first byte, so lookups (symbol, CFI) use pc - 1, as gdb does
+    call_site: bool = False
+
+    @property
+    def lookup_pc(self) -> int:
+        """The address that names this frame: pc, or pc - 1 for a return address."""
+        return self.pc - 1 if self.call_site and self.pc else self.pc
 
     @property
     def fp(self) -> int | None:

@@ -9,17 +9,17 @@ pc 0, a loop, or the frame limit.
 
 from __future__ import annotations
 
-import io
 import struct
 import weakref
 from typing import Any, Protocol
 
 from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
 
 from pmdb.arch import Arch
 from pmdb.errors import FaultError, FormatError
 from pmdb.memory.space import AddressSpace
+from pmdb.symbols.memimage import image_object
+from pmdb.symbols.objfile import ObjectFile
 from pmdb.unwind.cfi import CfiTable, Row, evaluate_expr
 from pmdb.unwind.frame import Frame
 from pmdb.unwind.framepointer import StepFailed, callee_saved, fp_step
@@ -54,22 +54,15 @@ def cfi_table(obj: Any, arch: Arch) -> CfiTable | None:
     return table
 
 
-class MemoryObject:
-    """An ELF image found in the process's memory (the vDSO): enough of an ObjectFile for CFI."""
-
-    def __init__(self, name: str, elf: ELFFile, bias: int) -> None:
-        self.name = name
-        self.elf = elf
-        self.bias = bias
-
-
 # Per address space: page -> the in-memory ELF image covering it (or None).
-_IMAGES: weakref.WeakKeyDictionary[AddressSpace, dict[int, MemoryObject | None]] = \
+_IMAGES: weakref.WeakKeyDictionary[AddressSpace, dict[int, ObjectFile | None]] = \
     weakref.WeakKeyDictionary()
 
 
-def memory_object(memory: AddressSpace, pc: int, arch: Arch) -> MemoryObject | None:
-    """The ELF image (the vDSO) whose header sits a few pages below pc; no file on disk has it."""
+def memory_object(memory: AddressSpace, pc: int, arch: Arch) -> ObjectFile | None:
+    """The ELF image (the vDSO) whose header sits a few pages below pc; no file on disk has
+    it. The process's ObjectSet holds the vDSO when the core's auxv says where it is; this
+    finds it for a core without one."""
     page = arch.page_size
     cache = _IMAGES.setdefault(memory, {})
     key = pc // page
@@ -80,25 +73,12 @@ def memory_object(memory: AddressSpace, pc: int, arch: Arch) -> MemoryObject | N
         base = (key - n) * page
         try:
             if memory.read(base, 4) == b"\x7fELF":
-                found = _parse_image(memory, base)
+                found = image_object(memory, base, "[vdso]")
                 break
         except FaultError:
             break
     cache[key] = found
     return found
-
-
-def _parse_image(memory: AddressSpace, base: int) -> MemoryObject | None:
-    try:
-        head = ELFFile(io.BytesIO(memory.read(base, 64)))
-        size = head["e_shoff"] + head["e_shnum"] * head["e_shentsize"]
-        if not 0 < size <= 1 << 20:
-            return None
-        elf = ELFFile(io.BytesIO(memory.read(base, size)))
-        load = next(seg for seg in elf.iter_segments() if seg["p_type"] == "PT_LOAD")
-        return MemoryObject("[vdso]", elf, base - load["p_vaddr"] + load["p_offset"])
-    except (FaultError, StopIteration, *_ELF_ERRORS):
-        return None
 
 
 def unwind_user(regs: dict[str, int], *, arch: Arch, memory: AddressSpace, objects: _Objects,
@@ -124,7 +104,7 @@ def unwind_user(regs: dict[str, int], *, arch: Arch, memory: AddressSpace, objec
             break
         frame.cfa = cfa
         nxt = Frame(frame.level + 1, caller.get(arch.pc, 0), caller.get(arch.sp, 0),
-                    regs=caller, method=method)
+                    regs=caller, method=method, call_site=not exact)
         if (nxt.pc, nxt.sp) in seen or _goes_down(frame, nxt, arch):
             frame.note = f"stack loops at {nxt.pc:#x} (sp {nxt.sp:#x})"
             break
@@ -149,10 +129,10 @@ def _goes_down(callee: Frame, caller: Frame, arch: Arch) -> bool:
 def _step(frame: Frame, exact: bool, arch: Arch, memory: AddressSpace,
           objects: _Objects) -> tuple[dict[str, int], str, int | None, bool]:
     """(caller registers, method, this frame's CFA, whether the caller's pc is exact)."""
-    obj = objects.object_at(frame.pc) or memory_object(memory, frame.pc, arch)
+    lookup = frame.pc if exact else frame.pc - 1    # the call, not what follows it
+    obj = objects.object_at(lookup) or memory_object(memory, lookup, arch)
     table = cfi_table(obj, arch) if obj is not None else None
     if obj is not None and table is not None:
-        lookup = frame.pc if exact else frame.pc - 1
         try:
             row = table.row(lookup - obj.bias)
         except FormatError as err:

@@ -26,7 +26,11 @@ SPARC_SIGNALS = {**SIGNALS, 7: "SIGEMT", 10: "SIGBUS", 12: "SIGSYS", 16: "SIGURG
 # si_code meanings for the signals that carry a fault address
 SEGV_CODES = {1: "SEGV_MAPERR", 2: "SEGV_ACCERR", 3: "SEGV_BNDERR", 4: "SEGV_PKUERR"}
 BUS_CODES = {1: "BUS_ADRALN", 2: "BUS_ADRERR", 3: "BUS_OBJERR"}
-SI_CODES = {0: "SI_USER", 0x80: "SI_KERNEL", -1: "SI_QUEUE", -6: "SI_TKILL"}
+SI_CODES = {0: "SI_USER", 0x80: "SI_KERNEL", -1: "SI_QUEUE", -2: "SI_TIMER", -3: "SI_MESGQ",
+            -4: "SI_ASYNCIO", -5: "SI_SIGIO", -6: "SI_TKILL"}
+# codes whose siginfo names the sender (the union's _kill / _rt: si_pid, si_uid), not a fault
+SENDER_CODES = (0, -1, -6)
+SI_KERNEL = 0x80
 
 
 def signal_name(signo: int, arch: Arch) -> str:
@@ -60,7 +64,9 @@ class SigInfo:
     signo: int
     errno: int
     code: int
-    addr: int | None
+    addr: int | None              # the fault address, for a fault the kernel raised
+    pid: int | None = None        # the sender, for a signal sent by kill/tkill/sigqueue
+    uid: int | None = None
 
 
 def _e(arch: Arch) -> str:
@@ -95,13 +101,21 @@ def _cstr(b: bytes) -> str:
 
 
 def decode_siginfo(desc: bytes, arch: Arch) -> SigInfo:
-    """siginfo_t: signo, errno, code, then (64-bit: after 4 bytes padding) si_addr for faults."""
+    """siginfo_t: signo, errno, code, then (64-bit: after 4 bytes padding) a union read by
+    the code, as the kernel fills it: a sent signal (SI_USER, SI_TKILL, SI_QUEUE) carries the
+    sender's pid and uid there, even a SIGSEGV sent with kill; only a fault the kernel raised
+    (code > 0) carries si_addr."""
     e, w = _e(arch), arch.ptr_size
-    d = desc.ljust(16 + w, b"\0")
+    at = 12 if w == 4 else 16
+    d = desc.ljust(at + max(w, 8), b"\0")
     signo, errno, code = struct.unpack_from(e + "iii", d, 0)
+    if code in SENDER_CODES:
+        pid, uid = struct.unpack_from(e + "iI", d, at)
+        return SigInfo(signo, errno, code, None, pid, uid)
     addr = None
-    if signal_name(signo, arch) in ("SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGEMT"):
-        addr = struct.unpack_from(e + ("I" if w == 4 else "Q"), d, 12 if w == 4 else 16)[0]
+    faults = ("SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGEMT", "SIGTRAP")
+    if 0 < code < SI_KERNEL and signal_name(signo, arch) in faults:
+        addr = struct.unpack_from(e + ("I" if w == 4 else "Q"), d, at)[0]
     return SigInfo(signo, errno, code, addr)
 
 
@@ -118,5 +132,8 @@ def decode_auxv(desc: bytes, arch: Arch) -> list[tuple[int, int]]:
     return out
 
 
-AT_NAMES = {3: "AT_PHDR", 5: "AT_PHNUM", 6: "AT_PAGESZ", 7: "AT_BASE", 9: "AT_ENTRY",
-            15: "AT_PLATFORM", 16: "AT_HWCAP", 31: "AT_EXECFN", 33: "AT_SYSINFO_EHDR"}
+AT_NAMES = {3: "AT_PHDR", 4: "AT_PHENT", 5: "AT_PHNUM", 6: "AT_PAGESZ", 7: "AT_BASE", 8: "AT_FLAGS",
+            9: "AT_ENTRY", 11: "AT_UID", 12: "AT_EUID", 13: "AT_GID", 14: "AT_EGID", 15: "AT_PLATFORM",
+            16: "AT_HWCAP", 17: "AT_CLKTCK", 23: "AT_SECURE", 24: "AT_BASE_PLATFORM", 25: "AT_RANDOM",
+            26: "AT_HWCAP2", 31: "AT_EXECFN", 32: "AT_SYSINFO", 33: "AT_SYSINFO_EHDR",
+            51: "AT_MINSIGSTKSZ"}

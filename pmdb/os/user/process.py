@@ -11,8 +11,11 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from pmdb.arch.fpregs import FXSAVE_SIZE, NT_PRFPREG, NT_PRXFPREG, NT_X86_XSTATE, decode_fxsave
 from pmdb.arch.prstatus import PrStatus, decode_prstatus
 from pmdb.dumps.elf import NT_AUXV, NT_PRPSINFO, NT_PRSTATUS, NT_SIGINFO, ElfCore
+from pmdb.errors import FaultError
+from pmdb.os.user.labels import label_mappings
 from pmdb.os.user.notes import (
     AT_NAMES,
     PrPsInfo,
@@ -52,13 +55,23 @@ class UserProcess:
 
     def _thread(self, index: int, st: PrStatus) -> Thread:
         return Thread(id=st.pid, registers=dict(st.registers), index=index,
-                      signal=st.cursig or st.signo or None,
+                      signal=thread_signal(st, index, self.signal),
                       extra={"ppid": st.ppid, "pgrp": st.pgrp, "sid": st.sid, "si_code": st.code})
 
     # -- OSModel -----------------------------------------------------------------------
 
     def threads(self) -> Sequence[Thread]:
         return self._threads
+
+    def fp_registers(self, thread: Thread) -> dict[str, int]:
+        """The thread's x87/SSE/AVX registers (x86 only; empty when the core has none)."""
+        if self.arch.name not in ("x86_64", "i386") or not thread.index:
+            return {}
+        notes = _thread_notes(self.core.notes, thread.index - 1)
+        xstate = notes.get(NT_X86_XSTATE)
+        fx = notes.get(NT_PRFPREG) if self.arch.bits == 64 else notes.get(NT_PRXFPREG)
+        fx = fx if fx is not None and len(fx) >= FXSAVE_SIZE else xstate
+        return decode_fxsave(fx, self.arch.bits, xstate) if fx is not None else {}
 
     def stack(self, thread: Thread) -> list[Frame]:
         """Unwound frames of a thread."""
@@ -68,18 +81,19 @@ class UserProcess:
     def mappings(self) -> Sequence[Mapping]:
         """NT_FILE mappings and anonymous PT_LOADs, in address order."""
         if self._mappings is None:
-            self._mappings = build_mappings(self.core)
+            self._mappings = label_mappings(build_mappings(self.core), self.aux, self.core.space(),
+                                            self.arch.ptr_size, self.arch.byteorder == "little")
         return self._mappings
 
     @property
     def signal(self) -> int | None:
-        """The signal that killed the process (gdb cores leave prstatus' signo 0: use siginfo)."""
-        if self.siginfo and self.siginfo.signo:
-            return self.siginfo.signo
-        for st in self.prstatus:
-            if st.cursig or st.signo:
-                return st.cursig or st.signo
-        return None
+        """The signal that killed the process: the first thread's pr_cursig, as gdb reads it
+        ("Program terminated with signal"). None for a snapshot: gdb's gcore of a running
+        process writes cursig 0 (its NT_SIGINFO then holds the SIGSTOP of gdb's attach, which
+        killed nothing)."""
+        if not self.prstatus:
+            return self.siginfo.signo or None if self.siginfo else None
+        return self.prstatus[0].cursig or None
 
     def program(self) -> tuple[str, str]:
         """(program name, full argument string) from NT_PRPSINFO."""
@@ -87,14 +101,35 @@ class UserProcess:
             return "", ""
         return self.psinfo.fname, self.psinfo.psargs
 
+    def aux(self, name: str) -> int | None:
+        """An auxv entry's value by name (AT_PHDR ...), or None."""
+        return next((v for t, v in self.auxv if AT_NAMES.get(t) == name), None)
+
+    def executable_address(self) -> int | None:
+        """An address inside the executable: AT_PHDR (its program headers, where the kernel
+        mapped it), else AT_ENTRY; None without an auxv note."""
+        phdr = self.aux("AT_PHDR")
+        return phdr if phdr else self.aux("AT_ENTRY") or None
+
     def executable(self) -> str:
-        """The recorded path of the executable (AT_EXECFN's mapping, else the first NT_FILE entry)."""
+        """The recorded path of the executable: the NT_FILE mapping holding AT_PHDR/AT_ENTRY,
+        else AT_EXECFN's string (as given to execve), else a file named like the program."""
         files = self.core.files
+        for addr in (self.aux("AT_PHDR"), self.aux("AT_ENTRY")):
+            hit = next((fm for fm in files if addr and fm.start <= addr < fm.end), None)
+            if hit is not None:
+                return hit.path
+        execfn = self.aux("AT_EXECFN")
+        if execfn:
+            try:
+                return self.core.space().cstring(execfn, 4096).decode("utf-8", "replace")
+            except FaultError:
+                pass
         fname = self.psinfo.fname if self.psinfo else ""
         for fm in files:
             if fname and os.path.basename(fm.path).startswith(fname):
                 return fm.path
-        return files[0].path if files else ""
+        return ""
 
     def status(self) -> list[tuple[str, str]]:
         return process_status(self)
@@ -112,6 +147,35 @@ class UserProcess:
         """The executable's loaded object; None when it was not found (or nothing was loaded)."""
         main = getattr(self.objects, "main", None)
         return main if isinstance(main, ObjectFile) else None
+
+
+def _thread_notes(notes: Sequence[Any], index: int) -> dict[int, bytes]:
+    """The notes (type -> desc) that follow the index-th NT_PRSTATUS, up to the next one:
+    the kernel and gdb write each thread's register sets after its prstatus."""
+    seen = -1
+    out: dict[int, bytes] = {}
+    for note in notes:
+        if note.type == NT_PRSTATUS and note.name == "CORE":
+            seen += 1
+            if seen > index:
+                break
+        elif seen == index:
+            out.setdefault(note.type, note.desc)
+    return out
+
+
+def thread_signal(st: PrStatus, index: int, fatal: int | None) -> int | None:
+    """The signal to mark a thread with. The kernel writes the fatal signal into every
+    thread's pr_cursig, but only the first thread (the one that took it) died of it; another
+    thread is marked by a signal of its own: a different cursig (gcore records each thread's
+    stop signal) or the lowest one pending on it."""
+    if index == 1:
+        return fatal
+    if st.cursig and st.cursig != fatal:
+        return st.cursig
+    if st.sigpend:
+        return (st.sigpend & -st.sigpend).bit_length()
+    return None
 
 
 def build_mappings(core: ElfCore) -> list[Mapping]:
@@ -146,17 +210,26 @@ def process_status(proc: UserProcess) -> list[tuple[str, str]]:
     if exe:
         rows.append(("executable", exe))
         rows.append(("executable file", _executable_check(proc)))
-    sig = proc.signal
-    if sig:
-        text = f"{signal_name(sig, arch)} ({sig})"
-        si = proc.siginfo
-        if si and si.signo == sig:
-            text += f", code {code_name(sig, si.code, arch)} ({si.code})"
-        rows.append(("signal", text))
-        if si and si.addr is not None:
-            rows.append(("fault address", f"{si.addr:#x}"))
+    rows += _signal_rows(proc)
     rows.append(("threads", str(len(proc.threads()))))
     rows.append(("architecture", f"{arch.name} ({arch.bits}-bit, {arch.byteorder}-endian)"))
+    return rows
+
+
+def _signal_rows(proc: UserProcess) -> list[tuple[str, str]]:
+    """signal, and the sender (kill, tkill, sigqueue) or the fault address; a core no signal
+    made (gcore) says so instead of passing the attach's SIGSTOP off as the cause."""
+    sig, si, arch = proc.signal, proc.siginfo, proc.arch
+    if not sig:
+        return [("signal", "none (the process was not killed: a snapshot, e.g. gdb's gcore)")]
+    text = f"{signal_name(sig, arch)} ({sig})"
+    if si is None or si.signo != sig:
+        return [("signal", text)]
+    rows = [("signal", text + f", code {code_name(sig, si.code, arch)} ({si.code})")]
+    if si.pid is not None:
+        rows.append(("sent by", f"pid {si.pid}, uid {si.uid}"))
+    if si.addr is not None:
+        rows.append(("fault address", f"{si.addr:#x}"))
     return rows
 
 
