@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_join_commands(sys.argv[1:] if argv is None else argv))
     if args.demo:
         if args.dump:       # with --demo, positional words are symbol files at most
             args.files.insert(0, args.dump)
@@ -64,6 +64,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.commands and args.script:
         raise UsageError("-e and -f cannot be used together")
     return args
+
+
+def _join_commands(argv: Sequence[str]) -> list[str]:
+    """``-e CMDS`` as one word, so a command that starts with '-' (``-1=D``) is not taken
+    for an option, as mdb -e takes it."""
+    out: list[str] = []
+    it = iter(argv)
+    for word in it:
+        if word == "--":
+            out += [word, *it]
+            break
+        nxt = next(it, None) if word == "-e" else None
+        out.append(word if nxt is None else f"-e{nxt}")
+    return out
 
 
 def open_dump(args: argparse.Namespace, config: Config) -> Target | None:
