@@ -183,7 +183,7 @@ class _Source:
 
     def memory(self) -> AddressSpace:
         if self.target is None:
-            raise CommandError("no target is open")
+            raise CommandError("no target is open: reading memory needs a dump (pmdb DUMP)")
         return self.target.memory
 
 

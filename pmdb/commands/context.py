@@ -60,7 +60,7 @@ class Context:
     def target(self) -> Target:
         t = self.session.target
         if t is None:
-            raise CommandError("no target is open")
+            raise CommandError("no target is open: this command needs a dump (pmdb DUMP)")
         return t
 
     @property

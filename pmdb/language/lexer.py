@@ -371,8 +371,9 @@ def tokenize(text: str, tolerant: bool = False, *, expression: bool = False, rad
 
 
 def unquote(token_text: str) -> str:
-    """The contents of a STRING token: quotes removed, ``\\"`` and ``\\\\`` undone in "..."."""
+    """The contents of a STRING token: quotes removed; in "..." C's escapes are undone
+    (``\\n`` is a newline, as in mdb) and any other backslash keeps the next character."""
     quote, body = token_text[0], token_text[1:-1]
     if quote == "'":
         return body
-    return re.sub(r"\\(.)", r"\1", body)
+    return re.sub(r"\\(.)", lambda m: _C_ESCAPES.get(m.group(1), m.group(1)), body)

@@ -242,8 +242,8 @@ class DeclParser:
             self.expect("]")
         if self.peek() == "]":
             raise DeclError(f"']' without '[' after '{name or ''}'")
-        for n in reversed(dims):
-            t = Type("array", "", 0, count=n, _target=t)
+        for dim in reversed(dims):
+            t = Type("array", "", 0, count=dim, _target=t)
         return t, name
 
     def number(self, signed: bool = False) -> int:
