@@ -44,17 +44,16 @@ def eval_cmd(ctx: Context, *words: object) -> None:
 
 @dcmd("$d", synopsis="print or set the default radix", example="0t10$d", usage="")
 def radix_cmd(ctx: Context) -> None:
-    """Without an address, prints the default radix; ``addr$d`` sets it (2 to 16).
+    """Prints the default radix; ``addr$d`` sets it first (2 to 16), as mdb does.
 
     The radix reads numbers written without a prefix (``0t10$d`` then ``555 = E`` is
     decimal 555) and is how ``::map`` and ``::echo`` print numbers; ``0x``, ``0t``,
     ``0o`` and ``0i`` still name their own radix."""
-    if ctx.addr is None:
-        ctx.out.line(f"radix = {ctx.radix} base ten")
-        return
-    if not 2 <= ctx.addr <= 16:
-        raise CommandError(f"illegal radix {ctx.addr} (2 to 16, in decimal)")
-    ctx.set_radix(ctx.addr)
+    if ctx.addr is not None:
+        if not 2 <= ctx.addr <= 16:
+            raise CommandError(f"illegal radix {ctx.addr} (2 to 16, in decimal)")
+        ctx.set_radix(ctx.addr)
+    ctx.out.line(f"radix = {ctx.radix} base ten")
 
 
 @dcmd("echo", synopsis="print the arguments", example="::echo hello $[1+2]", usage="[word ...]")

@@ -20,14 +20,13 @@ MODELS = {"lp32": Model("lp32", 4, 4), "lp64": Model("lp64", 8, 8)}
 _BASE: dict[str, tuple[int | str, bool, str]] = {
     "char": (1, True, "int"), "signed char": (1, True, "int"), "unsigned char": (1, False, "int"),
     "short": (2, True, "int"), "unsigned short": (2, False, "int"),
-    "int": (4, True, "int"), "signed": (4, True, "int"), "unsigned": (4, False, "int"),
-    "unsigned int": (4, False, "int"),
+    "int": (4, True, "int"), "unsigned int": (4, False, "int"),
     "long": ("L", True, "int"), "unsigned long": ("L", False, "int"),
     "long long": (8, True, "int"), "unsigned long long": (8, False, "int"),
     "_Bool": (1, False, "bool"), "float": (4, True, "float"), "double": (8, True, "float"),
     "long double": (16, True, "float"),
 }
-_SYNONYMS = {"short int": "short", "signed short": "short", "signed short int": "short",
+_SYNONYMS = {"signed": "int", "unsigned": "unsigned int", "short int": "short", "signed short": "short", "signed short int": "short",
              "unsigned short int": "unsigned short", "signed int": "int", "long int": "long",
              "signed long": "long", "signed long int": "long", "unsigned long int": "unsigned long",
              "long long int": "long long", "signed long long": "long long",
