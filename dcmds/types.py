@@ -6,18 +6,21 @@ from typing import Any
 
 from pmdb.commands import Context, dcmd
 from pmdb.errors import CommandError, SymbolError
+from pmdb.format_lines import radix_text
 from pmdb.output import Column
 from pmdb.types.model import Type, type_name
 from pmdb.types.printer import PrintOptions, format_object
 from pmdb.types.value import Object, follow_path, path_offset, take_type
 
 from .print_tree import member_tree
+from .typedef import layout_lines, type_registry
 
 ADDRESS_COLUMNS = (Column("address", "ADDRESS"),)
 
 
 def lookup_type(ctx: Context, spelling: str) -> Type:
-    return ctx.target.types.lookup(spelling)
+    """A type by its C spelling: the target's, a ``::typedef``'d one, or (no target) C's."""
+    return type_registry(ctx).lookup(spelling)
 
 
 def symbol_type(ctx: Context, addr: int) -> Type | None:
@@ -77,7 +80,15 @@ def print_cmd(ctx: Context, *args: Any, addrs: bool = False, types: bool = False
     left out when the pipe carries one or addr is a global whose type DWARF declares;
     ``::print g_table`` prints a global by name. -t shows each member's type, -a its address.
     In a pipe, a pointer hands on what it points at (with its type), an integer its value,
-    anything else its address."""
+    anything else its address. With no target and no address, a type's layout: each
+    member's offset (-a) and type (-t), as mdb's type workbench prints it."""
+    if not ctx.has_target and ctx.addr is None and args:
+        spelling, rest = take_type(list(args))
+        if rest:
+            raise CommandError("print: without a target only a whole type's layout can be shown")
+        for text in layout_lines(lookup_type(ctx, spelling), spelling, offsets=addrs, types=types):
+            ctx.out.line(text)
+        return
     obj, paths = _print_target(ctx, list(args))
     picked: list[tuple[str | None, Object]] = [(shown, follow_path(obj, p)) for shown, p in paths]
     picked = picked or [(None, obj)]
@@ -116,7 +127,8 @@ def _hand_on(ctx: Context, obj: Object, addrs: bool) -> None:
 @dcmd("sizeof", addr="none", synopsis="print the size of a type", example="::sizeof struct node",
       usage="type")
 def sizeof_cmd(ctx: Context, *args: Any) -> None:
-    """The size in bytes of a type, in hex; piped, the size goes on as a number."""
+    """The size in bytes of a type, as mdb prints it (``sizeof (int) = 4``, ``= 0x10``: the
+    default radix, its prefix shown from 10 on); piped, the size goes on as a number."""
     spelling, rest = take_type(list(args))
     if rest:
         raise CommandError("sizeof: one type only (usage: ::sizeof type)")
@@ -124,7 +136,8 @@ def sizeof_cmd(ctx: Context, *args: Any) -> None:
     if ctx.piped:
         ctx.emit(size)
     else:
-        ctx.out.record({"type": spelling, "size": size}, text=[f"sizeof ({spelling}) = {size:#x}"])
+        text = f"sizeof ({spelling}) = {radix_text(size, ctx.radix, show_base=True)}"
+        ctx.out.record({"type": spelling, "size": size}, text=[text])
 
 
 @dcmd("offsetof", addr="none", synopsis="print the offset of a member in a type",

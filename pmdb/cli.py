@@ -36,7 +36,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="pmdb", description="Post-mortem debugger for crash dumps (mdb language).",
                 epilog="Without -e/-f and without a terminal on stdin, commands are read from stdin.")
-    p.add_argument("dump", nargs="?", metavar="DUMP", help="the core or crash dump to open")
+    p.add_argument("dump", nargs="?", metavar="DUMP",
+                   help="the core or crash dump to open (none: no target, as mdb without one)")
     p.add_argument("files", nargs="*", metavar="FILE", help="executables or libraries for symbols")
     p.add_argument("-e", dest="commands", action="append", metavar="CMDS",
                    help="run these commands and exit (repeatable)")
@@ -53,22 +54,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_join_commands(sys.argv[1:] if argv is None else argv))
     if args.demo:
         if args.dump:       # with --demo, positional words are symbol files at most
             args.files.insert(0, args.dump)
         args.dump = None
-    elif not args.dump:
-        raise UsageError("no dump given: pmdb [options] DUMP (or pmdb --demo)")
+    elif not args.dump and args.files:
+        raise UsageError("symbol files need a dump: pmdb [options] DUMP [FILE...]")
     if args.commands and args.script:
         raise UsageError("-e and -f cannot be used together")
     return args
 
 
-def open_dump(args: argparse.Namespace, config: Config) -> Target:
-    """The target named on the command line; UsageError (one line) when it cannot be opened."""
+def _join_commands(argv: Sequence[str]) -> list[str]:
+    """``-e CMDS`` as one word, so a command that starts with '-' (``-1=D``) is not taken
+    for an option, as mdb -e takes it."""
+    out: list[str] = []
+    it = iter(argv)
+    for word in it:
+        if word == "--":
+            out += [word, *it]
+            break
+        nxt = next(it, None) if word == "-e" else None
+        out.append(word if nxt is None else f"-e{nxt}")
+    return out
+
+
+def open_dump(args: argparse.Namespace, config: Config) -> Target | None:
+    """The target named on the command line, None when there is none (pmdb is then mdb's
+    calculator, type workbench and shell); UsageError (one line) when it cannot be opened."""
     from pmdb.opener import open_target
 
+    if not args.dump and not args.demo:
+        return None
     path = args.dump
     if args.demo:
         from pmdb.demo import demo_path
@@ -81,7 +99,10 @@ def open_dump(args: argparse.Namespace, config: Config) -> Target:
         raise UsageError(f"cannot open {path}: {err.strerror or err}") from None
 
 
-def banner(target: Target, demo: bool) -> str:
+def banner(target: Target | None, demo: bool) -> str:
+    if target is None:
+        return (f"pmdb {__version__}: no target (a calculator, ::typedef and ! work; "
+                "pmdb DUMP opens one)\nType ::help for commands, $q to quit.")
     threads = len(target.threads())
     head = (f"pmdb {__version__}: {target.path} ({target.kind}, {target.arch.name}, "
             f"{threads} thread{'s' if threads != 1 else ''})")
@@ -130,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         target = open_dump(args, config)
     except (UsageError, PmdbError) as err:
         return _fail(str(err))
-    for warning in target.warnings:
+    for warning in target.warnings if target is not None else ():
         sys.stderr.write(f"pmdb: warning: {warning}\n")
     session = Session(target, config=config, json_mode=args.json)
     text = "" if args.quiet else banner(target, args.demo)
@@ -143,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     finally:
         _flush_quietly()
-        target.close()
+        if target is not None:
+            target.close()
     return EXIT_FAILED if scripted and session.failed else EXIT_OK
 
 

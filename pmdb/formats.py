@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from pmdb.errors import CommandError, LimitError
+from pmdb.format_lines import LINE_WIDTH, FormatLines, bit_diagram
 
 if TYPE_CHECKING:
     from pmdb.commands.context import Context
     from pmdb.memory.space import AddressSpace
     from pmdb.target import Target
 
-LINE_WIDTH = 80
 LABEL_COLUMN = 16
 MASK64 = (1 << 64) - 1
 
@@ -51,18 +51,18 @@ INT_FORMATS: dict[str, IntFormat] = {
     "b": IntFormat(1, False, 8, 8, alt=True),
     "o": IntFormat(2, False, 8, 8, alt=True),
     "O": IntFormat(4, False, 8, 16, alt=True),
-    "G": IntFormat(8, False, 8, 16),
+    "G": IntFormat(8, False, 8, 23),
     "q": IntFormat(2, True, 8, 8, alt=True),
     "Q": IntFormat(4, True, 8, 16, alt=True),
-    "g": IntFormat(8, True, 8, 16),
+    "g": IntFormat(8, True, 8, 24),
     "v": IntFormat(1, True, 10, 8),
     "V": IntFormat(1, False, 10, 8),
     "d": IntFormat(2, True, 10, 8),
     "u": IntFormat(2, False, 10, 8),
     "D": IntFormat(4, True, 10, 16),
     "U": IntFormat(4, False, 10, 16),
-    "e": IntFormat(8, True, 10, 16),
-    "E": IntFormat(8, False, 10, 16),
+    "e": IntFormat(8, True, 10, 21),
+    "E": IntFormat(8, False, 10, 21),
     "R": IntFormat(8, False, 2, 64),
     "h": IntFormat(2, False, 16, 8, swap=True),
     "H": IntFormat(4, False, 16, 16, swap=True),
@@ -91,7 +91,9 @@ DESCRIPTIONS: dict[str, str] = {
     "I": "address and disassembled instruction",
     "i": "disassembled instruction",
     "J": "hexadecimal, 8 bytes",
+    "j": "binary with each set bit labelled, 8 bytes",
     "K": "hexadecimal uintptr_t (pointer size)",
+    "N": "newline",
     "n": "newline",
     "O": "octal, 4 bytes",
     "o": "octal, 2 bytes",
@@ -103,6 +105,7 @@ DESCRIPTIONS: dict[str, str] = {
     "r": "whitespace (count spaces)",
     "S": "string using C string notation",
     "s": "raw string",
+    "T": "horizontal tab",
     "t": "horizontal tab",
     "U": "unsigned decimal, 4 bytes",
     "u": "unsigned decimal, 2 bytes",
@@ -115,6 +118,11 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 
+# mdb's formats that write to memory or search it: pmdb only reads dumps
+WRITE_OR_MATCH = {"W": "writes 4 bytes", "Z": "writes 8 bytes", "w": "writes 2 bytes",
+                  "L": "matches 4 bytes", "M": "matches 8 bytes", "l": "matches 2 bytes"}
+
+
 def parse_format(fmt: str) -> list[tuple[int, str]]:
     """``4X2K`` -> [(4, 'X'), (2, 'K')]; counts are decimal as in mdb."""
     items: list[tuple[int, str]] = []
@@ -123,6 +131,9 @@ def parse_format(fmt: str) -> list[tuple[int, str]]:
         if ch.isascii() and ch.isdigit():
             count += ch
             continue
+        if ch in WRITE_OR_MATCH:
+            raise CommandError(f"format character '{ch}' {WRITE_OR_MATCH[ch]} in mdb's write and "
+                               "match verbs; pmdb only reads dumps")
         if ch not in DESCRIPTIONS:
             raise CommandError(f"unknown format character '{ch}' in '{fmt}' (::formats lists them)")
         items.append((int(count) if count else 1, ch))
@@ -130,50 +141,6 @@ def parse_format(fmt: str) -> list[tuple[int, str]]:
     if count:
         raise CommandError(f"format '{fmt}' ends with a count but no format character")
     return items
-
-
-class _Lines:
-    """Column-tracking text: fields left-justified, wrapped at LINE_WIDTH. With a ``sink``,
-    finished lines are written as they are made (a long repeat streams, it is not built up
-    in memory); lines held back before the first value count against ``limit``."""
-
-    def __init__(self, indent: int, sink: Callable[[str], None] | None = None,
-                 limit: int | None = None) -> None:
-        self.indent = indent
-        self.lines: list[str] = []
-        self.cur = ""
-        self.fields = 0        # values written: a label alone is not worth printing
-        self.ended = 0         # lines ended (the limits' measure of progress)
-        self.sink = sink
-        self.limit = limit
-
-    def field(self, text: str, width: int = 0) -> None:
-        if len(self.cur) > self.indent and len(self.cur) + len(text) > LINE_WIDTH:
-            self.newline()
-        pad = max(width, len(text) + 1) if width else len(text)
-        self.cur += text.ljust(pad)
-        self.fields += 1
-
-    def tab(self, stop: int = LABEL_COLUMN) -> None:
-        """To the next tab stop, at least one space on (a stop of 0, from ``0t``, does nothing)."""
-        if stop > 0:
-            self.cur += " " * (stop - len(self.cur) % stop)
-
-    def newline(self) -> None:
-        self.ended += 1
-        self.lines.append(self.cur.rstrip())
-        self.cur = " " * self.indent
-        if self.sink is not None and self.fields:
-            self.sink("".join(line + "\n" for line in self.lines))
-            self.lines.clear()
-        elif self.limit is not None and len(self.lines) > self.limit:
-            raise LimitError("limits.max_lines", self.limit, "lines of output")
-
-    def text(self) -> str:
-        if self.cur.strip():
-            self.lines.append(self.cur.rstrip())
-        self.cur = ""
-        return "".join(line + "\n" for line in self.lines)
 
 
 class _Source:
@@ -216,7 +183,7 @@ class _Source:
 
     def memory(self) -> AddressSpace:
         if self.target is None:
-            raise CommandError("no target is open")
+            raise CommandError("no target is open: reading memory needs a dump (pmdb DUMP)")
         return self.target.memory
 
 
@@ -224,7 +191,7 @@ class _Source:
 class _State:
     ctx: Context
     src: _Source
-    out: _Lines
+    out: FormatLines
     ptr_size: int
     addr: int
     reading: bool                      # '/' and '?': items advance through memory
@@ -240,11 +207,10 @@ def run_format(ctx: Context, op: str, fmt: str, addr: int) -> int:
     ptr_size = target.arch.ptr_size if target is not None else 8
     src = _Source(target, None if reading else addr, byteorder, ctx.config.get("limits.max_read_bytes"))
     # a format that labels its own lines ('a') starts them at column 0, as in mdb
-    labels_itself = "a" in fmt
-    indent = LABEL_COLUMN if reading and not labels_itself else 0
+    indent = 0 if "a" in fmt else LABEL_COLUMN
     max_lines = ctx.config.get("limits.max_lines")
     # piped, the values go on as addresses and the text is dropped as it is made
-    lines = _Lines(indent, _discard if ctx.piped else ctx.out.write, max_lines)
+    lines = FormatLines(indent, _discard if ctx.piped else ctx.out.write, max_lines)
     state = _State(ctx, src, lines, ptr_size, addr, reading)
     if reading and not ctx.piped and not fmt.startswith(("ai", "ia")):
         _label(state, target)
@@ -278,7 +244,8 @@ def _label(state: _State, target: Target | None) -> None:
     if target is not None:
         hit = target.symbols.resolve(addr)
         if hit is not None and hit[1] == 0:
-            state.out.lines.append(f"{target.symbols.describe(addr)}:")
+            state.out.cur = f"{target.symbols.describe(addr)}:"
+            state.out.newline()
         name = target.symbols.describe(addr) if hit is not None else f"{addr:#x}"
     else:
         name = f"{addr:#x}"
@@ -348,7 +315,8 @@ def _pointer(state: _State, count: int) -> None:
         value = state.src.integer(state.addr, state.ptr_size, False)
         _emit(state, value)
         text = _symbolic(target, value)
-        state.out.field(text, 16)
+        # mdb's %-16a, widened so a 64-bit 0x... value keeps a blank after it (three a line)
+        state.out.field(text, max(16, 2 * state.ptr_size + 3))
         _advance(state, state.ptr_size)
 
 
@@ -369,7 +337,7 @@ def _dot(state: _State, count: int) -> None:
     label = _symbolic(state.src.target, state.addr if state.reading else state.src.value or 0)
     # like t and r, at most a line's worth: piped, its text meets no output limit
     for _ in range(min(count, LINE_WIDTH)):
-        state.out.field(f"{label}:", 0)
+        state.out.field(f"{label}:", 16)
         state.out.tab()
 
 
@@ -379,14 +347,14 @@ def _string(state: _State, count: int, escaped: bool) -> None:
         raw = state.src.cstring(state.addr)
         parts.append(c_escape(raw) if escaped else raw.decode("utf-8", "backslashreplace"))
         _advance(state, len(raw) + 1)
-    state.out.field("\\0".join(parts), 0)
+    state.out.raw("\\0".join(parts))
 
 
 def _chars(state: _State, count: int, escaped: bool) -> None:
     for _ in range(count):
         byte = state.src.integer(state.addr, 1, False)
         _emit(state, byte)
-        state.out.field(c_escape(bytes([byte])) if escaped else chr(byte), 0)
+        state.out.raw(c_escape(bytes([byte])) if escaped else chr(byte))
         _advance(state, 1)
 
 
@@ -400,7 +368,7 @@ def _instructions(state: _State, count: int, with_addr: bool) -> None:
         insn = dis.decode(state.addr)
         _emit(state, insn.address)
         text = dis.text(insn)
-        state.out.field(f"{insn.address:x}: {text}" if with_addr else text, 0)
+        state.out.raw(f"{insn.address:x}: {text}" if with_addr else text)
         state.out.newline()
         _advance(state, insn.size)
 
@@ -410,7 +378,7 @@ def _floats(state: _State, count: int, size: int) -> None:
     order = "<" if state.src.byteorder == "little" else ">"
     for _ in range(count):
         (value,) = struct.unpack(order + code, state.src.raw(state.addr, size))
-        state.out.field(f"{value:e}" if size == 4 else f"{value:g}", 16)
+        state.out.field(f"{value:e}" if size == 4 else f"{value:g}", 0)        # mdb: %e and %g, no width
         _advance(state, size)
 
 
@@ -424,6 +392,16 @@ def _times(state: _State, count: int, size: int) -> None:
             text = f"{value:#x}"
         state.out.field(text, 24)
         _advance(state, size)
+
+
+def _bits(state: _State, count: int) -> None:
+    for _ in range(count):
+        value = state.src.integer(state.addr, 8, False)
+        _emit(state, value)
+        for line in bit_diagram(value):
+            state.out.raw(line)
+            state.out.newline()
+        _advance(state, 8)
 
 
 def _move(state: _State, delta: int) -> None:
@@ -454,8 +432,11 @@ _SPECIAL: dict[str, Callable[[_State, int], None]] = {
     "y": lambda st, n: _times(st, n, 8),
     "n": _newlines,
     # a run of spaces or a tab stop wider than a line is one line wide (not a 1e9-space field)
-    "r": lambda st, n: st.out.field(" " * min(n, LINE_WIDTH), 0),
-    "t": lambda st, n: st.out.tab(8 * min(n, LINE_WIDTH // 8)),
+    "r": lambda st, n: st.out.raw(" " * min(n, LINE_WIDTH)),
+    "t": lambda st, n: st.out.tab(min(n, LINE_WIDTH)),
+    "T": lambda st, n: st.out.tab(min(n, LINE_WIDTH)),
+    "N": _newlines,
+    "j": _bits,
     "+": lambda st, n: _move(st, n),
     "-": lambda st, n: _move(st, -n),
     "^": lambda st, n: _move(st, -st.incr * n),

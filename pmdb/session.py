@@ -55,6 +55,7 @@ class Session:
         for problem in self.registry.load_errors:
             self.stderr.write(f"pmdb: {problem}\n")
         self.variables: dict[str, int] = {}
+        self.radix = 16              # how numbers without a prefix read, and %r prints ($d)
         self.dot = 0
         self.next_dot = 0            # where a repeated format command continues
         self.last_format: str = "X"  # what a bare '/' repeats
@@ -78,6 +79,12 @@ class Session:
             where = f"{module}`{name}" if module else name
             raise SymbolError(f"unknown symbol '{where}'")
         return sym.addr
+
+    def find_symbol(self, name: str) -> int | None:
+        if self.target is None:
+            return None
+        sym = self.target.symbols.lookup(name, None)
+        return sym.addr if sym is not None else None
 
     def variable(self, name: str) -> int:
         if name in self.variables:
@@ -107,7 +114,7 @@ class Session:
             self.last_line = text
         try:
             text = self._crash_spelling(text)
-            line = parse(text)
+            line = parse(text, self.radix)
         except ParseError as err:
             self._report(err.caret(indent=len(REPORT_PREFIX)))
             return False
@@ -130,7 +137,7 @@ class Session:
         if not self.last_line:
             return True
         try:
-            line = parse(self.last_line)
+            line = parse(self.last_line, self.radix)
         except ParseError:
             return False
         pls = line.pipelines
@@ -185,23 +192,43 @@ class Session:
 
     def run_pipeline(self, pipeline: Pipeline, stream: IO[str], source: str = "") -> None:
         """Run the stages; the output is rendered once, at the end (one JSON line with --json,
-        carrying the error that stopped the pipeline, if one did)."""
-        captured = io.StringIO() if pipeline.shell is not None else None
-        out = Output(captured if captured is not None else stream, json_mode=self.json_mode,
-                     color=False if pipeline.shell is not None else self._color(), command=source,
-                     max_lines=self.config.get("limits.max_lines"))
-        handoffs: list[Handoff] | None = None
-        last = len(pipeline.stages) - 1
+        carrying the error that stopped the pipeline, if one did). With a shell command, the
+        stages' text is its input; what it prints is shown, run as commands (``!<``), or read
+        as the addresses of the stages after it (``! 'cmd' | ::map .``)."""
+        if pipeline.shell is None:
+            self._run_stages(pipeline.stages, None, stream, source)
+            return
+        captured = io.StringIO()
+        if pipeline.stages:
+            self._run_stages(pipeline.stages, None, captured, source, color=False)
+        text = self._shell(pipeline.shell, captured.getvalue())
+        if pipeline.source:
+            if not self.run_script(text.splitlines()):
+                self.failed = True
+        elif pipeline.after:
+            from pmdb.language.parser import parse_expr
+
+            inputs = [Handoff(evaluate(parse_expr(ln.strip(), self.radix), self))
+                      for ln in text.splitlines() if ln.strip()]
+            if inputs:
+                self._run_stages(pipeline.after, inputs, stream, source)
+        else:
+            stream.write(text)
+
+    def _run_stages(self, stages: Sequence[Stage], inputs: list[Handoff] | None, stream: IO[str],
+                    source: str, *, color: bool | None = None) -> None:
+        out = Output(stream, json_mode=self.json_mode, color=self._color() if color is None else color,
+                     command=source, max_lines=self.config.get("limits.max_lines"))
+        handoffs = inputs
+        last = len(stages) - 1
         try:
-            for i, stage in enumerate(pipeline.stages):
+            for i, stage in enumerate(stages):
                 handoffs = self._run_stage(stage, handoffs, out, piped=i < last)
         except PmdbError as err:
             out.errors.append(str(err))
             raise
         finally:
             out.flush()
-        if pipeline.shell is not None and captured is not None:
-            self._shell(pipeline.shell, captured.getvalue(), stream)
 
     def _color(self) -> bool | None:
         """output.color: None (auto) leaves it to whether the stream is a terminal."""
@@ -292,7 +319,8 @@ class Session:
             ctx.handoffs += sub.handoffs
             self.check_items(len(ctx.handoffs))
 
-    def _shell(self, command: str, text: str, stream: IO[str]) -> None:
+    def _shell(self, command: str, text: str) -> str:
+        """What ``sh -c command`` prints with text on its input; its errors go to stderr."""
         try:
             proc = subprocess.run(["/bin/sh", "-c", command], input=text, capture_output=True,
                                   text=True, timeout=self.config.get("shell.timeout"))
@@ -300,11 +328,11 @@ class Session:
             raise CommandError(f"shell command timed out: {command}") from None
         except OSError as err:
             raise CommandError(f"cannot run shell: {err}") from None
-        stream.write(proc.stdout)
         if proc.stderr:
             self.stderr.write(proc.stderr)
         if proc.returncode != 0:
             self.failed = True
+        return proc.stdout
 
 
 def pipeline_sources(text: str, pipelines: Sequence[Pipeline]) -> list[str]:

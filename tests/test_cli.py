@@ -104,7 +104,7 @@ def test_one_failure_among_good_commands_still_exits_one() -> None:
 
 
 @pytest.mark.parametrize("args", [
-    (),                                   # no dump at all
+    ("-e", "1=D", "-f", "script"),        # no dump: still -e or -f, not both
     ("--no-such-option", "x.core"),
     ("--demo", "-e", "::threads", "-f", "script"),
     ("--demo", "-f", "/nonexistent/script.txt"),

@@ -80,16 +80,18 @@ def test_value_formats_without_target(line: str, expected: list[str]) -> None:
 
 
 def test_value_dot_moves_with_plus_and_minus() -> None:
-    # '+' and '-' move dot; 'a' then shows where it is (no target: plain hex)
-    assert run(None, "10=+a") == "0x11:\n"
-    assert run(None, "10=4-a") == "0xc:\n"
+    # '+' and '-' move dot; 'a' then shows where it is (no target: plain hex), as mdb's
+    # %-16s: padded to 16 columns
+    assert run(None, "10=+a") == "0x11:           \n"
+    assert run(None, "10=4-a") == "0xc:            \n"
 
 
 def test_zero_counts_do_nothing() -> None:
     """A count of 0 before a verb prints nothing for it (``0t`` divided by zero)."""
-    assert run(None, "10=0tX") == "10\n"
-    assert run(None, "10=0t0r0nX") == "10\n"
-    assert run(None, "10=X0t") == "10\n"
+    ten = " " * 16 + "10".ljust(16) + "\n"
+    assert run(None, "10=0tX") == ten
+    assert run(None, "10=0t0r0nX") == ten
+    assert run(None, "10=X0t") == ten
 
 
 def test_bad_format_characters_are_one_line_errors() -> None:
@@ -331,7 +333,7 @@ def test_program_symbolic_formats(prog_targets: list[tuple[Prog, Target]]) -> No
     for _, target in prog_targets:
         # p names a pointer's target; a names dot itself
         assert values(run(target, "g_found=p")) == ["g_found"]
-        assert run(target, "g_arr+8=a") == "g_arr+0x8:\n"
+        assert run(target, "g_arr+8=a") == "g_arr+0x8:      \n"     # %-16s, as mdb
         # a repeat count continues where the format stopped: the next address comes back
         session = Session(target, stdout=io.StringIO(), stderr=io.StringIO())
         assert session.run_line("g_arr/2J")

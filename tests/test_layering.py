@@ -53,7 +53,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("pmdb.target",),
     ("pmdb.opener", "pmdb.disasm"),
     ("pmdb.emulate",),
-    ("pmdb.commands", "pmdb.output", "pmdb.formats", "pmdb.session"),
+    ("pmdb.commands", "pmdb.output", "pmdb.format_lines", "pmdb.formats", "pmdb.session"),
     ("pmdb.repl", "pmdb.cli", "pmdb.__main__"),
     ("dcmds", "walkers"),
 )

@@ -60,7 +60,7 @@ class Context:
     def target(self) -> Target:
         t = self.session.target
         if t is None:
-            raise CommandError("no target is open")
+            raise CommandError("no target is open: this command needs a dump (pmdb DUMP)")
         return t
 
     @property
@@ -124,6 +124,14 @@ class Context:
     def set_dot(self, addr: int) -> None:
         self.session.dot = addr
 
+    @property
+    def radix(self) -> int:
+        """The default radix ($d): how numbers without a prefix read and ``%r`` prints."""
+        return self.session.radix
+
+    def set_radix(self, radix: int) -> None:
+        self.session.radix = radix
+
     def value(self, word: int | str, *, radix: int = 16, crash: bool = False,
               what: str = "expression") -> int:
         """An int as it is; a word as a number (pmdb.commands.args.number, with its radix and
@@ -136,7 +144,7 @@ class Context:
         if literal is not None:
             return literal
         try:
-            expr = parse_expr(text)
+            expr = parse_expr(text, self.session.radix)
         except ParseError as err:
             raise CommandError(f"bad {what} '{text}': {err.message}") from None
         return evaluate(expr, self.session)

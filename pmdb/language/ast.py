@@ -1,7 +1,8 @@
 """AST of an mdb command line. The parser builds it; nothing here reads memory.
 
     line      := pipeline (';' pipeline)*
-    pipeline  := stage ('|' stage)* ['!' shell-text]
+    pipeline  := stage ('|' stage)* ['!' shell-text | '!' quoted ('|' stage)* | '!<' shell-text]
+               | '!' quoted ('|' stage)*
     stage     := [expr] [',' expr] [verb]
     verb      := '::' name args | '$' char args | ('/'|'='|'?') fmt | '>' var
 """
@@ -18,6 +19,8 @@ class Expr:
 @dataclass(frozen=True)
 class Num(Expr):
     value: int
+    # a number spelled as a word (``ffffab_cde00``): a symbol of that name wins, as in mdb
+    word: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ class Stage:
 class Pipeline:
     stages: tuple[Stage, ...]
     shell: str | None = None       # text after '!': output is piped through sh -c
+    source: bool = False           # '!<': what sh prints is run as command lines
+    after: tuple[Stage, ...] = ()  # "! 'cmd' | stages": sh's output lines are their addresses
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,9 @@ class Environment(Protocol):
 
     def symbol_value(self, name: str, module: str | None) -> int: ...
 
+    def find_symbol(self, name: str) -> int | None:
+        """The address of a symbol spelled like a hex number, None when there is none."""
+
     def variable(self, name: str) -> int: ...
 
     def read_int(self, addr: int, size: int) -> int: ...
@@ -31,6 +34,10 @@ class Environment(Protocol):
 def evaluate(expr: Expr, env: Environment) -> int:
     """The value of expr as an unsigned 64-bit integer."""
     if isinstance(expr, Num):
+        if expr.word is not None:
+            found = env.find_symbol(expr.word)
+            if found is not None:
+                return found & MASK
         return expr.value & MASK
     if isinstance(expr, Dot):
         return env.dot

@@ -67,29 +67,41 @@ _TWO_CHAR_OPS = ("%%", "<<", ">>", "==", "!=")
 EXPR, ARGS, IMMED = "expr", "args", "immediate"
 
 
-def number_value(text: str) -> tuple[int | None, int, str]:
-    """(value, bad_offset, message) of an mdb number; value None when malformed."""
-    radix, digits, skip = 16, text, 0
+def number_value(text: str, radix: int = 16) -> tuple[int | None, int, str]:
+    """(value, bad_offset, message) of an mdb number; value None when malformed.
+
+    mdb's rules: a ``0x``/``0t``/``0o``/``0i`` prefix picks the radix (else ``radix``,
+    the session's default); ``_`` separates digits anywhere after the first digit
+    (``0t1__2__3``, ``44_44_``) but never starts them (``0x_1``, ``0i_``); a value
+    must fit in 64 bits: cutting it silently would hand on a wrong address."""
+    digits, skip = text, 0
     if len(text) >= 2 and text[0] == "0" and text[1].lower() in _RADIX:
         radix, digits, skip = _RADIX[text[1].lower()], text[2:], 2
-    if not digits.replace("_", ""):          # '0x', '0i_': a radix and no digit
+    if not digits:
         return None, len(text), f"missing digits after '{text}'"
+    if digits[0] == "_":
+        return None, skip, f"a digit must come before '_' in '{text}'"
     for i, ch in enumerate(digits):
         if ch == "_":
             continue
         if not ch.isascii() or not ch.isalnum() or int(ch, 36) >= radix:
             return None, skip + i, f"bad digit '{ch}' in base-{radix} number '{text}'"
-    return int(digits.replace("_", ""), radix), -1, ""
+    value = int(digits.replace("_", ""), radix)
+    if value >> 64:
+        return None, 0, f"number '{text}' does not fit in 64 bits"
+    return value, -1, ""
 
 
-def is_hex_word(text: str) -> bool:
-    """mdb reads an identifier of only hex digits (``ff``, ``dead``) as a number."""
-    return bool(text) and all(c in _HEXDIGITS for c in text)
+def is_hex_word(text: str, radix: int = 16) -> bool:
+    """mdb reads an identifier of only hex digits and separators (``ff``, ``bad___cafe``)
+    as a number when the default radix is 16 (a symbol of that name still wins)."""
+    return radix == 16 and bool(text) and text[0] != "_" and all(c in _HEXDIGITS or c == "_" for c in text)
 
 
 class _Lexer:
-    def __init__(self, text: str, mode: str = EXPR) -> None:
+    def __init__(self, text: str, mode: str = EXPR, radix: int = 16) -> None:
         self.text = text
+        self.radix = radix
         self.pos = 0
         self.tokens: list[Token] = []
         self.mode = mode
@@ -173,7 +185,7 @@ class _Lexer:
         elif ch == ";":
             self.end_stage(SEMI)
         elif ch == "!":
-            self.rest_of_line(SHELL)
+            self.shell()
         elif ch == "]" and self.mode == IMMED:
             self.add(RBRACKET, p + 1)
             self.mode, self.depth = ARGS, 0
@@ -183,7 +195,7 @@ class _Lexer:
     def number(self) -> None:
         m = _NUMWORD.match(self.text, self.pos)
         assert m is not None
-        value, bad, message = number_value(m.group())
+        value, bad, message = number_value(m.group(), self.radix)
         if value is None:
             self.add(ERROR, m.end(), message, self.pos + bad)
         else:
@@ -199,7 +211,11 @@ class _Lexer:
         if not m:
             self.add(ERROR, p + 1, "expected a symbol after '`'", p + 1)
             return
-        self.add(NUMBER if is_hex_word(m.group()) else SYMBOL, m.end())
+        word = m.group()
+        if is_hex_word(word, self.radix) and number_value(word)[0] is not None:
+            self.add(NUMBER, m.end())
+        else:
+            self.add(SYMBOL, m.end())
 
     def dollar(self) -> None:
         t, p = self.text, self.pos
@@ -216,12 +232,33 @@ class _Lexer:
             self.mode = ARGS
 
     def format(self) -> None:
+        """``/fmt``, ``= fmt``: mdb allows blanks between the verb and its format
+        (``0t1__2__3 = E``), so they belong to the FORMAT token."""
         t, p = self.text, self.pos
         end = p + 1
+        while end < len(t) and t[end] in " \t":
+            end += 1
         while end < len(t) and t[end] not in _FMT_END:
             end += 1
         self.add(FORMAT, end)
         self.mode = ARGS
+
+    def shell(self) -> None:
+        """``!cmd`` to the end of the line, or ``! 'cmd'`` / ``! "cmd"`` alone (a quoted
+        command may be followed by ``| dcmd``); ``!<`` always takes the rest of the line."""
+        t, p = self.text, self.pos
+        q = p + 1
+        while q < len(t) and t[q] in " \t":
+            q += 1
+        if t.startswith("!<", p) or q >= len(t) or t[q] not in "\"'":
+            self.rest_of_line(SHELL)
+            return
+        end = quoted_end(t, q)
+        if end < 0:
+            self.add(ERROR, len(t), "unterminated quoted shell command", q)
+            return
+        self.add(SHELL, end)
+        self.mode, self.depth = EXPR, 0
 
     def var_or_assign(self) -> None:
         t, p = self.text, self.pos
@@ -242,7 +279,7 @@ class _Lexer:
         if ch in "|;":
             self.end_stage(PIPE if ch == "|" else SEMI)
         elif ch == "!":
-            self.rest_of_line(SHELL)
+            self.shell()
         elif t.startswith("//", p):
             self.rest_of_line(COMMENT)
         elif t.startswith("$[", p):
@@ -270,13 +307,62 @@ class _Lexer:
         self.add(ERROR, len(t), "unterminated string", p)
 
 
-def tokenize(text: str, tolerant: bool = False, *, expression: bool = False) -> list[Token]:
+def quoted_end(text: str, start: int) -> int:
+    """Where the quoted text opened at ``start`` ends (just past its quote); -1 if it never
+    does. A backslash escapes the next character in both kinds of quote, which is how
+    mdb lets a single-quoted shell command hold ``\\'``."""
+    quote, i = text[start], start + 1
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == quote:
+            return i + 1
+        i += 1
+    return -1
+
+
+_C_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b", "f": "\f", "v": "\v",
+              "\\": "\\", '"': '"', "'": "'"}
+
+
+def shell_command(token_text: str) -> tuple[str, bool, bool]:
+    """(command for sh, source, quoted) of a SHELL token.
+
+    ``!<cmd``: run cmd and read its output as commands (source). ``! 'cmd'``: the quotes
+    are mdb's, not sh's: they are removed and ``\\'`` becomes ``'``. ``! "cmd"``: C escapes
+    are undone (``\\"``, ``\\n``); others, such as ``\\$``, reach sh as they are, so sh
+    still sees a protected ``$``. Anything else reaches sh verbatim."""
+    body = token_text[1:]
+    if body.startswith("<"):
+        return body[1:].strip(), True, False
+    body = body.strip()
+    if not body or body[0] not in "\"'" or quoted_end(body, 0) != len(body):
+        return body, False, False
+    inner, out, i = body[1:-1], [], 0
+    while i < len(inner):
+        ch = inner[i]
+        if ch == "\\" and i + 1 < len(inner):
+            nxt = inner[i + 1]
+            if body[0] == "'":
+                out.append("'" if nxt == "'" else ch + nxt)
+            else:
+                out.append(_C_ESCAPES.get(nxt, ch + nxt))
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out), False, True
+
+
+def tokenize(text: str, tolerant: bool = False, *, expression: bool = False, radix: int = 16) -> list[Token]:
     """Every token of text, whitespace and comments included, covering it exactly.
 
     Tolerant mode never raises; strict mode raises ParseError at the first ERROR.
     ``expression``: text is one expression (as inside ``$[...]``), so '|' is OR.
+    ``radix``: how a number without a prefix reads (the session's ``$d``).
     """
-    tokens = _Lexer(text, IMMED if expression else EXPR).run()
+    tokens = _Lexer(text, IMMED if expression else EXPR, radix).run()
     if not tolerant:
         for tok in tokens:
             if tok.kind == ERROR:
@@ -285,8 +371,9 @@ def tokenize(text: str, tolerant: bool = False, *, expression: bool = False) -> 
 
 
 def unquote(token_text: str) -> str:
-    """The contents of a STRING token: quotes removed, ``\\"`` and ``\\\\`` undone in "..."."""
+    """The contents of a STRING token: quotes removed; in "..." C's escapes are undone
+    (``\\n`` is a newline, as in mdb) and any other backslash keeps the next character."""
     quote, body = token_text[0], token_text[1:-1]
     if quote == "'":
         return body
-    return re.sub(r"\\(.)", r"\1", body)
+    return re.sub(r"\\(.)", lambda m: _C_ESCAPES.get(m.group(1), m.group(1)), body)

@@ -28,7 +28,7 @@ from pmdb.language.ast import (
     VarRef,
     Verb,
 )
-from pmdb.language.lexer import Token, number_value, tokenize, unquote
+from pmdb.language.lexer import Token, number_value, shell_command, tokenize, unquote
 
 # mdb's binary operators, loosest first (a level binds tighter than the ones above it)
 PRECEDENCE: tuple[tuple[str, ...], ...] = (
@@ -46,9 +46,11 @@ _STAGE_END = (lx.PIPE, lx.SEMI, lx.SHELL)
 
 
 class _Parser:
-    def __init__(self, text: str, expression: bool = False) -> None:
+    def __init__(self, text: str, expression: bool = False, radix: int = 16) -> None:
         self.text = text
-        self.toks = [t for t in tokenize(text, expression=expression) if t.kind not in (lx.WHITESPACE, lx.COMMENT)]
+        self.radix = radix
+        self.toks = [t for t in tokenize(text, expression=expression, radix=radix)
+                     if t.kind not in (lx.WHITESPACE, lx.COMMENT)]
         self.i = 0
 
     # -- token helpers -----------------------------------------------------------
@@ -93,23 +95,32 @@ class _Parser:
         return Line(tuple(pipelines))
 
     def pipeline(self) -> Pipeline:
-        if self.kind() == lx.SHELL:
-            return Pipeline((), self.shell())
-        stages = [self.stage()]
-        while self.kind() == lx.PIPE:
-            pipe = self.take()
-            if self.kind() in (None, lx.SEMI, lx.PIPE, lx.SHELL):
-                raise self.error("missing a command after '|'", pipe.end)
+        stages: list[Stage] = []
+        if self.kind() != lx.SHELL:
             stages.append(self.stage())
-        shell = self.shell() if self.kind() == lx.SHELL else None
-        return Pipeline(tuple(stages), shell)
-
-    def shell(self) -> str:
+            while self.kind() == lx.PIPE:
+                pipe = self.take()
+                if self.kind() in (None, lx.SEMI, lx.PIPE, lx.SHELL):
+                    raise self.error("missing a command after '|'", pipe.end)
+                stages.append(self.stage())
+        if self.kind() != lx.SHELL:
+            return Pipeline(tuple(stages))
         tok = self.take()
-        command = tok.text[1:].strip()
+        command, source, quoted = shell_command(tok.text)
         if not command:
             raise self.error("missing a shell command after '!'", tok.start + 1)
-        return command
+        after: list[Stage] = []
+        if quoted and self.kind() == lx.SHELL:
+            raise self.error("a shell command hands its output to a dcmd with '|', not '!'")
+        if quoted and self.kind() == lx.PIPE:
+            while self.kind() == lx.PIPE:
+                pipe = self.take()
+                if self.kind() in (None, lx.SEMI, lx.PIPE, lx.SHELL):
+                    raise self.error("missing a command after '|'", pipe.end)
+                after.append(self.stage())
+            if self.kind() == lx.SHELL:
+                raise self.error("only one shell command may stand in a pipeline")
+        return Pipeline(tuple(stages), command, source, tuple(after))
 
     # -- stages ----------------------------------------------------------------------
 
@@ -154,7 +165,7 @@ class _Parser:
             return DcmdVerb(tok.text, self.args())
         if kind == lx.FORMAT:
             tok = self.take()
-            return FormatVerb(tok.text[0], tok.text[1:])
+            return FormatVerb(tok.text[0], tok.text[1:].lstrip())
         if kind == lx.ASSIGN:
             return AssignVerb(self.take().text[1:])
         return None
@@ -217,9 +228,9 @@ class _Parser:
             raise self.error("expected an expression at the end of the line")
         if tok.kind == lx.NUMBER:
             self.take()
-            value, _, _ = number_value(tok.text)
+            value, _, _ = number_value(tok.text, self.radix)
             assert value is not None  # the lexer only makes NUMBER tokens of valid numbers
-            return Num(value)
+            return Num(value, tok.text if tok.text[0].isalpha() else None)
         if tok.kind == lx.SYMBOL:
             self.take()
             module, _, name = tok.text.rpartition("`")
@@ -240,14 +251,15 @@ class _Parser:
         raise self.unexpected("an expression")
 
 
-def parse(text: str) -> Line:
-    """The AST of one command line; ParseError (with the bad offset) when malformed."""
-    return _Parser(text).line()
+def parse(text: str, radix: int = 16) -> Line:
+    """The AST of one command line; ParseError (with the bad offset) when malformed.
+    ``radix`` reads numbers without a prefix (the session's ``$d``)."""
+    return _Parser(text, radix=radix).line()
 
 
-def parse_expr(text: str) -> Expr:
+def parse_expr(text: str, radix: int = 16) -> Expr:
     """One expression alone (for ``$[...]``-like uses and tests)."""
-    p = _Parser(text, expression=True)
+    p = _Parser(text, expression=True, radix=radix)
     expr = p.expr()
     if p.peek() is not None:
         raise p.unexpected("an operator or the end of the expression")

@@ -1,0 +1,129 @@
+"""The text layout of mdb's format verbs, and the number spellings they share with dcmds.
+
+mdb prints each value of ``/fmt`` and ``=fmt`` as a printf field left-justified to its
+format's width (``%-16x``), indented 16 columns, and wraps at 80 columns. Two details of
+its output code decide where lines break, and pmdb copies them so its output matches
+mdb's byte for byte: a value that would pass column 80 starts a new line, and padding
+that would reach column 80 becomes the line break instead (so four 16-column values fill a
+line without a trailing blank, while three 17-column ones keep theirs). Lines keep their
+trailing blanks, as mdb's do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pmdb.errors import LimitError
+
+LINE_WIDTH = 80
+RADIX_PREFIX = {16: "0x", 10: "0t", 8: "0o", 2: "0i"}
+
+
+class FormatLines:
+    """Column-tracking text. With a ``sink``, finished lines are written as they are made
+    (a long repeat streams, it is not built up in memory); lines held back before the
+    first value count against ``limit``."""
+
+    def __init__(self, indent: int, sink: Callable[[str], None] | None = None,
+                 limit: int | None = None) -> None:
+        self.indent = indent
+        self.lines: list[str] = []
+        self.cur = ""
+        self.fields = 0        # values written: a label alone is not worth printing
+        self.ended = 0         # lines ended (the limits' measure of progress)
+        self.sink = sink
+        self.limit = limit
+
+    def _start(self) -> None:
+        """The indent is written with a line's first text, so an empty line stays empty."""
+        if not self.cur:
+            self.cur = " " * self.indent
+
+    def field(self, text: str, width: int = 0) -> None:
+        """One value, padded with blanks to ``width`` (mdb's ``%-Nx``)."""
+        self._start()
+        if len(self.cur) > self.indent and len(self.cur) + len(text) > LINE_WIDTH:
+            self.newline()
+            self._start()
+        self.cur += text
+        self.fields += 1
+        pad = width - len(text)
+        if pad > 0:
+            if len(self.cur) + pad >= LINE_WIDTH:
+                self.newline()
+            else:
+                self.cur += " " * pad
+
+    def raw(self, text: str) -> None:
+        """Text placed as it is: no padding and no wrapping (labels, strings, characters)."""
+        self._start()
+        self.cur += text
+        self.fields += 1
+
+    def tab(self, stop: int = 16) -> None:
+        """To the next tab stop (none when already on one); a stop of 0 does nothing."""
+        self._start()
+        if stop > 0 and len(self.cur) % stop:
+            self.cur += " " * (stop - len(self.cur) % stop)
+
+    def newline(self) -> None:
+        self.ended += 1
+        self.lines.append("" if not self.cur.strip() else self.cur)
+        self.cur = ""
+        if self.sink is not None and self.fields:
+            self.sink("".join(line + "\n" for line in self.lines))
+            self.lines.clear()
+        elif self.limit is not None and len(self.lines) > self.limit:
+            raise LimitError("limits.max_lines", self.limit, "lines of output")
+
+    def text(self) -> str:
+        if self.cur.strip():
+            self.lines.append(self.cur)
+        self.cur = ""
+        return "".join(line + "\n" for line in self.lines)
+
+
+def digits(value: int, radix: int) -> str:
+    """value's digits in radix (2..36), no prefix; a negative value gets a '-'."""
+    if value < 0:
+        return "-" + digits(-value, radix)
+    if radix == 16:
+        return f"{value:x}"
+    if radix == 10:
+        return str(value)
+    out = ""
+    while True:
+        value, d = divmod(value, radix)
+        out = "0123456789abcdefghijklmnopqrstuvwxyz"[d] + out
+        if not value:
+            return out
+
+
+def radix_text(value: int, radix: int, *, show_base: bool = False) -> str:
+    """A number as mdb's ``%r`` (``%#r`` with show_base) prints it in the current radix.
+
+    With the base shown, a value below 10 is the same digit in any radix of 10 or more, so
+    mdb leaves the prefix off: ``sizeof (int) = 4`` but ``sizeof (list_t) = 0x10``."""
+    text = digits(value, radix)
+    if show_base and not (value < 10 and radix >= 10):
+        text = RADIX_PREFIX.get(radix, "") + text
+    return text
+
+
+def bit_diagram(value: int) -> list[str]:
+    """The ``j`` format: value in binary, then a line per set bit, lowest first, with a
+    leader from its column to its number and mask (``+-- bit 0 mask 0x01``)."""
+    if value == 0:
+        return ["0"]
+    binary = f"{value:b}"
+    width = len(binary)
+    bits = [b for b in range(width) if value >> b & 1]
+    mask_digits = len(f"{1 << bits[-1]:x}")
+    mask_digits += mask_digits % 2           # whole bytes: 0x01 .. 0x10
+    num_width = len(str(bits[-1]))
+    lines = [binary, "".join("|" if value >> (width - 1 - c) & 1 else " " for c in range(width)).rstrip()]
+    for b in bits:
+        col = width - 1 - b
+        lead = "".join("|" if value >> (width - 1 - c) & 1 else " " for c in range(col))
+        lines.append(f"{lead}+{'-' * (width - 1 - col)}-- bit {b:<{num_width}} mask 0x{1 << b:0{mask_digits}x}")
+    return lines
