@@ -19,6 +19,7 @@ from pmdb.os.linux.mm.maple import (
     LEAF_64,
     RANGE_64,
     MapleLayout,
+    MapleNode,
     MapleWalk,
     maple_entries,
 )
@@ -126,7 +127,8 @@ def test_walk_positions_and_nodes_as_crash_shows_them() -> None:
     t = target_for(KASLR, DUMP)
     tree, _, leaf = _leaf(t)
     walk = MapleWalk(t.memory, MapleLayout.from_types(t.types))
-    walk.keep_nodes = True
+    nodes: list[MapleNode] = []
+    walk.on_node = nodes.append
     slots = list(walk.tree(tree))
     assert [s.path for s in slots] == [(1,), (2,), (3,), (4,), (5,), (6,), (8,), (10,), (12,), (13,)]
-    assert [(n.address, n.type, n.depth) for n in walk.nodes] == [(leaf, LEAF_64, 0)]
+    assert [(n.address, n.type, n.depth) for n in nodes] == [(leaf, LEAF_64, 0)]

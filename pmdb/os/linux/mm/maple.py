@@ -19,7 +19,7 @@ node. Damage raises CorruptionError; nothing else escapes but pmdb errors.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -54,7 +54,8 @@ class MapleEntry(NamedTuple):
 @dataclass(frozen=True)
 class MapleSlot:
     """An entry with where it sits: the slot indices from the root down (crash's -p
-    position) and the depth of its node (0: the root node)."""
+    position) and the depth of its node (0: the root node; -1: the entry is the tree's
+    root itself, a tree of one entry at index 0)."""
 
     first: int
     last: int
@@ -160,8 +161,7 @@ class MapleWalk:
         self.limit = limit
         self.max_depth = min(max_depth, MAPLE_HEIGHT_MAX)
         self.empty = empty               # yield NULL slots (gaps) too, as crash's -v shows them
-        self.nodes: list[MapleNode] = []  # every node read, in walk order (kept when asked)
-        self.keep_nodes = False
+        self.on_node: Callable[[MapleNode], None] | None = None   # told of each node as it is read
         self._seen: set[int] = set()
         self._fmt = "<" if memory.byteorder == "little" else ">"
 
@@ -174,7 +174,7 @@ class MapleWalk:
             self.max_depth = min(self.max_depth, height - 1)
         if not is_node(root):
             if root or self.empty:
-                yield MapleSlot(0, 0, root, (0,), 0)
+                yield MapleSlot(0, 0, root, (0,), -1)
             return
         yield from self.node(root)
 
@@ -196,8 +196,8 @@ class MapleWalk:
             raise CorruptionError(addr, f"the maple tree has more than {self.limit} nodes")
         self._seen.add(addr)
         words = self._node_words(addr)
-        if self.keep_nodes:
-            self.nodes.append(MapleNode(addr, kind, first, last, depth, words[0], words))
+        if self.on_node is not None:
+            self.on_node(MapleNode(addr, kind, first, last, depth, words[0], words))
         if kind == DENSE:
             yield from self._dense(words, first, last, depth, path)
             return
