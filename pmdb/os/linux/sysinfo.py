@@ -149,21 +149,21 @@ def load_average(kv: KernelVars) -> tuple[str, str, str]:
     return out[0], out[1], out[2]
 
 
+def pgdats(kv: KernelVars) -> list[int]:
+    """Every node's struct pglist_data: node_data[] (NUMA), else contig_page_data."""
+    nodes = kv.lookup("node_data")
+    if nodes is None:
+        return [kv.need("contig_page_data")]     # !CONFIG_NUMA: one static node
+    n, w = kv.node_slots, kv.mem.ptr_size
+    raw = kv.mem.read(nodes, w * n)
+    return [p for i in range(n) if (p := int.from_bytes(raw[w * i:w * i + w], "little"))]
+
+
 def present_pages(kv: KernelVars) -> int:
     """Pages of RAM the kernel manages: node_present_pages over every node (crash's total)."""
     per_node = kv.offsets.offsetof("pglist_data", "node_present_pages")
-    nodes = kv.lookup("node_data")
-    if nodes is None:
-        contig = kv.need("contig_page_data")     # !CONFIG_NUMA: one static node
-        return kv.mem.ptr(contig + per_node)    # an unsigned long, like the node pointers
-    total = 0
-    n, w = kv.node_slots, kv.mem.ptr_size
-    raw = kv.mem.read(nodes, w * n)
-    for i in range(n):
-        pgdat = int.from_bytes(raw[w * i:w * i + w], "little")
-        if pgdat:
-            total += kv.mem.ptr(pgdat + per_node)
-    return total
+    # an unsigned long, like the node pointers
+    return sum(kv.mem.ptr(pgdat + per_node) for pgdat in pgdats(kv))
 
 
 def cpu_mhz(kv: KernelVars) -> int | None:
