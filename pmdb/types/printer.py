@@ -28,6 +28,7 @@ def _plain_hex(addr: int) -> str:
 class PrintOptions:
     show_types: bool = False          # -t
     show_addrs: bool = False          # -a
+    decimal: bool = False             # -d: integers in decimal (0t...), signed ones with their sign
     array_limit: int = 100            # elements shown before ", ... ]"
     string_limit: int = 256           # longest char array shown as a string
     describe: Callable[[int], str] = field(default=_plain_hex)   # pointer -> "sym+off"
@@ -135,9 +136,11 @@ def _scalar(obj: Object, opts: PrintOptions) -> str:
     if t.kind in ("int", "bool"):
         value = int(obj)
         if obj.bit_size:
-            return _dec(value) if t.signed and value < 0 else _hex(value)
+            return _dec(value) if (t.signed and value < 0) or opts.decimal else _hex(value)
         if is_char(t):
             return _char(value & 0xFF)
+        if opts.decimal:
+            return _dec(value)
         if value < 0:
             value &= (1 << (8 * t.size)) - 1
         return _hex(value)
