@@ -101,7 +101,7 @@ def kmem_vmalloc(ctx: Context, words: list[Any]) -> None:
     header = (f"{mkstring('VMAP_AREA', w.vaddr, 'center')}  {mkstring('VM_STRUCT', w.vaddr, 'center')}  "
               f"{mkstring('ADDRESS RANGE', 2 * w.vaddr + 3, 'center')}     SIZE")
     lines = []
-    for va in vmap_areas(kernel.mem, kernel.types, kernel.offsets, kernel.lookup("vmap_area_list")):
+    for va in vmap_areas(kernel.mem, kernel.types, kernel.offsets, kernel.lookup):
         if at is not None and not va.start <= at < va.end:
             continue
         lines.append(f"{mkstring(f'{va.address:x}', w.vaddr, 'center')}{gap}  {mkstring(f'{va.vm:x}', w.vaddr, 'center')}"

@@ -118,10 +118,12 @@ def perms(flags: int) -> str:
 
 @dcmd("pmap", addr="optional", synopsis="a process's mappings: each VMA's base, size, permissions and file",
       example="0t1::pmap")
-def pmap(ctx: Context, *_args: Any) -> None:
+def pmap(ctx: Context, *args: Any) -> None:
     """illumos mdb's ::pmap for a Linux process (addr: a task, a pid or an mm_struct; without
     one, the current task): one row per VMA with its vm_area_struct, base, size in kilobytes,
     permissions as /proc/PID/maps shows them and the file it maps. Piped, hands on the VMAs."""
+    if args:
+        raise CommandError("pmap takes no arguments: the process goes before it (0t1::pmap)")
     kernel = ctx.kernel
     mm = mm_of(kernel, ctx.addr) if ctx.addr is not None else mm_of(kernel, _current(ctx).address)
     rows = []

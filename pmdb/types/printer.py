@@ -11,7 +11,7 @@ prints ``<unreadable ADDR>`` and the rest of the struct still prints.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pmdb.errors import CommandError, FaultError
 from pmdb.types.model import Member, Type, type_name
@@ -28,10 +28,10 @@ def _plain_hex(addr: int) -> str:
 class PrintOptions:
     show_types: bool = False          # -t
     show_addrs: bool = False          # -a
-    decimal: bool = False             # -d: integers in decimal (0t...), signed ones with their sign
     array_limit: int = 100            # elements shown before ", ... ]"
     string_limit: int = 256           # longest char array shown as a string
     describe: Callable[[int], str] = field(default=_plain_hex)   # pointer -> "sym+off"
+    decimal: bool = False             # -d: integers in decimal (0t...), signed ones with their sign
 
 
 def _hex(v: int) -> str:
@@ -120,7 +120,7 @@ def _array(obj: Object, depth: int, opts: PrintOptions) -> str:
         body = [pad + _value(e, depth + 1, opts) + "," for e in elements]
         tail = " " * (TAB * depth) + ("... ]" if more else "]")
         return "\n".join(["[", *body, tail])
-    inner = PrintOptions(False, False, opts.array_limit, opts.string_limit, opts.describe)
+    inner = replace(opts, show_types=False, show_addrs=False)
     texts = [_value(e, depth + 1, inner) for e in elements]
     return "[ " + ", ".join(texts) + (", ... ]" if more else " ]")
 

@@ -59,8 +59,12 @@ class PageLayout:
             size = info.size("page")
         except SymbolError:
             raise SymbolError("VMCOREINFO does not describe SPARSEMEM's sections: page frames are unknown") from None
+        try:
+            index = offsets.offsetof("page", "index")
+        except SymbolError:                         # 6.16 renamed it (folios own it now)
+            index = offsets.offsetof("page", "__folio_index")
         return cls(size, offsets.offsetof("page", "flags"), offsets.offsetof("page", "_refcount"),
-                   offsets.offsetof("page", "mapping"), offsets.offsetof("page", "index"),
+                   offsets.offsetof("page", "mapping"), index,
                    1 << (bits - km.info.page_size.bit_length() + 1))
 
 

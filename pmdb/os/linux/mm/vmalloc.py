@@ -2,16 +2,17 @@
 
 Up to 6.8 every allocated vmap_area is on ``vmap_area_list`` in address order (its
 ``list`` member); each names its ``struct vm_struct`` (``vm``: none for vm_map_ram
-areas, which crash leaves out, as it does here). 6.9 split the areas over per-node
-``vmap_nodes`` busy trees: not read here yet.
+areas, which crash leaves out, as it does here). 6.9 split the areas over
+``nr_vmap_nodes`` ``struct vmap_node``s, each with a busy list (``busy.head``) in
+address order: they are merged back into one order, as crash does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from pmdb.errors import SymbolError
+from pmdb.errors import CorruptionError, SymbolError
 from pmdb.memory.space import AddressSpace
 from pmdb.symbols.kmodules import StructOffsets
 from pmdb.types.lists import ListLink, walk_list
@@ -28,11 +29,36 @@ class VmapArea:
     end: int
 
 
+MAX_VMAP_NODES = 1024
+
+
+def busy_lists(memory: AddressSpace, types: TypeRegistry, offsets: StructOffsets,
+               lookup: Callable[[str], int | None]) -> list[int]:
+    """The list heads of the busy vmap areas: vmap_area_list (to 6.8), else each vmap
+    node's busy.head (6.9+)."""
+    head = lookup("vmap_area_list")
+    if head is not None:
+        return [head]
+    nodes, count = lookup("vmap_nodes"), lookup("nr_vmap_nodes")
+    if nodes is None or count is None:
+        raise SymbolError("neither vmap_area_list nor vmap_nodes: the vmalloc areas are unknown")
+    n = memory.u32(count)
+    if not 0 < n <= MAX_VMAP_NODES:
+        raise CorruptionError(count, f"nr_vmap_nodes is {n}")
+    base, size = memory.ptr(nodes), types.lookup("struct vmap_node").sizeof()
+    busy = offsets.offsetof("vmap_node", "busy") + offsets.offsetof("rb_list", "head")
+    return [base + i * size + busy for i in range(n)]
+
+
 def vmap_areas(memory: AddressSpace, types: TypeRegistry, offsets: StructOffsets,
-               list_head: int | None) -> Iterator[VmapArea]:
-    """Each vmap_area with a vm_struct, in address order (list_head: vmap_area_list)."""
-    if list_head is None:
-        raise SymbolError("no vmap_area_list symbol (6.9+ keeps vmap areas per node: not read yet)")
+               lookup: Callable[[str], int | None]) -> list[VmapArea]:
+    """Each vmap_area with a vm_struct, in address order."""
+    areas = [a for head in busy_lists(memory, types, offsets, lookup)
+             for a in _listed(memory, types, offsets, head)]
+    return sorted(areas, key=lambda a: a.start)
+
+
+def _listed(memory: AddressSpace, types: TypeRegistry, offsets: StructOffsets, list_head: int) -> Iterator[VmapArea]:
     va_type = types.lookup("struct vmap_area")
     has_flags = va_type.find_member("flags") is not None and va_type.find_member("purge_list") is not None
     link = offsets.offsetof("vmap_area", "list")
