@@ -12,28 +12,20 @@ from typing import Any
 
 from pmdb.commands import Context, dcmd
 from pmdb.errors import CommandError, FaultError, PmdbError
-from pmdb.os.linux.meminfo import MemSummary, kmem_summary, vm_events, vm_stat
+from pmdb.os.linux.meminfo import MemSummary, free_pages, kmem_summary, vm_events, vm_stat
 from pmdb.os.linux.mm.pages import Page, PageLayout, flag_names, pages, present_sections, read_page
 from pmdb.os.linux.mm.vmalloc import vmap_areas
+from pmdb.os.linux.sysinfo import format_memory
 from pmdb.output import Column, Dec
 
 from .crash_layout import mkstring, widths
 
-_KB, _MB, _GB = 1 << 10, 1 << 20, 1 << 30
+_MB = 1 << 20
 
 
 def pages_to_size(pages: int, page_size: int) -> str:
     """crash's pages_to_size: "0", "N KB", "N.N MB" or "N.N GB" (".0" dropped)."""
-    if not pages:
-        return "0"
-    total = pages * page_size
-    if total >= _GB:
-        text = f"{total / _GB:.1f} GB"
-    elif total >= _MB:
-        text = f"{total / _MB:.1f} MB"
-    else:
-        text = f"{total // _KB} KB"
-    return text.replace(".0 ", " ")
+    return format_memory(pages, page_size, round_gb=False) if pages else "0"
 
 
 def _summary_lines(s: MemSummary, page_size: int, shared_text: str | None) -> Iterator[str]:
@@ -153,11 +145,13 @@ def kmem_pages(ctx: Context, words: list[Any]) -> None:
     problems: list[str] = []
     if words:
         chosen = [read_page(km, layout, _pfn_of(ctx, ctx.value(x, what="address"), layout)) for x in words]
-    else:
-        chosen = list(pages(km, layout, present_sections(km), problems))
-    ctx.out.record({}, text=[_page_header(w, paddr_width), *(_page_line(p, w, paddr_width, names) for p in chosen)])
-    for p in problems[:5]:
-        ctx.out.error(p)
+        ctx.out.record({}, text=[_page_header(w, paddr_width), *(_page_line(p, w, paddr_width, names) for p in chosen)])
+        return
+    ctx.out.line(_page_header(w, paddr_width))      # every page: streamed, a line at a time
+    for p in pages(km, layout, present_sections(km), problems):
+        ctx.out.line(_page_line(p, w, paddr_width, names))
+    for line in problems[:5]:
+        ctx.out.error(line)
 
 
 # -- mdb's ::memstat --------------------------------------------------------------------------
@@ -183,7 +177,6 @@ def memstat(ctx: Context) -> None:
     def n(name: str) -> int:
         return node.get(name) or zone.get(name) or 0
 
-    from pmdb.os.linux.meminfo import free_pages
     free = free_pages(kv)
     rows = [("Anon", n("NR_ACTIVE_ANON") + n("NR_INACTIVE_ANON")),
             ("Page cache", n("NR_FILE_PAGES")),

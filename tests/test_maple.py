@@ -25,6 +25,7 @@ from pmdb.os.linux.mm.maple import (
 )
 from pmdb.target import Target
 from pmdb.types.value import Object
+from tests import kernel_truth as kt
 from tests.fuzz.overlay import Overlay, words
 from tests.linux_session import KASLR, target_for
 
@@ -132,3 +133,27 @@ def test_walk_positions_and_nodes_as_crash_shows_them() -> None:
     slots = list(walk.tree(tree))
     assert [s.path for s in slots] == [(1,), (2,), (3,), (4,), (5,), (6,), (8,), (10,), (12,), (13,)]
     assert [(n.address, n.type, n.depth) for n in nodes] == [(leaf, LEAF_64, 0)]
+
+
+@pytest.mark.parametrize(("release", "name"), [(r, n) for r, n in kt.KERNELS.items() if not r.startswith(("5.", "6.1."))])
+def test_sparse_irqs_hold_every_interrupt_of_proc(release: str, name: str) -> None:
+    """Since 6.5 the kernel keeps its interrupt descriptors in the maple tree sparse_irqs,
+    indexed by IRQ number: every numbered line of the guest's /proc/interrupts is an entry
+    whose irq_desc says that number (irq_data.irq), in a tree of more than one node."""
+    from pmdb.config import Config
+    from pmdb.opener import open_target
+
+    folder = kt.need_lab_dump(release, "sysrq", name)
+    irqs = {int(line.split(":")[0]) for line in (folder / "truth" / "interrupts").read_text().splitlines()
+            if line.split(":")[0].strip().isdigit()}
+    t = open_target(str(folder / name), config=Config())
+    sym = t.symbols.lookup("sparse_irqs")
+    assert sym is not None and irqs
+    walk = MapleWalk(t.memory, MapleLayout.from_types(t.types))
+    nodes: list[MapleNode] = []
+    walk.on_node = nodes.append
+    entries = {s.first: s.entry for s in walk.tree(sym.addr)}
+    assert irqs <= set(entries) and len(nodes) > 1
+    desc = t.types.lookup("struct irq_desc")
+    for irq, entry in entries.items():
+        assert int(Object(t.memory, desc, entry).member("irq_data").member("irq")) == irq

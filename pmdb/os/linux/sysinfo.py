@@ -217,11 +217,12 @@ def format_uptime(seconds: int) -> str:
     return f"{days} days, {hms}" if days else hms
 
 
-def format_memory(pages: int, page_size: int = 4096) -> str:
-    """crash's size: within 64 MB below a whole GB counts as that GB; one decimal, '.0' dropped."""
+def format_memory(pages: int, page_size: int = 4096, *, round_gb: bool = True) -> str:
+    """crash's size: one decimal, '.0' dropped; sys's MEMORY also counts within 64 MB below
+    a whole GB as that GB (``round_gb``; kmem -i's pages_to_size does not)."""
     total = pages * page_size
     next_gb = -(-total // _GB) * _GB
-    if total and next_gb - total <= 64 * _MB:
+    if round_gb and total and next_gb - total <= 64 * _MB:
         total = next_gb
     if total >= _GB:
         text = f"{total / _GB:.1f} GB"
