@@ -26,6 +26,8 @@ from pmdb.os.linux.slab.slub import KmemCache, SlubModel, find_listed_cache, slu
 from pmdb.os.linux.slab.text import audit_object, code_text
 from pmdb.output import Cell, Column, Dec, Hex, Symbol
 
+from .linux_memory import kmem_counters, kmem_info, kmem_pages, kmem_vmalloc
+
 
 def _model(ctx: Context) -> SlubModel:
     try:
@@ -305,16 +307,37 @@ def _kmem_address(ctx: Context, model: SlubModel, addr: int, whole_slab: bool) -
         ctx.out.line(line)
 
 
-@dcmd("kmem", addr="optional", synopsis="crash's kmem: -s cache statistics, -S cache slabs, addr lookup",
-      example="kmem -S kmalloc-128", opts={"s": "summary", "S": "slabs"}, usage="-s | -S [cache|addr] | addr")
-def kmem(ctx: Context, *args: Any, summary: bool = False, slabs: bool = False) -> None:
-    """crash's spellings: ``kmem -s`` prints every cache as crash does (CACHE OBJSIZE
-    ALLOCATED TOTAL SLABS SSIZE NAME; ::kmastat is mdb's form); ``kmem -S cache`` adds the
-    cache's per-CPU slabs and each node's partial and full slabs; ``kmem -S addr`` lists every
-    object of the slab holding addr as FREE or [ALLOCATED]; ``kmem addr`` names the cache,
-    slab and object holding addr. Objects are shown at the address kmalloc returned."""
-    model = _model(ctx)
+@dcmd("kmem", addr="optional", synopsis="crash's kmem: -i usage, -V counters, -v vmalloc, -p pages, -s/-S slabs",
+      example="kmem -S kmalloc-128",
+      opts={"s": "summary", "S": "slabs", "i": "info", "V": "counters", "v": "vmalloc", "p": "pages"},
+      usage="-i | -V | -v [addr] | -p [addr] | -s | -S [cache|addr] | addr")
+def kmem(ctx: Context, *args: Any, summary: bool = False, slabs: bool = False, info: bool = False,
+         counters: bool = False, vmalloc: bool = False, pages: bool = False) -> None:
+    """crash's spellings: ``kmem -i`` is crash's memory usage summary (PAGES TOTAL
+    PERCENTAGE: total, free, used, shared, buffers, cached, slab, hugetlb, swap, commit);
+    ``kmem -V`` the kernel's vm_zone_stat, vm_node_stat and summed vm_event_states;
+    ``kmem -v [addr]`` the vmalloc areas (VMAP_AREA VM_STRUCT ADDRESS RANGE SIZE);
+    ``kmem -p [addr]`` struct pages (PAGE PHYSICAL MAPPING INDEX CNT FLAGS; addr a struct
+    page, a kernel virtual or a physical address). ``kmem -s`` prints every cache as crash
+    does (CACHE OBJSIZE ALLOCATED TOTAL SLABS SSIZE NAME; ::kmastat is mdb's form);
+    ``kmem -S cache`` adds the cache's per-CPU slabs and each node's partial and full slabs;
+    ``kmem -S addr`` lists every object of the slab holding addr as FREE or [ALLOCATED];
+    ``kmem addr`` names the cache, slab and object holding addr. Objects are shown at the
+    address kmalloc returned."""
     words = [ctx.addr] if ctx.addr is not None else list(args)
+    chosen = [f for f, on in (("-i", info), ("-V", counters), ("-v", vmalloc), ("-p", pages), ("-s", summary),
+                              ("-S", slabs)) if on]
+    if len(chosen) > 1:
+        raise CommandError(f"kmem: {' and '.join(chosen)} cannot be used together")
+    if info or counters:
+        if words:
+            raise CommandError(f"kmem {chosen[0]} takes no argument")
+        (kmem_info if info else kmem_counters)(ctx)
+        return
+    if vmalloc or pages:
+        (kmem_vmalloc if vmalloc else kmem_pages)(ctx, words)
+        return
+    model = _model(ctx)
     if summary or (not slabs and not words):
         caches = [_cache(model, w) for w in words] or model.caches()
         stats, problems = _stats_rows(ctx, model, caches)

@@ -73,12 +73,14 @@ def _is_member_of(t: Type, path: str) -> bool:
 
 @dcmd("print", synopsis="print a typed object (struct members, arrays, pointers)",
       example="g_table::print struct node * | ::print struct node",
-      opts={"a": "addrs", "t": "types"}, usage="[-at] [type] [member ...]")
-def print_cmd(ctx: Context, *args: Any, addrs: bool = False, types: bool = False) -> None:
+      opts={"a": "addrs", "t": "types", "d": "decimal"}, usage="[-adt] [type] [member ...]")
+def print_cmd(ctx: Context, *args: Any, addrs: bool = False, types: bool = False, decimal: bool = False) -> None:
     """Show the object at addr as the given type, or only the named members (paths such as
     ``a.b[2]`` or ``next->val``; array indexes are hex unless written 0t). The type may be
     left out when the pipe carries one or addr is a global whose type DWARF declares;
-    ``::print g_table`` prints a global by name. -t shows each member's type, -a its address.
+    ``::print g_table`` prints a global by name. -t shows each member's type, -a its address,
+    -d integers in decimal (``0t102``). A flexible array member (``numbers[]``) indexes
+    past its declared length of 0: reads stop where memory does.
     In a pipe, a pointer hands on what it points at (with its type), an integer its value,
     anything else its address. With no target and no address, a type's layout: each
     member's offset (-a) and type (-t), as mdb's type workbench prints it."""
@@ -96,7 +98,7 @@ def print_cmd(ctx: Context, *args: Any, addrs: bool = False, types: bool = False
         for _, o in picked:
             _hand_on(ctx, o, addrs)
         return
-    opts = PrintOptions(show_types=types, show_addrs=addrs, describe=lambda v: pointer_text(ctx, v))
+    opts = PrintOptions(show_types=types, show_addrs=addrs, decimal=decimal, describe=lambda v: pointer_text(ctx, v))
     for name, o in picked:
         ctx.out.record(member_tree(o, opts, name), text=[format_object(o, opts, name=name)])
 

@@ -38,6 +38,8 @@ CRASH_ALIASES: dict[str, str] = {
     "search": "search",    # dcmds/linux_search.py
     "task": "task",        # dcmds/linux_task.py
     "set": "set -c",       # crash's reading of a pid: decimal
+    "vm": "vm",            # dcmds/linux_vm.py
+    "tree": "tree",        # dcmds/crash_tree.py
 }
 
 # crash's other commands (crash 8's ``help``): known words, so they are never read as symbols

@@ -148,3 +148,29 @@ def walk_rbtree(memory: AddressSpace, root: int, left: int, right: int,
         node = stack.pop()
         yield node
         node = _next(memory, node + right, node)
+
+
+def rbtree_positions(memory: AddressSpace, root: int, left: int, right: int, *, linear: bool = False,
+                     limit: int = LIST_LIMIT) -> Iterator[tuple[int, str]]:
+    """(node, position) for each node of a binary tree: root first, then the left subtree
+    and the right one (crash's ``tree`` order), or in order with ``linear`` (crash's -l).
+    The position is crash's ``root/l/r`` path. Bounded and loop-safe as walk_rbtree."""
+    seen: set[int] = set()
+    # a stack of (node, position, children pushed yet): explicit, so a deep tree cannot
+    # exhaust Python's recursion
+    stack: list[tuple[int, str, bool]] = [(root, "root", False)] if root else []
+    while stack:
+        node, pos, expanded = stack.pop()
+        if expanded:
+            yield node, pos
+            continue
+        if node in seen:
+            raise CorruptionError(node, f"the tree at {root:#x} reaches {node:#x} twice")
+        if len(seen) >= limit:
+            raise CorruptionError(node, f"the tree at {root:#x} has more than {limit} nodes")
+        seen.add(node)
+        lnode, rnode = _next(memory, node + left, node), _next(memory, node + right, node)
+        rchild = [(rnode, f"{pos}/r", False)] if rnode else []
+        lchild = [(lnode, f"{pos}/l", False)] if lnode else []
+        here = [(node, pos, True)]
+        stack += rchild + here + lchild if linear else rchild + lchild + here

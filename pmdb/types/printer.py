@@ -11,7 +11,7 @@ prints ``<unreadable ADDR>`` and the rest of the struct still prints.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pmdb.errors import CommandError, FaultError
 from pmdb.types.model import Member, Type, type_name
@@ -31,6 +31,7 @@ class PrintOptions:
     array_limit: int = 100            # elements shown before ", ... ]"
     string_limit: int = 256           # longest char array shown as a string
     describe: Callable[[int], str] = field(default=_plain_hex)   # pointer -> "sym+off"
+    decimal: bool = False             # -d: integers in decimal (0t...), signed ones with their sign
 
 
 def _hex(v: int) -> str:
@@ -119,7 +120,7 @@ def _array(obj: Object, depth: int, opts: PrintOptions) -> str:
         body = [pad + _value(e, depth + 1, opts) + "," for e in elements]
         tail = " " * (TAB * depth) + ("... ]" if more else "]")
         return "\n".join(["[", *body, tail])
-    inner = PrintOptions(False, False, opts.array_limit, opts.string_limit, opts.describe)
+    inner = replace(opts, show_types=False, show_addrs=False)
     texts = [_value(e, depth + 1, inner) for e in elements]
     return "[ " + ", ".join(texts) + (", ... ]" if more else " ]")
 
@@ -135,9 +136,11 @@ def _scalar(obj: Object, opts: PrintOptions) -> str:
     if t.kind in ("int", "bool"):
         value = int(obj)
         if obj.bit_size:
-            return _dec(value) if t.signed and value < 0 else _hex(value)
+            return _dec(value) if (t.signed and value < 0) or opts.decimal else _hex(value)
         if is_char(t):
             return _char(value & 0xFF)
+        if opts.decimal:
+            return _dec(value)
         if value < 0:
             value &= (1 << (8 * t.size)) - 1
         return _hex(value)

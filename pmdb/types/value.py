@@ -76,7 +76,11 @@ class Object:
     def __getitem__(self, index: int) -> Object:
         t = self.type.strip()
         if t.kind == "array":
-            if t.count is not None and not 0 <= index < t.count:
+            # a flexible array member (``[]``, or GNU ``[0]``: BTF and DWARF say 0 or no
+            # length) indexes freely: how far it goes is known only to its owner, so reads
+            # are bounded by what memory holds, not by the type
+            flexible = not t.count
+            if not 0 <= index or (not flexible and index >= (t.count or 0)):
                 raise CommandError(f"index {index} out of range for {type_name(self.type)}")
             elem = t.target
             base = self.address

@@ -158,6 +158,30 @@ def regions_lists(t: Target) -> list[Region]:
     return out
 
 
+def regions_maple(t: Target) -> list[Region]:
+    """crashapp's mm: its maple_tree, the root node, and three of its VMAs (vm reads them)."""
+    from pmdb.os.linux.mm.maple import MapleLayout
+
+    k = kernel_of(t)
+    mm = next(task.mm for task in k.tasks() if task.pid == 102)
+    tree = mm + _member(t, "struct mm_struct", "mm_mt")
+    lay = MapleLayout.from_types(t.types)
+    root = t.memory.ptr(tree + lay.root) & ~0xFF
+    vmas = [t.memory.ptr(root + lay.r64_slot + 8 * i) for i in (1, 2, 6)]
+    return [(tree, 24), (root, lay.node_size)] + [(v, _sizeof(t, "struct vm_area_struct")) for v in vmas if v]
+
+
+def check_maple(t: Target) -> None:
+    """The reader itself (pmdb.os.linux.mm.maple), then the commands built on it."""
+    from pmdb.os.linux.mm.maple import MapleLayout, maple_entries
+
+    k = kernel_of(t)
+    mm = next(task.mm for task in k.tasks() if task.pid == 102)
+    tree = mm + _member(t, "struct mm_struct", "mm_mt")
+    expect_pmdb_errors(lambda: list(maple_entries(t.memory, MapleLayout.from_types(t.types), tree)))
+    run_lines(t, ("vm 102", f"tree -t maple -v -p {tree:x}", "0t102::pmap"))
+
+
 # -- what runs over the damage ---------------------------------------------------------------
 
 def check_lines(*lines: str) -> Callable[[Target], None]:
@@ -256,6 +280,8 @@ TARGETS = [
                         "list -H modules module.list -s module.name", "modules::walk list", "runq")),
     in_dump("modules", "the modules list and struct module (symbols of loaded modules)",
             KASLR_DUMP, regions_modules, check_modules),
+    in_dump("maple", "a process's maple tree (mm_mt): its root node and VMAs (vm, tree -t maple, ::pmap)",
+            KASLR_DUMP, regions_maple, check_maple),
 ]
 
 

@@ -32,6 +32,9 @@ def base_cmdline(arch: Arch) -> str:
     extra = "" if arch.truth_tty == "ttyS1" else f" pmdblab.truth={arch.truth_tty}"
     return BASE_CMDLINE.replace("ttyS0", arch.console) + extra
 TRUTH_TIMEOUT = 300  # seconds from QEMU's start to the truth, at most (a slow TCG boot)
+# what the guest's init records, as meta.json's truth_version: 2 added every task's
+# /proc/PID/maps and /proc/vmallocinfo (for vm and kmem -v); sets with less are made again
+TRUTH_VERSION = 2
 
 
 def dump_dir(cache: Path, kernel: Kernel, scenario: str) -> Path:
@@ -39,11 +42,14 @@ def dump_dir(cache: Path, kernel: Kernel, scenario: str) -> Path:
 
 
 def finished(directory: Path, formats: list[str]) -> bool:
-    """Whether a set exists with every format asked for."""
+    """Whether a set exists with every format asked for, and a truth as full as the guest's
+    init records now (a set from an older init is made again)."""
     meta = directory / "meta.json"
     if not meta.exists():
         return False
     data = json.loads(meta.read_text())
+    if data.get("truth_version", 1) < TRUTH_VERSION:
+        return False
     return set(formats) <= set(data["formats"]) | set(data.get("unsupported", []))
 
 
@@ -211,7 +217,7 @@ def make(cache: Path, kernel: Kernel, scenario: Scenario, formats: list[str], fo
                 "accel": how, "mem": mem, "smp": smp, "seconds": times,
                 "formats": {f: FILES[f] for f in made},
                 "unsupported": [f for f in formats if f not in made], "qemu": qemu_version(arch),
-                "made": time.strftime("%Y-%m-%d %H:%M:%S")}
+                "made": time.strftime("%Y-%m-%d %H:%M:%S"), "truth_version": TRUTH_VERSION}
         (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     say(f"{kernel.name} {scenario.name}: done: {final}")
     return final

@@ -48,6 +48,18 @@ class Task:
 
 
 @dataclass(frozen=True)
+class MapsLine:
+    """One line of /proc/PID/maps: [start, end), permissions, offset, inode and path."""
+
+    start: int
+    end: int
+    perms: str      # "r-xp"
+    offset: int
+    inode: int
+    path: str       # a file, [heap], [stack], [vdso]...; "" for an anonymous mapping
+
+
+@dataclass(frozen=True)
 class SlabCache:
     name: str
     objsize: int
@@ -189,6 +201,30 @@ def parse_modules(text: str) -> dict[str, Module]:
         if len(f) >= 6:
             out[f[0]] = Module(f[0], int(f[1]), int(f[2]), f[4], int(f[5], 16))
     return out
+
+
+def parse_maps(text: str) -> list[MapsLine]:
+    """/proc/PID/maps: 'start-end perms offset dev inode [path]'."""
+    out = []
+    for line in text.splitlines():
+        f = line.split(maxsplit=5)
+        if len(f) >= 5 and "-" in f[0]:
+            start, _, end = f[0].partition("-")
+            out.append(MapsLine(int(start, 16), int(end, 16), f[1], int(f[2], 16), int(f[4]),
+                                f[5].strip() if len(f) > 5 else ""))
+    return out
+
+
+def load_maps(directory: Path | str) -> dict[int, list[MapsLine]] | None:
+    """Each process's /proc/PID/maps by pid (kernel threads: empty), or None for a truth
+    recorded before the guest's init sent maps (lab sets of truth_version 1)."""
+    root = Path(directory)
+    if (root / "truth").is_dir():
+        root = root / "truth"
+    files = {int(d.name): d / "maps" for d in (root / "tasks").iterdir() if d.name.isdigit()}
+    if not any(p.exists() for p in files.values()):
+        return None
+    return {pid: parse_maps(_read(p)) for pid, p in files.items() if p.exists()}
 
 
 def parse_meminfo(text: str) -> dict[str, int]:

@@ -149,21 +149,21 @@ def load_average(kv: KernelVars) -> tuple[str, str, str]:
     return out[0], out[1], out[2]
 
 
+def pgdats(kv: KernelVars) -> list[int]:
+    """Every node's struct pglist_data: node_data[] (NUMA), else contig_page_data."""
+    nodes = kv.lookup("node_data")
+    if nodes is None:
+        return [kv.need("contig_page_data")]     # !CONFIG_NUMA: one static node
+    n, w = kv.node_slots, kv.mem.ptr_size
+    raw = kv.mem.read(nodes, w * n)
+    return [p for i in range(n) if (p := int.from_bytes(raw[w * i:w * i + w], "little"))]
+
+
 def present_pages(kv: KernelVars) -> int:
     """Pages of RAM the kernel manages: node_present_pages over every node (crash's total)."""
     per_node = kv.offsets.offsetof("pglist_data", "node_present_pages")
-    nodes = kv.lookup("node_data")
-    if nodes is None:
-        contig = kv.need("contig_page_data")     # !CONFIG_NUMA: one static node
-        return kv.mem.ptr(contig + per_node)    # an unsigned long, like the node pointers
-    total = 0
-    n, w = kv.node_slots, kv.mem.ptr_size
-    raw = kv.mem.read(nodes, w * n)
-    for i in range(n):
-        pgdat = int.from_bytes(raw[w * i:w * i + w], "little")
-        if pgdat:
-            total += kv.mem.ptr(pgdat + per_node)
-    return total
+    # an unsigned long, like the node pointers
+    return sum(kv.mem.ptr(pgdat + per_node) for pgdat in pgdats(kv))
 
 
 def cpu_mhz(kv: KernelVars) -> int | None:
@@ -217,11 +217,12 @@ def format_uptime(seconds: int) -> str:
     return f"{days} days, {hms}" if days else hms
 
 
-def format_memory(pages: int, page_size: int = 4096) -> str:
-    """crash's size: within 64 MB below a whole GB counts as that GB; one decimal, '.0' dropped."""
+def format_memory(pages: int, page_size: int = 4096, *, round_gb: bool = True) -> str:
+    """crash's size: one decimal, '.0' dropped; sys's MEMORY also counts within 64 MB below
+    a whole GB as that GB (``round_gb``; kmem -i's pages_to_size does not)."""
     total = pages * page_size
     next_gb = -(-total // _GB) * _GB
-    if total and next_gb - total <= 64 * _MB:
+    if round_gb and total and next_gb - total <= 64 * _MB:
         total = next_gb
     if total >= _GB:
         text = f"{total / _GB:.1f} GB"
