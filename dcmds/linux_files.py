@@ -14,15 +14,10 @@ from pmdb.output import Column, Dec, Hex
 from pmdb.types.model import type_name
 from pmdb.types.value import Object
 
+from .crash_layout import crash_center
 from .linux_proc import task_header
 
 FILES_USAGE = "[pid | task ...]"
-
-
-def crash_center(text: str, width: int) -> str:
-    """crash's mkstring(CENTER): the odd space of padding goes to the right."""
-    pad = max(width - len(text), 0)
-    return " " * (pad // 2) + text + " " * (pad - pad // 2)
 
 
 def crash_tasks(ctx: Context, words: Sequence[Any], name: str) -> list[Task]:

@@ -1,0 +1,146 @@
+"""crash's ``sig`` (a task's signal handling) and ``swap`` (the swap devices), in crash's layouts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pmdb.commands import Context, dcmd
+from pmdb.commands.args import parse_options
+from pmdb.errors import CommandError
+from pmdb.os.linux import signals
+from pmdb.os.linux.fs import Fs
+from pmdb.os.linux.tasks.tasks import Task
+from pmdb.output import Dec, Hex
+from pmdb.types.value import Object
+
+from .crash_layout import crash_center
+from .linux_files import crash_tasks, task_object
+from .linux_proc import task_header
+
+SIG_USAGE = "[-l] [pid | task ...]"
+NSIG = 64
+
+
+@dcmd("sig", addr="optional", synopsis="crash's sig: a task's signal handlers, pending and blocked signals",
+      example="sig 1", usage=SIG_USAGE)
+def sig(ctx: Context, *args: Any) -> None:
+    """``sig [PID | TASK ...]`` (the current task when none is named): the thread group's
+    signal_struct and each signal's sigaction (handler, mask, flags), then the task's
+    pending flag, blocked set and private queue and the group's shared queue, as crash
+    lays them out. ``sig -l`` lists the signal numbers and names."""
+    positional, opts = parse_options("sig", {"l": "list"}, args, SIG_USAGE)
+    if opts.get("list"):
+        for n, name in signal_names():
+            ctx.out.line(f"{' ' if n < 10 else ''}[{n}] {name}")
+        return
+    for n, task in enumerate(crash_tasks(ctx, positional, "sig")):
+        lines = ([""] if n else []) + [task_header(task), *_signal_lines(ctx, task)]
+        ctx.out.record({"task": Hex(task.address), "pid": task.pid}, text=lines)
+
+
+def _signal_lines(ctx: Context, task: Task) -> list[str]:
+    obj = task_object(ctx, task)
+    width = 2 * ctx.target.arch.ptr_size
+    signal = int(obj.member("signal"))
+    if not signal:
+        return [f"SIGNAL_STRUCT: {signal:x}  "]
+    sigstruct = obj.member("signal").deref()
+    lines = [f"SIGNAL_STRUCT: {signal:x}  NR_THREADS: {int(sigstruct.member('nr_threads'))}",
+             f" SIG {crash_center('SIGACTION', 9 if width == 8 else width)} {'HANDLER':>10} "
+             f"{crash_center('MASK', 16)} {'FLAGS':<{width}}"]
+    for h in signals.handlers(obj.member("sighand").deref())[:NSIG]:
+        handler = {0: "SIG_DFL", 1: "SIG_IGN", (1 << 8 * ctx.target.arch.ptr_size) - 1: "SIG_ERR"}.get(
+            h.handler, f"{h.handler:x}")
+        lines.append(f"{' ' if h.signal < 10 else ''}[{h.signal}] {h.address:<10x} {handler:>10} "
+                     f"{h.mask:016x} {h.flags:x} {signals.flag_names(h.flags)}")
+    ti_flags = int(obj.member("thread_info").member("flags"))
+    bit = signals.TIF_SIGPENDING.get(ctx.target.arch.name)
+    if bit is None:
+        raise CommandError(f"sig: TIF_SIGPENDING of {ctx.target.arch.name} is not known to pmdb")
+    lines += [f"SIGPENDING: {'yes' if ti_flags >> bit & 1 else 'no'}",
+              f"   BLOCKED: {signals.sigset(obj.member('blocked')):016x}",
+              "PRIVATE_PENDING", *_pending_lines(ctx, obj.member("pending")),
+              "SHARED_PENDING", *_pending_lines(ctx, sigstruct.member("shared_pending"))]
+    return lines
+
+
+def _pending_lines(ctx: Context, pending: Object) -> list[str]:
+    """A sigpending's set and queue (``SIGQUEUE:  SIG  SIGINFO`` rows, or ``(empty)``)."""
+    lines = [f"    SIGNAL: {signals.sigset(pending.member('signal')):016x}"]
+    queue = signals.queued(pending, ctx.kernel.types.lookup("struct sigqueue"))
+    if not queue:
+        return [*lines, "  SIGQUEUE: (empty)"]
+    width = 2 * ctx.target.arch.ptr_size
+    return [*lines, f"  SIGQUEUE:  SIG  {crash_center('SIGINFO', width)}",
+            *(f"             {signo:3d}  {info:x}" for signo, info in queue)]
+
+
+def signal_names() -> list[tuple[int, str]]:
+    """crash's sig -l: the kernel's names (aliases after a slash), then SIGRTMIN (32),
+    SIGRTMIN+1..16, SIGRTMAX-15..1 and SIGRTMAX (64)."""
+    classic = ("SIGHUP SIGINT SIGQUIT SIGILL SIGTRAP SIGABRT/SIGIOT SIGBUS SIGFPE SIGKILL SIGUSR1 "
+               "SIGSEGV SIGUSR2 SIGPIPE SIGALRM SIGTERM SIGSTKFLT SIGCHLD/SIGCLD SIGCONT SIGSTOP "
+               "SIGTSTP SIGTTIN SIGTTOU SIGURG SIGXCPU SIGXFSZ SIGVTALRM SIGPROF SIGWINCH "
+               "SIGIO/SIGPOLL SIGPWR SIGSYS/SIGUNUSED").split()
+    names = list(enumerate(classic, 1))
+    rtmin = len(classic) + 1
+    low = (NSIG - rtmin - 1) - (NSIG - rtmin - 1) // 2
+    for n in range(rtmin, NSIG + 1):
+        if n in (rtmin, NSIG):
+            names.append((n, "SIGRTMIN" if n == rtmin else "SIGRTMAX"))
+        elif n - rtmin <= low:
+            names.append((n, f"SIGRTMIN+{n - rtmin}"))
+        else:
+            names.append((n, f"SIGRTMAX-{NSIG - n}"))
+    return names
+
+
+SWAP_HEADER = "SWAP_INFO_STRUCT    TYPE       SIZE       USED     PCT  PRI  FILENAME"
+SWP_USED = 0x1
+
+
+@dcmd("swap", addr="none", synopsis="crash's swap: each swap device or file, its size and use",
+      example="swap")
+def swap(ctx: Context) -> None:
+    """``swap``: each ``swap_info_struct`` in use (``swap_info[nr_swapfiles]``): partition or
+    file, size and pages used in kB, use in percent, priority and path, as crash shows them."""
+    kernel, mem = ctx.kernel, ctx.target.memory
+    table, count = kernel.lookup("swap_info"), kernel.lookup("nr_swapfiles")
+    if table is None or count is None:
+        raise CommandError("swap: no swap_info or nr_swapfiles in this kernel's symbols")
+    info_t = kernel.types.lookup("struct swap_info_struct")
+    page_kb = kernel.page_size() // 1024
+    lines, records = [SWAP_HEADER], []
+    for i in range(min(mem.read_int(count, 4), 64)):      # MAX_SWAPFILES is at most 32
+        addr = mem.ptr(table + i * mem.ptr_size)
+        if not addr:
+            continue
+        si = Object(mem, info_t, addr)
+        if not int(si.member("flags")) & SWP_USED:
+            continue
+        pages, used = int(si.member("pages")) * page_kb, int(si.member("inuse_pages")) * page_kb
+        pct = used * 100 // pages if pages else 0
+        path = _swap_path(ctx, si)
+        kind = "PARTITION" if _is_partition(ctx, si) else "  FILE   "
+        lines.append(f"{crash_center(f'{addr:x}', 16)}  {kind} {crash_center(f'{pages}k', 10, right=True)} "
+                     f"{crash_center(f'{used}k', 10, right=True)} {crash_center(f'{pct:2d}%', 4, right=True)} "
+                     f"{int(si.member('prio')):>4}  {path}")
+        records.append({"address": Hex(addr), "size_kb": Dec(pages), "used_kb": Dec(used),
+                        "prio": int(si.member("prio")), "path": path})
+    ctx.out.record({"swap": records}, text=lines)
+
+
+def _swap_path(ctx: Context, si: Object) -> str:
+    file = int(si.member("swap_file"))
+    if not file:
+        return "(unknown)"
+    return Fs(ctx.target.memory, ctx.kernel.types).path_string(si.member("swap_file").member("f_path"))
+
+
+def _is_partition(ctx: Context, si: Object) -> bool:
+    """A block device (a partition) rather than a file: its inode's mode (6.10 dropped
+    ``old_block_size``, which crash read before)."""
+    file = si.member("swap_file")
+    if not int(file):
+        return False
+    return Fs(ctx.target.memory, ctx.kernel.types).file_type(int(file.member("f_inode"))) == "BLK "
