@@ -7,6 +7,7 @@ from typing import Any
 from pmdb.commands import Context, dcmd
 from pmdb.commands.args import parse_options
 from pmdb.errors import CommandError
+from pmdb.os.linux import irq as irqmodel
 from pmdb.os.linux import signals
 from pmdb.os.linux.fs import Fs
 from pmdb.os.linux.tasks.tasks import Task
@@ -144,3 +145,71 @@ def _is_partition(ctx: Context, si: Object) -> bool:
     if not int(file):
         return False
     return Fs(ctx.target.memory, ctx.kernel.types).file_type(int(file.member("f_inode"))) == "BLK "
+
+
+IRQ_USAGE = "[-s] [irq ...]"
+
+
+@dcmd("irq", addr="none", synopsis="crash's irq: each irq's descriptor, actions and names; -s its counts",
+      example="irq -s", usage=IRQ_USAGE)
+def irq(ctx: Context, *args: Any) -> None:
+    """``irq [IRQ ...]``: each irq number up to nr_irqs (or those named, in decimal) with its
+    struct irq_desc and each struct irqaction and name, "(unused)" where there is none.
+    ``irq -s``: /proc/interrupts' table: per-CPU counts, chip and flow, action names."""
+    positional, opts = parse_options("irq", {"s": "stats"}, args, IRQ_USAGE)
+    kernel, mem = ctx.kernel, ctx.target.memory
+    descs = irqmodel.irq_descs(mem, kernel.types, kernel.lookup)
+    count = irqmodel.nr_irqs(mem, kernel.lookup)
+    wanted = [_irq_number(w, count) for w in positional] if positional else range(count)
+    if opts.get("stats"):
+        _irq_stats(ctx, descs, wanted)
+        return
+    width = max(2 * ctx.target.arch.ptr_size, len("IRQ_DESC/_DATA"))
+    lines = [f" IRQ  {crash_center('IRQ_DESC/_DATA', 2 * ctx.target.arch.ptr_size)}  "
+             f"{crash_center('IRQACTION', 2 * ctx.target.arch.ptr_size)}  NAME"]
+    records = []
+    for n in wanted:
+        desc = descs.get(n, 0)
+        info = irqmodel.irq_info(mem, kernel.types, n, desc, []) if desc else None
+        actions = info.actions if info is not None else []
+        head = (f"{crash_center(str(n), 4, right=True)}  "
+                f"{crash_center(f'{desc:x}' if desc else '(unused)', width)}  ")
+        if not actions:
+            lines.append(head + f"{crash_center('(unused)', width)}  ")
+        for i, (action, name) in enumerate(actions):
+            lines.append((head if i == 0 else " " * (4 + 2 + width + 2))
+                         + f"{crash_center(f'{action:x}', width)}  " + (f'"{name}"' if name else ""))
+        records.append({"irq": Dec(n), "irq_desc": Hex(desc) if desc else None,
+                        "actions": [{"irqaction": Hex(a), "name": nm} for a, nm in actions]})
+    ctx.out.record({"irqs": records}, text=lines)
+
+
+def _irq_number(word: Any, count: int) -> int:
+    try:
+        n = word if isinstance(word, int) else int(str(word), 10)
+    except ValueError:
+        raise CommandError(f"irq: invalid IRQ value: {word}") from None
+    if not 0 <= n < count:
+        raise CommandError(f"irq: invalid IRQ value: {n}  ({count - 1} max)")
+    return n
+
+
+def _irq_stats(ctx: Context, descs: dict[int, int], wanted: Any) -> None:
+    """crash's irq -s (generic_show_interrupts): the irqs that have an action."""
+    kernel, mem = ctx.kernel, ctx.target.memory
+    cpus = [c.index for c in kernel.cpus() if c.present]
+    offsets = [kernel.km.layout.per_cpu_offset(c) for c in cpus]
+    lines = ["     " + "".join(f"{f'CPU{c}':>10} " for c in cpus)]
+    records = []
+    for n in wanted:
+        if n not in descs:
+            continue
+        info = irqmodel.irq_info(mem, kernel.types, n, descs[n], offsets)
+        if not info.actions:
+            continue
+        names = ",".join(name for _, name in info.actions if name)
+        chip = f"{info.chip:>8}" + (f"-{info.flow:<8}" if info.flow else "")
+        lines.append(f"{n:3d}: " + "".join(f"{c:10d} " for c in info.counts) + f"{chip} {names}")
+        records.append({"irq": Dec(n), "counts": info.counts, "chip": info.chip, "flow": info.flow,
+                        "names": names})
+    ctx.out.record({"interrupts": records}, text=lines)
