@@ -7,6 +7,7 @@ from typing import Any
 from pmdb.commands import Context, dcmd
 from pmdb.commands.args import parse_options
 from pmdb.errors import CommandError
+from pmdb.os.linux import devices as devmodel
 from pmdb.os.linux import irq as irqmodel
 from pmdb.os.linux import signals
 from pmdb.os.linux.fs import Fs
@@ -17,6 +18,7 @@ from pmdb.types.value import Object
 from .crash_layout import crash_center
 from .linux_files import crash_tasks, task_object
 from .linux_proc import task_header
+from .lists import symbol_namer
 
 SIG_USAGE = "[-l] [pid | task ...]"
 NSIG = 64
@@ -213,3 +215,33 @@ def _irq_stats(ctx: Context, descs: dict[int, int], wanted: Any) -> None:
         records.append({"irq": Dec(n), "counts": info.counts, "chip": info.chip, "flow": info.flow,
                         "names": names})
     ctx.out.record({"interrupts": records}, text=lines)
+
+
+@dcmd("dev", addr="none", synopsis="crash's dev: character and block device majors and their operations",
+      example="dev")
+def dev(ctx: Context, *args: Any) -> None:
+    """``dev``: each character major (its name, struct cdev and file_operations) and each
+    block major (its name, struct gendisk and block_device_operations), in crash's layout.
+    crash's -i (I/O ports and memory), -d and -D (disk I/O) are not in pmdb yet."""
+    positional, opts = parse_options("dev", {"i": "io", "d": "disks", "D": "disks", "p": "pci"}, args, "")
+    if opts or positional:
+        raise CommandError("dev: only the device table (no options) is in pmdb yet")
+    kernel = ctx.kernel
+    table = devmodel.Devices(ctx.target.memory, kernel.types, kernel.lookup)
+    describe = symbol_namer(ctx)
+    width = 2 * ctx.target.arch.ptr_size
+    lines = [f"CHRDEV    NAME           {crash_center('CDEV', width)}  {'OPERATIONS':<{width}}"]
+    chars, blocks = table.char_majors(), table.block_majors()
+    lines += [_dev_row(m, width, describe) for m in chars]
+    lines += ["", f"BLKDEV    NAME           {crash_center('GENDISK', width, right=True)}  {'OPERATIONS':<{width}}"]
+    lines += [_dev_row(m, width, describe) for m in blocks]
+    records = [{"kind": kind, "major": Dec(m.major), "name": m.name, "object": Hex(m.object), "ops": Hex(m.ops)}
+               for kind, majors in (("char", chars), ("block", blocks)) for m in majors]
+    ctx.out.record({"devices": records}, text=lines)
+
+
+def _dev_row(m: Any, width: int, describe: Any) -> str:
+    start = f" {m.major:3d}      {m.name:<13} "
+    if not m.ops:
+        return start + " " + crash_center("(none)", width)
+    return start + f" {m.object:{width}x}  " + (describe(m.ops) or f"{m.ops:x}")
