@@ -10,6 +10,7 @@ from pmdb.errors import CommandError
 from pmdb.os.linux import devices as devmodel
 from pmdb.os.linux import irq as irqmodel
 from pmdb.os.linux import signals
+from pmdb.os.linux import timers as timermodel
 from pmdb.os.linux.fs import Fs
 from pmdb.os.linux.tasks.tasks import Task
 from pmdb.output import Dec, Hex
@@ -245,3 +246,55 @@ def _dev_row(m: Any, width: int, describe: Any) -> str:
     if not m.ops:
         return start + " " + crash_center("(none)", width)
     return start + f" {m.object:{width}x}  " + (describe(m.ops) or f"{m.ops:x}")
+
+
+@dcmd("timer", addr="none", synopsis="crash's timer: each CPU's timer wheel, by expiry",
+      example="timer")
+def timer(ctx: Context, *args: Any) -> None:
+    """``timer``: jiffies, then for each CPU and timer base (BASE_STD, BASE_DEF) every pending
+    timer_list sorted by expiry: when it expires, how many jiffies from now, its address
+    and function. crash's -r (hrtimers) and -C CPU are not in pmdb yet."""
+    positional, opts = parse_options("timer", {"r": "hrtimers", "C:": "cpu"}, args, "")
+    if opts or positional:
+        raise CommandError("timer: -r and -C are not in pmdb yet (timer alone lists the timer wheels)")
+    kernel, mem = ctx.kernel, ctx.target.memory
+    bases, jiffies_at = kernel.lookup("timer_bases"), kernel.lookup("jiffies")
+    if bases is None or jiffies_at is None:
+        raise CommandError("timer: no timer_bases (4.8+) or jiffies in this kernel's symbols")
+    jiffies = mem.ptr(jiffies_at)            # unsigned long jiffies (include/linux/jiffies.h)
+    flen = max(len(str(jiffies)), len("JIFFIES"))
+    lines = [f"{'JIFFIES':<{flen}}", f"{jiffies:>{flen}}", ""]
+    nr_bases = 2 if kernel.lookup("sysctl_timer_migration") is not None else 1
+    size = kernel.types.lookup("struct timer_base").sizeof()
+    describe = symbol_namer(ctx)
+    records = []
+    for n, cpu in enumerate(c.index for c in kernel.cpus() if c.present):
+        lines += [""] if n else []
+        for b in range(nr_bases):
+            addr = kernel.km.layout.per_cpu_address(bases, cpu) + b * size
+            timers = sorted(timermodel.wheel_timers(mem, kernel.types, addr), key=lambda t: t.expires)
+            lines += _timer_lines(cpu, b, addr, timers, jiffies, flen, describe)
+            records += [{"cpu": cpu, "base": b, "timer_list": Hex(t.address), "expires": Dec(t.expires),
+                         "function": Hex(t.function)} for t in timers]
+    ctx.out.record({"timers": records}, text=lines)
+
+
+def _timer_lines(cpu: int, base: int, addr: int, timers: list[Any], jiffies: int, flen: int,
+                 describe: Any) -> list[str]:
+    """One timer base in crash's layout (TTE wide enough for the farthest timer and a sign)."""
+    lines = [f"TIMER_BASES[{cpu}][{'BASE_DEF' if base else 'BASE_STD'}]: {addr:x}"]
+    ttes = [_signed(t.expires - jiffies) for t in timers]
+    tlen = max(len(str(max((abs(x) for x in ttes), default=0))) + 1, len("TTE"))
+    lines.append(f"  {'EXPIRES':<{flen}}     {'TTE':<{tlen}}     TIMER_LIST     FUNCTION")
+    for t, tte in zip(timers, ttes, strict=True):
+        lines.append(f"  {t.expires:>{flen}}  {tte:>{tlen}}  {crash_center(f'{t.address:16x}', 16)}  "
+                     f"{t.function:16x}  <{describe(t.function) or ''}>")
+    if not timers:
+        lines.append("  (none)")
+    return lines
+
+
+def _signed(value: int) -> int:
+    """expires - jiffies as crash's signed long sees it (wrapped to 64 bits)."""
+    value &= (1 << 64) - 1
+    return value - (1 << 64) if value >> 63 else value
