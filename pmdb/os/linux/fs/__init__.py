@@ -119,14 +119,14 @@ def namespace_mounts(fs: Fs, mnt_ns: int) -> list[int]:
     ``list`` of ``mount.mnt_list`` up to 6.7, its ``mounts`` rbtree (``mnt_node``) since 6.8."""
     ns = fs.obj("mnt_namespace", mnt_ns)
     mount_t = fs.types.lookup("struct mount")
-    names = {m.name for m in ns.type.strip().members}
-    if "list" in names:
+    has = ns.type.strip().find_member      # "mounts" sits in an anonymous struct in 7.x
+    if has("list") is not None:
         found = mount_t.find_member("mnt_list")
         assert found is not None
         off = found[1] // 8
         return list(walk_list(fs.mem, 0, ListLink(off, off), head=ns.member("list").address))
     node = mount_t.find_member("mnt_node")
-    if "mounts" not in names or node is None:
+    if has("mounts") is None or node is None:
         raise CommandError("this kernel's mnt_namespace has neither list nor mounts")
     rb = fs.types.lookup("struct rb_node")
     left, right = (rb.find_member(m)[1] // 8 for m in ("rb_left", "rb_right"))  # type: ignore[index]
