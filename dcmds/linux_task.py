@@ -6,11 +6,11 @@ from typing import Any
 
 from pmdb.commands import Context, dcmd
 from pmdb.commands.args import parse_options
-from pmdb.errors import CommandError
 from pmdb.output import Hex
 from pmdb.types.gdbprint import gdb_struct, gdb_value
 from pmdb.types.value import Object, follow_path
 
+from .linux_files import crash_tasks
 from .linux_proc import task_header
 from .lists import symbol_namer
 
@@ -25,20 +25,11 @@ def task_cmd(ctx: Context, *args: Any) -> None:
     crash's (gdb's) layout, or with -R only the members named."""
     positional, opts = parse_options("task", {"R:": "members"}, args, TASK_USAGE)
     kernel = ctx.kernel
-    if ctx.addr is not None:
-        positional = [ctx.addr, *positional]
-    if not positional:
-        current = ctx.target.current_thread
-        if current is None or current.address is None:
-            raise CommandError("task: no current task (name one: task PID)")
-        positional = [current.address]
     members = [m for m in str(opts.get("members", "")).split(",") if m]
     task_type = kernel.types.lookup("struct task_struct")
     info_type = kernel.types.find("struct thread_info")
     describe = symbol_namer(ctx)
-    for n, word in enumerate(positional):
-        ident = word if isinstance(word, int) else ctx.value(str(word), crash=True, what="pid or task")
-        task = kernel.find_task(ident)
+    for n, task in enumerate(crash_tasks(ctx, positional, "task")):
         obj = Object(ctx.target.memory, task_type, task.address)
         lines = ([""] if n else []) + [task_header(task)]       # a blank line between tasks
         if members:

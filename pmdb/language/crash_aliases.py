@@ -40,6 +40,15 @@ CRASH_ALIASES: dict[str, str] = {
     "set": "set -c",       # crash's reading of a pid: decimal
     "vm": "vm",            # dcmds/linux_vm.py
     "tree": "tree",        # dcmds/crash_tree.py
+    "files": "files",      # dcmds/linux_files.py (::pfiles is mdb's)
+    "mount": "mount",
+    "net": "net",          # dcmds/linux_net.py
+    "irq": "irq",          # dcmds/linux_sys.py: irq, dev, swap, timer, sig
+    "dev": "dev",
+    "swap": "swap",
+    "timer": "timer",
+    "sig": "sig",
+    "p": "p",              # dcmds/crash_print.py
 }
 
 # crash's other commands (crash 8's ``help``): known words, so they are never read as symbols
@@ -49,13 +58,15 @@ CRASH_COMMANDS = frozenset({
     "q", "rd", "repeat", "sbitmapq", "search", "set", "sig", "swap", "sym", "task", "timer",
     "tree", "union", "vm", "waitq", "whatis", "wr", *CRASH_ALIASES})
 
+# gdb's p/x and p/d (crash passes them to gdb): the p dcmd's -X and -D
+_GDB_FORMAT = re.compile(r"^(\s*)p/([xd])(?=\s)")
 _FIRST = re.compile(r"^(\s*)([A-Za-z_]\w*)(?=\s|$|\|)(.*)$", re.S)
 
 
 def rewrite(line: str, *, has_dcmd: Callable[[str], bool]) -> str:
     """The line to parse: a crash spelling becomes ``::dcmd args``; anything else unchanged.
     CommandError for a crash command pmdb lacks."""
-    m = _FIRST.match(line)
+    m = _FIRST.match(_GDB_FORMAT.sub(lambda g: f"{g[1]}p -{g[2].upper()}", line, count=1))
     if m is None:
         return line
     indent, word, rest = m.groups()
