@@ -1,6 +1,7 @@
-"""pmdb on the kernel lab's 32-bit (686-pae) dumps against the guest's own /proc and console.
+"""pmdb on the kernel lab's 32-bit dumps against the guest's own /proc and console: Debian's
+686-pae kernels (PAE) and its 686 kernel (two-level paging).
 
-Debian's 686-pae kernels have neither BTF nor CONFIG_KALLSYMS_ALL, so with nothing but the
+Debian's 686 and 686-pae kernels have neither BTF nor CONFIG_KALLSYMS_ALL, so with nothing but the
 dump pmdb has VMCOREINFO, kallsyms' text symbols and the page tables: these tests check
 what that gives (::status, ::msgbuf, the CPUs' stacks by frame pointer, ::vtop, ::whatis)
 against the guest, and that what it cannot give (the task list) is refused in one line.
@@ -39,14 +40,13 @@ def _files(scenario: str) -> tuple[str, ...]:
 
 
 def _cases() -> list[tuple[str, str]]:
-    """The lab's pinned 686-pae kernels (CI makes their sysrq and null dumps), and any
+    """The lab's pinned i386 kernels (CI makes their sysrq and null dumps), and any 686 or
     686-pae dump already in the cache."""
     with open(Path(__file__).parent / "vmlab" / "kernels.toml", "rb") as f:
-        pinned = [k["release"] for k in tomllib.load(f)["kernels"].values()
-                  if k["release"].endswith("-686-pae")]
-    made = [(p.parent.name, p.name) for p in (kt.LAB_CACHE / "dumps").glob("*-686-pae/*")
+        pinned = [k["release"] for k in tomllib.load(f)["kernels"].values() if k.get("arch") == "i386"]
+    made = [(p.parent.name, p.name) for p in (kt.LAB_CACHE / "dumps").glob("*-686*/*")
             if p.is_dir() and not p.name.startswith(".")]       # .tmp-*: a dump being made
-    kdump = [r for r in pinned if r.startswith("6.1.")]       # CI makes 6.1's kdump set
+    kdump = [r for r in pinned if r.startswith("6.1.") and r.endswith("-pae")]   # CI makes this one
     return sorted({(r, s) for r in pinned for s in ("sysrq", "null")} | {(r, "kdump") for r in kdump}
                   | set(made))
 
@@ -165,8 +165,16 @@ def test_vtop_of_a_kernel_symbol_walks_pae(lab: tuple[Path, Target]) -> None:
     assert sym is not None
     out = run(target, f"{sym.addr:x}::vtop")[0]
     assert re.search(rf"^{sym.addr:x}\s+{sym.addr - PAGE_OFFSET:x}$", out, re.M), out
-    assert re.search(r"PDPT: \w+ => \w+\s+\(PRESENT", out) and re.search(r"PMD: \w+ => \w+\s+\(PRESENT", out)
+    if _pae(target):
+        assert re.search(r"PDPT: \w+ => \w+\s+\(PRESENT", out) and re.search(r"PMD: \w+ => \w+\s+\(PRESENT", out)
+    else:       # the 686 flavour: two levels, lowmem by 4M pages
+        assert re.search(r"PGD: \w+ => \w+\s+\(PRESENT.*PSE", out) and "PDPT" not in out, out
     assert "sysrq_handle_crash in the kernel image" in run(target, f"{sym.addr:x}::whatis")[0]
+
+
+def _pae(target: Target) -> bool:
+    """Whether the kernel pages with PAE (686-pae) or two levels (686), as its release says."""
+    return _status(target)["RELEASE"].endswith("-pae")
 
 
 def _vmalloc_addresses(target: Target) -> list[int]:
@@ -197,7 +205,7 @@ def test_vtop_of_a_vmalloc_address_walks_to_a_4k_page(lab: tuple[Path, Target]) 
     else:
         pytest.fail("no vmap area is mapped by 4K pages")
     assert addr >= km.layout.high_memory and km.fast_path(addr) is None
-    assert [e.level for e in walk.entries] == ["PDPT", "PMD", "PTE"]
+    assert [e.level for e in walk.entries] == (["PDPT", "PMD", "PTE"] if _pae(target) else ["PGD", "PTE"])
     assert target.memory.read(addr, 64) == phys.read(walk.phys, 64)
     out = run(target, f"{addr:x}::vtop")[0]
     assert re.search(rf"^{addr:x}\s+{walk.phys:x}$", out, re.M) and "PTE:" in out

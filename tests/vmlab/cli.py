@@ -39,7 +39,7 @@ def cmd_available(args: argparse.Namespace) -> int:
     for k in kernels.select(args.kernel):
         index = load_index(cache, k.archive, k.dist, refresh=True, arch=k.arch)
         found = sorted((p.name, p.version) for name, pkgs in index.items() for p in pkgs
-                       if name.startswith("linux-image-") and name.endswith(ARCHES[k.arch].flavour)
+                       if name.startswith("linux-image-") and name.endswith(k.flavour_suffix)
                        and "cloud" not in name and "-rt-" not in name and "dbg" not in name)
         print(f"{k.name} ({k.dist}), pinned {k.release} {k.version}:")
         for name, version in found:

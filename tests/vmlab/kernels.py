@@ -34,11 +34,16 @@ class Kernel:
     release: str
     version: str
     arch: str = "amd64"  # the Debian architecture
+    flavour: str = ""    # when not the arch's usual one: '-686' (i386 without PAE)
+
+    @property
+    def flavour_suffix(self) -> str:
+        return self.flavour or ARCHES[self.arch].flavour
 
     @property
     def abi(self) -> str:
         """The release without its flavour ('6.1.0-57'): every own package name holds it."""
-        return self.release.removesuffix(ARCHES[self.arch].flavour)
+        return self.release.removesuffix(self.flavour_suffix)
 
 
 def load_kernels(path: Path = KERNELS_TOML) -> dict[str, Kernel]:
@@ -47,7 +52,7 @@ def load_kernels(path: Path = KERNELS_TOML) -> dict[str, Kernel]:
         table = tomllib.load(f)["kernels"]
     kernels = {name: Kernel(name=name, **fields) for name, fields in table.items()}
     for k in kernels.values():
-        if k.arch not in ARCHES or not k.release.endswith(ARCHES[k.arch].flavour):
+        if k.arch not in ARCHES or not k.release.endswith(k.flavour_suffix):
             raise LabError(f"kernels.toml: {k.name}: arch {k.arch!r} and release {k.release} disagree")
     return kernels
 
