@@ -19,6 +19,9 @@ LINE_WIDTH = 80
 RADIX_PREFIX = {16: "0x", 10: "0t", 8: "0o", 2: "0i"}
 
 
+RAW_LINE_MAX = 4096      # characters of one line of raw text before it is ended
+
+
 class FormatLines:
     """Column-tracking text. With a ``sink``, finished lines are written as they are made
     (a long repeat streams, it is not built up in memory); lines held back before the
@@ -55,10 +58,14 @@ class FormatLines:
                 self.cur += " " * pad
 
     def raw(self, text: str) -> None:
-        """Text placed as it is: no padding and no wrapping (labels, strings, characters)."""
+        """Text placed as it is: no padding and no wrapping (labels, strings, characters),
+        except that a line is ended past RAW_LINE_MAX characters, so that a repeated raw
+        verb (``,fffff=r``) meets the line limit instead of growing one line for ever."""
         self._start()
         self.cur += text
         self.fields += 1
+        if len(self.cur) > RAW_LINE_MAX:
+            self.newline()
 
     def tab(self, stop: int = 16) -> None:
         """To the next tab stop (none when already on one); a stop of 0 does nothing."""
@@ -67,14 +74,15 @@ class FormatLines:
             self.cur += " " * (stop - len(self.cur) % stop)
 
     def newline(self) -> None:
-        self.ended += 1
+        # a long raw line counts as the terminal lines it fills, for the line limit
+        self.ended += max(1, len(self.cur) // LINE_WIDTH)
         self.lines.append("" if not self.cur.strip() else self.cur)
         self.cur = ""
+        if self.limit is not None and self.ended > self.limit:
+            raise LimitError("limits.max_lines", self.limit, "lines of output")
         if self.sink is not None and self.fields:
             self.sink("".join(line + "\n" for line in self.lines))
             self.lines.clear()
-        elif self.limit is not None and len(self.lines) > self.limit:
-            raise LimitError("limits.max_lines", self.limit, "lines of output")
 
     def text(self) -> str:
         if self.cur.strip():

@@ -210,7 +210,7 @@ def run_format(ctx: Context, op: str, fmt: str, addr: int) -> int:
     indent = 0 if "a" in fmt else LABEL_COLUMN
     max_lines = ctx.config.get("limits.max_lines")
     # piped, the values go on as addresses and the text is dropped as it is made
-    lines = FormatLines(indent, _discard if ctx.piped else ctx.out.write, max_lines)
+    lines = FormatLines(indent, _discard if ctx.piped else ctx.out.write, None if ctx.piped else max_lines)
     state = _State(ctx, src, lines, ptr_size, addr, reading)
     if reading and not ctx.piped and not fmt.startswith(("ai", "ia")):
         _label(state, target)
@@ -219,10 +219,11 @@ def run_format(ctx: Context, op: str, fmt: str, addr: int) -> int:
     cap, idle = ctx.config.get("limits.max_items"), 0
     try:
         for _ in range(repeats):
-            before = (lines.fields, lines.ended, src.left)
+            # piped, text is dropped: only reading counts as doing something
+            before = (src.left,) if ctx.piped else (lines.fields, lines.ended, src.left)
             for count, ch in items:
                 _one(state, count, ch)
-            if (lines.fields, lines.ended, src.left) == before:
+            if ((src.left,) if ctx.piped else (lines.fields, lines.ended, src.left)) == before:
                 idle += 1
                 if idle >= cap:
                     raise LimitError("limits.max_items", cap, "repetitions of a format that neither "
