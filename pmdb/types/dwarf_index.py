@@ -23,6 +23,7 @@ from elftools.dwarf.die import DIE
 
 from pmdb.cache import Cache, content_key
 from pmdb.errors import FormatError, PmdbError
+from pmdb.progress import NoProgress, Progress
 from pmdb.types.debugfile import DebugFile
 from pmdb.types.dwarf_scan import KIND_NAMES, PLAIN, VARIABLE, Found, Sections, scan_unit, units
 
@@ -58,10 +59,20 @@ class NameIndex:
         return self.names.get(VARIABLE, {}).keys()
 
 
-def build_index(debug: DebugFile, progress: Callable[[int, int], None] | None = None) -> NameIndex:
+def build_index(debug: DebugFile, progress: Progress | None = None) -> NameIndex:
     """Scan every unit of the file's .debug_info (FormatError for a damaged one)."""
     if not debug.has_dwarf():
         raise FormatError("no .debug_info: not a debug file")
+    progress = progress or NoProgress()
+    progress.start(f"indexing the DWARF of {debug.path} (once: the index is cached)",
+                   debug.sections[".debug_info"][1])
+    try:
+        return _scan(debug, progress)
+    finally:
+        progress.finish()
+
+
+def _scan(debug: DebugFile, progress: Progress) -> NameIndex:
     sec = Sections(debug.sections[".debug_info"], debug.sections[".debug_abbrev"],
                    debug.sections.get(".debug_str", (0, 0)), little=debug.little)
     found: Found = {}
@@ -73,9 +84,9 @@ def build_index(debug: DebugFile, progress: Callable[[int, int], None] | None = 
         offsets.append(unit.start - base)
         scan_unit(debug.mm, sec, unit, tables, found)
         if unit.end - dropped > _DROP_EVERY:
-            dropped = _drop_pages(debug.mm, dropped, unit.end)
-            if progress is not None:
-                progress(unit.end - base, size)
+            done = _drop_pages(debug.mm, dropped, unit.end)
+            progress.advance(done - dropped)
+            dropped = done
     names: dict[int, dict[str, int]] = {}
     for (kind, raw), (offset, _flags) in found.items():
         names.setdefault(kind, {})[raw.decode("utf-8", "replace")] = offset
@@ -128,7 +139,8 @@ def check(index: NameIndex, debug: DebugFile, die_at: DieAt,
 
 
 def cached_index(debug: DebugFile, cache: Cache | None, die_at: DieAt,
-                 required: Iterable[tuple[int, str]] = ()) -> tuple[NameIndex, bool]:
+                 required: Iterable[tuple[int, str]] = (),
+                 progress: Progress | None = None) -> tuple[NameIndex, bool]:
     """(the index, whether it came from the cache): a cached one that checks, else a new
     scan, written to the cache once it checks."""
     required = list(required)
@@ -144,7 +156,7 @@ def cached_index(debug: DebugFile, cache: Cache | None, die_at: DieAt,
                 debug.reset_dwarf()      # units parsed at the bad index's offsets are forgotten
                 with contextlib.suppress(OSError):
                     found.unlink()       # damaged or stale: the file is the truth
-    index = build_index(debug)
+    index = build_index(debug, progress)
     check(index, debug, die_at, required)
     if cache is not None and stem is not None:
         _write_quietly(cache, stem, _dump(index))

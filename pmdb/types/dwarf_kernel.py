@@ -14,7 +14,7 @@ from elftools.dwarf.die import DIE
 
 from pmdb.cache import Cache
 from pmdb.errors import FormatError, PmdbError
-from pmdb.progress import NoProgress, Progress
+from pmdb.progress import Progress
 from pmdb.types.debugfile import DebugFile
 from pmdb.types.dwarf import _FOREIGN, DwarfTypes
 from pmdb.types.dwarf_index import NameIndex, cached_index
@@ -32,7 +32,7 @@ class KernelDieIndex:
     def __init__(self, debug: DebugFile, cache: Cache | None, progress: Progress | None = None) -> None:
         self.debug = debug
         self._cache = cache
-        self._progress = progress or NoProgress()
+        self._progress = progress
         self._index: NameIndex | None = None
         self.from_cache = False
         self.problem = ""
@@ -59,12 +59,7 @@ class KernelDieIndex:
         return self._index
 
     def _load(self) -> tuple[NameIndex, bool]:
-        self._progress.start(f"indexing the DWARF of {self.debug.path} (once; the index is cached)",
-                             self.debug.sections.get(".debug_info", (0, 0))[1])
-        try:
-            return cached_index(self.debug, self._cache, self._die_in, REQUIRED)
-        finally:
-            self._progress.finish()
+        return cached_index(self.debug, self._cache, self._die_in, REQUIRED, self._progress)
 
     # -- DieIndex ----------------------------------------------------------------------
 
