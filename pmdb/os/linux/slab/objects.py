@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pmdb.errors import FaultError
 from pmdb.os.linux.slab.slub import CpuSlab, KmemCache, Slab, SlubModel
 
+
 def swab(value: int, size: int) -> int:
     """The kernel's swab() of an unsigned long: its bytes reversed (4 of them on i386)."""
     return int.from_bytes(value.to_bytes(size, "little"), "big")
