@@ -64,9 +64,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("limits.max_items", int, 1_000_000, "addresses one pipeline stage may hand on to the next, "
            "and repetitions of a format that only moves dot (addr,count/+)",
            1, 1 << 40),
-    Option("debuginfo.directories", list, [], "directories searched for a kernel's debug vmlinux "
-           "(Debian's -dbg layout: boot/vmlinux-RELEASE, lib/modules/RELEASE/vmlinux, .build-id/), "
-           "before /usr/lib/debug"),
+    Option("debuginfo.directories", list, ["/usr/lib/debug"], "directories searched for a kernel's "
+           "debug vmlinux (Debian's -dbg layout: boot/vmlinux-RELEASE, lib/modules/RELEASE/vmlinux, "
+           ".build-id/)"),
     Option("debuginfo.kernel_btf", bool, True, "read the kernel's types from the dump's BTF; "
            "false: from the debug vmlinux's DWARF alone"),
     Option("cache.directory", str, "", "where decompressed dumps and kernel BTF are kept "

@@ -4,7 +4,7 @@ pmdb needs nothing but the dump; a debug vmlinux, when one is at hand, adds the 
 types BTF lacks (globals' types; every type of a kernel built without BTF) and, for a
 kallsyms of functions only (Debian's 686-pae), the data symbols. It is looked for among
 the files named on the command line, then by release and build-id in Debian's -dbg layout
-under each configured directory and /usr/lib/debug. A file is used only when it is the
+under each configured directory (pmdb.toml's debuginfo.directories: /usr/lib/debug by default). A file is used only when it is the
 dump's kernel: the same GNU build-id as VMCOREINFO's BUILD-ID, or, for a dump without one,
 the same ``linux_banner`` bytes; another is one warning line and is not used.
 """
@@ -20,16 +20,14 @@ from pmdb.symbols.elf import read_symbols
 from pmdb.symbols.table import Symbol
 from pmdb.types.debugfile import DebugFile
 
-SYSTEM_DEBUG_DIR = "/usr/lib/debug"
 _BANNER_BYTES = 128
 
 
 def candidates(release: str, build_id: str, directories: Sequence[str]) -> list[str]:
     """Paths a debug vmlinux of ``release``/``build_id`` may have, most specific first, under
-    each directory (Debian's layout: boot/vmlinux-REL, lib/modules/REL/vmlinux, .build-id/),
-    then /usr/lib/debug."""
+    each directory (Debian's layout: boot/vmlinux-REL, lib/modules/REL/vmlinux, .build-id/)."""
     out: list[str] = []
-    for top in [*directories, SYSTEM_DEBUG_DIR]:
+    for top in directories:
         top = os.path.expanduser(top)
         if build_id and len(build_id) > 2:
             out.append(os.path.join(top, ".build-id", build_id[:2], f"{build_id[2:]}.debug"))
