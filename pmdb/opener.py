@@ -63,13 +63,14 @@ def cache_of(config: Config) -> Cache:
                  config.get("cache.max_size_mb") << 20)
 
 
-def _open_vmcore(dump: Dump, path: str, cache: Cache, config: Config, files: Sequence[str],
-                 progress: Progress | None) -> Target:
+def _open_vmcore(dump: Dump, path: str, cache: Cache, config: Config | None = None,
+                 files: Sequence[str] = (), progress: Progress | None = None) -> Target:
     """A Linux kernel dump: VMCOREINFO -> page tables -> kallsyms -> BTF (vmlinux, then
     modules), DWARF of a debug vmlinux when one matches -> module symbols -> the OS model."""
     from pmdb.os.linux.kernel import LinuxKernel
     from pmdb.os.linux.mm.kernel_memory import load_kernel_memory
 
+    config = config or Config()
     warnings: list[str] = []
     found: list[Any] = []           # the debug vmlinux, when one matches
     more = _vmlinux_symbols(config, files, warnings, found)

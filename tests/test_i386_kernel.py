@@ -231,42 +231,29 @@ def test_the_task_list_is_refused_in_one_line(lab: tuple[Path, Target]) -> None:
 
 # -- with the debug vmlinux -----------------------------------------------------------------
 
-def _agrees(agreement: kt.Agreement) -> None:
-    assert agreement.matched, "nothing to compare"
-    assert not agreement.differences, "\n".join(agreement.differences)
-
-
 def test_dwarf_opens_without_warnings(lab_dwarf: tuple[Path, Target]) -> None:
     _, target = lab_dwarf
     assert not target.warnings
     assert "vmlinux-" in _status(target)["KERNEL"]
 
 
-def test_dwarf_ps_is_proc_stat(lab_dwarf: tuple[Path, Target]) -> None:
+# what the types bring, each against the guest's record (the panic stack whole: the module's
+# Elf32_Sym symbols are read through struct module's DWARF layout, so pmdblab_ioctl is named)
+DWARF_COMPARISONS = {
+    "ps-is-proc-stat": lambda target, folder: kt.compare_ps(target, folder / "truth"),
+    "every-sleeping-stack-is-proc-stack": lambda target, folder: kt.compare_stacks(target, folder / "truth"),
+    "kmastat-is-slabinfo": lambda target, folder: kt.compare_kmastat(target, folder / "truth"),
+    "modules-are-proc-modules": lambda target, folder: kt.compare_modules(target, folder / "truth"),
+    "panic-stack-is-the-consoles": kt.compare_panic_stack,
+}
+
+
+@pytest.mark.parametrize("what", list(DWARF_COMPARISONS))
+def test_dwarf_agrees_with_the_guest(lab_dwarf: tuple[Path, Target], what: str) -> None:
     folder, target = lab_dwarf
-    _agrees(kt.compare_ps(target, folder / "truth"))
-
-
-def test_dwarf_every_sleeping_stack_is_proc_stack(lab_dwarf: tuple[Path, Target]) -> None:
-    folder, target = lab_dwarf
-    _agrees(kt.compare_stacks(target, folder / "truth"))
-
-
-def test_dwarf_kmastat_is_slabinfo(lab_dwarf: tuple[Path, Target]) -> None:
-    folder, target = lab_dwarf
-    _agrees(kt.compare_kmastat(target, folder / "truth"))
-
-
-def test_dwarf_modules_are_proc_modules(lab_dwarf: tuple[Path, Target]) -> None:
-    folder, target = lab_dwarf
-    _agrees(kt.compare_modules(target, folder / "truth"))
-
-
-def test_dwarf_panic_stack_is_the_consoles_through_the_module(lab_dwarf: tuple[Path, Target]) -> None:
-    """The console's whole Call Trace, module frames (pmdblab_ioctl) included: the
-    module's Elf32_Sym symbols are read through struct module's DWARF layout."""
-    folder, target = lab_dwarf
-    _agrees(kt.compare_panic_stack(target, folder))
+    agreement = DWARF_COMPARISONS[what](target, folder)
+    assert agreement.matched, "nothing to compare"
+    assert not agreement.differences, "\n".join(agreement.differences)
 
 
 def test_dwarf_ptree_and_task_stacks(lab_dwarf: tuple[Path, Target]) -> None:

@@ -127,15 +127,20 @@ class DebugFile:
 
 
 def _build_id_in_notes(mm: mmap.mmap, start: int, size: int, little: bool) -> str:
-    fmt = "<III" if little else ">III"
-    pos, end = start, start + min(size, 1 << 16)
-    while pos + 12 <= end:
-        namesz, descsz, ntype = struct.unpack_from(fmt, mm, pos)
+    found = build_id_note(mm[start:start + min(size, 1 << 16)], "<" if little else ">")
+    return found.hex() if found else ""
+
+
+def build_id_note(data: bytes, end: str) -> bytes | None:
+    """The GNU build-id among the ELF notes in ``data`` (``end``: "<" or ">"), or None."""
+    pos = 0
+    while pos + 12 <= len(data):
+        namesz, descsz, ntype = struct.unpack_from(end + "III", data, pos)
         pos += 12
-        name = mm[pos:pos + namesz].rstrip(b"\0")
+        name = data[pos:pos + namesz].rstrip(b"\0")
         pos += (namesz + 3) & ~3
-        desc = mm[pos:pos + descsz]
+        desc = data[pos:pos + descsz]
         pos += (descsz + 3) & ~3
         if ntype == _NT_GNU_BUILD_ID and name == b"GNU":
-            return desc.hex()
-    return ""
+            return bytes(desc)
+    return None

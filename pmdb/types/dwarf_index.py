@@ -159,7 +159,7 @@ def cached_index(debug: DebugFile, cache: Cache | None, die_at: DieAt,
     index = build_index(debug, progress)
     check(index, debug, die_at, required)
     if cache is not None and stem is not None:
-        _write_quietly(cache, stem, _dump(index))
+        cache.store(stem, _dump(index))
     return index, False
 
 
@@ -186,13 +186,3 @@ def _load(data: bytes) -> NameIndex:
             or not isinstance(names, dict) or not all(isinstance(o, int) for o in offsets):
         raise FormatError("malformed index")
     return NameIndex(names, offsets, size)
-
-
-def _write_quietly(cache: Cache, stem: Path, data: bytes) -> None:
-    """Best effort: a cache that cannot be written only costs the scan again next time."""
-    try:
-        cache.make_room(len(data))
-        with cache.writing(stem) as pending:
-            pending.file.write(data)
-    except (OSError, PmdbError):
-        pass
