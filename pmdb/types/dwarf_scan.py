@@ -288,6 +288,7 @@ def scan_unit(data: Any, sec: Sections, unit: Unit, tables: dict[int, dict[int, 
     table = tables.get(unit.abbrev_offset)
     if table is None:
         table = parse_abbrevs(data, abase + unit.abbrev_offset, abase + asize)
+        tables.clear()          # units rarely share a table: keeping them all cost ~150 MB
         tables[unit.abbrev_offset] = table
     compiler = sec.compiler
     shapes = {code: compiler.shape(ab, unit.offset_size, unit.address_size, unit.version)
