@@ -69,7 +69,7 @@ OPTIONS: tuple[Option, ...] = (
            ".build-id/)"),
     Option("debuginfo.kernel_btf", bool, True, "read the kernel's types from the dump's BTF; "
            "false: from the debug vmlinux's DWARF alone"),
-    Option("cache.directory", str, "", "where decompressed dumps and kernel BTF are kept "
+    Option("cache.directory", str, "", "where decompressed dumps, kernel BTF and DWARF indexes are kept "
            "(empty: $PMDB_CACHE_DIR, else $XDG_CACHE_HOME/pmdb, else ~/.cache/pmdb)"),
     Option("cache.max_size_mb", int, 32768, "megabytes the cache may hold; the least recently "
            "used files go first", 1, 1 << 30),
