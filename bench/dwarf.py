@@ -12,7 +12,9 @@ processes (bench/kernel.py's launcher: wall time and peak RSS):
 And in-process (the open and the command timed apart, best of N): the open with the vmlinux
 named and the cached index, and the first ``::print jiffies`` (amd64: DWARF after BTF) or
 ``::ps`` (686-pae: DWARF alone) on that target. The scan alone (dwarf_index.build_index) is
-timed once per vmlinux.
+timed once per vmlinux. drgn 0.3.0 (``pip install drgn``), when installed, reads the same
+jiffies from the amd64 dump and vmlinux as a fresh process (it indexes the DWARF each time,
+in C, on every core): its wall time and peak RSS are the last columns.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.kernel import timed_process
+from bench.kernel import drgn_available, timed_process
 from bench.table import table
 from pmdb.config import Config
 from pmdb.opener import open_target
@@ -38,7 +40,15 @@ from tests.conftest import FIXTURES
 from tests.kernel_truth import LAB_CACHE
 
 HEADERS = ["dump + vmlinux", "command", "scan alone", "cold", "warm", "no vmlinux", "open (warm)",
-           "command (warm)", "peak RSS cold", "peak RSS warm"]
+           "command (warm)", "peak RSS cold", "peak RSS warm", "drgn", "drgn RSS"]
+# drgn's jiffies, as a child process: open the dump, load the vmlinux's DWARF, read the variable
+_DRGN = """
+import sys, drgn
+prog = drgn.Program()
+prog.set_core_dump(sys.argv[1])
+prog.load_debug_info([sys.argv[2]], default=False, main=False)
+print(hex(prog["jiffies"].value_()))
+"""
 
 
 def cases() -> list[tuple[str, Path, Path, str]]:
@@ -87,6 +97,17 @@ def _in_process(dump: Path, vmlinux: Path, command: str, runs: int) -> tuple[flo
     return min(opens), min(commands)
 
 
+def _drgn(dump: Path, vmlinux: Path, runs: int) -> tuple[float, float] | None:
+    """(best wall time, peak RSS) of drgn reading jiffies; None without drgn."""
+    if not drgn_available()[0]:
+        return None
+    argv = [sys.executable, "-c", _DRGN, str(dump), str(vmlinux)]
+    results = [timed_process(argv) for _ in range(max(runs, 1))]
+    if any(r[2] != 0 for r in results):
+        return None
+    return min(r[0] for r in results), max(r[1] for r in results)
+
+
 def _scan(vmlinux: Path) -> float:
     debug = DebugFile(str(vmlinux))
     t0 = time.perf_counter()
@@ -114,10 +135,12 @@ def section(runs: int) -> str:
                 alone_cmd = command if "amd64" in label else "::status"
                 alone = min(timed_process([*base, "-e", alone_cmd])[0] for _ in range(max(runs, 1)))
                 opened, ran = _in_process(dump, vmlinux, command, runs)
+            drgn = _drgn(dump, vmlinux, runs) if "amd64" in label else None
             rows.append([label, command, f"{_scan(vmlinux):.1f} s", f"{cold[0]:.1f} s",
                          f"{min(w[0] for w in warm) * 1000:.0f} ms",
                          f"{alone * 1000:.0f} ms ({alone_cmd})", f"{opened * 1000:.0f} ms",
-                         f"{ran * 1000:.0f} ms", f"{cold[1]:.0f} MB", f"{max(w[1] for w in warm):.0f} MB"])
+                         f"{ran * 1000:.0f} ms", f"{cold[1]:.0f} MB", f"{max(w[1] for w in warm):.0f} MB",
+                         f"{drgn[0] * 1000:.0f} ms" if drgn else "-", f"{drgn[1]:.0f} MB" if drgn else "-"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     head = (f"Kernel DWARF: fresh `pmdb -q DUMP VMLINUX -e CMD` processes, cold (new cache: the scan) "
