@@ -115,7 +115,7 @@ def _vmlinux_symbols(config: Config, files: Sequence[str], warnings: list[str], 
 
         def lookup(name: str) -> int | None:
             sym = symbols.lookup(name)
-            return sym.addr if sym is not None and sym.module is None else None
+            return sym.addr if sym is not None and sym.module is None else info.symbols.get(name)
 
         hit = find_vmlinux(release=info.osrelease, build_id=info.build_id, named=files,
                            directories=config.get("debuginfo.directories"), read_memory=read)

@@ -99,14 +99,19 @@ def _file_bytes(debug: DebugFile, addr: int, size: int) -> bytes:
     raise FormatError(f"no section of the vmlinux holds {addr:#x}")
 
 
-def data_symbols(debug: DebugFile, kallsyms_lookup: Callable[[str], int | None]) -> list[Symbol]:
-    """The vmlinux's object symbols, moved by the image's load offset (KASLR), which
-    kallsyms' ``_stext`` gives; [] when that offset cannot be known."""
-    symbols = read_symbols(debug.elf, origin=debug.path)
-    stext = next((s.addr for s in symbols if s.name == "_stext"), None)
-    loaded = kallsyms_lookup("_stext")
-    if stext is None or loaded is None:
+# data symbols both a kallsyms of functions only (or VMCOREINFO) and the vmlinux name
+_ANCHORS = ("init_uts_ns", "swapper_pg_dir", "init_task", "prb", "vmap_area_list")
+
+
+def data_symbols(debug: DebugFile, lookup: Callable[[str], int | None]) -> list[Symbol]:
+    """The vmlinux's object symbols, moved by the image's load offset (KASLR): the
+    difference between where ``lookup`` (kallsyms, then VMCOREINFO) puts a data symbol and
+    where the vmlinux does; [] when no anchor is known to both."""
+    symbols = read_symbols(debug.elf, origin=debug.path, kinds=("object",))
+    mine = {s.name: s.addr for s in symbols if s.name in _ANCHORS}
+    shift = next((loaded - mine[name] for name in _ANCHORS
+                  if name in mine and (loaded := lookup(name)) is not None), None)
+    if shift is None:
         return []
-    shift = loaded - stext
     return [Symbol(s.name, s.addr + shift, s.size, s.kind, None, s.binding, "D" if s.binding == "global" else "d")
-            for s in symbols if s.kind == "object"]
+            for s in symbols]
