@@ -205,6 +205,24 @@ def test_damaged_dwarf_never_hangs_or_escapes(program: str, tmp_path: Path) -> N
         assert time.monotonic() - began < 5
 
 
+def test_found_by_release_and_build_id_a_stale_one_warned_about(tmp_path: Path) -> None:
+    """debuginfo.directories in order, each in Debian's layout: a file named for the release
+    whose build-id is another's is one warning; the .build-id/ link of the next is used."""
+    dump = need_fixture(DUMP)
+    vmlinux = kt.need_dbg_vmlinux(RELEASE)
+    stale, good = tmp_path / "stale", tmp_path / "good"
+    (stale / "boot").mkdir(parents=True)
+    (stale / "boot" / f"vmlinux-{RELEASE}").symlink_to(need_fixture(USER_CORES / "hashcrash-x86_64-O2"))
+    build_id = DebugFile(str(vmlinux)).build_id()
+    (good / ".build-id" / build_id[:2]).mkdir(parents=True)
+    (good / ".build-id" / build_id[:2] / f"{build_id[2:]}.debug").symlink_to(vmlinux)
+    target = open_target(str(dump), config=Config({"debuginfo.directories": [str(stale), str(good)]}))
+    (warning,) = target.warnings
+    assert warning.startswith(str(stale / "boot" / f"vmlinux-{RELEASE}")) and "not used" in warning
+    out, err = run(target, "::print jiffies")
+    assert err == "" and out == f"{target.memory.u64(target.symbols.lookup('jiffies').addr):#x}\n"  # type: ignore[union-attr]
+
+
 def _pmdb(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pmdb", "-q", *args], capture_output=True, text=True,
                           timeout=300)
