@@ -162,6 +162,8 @@ def _kernel_types(km: Any, types: TypeRegistry, warnings: list[str], cache: Cach
 
         types.add_source(kernel_dwarf_types(debug, cache, progress)[0])
     if not types.sources:
+        if not btf:
+            warnings.append("no kernel types: debuginfo.kernel_btf is false and no debug vmlinux matches")
         return
     try:
         km.load_modules(RegistryOffsets(types))
