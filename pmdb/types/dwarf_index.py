@@ -25,7 +25,7 @@ from pmdb.cache import Cache, content_key
 from pmdb.errors import FormatError, PmdbError
 from pmdb.progress import NoProgress, Progress
 from pmdb.types.debugfile import DebugFile
-from pmdb.types.dwarf_scan import KIND_NAMES, PLAIN, VARIABLE, Found, Sections, scan_unit, units
+from pmdb.types.dwarf_scan import KIND_NAMES, PLAIN, VARIABLE, Found, Sections, names, scan_unit, units
 
 FORMAT = 1                  # bump when the layout of a cached index changes
 _DROP_EVERY = 32 << 20      # scanned bytes after which their pages are dropped from RSS
@@ -87,10 +87,7 @@ def _scan(debug: DebugFile, progress: Progress) -> NameIndex:
             done = _drop_pages(debug.mm, dropped, unit.end)
             progress.advance(done - dropped)
             dropped = done
-    names: dict[int, dict[str, int]] = {}
-    for (kind, raw), (offset, _flags) in found.items():
-        names.setdefault(kind, {})[raw.decode("utf-8", "replace")] = offset
-    return NameIndex(names, offsets, size)
+    return NameIndex(names(debug.mm, found), offsets, size)
 
 
 def _drop_pages(mm: mmap.mmap, start: int, stop: int) -> int:

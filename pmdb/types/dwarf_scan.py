@@ -250,7 +250,29 @@ def units(data: Any, base: int, size: int, little: bool) -> Iterator[Unit]:
         pos = unit_end
 
 
-Found = dict[tuple[int, bytes], tuple[int, int]]   # (kind, name) -> (DIE offset, flags)
+# (kind, name: its position in .debug_str, or its bytes) -> (DIE offset, flags)
+Found = dict[tuple[int, int | bytes], tuple[int, int]]
+
+
+def names(data: Any, found: Found) -> dict[int, dict[str, int]]:
+    """kind -> name -> DIE offset, from the scan's keys: each .debug_str name read once; a
+    name found both there and inline keeps the better DIE."""
+    best: dict[tuple[int, bytes], tuple[int, int]] = {}
+    for (kind, at), (offset, flags) in found.items():
+        if isinstance(at, int):
+            stop = data.find(b"\0", at, at + 4096)
+            if stop < 0:
+                raise FormatError(f"unterminated DWARF name at {at:#x}")
+            at = data[at:stop]
+        key = (kind, at)
+        old = best.get(key)
+        if old is None or better(old, flags):
+            best[key] = (offset, flags)
+    out: dict[int, dict[str, int]] = {}
+    for (kind, raw), (offset, _flags) in best.items():
+        if raw:
+            out.setdefault(kind, {})[raw.decode("utf-8", "replace")] = offset
+    return out
 
 
 def better(old: tuple[int, int], flags: int) -> bool:
@@ -325,16 +347,19 @@ def _walk(data: Any, sec: Sections, unit: Unit, shapes: dict[int, Shape], found:
             continue
         p, nm, sb, fl = shape.step(data, p)
         if depth == 1 and shape.kind and nm != -1:
+            # a .debug_str name is keyed by its position, not its text: the linker merged the
+            # section, so one name is one position (read once, by names()); an inline one is
+            # read here, while its page is in memory
             if nm >= 0:
                 if nm >= str_size:
                     raise FormatError(f"DIE at {at - info_base:#x}: string offset past .debug_str")
-                nm += str_base
+                key: tuple[int, int | bytes] = (shape.kind, nm + str_base)
             else:
                 nm = -3 - nm
-            stop = data.find(b"\0", nm, nm + 4096)
-            if stop < 0:
-                raise FormatError(f"DIE at {at - info_base:#x}: unterminated name")
-            key = (shape.kind, data[nm:stop])
+                stop = data.find(b"\0", nm, nm + 4096)
+                if stop < 0:
+                    raise FormatError(f"DIE at {at - info_base:#x}: unterminated name")
+                key = (shape.kind, data[nm:stop])
             old = found.get(key)
             if old is None or better(old, fl):
                 found[key] = (at - info_base, fl)
