@@ -59,14 +59,21 @@ _DUMP_ALONE = {"debuginfo.directories": []}
 def lab(request: pytest.FixtureRequest) -> tuple[Path, Target]:
     """(the dump's folder, the dump opened once per run). The ELF dump is required; the
     other formats are read where the lab made them (CI makes elf and mdf)."""
-    release, scenario, name = request.param
+    return _opened(request.param, _OPEN, with_vmlinux=False)
+
+
+def _opened(case: tuple[str, str, str], opened: dict[Path, Target], with_vmlinux: bool) -> tuple[Path, Target]:
+    """(the case's folder, its dump opened once per run: from the dump alone, or with the
+    kernel's debug vmlinux named)."""
+    release, scenario, name = case
     folder = kt.need_lab_dump(release, scenario, name="vmcore.elf")
     path = folder / name
     if not path.exists():
         pytest.skip(f"the lab made no {name} of {release}/{scenario}")
-    if path not in _OPEN:
-        _OPEN[path] = open_target(str(path), config=Config(_DUMP_ALONE))
-    return folder, _OPEN[path]
+    if path not in opened:
+        files = [str(kt.need_dbg_vmlinux(release))] if with_vmlinux else []
+        opened[path] = open_target(str(path), config=Config(_DUMP_ALONE), symbol_files=files)
+    return folder, opened[path]
 
 
 # the scenarios CI makes; others the lab may hold differ from /proc for their own reasons
@@ -78,15 +85,7 @@ DWARF_CASES = [c for c in CASES if c.values[0][1] in ("sysrq", "null")] or CASES
 @pytest.fixture(params=DWARF_CASES)
 def lab_dwarf(request: pytest.FixtureRequest) -> tuple[Path, Target]:
     """(the dump's folder, the dump opened with its kernel's debug vmlinux named)."""
-    release, scenario, name = request.param
-    folder = kt.need_lab_dump(release, scenario, name="vmcore.elf")
-    path = folder / name
-    if not path.exists():
-        pytest.skip(f"the lab made no {name} of {release}/{scenario}")
-    if path not in _OPEN_DWARF:
-        vmlinux = kt.need_dbg_vmlinux(release)
-        _OPEN_DWARF[path] = open_target(str(path), config=Config(_DUMP_ALONE), symbol_files=[str(vmlinux)])
-    return folder, _OPEN_DWARF[path]
+    return _opened(request.param, _OPEN_DWARF, with_vmlinux=True)
 
 
 def _status(target: Target) -> dict[str, str]:
