@@ -66,11 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gdb-runs", type=int, default=3, help="gdb runs per core (best is shown)")
     ap.add_argument("--threads", type=int, default=64, help="threads in the built many-thread core")
     ap.add_argument("--big-mb", type=int, default=1024, help="heap of the sparse big core, in MB")
-    ap.add_argument("--only", choices=("user", "kernel"), help="only the user cores or the kernel dumps")
+    ap.add_argument("--only", choices=("user", "kernel", "dwarf"),
+                    help="only the user cores, the kernel dumps, or the kernel dumps with DWARF")
     ap.add_argument("--profile", action="store_true", help="also profile pmdb on the first kernel dump")
     args = ap.parse_args(argv)
     if args.only == "kernel":
         return kernel_section(args)
+    if args.only == "dwarf":
+        from bench import dwarf  # the kernel's debug vmlinux: index cold and warm
+        print(dwarf.section(args.runs))
+        return 0
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="pmdb-bench-", dir="/tmp"))
     try:
@@ -112,6 +117,8 @@ def kernel_section(args: argparse.Namespace) -> int:
         print("\n" + slab.section(args.runs))
         from bench import stacks  # ::stacks and foreach bt over every task
         print("\n" + stacks.section(args.runs))
+        from bench import dwarf  # the kernel's debug vmlinux: index cold and warm
+        print("\n" + dwarf.section(args.runs))
     first = next((p for p, _ in DUMPS if p.exists()), None)
     if args.profile and first is not None:
         print(f"\nProfile of one in-process run on {first.name} (cumulative):\n")

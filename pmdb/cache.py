@@ -108,6 +108,16 @@ class Cache:
                 out.append((path, st))
         return out
 
+    def store(self, stem: Path, data: bytes) -> None:
+        """Best effort: write ``data`` as the entry ``STEM.SIZE`` after making room; a cache
+        that cannot be written only costs the work again next time."""
+        try:
+            self.make_room(len(data))
+            with self.writing(stem) as pending:
+                pending.file.write(data)
+        except (OSError, FormatError):
+            pass
+
     @contextlib.contextmanager
     def writing(self, stem: Path) -> Iterator[Pending]:
         """A file to fill; only if the block ends without an exception does it become the

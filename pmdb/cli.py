@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                 epilog="Without -e/-f and without a terminal on stdin, commands are read from stdin.")
     p.add_argument("dump", nargs="?", metavar="DUMP",
                    help="the core or crash dump to open (none: no target, as mdb without one)")
-    p.add_argument("files", nargs="*", metavar="FILE", help="executables or libraries for symbols")
+    p.add_argument("files", nargs="*", metavar="FILE",
+                   help="executables or libraries for symbols; for a kernel dump, its debug vmlinux")
     p.add_argument("-e", dest="commands", action="append", metavar="CMDS",
                    help="run these commands and exit (repeatable)")
     p.add_argument("-f", dest="script", metavar="SCRIPT", help="run the commands in SCRIPT and exit")

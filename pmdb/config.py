@@ -64,7 +64,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("limits.max_items", int, 1_000_000, "addresses one pipeline stage may hand on to the next, "
            "and repetitions of a format that only moves dot (addr,count/+)",
            1, 1 << 40),
-    Option("cache.directory", str, "", "where decompressed dumps and kernel BTF are kept "
+    Option("debuginfo.directories", list, ["/usr/lib/debug"], "directories searched for a kernel's "
+           "debug vmlinux (Debian's -dbg layout: boot/vmlinux-RELEASE, lib/modules/RELEASE/vmlinux, "
+           ".build-id/)"),
+    Option("debuginfo.kernel_btf", bool, True, "read the kernel's types from the dump's BTF; "
+           "false: from the debug vmlinux's DWARF alone"),
+    Option("cache.directory", str, "", "where decompressed dumps, kernel BTF and DWARF indexes are kept "
            "(empty: $PMDB_CACHE_DIR, else $XDG_CACHE_HOME/pmdb, else ~/.cache/pmdb)"),
     Option("cache.max_size_mb", int, 32768, "megabytes the cache may hold; the least recently "
            "used files go first", 1, 1 << 30),

@@ -34,7 +34,8 @@ def open_target(path: str, *, config: Config, symbol_files: Sequence[str] = (),
     name = os.path.basename(path)
     build: Callable[[], Target]
     if dump.kind == "vmcore":
-        build, problem = (lambda: _open_vmcore(dump, path, cache)), "cannot find the kernel in the dump"
+        build, problem = (lambda: _open_vmcore(dump, path, cache, config, symbol_files, progress)), \
+            "cannot find the kernel in the dump"
     elif isinstance(dump, ElfCore):
         core = dump
         build, problem = (lambda: _open_user_core(core, config=config, symbol_files=symbol_files,
@@ -62,16 +63,25 @@ def cache_of(config: Config) -> Cache:
                  config.get("cache.max_size_mb") << 20)
 
 
-def _open_vmcore(dump: Dump, path: str, cache: Cache) -> Target:
-    """A Linux kernel dump with nothing but the dump: VMCOREINFO -> page tables -> kallsyms
-    -> BTF (vmlinux, then modules) -> module symbols -> the kernel's OS model."""
+def _open_vmcore(dump: Dump, path: str, cache: Cache, config: Config | None = None,
+                 files: Sequence[str] = (), progress: Progress | None = None) -> Target:
+    """A Linux kernel dump: VMCOREINFO -> page tables -> kallsyms -> BTF (vmlinux, then
+    modules), DWARF of a debug vmlinux when one matches -> module symbols -> the OS model."""
     from pmdb.os.linux.kernel import LinuxKernel
     from pmdb.os.linux.mm.kernel_memory import load_kernel_memory
 
-    km = load_kernel_memory(dump.space(), getattr(dump, "vmcoreinfo", ""), dump.arch)
+    config = config or Config()
+    warnings: list[str] = []
+    found: list[Any] = []           # the debug vmlinux, when one matches
+    more = _vmlinux_symbols(config, files, warnings, found)
+    km = load_kernel_memory(dump.space(), getattr(dump, "vmcoreinfo", ""), dump.arch, more_symbols=more)
     types = TypeRegistry(dump.arch.ptr_size)
-    warnings: list[str] = list(km.problems)
-    _kernel_types(km, types, warnings, cache)
+    warnings[:0] = km.problems
+    debug = found[0] if found else None
+    if debug is not None:
+        km.vmlinux = debug.path
+    _kernel_types(km, types, warnings, cache, debug=debug, btf=bool(config.get("debuginfo.kernel_btf")),
+                  progress=progress)
     kernel = LinuxKernel(dump, km, types, path=path)
     target = Target(path=path, arch=dump.arch, memory=km.space, symbols=km.symbols, types=types,
                     os=kernel, kind="vmcore")
@@ -89,9 +99,46 @@ def _open_vmcore(dump: Dump, path: str, cache: Cache) -> Target:
     return target
 
 
-def _kernel_types(km: Any, types: TypeRegistry, warnings: list[str], cache: Cache) -> None:
-    """vmlinux BTF (cached by its content), module BTF and module symbols; what
-    fails becomes a warning, since symbols and memory still work without types."""
+def _vmlinux_symbols(config: Config, files: Sequence[str], warnings: list[str], found: list[Any]) -> Any:
+    """What load_kernel_memory calls once kallsyms is read: finds the dump's debug vmlinux
+    (a DebugFile, appended to ``found``) when one is named or found and matches, and returns
+    its data symbols when kallsyms has none (no CONFIG_KALLSYMS_ALL)."""
+    from pmdb.errors import FaultError
+    from pmdb.symbols.vmlinux import data_symbols, find_vmlinux
+
+    def more(info: Any, space: Any, symbols: Any) -> list[Any]:
+        def read(addr: int, n: int) -> bytes | None:
+            try:
+                return bytes(space.read(addr + info.kernel_offset, n))
+            except FaultError:
+                return None
+
+        def lookup(name: str) -> int | None:
+            sym = symbols.lookup(name)
+            return sym.addr if sym is not None and sym.module is None else info.symbols.get(name)
+
+        hit = find_vmlinux(release=info.osrelease, build_id=info.build_id, named=files,
+                           directories=config.get("debuginfo.directories"), read_memory=read)
+        warnings.extend(hit.warnings)
+        if hit.debug is None:
+            return []
+        found.append(hit.debug)
+        if lookup("init_task") is not None:
+            return []
+        try:
+            return data_symbols(hit.debug, lookup)
+        except PmdbError as err:
+            warnings.append(f"{hit.debug.path}: symbols not usable ({err})")
+            return []
+
+    return more
+
+
+def _kernel_types(km: Any, types: TypeRegistry, warnings: list[str], cache: Cache, *, debug: Any,
+                  btf: bool, progress: Progress | None) -> None:
+    """vmlinux BTF (cached by its content), the debug vmlinux's DWARF after it, module BTF
+    and module symbols; what fails becomes a warning, since symbols and memory still work
+    without types."""
     from pmdb.symbols.kmodules import RegistryOffsets
     from pmdb.types.btf_kernel import module_btfs, vmlinux_btf
 
@@ -99,21 +146,33 @@ def _kernel_types(km: Any, types: TypeRegistry, warnings: list[str], cache: Cach
         sym = km.symbols.lookup(name)
         return sym.addr if sym is not None else None
 
-    if km.problems:             # no kallsyms: nothing names the BTF section
-        warnings.append("no kernel types: the BTF is found through kallsyms")
+    kernel_btf = None
+    if btf and km.problems:             # no kallsyms: nothing names the BTF section
+        if debug is None:
+            warnings.append("no kernel types: the BTF is found through kallsyms")
+    elif btf:
+        try:
+            kernel_btf = vmlinux_btf(km.space, lookup, cache=cache, build_id=km.info.build_id)
+            types.add_source(kernel_btf)
+        except PmdbError as err:
+            if debug is None:
+                warnings.append(f"no kernel types: {err}")
+    if debug is not None:
+        from pmdb.types.dwarf_kernel import kernel_dwarf_types
+
+        types.add_source(kernel_dwarf_types(debug, cache, progress)[0])
+    if not types.sources:
+        if not btf:
+            warnings.append("no kernel types: debuginfo.kernel_btf is false and no debug vmlinux matches")
         return
-    try:
-        btf = vmlinux_btf(km.space, lookup, cache=cache, build_id=km.info.build_id)
-    except PmdbError as err:
-        warnings.append(f"no kernel types: {err}")
-        return
-    types.add_source(btf)
     try:
         km.load_modules(RegistryOffsets(types))
     except PmdbError as err:
         warnings.append(f"module symbols unavailable: {err}")
+    if kernel_btf is None:
+        return
     try:
-        for mod in module_btfs(km.space, btf, lookup):
+        for mod in module_btfs(km.space, kernel_btf, lookup):
             types.add_source(mod.types)
     except PmdbError as err:
         warnings.append(f"module types unavailable: {err}")

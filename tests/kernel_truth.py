@@ -63,6 +63,19 @@ def need_lab_dump(release: str, scenario: str, name: str = "vmcore.mdf") -> Path
     return folder
 
 
+def need_dbg_vmlinux(release: str) -> Path:
+    """A kernel's debug vmlinux: Debian's -dbg package installed (/usr/lib/debug/boot), else
+    the lab's copy (``python -m tests.vmlab dbg``, which .ci/run runs). Skipped or failed as
+    need_lab_dump is."""
+    for path in (Path("/usr/lib/debug/boot") / f"vmlinux-{release}",
+                 LAB_CACHE / "kernels" / release / "dbg" / f"vmlinux-{release}"):
+        if path.is_file():
+            return path
+    if "1" in (os.environ.get("PMDB_REQUIRE_LAB_DUMPS"), os.environ.get("PMDB_REQUIRE_FIXTURES")):
+        pytest.fail(f"required debug vmlinux missing: vmlinux-{release}")
+    pytest.skip(f"no debug vmlinux of {release} (python -m tests.vmlab dbg {release})")
+
+
 @dataclass
 class Agreement:
     """What matched, and each difference as one readable line."""

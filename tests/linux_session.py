@@ -26,10 +26,11 @@ _OPEN: dict[Path, Target] = {}
 
 
 def target_for(folder: Path, name: str) -> Target:
-    """The dump opened by pmdb's opener, once per test run."""
+    """The dump opened by pmdb's opener, once per test run, from the dump alone (a debug
+    vmlinux installed in /usr/lib/debug is not looked for: tests/test_kernel_dwarf.py names it)."""
     path = need_fixture(folder / name)
     if path not in _OPEN:
-        _OPEN[path] = open_target(str(path), config=Config())
+        _OPEN[path] = open_target(str(path), config=Config({"debuginfo.directories": []}))
     return _OPEN[path]
 
 

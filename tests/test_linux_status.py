@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pmdb.os.linux.mm.kernel_memory import kernel_parts
 from tests.linux_session import DUMP_IDS, DUMPS, parse_fields, run, target_for
 from tests.linux_vmcore import README, crash_section
 
@@ -15,14 +16,20 @@ from tests.linux_vmcore import README, crash_section
 @pytest.mark.parametrize(("folder", "name"), DUMPS, ids=DUMP_IDS)
 def test_status_fields_match_crash_sys(folder: Path, name: str) -> None:
     """Every field crash's sys prints, with the same value; KERNEL says what pmdb used
-    (no vmlinux) and keeps crash's [TAINTED] mark; DUMPFILE names the file opened."""
+    (the debug vmlinux found in /usr/lib/debug, as crash names the one it read, or none)
+    and keeps crash's [TAINTED] mark; DUMPFILE names the file opened."""
     expected = parse_fields(crash_section(folder, "sys"))
-    out, err = run(target_for(folder, name), "::status")
+    target = target_for(folder, name)
+    km = kernel_parts(target)
+    assert km is not None
+    used = km.vmlinux or "(none; kallsyms and BTF from the dump)"
+    out, err = run(target, "::status")
     assert err == ""
     got = parse_fields(out.splitlines())
     for key, value in expected.items():
         if key == "KERNEL":
-            assert got[key].startswith("(none; kallsyms and BTF from the dump)")
+            assert got[key].startswith(used)
+            assert os.path.basename(used) == value.split()[0] or not km.vmlinux
             assert got[key].endswith("[TAINTED]") == value.endswith("[TAINTED]")
         elif key == "DUMPFILE":
             assert got[key] == os.path.basename(name)

@@ -19,6 +19,7 @@ import pytest
 from tests.vmlab import dumps
 from tests.vmlab.arches import ARCHES
 from tests.vmlab.chroot import cross_gcc, cross_packages
+from tests.vmlab.dbg import _is_vmlinux, dbg_vmlinux, select_dbg
 from tests.vmlab.debindex import Package, index_path, index_url, parse_depends, parse_packages, pick
 from tests.vmlab.foreignmdf import runtime_closure
 from tests.vmlab.kernels import Kernel, closure, load_kernels
@@ -83,6 +84,19 @@ def test_abi_strips_every_flavour() -> None:
     assert kernels["6.1"].abi == kernels["6.1-i386"].abi == kernels["6.1-arm64"].abi == "6.1.0-57"
     assert kernels["7.2-arm64"].abi == "7.2.13+deb14"
     assert kernels["5.10-i386"].abi == "5.10.0-32"
+
+
+def test_dbg_names_the_fixture_kernel_and_the_pinned_ones(tmp_path: Path) -> None:
+    """`dbg` takes a pinned kernel or a [dbg-only] one, and unpacks only the vmlinux, from
+    either place the -dbg packages keep it."""
+    (fixture,) = select_dbg("6.1-fixture")
+    assert (fixture.release, fixture.version, fixture.archive) == ("6.1.0-56-amd64", "6.1.192-2", "debian-security")
+    assert [k.release for k in select_dbg("all-i386")] == ["5.10.0-32-686-pae", "6.1.0-57-686-pae"]
+    assert select_dbg("6.1.0-56-amd64") == [fixture]
+    assert dbg_vmlinux(tmp_path, fixture) == tmp_path / "kernels/6.1.0-56-amd64/dbg/vmlinux-6.1.0-56-amd64"
+    assert _is_vmlinux("./usr/lib/debug/boot/vmlinux-6.1.0-56-amd64", "6.1.0-56-amd64")
+    assert _is_vmlinux("./usr/lib/debug/lib/modules/7.2.13+deb14-amd64/vmlinux", "7.2.13+deb14-amd64")
+    assert not _is_vmlinux("./usr/lib/debug/lib/modules/6.1.0-56-amd64/kernel/fs/ext4/ext4.ko", "6.1.0-56-amd64")
 
 
 def test_per_arch_index_and_cross_tools(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from elftools.elf.elffile import ELFFile
 
 from pmdb.errors import FaultError
 from pmdb.memory.space import AddressSpace
+from pmdb.types.debugfile import build_id_note
 
 NT_GNU_BUILD_ID = 3
 _PT_NOTE = 4
@@ -65,25 +66,11 @@ def build_id_in_memory(space: AddressSpace, addr: int) -> bytes | None:
                 p_type, p_offset, _, _, p_filesz = struct.unpack(end + "IIIII", ph[:20])
             if p_type != _PT_NOTE or p_filesz > _MAX_NOTE:
                 continue
-            found = _scan_notes(space.read(addr + p_offset, p_filesz), end)
+            found = build_id_note(space.read(addr + p_offset, p_filesz), end)
             if found is not None:
                 return found
     except (FaultError, struct.error):
         return None
-    return None
-
-
-def _scan_notes(data: bytes, end: str) -> bytes | None:
-    pos = 0
-    while pos + 12 <= len(data):
-        namesz, descsz, ntype = struct.unpack_from(end + "III", data, pos)
-        pos += 12
-        name = data[pos:pos + namesz].rstrip(b"\0")
-        pos += (namesz + 3) & ~3
-        desc = data[pos:pos + descsz]
-        pos += (descsz + 3) & ~3
-        if ntype == NT_GNU_BUILD_ID and name == b"GNU":
-            return bytes(desc)
     return None
 
 

@@ -3,7 +3,7 @@
 The layout of ``struct module`` changes between kernels and configs, so its
 offsets come from a provider (normally the kernel's BTF through the type
 registry) rather than being hard-coded. Each module keeps the symbols it
-retains after loading in ``mod_kallsyms`` (an Elf64_Sym array, a string table
+retains after loading in ``mod_kallsyms`` (an Elf64_Sym or, on i386, Elf32_Sym array, a string table
 and nm-style type letters).
 """
 
@@ -24,6 +24,7 @@ MODULE_NAME_LEN = 56  # 64 - sizeof(unsigned long)
 _MAX_MODULES = 65536
 _MAX_MODULE_SYMS = 1 << 20
 _ELF64_SYM = struct.Struct("<IBBHQQ")
+_ELF32_SYM = struct.Struct("<IIIBBH")   # st_name, st_value, st_size, st_info, st_other, st_shndx
 _STT_KIND = {1: "object", 2: "func"}
 _STB_BINDING = {0: "local", 1: "global", 2: "weak"}
 
@@ -131,9 +132,14 @@ def module_symbols(mem: AddressSpace, addr: int, name: str, offsets: StructOffse
         letters = mem.read(typetab, count) if count else b""
     except PmdbError:
         letters = b""  # no typetab (older kernels) or unreadable: derive kinds from st_info
-    raw = mem.read(symtab, count * _ELF64_SYM.size) if count else b""
+    layout = _ELF64_SYM if mem.ptr_size == 8 else _ELF32_SYM        # Elf32_Sym on i386
+    raw = mem.read(symtab, count * layout.size) if count else b""
     out = []
-    for i, (st_name, st_info, _other, shndx, value, size) in enumerate(_ELF64_SYM.iter_unpack(raw)):
+    for i, fields in enumerate(layout.iter_unpack(raw)):
+        if layout is _ELF64_SYM:
+            st_name, st_info, _other, shndx, value, size = fields
+        else:
+            st_name, value, size, st_info, _other, shndx = fields
         if not st_name or not shndx:
             continue
         sym_name = mem.cstring(strtab + st_name, 512).decode("ascii", errors="replace")

@@ -63,7 +63,7 @@ def vmlinux_btf(space: AddressSpace, lookup: Callable[[str], int | None],
         raise FormatError(f"cannot read the BTF: {err}") from None
     btf = BtfTypes(data, ptr_size=space.ptr_size)
     if _usable(data, space.ptr_size) is not None:
-        _write_quietly(cache, stem, data)
+        cache.store(stem, data)
     return btf
 
 
@@ -83,16 +83,6 @@ def _usable(data: bytes, ptr_size: int) -> BtfTypes | None:
     except PmdbError:
         pass
     return None
-
-
-def _write_quietly(cache: Cache, stem: Path, data: bytes) -> None:
-    """Best effort: a cache that cannot be written only costs time later."""
-    try:
-        cache.make_room(len(data))
-        with cache.writing(stem) as pending:
-            pending.file.write(data)
-    except (OSError, PmdbError):
-        pass
 
 
 def _remove(path: Path) -> None:

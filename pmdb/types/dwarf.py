@@ -66,6 +66,21 @@ def _is_declaration(die: DIE) -> bool:
     return bool(die.attributes.get("DW_AT_declaration") and die.attributes["DW_AT_declaration"].value)
 
 
+class DieIndex(Protocol):
+    """Where the DIE naming a type or variable is: a walk of every unit's top level (small
+    objects), or a prebuilt index (a kernel's vmlinux: pmdb.types.dwarf_kernel)."""
+
+    def type_die(self, name: str, kind: str | None) -> DIE | None:
+        """The DIE defining a type: kind "struct"/"union"/"enum", or None for a typedef or
+        base type."""
+
+    def variable_die(self, name: str) -> DIE | None: ...
+
+    def type_names(self) -> Iterable[str]: ...
+
+    def variable_names(self) -> Iterable[str]: ...
+
+
 class _Index:
     """Top-level names of every CU: tagged types, plain types (typedefs, base types), variables."""
 
@@ -86,6 +101,20 @@ class _Index:
         elif tag == "DW_TAG_variable" and "DW_AT_type" in die.attributes:
             self.variables.setdefault(name, []).append(die)
 
+    def type_die(self, name: str, kind: str | None) -> DIE | None:
+        return _best(self.tagged.get((kind, name))) if kind else _best(self.plain.get(name))
+
+    def variable_die(self, name: str) -> DIE | None:
+        return _best(self.variables.get(name))
+
+    def type_names(self) -> Iterable[str]:
+        yield from self.plain
+        for kind, name in self.tagged:
+            yield f"{kind} {name}"
+
+    def variable_names(self) -> Iterable[str]:
+        return self.variables.keys()
+
 
 def _best(dies: list[DIE] | None) -> DIE | None:
     """A complete definition over a forward declaration."""
@@ -95,11 +124,12 @@ def _best(dies: list[DIE] | None) -> DIE | None:
 
 
 class DwarfTypes:
-    """A TypeSource over the DWARF of several objects (main executable first)."""
+    """A TypeSource over the DWARF of several objects (main executable first), or over one
+    file's prebuilt ``index``."""
 
-    def __init__(self, objects: Sequence[DwarfObject]) -> None:
+    def __init__(self, objects: Sequence[DwarfObject] = (), index: DieIndex | None = None) -> None:
         self._objects = sorted(objects, key=lambda o: not o.is_main)
-        self._index: _Index | None = None
+        self._index: DieIndex | None = index
         self._built: dict[tuple[int, int], Type] = {}
         self.parsed_cus = 0          # how many CUs were indexed: opening must leave this at 0
         self.warnings: list[str] = []
@@ -107,18 +137,14 @@ class DwarfTypes:
     # -- TypeSource ------------------------------------------------------------------
 
     def find_type(self, name: str, kind: str | None = None) -> Type | None:
-        index = self._ensure_index()
-        die = _best(index.tagged.get((kind, name))) if kind else _best(index.plain.get(name))
+        die = self._ensure_index().type_die(name, kind)
         return self._type(die) if die is not None else None
 
     def type_names(self) -> Iterable[str]:
-        index = self._ensure_index()
-        yield from index.plain
-        for kind, name in index.tagged:
-            yield f"{kind} {name}"
+        return self._ensure_index().type_names()
 
     def variable_type(self, name: str) -> Type | None:
-        die = _best(self._ensure_index().variables.get(name))
+        die = self._ensure_index().variable_die(name)
         if die is None:
             return None
         try:
@@ -127,11 +153,11 @@ class DwarfTypes:
             raise FormatError(f"bad DWARF for variable {name}: {err}") from None
 
     def variable_names(self) -> Iterable[str]:
-        return self._ensure_index().variables.keys()
+        return self._ensure_index().variable_names()
 
     # -- indexing --------------------------------------------------------------------
 
-    def _ensure_index(self) -> _Index:
+    def _ensure_index(self) -> DieIndex:
         if self._index is None:
             index = _Index()
             for obj in self._objects:

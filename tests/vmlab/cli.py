@@ -10,6 +10,7 @@ from tests.vmlab import dumps, kernels, scenarios
 from tests.vmlab.arches import ARCHES
 from tests.vmlab.chroot import build_module
 from tests.vmlab.common import LabError, cache_root, say
+from tests.vmlab.dbg import fetch_dbg, select_dbg
 from tests.vmlab.debindex import load_index
 from tests.vmlab.make import dump_dir, make
 
@@ -53,6 +54,14 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     for k in kernels.select(args.kernel):
         kernels.fetch_image(cache, k)
         print(build_module(cache, k))
+    return 0
+
+
+def cmd_dbg(args: argparse.Namespace) -> int:
+    """The kernels' debug vmlinux (linux-image-RELEASE-dbg), for pmdb's DWARF types."""
+    cache = cache_root()
+    for k in select_dbg(args.kernel):
+        print(fetch_dbg(cache, k))
     return 0
 
 
@@ -111,6 +120,8 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("kernel", help="kernel name(s), comma list, all (amd64) or all-ARCH")
     f = sub.add_parser("fetch", help="download a kernel and build the module for it")
     f.add_argument("kernel", help="kernel name(s), comma list, all (amd64) or all-ARCH")
+    d = sub.add_parser("dbg", help="download a kernel's debug vmlinux (its -dbg package)")
+    d.add_argument("kernel", help="kernel name(s) as for fetch, or a [dbg-only] one of kernels.toml")
     m = sub.add_parser("make", help="make dump sets (reuses finished ones)")
     m.add_argument("kernel", help="kernel name(s), comma list, all (amd64) or all-ARCH")
     m.add_argument("scenario", help="scenario name(s), comma list, or all")
@@ -123,7 +134,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-COMMANDS = {"list": cmd_list, "available": cmd_available, "fetch": cmd_fetch, "make": cmd_make,
+COMMANDS = {"list": cmd_list, "available": cmd_available, "fetch": cmd_fetch, "dbg": cmd_dbg, "make": cmd_make,
             "path": cmd_path}
 
 

@@ -256,7 +256,8 @@ def kernel_status(kernel: Any) -> list[tuple[str, str]]:
         uts = {"release": release} if release else {}
         uts.update(utsname_untyped(kv.mem, kernel.km.info.symbols.get("init_uts_ns"), release or ""))
     mark = "  [TAINTED]" if tainted(kv) else ""
-    rows = [("KERNEL", f"(none; kallsyms and BTF from the dump){mark}"),
+    used = kernel.km.vmlinux or "(none; kallsyms and BTF from the dump)"
+    rows = [("KERNEL", f"{used}{mark}"),
             ("DUMPFILE", kernel.describe_file()),
             ("CPUS", safely(lambda: _cpus_text(kernel.cpus()))),
             ("DATE", safely(lambda: format_date(wall_time(kv)))),

@@ -9,6 +9,7 @@ the CPU's kernel parts (pmdb.os.linux.arch).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,7 @@ class KernelMemory:
     arch: KernelArch
     modules: list[KernelModule] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)    # what works less well, one line each
+    vmlinux: str = ""         # the debug vmlinux whose DWARF (and symbols) pmdb uses, if any
 
     def lookup(self, name: str) -> int | None:
         """A vmlinux symbol's address (never a module's), or None."""
@@ -79,9 +81,15 @@ class KernelMemory:
         return self.layout.vmemmap_base + pfn * self.info.sizes.get("page", 64)
 
 
-def load_kernel_memory(phys: AddressSpace, vmcoreinfo: str | bytes, arch: Arch | None = None) -> KernelMemory:
+MoreSymbols = Callable[[VmcoreInfo, AddressSpace, SymbolTable], Iterable[Symbol]]
+
+
+def load_kernel_memory(phys: AddressSpace, vmcoreinfo: str | bytes, arch: Arch | None = None,
+                       more_symbols: MoreSymbols | None = None) -> KernelMemory:
     """Kernel virtual memory, layout and vmlinux symbols; modules come later (they need types).
-    ``arch`` is the dump's CPU; x86-64 when not given (the only kernel pmdb models yet)."""
+    ``arch`` is the dump's CPU; x86-64 when not given (the only kernel pmdb models yet).
+    ``more_symbols`` adds what kallsyms lacks (a debug vmlinux's data symbols) before the
+    layout reads the variables it needs."""
     info = VmcoreInfo.parse(vmcoreinfo)
     if not info.raw:
         raise FormatError("the dump has no VMCOREINFO: pmdb needs it to find the kernel")
@@ -106,6 +114,8 @@ def load_kernel_memory(phys: AddressSpace, vmcoreinfo: str | bytes, arch: Arch |
     recover = getattr(parts, "recover_symbols", None)
     if recover is not None and not problems:
         symbols.add(recover(space, info, symbols))
+    if more_symbols is not None:
+        symbols.add(more_symbols(info, space, symbols))
     layout = parts.attach_layout(space, info, lookup)
     return KernelMemory(info, space, layout, symbols, parts, problems=problems)
 

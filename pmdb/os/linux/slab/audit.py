@@ -44,7 +44,7 @@ def cache_stats(model: SlubModel, cache: KmemCache) -> CacheStats:
             if cpu.slab:
                 slab = model.read_slab(cpu.slab)
                 st.free += slab.objects - slab.inuse
-                free, problem = walk_freelist(cache, slab, cpu.freelist, model.space.u64,
+                free, problem = walk_freelist(cache, slab, cpu.freelist, model.space.ptr,
                                               f"cpu {cpu.cpu} freelist")
                 st.free += len(free)
                 _note(st, problem)

@@ -17,18 +17,18 @@ from dataclasses import dataclass, field
 from pmdb.errors import FaultError
 from pmdb.os.linux.slab.slub import CpuSlab, KmemCache, Slab, SlubModel
 
-_MASK64 = (1 << 64) - 1
 
-
-def swab64(value: int) -> int:
-    return int.from_bytes(value.to_bytes(8, "little"), "big")
+def swab(value: int, size: int) -> int:
+    """The kernel's swab() of an unsigned long: its bytes reversed (4 of them on i386)."""
+    return int.from_bytes(value.to_bytes(size, "little"), "big")
 
 
 def decode_free_pointer(cache: KmemCache, stored: int, where: int) -> int:
     """The next free object from the value stored at ``where``."""
     if cache.random is None:
         return stored
-    return (stored ^ cache.random ^ swab64(where)) & _MASK64
+    size = cache.word_size
+    return (stored ^ cache.random ^ swab(where & ((1 << 8 * size) - 1), size)) & ((1 << 8 * size) - 1)
 
 
 def encode_free_pointer(cache: KmemCache, ptr: int, where: int) -> int:
@@ -62,16 +62,16 @@ Reader = Callable[[int], int]
 
 
 def slab_reader(model: SlubModel, slab: Slab, data: bytes | None) -> Reader:
-    """u64 reads inside the slab from ``data`` (the slab's bytes) when given, else the dump."""
+    """Pointer reads inside the slab from ``data`` (the slab's bytes) when given, else the dump."""
     if data is None:
-        return model.space.u64
-    base = slab.base
+        return model.space.ptr
+    base, size = slab.base, model.space.ptr_size
 
     def read(addr: int) -> int:
         off = addr - base
-        if 0 <= off <= len(data) - 8:
-            return int.from_bytes(data[off:off + 8], "little")
-        return model.space.u64(addr)
+        if 0 <= off <= len(data) - size:
+            return int.from_bytes(data[off:off + size], "little")
+        return model.space.ptr(addr)
 
     return read
 

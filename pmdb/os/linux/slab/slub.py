@@ -55,6 +55,7 @@ class KmemCache:
     cpu_slab: int           # per-CPU offset of its kmem_cache_cpu
     nodes: list[tuple[int, int]] = field(default_factory=list)   # (node id, kmem_cache_node)
     track: TrackLayout = field(default_factory=TrackLayout)
+    word_size: int = 8      # of a free pointer: the kernel's pointer size
 
     @property
     def slab_bytes(self) -> int:
@@ -163,27 +164,30 @@ class SlubModel:
             self.cache_errors.append(f"slab_caches: cannot read a cache ({err})")
         return out
 
+    def _word(self, raw: bytes, off: int) -> int:
+        return _word(raw, off, self.space.ptr_size)
+
     def read_cache(self, addr: int) -> KmemCache:
         lay = self.lay
         raw = self.space.read(addr, lay.cache_read_size)
-        name = self.space.cstring(_u64(raw, lay.cache_name), 64).decode("utf-8", "replace")
+        name = self.space.cstring(self._word(raw, lay.cache_name), 64).decode("utf-8", "replace")
         oo = _u32(raw, lay.cache_oo)
         cache = KmemCache(
-            address=addr, name=name, flags=_u64(raw, lay.cache_flags) & 0xFFFFFFFF,
+            address=addr, name=name, flags=self._word(raw, lay.cache_flags) & 0xFFFFFFFF,
             size=_u32(raw, lay.cache_size), object_size=_u32(raw, lay.cache_object_size),
             offset=_u32(raw, lay.cache_offset), inuse=_u32(raw, lay.cache_inuse),
             align=_u32(raw, lay.cache_align), red_left_pad=_u32(raw, lay.cache_red_left_pad),
-            random=_u64(raw, lay.cache_random) if lay.cache_random is not None else None,
+            random=self._word(raw, lay.cache_random) if lay.cache_random is not None else None,
             order=oo >> 16, objects_per_slab=oo & 0xFFFF,
-            cpu_slab=_u64(raw, lay.cache_cpu_slab) if lay.cache_cpu_slab is not None else 0,
-            track=lay.track)
+            cpu_slab=self._word(raw, lay.cache_cpu_slab) if lay.cache_cpu_slab is not None else 0,
+            track=lay.track, word_size=self.space.ptr_size)
         if not 0 < cache.size <= 1 << 24 or cache.order > 10:
             raise CorruptionError(addr, f"cache {name!r} has an impossible size {cache.size} "
                                         f"or order {cache.order}")
         stride = lay.node_stride
         nodes = self.space.read(addr + lay.cache_node, stride * lay.nr_node_ids(self))
         for nid in range(len(nodes) // stride):
-            ptr = _u64(nodes, nid * stride)
+            ptr = self._word(nodes, nid * stride)
             if ptr:
                 cache.nodes.append((nid, ptr))
         return cache
@@ -214,10 +218,10 @@ class SlubModel:
     def read_slab(self, page: int, node: int = 0) -> Slab:
         lay = self.lay
         raw = self.space.read(page, lay.slab_read_size)
-        counters = _u64(raw, lay.slab_counters)
+        counters = self._word(raw, lay.slab_counters)
         pfn = (page - self.layout.vmemmap_base) // lay.page_size
-        return Slab(page=page, cache=_u64(raw, lay.slab_cache), base=self.layout.page_offset_base + pfn * 4096,
-                    freelist=_u64(raw, lay.slab_freelist), inuse=lay.inuse_of(counters),
+        return Slab(page=page, cache=self._word(raw, lay.slab_cache), base=self.layout.page_offset_base + pfn * 4096,
+                    freelist=self._word(raw, lay.slab_freelist), inuse=lay.inuse_of(counters),
                     objects=lay.objects_of(counters), frozen=lay.frozen_of(counters), node=node)
 
     def page_of(self, addr: int) -> int | None:
@@ -232,7 +236,7 @@ class SlubModel:
         if self._max_pfn is None:
             addr = self.lookup("max_pfn")
             try:
-                self._max_pfn = self.space.u64(addr) if addr is not None else 1 << 34
+                self._max_pfn = self.space.ptr(addr) if addr is not None else 1 << 34
             except FaultError:
                 self._max_pfn = 1 << 34
         return self._max_pfn
@@ -244,7 +248,7 @@ class SlubModel:
             return None
         try:
             head = self._head_page(page)
-            flags = self.space.u64(head)
+            flags = self.space.ptr(head)
             if not flags >> self.lay.pg_slab & 1:
                 return None
             slab = self.read_slab(head)
@@ -256,7 +260,7 @@ class SlubModel:
         return slab, cache
 
     def _head_page(self, page: int) -> int:
-        ch = self.space.u64(page + self.lay.page_compound_head)
+        ch = self.space.ptr(page + self.lay.page_compound_head)
         return ch - 1 if ch & 1 else page
 
     def cpu_slabs(self, cache: KmemCache) -> list[CpuSlab]:
@@ -268,8 +272,8 @@ class SlubModel:
         for cpu in range(self.layout.nr_cpu_ids):
             addr = self.layout.per_cpu_address(cache.cpu_slab, cpu)
             raw = self.space.read(addr, lay.cpu_read_size)
-            out.append(CpuSlab(cpu, addr, _u64(raw, lay.cpu_freelist), _u64(raw, lay.cpu_slab),
-                               _u64(raw, lay.cpu_partial) if lay.cpu_partial is not None else 0))
+            out.append(CpuSlab(cpu, addr, self._word(raw, lay.cpu_freelist), self._word(raw, lay.cpu_slab),
+                               self._word(raw, lay.cpu_partial) if lay.cpu_partial is not None else 0))
         return out
 
     def cpu_partial_slabs(self, cpu: CpuSlab) -> Iterator[int]:
@@ -281,7 +285,7 @@ class SlubModel:
                 raise CorruptionError(page, f"cpu {cpu.cpu}'s partial slab list loops")
             seen.add(page)
             yield page
-            page = self.space.u64(page + link)
+            page = self.space.ptr(page + link)
 
     def node_list(self, node: int, which: str) -> Iterator[int]:
         """The struct slabs on a kmem_cache_node's ``partial`` or ``full`` list."""
@@ -295,9 +299,9 @@ class SlubModel:
         """(nr_partial, nr_slabs, total_objects) of a kmem_cache_node."""
         lay = self.lay
         raw = self.space.read(node, lay.node_read_size)
-        return (_u64(raw, lay.node_nr_partial),
-                _u64(raw, lay.node_nr_slabs) if lay.node_nr_slabs is not None else 0,
-                _u64(raw, lay.node_total_objects) if lay.node_total_objects is not None else 0)
+        return (self._word(raw, lay.node_nr_partial),
+                self._word(raw, lay.node_nr_slabs) if lay.node_nr_slabs is not None else 0,
+                self._word(raw, lay.node_total_objects) if lay.node_total_objects is not None else 0)
 
     def all_slab_pages(self, cache: KmemCache) -> list[int]:
         """Every slab of cache, found by a scan of the page array (full slabs of a cache
@@ -327,7 +331,7 @@ def walk_list_head(space: Any, head: int, limit: int) -> Iterator[int]:
     """The entries of a circular ``list_head`` (not the head); bounded, loops detected."""
     seen = {head}
     try:
-        entry = space.u64(head)
+        entry = space.ptr(head)
     except FaultError as err:
         raise CorruptionError(head, f"cannot read the list head ({err})") from None
     while entry != head:
@@ -338,13 +342,14 @@ def walk_list_head(space: Any, head: int, limit: int) -> Iterator[int]:
         seen.add(entry)
         yield entry
         try:
-            entry = space.u64(entry)
+            entry = space.ptr(entry)
         except FaultError as err:
             raise CorruptionError(entry, f"cannot read the next pointer ({err})") from None
 
 
-def _u64(raw: bytes, off: int) -> int:
-    return int.from_bytes(raw[off:off + 8], "little")
+def _word(raw: bytes, off: int, size: int) -> int:
+    """An unsigned long or pointer of the kernel (4 bytes on i386, 8 on 64-bit CPUs)."""
+    return int.from_bytes(raw[off:off + size], "little")
 
 
 def _u32(raw: bytes, off: int) -> int:

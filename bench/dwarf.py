@@ -1,0 +1,152 @@
+"""Kernel DWARF: a dump opened with its debug vmlinux, cold (no index yet) and warm (cached).
+
+For each dump with its -dbg vmlinux (the 6.1 fixture with vmlinux-6.1.0-56-amd64, the lab's
+686-pae sysrq dumps with theirs), as fresh ``python -m pmdb -q DUMP [VMLINUX] -e CMD``
+processes (bench/kernel.py's launcher: wall time and peak RSS):
+
+- *cold*: a new cache directory, so the vmlinux's .debug_info is scanned and the index written;
+- *warm*: the same cache again (the index is loaded), best of N;
+- *no vmlinux*: the same command from the dump alone, for the difference (on 686-pae, which has
+  no BTF, ``::ps`` then fails: the row times what the dump alone can do, ``::status``).
+
+And in-process (the open and the command timed apart, best of N): the open with the vmlinux
+named and the cached index, and the first ``::print jiffies`` (amd64: DWARF after BTF) or
+``::ps`` (686-pae: DWARF alone) on that target. The scan alone (dwarf_index.build_index) is
+timed once per vmlinux. drgn 0.3.0 (``pip install drgn``), when installed, reads the same
+jiffies from the amd64 dump and vmlinux as a fresh process (it indexes the DWARF each time,
+in C, on every core): its wall time and peak RSS are the last columns.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bench.kernel import drgn_available, timed_process
+from bench.table import table
+from pmdb.config import Config
+from pmdb.opener import open_target
+from pmdb.session import Session
+from pmdb.types.debugfile import DebugFile
+from pmdb.types.dwarf_index import build_index
+from tests.conftest import FIXTURES
+from tests.kernel_truth import LAB_CACHE
+
+HEADERS = ["dump + vmlinux", "command", "scan alone", "cold", "warm", "no vmlinux", "open (warm)",
+           "command (warm)", "peak RSS cold", "peak RSS warm", "drgn", "drgn RSS"]
+# drgn's jiffies, as a child process: open the dump, load the vmlinux's DWARF, read the variable
+_DRGN = """
+import sys, drgn
+prog = drgn.Program()
+prog.set_core_dump(sys.argv[1])
+prog.load_debug_info([sys.argv[2]], default=False, main=False)
+print(hex(prog["jiffies"].value_()))
+"""
+
+
+def cases() -> list[tuple[str, Path, Path, str]]:
+    """(label, dump, vmlinux, command) for every pair on this machine."""
+    out = []
+    fixture = FIXTURES / "linux-6.1-x86_64" / "dump.202611221942"
+    for vmlinux in (Path("/usr/lib/debug/boot/vmlinux-6.1.0-56-amd64"),
+                    LAB_CACHE / "kernels" / "6.1.0-56-amd64" / "dbg" / "vmlinux-6.1.0-56-amd64"):
+        if fixture.exists() and vmlinux.exists():
+            out.append(("6.1 fixture (amd64, BTF + DWARF)", fixture, vmlinux, "::print jiffies"))
+            break
+    for release in ("6.1.0-57-686-pae", "5.10.0-32-686-pae"):
+        dump = LAB_CACHE / "dumps" / release / "sysrq" / "vmcore.elf"
+        vmlinux = LAB_CACHE / "kernels" / release / "dbg" / f"vmlinux-{release}"
+        if dump.exists() and vmlinux.exists():
+            out.append((f"lab {release} (DWARF alone)", dump, vmlinux, "::ps"))
+    return out
+
+
+@contextmanager
+def _cache_dir(path: Path) -> Iterator[None]:
+    """Children (they copy os.environ) use this cache directory."""
+    old = os.environ.get("PMDB_CACHE_DIR")
+    os.environ["PMDB_CACHE_DIR"] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PMDB_CACHE_DIR", None)
+        else:
+            os.environ["PMDB_CACHE_DIR"] = old
+
+
+def _in_process(dump: Path, vmlinux: Path, command: str, runs: int) -> tuple[float, float]:
+    """(open, first command) in-process with the cached index, best of runs each."""
+    opens, commands = [], []
+    for _ in range(max(runs, 1)):
+        t0 = time.perf_counter()
+        target = open_target(str(dump), config=Config({"debuginfo.directories": []}), symbol_files=[str(vmlinux)])
+        t1 = time.perf_counter()
+        Session(target, stdout=io.StringIO(), stderr=io.StringIO()).run_line(command)
+        t2 = time.perf_counter()
+        target.close()
+        opens.append(t1 - t0)
+        commands.append(t2 - t1)
+    return min(opens), min(commands)
+
+
+def _drgn(dump: Path, vmlinux: Path, runs: int) -> tuple[float, float] | None:
+    """(best wall time, peak RSS) of drgn reading jiffies; None without drgn."""
+    if not drgn_available()[0]:
+        return None
+    argv = [sys.executable, "-c", _DRGN, str(dump), str(vmlinux)]
+    results = [timed_process(argv) for _ in range(max(runs, 1))]
+    if any(r[2] != 0 for r in results):
+        return None
+    return min(r[0] for r in results), max(r[1] for r in results)
+
+
+def _scan(vmlinux: Path) -> float:
+    debug = DebugFile(str(vmlinux))
+    t0 = time.perf_counter()
+    build_index(debug)
+    elapsed = time.perf_counter() - t0
+    debug.close()
+    return elapsed
+
+
+def section(runs: int) -> str:
+    found = cases()
+    if not found:
+        return ("Kernel DWARF: no dump with its debug vmlinux here "
+                "(python -m tests.vmlab dbg 6.1-fixture,all-i386)")
+    rows = []
+    work = Path(tempfile.mkdtemp(prefix="pmdb-bench-dwarf-", dir="/tmp"))
+    config = work / "pmdb.toml"
+    config.write_text("[debuginfo]\ndirectories = []\n")
+    try:
+        for label, dump, vmlinux, command in found:
+            base = [sys.executable, "-m", "pmdb", "-q", "--config", str(config), str(dump)]
+            with _cache_dir(work / label.split()[1]):
+                cold = timed_process([*base, str(vmlinux), "-e", command])
+                warm = [timed_process([*base, str(vmlinux), "-e", command]) for _ in range(max(runs, 1))]
+                alone_cmd = command if "amd64" in label else "::status"
+                alone = min(timed_process([*base, "-e", alone_cmd])[0] for _ in range(max(runs, 1)))
+                opened, ran = _in_process(dump, vmlinux, command, runs)
+            drgn = _drgn(dump, vmlinux, runs) if "amd64" in label else None
+            rows.append([label, command, f"{_scan(vmlinux):.1f} s", f"{cold[0]:.1f} s",
+                         f"{min(w[0] for w in warm) * 1000:.0f} ms",
+                         f"{alone * 1000:.0f} ms ({alone_cmd})", f"{opened * 1000:.0f} ms",
+                         f"{ran * 1000:.0f} ms", f"{cold[1]:.0f} MB", f"{max(w[1] for w in warm):.0f} MB",
+                         f"{drgn[0] * 1000:.0f} ms" if drgn else "-", f"{drgn[1]:.0f} MB" if drgn else "-"])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    head = (f"Kernel DWARF: fresh `pmdb -q DUMP VMLINUX -e CMD` processes, cold (new cache: the scan) "
+            f"and warm (cached index, best of {runs}); in-process open and command with the cached index\n\n")
+    return head + table(HEADERS, rows)
+
+
+if __name__ == "__main__":
+    print(section(int(sys.argv[1]) if len(sys.argv) > 1 else 3))
