@@ -105,8 +105,10 @@ def _selects(task: Task, word: str) -> bool:
 
 # -- crash's bt over a kernel target ----------------------------------------------------
 
-def bt_command(ctx: Context, args: Sequence[str], *, active: bool, full: bool, text: bool = False) -> None:
-    """``bt [-a] [-f] [-t] [pid | task ...]`` (dcmds/stack.py's bt on a kernel target)."""
+def bt_command(ctx: Context, args: Sequence[str], *, active: bool, full: bool, text: bool = False,
+               offsets: str = "") -> None:
+    """``bt [-a] [-f] [-t] [-s [-x]] [pid | task ...]`` (dcmds/stack.py's bt on a kernel
+    target); ``offsets``: "dec" for -s, "hex" for -s -x (crash: -x alone changes nothing)."""
     target = ctx.target
     kernel: Any = target.os
     picks: list[int] = []
@@ -131,10 +133,10 @@ def bt_command(ctx: Context, args: Sequence[str], *, active: bool, full: bool, t
             for line in ([""] if n else []) + bt_text_scan(ctx.target, task):
                 ctx.out.line(line)
         return
-    print_bts(ctx, picks, full=full)
+    print_bts(ctx, picks, full=full, offsets=offsets)
 
 
-def print_bts(ctx: Context, tasks: Sequence[int], *, full: bool = False) -> None:
+def print_bts(ctx: Context, tasks: Sequence[int], *, full: bool = False, offsets: str = "") -> None:
     """crash's bt of each task, a blank line between tasks; piped, the tasks go on."""
     if ctx.piped:
         for t in tasks:
@@ -144,7 +146,7 @@ def print_bts(ctx: Context, tasks: Sequence[int], *, full: bool = False) -> None
         for record in bt_records(ctx.target, tasks):
             ctx.out.record(**record)
         return
-    for n, (_, lines) in enumerate(bt_tasks(ctx.target, tasks, full=full)):
+    for n, (_, lines) in enumerate(bt_tasks(ctx.target, tasks, full=full, offsets=offsets)):
         if n:
             ctx.out.line("")
         for text in lines:

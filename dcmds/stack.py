@@ -76,10 +76,12 @@ def findstack(ctx: Context, verbose: bool = False) -> None:
     _report_stop(ctx, thread, frames)
 
 
-@dcmd("bt", addr="optional", opts={"a": "active", "f": "full", "t": "text"},
+@dcmd("bt", addr="optional",
+      opts={"a": "active", "f": "full", "t": "text", "s": "symoff", "x": "hexoff"},
       synopsis="print a backtrace, crash style (bt -a: every CPU's task)",
-      example="bt -a", usage="[-a] [-f] [-t] [pid | task ...]")
-def bt(ctx: Context, *args: Any, active: bool = False, full: bool = False, text: bool = False) -> None:
+      example="bt -a", usage="[-a] [-f] [-t] [-s [-x]] [pid | task ...]")
+def bt(ctx: Context, *args: Any, active: bool = False, full: bool = False, text: bool = False,
+       symoff: bool = False, hexoff: bool = False) -> None:
     """crash's bt on a kernel: the current task's stack (or each task given by pid, in
     decimal as crash reads it, or task_struct address) under crash's ``PID: TASK: CPU:
     COMMAND:`` header, one `` #N [addr] func at pc [module]`` line per frame, the
@@ -88,11 +90,13 @@ def bt(ctx: Context, *args: Any, active: bool = False, full: bool = False, text:
     CPU's IRQ stack. -a: the task on each CPU; -f: the stack words of each frame; -t:
     every text address on the stack from the first frame up, stale ones too. The
     registers of a CPU that was not the panicking one are shown first, as crash does on
-    a kdump. On a user core, bt is $c (-a: every thread)."""
+    a kdump. -s: each frame's ``func+offset`` (-s -x: in hex). On a user core, bt is $c
+    (-a: every thread)."""
     target = ctx.target
     if ctx.is_kernel:
         # crash's exact text (or its JSON records) comes whole from linux_stack.py
-        bt_command(ctx, [str(a) for a in args], active=active, full=full, text=text)
+        offsets = ("hex" if hexoff else "dec") if symoff else ""
+        bt_command(ctx, [str(a) for a in args], active=active, full=full, text=text, offsets=offsets)
         return
     threads = list(target.threads()) if active else [_thread(ctx)]
     for n, thread in enumerate(threads):
