@@ -22,6 +22,7 @@ from pmdb.threads import Thread
 from pmdb.types.model import Type
 from pmdb.unwind.frame import Frame
 
+from .linux_eframes import bt_eframes
 from .linux_stack_text import (
     bt_records,
     bt_tasks,
@@ -106,7 +107,7 @@ def _selects(task: Task, word: str) -> bool:
 # -- crash's bt over a kernel target ----------------------------------------------------
 
 def bt_command(ctx: Context, args: Sequence[str], *, active: bool, full: bool, text: bool = False,
-               offsets: str = "") -> None:
+               offsets: str = "", eframes: bool = False) -> None:
     """``bt [-a] [-f] [-t] [-s [-x]] [pid | task ...]`` (dcmds/stack.py's bt on a kernel
     target); ``offsets``: "dec" for -s, "hex" for -s -x (crash: -x alone changes nothing)."""
     target = ctx.target
@@ -128,10 +129,14 @@ def bt_command(ctx: Context, args: Sequence[str], *, active: bool, full: bool, t
             hint = " ($c and ::findstack unwind the CPU threads)" if cur is not None else ""
             raise CommandError(f"bt: no current task{hint}")
         picks = [cur.address]
-    if text:
+    if text or eframes:
+        scan = bt_eframes if eframes else bt_text_scan
         for n, task in enumerate(picks):
-            for line in ([""] if n else []) + bt_text_scan(ctx.target, task):
-                ctx.out.line(line)
+            for line in ([""] if n else []) + scan(ctx.target, task):
+                if line.startswith("bt: "):
+                    ctx.out.error(line)
+                else:
+                    ctx.out.line(line)
         return
     print_bts(ctx, picks, full=full, offsets=offsets)
 

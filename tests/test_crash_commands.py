@@ -249,7 +249,6 @@ GOLDEN = sorted((Path(__file__).parent / "data" / "crash-golden").glob("linux-6.
 # golden commands pmdb does not equal yet, and why (each is a known gap, not a pass)
 NOT_YET = {
     "sym -p -n vfs_write": "crash adds each text symbol's source line from the DWARF vmlinux (issue 16)",
-    "bt -e": "crash's search of the stack for exception frames (KERNEL-/USER-MODE EXCEPTION FRAME AT) (issue 14)",
     "ps -t 102": "crash's run-time block (RUN TIME, START TIME, UTIME, STIME); pmdb's ps -t is threads (issue 14)",
     "ps -l": "crash's last-run timestamps, newest first (issue 14)",
 }
