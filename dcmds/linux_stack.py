@@ -73,10 +73,7 @@ def foreach(ctx: Context, *args: Any) -> None:
         return                                   # crash prints nothing when no task matches
     name = CRASH_ALIASES.get(command, command).split()[0]
     if name == "bt":
-        unknown = [w for w in command_args if w != "-f"]
-        if unknown:
-            raise CommandError(f"foreach: bt takes only -f here, not {' '.join(unknown)!r}")
-        print_bts(ctx, [t.address for t in tasks], full="-f" in command_args)
+        _foreach_bt(ctx, command_args, [t.address for t in tasks])
         return
     if name == "ps":
         ctx.invoke("ps", [*command_args, *(f"{t.address:x}" for t in tasks)])
@@ -85,6 +82,21 @@ def foreach(ctx: Context, *args: Any) -> None:
         if n:
             ctx.out.line("")
         ctx.invoke(name, [*command_args, f"{t.address:x}"])
+
+
+def _foreach_bt(ctx: Context, args: Sequence[str], tasks: list[int]) -> None:
+    """foreach's bt: -f, -e, -s and -x as bt has them (one letter a word or run together)."""
+    letters = "".join(w[1:] for w in args if w.startswith("-"))
+    unknown = [w for w in args if not w.startswith("-")] + sorted(set(letters) - set("fesx"))
+    if unknown:
+        raise CommandError(f"foreach: bt takes only -f, -e, -s, -x here, not {' '.join(unknown)!r}")
+    offsets = ("hex" if "x" in letters else "dec") if "s" in letters else ""
+    if "e" in letters:
+        for n, task in enumerate(tasks):
+            for line in ([""] if n else []) + bt_eframes(ctx.target, task):
+                ctx.out.line(line)
+        return
+    print_bts(ctx, tasks, full="f" in letters, offsets=offsets)
 
 
 def _selects(task: Task, word: str) -> bool:
