@@ -249,11 +249,6 @@ GOLDEN = sorted((Path(__file__).parent / "data" / "crash-golden").glob("linux-6.
 # golden commands pmdb does not equal yet, and why (each is a known gap, not a pass)
 NOT_YET = {
     "sym -p -n vfs_write": "crash adds each text symbol's source line from the DWARF vmlinux (issue 16)",
-    "ps -t 102": "crash's run-time block (RUN TIME, START TIME, UTIME, STIME); pmdb's ps -t is threads (issue 14)",
-    "ps -l": "crash's last-run timestamps, newest first (issue 14)",
-    "ps -l 102 1": "crash's last-run timestamps (issue 14)",
-    "ps -t": "crash's run-time block; pmdb's ps -t is threads (issue 14)",
-    "ps -t 1 96": "crash's run-time block; pmdb's ps -t is threads (issue 14)",
 }
 
 
