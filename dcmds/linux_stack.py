@@ -76,7 +76,7 @@ def foreach(ctx: Context, *args: Any) -> None:
         _foreach_bt(ctx, command_args, [t.address for t in tasks])
         return
     if name == "ps":
-        ctx.invoke("ps", [*command_args, *(f"{t.address:x}" for t in tasks)])
+        ctx.invoke("ps", ["-C", *command_args, *(f"{t.address:x}" for t in tasks)])   # crash's ps
         return
     for n, t in enumerate(tasks):
         if n:
