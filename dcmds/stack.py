@@ -55,14 +55,23 @@ def stack_cc(ctx: Context, nargs: int = 0) -> None:
 
 @dcmd("findstack", addr="required", walker="thread", opts={"v": "verbose"},
       synopsis="print a thread's stack, mdb style", example="::walk thread | ::findstack",
-      usage="[-v]")
-def findstack(ctx: Context, verbose: bool = False) -> None:
+      usage="[-v] [pid | thread ...]")
+def findstack(ctx: Context, *args: Any, verbose: bool = False) -> None:
     """The stack of the thread whose id is the address (every thread without one):
     ``stack pointer for thread <tid>: <sp>``, the innermost frame in brackets with its
     stack pointer, then each caller with its frame address. -v adds the arguments
     that can be recovered (see $c). On a kernel the address is a task_struct (or a
     pid) and the thread is named by its task_struct; x86-64 keeps no arguments, so
-    -v shows instead the registers each exception frame (pt_regs) saved."""
+    -v shows instead the registers each exception frame (pt_regs) saved. Arguments
+    (``::findstack 0t102``) name the threads instead: on a kernel each is a pid or
+    task_struct and every thread of its thread group is shown; on a user core, a thread id."""
+    if args:
+        if ctx.in_loop and not ctx.first:
+            return        # the session re-runs an unaddressed ::findstack over every thread: once is all
+        picked = [_threads_named(ctx, a) for a in args]       # every word checked before output
+        for n, addr in enumerate(a for group in picked for a in group):
+            findstack(replace(ctx, addr=addr, argv=(), in_loop=True, first=n == 0), verbose=verbose)
+        return
     try:
         thread, frames = _stack(ctx)
     except PmdbError as err:
@@ -149,6 +158,17 @@ def _thread(ctx: Context) -> Thread:
         # a kernel address that is in no task list: unwind it as a task all the same
         # (a task lost to a damaged list); _stack says in one line when it is not one
         return Thread(id=-1, registers={}, name="?", address=ctx.addr)
+
+
+def _threads_named(ctx: Context, word: Any) -> list[int]:
+    """What ``::findstack WORD`` shows: a kernel task's whole thread group (WORD a pid, in
+    mdb's radix unless 0t, or a task_struct), or a user core's thread id."""
+    value = ctx.value(word, what="thread")
+    if ctx.is_kernel:
+        return ctx.kernel.threads_of(ctx.kernel.find_task(value).address)
+    if not any(t.id == value for t in ctx.target.threads()):
+        raise CommandError(f"findstack: no thread {value:#x} ({value})")
+    return [value]
 
 
 def _stack(ctx: Context) -> tuple[Thread, list[Frame]]:
