@@ -310,3 +310,17 @@ def _current(ctx: Context, t: Thread) -> None:
     ctx.out.record({"thread": t.id, "address": Hex(t.address) if t.address else None, "name": t.name},
                    text=[f"current thread: {t.id}" + (f" ({t.address:x})" if t.address else "")
                          + (f" {t.name}" if t.name else "")])
+
+
+@dcmd("context", addr="optional", synopsis="set the current process context (mdb's ::context)",
+      example="::context 0t102", usage="[pid | task]")
+def context_cmd(ctx: Context, *words: Any) -> None:
+    """mdb's ::context: make a process current, as ``::set -t`` does; user addresses are
+    then read through its page tables (``0x4393eb/X``). ``addr::context`` takes a
+    task_struct; with nothing, the current thread is named."""
+    if len(words) > 1:
+        raise CommandError("context: one pid or task at a time")
+    if ctx.addr is not None:
+        set_cmd(ctx, thread=ctx.addr)
+    else:
+        set_cmd(ctx, thread=words[0] if words else None)

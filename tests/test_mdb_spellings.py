@@ -48,7 +48,8 @@ def test_findstack_pid_shows_only_that_process() -> None:
 
 
 @pytest.mark.parametrize("line", ["::findstack 0t99999", "::findstack zz+",
-                                  "0x1234::walk proc", "::help alias"])
+                                  "0x1234::walk proc", "::help alias",
+                                  "::context 0t99999", "::context 1 2"])
 def test_bad_input_is_one_line(line: str) -> None:
     _, err = run(target_for(KASLR, DUMP), line)
     assert err.count("\n") == 1 and "Traceback" not in err and "internal error" not in err, err
@@ -63,3 +64,27 @@ def test_mdb_help_knows_every_crash_word() -> None:
         out, err = run(t, f"::help {word}")
         expected = word if word in ("whatis", "set") else dcmd.split()[0]   # mdb's own dcmds keep theirs
         assert not err and out.splitlines()[1].split()[0] == expected, word
+
+
+def _vtop_physical(t: object, pid: int, addr: int) -> int:
+    out, err = run(t, f"::vtop -c 0t{pid} {addr:#x}")
+    assert not err
+    return int(out.splitlines()[1].split()[1], 16)
+
+
+def test_user_reads_go_through_the_current_task() -> None:
+    """After ::context / ::set -t, a user address is read through that task's page tables:
+    the fixture's user pages are excluded from the dump (level 31), so the read fails
+    naming the physical page ::vtop -c finds for that task; a kernel thread has no user
+    space and its read stops at the kernel's PGD."""
+    t = target_for(KASLR, DUMP)
+    for line, pid in (("::context 0t102", 102), ("::set -t 0t1", 1), ("set 102", 102)):
+        run(t, line)
+        _, err = run(t, "0x4393eb/X")
+        assert f"physical {_vtop_physical(t, pid, 0x4393EB):#x}:" in err, (line, err)
+    assert _vtop_physical(t, 1, 0x4393EB) != _vtop_physical(t, 102, 0x4393EB)
+    run(t, "::context 0t2")                                    # kthreadd: no mm
+    _, err = run(t, "0x4393eb/X")
+    assert "no PGD entry for 0x4393eb" in err
+    out, err = run(t, "ffffffff8ba1aa40/K")                    # kernel addresses stay the kernel's
+    assert not err and out.split()[-1] != ""
