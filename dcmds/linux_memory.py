@@ -7,6 +7,7 @@ dcmds/linux_kmem.py's ``kmem`` dispatches its -i -V -v -p options here.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ from pmdb.os.linux.mm.pages import Page, PageLayout, flag_names, pages, present_
 from pmdb.os.linux.mm.vmalloc import vmap_areas
 from pmdb.os.linux.sysinfo import format_memory
 from pmdb.output import Column, Dec
+from pmdb.progress import bar_or_nothing
 
 from .crash_layout import mkstring, widths
 
@@ -148,8 +150,15 @@ def kmem_pages(ctx: Context, words: list[Any]) -> None:
         ctx.out.record({}, text=[_page_header(w, paddr_width), *(_page_line(p, w, paddr_width, names) for p in chosen)])
         return
     ctx.out.line(_page_header(w, paddr_width))      # every page: streamed, a line at a time
-    for p in pages(km, layout, present_sections(km), problems):
-        ctx.out.line(_page_line(p, w, paddr_width, names))
+    progress = bar_or_nothing(sys.stderr)          # a bar on a terminal; ^C ends it (finally)
+    page_size = kernel.page_size()
+    progress.start("kmem -p: every struct page", top)
+    try:
+        for p in pages(km, layout, present_sections(km), problems):
+            ctx.out.line(_page_line(p, w, paddr_width, names))
+            progress.advance(page_size)
+    finally:
+        progress.finish()
     for line in problems[:5]:
         ctx.out.error(line)
 
