@@ -95,11 +95,18 @@ def kmem_vmalloc(ctx: Context, words: list[Any]) -> None:
     header = (f"{mkstring('VMAP_AREA', w.vaddr, 'center')}  {mkstring('VM_STRUCT', w.vaddr, 'center')}  "
               f"{mkstring('ADDRESS RANGE', 2 * w.vaddr + 3, 'center')}     SIZE")
     lines = []
-    for va in vmap_areas(kernel.mem, kernel.types, kernel.offsets, kernel.lookup):
-        if at is not None and not va.start <= at < va.end:
-            continue
-        lines.append(f"{mkstring(f'{va.address:x}', w.vaddr, 'center')}{gap}  {mkstring(f'{va.vm:x}', w.vaddr, 'center')}"
-                     f"{gap}  {va.start:>{w.vaddr}x} - {va.end:<{w.vaddr}x}  {va.end - va.start:7d}")
+    progress = bar_or_nothing(sys.stderr)     # the area count is unknown: a bar of bytes walked
+    progress.start("kmem -v: every vmap area", 0)
+    try:
+        for va in vmap_areas(kernel.mem, kernel.types, kernel.offsets, kernel.lookup):
+            progress.advance(va.end - va.start)
+            if at is not None and not va.start <= at < va.end:
+                continue
+            lines.append(f"{mkstring(f'{va.address:x}', w.vaddr, 'center')}{gap}  "
+                         f"{mkstring(f'{va.vm:x}', w.vaddr, 'center')}"
+                         f"{gap}  {va.start:>{w.vaddr}x} - {va.end:<{w.vaddr}x}  {va.end - va.start:7d}")
+    finally:
+        progress.finish()
     if at is not None and not lines:
         raise CommandError(f"kmem -v: {at:x} is in no vmalloc area")
     ctx.out.record({}, text=[header, *lines])
