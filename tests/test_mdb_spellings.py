@@ -78,6 +78,13 @@ def test_user_reads_go_through_the_current_task() -> None:
     naming the physical page ::vtop -c finds for that task; a kernel thread has no user
     space and its read stops at the kernel's PGD."""
     t = target_for(KASLR, DUMP)
+    try:
+        _reads_in_context(t)
+    finally:
+        run(t, "::context 0t102")      # the shared target's current task is the panic task again
+
+
+def _reads_in_context(t: object) -> None:
     for line, pid in (("::context 0t102", 102), ("::set -t 0t1", 1), ("set 102", 102)):
         run(t, line)
         _, err = run(t, "0x4393eb/X")
