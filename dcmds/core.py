@@ -71,6 +71,10 @@ def help_cmd(ctx: Context, name: str = "", crash: bool = False) -> None:
         w = reg.walker(name)
         _help_page(ctx, w.name, w.synopsis, f"[addr]::walk {w.name}", w.help, w.example, ())
         return
+    from pmdb.language.crash_aliases import CRASH_COMMANDS
+
+    if name in CRASH_COMMANDS:
+        raise CommandError(f"'{name}' is a crash command not in pmdb yet (::dcmds lists what is)")
     raise CommandError(f"no dcmd or walker named '{name}'")
 
 

@@ -7,6 +7,7 @@ dcmds/linux_kmem.py's ``kmem`` dispatches its -i -V -v -p options here.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ from pmdb.os.linux.mm.pages import Page, PageLayout, flag_names, pages, present_
 from pmdb.os.linux.mm.vmalloc import vmap_areas
 from pmdb.os.linux.sysinfo import format_memory
 from pmdb.output import Column, Dec
+from pmdb.progress import bar_or_nothing
 
 from .crash_layout import mkstring, widths
 
@@ -93,11 +95,18 @@ def kmem_vmalloc(ctx: Context, words: list[Any]) -> None:
     header = (f"{mkstring('VMAP_AREA', w.vaddr, 'center')}  {mkstring('VM_STRUCT', w.vaddr, 'center')}  "
               f"{mkstring('ADDRESS RANGE', 2 * w.vaddr + 3, 'center')}     SIZE")
     lines = []
-    for va in vmap_areas(kernel.mem, kernel.types, kernel.offsets, kernel.lookup):
-        if at is not None and not va.start <= at < va.end:
-            continue
-        lines.append(f"{mkstring(f'{va.address:x}', w.vaddr, 'center')}{gap}  {mkstring(f'{va.vm:x}', w.vaddr, 'center')}"
-                     f"{gap}  {va.start:>{w.vaddr}x} - {va.end:<{w.vaddr}x}  {va.end - va.start:7d}")
+    progress = bar_or_nothing(sys.stderr)     # the area count is unknown: a bar of bytes walked
+    progress.start("kmem -v: every vmap area", 0)
+    try:
+        for va in vmap_areas(kernel.mem, kernel.types, kernel.offsets, kernel.lookup):
+            progress.advance(va.end - va.start)
+            if at is not None and not va.start <= at < va.end:
+                continue
+            lines.append(f"{mkstring(f'{va.address:x}', w.vaddr, 'center')}{gap}  "
+                         f"{mkstring(f'{va.vm:x}', w.vaddr, 'center')}"
+                         f"{gap}  {va.start:>{w.vaddr}x} - {va.end:<{w.vaddr}x}  {va.end - va.start:7d}")
+    finally:
+        progress.finish()
     if at is not None and not lines:
         raise CommandError(f"kmem -v: {at:x} is in no vmalloc area")
     ctx.out.record({}, text=[header, *lines])
@@ -148,8 +157,15 @@ def kmem_pages(ctx: Context, words: list[Any]) -> None:
         ctx.out.record({}, text=[_page_header(w, paddr_width), *(_page_line(p, w, paddr_width, names) for p in chosen)])
         return
     ctx.out.line(_page_header(w, paddr_width))      # every page: streamed, a line at a time
-    for p in pages(km, layout, present_sections(km), problems):
-        ctx.out.line(_page_line(p, w, paddr_width, names))
+    progress = bar_or_nothing(sys.stderr)          # a bar on a terminal; ^C ends it (finally)
+    page_size = kernel.page_size()
+    progress.start("kmem -p: every struct page", top)
+    try:
+        for p in pages(km, layout, present_sections(km), problems):
+            ctx.out.line(_page_line(p, w, paddr_width, names))
+            progress.advance(page_size)
+    finally:
+        progress.finish()
     for line in problems[:5]:
         ctx.out.error(line)
 

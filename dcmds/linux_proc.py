@@ -94,21 +94,27 @@ def _matches(task: Task, arg: Any) -> bool:
 
 
 @dcmd("ps", addr="optional", synopsis="list the tasks, as crash's ps does",
-      example="::ps", usage="[-kuGtfpc] [pid | task | command ...]",
+      example="::ps", usage="[-kuGtflpc] [pid | task | command ...]",
       opts={"k": "kernel_only", "u": "user_only", "G": "leaders", "t": "threads", "f": "full",
-            "p": "parents", "c": "children"})
+            "p": "parents", "c": "children", "l": "last_run", "C": "crash"})
 def ps(ctx: Context, *args: Any, kernel_only: bool = False, user_only: bool = False,
        leaders: bool = False, threads: bool = False, full: bool = False, parents: bool = False,
-       children: bool = False) -> None:
+       children: bool = False, last_run: bool = False, crash: bool = False) -> None:
     """Every task with crash's columns: PID, PPID, CPU, TASK (task_struct), ST (RU running,
     IN interruptible, UN uninterruptible, ID idle, ZO zombie, ST stopped, TR traced, DE dead,
     PA parked, WA waking), %MEM, VSZ and RSS in KB, and COMM; '>' marks the task on each CPU
     and kernel threads are in brackets. -k kernel threads only, -u user tasks only, -G one
     line per thread group, -t each group's threads indented under it (mdb), -f the full
     command line from the task's memory. Arguments pick tasks by pid, address or command.
-    -p shows each task's ancestry from pid 0 down, -c its children, as crash does.
+    -p shows each task's ancestry from pid 0 down, -c its children, as crash does; -l
+    each task's last run, newest first. Spelled ``ps`` (crash's word, -C), -t is crash's:
+    each task's RUN TIME, START TIME, UTIME and STIME.
     Piped, the task addresses go on (typed struct task_struct)."""
     kernel = ctx.kernel
+    if (crash and threads or last_run) and not ctx.piped:
+        _crash_times(ctx, kernel, _select(kernel, ctx, args, kernel_only=kernel_only,
+                                          user_only=user_only, leaders=leaders), last_run)
+        return
     tasks = _select(kernel, ctx, args, kernel_only=kernel_only, user_only=user_only,
                     leaders=leaders or threads)
     if parents or children:
@@ -126,6 +132,15 @@ def ps(ctx: Context, *args: Any, kernel_only: bool = False, user_only: bool = Fa
         if threads:
             _thread_rows(ctx, kernel, t)
     _report_problems(ctx, kernel)
+
+
+def _crash_times(ctx: Context, kernel: LinuxKernel, tasks: list[Task], last_run: bool) -> None:
+    """crash's ps -l (last run) or ps -t (run times), from dcmds/linux_ps_crash.py."""
+    from .linux_ps_crash import last_run_lines, task_time_lines
+
+    lines = last_run_lines(kernel, tasks) if last_run else task_time_lines(kernel, tasks)
+    for line in lines:
+        ctx.out.line(line)
 
 
 def task_header(t: Task) -> str:
@@ -295,3 +310,17 @@ def _current(ctx: Context, t: Thread) -> None:
     ctx.out.record({"thread": t.id, "address": Hex(t.address) if t.address else None, "name": t.name},
                    text=[f"current thread: {t.id}" + (f" ({t.address:x})" if t.address else "")
                          + (f" {t.name}" if t.name else "")])
+
+
+@dcmd("context", addr="optional", synopsis="set the current process context (mdb's ::context)",
+      example="::context 0t102", usage="[pid | task]")
+def context_cmd(ctx: Context, *words: Any) -> None:
+    """mdb's ::context: make a process current, as ``::set -t`` does; user addresses are
+    then read through its page tables (``0x4393eb/X``). ``addr::context`` takes a
+    task_struct; with nothing, the current thread is named."""
+    if len(words) > 1:
+        raise CommandError("context: one pid or task at a time")
+    if ctx.addr is not None:
+        set_cmd(ctx, thread=ctx.addr)
+    else:
+        set_cmd(ctx, thread=words[0] if words else None)

@@ -11,14 +11,14 @@ from pmdb.commands.args import parse_options
 from pmdb.errors import CommandError, FaultError
 from pmdb.os.linux.mm.search import find_word, find_word_mapped
 from pmdb.output import Column, Hex
-from pmdb.progress import BarProgress, NoProgress, Progress
+from pmdb.progress import Progress, bar_or_nothing
 
 ADDRESS_COLUMNS = (Column("address", "ADDRESS"),)
 
 
 def _progress() -> Progress:
     """A bar on a terminal; nothing otherwise (a command's stderr is for its errors)."""
-    return BarProgress(sys.stderr) if sys.stderr.isatty() else NoProgress()
+    return bar_or_nothing(sys.stderr)
 
 
 def kernel_hits(ctx: Context, value: int, physical: bool = False) -> Iterator[int]:

@@ -22,6 +22,7 @@ from pmdb.threads import Thread
 from pmdb.types.model import Type
 from pmdb.unwind.frame import Frame
 
+from .linux_eframes import bt_eframes
 from .linux_stack_text import (
     bt_records,
     bt_tasks,
@@ -72,18 +73,30 @@ def foreach(ctx: Context, *args: Any) -> None:
         return                                   # crash prints nothing when no task matches
     name = CRASH_ALIASES.get(command, command).split()[0]
     if name == "bt":
-        unknown = [w for w in command_args if w != "-f"]
-        if unknown:
-            raise CommandError(f"foreach: bt takes only -f here, not {' '.join(unknown)!r}")
-        print_bts(ctx, [t.address for t in tasks], full="-f" in command_args)
+        _foreach_bt(ctx, command_args, [t.address for t in tasks])
         return
     if name == "ps":
-        ctx.invoke("ps", [*command_args, *(f"{t.address:x}" for t in tasks)])
+        ctx.invoke("ps", ["-C", *command_args, *(f"{t.address:x}" for t in tasks)])   # crash's ps
         return
     for n, t in enumerate(tasks):
         if n:
             ctx.out.line("")
         ctx.invoke(name, [*command_args, f"{t.address:x}"])
+
+
+def _foreach_bt(ctx: Context, args: Sequence[str], tasks: list[int]) -> None:
+    """foreach's bt: -f, -e, -s and -x as bt has them (one letter a word or run together)."""
+    letters = "".join(w[1:] for w in args if w.startswith("-"))
+    unknown = [w for w in args if not w.startswith("-")] + sorted(set(letters) - set("fesx"))
+    if unknown:
+        raise CommandError(f"foreach: bt takes only -f, -e, -s, -x here, not {' '.join(unknown)!r}")
+    offsets = ("hex" if "x" in letters else "dec") if "s" in letters else ""
+    if "e" in letters:
+        for n, task in enumerate(tasks):
+            for line in ([""] if n else []) + bt_eframes(ctx.target, task):
+                ctx.out.line(line)
+        return
+    print_bts(ctx, tasks, full="f" in letters, offsets=offsets)
 
 
 def _selects(task: Task, word: str) -> bool:
@@ -105,8 +118,10 @@ def _selects(task: Task, word: str) -> bool:
 
 # -- crash's bt over a kernel target ----------------------------------------------------
 
-def bt_command(ctx: Context, args: Sequence[str], *, active: bool, full: bool, text: bool = False) -> None:
-    """``bt [-a] [-f] [-t] [pid | task ...]`` (dcmds/stack.py's bt on a kernel target)."""
+def bt_command(ctx: Context, args: Sequence[str], *, active: bool, full: bool, text: bool = False,
+               offsets: str = "", eframes: bool = False) -> None:
+    """``bt [-a] [-f] [-t] [-s [-x]] [pid | task ...]`` (dcmds/stack.py's bt on a kernel
+    target); ``offsets``: "dec" for -s, "hex" for -s -x (crash: -x alone changes nothing)."""
     target = ctx.target
     kernel: Any = target.os
     picks: list[int] = []
@@ -126,15 +141,19 @@ def bt_command(ctx: Context, args: Sequence[str], *, active: bool, full: bool, t
             hint = " ($c and ::findstack unwind the CPU threads)" if cur is not None else ""
             raise CommandError(f"bt: no current task{hint}")
         picks = [cur.address]
-    if text:
+    if text or eframes:
+        scan = bt_eframes if eframes else bt_text_scan
         for n, task in enumerate(picks):
-            for line in ([""] if n else []) + bt_text_scan(ctx.target, task):
-                ctx.out.line(line)
+            for line in ([""] if n else []) + scan(ctx.target, task):
+                if line.startswith("bt: "):
+                    ctx.out.error(line)
+                else:
+                    ctx.out.line(line)
         return
-    print_bts(ctx, picks, full=full)
+    print_bts(ctx, picks, full=full, offsets=offsets)
 
 
-def print_bts(ctx: Context, tasks: Sequence[int], *, full: bool = False) -> None:
+def print_bts(ctx: Context, tasks: Sequence[int], *, full: bool = False, offsets: str = "") -> None:
     """crash's bt of each task, a blank line between tasks; piped, the tasks go on."""
     if ctx.piped:
         for t in tasks:
@@ -144,7 +163,7 @@ def print_bts(ctx: Context, tasks: Sequence[int], *, full: bool = False) -> None
         for record in bt_records(ctx.target, tasks):
             ctx.out.record(**record)
         return
-    for n, (_, lines) in enumerate(bt_tasks(ctx.target, tasks, full=full)):
+    for n, (_, lines) in enumerate(bt_tasks(ctx.target, tasks, full=full, offsets=offsets)):
         if n:
             ctx.out.line("")
         for text in lines:

@@ -86,16 +86,19 @@ def exception_rip(resolve: Resolve, pc: int) -> str:
     return f"{sym.name}+{off}" if off else sym.name
 
 
-def frame_line(level: int, addr: int, pc: int, resolve: Resolve) -> str:
-    """`` #N [addr] func at pc [module]``: crash names the return address itself."""
+def frame_line(level: int, addr: int, pc: int, resolve: Resolve, offsets: str = "") -> str:
+    """`` #N [addr] func at pc [module]``: crash names the return address itself.
+    ``offsets`` is bt -s's ``func+off`` ("dec") or bt -s -x's ``func+0xoff`` ("hex")."""
     hit = resolve(pc)
     name, module = (hit[0].name, hit[0].module) if hit is not None else (f"{pc:x}", None)
+    if hit is not None and hit[1] and offsets:
+        name += f"+{hit[1]:#x}" if offsets == "hex" else f"+{hit[1]}"
     text = f"{'#' + str(level):>3} [{addr:8x}] {name} at {pc:x}"
     return text + (f" [{module}]" if module else "")
 
 
 def crash_bt(frames: list[Frame], resolve: Resolve, *, lead: bool = True,
-             read_words: ReadWords | None = None) -> list[str]:
+             read_words: ReadWords | None = None, offsets: str = "") -> list[str]:
     """A task's frames as crash's bt prints them (after the header). ``lead``: show the CPU's
     registers as an exception block when the stack starts from them; ``read_words``: with
     it, the words between consecutive frames on one stack (``bt -f``)."""
@@ -120,7 +123,7 @@ def crash_bt(frames: list[Frame], resolve: Resolve, *, lead: bool = True,
         if addr is not None:
             if read_words is not None and prev is not None and prev[1] == f.stack_name:
                 lines += frame_words(read_words, prev[0] + 8, addr)
-            lines.append(frame_line(level, addr, f.pc, resolve))
+            lines.append(frame_line(level, addr, f.pc, resolve, offsets))
             level, prev = level + 1, (addr, f.stack_name)
         elif f.exception is not None:
             if f.stack_name != "user":
@@ -210,9 +213,10 @@ def task_numbers(kernel: Any, text: str) -> list[int]:
         raise CommandError(f"invalid task or pid value: {text}") from None
 
 
-def bt_tasks(target: Any, tasks: Sequence[int], *, full: bool = False) -> Iterator[tuple[int, list[str]]]:
+def bt_tasks(target: Any, tasks: Sequence[int], *, full: bool = False,
+             offsets: str = "") -> Iterator[tuple[int, list[str]]]:
     """(task, crash's bt lines) for each task; a task that cannot be shown gives one line
-    ``bt: <why>`` and the next goes on."""
+    ``bt: <why>`` and the next goes on. ``offsets``: as frame_line's (bt -s, bt -s -x)."""
     kernel = target.os
     threads = {t.address: t for t in target.threads()}
     panic = kernel.panic_task()
@@ -225,7 +229,7 @@ def bt_tasks(target: Any, tasks: Sequence[int], *, full: bool = False) -> Iterat
             yield addr, [f"bt: {err}"]
             continue
         lead = panic is None or addr != panic.address
-        lines = [header(line), *crash_bt(frames, resolve, lead=lead, read_words=words)]
+        lines = [header(line), *crash_bt(frames, resolve, lead=lead, read_words=words, offsets=offsets)]
         lines += _stop_lines(frames)
         yield addr, lines
 

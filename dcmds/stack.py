@@ -55,14 +55,23 @@ def stack_cc(ctx: Context, nargs: int = 0) -> None:
 
 @dcmd("findstack", addr="required", walker="thread", opts={"v": "verbose"},
       synopsis="print a thread's stack, mdb style", example="::walk thread | ::findstack",
-      usage="[-v]")
-def findstack(ctx: Context, verbose: bool = False) -> None:
+      usage="[-v] [pid | thread ...]")
+def findstack(ctx: Context, *args: Any, verbose: bool = False) -> None:
     """The stack of the thread whose id is the address (every thread without one):
     ``stack pointer for thread <tid>: <sp>``, the innermost frame in brackets with its
     stack pointer, then each caller with its frame address. -v adds the arguments
     that can be recovered (see $c). On a kernel the address is a task_struct (or a
     pid) and the thread is named by its task_struct; x86-64 keeps no arguments, so
-    -v shows instead the registers each exception frame (pt_regs) saved."""
+    -v shows instead the registers each exception frame (pt_regs) saved. Arguments
+    (``::findstack 0t102``) name the threads instead: on a kernel each is a pid or
+    task_struct and every thread of its thread group is shown; on a user core, a thread id."""
+    if args:
+        if ctx.in_loop and not ctx.first:
+            return        # the session re-runs an unaddressed ::findstack over every thread: once is all
+        picked = [_threads_named(ctx, a) for a in args]       # every word checked before output
+        for n, addr in enumerate(a for group in picked for a in group):
+            findstack(replace(ctx, addr=addr, argv=(), in_loop=True, first=n == 0), verbose=verbose)
+        return
     try:
         thread, frames = _stack(ctx)
     except PmdbError as err:
@@ -76,10 +85,13 @@ def findstack(ctx: Context, verbose: bool = False) -> None:
     _report_stop(ctx, thread, frames)
 
 
-@dcmd("bt", addr="optional", opts={"a": "active", "f": "full", "t": "text"},
+@dcmd("bt", addr="optional",
+      opts={"a": "active", "f": "full", "t": "text", "s": "symoff", "x": "hexoff",
+            "e": "eframes"},
       synopsis="print a backtrace, crash style (bt -a: every CPU's task)",
-      example="bt -a", usage="[-a] [-f] [-t] [pid | task ...]")
-def bt(ctx: Context, *args: Any, active: bool = False, full: bool = False, text: bool = False) -> None:
+      example="bt -a", usage="[-a] [-f] [-t] [-e] [-s [-x]] [pid | task ...]")
+def bt(ctx: Context, *args: Any, active: bool = False, full: bool = False, text: bool = False,
+       symoff: bool = False, hexoff: bool = False, eframes: bool = False) -> None:
     """crash's bt on a kernel: the current task's stack (or each task given by pid, in
     decimal as crash reads it, or task_struct address) under crash's ``PID: TASK: CPU:
     COMMAND:`` header, one `` #N [addr] func at pc [module]`` line per frame, the
@@ -88,11 +100,15 @@ def bt(ctx: Context, *args: Any, active: bool = False, full: bool = False, text:
     CPU's IRQ stack. -a: the task on each CPU; -f: the stack words of each frame; -t:
     every text address on the stack from the first frame up, stale ones too. The
     registers of a CPU that was not the panicking one are shown first, as crash does on
-    a kdump. On a user core, bt is $c (-a: every thread)."""
+    a kdump. -s: each frame's ``func+offset`` (-s -x: in hex); -e: every exception
+    frame (pt_regs) found by searching the stack, stale ones too. On a user core, bt is $c
+    (-a: every thread)."""
     target = ctx.target
     if ctx.is_kernel:
         # crash's exact text (or its JSON records) comes whole from linux_stack.py
-        bt_command(ctx, [str(a) for a in args], active=active, full=full, text=text)
+        offsets = ("hex" if hexoff else "dec") if symoff else ""
+        bt_command(ctx, [str(a) for a in args], active=active, full=full, text=text, offsets=offsets,
+                   eframes=eframes)
         return
     threads = list(target.threads()) if active else [_thread(ctx)]
     for n, thread in enumerate(threads):
@@ -142,6 +158,17 @@ def _thread(ctx: Context) -> Thread:
         # a kernel address that is in no task list: unwind it as a task all the same
         # (a task lost to a damaged list); _stack says in one line when it is not one
         return Thread(id=-1, registers={}, name="?", address=ctx.addr)
+
+
+def _threads_named(ctx: Context, word: Any) -> list[int]:
+    """What ``::findstack WORD`` shows: a kernel task's whole thread group (WORD a pid, in
+    mdb's radix unless 0t, or a task_struct), or a user core's thread id."""
+    value = ctx.value(word, what="thread")
+    if ctx.is_kernel:
+        return ctx.kernel.threads_of(ctx.kernel.find_task(value).address)
+    if not any(t.id == value for t in ctx.target.threads()):
+        raise CommandError(f"findstack: no thread {value:#x} ({value})")
+    return [value]
 
 
 def _stack(ctx: Context) -> tuple[Thread, list[Frame]]:

@@ -165,26 +165,27 @@ class _Source:
             # the value's low n bytes, laid out as the target would store them
             return (self.value & ((1 << (8 * n)) - 1)).to_bytes(n, self.byteorder)
         self._spend(n)
-        return self.memory().read(addr, n)
+        return self.memory(addr).read(addr, n)
 
     def integer(self, addr: int, size: int, signed: bool) -> int:
         if self.value is not None:
             v = self.value & ((1 << (8 * size)) - 1)
             return v - (1 << (8 * size)) if signed and v >> (8 * size - 1) else v
         self._spend(size)
-        return int.from_bytes(self.memory().read(addr, size), self.byteorder, signed=signed)
+        return int.from_bytes(self.memory(addr).read(addr, size), self.byteorder, signed=signed)
 
     def cstring(self, addr: int) -> bytes:
         if self.value is not None:
             raise CommandError("'=' cannot format a string: use '/' to read memory")
-        raw = self.memory().cstring(addr)
+        raw = self.memory(addr).cstring(addr)
         self._spend(len(raw) + 1)
         return raw
 
-    def memory(self) -> AddressSpace:
+    def memory(self, addr: int) -> AddressSpace:
+        """Where addr is read: a user address in the current task's context (Target.memory_for)."""
         if self.target is None:
             raise CommandError("no target is open: reading memory needs a dump (pmdb DUMP)")
-        return self.target.memory
+        return self.target.memory_for(addr)
 
 
 @dataclass

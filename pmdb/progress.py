@@ -78,6 +78,14 @@ class BarProgress:
             self._bar = None
 
 
+def bar_or_nothing(stream: IO[str] | None = None) -> Progress:
+    """For a dcmd's long scan: a bar on a terminal, nothing when stderr is a file or pipe
+    (a command's stderr carries its errors, which a notice line would mix with)."""
+    stream = stream if stream is not None else sys.stderr
+    isatty = getattr(stream, "isatty", None)
+    return BarProgress(stream) if isatty is not None and isatty() else NoProgress()
+
+
 def for_stream(stream: IO[str] | None = None) -> Progress:
     """A bar on a terminal, a line elsewhere: how the command line shows long work."""
     stream = stream if stream is not None else sys.stderr

@@ -50,6 +50,18 @@ class Target:
         self._current_chosen = False       # the first thread, found when first asked for
 
 
+    def memory_for(self, addr: int) -> AddressSpace:
+        """The space an address the user typed is read from: the target's, unless it cannot
+        map ``addr`` and the current task's user space can. crash (after ``set PID``) and
+        mdb (after ``::context``) read user addresses in the current task's context; the
+        OS model says what that space is (``context_space``; a user core has none)."""
+        if self.memory.readable(addr):
+            return self.memory
+        context = getattr(self.os, "context_space", None)     # only a kernel model has one
+        thread = self.current_thread
+        space = context(thread) if context is not None and thread is not None else None
+        return space if space is not None and space.readable(addr) else self.memory
+
     # -- threads ---------------------------------------------------------------
 
     def threads(self) -> Sequence[Thread]:

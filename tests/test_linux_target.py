@@ -216,9 +216,9 @@ def test_qemu_cpu_notes_agree_with_prstatus() -> None:
 
 
 @pytest.mark.parametrize(("line", "expected"), [
-    ("ps", "::ps"),
-    ("ps -k", "::ps -k"),
-    ("  ps sleep | ::print pid", "  ::ps sleep | ::print pid"),
+    ("ps", "::ps -C"),                   # -C: crash's meaning of ps -t (run times)
+    ("ps -k", "::ps -C -k"),
+    ("  ps sleep | ::print pid", "  ::ps -C sleep | ::print pid"),
     ("sys", "::status"),
     ("bt", "::bt"),
     ("struct task_struct.pid,comm ffff8be102a71840", "::struct task_struct.pid,comm ffff8be102a71840"),

@@ -1,4 +1,4 @@
-"""Walkers over a Linux kernel dump: tasks, modules and CPUs.
+"""Walkers over a Linux kernel dump: tasks, processes, modules and CPUs.
 
 The ``thread`` walker is shared with user cores: walkers/user.py asks
 LinuxKernel.thread_addresses when the target is a kernel.
@@ -49,6 +49,28 @@ def walk_module(ctx: Context, start: int | None) -> Iterator[int]:
     for mod in kernel.modules():
         if start is None or mod.address == start:
             yield mod.address
+
+
+@walker("proc", synopsis="every process: each thread group's leader and each CPU's idle task",
+        type_name="struct task_struct", example="::walk proc | ::print pid comm")
+def walk_proc(ctx: Context, start: int | None) -> Iterator[int]:
+    """mdb's process walk on Linux: the tasks ``ps -G`` lists (a process is a thread group,
+    named by its leader), in the task walk's order; with a start, the processes from it on."""
+    kernel = ctx.kernel
+    addrs = [t.address for t in kernel.tasks() if t.idle or t.leader in (0, t.address)]
+    if start is not None:
+        if start not in addrs:
+            raise CommandError(f"{start:#x} is not a process (a thread group leader) on the task list")
+        addrs = addrs[addrs.index(start):]
+    yield from addrs
+    _problems(ctx, kernel)
+
+
+@walker("modules", synopsis="every loaded kernel module (struct module): mdb's name for ::walk module",
+        type_name="struct module", example="::walk modules | ::print struct module name")
+def walk_modules(ctx: Context, start: int | None) -> Iterator[int]:
+    """The module walk under mdb's plural name."""
+    yield from walk_module(ctx, start)
 
 
 @walker("cpu", synopsis="every CPU's runqueue (struct rq)", type_name="struct rq",

@@ -18,7 +18,7 @@ from pmdb.errors import CommandError
 
 # crash's word -> the pmdb dcmd it runs
 CRASH_ALIASES: dict[str, str] = {
-    "ps": "ps",
+    "ps": "ps -C",         # crash's meaning of -t (run times; ::ps -t is mdb's threads)
     "sys": "status",
     "log": "log",          # crash's format; ::msgbuf is mdb's
     "vtop": "vtop",

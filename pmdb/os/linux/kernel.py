@@ -49,6 +49,7 @@ class LinuxKernel:
         self._reader: TaskReader | None = None
         self._tasks: list[Task] | None = None
         self._threads: list[Thread] | None = None
+        self._context_spaces: dict[int, AddressSpace | None] = {}   # task -> its user space
         self._cpus: list[Cpu] | None = None
         self._log: list[str] | None = None
         self._unwinder: Unwinder | None = None
@@ -144,6 +145,17 @@ class LinuxKernel:
             return None
         pgd = self.mem.ptr(task.mm + self.offsets.offsetof("mm_struct", "pgd"))
         return self.km.arch.with_root(self.mem, self._phys(pgd))
+
+    def context_space(self, thread: Thread) -> AddressSpace | None:
+        """The user space of a thread's task (Target.memory_for reads user addresses there);
+        None for a kernel thread or a thread with no task_struct. Kept per task, so its page
+        cache lives as long as the dump."""
+        if thread.address is None:
+            return None
+        kept = self._context_spaces
+        if thread.address not in kept:
+            kept[thread.address] = self.user_space(self.task(thread.address))
+        return kept[thread.address]
 
     def page_table_of(self, task: int) -> int:
         """The physical address of the top-level page table a task runs on: its mm's, or for a
