@@ -1,7 +1,7 @@
 """A process's address space on a Linux dump: crash's ``vm``, mdb's ``::walk vma`` and ``::pmap``.
 
 The VMAs come from pmdb.os.linux.mm.vma (the maple tree since 6.1, the vm_next list
-before); file names from its minimal d_path (pmdb.os.linux.mm.dpath).
+before); file names from the kernel's d_path across mounts (pmdb.os.linux.fs).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 from pmdb.commands import Context, dcmd, walker
 from pmdb.commands.args import parse_options
 from pmdb.errors import CommandError
+from pmdb.os.linux.fs import Fs
 from pmdb.os.linux.kernel import LinuxKernel
 from pmdb.os.linux.mm.vma import Vma, read_vma, vma_addresses, vma_file_name
 from pmdb.os.linux.tasks.tasks import Task
@@ -61,8 +62,9 @@ def _vm_lines(ctx: Context, task: Task) -> Iterator[str]:
     s = w.minspace
     yield (f"{mkstring('VMA', w.vaddr, 'center')}{s}{mkstring('START', w.uvaddr, 'center-right')}{s}"
            f"{mkstring('END', w.uvaddr, 'center-right')}  FLAGS{s}FILE")
+    fs = Fs(kernel.mem, kernel.types)
     for vma in _vmas(ctx, task.mm):
-        name = vma_file_name(kernel.mem, kernel.offsets, vma)
+        name = vma_file_name(fs, vma)
         yield (f"{mkstring(f'{vma.address:x}', w.vaddr, 'center')}{s}{vma.start:>{w.uvaddr}x}{s}"
                f"{vma.end:>{w.uvaddr}x} {vma.flags:6x}{s}{name}")
 
@@ -126,12 +128,12 @@ def pmap(ctx: Context, *args: Any) -> None:
         raise CommandError("pmap takes no arguments: the process goes before it (0t1::pmap)")
     kernel = ctx.kernel
     mm = mm_of(kernel, ctx.addr) if ctx.addr is not None else mm_of(kernel, _current(ctx).address)
-    rows = []
+    rows, fs = [], Fs(kernel.mem, kernel.types)
     for vma in _vmas(ctx, mm):
         if ctx.piped:
             ctx.emit(vma.address, kernel.types.find("struct vm_area_struct"))
             continue
         rows.append([Hex(vma.address), Hex(vma.start, 16), f"{(vma.end - vma.start) // 1024}k",
-                     perms(vma.flags), vma_file_name(kernel.mem, kernel.offsets, vma)])
+                     perms(vma.flags), vma_file_name(fs, vma)])
     if not ctx.piped:
         ctx.out.table(PMAP_COLUMNS, rows)
