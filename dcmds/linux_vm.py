@@ -19,22 +19,17 @@ from pmdb.os.linux.tasks.tasks import Task
 from pmdb.output import Column, Hex
 
 from .crash_layout import mkstring, widths
+from .linux_files import crash_tasks
 from .linux_proc import task_header
 
 VM_USAGE = "[pid | task ...]"
 PID_LIMIT = 1 << 22         # PID_MAX_LIMIT: a number below it is a pid, above it an address
 
 
-def _task(ctx: Context, word: Any) -> Task:
-    kernel = ctx.kernel
-    ident = word if isinstance(word, int) else ctx.value(str(word), crash=True, what="pid or task")
-    return kernel.find_task(ident)
-
-
-def _current(ctx: Context) -> Task:
+def _current(ctx: Context, command: str) -> Task:
     current = ctx.target.current_thread
     if current is None or current.address is None:
-        raise CommandError("no current task (name one: vm PID)")
+        raise CommandError(f"no current task (name one: 0tPID{command})")
     return ctx.kernel.task(current.address)
 
 
@@ -77,10 +72,7 @@ def vm(ctx: Context, *args: Any) -> None:
     VMA: its vm_area_struct, start, end, vm_flags and the path of the file it maps. A kernel
     thread has no mm (zeros, no VMAs). VMAs come from mm_mt (6.1+) or the mmap list."""
     positional, _ = parse_options("vm", {}, args, VM_USAGE)
-    if ctx.addr is not None:
-        positional = [ctx.addr, *positional]
-    tasks = [_task(ctx, w) for w in positional] or [_current(ctx)]
-    for n, task in enumerate(tasks):
+    for n, task in enumerate(crash_tasks(ctx, positional, "vm")):
         lines = ([""] if n else []) + list(_vm_lines(ctx, task))
         ctx.out.record({"task": Hex(task.address), "pid": task.pid, "mm": Hex(task.mm)}, text=lines)
 
@@ -103,7 +95,7 @@ def walk_vma(ctx: Context, start: int | None) -> Iterator[int]:
     """Each vm_area_struct of a process in address order: the mm of a task (its address or
     pid) or an mm_struct's address; without a start, the current task's."""
     kernel = ctx.kernel
-    mm = mm_of(kernel, start) if start is not None else mm_of(kernel, _current(ctx).address)
+    mm = mm_of(kernel, start) if start is not None else mm_of(kernel, _current(ctx, "::walk vma").address)
     yield from vma_addresses(kernel.mem, kernel.types, kernel.offsets, mm)
 
 
@@ -127,7 +119,7 @@ def pmap(ctx: Context, *args: Any) -> None:
     if args:
         raise CommandError("pmap takes no arguments: the process goes before it (0t1::pmap)")
     kernel = ctx.kernel
-    mm = mm_of(kernel, ctx.addr) if ctx.addr is not None else mm_of(kernel, _current(ctx).address)
+    mm = mm_of(kernel, ctx.addr) if ctx.addr is not None else mm_of(kernel, _current(ctx, "::pmap").address)
     rows, fs = [], Fs(kernel.mem, kernel.types)
     for vma in _vmas(ctx, mm):
         if ctx.piped:
