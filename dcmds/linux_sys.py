@@ -12,6 +12,7 @@ from pmdb.os.linux import irq as irqmodel
 from pmdb.os.linux import signals
 from pmdb.os.linux import timers as timermodel
 from pmdb.os.linux.fs import Fs
+from pmdb.os.linux.meminfo import swap_infos
 from pmdb.os.linux.tasks.tasks import Task
 from pmdb.output import Dec, Hex
 from pmdb.types.value import Object
@@ -100,7 +101,6 @@ def signal_names() -> list[tuple[int, str]]:
 
 
 SWAP_HEADER = "SWAP_INFO_STRUCT    TYPE       SIZE       USED     PCT  PRI  FILENAME"
-SWP_USED = 0x1
 
 
 @dcmd("swap", addr="none", synopsis="crash's swap: each swap device or file, its size and use",
@@ -109,19 +109,14 @@ def swap(ctx: Context) -> None:
     """``swap``: each ``swap_info_struct`` in use (``swap_info[nr_swapfiles]``): partition or
     file, size and pages used in kB, use in percent, priority and path, as crash shows them."""
     kernel, mem = ctx.kernel, ctx.target.memory
-    table, count = kernel.lookup("swap_info"), kernel.lookup("nr_swapfiles")
-    if table is None or count is None:
+    infos = swap_infos(kernel.vars())
+    if infos is None:
         raise CommandError("swap: no swap_info or nr_swapfiles in this kernel's symbols")
     info_t = kernel.types.lookup("struct swap_info_struct")
     page_kb = kernel.page_size() // 1024
     lines, records = [SWAP_HEADER], []
-    for i in range(min(mem.read_int(count, 4), 64)):      # MAX_SWAPFILES is at most 32
-        addr = mem.ptr(table + i * mem.ptr_size)
-        if not addr:
-            continue
+    for addr in infos:
         si = Object(mem, info_t, addr)
-        if not int(si.member("flags")) & SWP_USED:
-            continue
         pages, used = int(si.member("pages")) * page_kb, int(si.member("inuse_pages")) * page_kb
         pct = used * 100 // pages if pages else 0
         path = _swap_path(ctx, si)

@@ -1,7 +1,7 @@
 """A process's address space on a Linux dump: crash's ``vm``, mdb's ``::walk vma`` and ``::pmap``.
 
 The VMAs come from pmdb.os.linux.mm.vma (the maple tree since 6.1, the vm_next list
-before); file names from its minimal d_path (pmdb.os.linux.mm.dpath).
+before); file names from the kernel's d_path across mounts (pmdb.os.linux.fs).
 """
 
 from __future__ import annotations
@@ -12,28 +12,24 @@ from typing import Any
 from pmdb.commands import Context, dcmd, walker
 from pmdb.commands.args import parse_options
 from pmdb.errors import CommandError
+from pmdb.os.linux.fs import Fs
 from pmdb.os.linux.kernel import LinuxKernel
 from pmdb.os.linux.mm.vma import Vma, read_vma, vma_addresses, vma_file_name
 from pmdb.os.linux.tasks.tasks import Task
 from pmdb.output import Column, Hex
 
 from .crash_layout import mkstring, widths
+from .linux_files import crash_tasks
 from .linux_proc import task_header
 
 VM_USAGE = "[pid | task ...]"
 PID_LIMIT = 1 << 22         # PID_MAX_LIMIT: a number below it is a pid, above it an address
 
 
-def _task(ctx: Context, word: Any) -> Task:
-    kernel = ctx.kernel
-    ident = word if isinstance(word, int) else ctx.value(str(word), crash=True, what="pid or task")
-    return kernel.find_task(ident)
-
-
-def _current(ctx: Context) -> Task:
+def _current(ctx: Context, command: str) -> Task:
     current = ctx.target.current_thread
     if current is None or current.address is None:
-        raise CommandError("no current task (name one: vm PID)")
+        raise CommandError(f"no current task (name one: 0tPID{command})")
     return ctx.kernel.task(current.address)
 
 
@@ -61,8 +57,9 @@ def _vm_lines(ctx: Context, task: Task) -> Iterator[str]:
     s = w.minspace
     yield (f"{mkstring('VMA', w.vaddr, 'center')}{s}{mkstring('START', w.uvaddr, 'center-right')}{s}"
            f"{mkstring('END', w.uvaddr, 'center-right')}  FLAGS{s}FILE")
+    fs = Fs(kernel.mem, kernel.types)
     for vma in _vmas(ctx, task.mm):
-        name = vma_file_name(kernel.mem, kernel.offsets, vma)
+        name = vma_file_name(fs, vma)
         yield (f"{mkstring(f'{vma.address:x}', w.vaddr, 'center')}{s}{vma.start:>{w.uvaddr}x}{s}"
                f"{vma.end:>{w.uvaddr}x} {vma.flags:6x}{s}{name}")
 
@@ -75,10 +72,7 @@ def vm(ctx: Context, *args: Any) -> None:
     VMA: its vm_area_struct, start, end, vm_flags and the path of the file it maps. A kernel
     thread has no mm (zeros, no VMAs). VMAs come from mm_mt (6.1+) or the mmap list."""
     positional, _ = parse_options("vm", {}, args, VM_USAGE)
-    if ctx.addr is not None:
-        positional = [ctx.addr, *positional]
-    tasks = [_task(ctx, w) for w in positional] or [_current(ctx)]
-    for n, task in enumerate(tasks):
+    for n, task in enumerate(crash_tasks(ctx, positional, "vm")):
         lines = ([""] if n else []) + list(_vm_lines(ctx, task))
         ctx.out.record({"task": Hex(task.address), "pid": task.pid, "mm": Hex(task.mm)}, text=lines)
 
@@ -101,7 +95,7 @@ def walk_vma(ctx: Context, start: int | None) -> Iterator[int]:
     """Each vm_area_struct of a process in address order: the mm of a task (its address or
     pid) or an mm_struct's address; without a start, the current task's."""
     kernel = ctx.kernel
-    mm = mm_of(kernel, start) if start is not None else mm_of(kernel, _current(ctx).address)
+    mm = mm_of(kernel, start) if start is not None else mm_of(kernel, _current(ctx, "::walk vma").address)
     yield from vma_addresses(kernel.mem, kernel.types, kernel.offsets, mm)
 
 
@@ -125,13 +119,13 @@ def pmap(ctx: Context, *args: Any) -> None:
     if args:
         raise CommandError("pmap takes no arguments: the process goes before it (0t1::pmap)")
     kernel = ctx.kernel
-    mm = mm_of(kernel, ctx.addr) if ctx.addr is not None else mm_of(kernel, _current(ctx).address)
-    rows = []
+    mm = mm_of(kernel, ctx.addr) if ctx.addr is not None else mm_of(kernel, _current(ctx, "::pmap").address)
+    rows, fs = [], Fs(kernel.mem, kernel.types)
     for vma in _vmas(ctx, mm):
         if ctx.piped:
             ctx.emit(vma.address, kernel.types.find("struct vm_area_struct"))
             continue
         rows.append([Hex(vma.address), Hex(vma.start, 16), f"{(vma.end - vma.start) // 1024}k",
-                     perms(vma.flags), vma_file_name(kernel.mem, kernel.offsets, vma)])
+                     perms(vma.flags), vma_file_name(fs, vma)])
     if not ctx.piped:
         ctx.out.table(PMAP_COLUMNS, rows)

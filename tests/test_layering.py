@@ -63,6 +63,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 OS_LINUX: tuple[tuple[str, ...], ...] = (
     ("pmdb.os.linux.stacks",),
     ("pmdb.os.linux.arch",),
+    ("pmdb.os.linux.fs",),            # VFS reads (d_path): mm names a VMA's file through it
     ("pmdb.os.linux.mm",),
     ("pmdb.os.linux.tasks", "pmdb.os.linux.printk"),
     ("pmdb.os.linux.slab",),

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from pmdb.errors import CommandError, CorruptionError
 from pmdb.memory.space import AddressSpace
+from pmdb.os.linux.mm.xarray import xarray_entries
 from pmdb.types.registry import TypeRegistry
 from pmdb.types.value import Object
-from pmdb.types.xarray import xarray_entries
 
 MAX_ACTIONS = 256           # irqactions sharing one line before the chain is called a loop
 
@@ -23,8 +23,7 @@ def irq_descs(mem: AddressSpace, types: TypeRegistry, lookup: Callable[[str], in
     """irq number -> its ``struct irq_desc``, for every descriptor the kernel allocated."""
     tree = lookup("irq_desc_tree")
     if tree is not None:
-        xa = Object(mem, types.lookup("struct xarray"), tree)
-        return dict(xarray_entries(mem, int(xa.member("xa_head")), types.lookup("struct xa_node")))
+        return {e.index: e.entry for e in xarray_entries(mem, types, tree)}
     if lookup("sparse_irqs") is not None:
         raise CommandError("irq: this kernel (6.5+) keeps its irq descriptors in the maple tree "
                            "sparse_irqs, which pmdb does not read yet")

@@ -22,6 +22,7 @@ from pmdb.os.linux.sysinfo import KernelVars, pgdats
 from pmdb.types.lists import ListLink, walk_list
 
 SWP_USED = 1
+MAX_SWAPFILES = 64          # a bound on nr_swapfiles (the kernel's MAX_SWAPFILES is at most 32)
 
 
 @dataclass(frozen=True)
@@ -136,19 +137,28 @@ def hugetlb_pages(kv: KernelVars) -> tuple[int, int]:
     return total, avail
 
 
-def swap_pages(kv: KernelVars) -> tuple[int, int]:
-    """(total, in use) swap pages over the swap_info entries in use."""
+def swap_infos(kv: KernelVars) -> list[int] | None:
+    """The ``struct swap_info_struct`` of each swap device in use (``swap_info[nr_swapfiles]``
+    with SWP_USED in its flags); None when the kernel has no swap_info or nr_swapfiles."""
     nr, table = kv.lookup("nr_swapfiles"), kv.lookup("swap_info")
     if nr is None or table is None:
-        return 0, 0
-    flags, pages_, inuse = (kv.offsets.offsetof("swap_info_struct", m) for m in ("flags", "pages", "inuse_pages"))
-    total = used = 0
-    for i in range(min(kv.mem.u32(nr), 64)):
+        return None
+    flags = kv.offsets.offsetof("swap_info_struct", "flags")
+    found = []
+    for i in range(min(kv.mem.u32(nr), MAX_SWAPFILES)):
         si = kv.mem.ptr(table + i * kv.mem.ptr_size)
         if si and kv.mem.ptr(si + flags) & SWP_USED:
-            total += kv.mem.u32(si + pages_)
-            used += kv.mem.u32(si + inuse)
-    return total, used
+            found.append(si)
+    return found
+
+
+def swap_pages(kv: KernelVars) -> tuple[int, int]:
+    """(total, in use) swap pages over the swap_info entries in use."""
+    infos = swap_infos(kv)
+    if not infos:
+        return 0, 0
+    pages_, inuse = (kv.offsets.offsetof("swap_info_struct", m) for m in ("pages", "inuse_pages"))
+    return sum(kv.mem.u32(si + pages_) for si in infos), sum(kv.mem.u32(si + inuse) for si in infos)
 
 
 def shared_pages(km: KernelMemory, kv: KernelVars, problems: list[str]) -> int:

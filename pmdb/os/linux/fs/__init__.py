@@ -97,6 +97,10 @@ class Fs:
         """d_path of a ``struct path`` (mnt, dentry)."""
         return self.d_path(int(path.member("dentry")), int(path.member("mnt")))
 
+    def file_path(self, file: int) -> str:
+        """d_path of a ``struct file`` (its f_path): what /proc/PID/maps and fd/ show."""
+        return self.path_string(self.obj("file", file).member("f_path"))
+
     def file_type(self, inode: int) -> str:
         """crash's TYPE column for an inode: REG, DIR, CHR, ... (UNKN for other modes)."""
         mode = int(self.obj("inode", inode).member("i_mode"))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pmdb.errors import CorruptionError, FaultError, PmdbError, SymbolError
 from pmdb.memory.space import AddressSpace
-from pmdb.os.linux.mm.dpath import file_path
+from pmdb.os.linux.fs import Fs
 from pmdb.os.linux.mm.maple import MapleLayout, maple_entries
 from pmdb.symbols.kmodules import StructOffsets
 from pmdb.types.lists import walk_list
@@ -57,13 +57,13 @@ def read_vma(memory: AddressSpace, offsets: StructOffsets, addr: int) -> Vma:
     return Vma(addr, field("vm_start"), field("vm_end"), field("vm_flags"), field("vm_file"), field("vm_pgoff"))
 
 
-def vma_file_name(memory: AddressSpace, offsets: StructOffsets, vma: Vma) -> str:
-    """The path of the file a VMA maps, "" for an anonymous one, or ``(why)`` when its
-    dentry chain cannot be read (one bad VMA does not end a listing)."""
+def vma_file_name(fs: Fs, vma: Vma) -> str:
+    """The path of the file a VMA maps (d_path across mounts), "" for an anonymous one, or
+    ``(why)`` when its dentry chain cannot be read (one bad VMA does not end a listing)."""
     if not vma.file:
         return ""
     try:
-        return file_path(memory, offsets, vma.file)
+        return fs.file_path(vma.file)
     except PmdbError as err:
         return f"({err})"
 
