@@ -109,12 +109,13 @@ def _ps_rows(target: Target) -> dict[int, PsRow]:
 
 def _same_comm(pmdb: str, proc: str) -> bool:
     """Whether /proc's name is the task's comm: /proc shows a kworker's comm with its
-    current work's description appended ("kworker/0:1-events", wq_worker_comm(), since
+    current work's description appended ("kworker/0:1-events", "kworker/0:2+events" while
+    it runs that work: wq_worker_comm(), since
     4.18), and a kernel thread's full name where ``comm`` keeps 15 characters
     (kthread's full_name, since 6.1)."""
     if proc == pmdb:
         return True
-    if pmdb.startswith("kworker/") and proc.startswith(pmdb + "-"):
+    if pmdb.startswith("kworker/") and proc.startswith((pmdb + "-", pmdb + "+")):   # '+': running it
         return True
     return len(pmdb) == _COMM_LEN - 1 and proc.startswith(pmdb)
 
