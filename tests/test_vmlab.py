@@ -76,7 +76,8 @@ def test_pins_cover_every_kernel_line() -> None:
     assert {k.suite for k in kernels.values()} == {"bullseye", "bookworm", "trixie", "sid"}
     assert [k.name for k in select_kernels("all")] == amd64
     assert [k.name for k in select_kernels("all-arm64")] == ["6.1-arm64", "6.12-arm64", "7.2-arm64"]
-    assert [k.name for k in select_kernels("all-i386,6.1")] == ["5.10-i386", "6.1-i386", "6.1"]
+    assert [k.name for k in select_kernels("all-i386,6.1")] == ["5.10-i386", "6.1-i386", "6.1-i386-686", "6.1"]
+    assert kernels["6.1-i386-686"].abi == "6.1.0-57" and kernels["6.1-i386-686"].flavour_suffix == "-686"
 
 
 def test_abi_strips_every_flavour() -> None:
@@ -91,7 +92,7 @@ def test_dbg_names_the_fixture_kernel_and_the_pinned_ones(tmp_path: Path) -> Non
     either place the -dbg packages keep it."""
     (fixture,) = select_dbg("6.1-fixture")
     assert (fixture.release, fixture.version, fixture.archive) == ("6.1.0-56-amd64", "6.1.192-2", "debian-security")
-    assert [k.release for k in select_dbg("all-i386")] == ["5.10.0-32-686-pae", "6.1.0-57-686-pae"]
+    assert [k.release for k in select_dbg("all-i386")] == ["5.10.0-32-686-pae", "6.1.0-57-686-pae", "6.1.0-57-686"]
     assert select_dbg("6.1.0-56-amd64") == [fixture]
     assert dbg_vmlinux(tmp_path, fixture) == tmp_path / "kernels/6.1.0-56-amd64/dbg/vmlinux-6.1.0-56-amd64"
     assert _is_vmlinux("./usr/lib/debug/boot/vmlinux-6.1.0-56-amd64", "6.1.0-56-amd64")
