@@ -413,7 +413,8 @@ def _move(state: _State, delta: int) -> None:
 
 
 def _newlines(state: _State, count: int) -> None:
-    limit = state.out.limit
+    # piped, the lines are dropped and not limited: the count is still bounded by the limit
+    limit = state.out.limit if state.out.limit is not None else state.ctx.config.get("limits.max_lines")
     for _ in range(count if limit is None else min(count, limit + 1)):
         state.out.newline()
 
