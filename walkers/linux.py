@@ -24,6 +24,16 @@ def _problems(ctx: Context, kernel: LinuxKernel) -> None:
             ctx.out.error(problem)
 
 
+def _from(start: int | None, addrs: list[int], what: str) -> list[int]:
+    """The addresses from ``start`` on (all without one); CommandError naming ``what`` the
+    start should have been when it is not among them."""
+    if start is None:
+        return addrs
+    if start not in addrs:
+        raise CommandError(f"{start:#x} is not {what}")
+    return addrs[addrs.index(start):]
+
+
 @walker("task", synopsis="every task (process and thread), idle tasks included",
         type_name="struct task_struct", example="::walk task | ::print pid comm")
 def walk_task(ctx: Context, start: int | None) -> Iterator[int]:
@@ -32,12 +42,7 @@ def walk_task(ctx: Context, start: int | None) -> Iterator[int]:
     A damaged task list is reported in one line; the tasks found are still walked."""
     kernel = ctx.kernel
     tasks = kernel.tasks()
-    addrs = [t.address for t in tasks]
-    if start is not None:
-        if start not in addrs:
-            raise CommandError(f"{start:#x} is not a task on the task list")
-        addrs = addrs[addrs.index(start):]
-    yield from addrs
+    yield from _from(start, [t.address for t in tasks], "a task on the task list")
     _problems(ctx, kernel)
 
 
@@ -58,11 +63,7 @@ def walk_proc(ctx: Context, start: int | None) -> Iterator[int]:
     named by its leader), in the task walk's order; with a start, the processes from it on."""
     kernel = ctx.kernel
     addrs = [t.address for t in kernel.tasks() if t.idle or t.leader in (0, t.address)]
-    if start is not None:
-        if start not in addrs:
-            raise CommandError(f"{start:#x} is not a process (a thread group leader) on the task list")
-        addrs = addrs[addrs.index(start):]
-    yield from addrs
+    yield from _from(start, addrs, "a process (a thread group leader) on the task list")
     _problems(ctx, kernel)
 
 
