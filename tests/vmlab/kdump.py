@@ -37,7 +37,6 @@ CAPTURE_CMDLINE = "maxcpus=1 nr_cpus=1 reset_devices irqpoll panic=0 loglevel=4 
 # the virtio stack the capture kernel loads to reach its disks, in dependency order
 VIRTIO = ("virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci",
           "virtio_blk")
-FILES = ("vmcore.elf", "vmcore.mdf")
 
 
 def tools(cache: Path, arch: Arch) -> Path:
