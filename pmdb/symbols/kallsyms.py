@@ -99,25 +99,51 @@ def read_tokens(mem: AddressSpace, tables: KallsymsTables) -> list[str]:
 
 
 def decode_names(blob: bytes, count: int, tokens: Sequence[str]) -> list[str]:
-    """Expand ``count`` records; a length byte with bit 7 set takes a second byte (6.1+)."""
-    tok = tokens.__getitem__
-    join = "".join
-    out = []
+    """Expand ``count`` records, each name with its type letter first."""
+    return "".join(_expanded(blob, count, tokens)).split("\0")[1:]
+
+
+def decode_typed_names(blob: bytes, count: int, tokens: Sequence[str]) -> tuple[str, list[str]]:
+    """(each record's type letter, the names without it), split at C speed: most of a
+    kernel dump's first name lookup is spent decoding names."""
+    full = decode_names(blob, count, tokens)
+    try:
+        return "".join(map(_FIRST_CHAR, full)), list(map(_BUT_FIRST_CHAR, full))
+    except IndexError:  # an empty record (a damaged table): "?" is its letter
+        return "".join([n[:1] or "?" for n in full]), [n[1:] for n in full]
+
+
+_FIRST_CHAR = operator.itemgetter(0)
+_BUT_FIRST_CHAR = operator.itemgetter(slice(1, None))
+
+
+def _expanded(blob: bytes, count: int, tokens: Sequence[str]) -> list[str]:
+    """Every byte of the records' stream as its token, each record's length byte(s) replaced by
+    a NUL separator (a token never holds one).
+
+    A length byte with bit 7 set takes a second byte (6.1+). Only finding the records is a
+    Python loop; the expansion, join and split run at C speed."""
+    heads: list[int] = []
+    seconds: list[int] = []   # the first byte of two-byte lengths
+    add = heads.append
     pos = 0
     try:
         for _ in range(count):
             n = blob[pos]
             if n & 0x80:
-                n = (n & 0x7F) | (blob[pos + 1] << 7)
+                seconds.append(pos)
                 pos += 1
-            end = pos + 1 + n
-            out.append(join(map(tok, blob[pos + 1:end])))
-            pos = end
+                n = (n & 0x7F) | (blob[pos] << 7)
+            add(pos)
+            pos += 1 + n
     except IndexError:
-        raise FormatError(f"kallsyms names end after {len(out)} of {count} symbols") from None
+        raise FormatError(f"kallsyms names end after {len(heads)} of {count} symbols") from None
     if pos > len(blob):
         raise FormatError(f"kallsyms names run past their table ({pos} > {len(blob)} bytes)")
-    return out
+    pieces = list(map(tokens.__getitem__, blob[:pos]))
+    list(map(pieces.__setitem__, heads, itertools.repeat("\0")))
+    list(map(pieces.__setitem__, seconds, itertools.repeat("")))
+    return pieces
 
 
 def decode_addresses(raw: bytes, count: int, base: int | None, at: int = 0) -> list[int]:
@@ -177,6 +203,7 @@ class KallsymsSymbols:
         self._tokens = tokens
         self._addrs = addrs
         self._names: list[str] | None = None
+        self._broken: FormatError | None = None
         self._letters = ""                        # each name's nm type letter
         self._last: dict[str, int] = {}           # name -> its last index
         self._first: dict[str, int] | None = None  # name -> first index, when names repeat
@@ -196,10 +223,14 @@ class KallsymsSymbols:
 
     def all_names(self) -> list[str]:
         if self._names is None:
-            full = decode_names(self._blob, self._count, self._tokens)
-            self._letters = "".join([n[:1] or "?" for n in full])  # "?": an empty record
-            names = self._names = [n[1:] for n in full]
-            del full  # the letters apart cost 94 KB, not a second copy of every name
+            if self._broken is not None:
+                raise self._broken  # a damaged stream is decoded (and fails) once, not per lookup
+            try:
+                self._letters, names = decode_typed_names(self._blob, self._count, self._tokens)
+            except FormatError as err:
+                self._broken = err
+                raise
+            self._names = names
             self._last = dict(zip(names, range(len(names)), strict=True))
             if len(self._last) < len(names):
                 self._first = dict(zip(reversed(names), range(len(names) - 1, -1, -1), strict=True))
