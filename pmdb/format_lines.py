@@ -25,58 +25,75 @@ RAW_LINE_MAX = 4096      # characters of one line of raw text before it is ended
 class FormatLines:
     """Column-tracking text. With a ``sink``, finished lines are written as they are made
     (a long repeat streams, it is not built up in memory); lines held back before the
-    first value count against ``limit``."""
+    first value count against ``limit``. The current line is kept as pieces and a length,
+    so a line of many small values costs their length, not its square."""
 
     def __init__(self, indent: int, sink: Callable[[str], None] | None = None,
                  limit: int | None = None) -> None:
         self.indent = indent
         self.lines: list[str] = []
-        self.cur = ""
+        self._parts: list[str] = []   # the current line
+        self._width = 0               # its length
         self.fields = 0        # values written: a label alone is not worth printing
         self.ended = 0         # lines ended (the limits' measure of progress)
         self.sink = sink
         self.limit = limit
 
+    @property
+    def cur(self) -> str:
+        """The current line's text."""
+        return "".join(self._parts)
+
+    @cur.setter
+    def cur(self, text: str) -> None:
+        self._parts = [text] if text else []
+        self._width = len(text)
+
+    def _put(self, text: str) -> None:
+        self._parts.append(text)
+        self._width += len(text)
+
     def _start(self) -> None:
         """The indent is written with a line's first text, so an empty line stays empty."""
-        if not self.cur:
-            self.cur = " " * self.indent
+        if not self._width:
+            self._put(" " * self.indent)
 
     def field(self, text: str, width: int = 0) -> None:
         """One value, padded with blanks to ``width`` (mdb's ``%-Nx``)."""
         self._start()
-        if len(self.cur) > self.indent and len(self.cur) + len(text) > LINE_WIDTH:
+        if self._width > self.indent and self._width + len(text) > LINE_WIDTH:
             self.newline()
             self._start()
-        self.cur += text
+        self._put(text)
         self.fields += 1
         pad = width - len(text)
         if pad > 0:
-            if len(self.cur) + pad >= LINE_WIDTH:
+            if self._width + pad >= LINE_WIDTH:
                 self.newline()
             else:
-                self.cur += " " * pad
+                self._put(" " * pad)
 
     def raw(self, text: str) -> None:
         """Text placed as it is: no padding and no wrapping (labels, strings, characters),
         except that a line is ended past RAW_LINE_MAX characters, so that a repeated raw
         verb (``,fffff=r``) meets the line limit instead of growing one line for ever."""
         self._start()
-        self.cur += text
+        self._put(text)
         self.fields += 1
-        if len(self.cur) > RAW_LINE_MAX:
+        if self._width > RAW_LINE_MAX:
             self.newline()
 
     def tab(self, stop: int = 16) -> None:
         """To the next tab stop (none when already on one); a stop of 0 does nothing."""
         self._start()
-        if stop > 0 and len(self.cur) % stop:
-            self.cur += " " * (stop - len(self.cur) % stop)
+        if stop > 0 and self._width % stop:
+            self._put(" " * (stop - self._width % stop))
 
     def newline(self) -> None:
         # a long raw line counts as the terminal lines it fills, for the line limit
-        self.ended += max(1, len(self.cur) // LINE_WIDTH)
-        self.lines.append("" if not self.cur.strip() else self.cur)
+        self.ended += max(1, self._width // LINE_WIDTH)
+        line = self.cur
+        self.lines.append("" if not line.strip() else line)
         self.cur = ""
         if self.limit is not None and self.ended > self.limit:
             raise LimitError("limits.max_lines", self.limit, "lines of output")
@@ -85,8 +102,9 @@ class FormatLines:
             self.lines.clear()
 
     def text(self) -> str:
-        if self.cur.strip():
-            self.lines.append(self.cur)
+        line = self.cur
+        if line.strip():
+            self.lines.append(line)
         self.cur = ""
         return "".join(line + "\n" for line in self.lines)
 
