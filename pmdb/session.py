@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
-from pmdb.commands.args import parse_options
+from pmdb.commands.args import Quoted, parse_options
 from pmdb.commands.context import Context, Handoff
 from pmdb.commands.registry import DcmdSpec, Registry
 from pmdb.config import Config
@@ -292,7 +292,8 @@ class Session:
         if verb.name == "$q":
             raise QuitRequest()
         spec = self.registry.dcmd(verb.name)
-        args = [self._eval(a.expr) if a.expr is not None else a.text for a in verb.args]
+        args = [self._eval(a.expr) if a.expr is not None else Quoted(a.text) if a.quoted else a.text
+                for a in verb.args]
         self.invoke(spec, ctx, args)
         return ctx.handoffs
 
