@@ -27,7 +27,7 @@ def chart_html(crashes: list[Crash], records: list[Record]) -> str:
         series.append((f"other ({len(rest)})", rest))
     for name, paths in series:
         times = [by_path[p]["time"] for p in paths if by_path.get(p, {}).get("time") is not None]
-        fig.add_trace(go.Histogram(x=[dt.datetime.fromtimestamp(t, dt.timezone.utc) for t in times], name=name))
+        fig.add_trace(go.Histogram(x=[dt.datetime.fromtimestamp(t, dt.UTC) for t in times], name=name))
     fig.update_layout(barmode="stack", title="Crashes over time (UTC)", xaxis_title="dump time",
                       yaxis_title="dumps", legend_title="crash", height=420, margin={"t": 50, "b": 40})
     return str(fig.to_html(full_html=False, include_plotlyjs=True))

@@ -3,12 +3,13 @@ its stack as ``$c`` unwinds it)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from pmdb.errors import PmdbError
 from pmdb.os.linux import sysinfo
 from pmdb.os.linux.printk.panicmsg import crash_line
-from pmdb.os.linux.stacks.frames import lookup_address
+from pmdb.os.linux.stacks.frames import lookup_address, unwind_kernel_task
 from pmdb.target import Target
 from pmdb.triage.signature import UNKNOWN, signature, signature_id
 from pmdb.unwind.frame import Frame
@@ -18,6 +19,10 @@ def kernel_facts(target: Target) -> dict[str, Any]:
     """release, build-id, hostname, time, uptime, the crash line, the crashing task and
     its signature, taint and out-of-tree modules of a vmcore Target."""
     kernel: Any = target.os
+    if target.symbols.lookup("panic") is None:
+        # kallsyms could not be read (a truncated dump): no name to give any frame
+        why = target.warnings[0] if target.warnings else "kallsyms could not be read"
+        raise PmdbError(f"{os.path.basename(target.path)}: no kernel symbols: {why}")
     kv = kernel.vars()
     uts = sysinfo.kernel_utsname(kernel, kv)
     out: dict[str, Any] = {
@@ -54,14 +59,16 @@ def _crashing_task(target: Target, kernel: Any, kv: sysinfo.KernelVars) -> dict[
         task = kernel.panic_task()
     except PmdbError:
         task = None
-    if task is not None:
-        thread = target.thread_by_id(task.address)
-        frames = target.stack(thread)
-        return _with_stack(target, frames, pid=task.pid, comm=task.comm, cpu=task.cpu)
     cpu = sysinfo.panic_cpu(kv)
     cpus = _or_none(kernel.cpus) or []
-    if cpu is not None and cpu < len(cpus) and cpus[cpu].registers:
-        frames = _or_none(lambda: kernel.unwinder.unwind_regs(dict(cpus[cpu].registers))) or []
+    regs = dict(cpus[cpu].registers) if cpu is not None and cpu < len(cpus) else {}
+    if task is not None:
+        # unwound as $c unwinds the panic task, from its CPU's registers (a task list cut
+        # short by excluded pages may not reach it, so not through the thread list)
+        frames = _or_none(lambda: unwind_kernel_task(kernel, task.address, regs or None)) or []
+        return _with_stack(target, frames, pid=task.pid, comm=task.comm, cpu=task.cpu)
+    if regs:
+        frames = _or_none(lambda: kernel.unwinder.unwind_regs(regs)) or []
         return _with_stack(target, frames, pid=None, comm=None, cpu=cpu)
     thread = target.current_thread
     if thread is None:
@@ -76,7 +83,9 @@ def _with_stack(target: Target, frames: list[Frame], **task: Any) -> dict[str, A
     named = [(_name(target, f), f.exception is not None) for f in frames
              if f.stack_name != "user" and (f.pc or f.slot is not None)]
     sig = signature(named)
-    return {**task, "frames": [n for n, _ in named], "signature": sig,
+    # why the unwind stopped early, when it did: such a signature may be cut short
+    note = next((f.note for f in frames if f.note and f.method != "exception"), None)
+    return {**task, "frames": [n for n, _ in named], "signature": sig, "stack_note": note,
             "signature_id": signature_id(sig) if sig else None, "function": sig[0] if sig else None}
 
 

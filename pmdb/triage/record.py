@@ -20,7 +20,8 @@ Record = dict[str, Any]
 FIELDS: tuple[str, ...] = (
     "path", "size", "mtime", "kind", "error", "arch", "release", "build_id", "executable",
     "hostname", "time", "time_source", "uptime", "crash_line", "signal", "pid", "comm", "cpu",
-    "function", "signature", "signature_id", "taint", "oot_modules", "frames",
+    "function", "signature", "signature_id", "taint", "oot_modules", "frames", "stack_note",
+    "warnings",
 )
 
 
@@ -39,7 +40,7 @@ def empty_record(path: str) -> Record:
     key = file_key(path)
     rec["path"] = key[0] if key else os.path.abspath(path)
     rec["size"], rec["mtime"] = (key[1], key[2]) if key else (None, None)
-    rec["signature"], rec["oot_modules"], rec["frames"] = [], [], []
+    rec["signature"], rec["oot_modules"], rec["frames"], rec["warnings"] = [], [], [], []
     return rec
 
 
@@ -69,6 +70,7 @@ def _fill(rec: Record, path: str, config: Config) -> None:
     target = open_target(path, config=config)
     try:
         rec["arch"] = target.arch.name
+        rec["warnings"] = list(target.warnings)
         if isinstance(target.os, LinuxKernel):
             from pmdb.triage.kernel import kernel_facts
 
