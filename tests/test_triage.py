@@ -59,13 +59,15 @@ def _scenario(path: str) -> str | None:
     return "sysrq" if name == "kdump" else name
 
 
+def lab_fleet() -> list[tuple[str, str, str]]:
+    """(release, set, file) of every lab dump in the fleet (bench/triage.py times it too)."""
+    sets = [(r, s) for r in AMD64 + ARM64 + I386 for s in ("sysrq", "null")] + MORE
+    return [(r, s, "vmcore.mdf" if s == "kdump" else _lab_file(r)) for r, s in sets]
+
+
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    sets = [(r, s) for r in AMD64 + ARM64 + I386 for s in ("sysrq", "null")] + MORE
-    paths = []
-    for release, name in sets:
-        file = "vmcore.mdf" if name == "kdump" else _lab_file(release)
-        paths.append(str(need_lab_dump(release, name, file) / file))
+    paths = [str(need_lab_dump(release, name, file) / file) for release, name, file in lab_fleet()]
     for d in ("linux-6.1-x86_64", "linux-6.1-x86_64-nokaslr", "linux-6.1-x86_64-slub"):
         folder = need_fixture(FIXTURES / d)
         paths += sorted(str(p) for p in folder.glob("dump.*"))
