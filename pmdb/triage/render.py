@@ -11,7 +11,7 @@ from typing import IO, Any
 from pmdb.triage.group import Crash
 from pmdb.triage.record import Record
 
-TOP_SHOWN = 4          # signature frames the table shows
+TOP_SHOWN = 3          # signature frames the table shows
 
 
 def when(seconds: float | None) -> str:
@@ -24,6 +24,15 @@ def when(seconds: float | None) -> str:
         return "?"
 
 
+def shown_path(path: str) -> str:
+    """A path as short as it reads well: relative below the current directory, ~ for home."""
+    rel = os.path.relpath(path)
+    if not rel.startswith(".."):
+        return rel
+    home = os.path.expanduser("~")
+    return "~" + path[len(home):] if path.startswith(home + os.sep) else path
+
+
 def _short(items: list[str], n: int = 3) -> str:
     return ", ".join(items[:n]) + (f" +{len(items) - n}" if len(items) > n else "")
 
@@ -34,10 +43,11 @@ def print_table(crashes: list[Crash], errors: list[Record], stream: IO[str], *, 
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=stream, force_terminal=color, no_color=color is False,
-                      width=None if stream.isatty() else 200)
+    tty = stream.isatty()
+    console = Console(file=stream, force_terminal=color, no_color=color is False, width=None if tty else 250)
+    box = {} if tty else {"box": None}          # piped: plain aligned columns
     table = Table(title=f"{len(crashes)} distinct crash{'es' if len(crashes) != 1 else ''}",
-                  title_justify="left", show_lines=False)
+                  title_justify="left", show_lines=False, **box)
     for name in ("#", "COUNT", "CRASH", "SIGNATURE", "KERNELS", "HOSTS", "FIRST", "LAST", "EXAMPLE"):
         table.add_column(name, overflow="fold")
     seen_family: set[int] = set()
@@ -47,15 +57,15 @@ def print_table(crashes: list[Crash], errors: list[Record], stream: IO[str], *, 
         frames = " < ".join(c.signature[:TOP_SHOWN]) + (" ..." if len(c.signature) > TOP_SHOWN else "")
         table.add_row(f"{mark}{c.rank}", str(c.count), c.crash_line or c.function or "?", frames or "(no stack)",
                       _short(c.kernels), _short(c.hosts), when(c.first_seen), when(c.last_seen),
-                      os.path.relpath(c.representative) if c.representative else "")
+                      shown_path(c.representative) if c.representative else "")
     console.print(table)
     if errors:
         failed = Table(title=f"{len(errors)} dump{'s' if len(errors) != 1 else ''} could not be triaged",
-                       title_justify="left")
+                       title_justify="left", **box)
         failed.add_column("DUMP", overflow="fold")
         failed.add_column("ERROR", overflow="fold")
         for rec in errors:
-            failed.add_row(os.path.relpath(rec["path"]), rec.get("error") or "")
+            failed.add_row(shown_path(rec["path"]), rec.get("error") or "")
         console.print(failed)
 
 
