@@ -249,9 +249,12 @@ def test_cli_json_and_html(fleet: list[str], cluster: Any, tmp_path: Path) -> No
     assert {c["function"] for c in doc["crashes"]} == {"sysrq_handle_crash", "pmdblab_record_hit"}
     assert "5 dumps (5 triaged" in done.stderr
     page = report.read_text()
-    assert "Plotly.newPlot" in page and len(page) > 1 << 20                # the chart, plotly.js inline
-    assert not re.search(r"<script[^>]+src=", page)                       # nothing to fetch: offline
+    assert len(page) > 1 << 20 and not re.search(r"<script[^>]+src=", page)   # plotly.js inline: offline
     for c in doc["crashes"]:
+        # the chart's series of the crash (one bar of its dumps' times), and its table row
+        times = re.search(rf'"name":"#{c["rank"]} {c["function"]} \({c["count"]}\)","x":\[([^]]*)\],'
+                          r'"type":"histogram"', page)
+        assert times is not None and times[1].count(",") == c["count"] - 1
         assert " &lt; ".join(c["signature"]) in page
     assert os.path.basename(fleet[-1]) in page
 
