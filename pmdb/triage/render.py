@@ -45,9 +45,11 @@ def print_table(crashes: list[Crash], errors: list[Record], stream: IO[str], *, 
 
     tty = stream.isatty()
     console = Console(file=stream, force_terminal=color, no_color=color is False, width=None if tty else 250)
-    box = {} if tty else {"box": None}          # piped: plain aligned columns
+    from rich import box as boxes
+
+    box = boxes.HEAVY_HEAD if tty else None       # piped: plain aligned columns
     table = Table(title=f"{len(crashes)} distinct crash{'es' if len(crashes) != 1 else ''}",
-                  title_justify="left", show_lines=False, **box)
+                  title_justify="left", show_lines=False, box=box)
     for name in ("#", "COUNT", "CRASH", "SIGNATURE", "KERNELS", "HOSTS", "FIRST", "LAST", "EXAMPLE"):
         table.add_column(name, overflow="fold")
     seen_family: set[int] = set()
@@ -61,7 +63,7 @@ def print_table(crashes: list[Crash], errors: list[Record], stream: IO[str], *, 
     console.print(table)
     if errors:
         failed = Table(title=f"{len(errors)} dump{'s' if len(errors) != 1 else ''} could not be triaged",
-                       title_justify="left", **box)
+                       title_justify="left", box=box)
         failed.add_column("DUMP", overflow="fold")
         failed.add_column("ERROR", overflow="fold")
         for rec in errors:
