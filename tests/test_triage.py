@@ -263,3 +263,17 @@ def test_cli_bad_input_is_one_line(tmp_path: Path) -> None:
     for args in (["triage", str(tmp_path / "nothing")], ["triage", str(tmp_path)], ["triage", "--workers", "0", "x"]):
         done = subprocess.run([sys.executable, "-m", "pmdb", *args], capture_output=True, text=True, cwd=ROOT)
         assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, args
+
+
+def test_lab_repeat_sets() -> None:
+    """The lab's repeats of a scenario: their own set names, the scenario's own trigger."""
+    from tests.vmlab import scenarios
+    from tests.vmlab.common import LabError
+
+    (again,) = scenarios.select("null@2")
+    assert (again.name, again.base, again.cmdline) == ("null@2", "null", scenarios.SCENARIOS["null"].cmdline)
+    made = scenarios.with_repeats(scenarios.select("sysrq,nmi"), 3)
+    assert [s.name for s in made] == ["sysrq", "sysrq@2", "sysrq@3", "nmi", "nmi@2", "nmi@3"]
+    for bad in ("null@x", "null@1", "nothing@2"):
+        with pytest.raises(LabError):
+            scenarios.select(bad)

@@ -26,7 +26,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     print(f"formats: {', '.join(dumps.FILES)} (aliases: {', '.join(dumps.ALIASES)})")
     print(f"made, in {cache / 'dumps'}:")
     for k in kernels.load_kernels().values():
-        for s in scenarios.SCENARIOS:
+        repeats = sorted(p.name for p in (cache / "dumps" / k.release).glob("*@*"))   # make --repeat
+        for s in [*scenarios.SCENARIOS, *repeats]:
             meta = dump_dir(cache, k, s) / "meta.json"
             if meta.exists():
                 m = json.loads(meta.read_text())
