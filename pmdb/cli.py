@@ -1,5 +1,7 @@
 """The ``pmdb`` command: argv -> an open target and a Session -> commands -> exit status.
 
+``pmdb triage PATH...`` is the fleet subcommand (pmdb/triage/cli.py).
+
 Exit status: 0 when every command succeeded (or after an interactive session),
 1 when a command from -e, -f or stdin failed, 2 for a usage
 error or a dump that cannot be opened (always one line, never a traceback).
@@ -146,6 +148,11 @@ def _read_script(path: str) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The console script: see the module docstring for the exit status."""
+    words = sys.argv[1:] if argv is None else list(argv)
+    if words[:1] == ["triage"]:         # the fleet subcommand: pmdb triage PATH...
+        from pmdb.triage.cli import main as triage_main
+
+        return triage_main(words[1:])
     try:
         args = parse_args(argv)
         config = Config.load(args.config)
