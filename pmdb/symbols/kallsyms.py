@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import bisect
 import gc
+import hashlib
 import itertools
 import operator
 import struct
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from pmdb.dumps.vmcoreinfo import VmcoreInfo
 from pmdb.errors import FaultError, FormatError, SymbolError
@@ -188,6 +190,19 @@ def read_kallsyms(mem: AddressSpace, tables: KallsymsTables) -> list[Symbol]:
     return load_kallsyms(mem, tables).all_symbols()
 
 
+class _Decoded(NamedTuple):
+    letters: str
+    names: list[str]
+    last: dict[str, int]
+    first: dict[str, int] | None
+
+
+# The last decodings, by the content they came from: a process that opens many dumps of one
+# kernel build (triage, scripts) decodes its names once. Shared, so never changed in place.
+_DECODED: dict[tuple[bytes, int, tuple[str, ...]], _Decoded] = {}
+_DECODED_KEPT = 2
+
+
 class KallsymsSymbols:
     """kallsyms kept as its tables: a ``SymbolSource`` for SymbolTable.add_source.
 
@@ -225,15 +240,21 @@ class KallsymsSymbols:
         if self._names is None:
             if self._broken is not None:
                 raise self._broken  # a damaged stream is decoded (and fails) once, not per lookup
-            try:
-                self._letters, names = decode_typed_names(self._blob, self._count, self._tokens)
-            except FormatError as err:
-                self._broken = err
-                raise
-            self._names = names
-            self._last = dict(zip(names, range(len(names)), strict=True))
-            if len(self._last) < len(names):
-                self._first = dict(zip(reversed(names), range(len(names) - 1, -1, -1), strict=True))
+            key = (hashlib.blake2b(self._blob, digest_size=16).digest(), self._count, tuple(self._tokens))
+            known = _DECODED.get(key)
+            if known is None:
+                try:
+                    letters, names = decode_typed_names(self._blob, self._count, self._tokens)
+                except FormatError as err:
+                    self._broken = err
+                    raise
+                last = dict(zip(names, range(len(names)), strict=True))
+                first = (dict(zip(reversed(names), range(len(names) - 1, -1, -1), strict=True))
+                         if len(last) < len(names) else None)
+                known = _DECODED[key] = _Decoded(letters, names, last, first)
+                while len(_DECODED) > _DECODED_KEPT:
+                    _DECODED.pop(next(iter(_DECODED)))
+            self._letters, self._names, self._last, self._first = known
         return self._names
 
     def indices_named(self, name: str) -> list[int]:
