@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import IO, Any
 
 from pmdb.commands.args import Quoted, parse_options
@@ -42,6 +42,9 @@ class QuitRequest(Exception):
 
 
 class Session:
+    # what each pipeline writes through (pmdb.api keeps the rows as Python values instead)
+    output_class: Callable[..., Output] = Output
+
     def __init__(self, target: Target | None = None, *, config: Config | None = None,
                  stdout: IO[str] | None = None, stderr: IO[str] | None = None,
                  json_mode: bool = False) -> None:
@@ -217,7 +220,7 @@ class Session:
 
     def _run_stages(self, stages: Sequence[Stage], inputs: list[Handoff] | None, stream: IO[str],
                     source: str, *, color: bool | None = None) -> None:
-        out = Output(stream, json_mode=self.json_mode, color=self._color() if color is None else color,
+        out = self.output_class(stream, json_mode=self.json_mode, color=self._color() if color is None else color,
                      command=source, max_lines=self.config.get("limits.max_lines"))
         handoffs = inputs
         last = len(stages) - 1
