@@ -19,7 +19,14 @@ Importing pmdb is cheap: the API loads on first use of one of these names.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:     # what the lazy names are, for type checkers and editors
+    from pmdb.api.objects import Object
+    from pmdb.api.program import Program, open
+    from pmdb.api.results import Address, Result, Row
+    from pmdb.api.stack import Stack, StackFrame
+    from pmdb.errors import PmdbError
 
 __version__ = "0.1.0"
 
@@ -36,7 +43,7 @@ _LAZY = {
     "PmdbError": "pmdb.errors",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = ["Address", "Object", "PmdbError", "Program", "Result", "Row", "Stack", "StackFrame", "open"]
 
 
 def __getattr__(name: str) -> Any:
