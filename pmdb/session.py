@@ -153,9 +153,11 @@ class Session:
         return self.run_line(self.last_line, out=out)
 
     def run_script(self, lines: Iterable[str]) -> bool:
+        """Run lines of a script (-f, $<, ~/.pmdbrc); a line whose first word starts with
+        ``//`` or ``#`` is a comment (mid-line, see pmdb.language.lexer.is_hash_comment)."""
         ok = True
         for text in lines:
-            if text.strip().startswith("//"):
+            if text.lstrip().startswith(("//", "#")):
                 continue
             ok = self.run_line(text.rstrip("\n")) and ok
         return ok

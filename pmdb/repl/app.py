@@ -25,7 +25,7 @@ from prompt_toolkit.lexers import PygmentsLexer
 from pmdb.errors import ParseError
 from pmdb.language.parser import parse
 from pmdb.repl.completer import SessionCompleter
-from pmdb.repl.highlight import MdbLexer
+from pmdb.repl.highlight import MdbLexer, prompt_style
 from pmdb.repl.keys import key_bindings
 from pmdb.session import QuitRequest, Session
 
@@ -73,6 +73,8 @@ def make_prompt(session: Session) -> PromptSession[str]:
         auto_suggest=AutoSuggestFromHistory(),
         key_bindings=key_bindings(),
         enable_history_search=True,
+        style=prompt_style(),
+        include_default_pygments_style=False,
     )
 
 
