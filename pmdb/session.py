@@ -119,7 +119,7 @@ class Session:
         if remember:
             self.last_line = text
         try:
-            text = self._crash_spelling(text)
+            text = self.crash_spelling(text)
             line = parse(text, self.radix)
         except ParseError as err:
             self._report(err.caret(indent=len(REPORT_PREFIX)))
@@ -132,7 +132,7 @@ class Session:
             ok = self._run_reporting(pipeline, out, source) and ok
         return ok
 
-    def _crash_spelling(self, text: str) -> str:
+    def crash_spelling(self, text: str) -> str:
         """crash's ``ps``, ``sys``, ``struct``... as the dcmds they stand for (see crash_aliases)."""
         from pmdb.language.crash_aliases import rewrite
 
