@@ -116,14 +116,8 @@ def _first_byte_readable(obj: Object) -> None:
 
 
 def pointer_text(ctx: Context, value: int) -> str:
-    """A pointer as ``sym+off`` only when a sized symbol contains it (or it is a symbol's
-    start): the nearest unsized symbol below (``_fini+0xb8c``) would mislead."""
-    hit = ctx.target.symbols.resolve(value)
-    if hit is not None:
-        sym, off = hit
-        if off == 0 or (sym.size and sym.contains(value)):
-            return ctx.target.describe(value)
-    return f"{value:#x}"
+    """A pointer as ``sym+off`` only when a sized symbol contains it (Target.pointer_text)."""
+    return ctx.target.pointer_text(value)
 
 
 def _hand_on(ctx: Context, obj: Object, addrs: bool) -> None:

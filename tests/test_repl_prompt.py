@@ -248,3 +248,52 @@ def test_no_bar_without_a_terminal(tmp_path: Path) -> None:
     r = _pmdb(["--norc", "--config", str(cfg), str(need_fixture(DUMP)), "-e", "::walk task | ::print task_struct pid"],
               home=tmp_path)
     assert r.returncode == 0 and r.stderr == "" and "stops it" not in r.stdout
+
+
+# -- suggest(): the pure half, as a table -------------------------------------------------------
+
+SUGGEST_CASES = [
+    # (text, kind, prefix, context, path, variable)
+    ("bt -", "option", "-", "bt", (), ""),
+    ("ps -", "option", "-", "ps", (), ""),
+    ("kmem -S ", "cache", "", "", (), ""),
+    ("kmem -S kmal", "cache", "kmal", "", (), ""),
+    ("::kmastat km", "cache", "km", "", (), ""),
+    ("::kmalog -c ", "cache", "", "", (), ""),
+    ("foreach ", "foreach", "", "", (), ""),
+    ("foreach UN ", "foreach", "", "", (), ""),
+    ("foreach UN bt -", "option", "-", "bt", (), ""),
+    ("p init_task.co", "member", "co", "", (), "init_task"),
+    ("p init_task->mm->pg", "member", "pg", "", ("mm",), "init_task"),
+    ("p *init_task.tasks.", "member", "", "", ("tasks",), "init_task"),
+    ("::print init_task.comm", "member", "comm", "", (), "init_task"),
+    ("::print struct config head[2].na", "member", "na", "struct config", ("head",), ""),
+    ("struct task_struct.pid,co", "member", "co", "struct task_struct", (), ""),
+    ("p jiffies", "symbol", "jiffies", "", (), ""),
+    ("g_config>x", "none", "", "", (), ""),
+]
+
+
+@pytest.mark.parametrize(("text", "kind", "prefix", "context", "path", "variable"), SUGGEST_CASES)
+def test_suggest_table(text: str, kind: str, prefix: str, context: str, path: tuple[str, ...],
+                       variable: str) -> None:
+    from pmdb.repl.suggest import Suggestion, suggest
+
+    assert suggest(text) == Suggestion(kind, prefix, context=context, path=path, variable=variable)
+
+
+def test_theme_uses_the_terminals_own_colours() -> None:
+    """Every token's colour is an ANSI name (the terminal's palette) or the default
+    foreground: no fixed RGB such as pygments' navy for symbols."""
+    from pygments.token import Token
+
+    from pmdb.repl.highlight import STYLE_OF, prompt_style
+
+    style = prompt_style()
+    for token in {*STYLE_OF.values(), Token.Name.Variable}:
+        name = "pygments." + ".".join(token).lower() if token is not Token else "pygments"
+        attrs = style.get_attrs_for_style_str(f"class:{name}")
+        assert attrs.color in (None, "", "default") or attrs.color.startswith("ansi"), (token, attrs)
+        assert attrs.bgcolor in (None, "", "default"), (token, attrs)
+    symbol = style.get_attrs_for_style_str("class:pygments.name.variable")
+    assert symbol.color in (None, "", "default")          # bare words: the terminal's foreground

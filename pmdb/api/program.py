@@ -115,12 +115,7 @@ class Program:
 
     def pointer_text(self, value: int) -> str:
         """A pointer as ``::print`` names it: ``sym+off`` inside a sized symbol, else hex."""
-        hit = self.target.symbols.resolve(value)
-        if hit is not None:
-            sym, off = hit
-            if off == 0 or (sym.size and sym.contains(value)):
-                return self.target.describe(value)
-        return f"{value:#x}"
+        return self.target.pointer_text(value)
 
     # -- threads, tasks, stacks ------------------------------------------------------------
 
