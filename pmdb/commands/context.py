@@ -193,6 +193,7 @@ class Context:
                 yield item
                 bar.advance(1)
 
+
 def _os_as(target: Target, cls: type[_M], needed: str) -> _M:
     """The target's OS model as cls, or the error that names what the dcmd needs."""
     os_model: object = target.os
