@@ -297,3 +297,20 @@ def test_theme_uses_the_terminals_own_colours() -> None:
         assert attrs.bgcolor in (None, "", "default"), (token, attrs)
     symbol = style.get_attrs_for_style_str("class:pygments.name.variable")
     assert symbol.color in (None, "", "default")          # bare words: the terminal's foreground
+
+
+def test_the_prompt_draws_in_the_terminals_own_colours(kernel_repl: Pty) -> None:
+    """What the prompt draws while a line is typed uses only the basic ANSI colour codes
+    (30-37, 90-97) and attributes: no 256-colour or RGB codes (pygments' navy symbols)."""
+    start = len(kernel_repl.data)
+    kernel_repl.send("init_task::print task_struct pid | ::walk thread ! grep x // note")
+    deadline = time.monotonic() + 10
+    while b"note" not in kernel_repl.data[start:] and time.monotonic() < deadline:
+        kernel_repl.read(0.2)
+    drawn = kernel_repl.data[start:]
+    assert b"note" in drawn
+    codes = re.findall(rb"\x1b\[([0-9;]*)m", drawn)
+    assert codes, drawn                                  # the line is coloured at all
+    assert not [c for c in codes if b"38;5" in c or b"38;2" in c or b"48;" in c], codes
+    kernel_repl.send("\x03")                             # abandon the line
+    kernel_repl.expect(PROMPT_MARK)
