@@ -113,7 +113,7 @@ def foreach_words() -> list[str]:
 
 
 # crash's foreach selectors besides pids, task addresses and command names
-FOREACH_SELECTORS = ("user", "kernel", "active", "RU", "IN", "UN", "ST", "TR", "ZO", "DE", "PA", "WA",
+FOREACH_SELECTORS = ("user", "kernel", "gleader", "active", "RU", "IN", "UN", "ST", "TR", "ZO", "DE", "PA", "WA",
                      "NE", "WK", "ID")
 
 
