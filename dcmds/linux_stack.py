@@ -214,7 +214,8 @@ def print_bts(ctx: Context, tasks: Sequence[int], *, full: bool = False, offsets
         for record in bt_records(ctx.target, tasks):
             ctx.out.record(**record)
         return
-    for n, (_, lines) in enumerate(bt_tasks(ctx.target, tasks, full=full, offsets=offsets)):
+    for n, (_, lines) in enumerate(ctx.progressing("bt", bt_tasks(ctx.target, tasks, full=full, offsets=offsets),
+                                                   len(tasks))):
         if n:
             ctx.out.line("")
         for text in lines:
@@ -357,7 +358,7 @@ def group_stacks(ctx: Context) -> list[_Group]:
     threads = {t.address: t for t in ctx.target.threads()}
     resolve = ctx.target.symbols.resolve
     groups: dict[tuple[str, tuple[tuple[str, str], ...], bool], _Group] = {}
-    for task in tasks:
+    for task in ctx.progressing("::stacks: unwinding every task", tasks):
         frames = _frames(ctx, threads.get(task.address))
         shown = kernel_frames(frames)
         named = [frame_name(resolve, f) for f in shown]
