@@ -93,5 +93,10 @@ def _convert(raw: bytes, names: bytes, elfclass: int, little: bool, bias: int,
         # ARM/aarch64 mapping symbols ($x, $d) mark code/data runs, not names
         if not name or name.startswith("$"):
             continue
+        # a default symbol version (memcpy@@GLIBC_2.14, in a debug file's .symtab) names the
+        # function itself, as gdb prints it; a hidden one (memcpy@GLIBC_2.2.5) stays distinct
+        at = name.find("@@")
+        if at > 0:
+            name = name[:at]
         addr = value + (bias if shndx != _SHN_ABS else 0)
         yield Symbol(name, addr, fields[i_size], kind, module, _BINDINGS.get(info >> 4, "global"))
