@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -377,3 +378,65 @@ def gcore_running(argv: Sequence[str], workdir: Path) -> tuple[Path, int]:
     if not core.exists():
         raise RuntimeError(f"gcore wrote no core of {argv[0]}")
     return core, proc.pid
+
+
+# -- frames named by minimal symbols (issue 16: debug files; issue 15: real programs) ------
+
+# per thread: the real frames (inlined and tail-call frames are not on the stack) with the
+# name gdb's minimal symbols give the address the frame is named by
+_GDB_MSYMS = r'''
+import gdb, json
+out = []
+for th in sorted(gdb.selected_inferior().threads(), key=lambda t: t.num):
+    th.switch()
+    frame, frames = gdb.newest_frame(), []
+    while frame is not None and len(frames) < 100:
+        if frame.type() not in (gdb.INLINE_FRAME, gdb.TAILCALL_FRAME):
+            pc = frame.pc()
+            at = pc if not frames else pc - 1
+            text = gdb.execute("info symbol %#x" % at, to_string=True).strip()
+            name = None if text.startswith("No symbol") else text.split(" in section")[0].split(" + ")[0]
+            frames.append([pc, name])
+        try:
+            frame = frame.older()
+        except gdb.error:
+            break
+    out.append({"lwp": th.ptid[1], "frames": frames})
+print("PMDB-MSYMS:" + json.dumps(out))
+'''
+
+
+def gdb_msyms(exe: Path, core: Path, *, debug_dir: str | None = None) -> dict[int, list[tuple[int, str | None]]]:
+    """lwp -> [(pc, minimal-symbol name)] of each real frame, as gdb unwinds and names them;
+    debug_dir replaces gdb's debug-file-directory (a missing one: no debug files)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(_GDB_MSYMS)
+        script = f.name
+    cmd = ["gdb", "-q", "-nx", "-batch"]
+    if debug_dir is not None:
+        cmd += ["-iex", f"set debug-file-directory {debug_dir}"]
+    cmd += ["-ex", "set backtrace past-main on", "-ex", "set backtrace past-entry on",
+            "-ex", f"source {script}", str(exe), "-c", str(core)]
+    try:
+        text = subprocess.run(cmd, capture_output=True, text=True, timeout=GDB_TIMEOUT).stdout
+    finally:
+        os.unlink(script)
+    for line in text.splitlines():
+        if line.startswith("PMDB-MSYMS:"):
+            return {t["lwp"]: [(pc, name) for pc, name in t["frames"]]
+                    for t in json.loads(line[len("PMDB-MSYMS:"):])}
+    raise RuntimeError(f"gdb gave no frames for {core}:\n{text[-500:]}")
+
+
+def pmdb_frames(target: Any) -> dict[int, list[tuple[int, str | None]]]:
+    """lwp -> [(pc, symbol name)] of every frame pmdb unwinds, named as its stacks name them."""
+    out = {}
+    for thread in target.threads():
+        rows = []
+        for frame in target.stack(thread):
+            hit = target.symbols.resolve(frame.pc - 1 if frame.call_site else frame.pc)
+            rows.append((frame.pc, hit[0].name if hit else None))
+        out[thread.id] = rows
+    return out
+
+
