@@ -382,9 +382,9 @@ def gcore_running(argv: Sequence[str], workdir: Path) -> tuple[Path, int]:
 
 # -- frames named by minimal symbols (issue 16: debug files; issue 15: real programs) ------
 
-# per thread: the real frames (inlined and tail-call frames are not on the stack) with the
-# name gdb's minimal symbols give the address the frame is named by
-_GDB_MSYMS = r'''
+# per thread: the real frames (inlined and tail-call frames are not on the stack) and the
+# name gdb gives each: its DWARF function's when it has one, else its minimal symbol's
+_GDB_FRAMES = r'''
 import gdb, json
 out = []
 for th in sorted(gdb.selected_inferior().threads(), key=lambda t: t.num):
@@ -392,25 +392,23 @@ for th in sorted(gdb.selected_inferior().threads(), key=lambda t: t.num):
     frame, frames = gdb.newest_frame(), []
     while frame is not None and len(frames) < 100:
         if frame.type() not in (gdb.INLINE_FRAME, gdb.TAILCALL_FRAME):
-            pc = frame.pc()
-            at = pc if not frames else pc - 1
-            text = gdb.execute("info symbol %#x" % at, to_string=True).strip()
-            name = None if text.startswith("No symbol") else text.split(" in section")[0].split(" + ")[0]
-            frames.append([pc, name])
+            frames.append([frame.pc(), frame.name()])
         try:
             frame = frame.older()
         except gdb.error:
             break
     out.append({"lwp": th.ptid[1], "frames": frames})
-print("PMDB-MSYMS:" + json.dumps(out))
+print("PMDB-FRAMES:" + json.dumps(out))
 '''
 
 
-def gdb_msyms(exe: Path, core: Path, *, debug_dir: str | None = None) -> dict[int, list[tuple[int, str | None]]]:
-    """lwp -> [(pc, minimal-symbol name)] of each real frame, as gdb unwinds and names them;
-    debug_dir replaces gdb's debug-file-directory (a missing one: no debug files)."""
+def gdb_frame_names(exe: Path, core: Path, *, debug_dir: str | None = None
+                    ) -> dict[int, list[tuple[int, str | None]]]:
+    """lwp -> [(pc, name)] of each real frame, as gdb unwinds and names them (``bt`` without
+    the inlined frames); debug_dir replaces gdb's debug-file-directory (a missing one: no
+    separate debug files)."""
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write(_GDB_MSYMS)
+        f.write(_GDB_FRAMES)
         script = f.name
     cmd = ["gdb", "-q", "-nx", "-batch"]
     if debug_dir is not None:
@@ -422,9 +420,9 @@ def gdb_msyms(exe: Path, core: Path, *, debug_dir: str | None = None) -> dict[in
     finally:
         os.unlink(script)
     for line in text.splitlines():
-        if line.startswith("PMDB-MSYMS:"):
+        if line.startswith("PMDB-FRAMES:"):
             return {t["lwp"]: [(pc, name) for pc, name in t["frames"]]
-                    for t in json.loads(line[len("PMDB-MSYMS:"):])}
+                    for t in json.loads(line[len("PMDB-FRAMES:"):])}
     raise RuntimeError(f"gdb gave no frames for {core}:\n{text[-500:]}")
 
 

@@ -27,6 +27,7 @@ from elftools.elf.elffile import ELFFile
 from pmdb.arch import Arch
 from pmdb.errors import FaultError, FormatError
 from pmdb.memory.space import AddressSpace
+from pmdb.symbols.dwarfnames import FunctionNames
 from pmdb.symbols.elf import read_symbols
 from pmdb.symbols.finder import (
     build_id_in_memory,
@@ -64,6 +65,7 @@ class ObjectFile:
         self._stream: IO[bytes] | None = None
         self._elf: ELFFile | None = None
         self._debug: tuple[ELFFile, IO[bytes]] | None = None
+        self._names: FunctionNames | None = None
         self._symbols: list[Symbol] | None = None
 
     def __repr__(self) -> str:
@@ -93,6 +95,23 @@ class ObjectFile:
         if self._debug is None:
             self._debug = open_elf(self.debug_path)
         return self._debug[0]
+
+    def dwarf_name(self, start: int, addr: int) -> str | None:
+        """The name the debug file's DWARF gives the function holding runtime address addr,
+        when that function begins at start (the symbol naming addr); None otherwise, and for
+        an object without a separate debug file (its own symbols are its DWARF's names)."""
+        if self.debug_path is None:
+            return None
+        if self._names is None:
+            try:
+                debug = self.debug_elf
+            except FormatError:
+                return None
+            if debug is None:
+                return None
+            self._names = FunctionNames(debug)
+        found = self._names.function_at(addr - self.bias)
+        return found[1] if found is not None and found[0] == start - self.bias else None
 
     def symbols(self) -> list[Symbol]:
         """The object's own symbols, its debug file's (the static functions a stripped
@@ -172,12 +191,17 @@ class ObjectSet:
     def symbol_table(self) -> SymbolTable:
         """All objects' symbols; an object whose symtab is damaged adds a warning instead."""
         table = SymbolTable()
+        table.rename = self._dwarf_name
         for obj in self.objects:
             try:
                 table.add(obj.symbols())
             except FormatError as err:
                 self.warnings.append(str(err))
         return table
+
+    def _dwarf_name(self, sym: Symbol, addr: int) -> str | None:
+        obj = self.object_at(sym.addr)
+        return obj.dwarf_name(sym.addr, addr) if obj is not None else None
 
     def type_source(self) -> TypeSource:
         """DWARF types of the objects that carry their own; nothing is parsed until a type

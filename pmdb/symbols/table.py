@@ -11,9 +11,10 @@ change.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import fnmatch
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -64,6 +65,10 @@ class SymbolTable:
         # the first: /proc/PID/stack and oops traces say __do_sys_pause, not its alias
         # __x64_sys_pause); otherwise choose as gdb does for user programs (_prefer)
         self.first_alias = first_alias
+        # rename(symbol, addr): the name DWARF (a library's debug file) gives the function of
+        # addr that symbol starts, or None: gdb names frames by DWARF first (read() is
+        # __GI___libc_read, an alias; a GCC clone foo.constprop.0 is foo, a name no symbol has)
+        self.rename: Callable[[Symbol, int], str | None] | None = None
         # global index -> Symbol; None for a source's symbol not made yet
         self._syms: list[Symbol | None] = []
         self._by_name: dict[str, list[int]] = {}          # symbols added one by one
@@ -164,7 +169,21 @@ class SymbolTable:
             j -= 1
         if best is None:
             return None
+        if self.rename is not None:
+            best = self._dwarf_alias(best, addr)
         return best, addr - best.addr
+
+    def _dwarf_alias(self, best: Symbol, addr: int) -> Symbol:
+        """best renamed as DWARF names its function (see ``rename``): its alias of that name,
+        else best under that name."""
+        assert self.rename is not None
+        name = self.rename(best, addr)
+        if name is None or name == best.name:
+            return best
+        for sym in self.named(name):
+            if sym.addr == best.addr and sym.module == best.module:
+                return sym
+        return dataclasses.replace(best, name=name)
 
     def describe(self, addr: int, *, call_site: bool = False) -> str:
         """``sym+0x10`` (with ``lib`` prefix for a shared object), or the hex address.

@@ -1,0 +1,103 @@
+"""Function names by address from DWARF, for frames named as gdb names them.
+
+gdb names a frame after the DWARF function containing its pc when it has one, else after
+its minimal (ELF) symbols; for a library whose separate debug file has DWARF these differ:
+libc's read() is the subprogram ``__GI___libc_read`` (its DW_AT_linkage_name), an alias of
+``read`` in the symbol table. Nothing is read until an address is asked for: the address
+ranges (.debug_aranges) say which unit holds it, and only that unit's DIEs are parsed (a
+few ms each; indexing all of libc's takes 12 s).
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+from typing import Any
+
+from elftools.common.exceptions import DWARFError, ELFError
+from elftools.elf.elffile import ELFFile
+
+_FOREIGN = (ELFError, DWARFError, OSError, ValueError, KeyError, IndexError, struct.error,
+            AssertionError, TypeError, AttributeError)
+_NAME_HOPS = 4           # abstract_origin / specification links followed to find a name
+
+
+class FunctionNames:
+    """``function_at(link_addr)``: the DWARF function whose low_pc..high_pc holds it."""
+
+    def __init__(self, elf: ELFFile) -> None:
+        self._elf = elf
+        self._dwarf: Any = None
+        self._aranges: Any = None
+        self._broken = False
+        self._units: dict[int, tuple[list[int], list[tuple[int, int, str]]]] = {}
+
+    def function_at(self, addr: int) -> tuple[int, str] | None:
+        """(low_pc, name) of the function (its DW_AT_linkage_name, else DW_AT_name, through its
+        abstract origin); None without DWARF for addr or when the DWARF cannot be read."""
+        if self._broken:
+            return None
+        try:
+            unit = self._unit_of(addr)
+        except _FOREIGN:
+            self._broken = True         # one damaged file is one miss, not a stream of errors
+            return None
+        if unit is None:
+            return None
+        starts, funcs = unit
+        top = bisect.bisect_right(starts, addr) - 1
+        # the last that holds addr: of equal ranges the last in DIE order (gdb's pick: clone3,
+        # not __clone3, for three labels of one assembler function); a few back for nesting
+        for i in range(top, max(top - 4, -1), -1):
+            lo, hi, name = funcs[i]
+            if lo <= addr < hi:
+                return lo, name
+        return None
+
+    def _unit_of(self, addr: int) -> tuple[list[int], list[tuple[int, int, str]]] | None:
+        if self._dwarf is None:
+            if self._elf.get_section_by_name(".debug_info") is None:
+                self._broken = True
+                return None
+            self._dwarf = self._elf.get_dwarf_info(relocate_dwarf_sections=False)
+            self._aranges = self._dwarf.get_aranges()
+        if self._aranges is None:
+            return None
+        offset = self._aranges.cu_offset_at_addr(addr)
+        if offset is None:
+            return None
+        if offset not in self._units:
+            self._units[offset] = _functions(self._dwarf.get_CU_at(offset))
+        return self._units[offset]
+
+
+def _functions(cu: Any) -> tuple[list[int], list[tuple[int, int, str]]]:
+    """(starts, [(low, high, name)]) of a unit's subprograms with a pc range, by start."""
+    out: list[tuple[int, int, str]] = []
+    for die in cu.iter_DIEs():
+        if die.tag != "DW_TAG_subprogram":
+            continue
+        attrs = die.attributes
+        low, high = attrs.get("DW_AT_low_pc"), attrs.get("DW_AT_high_pc")
+        if low is None or high is None:
+            continue
+        end = high.value if high.form == "DW_FORM_addr" else low.value + high.value
+        name = _name(die)
+        if name:
+            out.append((low.value, end, name))
+    out.sort(key=lambda f: f[0])          # stable: equal starts keep their DIE order
+    return [f[0] for f in out], out
+
+
+def _name(die: Any) -> str | None:
+    for _ in range(_NAME_HOPS):
+        attrs = die.attributes
+        for key in ("DW_AT_linkage_name", "DW_AT_MIPS_linkage_name", "DW_AT_name"):
+            if key in attrs:
+                value = attrs[key].value
+                return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        link = next((k for k in ("DW_AT_abstract_origin", "DW_AT_specification") if k in attrs), None)
+        if link is None:
+            return None
+        die = die.get_DIE_from_attribute(link)
+    return None
