@@ -28,7 +28,7 @@ class FunctionNames:
     def __init__(self, elf: ELFFile) -> None:
         self._elf = elf
         self._dwarf: Any = None
-        self._aranges: Any = None
+        self._aranges: tuple[list[int], list[tuple[int, int, int]]] = ([], [])
         self._broken = False
         self._units: dict[int, tuple[list[int], list[tuple[int, int, str]]]] = {}
 
@@ -56,25 +56,61 @@ class FunctionNames:
 
     def _unit_of(self, addr: int) -> tuple[list[int], list[tuple[int, int, str]]] | None:
         if self._dwarf is None:
-            if self._elf.get_section_by_name(".debug_info") is None:
+            aranges = self._elf.get_section_by_name(".debug_aranges")
+            if self._elf.get_section_by_name(".debug_info") is None or aranges is None:
                 self._broken = True
                 return None
             self._dwarf = self._elf.get_dwarf_info(relocate_dwarf_sections=False)
-            self._aranges = self._dwarf.get_aranges()
-        if self._aranges is None:
+            self._aranges = parse_aranges(aranges.data(), self._elf.little_endian)
+        starts, ranges = self._aranges
+        i = bisect.bisect_right(starts, addr) - 1
+        if i < 0 or not addr < ranges[i][1]:
             return None
-        offset = self._aranges.cu_offset_at_addr(addr)
-        if offset is None:
-            return None
+        offset = ranges[i][2]
         if offset not in self._units:
             self._units[offset] = _functions(self._dwarf.get_CU_at(offset))
         return self._units[offset]
 
 
+def parse_aranges(data: bytes, little: bool) -> tuple[list[int], list[tuple[int, int, int]]]:
+    """(starts, [(start, end, unit offset)]) of .debug_aranges, by start (DWARF 6.1.2); read
+    here because pyelftools' construct parsing of libc's took 0.4 s."""
+    end_ = "<" if little else ">"
+    out: list[tuple[int, int, int]] = []
+    pos = 0
+    while pos + 4 <= len(data):
+        (length,) = struct.unpack_from(end_ + "I", data, pos)
+        offset_size, head = (8, 12) if length == 0xFFFFFFFF else (4, 4)
+        if length == 0xFFFFFFFF:
+            (length,) = struct.unpack_from(end_ + "Q", data, pos + 4)
+        unit_end = pos + head + length
+        if length == 0 or unit_end > len(data):
+            break
+        at = pos + head + 2                                  # past the version
+        (cu,) = struct.unpack_from(end_ + ("Q" if offset_size == 8 else "I"), data, at)
+        at += offset_size
+        asize = data[at]
+        if asize not in (4, 8):
+            break
+        at += 2
+        at += -(at - pos) % (2 * asize)                      # tuples align to twice their size
+        pair = struct.Struct(end_ + ("QQ" if asize == 8 else "II"))
+        while at + pair.size <= unit_end:
+            start, size = pair.unpack_from(data, at)
+            at += pair.size
+            if start == 0 and size == 0:
+                break
+            out.append((start, start + size, cu))
+        pos = unit_end
+    out.sort()
+    return [r[0] for r in out], out
+
+
 def _functions(cu: Any) -> tuple[list[int], list[tuple[int, int, str]]]:
-    """(starts, [(low, high, name)]) of a unit's subprograms with a pc range, by start."""
+    """(starts, [(low, high, name)]) of a unit's top-level subprograms with a pc range, by
+    start (their subtrees are skipped by DW_AT_sibling: a fifth of the DIEs)."""
     out: list[tuple[int, int, str]] = []
-    for die in cu.iter_DIEs():
+    for die in cu.get_top_DIE().iter_children():
         if die.tag != "DW_TAG_subprogram":
             continue
         attrs = die.attributes

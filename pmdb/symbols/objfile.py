@@ -14,7 +14,6 @@ stays the loaded object's (a debug file's .eh_frame holds no bytes), with the de
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 import struct
@@ -130,11 +129,12 @@ class ObjectFile:
         try:
             debug = self.debug_elf
             assert debug is not None
-            found = read_symbols(debug, bias=self.bias, module=self.module, origin=self.debug_path)
+            found = read_symbols(debug, bias=self.bias, module=self.module, origin=self.debug_path,
+                                 secondary=True)
         except FormatError:
             return []           # a damaged debug file: the object's own symbols still serve
         have = {(s.name, s.addr) for s in own}
-        return [dataclasses.replace(s, secondary=True) for s in found if (s.name, s.addr) not in have]
+        return [s for s in found if (s.name, s.addr) not in have]
 
     def contains(self, addr: int) -> bool:
         return self.start <= addr < self.end
