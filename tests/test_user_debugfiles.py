@@ -235,3 +235,51 @@ def test_fixture_cores_frames_equal_gdbs(user_cores: Path, name: str) -> None:
     exe = user_cores / json.loads((user_cores / "expected.json").read_text())[name]["executable"]
     target = open_target(str(core), config=Config(), symbol_files=[str(exe)])
     _compare(pmdb_frames(target), gdb_frame_names(exe, core))
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+def test_a_damaged_debug_file_costs_names_not_the_stacks(built: dict[str, Path], tmp_path: Path) -> None:
+    """libc6-dbg's file with its .debug_aranges and .debug_info scrambled, then cut short,
+    found by its (intact) build-id: no traceback, the stacks are unchanged, and frames fall
+    back to the names the symbols give."""
+    debug = libc_debug_file()
+    data = bytearray(debug.read_bytes())
+    elf, stream = open_elf(str(debug))
+    try:
+        spans = [(s["sh_offset"], s["sh_size"]) for s in elf.iter_sections()
+                 if s.name in (".debug_aranges", ".debug_info")]
+    finally:
+        stream.close()
+    for off, size in spans:
+        for i in range(off, off + size, 7):
+            data[i] ^= 0x5A
+    good = pmdb_frames(_open(built["core"], **NO_DEBUG))
+    for blob in (bytes(data), bytes(data[:0x3000])):
+        top = tmp_path / str(len(blob))
+        dest = top / ".build-id" / debug.parent.name / debug.name
+        dest.parent.mkdir(parents=True)
+        dest.write_bytes(blob)
+        target = _open(built["core"], **{"debuginfo.directories": [str(top)]})
+        ours = pmdb_frames(target)
+        assert [[pc for pc, _ in f] for f in ours.values()] == [[pc for pc, _ in f] for f in good.values()]
+        out, err = io.StringIO(), io.StringIO()
+        Session(target, stdout=out, stderr=err).run_line("::sizeof struct pthread")
+        assert "Traceback" not in err.getvalue() and len(err.getvalue().splitlines()) == 1
+
+
+def test_the_aranges_parser_refuses_bad_bytes() -> None:
+    """Synthetic blobs: a unit's tuples read up to their terminator; a length past the end,
+    a zero length or an odd address size end the table instead of reading beyond it."""
+    import struct
+
+    from pmdb.symbols.dwarfnames import parse_aranges
+
+    unit = struct.pack("<HIBB", 2, 0x40, 8, 0) + b"\0" * 4 + struct.pack("<QQQQQQ", 0x2000, 0x10, 0x1000, 0x20, 0, 0)
+    blob = struct.pack("<I", len(unit)) + unit
+    assert parse_aranges(blob, True) == ([0x1000, 0x2000], [(0x1000, 0x1020, 0x40), (0x2000, 0x2010, 0x40)])
+    assert parse_aranges(struct.pack("<I", 1 << 20) + unit, True) == ([], [])
+    assert parse_aranges(struct.pack("<I", 0) + unit, True) == ([], [])
+    odd = struct.pack("<HIBB", 2, 0, 3, 0) + b"\0" * 8
+    assert parse_aranges(struct.pack("<I", len(odd)) + odd, True) == ([], [])
+    assert parse_aranges(b"\x01\x02", True) == ([], [])
