@@ -438,3 +438,16 @@ def pmdb_frames(target: Any) -> dict[int, list[tuple[int, str | None]]]:
     return out
 
 
+
+
+def same_frames(ours: dict[int, list[tuple[int, str | None]]],
+                theirs: dict[int, list[tuple[int, str | None]]]) -> None:
+    """Assert pmdb's frames are gdb's, thread by thread: the same pcs and names, except that
+    a function's separate part is foo.cold in pmdb (foo+off would name another address) where
+    gdb's bt says foo."""
+    assert sorted(ours) == sorted(theirs)
+    for lwp, frames in theirs.items():
+        assert [pc for pc, _ in ours[lwp]] == [pc for pc, _ in frames], f"thread {lwp}"
+        mine = [(pc, n.removesuffix(".cold") if n and n != want else n)
+                for (pc, n), (_, want) in zip(ours[lwp], frames, strict=True)]
+        assert mine == frames, f"thread {lwp}"

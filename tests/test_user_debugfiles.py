@@ -33,6 +33,7 @@ from tests.cores import (
     kernel_core,
     kernel_cores_possible,
     pmdb_frames,
+    same_frames,
 )
 
 LIBC = Path("/lib/x86_64-linux-gnu/libc.so.6")
@@ -83,10 +84,7 @@ def _open(core: Path, *files: Path, **options: object) -> Target:
 
 def _compare(ours: dict[int, list[tuple[int, str | None]]],
              theirs: dict[int, list[tuple[int, str | None]]]) -> None:
-    assert sorted(ours) == sorted(theirs)
-    for lwp, frames in theirs.items():
-        assert [pc for pc, _ in ours[lwp]] == [pc for pc, _ in frames], f"thread {lwp}"
-        assert ours[lwp] == frames, f"thread {lwp}"
+    same_frames(ours, theirs)
 
 
 # -- libc6-dbg: found by build-id -----------------------------------------------------------

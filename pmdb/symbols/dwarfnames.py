@@ -15,6 +15,7 @@ import struct
 from typing import Any
 
 from elftools.common.exceptions import DWARFError, ELFError
+from elftools.dwarf.ranges import BaseAddressEntry
 from elftools.elf.elffile import ELFFile
 
 _FOREIGN = (ELFError, DWARFError, OSError, ValueError, KeyError, IndexError, struct.error,
@@ -30,11 +31,12 @@ class FunctionNames:
         self._dwarf: Any = None
         self._aranges: tuple[list[int], list[tuple[int, int, int]]] = ([], [])
         self._broken = False
-        self._units: dict[int, tuple[list[int], list[tuple[int, int, str]]]] = {}
+        self._units: dict[int, tuple[list[int], list[tuple[int, int, str, int]]]] = {}
 
     def function_at(self, addr: int) -> tuple[int, str] | None:
-        """(low_pc, name) of the function (its DW_AT_linkage_name, else DW_AT_name, through its
-        abstract origin); None without DWARF for addr or when the DWARF cannot be read."""
+        """(entry pc, name) of the function holding addr (its DW_AT_linkage_name, else
+        DW_AT_name, through its abstract origin); None without DWARF for addr or when the
+        DWARF cannot be read."""
         if self._broken:
             return None
         try:
@@ -49,12 +51,12 @@ class FunctionNames:
         # the last that holds addr: of equal ranges the last in DIE order (gdb's pick: clone3,
         # not __clone3, for three labels of one assembler function); a few back for nesting
         for i in range(top, max(top - 4, -1), -1):
-            lo, hi, name = funcs[i]
+            lo, hi, name, entry = funcs[i]
             if lo <= addr < hi:
-                return lo, name
+                return entry, name
         return None
 
-    def _unit_of(self, addr: int) -> tuple[list[int], list[tuple[int, int, str]]] | None:
+    def _unit_of(self, addr: int) -> tuple[list[int], list[tuple[int, int, str, int]]] | None:
         if self._dwarf is None:
             aranges = self._elf.get_section_by_name(".debug_aranges")
             if self._elf.get_section_by_name(".debug_info") is None or aranges is None:
@@ -106,23 +108,50 @@ def parse_aranges(data: bytes, little: bool) -> tuple[list[int], list[tuple[int,
     return [r[0] for r in out], out
 
 
-def _functions(cu: Any) -> tuple[list[int], list[tuple[int, int, str]]]:
-    """(starts, [(low, high, name)]) of a unit's top-level subprograms with a pc range, by
-    start (their subtrees are skipped by DW_AT_sibling: a fifth of the DIEs)."""
-    out: list[tuple[int, int, str]] = []
-    for die in cu.get_top_DIE().iter_children():
+def _functions(cu: Any) -> tuple[list[int], list[tuple[int, int, str, int]]]:
+    """(starts, [(low, high, name, entry)]) of each pc range of a unit's top-level subprograms,
+    by start; a function split in parts (DW_AT_ranges: foo and foo.cold) has a row per part,
+    each with the function's entry (its first range's start, as gdb takes it). Subtrees are
+    skipped by DW_AT_sibling: a fifth of the DIEs."""
+    out: list[tuple[int, int, str, int]] = []
+    top = cu.get_top_DIE()
+    base_attr = top.attributes.get("DW_AT_low_pc")
+    base = base_attr.value if base_attr is not None else 0
+    for die in top.iter_children():
         if die.tag != "DW_TAG_subprogram":
             continue
         attrs = die.attributes
         low, high = attrs.get("DW_AT_low_pc"), attrs.get("DW_AT_high_pc")
-        if low is None or high is None:
+        if low is not None and high is not None:
+            parts = [(low.value, high.value if high.form == "DW_FORM_addr" else low.value + high.value)]
+        elif "DW_AT_ranges" in attrs:
+            parts = _ranges(cu, attrs["DW_AT_ranges"], base)
+        else:
             continue
-        end = high.value if high.form == "DW_FORM_addr" else low.value + high.value
-        name = _name(die)
+        name = _name(die) if parts else None
         if name:
-            out.append((low.value, end, name))
+            out += [(lo, hi, name, parts[0][0]) for lo, hi in parts]
     out.sort(key=lambda f: f[0])          # stable: equal starts keep their DIE order
     return [f[0] for f in out], out
+
+
+def _ranges(cu: Any, attr: Any, base: int) -> list[tuple[int, int]]:
+    """The [low, high) parts of a DW_AT_ranges (an offset into .debug_ranges/.debug_rnglists;
+    the indexed form of split DWARF is not read)."""
+    if attr.form not in ("DW_FORM_sec_offset", "DW_FORM_data4", "DW_FORM_data8"):
+        return []
+    lists = cu.dwarfinfo.range_lists()
+    if lists is None:
+        return []
+    out = []
+    for entry in lists.get_range_list_at_offset(attr.value, cu=cu):
+        if isinstance(entry, BaseAddressEntry):
+            base = entry.base_address
+        elif entry.is_absolute:
+            out.append((entry.begin_offset, entry.end_offset))
+        else:
+            out.append((base + entry.begin_offset, base + entry.end_offset))
+    return [(lo, hi) for lo, hi in out if lo < hi]
 
 
 def _name(die: Any) -> str | None:

@@ -96,21 +96,18 @@ class ObjectFile:
         return self._debug[0]
 
     def dwarf_name(self, start: int, addr: int) -> str | None:
-        """The name the debug file's DWARF gives the function holding runtime address addr,
-        when that function begins at start (the symbol naming addr); None otherwise, and for
-        an object without a separate debug file (its own symbols are its DWARF's names)."""
-        if self.debug_path is None:
-            return None
+        """The name DWARF (the debug file's, else the object's own) gives the function holding
+        runtime address addr, when that function's entry is start, the symbol naming addr
+        (a part elsewhere, foo.cold, keeps its symbol: foo+off would be another address).
+        None without DWARF for addr."""
         if self._names is None:
             try:
-                debug = self.debug_elf
+                elf = self.debug_elf or self.elf
             except FormatError:
                 return None
-            if debug is None:
-                return None
-            self._names = FunctionNames(debug)
+            self._names = FunctionNames(elf)
         found = self._names.function_at(addr - self.bias)
-        return found[1] if found is not None and found[0] == start - self.bias else None
+        return found[1] if found is not None and start - self.bias == found[0] else None
 
     def symbols(self) -> list[Symbol]:
         """The object's own symbols, its debug file's (the static functions a stripped

@@ -116,6 +116,9 @@ def unwind_user(regs: dict[str, int], *, arch: Arch, memory: AddressSpace, objec
             # frame is the signal trampoline; its caller was interrupted, its pc is exact
             frame.note = frame.note or "signal handler called"
             nxt.note = "interrupted by a signal"
+            # the trampoline was not called: gdb names it by its pc (__restore_rt,
+            # __kernel_sigreturn), whose byte before belongs to no function
+            frame.call_site = False
         frames.append(nxt)
         frame = nxt
     return frames
