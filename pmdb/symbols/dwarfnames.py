@@ -11,10 +11,12 @@ few ms each; indexing all of libc's takes 12 s).
 from __future__ import annotations
 
 import bisect
+import io
 import struct
 from typing import Any
 
 from elftools.common.exceptions import DWARFError, ELFError
+from elftools.dwarf.dwarfinfo import DebugSectionDescriptor, DwarfConfig, DWARFInfo
 from elftools.dwarf.ranges import BaseAddressEntry
 from elftools.elf.elffile import ELFFile
 
@@ -62,7 +64,7 @@ class FunctionNames:
             if self._elf.get_section_by_name(".debug_info") is None or aranges is None:
                 self._broken = True
                 return None
-            self._dwarf = self._elf.get_dwarf_info(relocate_dwarf_sections=False)
+            self._dwarf = _names_dwarf(self._elf)
             self._aranges = parse_aranges(aranges.data(), self._elf.little_endian)
         starts, ranges = self._aranges
         i = bisect.bisect_right(starts, addr) - 1
@@ -72,6 +74,30 @@ class FunctionNames:
         if offset not in self._units:
             self._units[offset] = _functions(self._dwarf.get_CU_at(offset))
         return self._units[offset]
+
+
+# what naming needs; get_dwarf_info() would also inflate libc's line and location tables
+_NEEDED = ("info", "abbrev", "str", "line_str", "ranges", "rnglists", "addr", "str_offsets")
+_ALL = ("info", "aranges", "abbrev", "frame", "str", "loc", "ranges", "line", "pubtypes",
+        "pubnames", "addr", "str_offsets", "line_str", "loclists", "rnglists", "sup", "types")
+
+
+def _names_dwarf(elf: ELFFile) -> DWARFInfo:
+    """A DWARFInfo over only the sections function names need (each inflated once when
+    SHF_COMPRESSED: pyelftools' Section.data() does it)."""
+    sections: dict[str, DebugSectionDescriptor | None] = {}
+    for short in _ALL:
+        sec = elf.get_section_by_name(f".debug_{short}") if short in _NEEDED else None
+        if sec is None or sec["sh_type"] == "SHT_NOBITS":
+            sections[f"debug_{short}_sec"] = None
+            continue
+        data = sec.data()
+        sections[f"debug_{short}_sec"] = DebugSectionDescriptor(
+            io.BytesIO(data), sec.name, sec["sh_offset"], len(data), sec["sh_addr"])
+    return DWARFInfo(config=DwarfConfig(little_endian=elf.little_endian,
+                                        default_address_size=elf.elfclass // 8,
+                                        machine_arch=elf.get_machine_arch()),
+                     eh_frame_sec=None, gnu_debugaltlink_sec=None, **sections)  # type: ignore[arg-type]
 
 
 def parse_aranges(data: bytes, little: bool) -> tuple[list[int], list[tuple[int, int, int]]]:

@@ -177,6 +177,11 @@ class SymbolTable:
         """best renamed as DWARF names its function (see ``rename``): its alias of that name,
         else best under that name."""
         assert self.rename is not None
+        # DWARF can only differ from a lone symbol's name for a GCC clone (foo.constprop.0):
+        # others are not looked up (a unit's DIEs cost tens of ms to parse)
+        lone = bisect.bisect_right(self._addrs, best.addr) - bisect.bisect_left(self._addrs, best.addr) == 1
+        if lone and "." not in best.name:
+            return best
         name = self.rename(best, addr)
         if name is None or name == best.name:
             return best
