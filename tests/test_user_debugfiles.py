@@ -235,6 +235,29 @@ def test_fixture_cores_frames_equal_gdbs(user_cores: Path, name: str) -> None:
     _compare(pmdb_frames(target), gdb_frame_names(exe, core))
 
 
+def test_cfi_of_a_program_without_unwind_tables_comes_from_its_debug_file(tmp_path: Path) -> None:
+    """Built with -fno-asynchronous-unwind-tables -fomit-frame-pointer, a program's CFI is
+    only in .debug_frame, which strip moves to its debug file: every frame is unwound by it
+    (no frame-pointer guess) and equals gdb's."""
+    if not all(shutil.which(t) for t in ("gcc", "gdb", "objcopy", "strip")):
+        need_tools("needs gcc, gdb, objcopy and strip")
+    exe = tmp_path / "threads"
+    subprocess.run(["gcc", "-g", "-O2", "-fno-asynchronous-unwind-tables", "-fno-unwind-tables",
+                    "-fomit-frame-pointer", "-pthread", "-o", str(exe), str(THREADS_C)], check=True,
+                   capture_output=True, timeout=120)
+    for cmd in (["objcopy", "--only-keep-debug", "threads", "threads.debug"], ["strip", "--strip-all", "threads"],
+                ["objcopy", "--add-gnu-debuglink=threads.debug", "threads"]):
+        subprocess.run(cmd, check=True, capture_output=True, timeout=60, cwd=tmp_path)
+    core = _core(exe, tmp_path / "core")
+    target = _open(core, **NO_DEBUG)
+    main = target.os.objects.main
+    assert main is not None and main.debug_path == str(tmp_path / "threads.debug")
+    _compare(pmdb_frames(target), gdb_frame_names(exe, core, debug_dir="/nonexistent"))
+    for thread in target.threads():
+        frames = target.stack(thread)
+        assert all(f.method == "cfi" for f in frames[1:]), [(f.pc, f.method) for f in frames]
+
+
 # -- bad input -------------------------------------------------------------------------------
 
 def test_a_damaged_debug_file_costs_names_not_the_stacks(built: dict[str, Path], tmp_path: Path) -> None:
