@@ -31,7 +31,7 @@ class FunctionNames:
     def __init__(self, elf: ELFFile) -> None:
         self._elf = elf
         self._dwarf: Any = None
-        self._aranges: tuple[list[int], list[tuple[int, int, int]]] = ([], [])
+        self._aranges: tuple[list[int], list[tuple[int, int, int]]] | None = None
         self._broken = False
         self._units: dict[int, tuple[list[int], list[tuple[int, int, str, int]]]] = {}
 
@@ -59,19 +59,20 @@ class FunctionNames:
         return None
 
     def _unit_of(self, addr: int) -> tuple[list[int], list[tuple[int, int, str, int]]] | None:
-        if self._dwarf is None:
+        if self._aranges is None:
             aranges = self._elf.get_section_by_name(".debug_aranges")
             if self._elf.get_section_by_name(".debug_info") is None or aranges is None:
                 self._broken = True
                 return None
-            self._dwarf = _names_dwarf(self._elf)
             self._aranges = parse_aranges(aranges.data(), self._elf.little_endian)
         starts, ranges = self._aranges
         i = bisect.bisect_right(starts, addr) - 1
         if i < 0 or not addr < ranges[i][1]:
-            return None
+            return None             # data, or code without DWARF: .debug_info stays unread
         offset = ranges[i][2]
         if offset not in self._units:
+            if self._dwarf is None:
+                self._dwarf = _names_dwarf(self._elf)
             self._units[offset] = _functions(self._dwarf.get_CU_at(offset))
         return self._units[offset]
 
