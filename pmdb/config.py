@@ -68,7 +68,7 @@ OPTIONS: tuple[Option, ...] = (
            1, 1 << 40),
     Option("debuginfo.directories", list, ["/usr/lib/debug"], "directories searched for a kernel's "
            "debug vmlinux (Debian's -dbg layout: boot/vmlinux-RELEASE, lib/modules/RELEASE/vmlinux, "
-           ".build-id/)"),
+           ".build-id/) and for user cores' separate debug files (.build-id/, .gnu_debuglink)"),
     Option("debuginfo.kernel_btf", bool, True, "read the kernel's types from the dump's BTF; "
            "false: from the debug vmlinux's DWARF alone"),
     Option("cache.directory", str, "", "where decompressed dumps, kernel BTF and DWARF indexes are kept "

@@ -137,19 +137,20 @@ def radix_text(value: int, radix: int, *, show_base: bool = False) -> str:
 
 
 def bit_diagram(value: int) -> list[str]:
-    """The ``j`` format: value in binary, then a line per set bit, lowest first, with a
-    leader from its column to its number and mask (``+-- bit 0 mask 0x01``)."""
+    """The ``j`` format: value in binary, a caret under each set bit, then a line per set
+    bit, lowest first, with a leader from its column to its number and mask. Bit numbers are
+    right-aligned to the widest and masks zero-padded to the highest one's hex digits
+    (``bit  0 mask 0x001`` .. ``bit 11 mask 0x800``), as the mdb-derived jfmt prints them."""
     if value == 0:
         return ["0"]
     binary = f"{value:b}"
     width = len(binary)
     bits = [b for b in range(width) if value >> b & 1]
-    mask_digits = len(f"{1 << bits[-1]:x}")
-    mask_digits += mask_digits % 2           # whole bytes: 0x01 .. 0x10
+    mask_digits = bits[-1] // 4 + 1
     num_width = len(str(bits[-1]))
-    lines = [binary, "".join("|" if value >> (width - 1 - c) & 1 else " " for c in range(width)).rstrip()]
+    lines = [binary, "".join("^" if value >> (width - 1 - c) & 1 else " " for c in range(width)).rstrip()]
     for b in bits:
         col = width - 1 - b
         lead = "".join("|" if value >> (width - 1 - c) & 1 else " " for c in range(col))
-        lines.append(f"{lead}+{'-' * (width - 1 - col)}-- bit {b:<{num_width}} mask 0x{1 << b:0{mask_digits}x}")
+        lines.append(f"{lead}+{'-' * (width - 1 - col)}-- bit {b:>{num_width}} mask 0x{1 << b:0{mask_digits}x}")
     return lines

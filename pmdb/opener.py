@@ -194,7 +194,8 @@ def _open_user_core(core: ElfCore, *, config: Config, symbol_files: Sequence[str
     warnings: list[str] = []
     objects = load_objects(core.space(), proc.mappings(), core_path=core.path, arch=core.arch,
                            search_path=search_path, sysroot=root, extra_files=symbol_files,
-                           check_build_id=check, main_at=proc.executable_address())
+                           check_build_id=check, main_at=proc.executable_address(),
+                           debug_directories=config.get("debuginfo.directories"))
     vdso_at = proc.aux("AT_SYSINFO_EHDR")
     if vdso_at and objects.object_at(vdso_at) is None:
         vdso = image_object(core.space(), vdso_at)
@@ -203,7 +204,8 @@ def _open_user_core(core: ElfCore, *, config: Config, symbol_files: Sequence[str
     proc.objects = objects
     symbols = objects.symbol_table()
     types = TypeRegistry(core.arch.ptr_size)
-    types.add_source(objects.type_source())
+    for source in objects.type_sources():
+        types.add_source(source)
     warnings.extend(objects.warnings)
     target = Target(path=core.path, arch=core.arch, memory=core.space(), symbols=symbols,
                     types=types, os=proc, kind="user-core")

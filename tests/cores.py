@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -377,3 +378,76 @@ def gcore_running(argv: Sequence[str], workdir: Path) -> tuple[Path, int]:
     if not core.exists():
         raise RuntimeError(f"gcore wrote no core of {argv[0]}")
     return core, proc.pid
+
+
+# -- frames named by minimal symbols (issue 16: debug files; issue 15: real programs) ------
+
+# per thread: the real frames (inlined and tail-call frames are not on the stack) and the
+# name gdb gives each: its DWARF function's when it has one, else its minimal symbol's
+_GDB_FRAMES = r'''
+import gdb, json
+out = []
+for th in sorted(gdb.selected_inferior().threads(), key=lambda t: t.num):
+    th.switch()
+    frame, frames = gdb.newest_frame(), []
+    while frame is not None and len(frames) < 100:
+        if frame.type() not in (gdb.INLINE_FRAME, gdb.TAILCALL_FRAME):
+            frames.append([frame.pc(), frame.name()])
+        try:
+            frame = frame.older()
+        except gdb.error:
+            break
+    out.append({"lwp": th.ptid[1], "frames": frames})
+print("PMDB-FRAMES:" + json.dumps(out))
+'''
+
+
+def gdb_frame_names(exe: Path, core: Path, *, debug_dir: str | None = None
+                    ) -> dict[int, list[tuple[int, str | None]]]:
+    """lwp -> [(pc, name)] of each real frame, as gdb unwinds and names them (``bt`` without
+    the inlined frames); debug_dir replaces gdb's debug-file-directory (a missing one: no
+    separate debug files)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(_GDB_FRAMES)
+        script = f.name
+    cmd = ["gdb", "-q", "-nx", "-batch"]
+    if debug_dir is not None:
+        cmd += ["-iex", f"set debug-file-directory {debug_dir}"]
+    cmd += ["-ex", "set backtrace past-main on", "-ex", "set backtrace past-entry on",
+            "-ex", f"source {script}", str(exe), "-c", str(core)]
+    try:
+        text = subprocess.run(cmd, capture_output=True, text=True, timeout=GDB_TIMEOUT).stdout
+    finally:
+        os.unlink(script)
+    for line in text.splitlines():
+        if line.startswith("PMDB-FRAMES:"):
+            return {t["lwp"]: [(pc, name) for pc, name in t["frames"]]
+                    for t in json.loads(line[len("PMDB-FRAMES:"):])}
+    raise RuntimeError(f"gdb gave no frames for {core}:\n{text[-500:]}")
+
+
+def pmdb_frames(target: Any) -> dict[int, list[tuple[int, str | None]]]:
+    """lwp -> [(pc, symbol name)] of every frame pmdb unwinds, named as its stacks name them."""
+    out = {}
+    for thread in target.threads():
+        rows = []
+        for frame in target.stack(thread):
+            hit = target.symbols.resolve(frame.pc - 1 if frame.call_site else frame.pc)
+            rows.append((frame.pc, hit[0].name if hit else None))
+        out[thread.id] = rows
+    return out
+
+
+
+
+def same_frames(ours: dict[int, list[tuple[int, str | None]]],
+                theirs: dict[int, list[tuple[int, str | None]]]) -> None:
+    """Assert pmdb's frames are gdb's, thread by thread: the same pcs and names, except that
+    a function's separate part is foo.cold in pmdb (foo+off would name another address) where
+    gdb's bt says foo."""
+    assert sorted(ours) == sorted(theirs)
+    for lwp, frames in theirs.items():
+        assert [pc for pc, _ in ours[lwp]] == [pc for pc, _ in frames], f"thread {lwp}"
+        mine = [(pc, n.removesuffix(".cold") if n and n != want else n)
+                for (pc, n), (_, want) in zip(ours[lwp], frames, strict=True)]
+        assert mine == frames, f"thread {lwp}"

@@ -105,9 +105,25 @@ LAYOUTS = [
     ("0t800=E", IND + "800                  \n"),
     ("0x800=X", IND + "800             \n"),
     ("1=D", IND + "1               \n"),
-    ("0i11_101=j", IND + "11101\n" + IND + "||| |\n" + IND + "||| +-- bit 0 mask 0x01\n"
+    ("0i11_101=j", IND + "11101\n" + IND + "^^^ ^\n" + IND + "||| +-- bit 0 mask 0x01\n"
      + IND + "||+---- bit 2 mask 0x04\n" + IND + "|+----- bit 3 mask 0x08\n"
      + IND + "+------ bit 4 mask 0x10\n"),
+    # past bit 9: numbers right-aligned, masks as wide as the highest (jfmt's 04751)
+    ("0o4751=j", IND + "100111101001\n" + IND + "^  ^^^^ ^  ^\n"
+     + IND + "|  |||| |  +-- bit  0 mask 0x001\n" + IND + "|  |||| +----- bit  3 mask 0x008\n"
+     + IND + "|  |||+------- bit  5 mask 0x020\n" + IND + "|  ||+-------- bit  6 mask 0x040\n"
+     + IND + "|  |+--------- bit  7 mask 0x080\n" + IND + "|  +---------- bit  8 mask 0x100\n"
+     + IND + "+------------- bit 11 mask 0x800\n"),
+    ("0xf001000b=j", IND + "11110000000000010000000000001011\n"
+     + IND + "^^^^           ^            ^ ^^\n"
+     + IND + "||||           |            | |+-- bit  0 mask 0x00000001\n"
+     + IND + "||||           |            | +--- bit  1 mask 0x00000002\n"
+     + IND + "||||           |            +----- bit  3 mask 0x00000008\n"
+     + IND + "||||           +------------------ bit 16 mask 0x00010000\n"
+     + IND + "|||+------------------------------ bit 28 mask 0x10000000\n"
+     + IND + "||+------------------------------- bit 29 mask 0x20000000\n"
+     + IND + "|+-------------------------------- bit 30 mask 0x40000000\n"
+     + IND + "+--------------------------------- bit 31 mask 0x80000000\n"),
     ("0=j", IND + "0\n"),
 ]
 

@@ -27,10 +27,12 @@ _SYM32 = ("IIIBBH", (0, 3, 5, 1, 2))
 
 
 def read_symbols(elf: ELFFile, *, bias: int = 0, module: str | None = None,
-                 origin: str = "", kinds: Collection[str] | None = None) -> list[Symbol]:
+                 origin: str = "", kinds: Collection[str] | None = None,
+                 secondary: bool = False) -> list[Symbol]:
     """Defined function/object symbols of an ELF, at their runtime (biased) addresses;
     with ``kinds``, only those ("func", "object", "other"), the others never decoded (a
-    vmlinux has 120k symbols; a 32-bit kernel's kallsyms lacks only its objects).
+    vmlinux has 120k symbols; a 32-bit kernel's kallsyms lacks only its objects);
+    ``secondary`` marks them as a separate debug file's (Symbol.secondary).
 
     .symtab holds the static functions too; .dynsym is what a stripped file
     still has. The table is unpacked in bulk (pyelftools' per-symbol parsing made
@@ -43,7 +45,7 @@ def read_symbols(elf: ELFFile, *, bias: int = 0, module: str | None = None,
         strtab = elf.get_section(table["sh_link"])
         raw = _section_bytes(elf, table)
         names = _section_bytes(elf, strtab)
-        return list(_convert(raw, names, elf.elfclass, elf.little_endian, bias, module, kinds))
+        return list(_convert(raw, names, elf.elfclass, elf.little_endian, bias, module, kinds, secondary))
     except (ELFError, ValueError, OSError, KeyError, AssertionError, struct.error) as err:
         raise FormatError(f"{origin or 'ELF file'}: bad symbol table: {err}") from None
 
@@ -68,7 +70,8 @@ def _section_bytes(elf: ELFFile, section: Section) -> bytes:
 
 
 def _convert(raw: bytes, names: bytes, elfclass: int, little: bool, bias: int,
-             module: str | None, kinds: Collection[str] | None = None) -> Iterator[Symbol]:
+             module: str | None, kinds: Collection[str] | None = None,
+             secondary: bool = False) -> Iterator[Symbol]:
     fmt, (i_name, i_info, i_shndx, i_value, i_size) = _SYM64 if elfclass == 64 else _SYM32
     layout = struct.Struct(("<" if little else ">") + fmt)
     usable = len(raw) - len(raw) % layout.size
@@ -93,5 +96,11 @@ def _convert(raw: bytes, names: bytes, elfclass: int, little: bool, bias: int,
         # ARM/aarch64 mapping symbols ($x, $d) mark code/data runs, not names
         if not name or name.startswith("$"):
             continue
+        # a default symbol version (memcpy@@GLIBC_2.14, in a debug file's .symtab) names the
+        # function itself, as gdb prints it; a hidden one (memcpy@GLIBC_2.2.5) stays distinct
+        at = name.find("@@")
+        if at > 0:
+            name = name[:at]
         addr = value + (bias if shndx != _SHN_ABS else 0)
-        yield Symbol(name, addr, fields[i_size], kind, module, _BINDINGS.get(info >> 4, "global"))
+        yield Symbol(name, addr, fields[i_size], kind, module, _BINDINGS.get(info >> 4, "global"),
+                     secondary=secondary)

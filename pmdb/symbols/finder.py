@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import struct
+import zlib
 from collections.abc import Sequence
 
 from elftools.common.exceptions import ELFError
@@ -100,4 +101,89 @@ def find_file(recorded: str, *, core_dir: str, search_path: Sequence[str] = (), 
             if build_id_of_file(path) != expected_build_id:
                 continue
         return path
+    return None
+
+
+# -- separate debug files ----------------------------------------------------------------
+
+def debuglink(elf: ELFFile) -> tuple[str, int] | None:
+    """(file name, CRC-32) of an ELF's .gnu_debuglink section, or None."""
+    try:
+        sec = elf.get_section_by_name(".gnu_debuglink")
+        if sec is None or sec["sh_type"] == "SHT_NOBITS":
+            return None
+        data = sec.data()
+    except (ELFError, ValueError, OSError, struct.error, KeyError, AssertionError):
+        return None
+    end = data.find(b"\0")
+    if end <= 0:
+        return None
+    crc_at = (end + 4) & ~3          # the name, its NUL, padding to 4, then the CRC
+    if crc_at + 4 > len(data):
+        return None
+    (crc,) = struct.unpack_from("<I" if elf.little_endian else ">I", data, crc_at)
+    return data[:end].decode("utf-8", "replace"), crc
+
+
+def file_crc32(path: str) -> int | None:
+    """The CRC-32 .gnu_debuglink records (zlib's polynomial), or None when unreadable."""
+    crc = 0
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                crc = zlib.crc32(chunk, crc)
+    except OSError:
+        return None
+    return crc
+
+
+def is_debug_only(path: str) -> bool:
+    """A separate debug file (objcopy --only-keep-debug): its .text holds no bytes."""
+    try:
+        with open(path, "rb") as f:
+            text = ELFFile(f).get_section_by_name(".text")
+            return text is not None and text["sh_type"] == "SHT_NOBITS"
+    except (OSError, ELFError, ValueError, struct.error, KeyError, AssertionError):
+        return False
+
+
+def debug_candidates(path: str, build_id: bytes | None, link: str | None,
+                     directories: Sequence[str]) -> list[str]:
+    """Where gdb looks for an object's debug file, in its order: each directory's
+    .build-id/xx/rest.debug, then the debuglink name beside the object, in its .debug/, and
+    under each directory at the object's own path (Debian's older -dbg layout)."""
+    tops = [os.path.expanduser(d) for d in directories]
+    out: list[str] = []
+    if build_id and len(build_id) > 1:
+        hexid = build_id.hex()
+        out += [os.path.join(t, ".build-id", hexid[:2], f"{hexid[2:]}.debug") for t in tops]
+    if link:
+        link = os.path.basename(link)
+        dirs = list(dict.fromkeys([os.path.dirname(path), os.path.dirname(os.path.realpath(path))]))
+        for d in dirs:
+            out += [os.path.join(d, link), os.path.join(d, ".debug", link)]
+        for d in dirs:
+            out += [os.path.join(t, d.lstrip("/"), link) for t in tops]
+    return list(dict.fromkeys(p for p in out if os.path.abspath(p) != os.path.abspath(path)))
+
+
+def matches_object(debug_path: str, build_id: bytes | None, link_crc: int | None) -> bool:
+    """A debug file belongs to an object when their build-ids agree; an object without a
+    build-id is matched by its debuglink's CRC of the whole file."""
+    if build_id:
+        return build_id_of_file(debug_path) == build_id
+    return link_crc is not None and file_crc32(debug_path) == link_crc
+
+
+def find_debug_file(path: str, elf: ELFFile, *, build_id: bytes | None, directories: Sequence[str],
+                    named: Sequence[str] = ()) -> str | None:
+    """The separate debug file of the object at path: one of ``named`` (-s files) first, then
+    the search of debug_candidates; each must match the object (matches_object)."""
+    link = debuglink(elf)
+    crc = link[1] if link else None
+    if build_id is None and link is None:
+        return None
+    for cand in [*named, *debug_candidates(path, build_id, link[0] if link else None, directories)]:
+        if os.path.isfile(cand) and matches_object(cand, build_id, crc):
+            return cand
     return None

@@ -11,9 +11,10 @@ change.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import fnmatch
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,6 +32,9 @@ class Symbol:
     module: str | None = None  # library or kernel module basename; None for the main object
     binding: str = "global"    # global, local, weak
     letter: str = ""           # the nm-style type letter kallsyms keeps ("T", "t", "D", ...)
+    # from a separate debug file: names an address only where the object's own symbols do
+    # not (gdb looks at a stripped library's .dynsym before its debug file's .symtab)
+    secondary: bool = False
 
     def contains(self, addr: int) -> bool:
         return self.addr <= addr < self.addr + max(self.size, 1)
@@ -59,8 +63,12 @@ class SymbolTable:
         # first_alias: of two symbols at one address, name it after the one added first, as
         # the kernel does (kallsyms keeps aliases in a fixed order and get_symbol_pos() takes
         # the first: /proc/PID/stack and oops traces say __do_sys_pause, not its alias
-        # __x64_sys_pause); otherwise prefer a global symbol, as gdb does for user programs
+        # __x64_sys_pause); otherwise choose as gdb does for user programs (_prefer)
         self.first_alias = first_alias
+        # rename(symbol, addr): the name DWARF (a library's debug file) gives the function of
+        # addr that symbol starts, or None: gdb names frames by DWARF first (read() is
+        # __GI___libc_read, an alias; a GCC clone foo.constprop.0 is foo, a name no symbol has)
+        self.rename: Callable[[Symbol, int], str | None] | None = None
         # global index -> Symbol; None for a source's symbol not made yet
         self._syms: list[Symbol | None] = []
         self._by_name: dict[str, list[int]] = {}          # symbols added one by one
@@ -147,7 +155,9 @@ class SymbolTable:
         best: Symbol | None = None
         # several symbols may share an address or nest: prefer one that contains addr
         j = i
-        while j >= 0 and j > i - 8:
+        top = self._addrs[i] if i >= 0 else 0
+        # every alias at the highest address (libc has a dozen at one), a few below it
+        while j >= 0 and (j > i - 8 or self._addrs[j] == top):
             s = self._symbol(self._order[j])
             if s.contains(addr):
                 if best is None or _prefer(s, best, self.first_alias):
@@ -159,7 +169,26 @@ class SymbolTable:
             j -= 1
         if best is None:
             return None
+        if self.rename is not None:
+            best = self._dwarf_alias(best, addr)
         return best, addr - best.addr
+
+    def _dwarf_alias(self, best: Symbol, addr: int) -> Symbol:
+        """best renamed as DWARF names its function (see ``rename``): its alias of that name,
+        else best under that name."""
+        assert self.rename is not None
+        # DWARF can only differ from a lone symbol's name for a GCC clone (foo.constprop.0):
+        # others are not looked up (a unit's DIEs cost tens of ms to parse)
+        lone = bisect.bisect_right(self._addrs, best.addr) - bisect.bisect_left(self._addrs, best.addr) == 1
+        if lone and "." not in best.name:
+            return best
+        name = self.rename(best, addr)
+        if name is None or name == best.name:
+            return best
+        for sym in self.named(name):
+            if sym.addr == best.addr and sym.module == best.module:
+                return sym
+        return dataclasses.replace(best, name=name)
 
     def describe(self, addr: int, *, call_site: bool = False) -> str:
         """``sym+0x10`` (with ``lib`` prefix for a shared object), or the hex address.
@@ -243,11 +272,20 @@ def _prefer(a: Symbol, b: Symbol, first_alias: bool) -> bool:
     address that both contain better than ``b``."""
     if (a.kind == "func") != (b.kind == "func"):
         return a.kind == "func"
-    if first_alias and (a.addr, a.size) == (b.addr, b.size):
-        return True
-    if (a.binding == "global") != (b.binding == "global"):
-        return a.binding == "global"
-    return a.size < b.size
+    if first_alias:
+        if (a.addr, a.size) == (b.addr, b.size):
+            return True
+        if (a.binding == "global") != (b.binding == "global"):
+            return a.binding == "global"
+        return a.size < b.size
+    # gdb's minimal symbols: the object's own before its debug file's, then, of aliases, the
+    # last in strcmp order (gdb sorts equal addresses by name and takes the last): read, not
+    # __read; clone3, not __GI___clone3
+    if a.addr != b.addr:
+        return a.addr > b.addr
+    if a.secondary != b.secondary:
+        return b.secondary
+    return a.name.encode() > b.name.encode()
 
 
 def _module_matches(module: str | None, wanted: str) -> bool:

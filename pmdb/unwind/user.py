@@ -32,26 +32,32 @@ class _Objects(Protocol):
 
 
 # CFI tables per ObjectFile, built once; weak so a closed target frees them.
-_TABLES: weakref.WeakKeyDictionary[Any, CfiTable | None] = weakref.WeakKeyDictionary()
+_TABLES: weakref.WeakKeyDictionary[Any, list[CfiTable]] = weakref.WeakKeyDictionary()
 
 
-def cfi_table(obj: Any, arch: Arch) -> CfiTable | None:
-    """The (cached) CFI of an object file; None when it has none or cannot be read."""
+def cfi_tables(obj: Any, arch: Arch) -> list[CfiTable]:
+    """The (cached) CFI of an object file, in the order to ask: its own .eh_frame and
+    .debug_frame, then its separate debug file's .debug_frame (a program built without
+    unwind tables keeps its CFI there; the debug file's .eh_frame is NOBITS). Tables that
+    are empty or unreadable are left out."""
     try:
         return _TABLES[obj]
     except (KeyError, TypeError):
         pass
-    try:
-        table: CfiTable | None = CfiTable(obj.elf, window_save=arch.name == "sparc64")
-        if table is not None and table.empty:
+    tables: list[CfiTable] = []
+    for elf in (lambda: obj.elf, lambda: getattr(obj, "debug_elf", None)):
+        try:
+            found = elf()
+            table = CfiTable(found, window_save=arch.name == "sparc64") if found is not None else None
+        except FormatError:
             table = None
-    except FormatError:
-        table = None
+        if table is not None and not table.empty:
+            tables.append(table)
     try:
-        _TABLES[obj] = table
+        _TABLES[obj] = tables
     except TypeError:
         pass  # not weak-referenceable: no cache, still correct
-    return table
+    return tables
 
 
 # Per address space: page -> the in-memory ELF image covering it (or None).
@@ -116,6 +122,9 @@ def unwind_user(regs: dict[str, int], *, arch: Arch, memory: AddressSpace, objec
             # frame is the signal trampoline; its caller was interrupted, its pc is exact
             frame.note = frame.note or "signal handler called"
             nxt.note = "interrupted by a signal"
+            # the trampoline was not called: gdb names it by its pc (__restore_rt,
+            # __kernel_sigreturn), whose byte before belongs to no function
+            frame.call_site = False
         frames.append(nxt)
         frame = nxt
     return frames
@@ -131,10 +140,10 @@ def _step(frame: Frame, exact: bool, arch: Arch, memory: AddressSpace,
     """(caller registers, method, this frame's CFA, whether the caller's pc is exact)."""
     lookup = frame.pc if exact else frame.pc - 1    # the call, not what follows it
     obj = objects.object_at(lookup) or memory_object(memory, lookup, arch)
-    table = cfi_table(obj, arch) if obj is not None else None
-    if obj is not None and table is not None:
+    bias = obj.bias if obj is not None else 0
+    for table in cfi_tables(obj, arch) if obj is not None else ():
         try:
-            row = table.row(lookup - obj.bias)
+            row = table.row(lookup - bias)
         except FormatError as err:
             raise StepFailed(str(err)) from None
         if row is not None:

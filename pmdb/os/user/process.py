@@ -203,7 +203,9 @@ def process_status(proc: UserProcess) -> list[tuple[str, str]]:
     fname, args = proc.program()
     rows = [("debugging core file", proc.core.path), ("program", fname or "?")]
     if args:
-        rows.append(("arguments", args))
+        # one row: a newline in an argument (python3 -c 'SCRIPT') would break it
+        rows.append(("arguments", "".join(c if c.isprintable() else c.encode("unicode_escape").decode()
+                                          for c in args)))
     pid = proc.psinfo.pid if proc.psinfo else (proc.prstatus[0].pid if proc.prstatus else 0)
     rows.append(("pid", str(pid)))
     exe = proc.executable()
