@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -105,12 +106,19 @@ def test_sigint_stops_an_endless_command() -> None:
     target_for(folder, name)           # skips without the fixture
     cfg = ROOT / "tests" / "data" / "limits-unbounded.toml"
     proc = subprocess.Popen([sys.executable, "-m", "pmdb", "--config", str(cfg), path, "-e",
-                             "init_task,ffffffff/n; init_task,ffffffff/+; 1=D"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PMDB_CACHE_DIR": os.environ.get("PMDB_CACHE_DIR", "")})
-    time.sleep(2.0)
+                             "::echo started; init_task,ffffffff/n; init_task,ffffffff/+; 1=D"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PMDB_CACHE_DIR": os.environ.get("PMDB_CACHE_DIR", ""),
+                                 "PYTHONUNBUFFERED": "1"})
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().strip() == "started"   # started, however long that took under load
+    drain = threading.Thread(target=proc.stdout.read, daemon=True)
+    drain.start()
+    time.sleep(0.5)                    # the endless format is running ...
     proc.send_signal(signal.SIGINT)
+    first = proc.stderr.readline()     # ... is stopped, and the next one starts
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=20)
+    _, rest = proc.communicate(timeout=20)
+    err = first + rest
     assert err.count("pmdb: interrupted") == 2, err
