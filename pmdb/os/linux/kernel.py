@@ -8,6 +8,7 @@ and kept, so opening a dump costs only what the first command needs.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +22,7 @@ from pmdb.os.linux.mm.kernel_memory import KernelMemory
 from pmdb.os.linux.printk.panicmsg import log_texts
 from pmdb.os.linux.stacks.frames import Unwinder, unwind_kernel_task
 from pmdb.os.linux.tasks.cpus import Cpu, read_cpus
+from pmdb.os.linux.tasks.registers import SavedRegisters
 from pmdb.os.linux.tasks.tasks import Task, TaskLayout, TaskReader, collect_tasks, group_leaders, thread_group
 from pmdb.symbols.kmodules import KernelModule, RegistryOffsets
 from pmdb.threads import Mapping, Thread
@@ -231,9 +233,9 @@ class LinuxKernel:
                 for i, c in enumerate((c for c in self.cpus() if c.registers), 1)]
 
     def _thread(self, index: int, task: Task, cpu: Cpu | None) -> Thread:
-        regs = dict(cpu.registers) if cpu is not None and cpu.registers else {}
-        if not regs and cpu is None:
-            regs = self._saved_registers(task.address)
+        regs: dict[str, int] = dict(cpu.registers) if cpu is not None and cpu.registers else {}
+        if not regs and cpu is None:      # read from its stack when asked: not for ::ps
+            regs = SavedRegisters(functools.partial(self._saved_registers, task.address))
         return Thread(id=task.pid, registers=regs, name=task.comm, index=index, address=task.address,
                       extra={"cpu": task.cpu, "state": task.state, "ppid": task.ppid})
 
