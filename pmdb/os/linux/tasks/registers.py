@@ -7,7 +7,7 @@ dict whose contents are loaded on first use; every way of reading it loads it fi
 
 from __future__ import annotations
 
-from collections.abc import Callable, ItemsView, Iterator, KeysView, ValuesView
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -55,15 +55,15 @@ class SavedRegisters(dict[str, int]):
         self._fill()
         return super().get(key, default)
 
-    def keys(self) -> KeysView[str]:
+    def keys(self) -> Any:
         self._fill()
         return super().keys()
 
-    def values(self) -> ValuesView[int]:
+    def values(self) -> Any:
         self._fill()
         return super().values()
 
-    def items(self) -> ItemsView[str, int]:
+    def items(self) -> Any:
         self._fill()
         return super().items()
 
@@ -87,7 +87,7 @@ class SavedRegisters(dict[str, int]):
         self._fill()
         return super().setdefault(key, default)
 
-    def __or__(self, other: Any) -> dict[str, int]:
+    def __or__(self, other: Any) -> dict[str, int]:  # type: ignore[override]
         self._fill()
         return dict(super().items()) | dict(other)
 
