@@ -22,7 +22,7 @@ from pmdb.os.linux.mm.kernel_memory import KernelMemory
 from pmdb.os.linux.printk.panicmsg import log_texts
 from pmdb.os.linux.stacks.frames import Unwinder, unwind_kernel_task
 from pmdb.os.linux.tasks.cpus import Cpu, read_cpus
-from pmdb.os.linux.tasks.registers import SavedRegisters
+from pmdb.os.linux.tasks.registers import TaskThread
 from pmdb.os.linux.tasks.tasks import Task, TaskLayout, TaskReader, collect_tasks, group_leaders, thread_group
 from pmdb.symbols.kmodules import KernelModule, RegistryOffsets
 from pmdb.threads import Mapping, Thread
@@ -233,11 +233,13 @@ class LinuxKernel:
                 for i, c in enumerate((c for c in self.cpus() if c.registers), 1)]
 
     def _thread(self, index: int, task: Task, cpu: Cpu | None) -> Thread:
-        regs: dict[str, int] = dict(cpu.registers) if cpu is not None and cpu.registers else {}
+        regs = dict(cpu.registers) if cpu is not None and cpu.registers else {}
+        extra: dict[str, object] = {"cpu": task.cpu, "state": task.state, "ppid": task.ppid}
         if not regs and cpu is None:      # read from its stack when asked: not for ::ps
-            regs = SavedRegisters(functools.partial(self._saved_registers, task.address))
+            return TaskThread(functools.partial(self._saved_registers, task.address), id=task.pid,
+                              name=task.comm, index=index, address=task.address, extra=extra)
         return Thread(id=task.pid, registers=regs, name=task.comm, index=index, address=task.address,
-                      extra={"cpu": task.cpu, "state": task.state, "ppid": task.ppid})
+                      extra=extra)
 
     def _saved_registers(self, task: int) -> dict[str, int]:
         """A switched-out task's registers: by the CPU's kernel parts when they read them
