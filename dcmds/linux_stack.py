@@ -18,6 +18,7 @@ from pmdb.commands.args import number
 from pmdb.errors import CommandError
 from pmdb.os.linux.tasks.tasks import Task
 from pmdb.output import Cell, Column, Hex
+from pmdb.progress import tracked
 from pmdb.threads import Thread
 from pmdb.types.model import Type
 from pmdb.unwind.frame import Frame
@@ -30,6 +31,7 @@ from .linux_stack_text import (
     findstack_text,
     frame_name,
     kernel_frames,
+    memo_resolve,
     task_numbers,
 )
 from .user_stacks import user_stacks
@@ -304,9 +306,9 @@ def group_stacks(ctx: Context) -> list[_Group]:
     kernel = ctx.kernel
     tasks = [kernel.find_task(ctx.addr)] if ctx.addr is not None else list(kernel.tasks())
     threads = {t.address: t for t in ctx.target.threads()}
-    resolve = ctx.target.symbols.resolve
+    resolve = memo_resolve(ctx.target.symbols.resolve)
     groups: dict[tuple[str, tuple[tuple[str, str], ...], bool], _Group] = {}
-    for task in tasks:
+    for task in tracked(tasks, f"unwinding the stacks of {len(tasks)} tasks"):
         frames = _frames(ctx, threads.get(task.address))
         shown = kernel_frames(frames)
         named = [frame_name(resolve, f) for f in shown]

@@ -21,6 +21,7 @@ from typing import Any
 from pmdb.errors import CommandError, PmdbError
 from pmdb.memory.space import AddressSpace
 from pmdb.os.linux.stacks.frames import crash_numbered, lookup_address, unwind_kernel_task
+from pmdb.progress import tracked
 from pmdb.symbols.table import Symbol
 from pmdb.unwind.frame import Frame
 
@@ -220,9 +221,9 @@ def bt_tasks(target: Any, tasks: Sequence[int], *, full: bool = False,
     kernel = target.os
     threads = {t.address: t for t in target.threads()}
     panic = kernel.panic_task()
-    resolve = target.symbols.resolve
+    resolve = memo_resolve(target.symbols.resolve)
     words = _word_reader(target.memory) if full else None
-    for addr in tasks:
+    for addr in tracked(tasks, f"unwinding the stacks of {len(tasks)} tasks") if len(tasks) > 1 else tasks:
         try:
             line, frames = _task_frames(target, threads.get(addr), addr)
         except PmdbError as err:
@@ -232,6 +233,18 @@ def bt_tasks(target: Any, tasks: Sequence[int], *, full: bool = False,
         lines = [header(line), *crash_bt(frames, resolve, lead=lead, read_words=words, offsets=offsets)]
         lines += _stop_lines(frames)
         yield addr, lines
+
+
+def memo_resolve(resolve: Resolve) -> Resolve:
+    """resolve, each address looked up once: thousands of tasks share their frames."""
+    seen: dict[int, Any] = {}
+
+    def hit(addr: int) -> Any:
+        if addr not in seen:
+            seen[addr] = resolve(addr)
+        return seen[addr]
+
+    return hit
 
 
 def _task_frames(target: Any, thread: Any, addr: int) -> tuple[TaskLine, list[Frame]]:

@@ -8,7 +8,10 @@ a file or a pipe, or nothing at all.
 from __future__ import annotations
 
 import sys
-from typing import IO, Any, Protocol
+from collections.abc import Iterator, Sequence
+from typing import IO, Any, Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class Progress(Protocol):
@@ -43,9 +46,10 @@ class LineProgress(NoProgress):
 class BarProgress:
     """A rich progress bar (bytes done, rate, time left), cleared when the work ends."""
 
-    def __init__(self, stream: IO[str], *, force_terminal: bool | None = None) -> None:
+    def __init__(self, stream: IO[str], *, force_terminal: bool | None = None, counts: bool = False) -> None:
         self.stream = stream
         self.force_terminal = force_terminal
+        self.counts = counts          # things done of a total (tasks, slabs), not bytes
         self._bar: Any = None
         self._task: Any = None
 
@@ -54,6 +58,7 @@ class BarProgress:
         from rich.progress import (
             BarColumn,
             DownloadColumn,
+            MofNCompleteColumn,
             Progress,
             TextColumn,
             TimeRemainingColumn,
@@ -61,9 +66,9 @@ class BarProgress:
         )
 
         console = Console(file=self.stream, force_terminal=self.force_terminal)
-        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                             TransferSpeedColumn(), TimeRemainingColumn(), console=console,
-                             transient=True)
+        done = (MofNCompleteColumn(),) if self.counts else (DownloadColumn(), TransferSpeedColumn())
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), *done,
+                             TimeRemainingColumn(), console=console, transient=True)
         self._bar.start()
         console.print(f"pmdb: {description}", markup=False, highlight=False)
         self._task = self._bar.add_task("", total=total or None)
@@ -78,12 +83,28 @@ class BarProgress:
             self._bar = None
 
 
-def bar_or_nothing(stream: IO[str] | None = None) -> Progress:
+def bar_or_nothing(stream: IO[str] | None = None, *, counts: bool = False) -> Progress:
     """For a dcmd's long scan: a bar on a terminal, nothing when stderr is a file or pipe
-    (a command's stderr carries its errors, which a notice line would mix with)."""
+    (a command's stderr carries its errors, which a notice line would mix with). ``counts``:
+    the bar counts things (tasks, slabs), not bytes."""
     stream = stream if stream is not None else sys.stderr
     isatty = getattr(stream, "isatty", None)
-    return BarProgress(stream) if isatty is not None and isatty() else NoProgress()
+    return BarProgress(stream, counts=counts) if isatty is not None and isatty() else NoProgress()
+
+
+def tracked(items: Sequence[T], description: str, progress: Progress | None = None,
+            every: int = 64) -> Iterator[T]:
+    """The items, with a bar counting them on a terminal (``bar_or_nothing``); the bar is
+    cleared when the loop ends, breaks, or stops at ^C (KeyboardInterrupt goes on up)."""
+    progress = progress if progress is not None else bar_or_nothing(sys.stderr, counts=True)
+    progress.start(description, len(items))
+    try:
+        for n, item in enumerate(items, 1):
+            yield item
+            if n % every == 0:
+                progress.advance(every)
+    finally:
+        progress.finish()
 
 
 def for_stream(stream: IO[str] | None = None) -> Progress:

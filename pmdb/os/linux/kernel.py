@@ -263,14 +263,14 @@ class LinuxKernel:
         """The task's kernel stack: from its CPU's registers when it was running, else from
         the frame its last context switch left; frame 0 alone (with the reason) when the
         stack cannot be unwound."""
-        regs = thread.registers
-        if thread.address is not None:
+        if thread.address is not None:    # the unwinder finds a sleeping task's frame itself
             on_cpu = {c.curr: c.registers for c in self.cpus() if c.curr and c.registers}
             try:
                 return unwind_kernel_task(self.unwinder, thread.address, on_cpu.get(thread.address))
             except PmdbError as err:
                 note = str(err)
-        else:
+        regs = thread.registers
+        if thread.address is None:
             note = NO_UNWINDER
             if regs.get(self.arch.pc):        # a CPU with no task: unwind from its registers
                 try:
