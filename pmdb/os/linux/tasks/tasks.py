@@ -79,6 +79,7 @@ class Task:
     rss: int = 0
     own_rss: int = 0                 # SPLIT_RSS_COUNTING: pages not yet folded into the mm
     parent: int = 0
+    stack: int = 0                   # task_struct.stack: the base of its kernel stack
 
     @property
     def kthread(self) -> bool:
@@ -132,6 +133,7 @@ class TaskLayout:
     mm_rss: int | None               # mm_struct.rss_stat.count: atomic_long_t[] up to 6.1
     span: int = 0
     thread_sp: int | None = None
+    stack: int | None = None         # task_struct.stack (::whatis's stack index)
     extra: dict[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -158,11 +160,11 @@ class TaskLayout:
             mm_total_vm=_need(o, "mm_struct", "total_vm"),
             # 6.2 turned mm->rss_stat into percpu_counter[]: its .count is the folded part
             mm_rss=_opt(o, "mm_struct", "rss_stat.count"),
-            thread_sp=_thread_sp(o))
+            thread_sp=_thread_sp(o), stack=_opt(o, t, "stack"))
         layout.span = max(layout.comm + 16, layout.tasks + 16, layout.state + 8, layout.mm + 8,
                           layout.real_parent + 8, layout.parent + 8, layout.group_leader + 8,
                           (layout.cpu or 0) + 4, (layout.signal or 0) + 8, (layout.task_rss or 0) + 16,
-                          (layout.thread_node or 0) + 8)
+                          (layout.thread_node or 0) + 8, (layout.stack or 0) + 8)
         return layout
 
 
@@ -214,6 +216,8 @@ class TaskReader:
                     state=state_letters(state, i32(L.exit_state)), comm=comm,
                     flags=i32(L.flags) & 0xFFFFFFFF, mm=ptr(L.mm), leader=ptr(L.group_leader),
                     parent=parent)
+        if L.stack is not None:
+            task.stack = ptr(L.stack)
         if L.task_rss is not None:
             task.own_rss = sum(i32(L.task_rss + 4 * i) for i in _RSS_COUNTERS)
         return task
