@@ -25,6 +25,7 @@ from pmdb.os.linux.slab.audit import (
 from pmdb.os.linux.slab.slub import KmemCache, SlubModel, find_listed_cache, slub_model
 from pmdb.os.linux.slab.text import audit_object, code_text
 from pmdb.output import Cell, Column, Dec, Hex, Symbol
+from pmdb.progress import tracked
 
 from .linux_memory import kmem_counters, kmem_info, kmem_pages, kmem_vmalloc
 
@@ -125,7 +126,9 @@ def kmem_verify(ctx: Context, *args: Any) -> None:
     single = ctx.addr is not None or bool(args)
     caches = [_cache(model, ctx.addr if ctx.addr is not None else args[0])] if single else model.caches()
     rows, details = [], list(model.cache_errors)
-    for cache in caches:
+    if caches:
+        model.all_slab_pages(caches[0])   # the page scan (its own bar) before the caches' bar
+    for cache in tracked(caches, f"verifying {len(caches)} slab caches", every=1) if not single else caches:
         res = verify_cache(model, cache)
         details += [f.line() for f in res.findings] + res.problems
         bad = len({f.obj for f in res.findings})
