@@ -43,7 +43,7 @@ def test_tracked_finishes_when_interrupted() -> None:
             if n == 5:
                 raise KeyboardInterrupt
     assert rec.calls[-1] == ("finish", None)
-    assert sum(a for k, a in rec.calls if k == "advance") == 5
+    assert sum(a for k, a in rec.calls if k == "advance" and isinstance(a, int)) == 5
 
 
 def test_a_counting_bar_says_how_many_of_how_many() -> None:
