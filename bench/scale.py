@@ -282,8 +282,10 @@ def section(runs: int, *, oracles: bool = True, profile: bool = True) -> str:
     if not any("busy" in label for _, label, _ in found):
         return ("At scale: the lab's busy dump is not made "
                 "(python -m tests.vmlab make 6.1 busy --formats elf,mdf)")
+    load = os.getloadavg()[0]
     out = [f"At scale: pmdb best of {runs} in-process (fresh target per command, open not counted "
-           "but in 'open'); crash 8.0.6 and drgn with the dbg vmlinux, in this run\n"]
+           "but in 'open'); crash 8.0.6 and drgn with the dbg vmlinux, in this run; "
+           f"load average {load:.1f} on {os.cpu_count()} CPUs at the start (wall times grow with it)\n"]
     for path, label, vmlinux in found:
         fig = pmdb_figures(path, label, runs)
         if "busy" in label:
@@ -306,6 +308,7 @@ def section(runs: int, *, oracles: bool = True, profile: bool = True) -> str:
             if profile and line and key != "open" and "busy" in label:
                 out.append(f"    bounded by (own time, {line}):\n{bounds(path, line)}")
         out.append("")
+    out.append(f"load average at the end: {os.getloadavg()[0]:.1f}")
     opens = {label: fig_open for label, fig_open in _opens(out)}
     if opens:
         out.append("open against size: " + ", ".join(f"{k} {v}" for k, v in opens.items()))
