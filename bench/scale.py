@@ -300,9 +300,13 @@ def section(runs: int, *, oracles: bool = True, profile: bool = True) -> str:
         out.append(f"{label}: {path} ({fig.tasks:,} tasks, {fig.objects:,} slab objects)")
         out.append(figure_table(fig))
         out += [f"  {line}" for line in rates(fig) + fig.notes]
+        profiled: set[str] = set()
         for miss in missed(fig):
             out.append(f"  MISSED {miss}")
             key = miss.split(":")[0]
+            if key in profiled:
+                continue
+            profiled.add(key)
             line = {"open": "::status", "ps": "::ps", "stacks": "::stacks", "foreach bt": "foreach bt",
                     "kmastat": "::kmastat", "kmem -s": "kmem -s"}.get(key)
             if profile and line and key != "open" and "busy" in label:
