@@ -66,9 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gdb-runs", type=int, default=3, help="gdb runs per core (best is shown)")
     ap.add_argument("--threads", type=int, default=64, help="threads in the built many-thread core")
     ap.add_argument("--big-mb", type=int, default=1024, help="heap of the sparse big core, in MB")
-    ap.add_argument("--only", choices=("user", "kernel", "dwarf", "triage"),
-                    help="only the user cores, the kernel dumps, the kernel dumps with DWARF, or "
-                         "fleet triage on Dask")
+    ap.add_argument("--only", choices=("user", "kernel", "dwarf", "triage", "scale"),
+                    help="only the user cores, the kernel dumps, the kernel dumps with DWARF, fleet "
+                         "triage on Dask, or the lab's 4 GB busy dump against crash and drgn "
+                         "(bench/scale.py; not in a full run)")
+    ap.add_argument("--scale-runs", type=int, default=1, help="pmdb runs per command at scale (best is shown)")
     ap.add_argument("--profile", action="store_true", help="also profile pmdb on the first kernel dump")
     args = ap.parse_args(argv)
     if args.only == "kernel":
@@ -76,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.only == "triage":
         from bench import triage  # pmdb triage: dumps per minute on 1 and 2 Dask workers
         print(triage.section(args.runs))
+        return 0
+    if args.only == "scale":
+        from bench import scale  # the lab's busy dump: 10,264 tasks, 2.1M slab objects
+        print(scale.section(args.scale_runs))
         return 0
     if args.only == "dwarf":
         from bench import dwarf  # the kernel's debug vmlinux: index cold and warm

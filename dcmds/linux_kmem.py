@@ -125,7 +125,9 @@ def kmem_verify(ctx: Context, *args: Any) -> None:
     single = ctx.addr is not None or bool(args)
     caches = [_cache(model, ctx.addr if ctx.addr is not None else args[0])] if single else model.caches()
     rows, details = [], list(model.cache_errors)
-    for cache in ctx.progressing("::kmem_verify: every cache", caches):
+    if caches and not single:
+        model.all_slab_pages(caches[0])   # the page scan (its own bar) before the caches' bar
+    for cache in ctx.progressing(f"::kmem_verify: verifying {len(caches)} slab caches", caches):
         res = verify_cache(model, cache)
         details += [f.line() for f in res.findings] + res.problems
         bad = len({f.obj for f in res.findings})

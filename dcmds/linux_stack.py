@@ -32,6 +32,7 @@ from .linux_stack_text import (
     findstack_text,
     frame_name,
     kernel_frames,
+    memo_resolve,
     task_numbers,
 )
 from .user_stacks import user_stacks
@@ -356,9 +357,9 @@ def group_stacks(ctx: Context) -> list[_Group]:
     kernel = ctx.kernel
     tasks = [kernel.find_task(ctx.addr)] if ctx.addr is not None else list(kernel.tasks())
     threads = {t.address: t for t in ctx.target.threads()}
-    resolve = ctx.target.symbols.resolve
+    resolve = memo_resolve(ctx.target.symbols.resolve)
     groups: dict[tuple[str, tuple[tuple[str, str], ...], bool], _Group] = {}
-    for task in ctx.progressing("::stacks: unwinding every task", tasks):
+    for task in ctx.progressing(f"::stacks: unwinding the stacks of {len(tasks)} tasks", tasks):
         frames = _frames(ctx, threads.get(task.address))
         shown = kernel_frames(frames)
         named = [frame_name(resolve, f) for f in shown]

@@ -220,9 +220,9 @@ def bt_tasks(target: Any, tasks: Sequence[int], *, full: bool = False,
     kernel = target.os
     threads = {t.address: t for t in target.threads()}
     panic = kernel.panic_task()
-    resolve = target.symbols.resolve
+    resolve = memo_resolve(target.symbols.resolve)
     words = _word_reader(target.memory) if full else None
-    for addr in tasks:
+    for addr in tasks:      # the bar is the caller's (ctx.progressing in print_bts)
         try:
             line, frames = _task_frames(target, threads.get(addr), addr)
         except PmdbError as err:
@@ -232,6 +232,18 @@ def bt_tasks(target: Any, tasks: Sequence[int], *, full: bool = False,
         lines = [header(line), *crash_bt(frames, resolve, lead=lead, read_words=words, offsets=offsets)]
         lines += _stop_lines(frames)
         yield addr, lines
+
+
+def memo_resolve(resolve: Resolve) -> Resolve:
+    """resolve, each address looked up once: thousands of tasks share their frames."""
+    seen: dict[int, Any] = {}
+
+    def hit(addr: int) -> Any:
+        if addr not in seen:
+            seen[addr] = resolve(addr)
+        return seen[addr]
+
+    return hit
 
 
 def _task_frames(target: Any, thread: Any, addr: int) -> tuple[TaskLine, list[Frame]]:

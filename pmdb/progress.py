@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class Progress(Protocol):
@@ -44,9 +46,10 @@ class LineProgress(NoProgress):
 class BarProgress:
     """A rich progress bar (bytes done, rate, time left), cleared when the work ends."""
 
-    def __init__(self, stream: IO[str], *, force_terminal: bool | None = None) -> None:
+    def __init__(self, stream: IO[str], *, force_terminal: bool | None = None, counts: bool = False) -> None:
         self.stream = stream
         self.force_terminal = force_terminal
+        self.counts = counts          # things done of a total (tasks, slabs), not bytes
         self._bar: Any = None
         self._task: Any = None
 
@@ -56,6 +59,7 @@ class BarProgress:
         from rich.progress import (
             BarColumn,
             DownloadColumn,
+            MofNCompleteColumn,
             Progress,
             TextColumn,
             TimeRemainingColumn,
@@ -63,9 +67,9 @@ class BarProgress:
         )
 
         console = Console(file=self.stream, force_terminal=self.force_terminal)
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                       TransferSpeedColumn(), TimeRemainingColumn(), console=console,
-                       transient=True)
+        done = (MofNCompleteColumn(),) if self.counts else (DownloadColumn(), TransferSpeedColumn())
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), *done,
+                       TimeRemainingColumn(), console=console, transient=True)
         try:
             bar.start()
         except LiveError:       # another bar is showing (a command inside a pipeline's bar)
@@ -147,12 +151,13 @@ def command_bar(stream: IO[str] | None = None, *, delay: float = 1.0) -> Progres
     return DelayedBar(stream, delay=delay) if isatty is not None and isatty() else NoProgress()
 
 
-def bar_or_nothing(stream: IO[str] | None = None) -> Progress:
+def bar_or_nothing(stream: IO[str] | None = None, *, counts: bool = False) -> Progress:
     """For a dcmd's long scan: a bar on a terminal, nothing when stderr is a file or pipe
-    (a command's stderr carries its errors, which a notice line would mix with)."""
+    (a command's stderr carries its errors, which a notice line would mix with). ``counts``:
+    the bar counts things (tasks, slabs), not bytes."""
     stream = stream if stream is not None else sys.stderr
     isatty = getattr(stream, "isatty", None)
-    return BarProgress(stream) if isatty is not None and isatty() else NoProgress()
+    return BarProgress(stream, counts=counts) if isatty is not None and isatty() else NoProgress()
 
 
 def for_stream(stream: IO[str] | None = None) -> Progress:

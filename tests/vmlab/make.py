@@ -101,7 +101,8 @@ def _read(path: Path) -> str:
 def crash(guest: qemu.Guest, scenario: Scenario) -> dict[str, object]:
     """Wait for the truth, pull the trigger if the host holds it, wait for the panic."""
     guest.wait("truth from the guest", lambda: END in _read(guest.truth_serial)
-               or qemu.panic_reason(guest.console_text()) is not None, TRUTH_TIMEOUT)
+               or qemu.panic_reason(guest.console_text()) is not None,
+               max(TRUTH_TIMEOUT, scenario.truth_timeout))
     t_truth = time.monotonic() - guest.started
     if END not in _read(guest.truth_serial):
         raise LabError(f"the kernel panicked before sending the truth: "
@@ -166,6 +167,7 @@ def make(cache: Path, kernel: Kernel, scenario: Scenario, formats: list[str], fo
     mem, smp = guest_settings()
     if scenario.kdump:
         mem = kdump.MEM
+    mem = scenario.mem or mem
     with building(final) as out:
         initrd = initramfs.build(cache, out / "initramfs.cpio", modules, kernel,
                                  kdump_kernel=kimage if scenario.kdump else None)

@@ -8,6 +8,7 @@ and kept, so opening a dump costs only what the first command needs.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +22,7 @@ from pmdb.os.linux.mm.kernel_memory import KernelMemory
 from pmdb.os.linux.printk.panicmsg import log_texts
 from pmdb.os.linux.stacks.frames import Unwinder, unwind_kernel_task
 from pmdb.os.linux.tasks.cpus import Cpu, read_cpus
+from pmdb.os.linux.tasks.registers import TaskThread
 from pmdb.os.linux.tasks.tasks import Task, TaskLayout, TaskReader, collect_tasks, group_leaders, thread_group
 from pmdb.symbols.kmodules import KernelModule, RegistryOffsets
 from pmdb.threads import Mapping, Thread
@@ -232,10 +234,12 @@ class LinuxKernel:
 
     def _thread(self, index: int, task: Task, cpu: Cpu | None) -> Thread:
         regs = dict(cpu.registers) if cpu is not None and cpu.registers else {}
-        if not regs and cpu is None:
-            regs = self._saved_registers(task.address)
+        extra: dict[str, object] = {"cpu": task.cpu, "state": task.state, "ppid": task.ppid}
+        if not regs and cpu is None:      # read from its stack when asked: not for ::ps
+            return TaskThread(functools.partial(self._saved_registers, task.address), id=task.pid,
+                              name=task.comm, index=index, address=task.address, extra=extra)
         return Thread(id=task.pid, registers=regs, name=task.comm, index=index, address=task.address,
-                      extra={"cpu": task.cpu, "state": task.state, "ppid": task.ppid})
+                      extra=extra)
 
     def _saved_registers(self, task: int) -> dict[str, int]:
         """A switched-out task's registers: by the CPU's kernel parts when they read them
@@ -259,14 +263,14 @@ class LinuxKernel:
         """The task's kernel stack: from its CPU's registers when it was running, else from
         the frame its last context switch left; frame 0 alone (with the reason) when the
         stack cannot be unwound."""
-        regs = thread.registers
-        if thread.address is not None:
+        if thread.address is not None:    # the unwinder finds a sleeping task's frame itself
             on_cpu = {c.curr: c.registers for c in self.cpus() if c.curr and c.registers}
             try:
                 return unwind_kernel_task(self.unwinder, thread.address, on_cpu.get(thread.address))
             except PmdbError as err:
                 note = str(err)
-        else:
+        regs = thread.registers
+        if thread.address is None:
             note = NO_UNWINDER
             if regs.get(self.arch.pc):        # a CPU with no task: unwind from its registers
                 try:

@@ -4,8 +4,19 @@
  *   labapp ioctl null|bug|divide|spin|hang|recurse   poke /dev/pmdblab
  *   labapp threads N                                 a process of N+1 threads that all sleep
  *   labapp hog                                       touch memory until the OOM killer acts
+ *   labapp busy PROCS THREADS FILES PAIRS PIPES VMAS  a big, busy machine (the busy scenario):
+ *       PROCS processes of THREADS sleeping threads each, then in this process FILES small
+ *       files in /tmp/busy (a tmpfs: inodes, dentries, page cache), PAIRS unix socket pairs,
+ *       PIPES pipes, and VMAS one-page mappings that do not merge; it writes /tmp/busy.ready
+ *       and sleeps holding it all
  */
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,14 +88,123 @@ static int hog(void)
 	}
 }
 
+/* the busy scenario's threads sleep in a few different ways, so their stacks differ */
+static pthread_mutex_t busy_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t busy_cond = PTHREAD_COND_INITIALIZER;
+static int busy_pipe[2];
+
+static void *busy_sleeper(void *arg)
+{
+	long i = (long)arg;
+	char name[16], c;
+	struct timespec ts = { 1000000, 0 };
+
+	snprintf(name, sizeof(name), "busythr-%ld", i);
+	prctl(PR_SET_NAME, name);
+	for (;;) {
+		switch (i % 4) {
+		case 0: pause(); break;
+		case 1: nanosleep(&ts, NULL); break;
+		case 2: if (read(busy_pipe[0], &c, 1) <= 0) pause(); break;
+		case 3:
+			pthread_mutex_lock(&busy_lock);
+			pthread_cond_wait(&busy_cond, &busy_lock);
+			pthread_mutex_unlock(&busy_lock);
+			break;
+		}
+	}
+	return NULL;
+}
+
+static void busy_process(int p, int nthreads)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	char name[16];
+
+	snprintf(name, sizeof(name), "busy-%d", p);
+	prctl(PR_SET_NAME, name);
+	if (pipe(busy_pipe))
+		_exit(1);
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 64 << 10);
+	for (long i = 1; i <= nthreads; i++)
+		if (pthread_create(&t, &attr, busy_sleeper, (void *)(p * 1000L + i)))
+			break;
+	for (;;)
+		pause();
+}
+
+static int busy(int procs, int nthreads, int files, int pairs, int pipes, int vmas)
+{
+	struct rlimit rl = { 1 << 20, 1 << 20 };
+	char path[64], text[128];
+	int ready, fd, sv[2];
+
+	for (int p = 0; p < procs; p++) {  /* before the fds: a fork would copy them all */
+		pid_t pid = fork();
+
+		if (pid == 0)
+			busy_process(p, nthreads);
+		if (pid < 0)
+			perror("fork");
+	}
+	prctl(PR_SET_NAME, "busy-main");
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		perror("setrlimit");
+	mkdir("/tmp/busy", 0755);
+	for (int i = 0; i < files; i++) {
+		if (i % 1000 == 0) {
+			snprintf(path, sizeof(path), "/tmp/busy/d%d", i / 1000);
+			mkdir(path, 0755);
+		}
+		snprintf(path, sizeof(path), "/tmp/busy/d%d/f%d", i / 1000, i);
+		fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+		if (fd < 0)
+			continue;
+		int n = snprintf(text, sizeof(text), "pmdblab busy file %d\n", i);
+		if (write(fd, text, n) != n)
+			perror("write");
+		close(fd);
+	}
+	for (int i = 0; i < pairs; i++)
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) {
+			perror("socketpair");
+			break;
+		}
+	for (int i = 0; i < pipes; i++)
+		if (pipe(sv)) {
+			perror("pipe");
+			break;
+		}
+	for (int i = 0; i < vmas; i++) {  /* alternate protections so neighbours never merge */
+		char *m = mmap(NULL, 4096, i % 2 ? PROT_READ : PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (m == MAP_FAILED) {
+			perror("mmap");
+			break;
+		}
+		if (!(i % 2))
+			m[0] = 1;
+	}
+	ready = open("/tmp/busy.ready", O_CREAT | O_WRONLY, 0644);
+	close(ready);
+	for (;;)
+		pause();
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 8 && !strcmp(argv[1], "busy"))
+		return busy(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]),
+			    atoi(argv[6]), atoi(argv[7]));
 	if (argc == 3 && !strcmp(argv[1], "ioctl"))
 		return poke(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "threads"))
 		return threads(atoi(argv[2]));
 	if (argc == 2 && !strcmp(argv[1], "hog"))
 		return hog();
-	fprintf(stderr, "usage: labapp ioctl NAME | threads N | hog\n");
+	fprintf(stderr, "usage: labapp ioctl NAME | threads N | hog | busy PROCS THREADS FILES PAIRS PIPES VMAS\n");
 	return 2;
 }

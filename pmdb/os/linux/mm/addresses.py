@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from pmdb.dumps.vmcoreinfo import VmcoreInfo
 from pmdb.errors import CorruptionError, FaultError, PmdbError
@@ -33,9 +33,9 @@ _IMAGE_SECTIONS = (("_stext", "_etext", "text"), ("__start_rodata", "__end_rodat
                    ("__bss_start", "__bss_stop", "bss"))
 
 
-@dataclass(frozen=True)
-class TaskStack:
-    """A task's kernel stack: ``task->stack`` .. ``+ THREAD_SIZE``."""
+class TaskStack(NamedTuple):
+    """A task's kernel stack: ``task->stack`` .. ``+ THREAD_SIZE`` (a tuple: ten thousand
+    are made for ::whatis's index, where a frozen dataclass costs several times more)."""
 
     task: int
     pid: int
@@ -56,11 +56,21 @@ class AddressFacts:
     stacks: Callable[[], Iterable[TaskStack]] = lambda: ()
     _vmap: list[tuple[int, int]] | None = field(default=None, repr=False)
     _stacks: list[TaskStack] | None = field(default=None, repr=False)
+    _bases: list[int] = field(default_factory=list, repr=False)
 
     def task_stacks(self) -> list[TaskStack]:
         if self._stacks is None:
             self._stacks = sorted(self.stacks(), key=lambda s: s.base)
+            self._bases = [s.base for s in self._stacks]
         return self._stacks
+
+    def stack_holding(self, addr: int) -> TaskStack | None:
+        """The task stack addr is on (bisected), or None."""
+        stacks = self.task_stacks()
+        i = bisect.bisect_right(self._bases, addr) - 1
+        if i >= 0 and addr < stacks[i].base + self.thread_size:
+            return stacks[i]
+        return None
 
     def vmap_areas(self) -> list[tuple[int, int]]:
         if self._vmap is None:
@@ -128,11 +138,7 @@ def _image_section(symbols: SymbolTable, addr: int) -> str:
 
 
 def _task_stack(facts: AddressFacts, addr: int) -> TaskStack | None:
-    stacks = facts.task_stacks()
-    i = bisect.bisect_right([s.base for s in stacks], addr) - 1
-    if i >= 0 and addr < stacks[i].base + facts.thread_size:
-        return stacks[i]
-    return None
+    return facts.stack_holding(addr)
 
 
 def _describe_percpu(facts: AddressFacts, addr: int) -> list[str]:
@@ -232,6 +238,14 @@ def task_stacks(owner: Any) -> list[TaskStack]:
         return []
     if parts is None:
         return []
+    tasks = getattr(getattr(owner, "os", owner), "tasks", None)
+    if tasks is not None:     # the task list read task_struct.stack already: no read per task
+        try:
+            listed = [TaskStack(t.address, t.pid, t.comm, t.stack) for t in tasks() if t.stack]
+        except PmdbError:
+            listed = []
+        if listed:
+            return listed
     out = []
     for t in owner.threads():
         if t.address is None:

@@ -83,11 +83,15 @@ def _note(st: CacheStats, problem: str | None) -> None:
 class SlabView:
     slab: Slab
     objects: SlabObjects
-    data: bytes
+    data: bytes | None         # None: not read (cache_slabs without bytes_needed)
 
 
-def cache_slabs(model: SlubModel, cache: KmemCache, problems: list[str]) -> Iterator[SlabView]:
-    """Each slab of cache with its objects and bytes; unreadable slabs add one line to problems."""
+def cache_slabs(model: SlubModel, cache: KmemCache, problems: list[str], *,
+                bytes_needed: bool = True) -> Iterator[SlabView]:
+    """Each slab of cache with its objects and bytes; unreadable slabs add one line to problems.
+    Without ``bytes_needed`` a slab's bytes are read only when it has a freelist to walk (a
+    full slab has none: most of a big cache's slabs are full, and reading them all was most
+    of ::kmem_verify on a dump with millions of objects); its ``data`` is then None."""
     try:
         cpus = model.cpu_slabs(cache)
     except FaultError as err:
@@ -96,7 +100,9 @@ def cache_slabs(model: SlubModel, cache: KmemCache, problems: list[str]) -> Iter
     for page in model.all_slab_pages(cache):
         try:
             slab = model.read_slab(page)
-            data = model.space.read(slab.base, cache.slab_bytes)
+            data: bytes | None = None
+            if bytes_needed or slab.freelist or slab.frozen:
+                data = model.space.read(slab.base, cache.slab_bytes)
         except FaultError as err:
             problems.append(f"{cache.name}: slab {page:x} is not in the dump ({err})")
             continue
@@ -126,10 +132,10 @@ class VerifyResult:
 def verify_cache(model: SlubModel, cache: KmemCache) -> VerifyResult:
     """Freelist sanity for every cache; red zones, poison and padding where slub_debug put them."""
     res = VerifyResult(cache)
-    for view in cache_slabs(model, cache, res.problems):
+    for view in cache_slabs(model, cache, res.problems, bytes_needed=cache.debug):
         res.slabs += 1
         res.objects += view.slab.objects
-        if cache.debug:
+        if view.data is not None and cache.debug:
             res.findings.extend(check_slab(view.objects, view.data))
     return res
 
@@ -157,6 +163,8 @@ def transactions(model: SlubModel, caches: list[KmemCache], problems: list[str])
             continue
         for view in cache_slabs(model, cache, problems):
             objs = view.objects
+            if view.data is None:
+                continue
             for obj in objs.objects():
                 is_free = obj in objs.free
                 for t in read_tracks(cache, obj, view.data, view.slab.base):

@@ -129,7 +129,7 @@ class SlubModel:
         self._caches: list[KmemCache] | None = None
         self.cache_errors: list[str] = []
         self._by_addr: dict[int, KmemCache] = {}
-        self._scan: dict[int, list[int]] | None = None
+        self._scan: Any = None                  # scan.SlabScan, once all_slab_pages ran
         self._max_pfn: int | None = None
 
     @property
@@ -217,7 +217,9 @@ class SlubModel:
 
     def read_slab(self, page: int, node: int = 0) -> Slab:
         lay = self.lay
-        raw = self.space.read(page, lay.slab_read_size)
+        kept = self._scan.heads.get(page) if self._scan is not None else None
+        raw = kept if kept is not None and len(kept) >= lay.slab_read_size else \
+            self.space.read(page, lay.slab_read_size)
         counters = self._word(raw, lay.slab_counters)
         pfn = (page - self.layout.vmemmap_base) // lay.page_size
         return Slab(page=page, cache=self._word(raw, lay.slab_cache), base=self.layout.page_offset_base + pfn * 4096,
@@ -308,9 +310,11 @@ class SlubModel:
         without SLAB_STORE_USER are on no list); the scan runs once per model."""
         if self._scan is None:
             from pmdb.os.linux.slab.scan import scan_slab_pages
+            from pmdb.progress import bar_or_nothing
             self._scan = scan_slab_pages(self.space, self.layout.vmemmap_base, self.lookup_max_pfn(),
-                                         self.lay)
-        return self._scan.get(cache.address, [])
+                                         self.lay, bar_or_nothing(counts=True))
+        found: list[int] = self._scan.by_cache.get(cache.address, [])
+        return found
 
 
 def find_listed_cache(model: SlubModel, word: Any) -> KmemCache | None:

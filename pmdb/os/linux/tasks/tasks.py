@@ -79,6 +79,7 @@ class Task:
     rss: int = 0
     own_rss: int = 0                 # SPLIT_RSS_COUNTING: pages not yet folded into the mm
     parent: int = 0
+    stack: int = 0                   # task_struct.stack: the base of its kernel stack
 
     @property
     def kthread(self) -> bool:
@@ -132,6 +133,7 @@ class TaskLayout:
     mm_rss: int | None               # mm_struct.rss_stat.count: atomic_long_t[] up to 6.1
     span: int = 0
     thread_sp: int | None = None
+    stack: int | None = None         # task_struct.stack (::whatis's stack index)
     extra: dict[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -158,11 +160,11 @@ class TaskLayout:
             mm_total_vm=_need(o, "mm_struct", "total_vm"),
             # 6.2 turned mm->rss_stat into percpu_counter[]: its .count is the folded part
             mm_rss=_opt(o, "mm_struct", "rss_stat.count"),
-            thread_sp=_thread_sp(o))
+            thread_sp=_thread_sp(o), stack=_opt(o, t, "stack"))
         layout.span = max(layout.comm + 16, layout.tasks + 16, layout.state + 8, layout.mm + 8,
                           layout.real_parent + 8, layout.parent + 8, layout.group_leader + 8,
                           (layout.cpu or 0) + 4, (layout.signal or 0) + 8, (layout.task_rss or 0) + 16,
-                          (layout.thread_sp or 0) + 8)
+                          (layout.thread_node or 0) + 8, (layout.stack or 0) + 8)
         return layout
 
 
@@ -188,8 +190,15 @@ class TaskReader:
 
     def read(self, addr: int) -> Task:
         """One task_struct, read in one piece; FaultError when it is not in the dump."""
+        return self.parse(addr, self.mem.read(addr, self.layout.span))
+
+    def pointer_in(self, raw: bytes, off: int) -> int:
+        """A pointer member of a task_struct read in one piece."""
+        return int.from_bytes(raw[off:off + self.mem.ptr_size], "little")
+
+    def parse(self, addr: int, raw: bytes) -> Task:
+        """A Task from the task_struct's bytes (``layout.span`` of them) read at addr."""
         L = self.layout
-        raw = self.mem.read(addr, L.span)
 
         def i32(off: int) -> int:
             return int(struct.unpack_from("<i", raw, off)[0])
@@ -207,6 +216,8 @@ class TaskReader:
                     state=state_letters(state, i32(L.exit_state)), comm=comm,
                     flags=i32(L.flags) & 0xFFFFFFFF, mm=ptr(L.mm), leader=ptr(L.group_leader),
                     parent=parent)
+        if L.stack is not None:
+            task.stack = ptr(L.stack)
         if L.task_rss is not None:
             task.own_rss = sum(i32(L.task_rss + 4 * i) for i in _RSS_COUNTERS)
         return task
@@ -321,8 +332,41 @@ def collect_tasks(reader: TaskReader, init_task: int, idle: list[int], active: s
     """Every task: the idle task of each CPU, then each thread of each group, sorted by pid
     (crash's order), with memory figures and the active (on-CPU) marks filled in."""
     mem, layout = reader.mem, reader.layout
-    addrs: list[int] = list(idle)
-    seen = set(addrs)
+    tasks: list[Task] = []
+    seen: set[int] = set()
+
+    def add(addr: int, is_idle: bool) -> None:
+        if addr in seen:
+            return
+        seen.add(addr)
+        try:
+            task = reader.read(addr)
+        except PmdbError as err:
+            problems.append(f"task {addr:#x}: {err}")
+            return
+        task.idle = is_idle
+        if task.idle:
+            task.ppid = 0    # fork_idle() leaves real_parent at the forking task; crash shows 0
+        task.active = addr in active
+        tasks.append(task)
+
+    for addr in idle:
+        add(addr, True)
+    if layout.thread_node is not None and layout.signal is not None and layout.thread_head is not None:
+        for leader in group_leaders(mem, init_task, layout, problems):
+            if leader == init_task:
+                add(leader, False)
+                continue
+            for task in _read_group(reader, leader, problems):
+                if task.address not in seen:
+                    seen.add(task.address)
+                    task.active = task.address in active
+                    tasks.append(task)
+        _fill_memory(reader, tasks, problems)
+        tasks.sort(key=lambda t: t.pid)
+        return tasks
+    # each group's tasks are read right after its thread list is walked, while the pages
+    # that walk touched are still in the dump's page cache (10,000 tasks would overflow it)
     for leader in group_leaders(mem, init_task, layout, problems):
         try:
             members = thread_group(mem, leader, layout) if leader != init_task else [leader]
@@ -330,24 +374,46 @@ def collect_tasks(reader: TaskReader, init_task: int, idle: list[int], active: s
             problems.append(f"threads of task {leader:#x}: {err}")
             members = [leader]
         for t in members:
-            if t not in seen:
-                seen.add(t)
-                addrs.append(t)
-    tasks: list[Task] = []
-    for n, addr in enumerate(addrs):
-        try:
-            task = reader.read(addr)
-        except PmdbError as err:
-            problems.append(f"task {addr:#x}: {err}")
-            continue
-        task.idle = n < len(idle)
-        if task.idle:
-            task.ppid = 0    # fork_idle() leaves real_parent at the forking task; crash shows 0
-        task.active = addr in active
-        tasks.append(task)
+            add(t, False)
     _fill_memory(reader, tasks, problems)
     tasks.sort(key=lambda t: t.pid)
     return tasks
+
+
+def _read_group(reader: TaskReader, leader: int, problems: list[str]) -> list[Task]:
+    """The tasks of the group led by ``leader`` (3.14+'s signal->thread_head list), each
+    task_struct read once: the next link (thread_node) is inside the bytes read for it.
+    Damage costs the threads behind it, with one line in ``problems``."""
+    L = reader.layout
+    assert L.signal is not None and L.thread_head is not None and L.thread_node is not None
+    try:
+        raw = reader.mem.read(leader, L.span)
+    except FaultError as err:
+        problems.append(f"task {leader:#x}: {err}")
+        return []
+    lead = reader.parse(leader, raw)
+    out = [lead]
+    signal = reader.pointer_in(raw, L.signal)
+    if signal == 0:
+        return out
+    head = signal + L.thread_head
+    seen = {head}
+    try:
+        node = reader.mem.ptr(head)
+        while node != head:
+            if node in seen or node == 0 or len(seen) > MAX_TASKS:
+                raise CorruptionError(node, "the thread list loops, ends in NULL or never ends")
+            seen.add(node)
+            addr = node - L.thread_node
+            if addr == leader:
+                node = reader.pointer_in(raw, L.thread_node)
+                continue
+            member = reader.mem.read(addr, L.span)
+            out.append(reader.parse(addr, member))
+            node = reader.pointer_in(member, L.thread_node)
+    except (CorruptionError, FaultError) as err:
+        problems.append(f"threads of task {leader:#x}: {err}")
+    return out
 
 
 def _fill_memory(reader: TaskReader, tasks: list[Task], problems: list[str]) -> None:

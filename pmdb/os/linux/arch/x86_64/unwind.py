@@ -67,11 +67,13 @@ class _State:
 
 
 class _Reader:
-    """Stack words, each region read once in one piece; reads off every known stack fail."""
+    """Stack words, each region read in one piece from the page of the lowest word asked for
+    to its top (a sleeping task uses the top of its 16 KiB stack: reading all of it cost
+    four pages per task of a compressed dump); reads off every known stack fail."""
 
     def __init__(self, mem: AddressSpace, stacks: StackMap, task: StackRegion | None) -> None:
         self.mem, self.stacks, self.task = mem, stacks, task
-        self._cache: dict[StackRegion, bytes | None] = {}
+        self._cache: dict[StackRegion, tuple[int, bytes | None]] = {}
 
     def region(self, addr: int, n: int = 8) -> StackRegion | None:
         return self.stacks.find(addr, self.task, n)
@@ -81,10 +83,10 @@ class _Reader:
         region = self.region(addr, n)
         if region is None:
             raise _Stop(f"{addr:#x} is on no known stack")
-        data = self._bytes(region)
+        start, data = self._bytes(region, addr)
         try:
             if data is not None:
-                return struct.unpack_from(f"<{count}Q", data, addr - region.lo)
+                return struct.unpack_from(f"<{count}Q", data, addr - start)
             return struct.unpack(f"<{count}Q", self.mem.read(addr, n))
         except FaultError as err:
             raise _Stop(f"stack word at {addr:#x} unreadable ({err.reason or 'not in the dump'})") from None
@@ -92,13 +94,17 @@ class _Reader:
     def word(self, addr: int) -> int:
         return self.words(addr, 1)[0]
 
-    def _bytes(self, region: StackRegion) -> bytes | None:
-        if region not in self._cache:
+    def _bytes(self, region: StackRegion, addr: int) -> tuple[int, bytes | None]:
+        """(where the bytes start, the bytes up to the region's top) covering addr."""
+        hit = self._cache.get(region)
+        if hit is None or addr < hit[0]:
+            start = max(region.lo, addr & ~0xFFF)
             try:
-                self._cache[region] = self.mem.read(region.lo, region.hi - region.lo)
+                hit = (start, self.mem.read(start, region.hi - start))
             except PmdbError:
-                self._cache[region] = None      # partly missing: fall back to word reads
-        return self._cache[region]
+                hit = (start, None)      # partly missing: fall back to word reads
+            self._cache[region] = hit
+        return hit
 
 
 class KernelUnwinder:
