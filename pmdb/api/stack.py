@@ -85,7 +85,7 @@ def _title(thread: Thread) -> str:
 
 
 def _call_pc(f: Frame) -> int:
-    """The address whose line is the frame's: the call (pc - 1) for a return address.
+    """The address whose name and line are the frame's: the call (pc - 1) for a return address.
     User unwinders mark those (call_site); a kernel's ORC frames are return addresses all."""
     return f.pc - 1 if f.method == "orc" and f.pc else f.lookup_pc
 
@@ -94,7 +94,7 @@ def stack_of(target: Target, thread: Thread) -> Stack:
     """The unwound stack of thread, each frame named from the target's symbols."""
     frames = []
     for f in target.stack(thread):
-        hit = target.symbols.resolve(f.lookup_pc)
+        hit = target.symbols.resolve(_call_pc(f))     # after a noreturn call, pc is the next function's
         sym = hit[0] if hit is not None else None
         frames.append(StackFrame(
             level=f.level, pc=f.pc, sp=f.sp,
