@@ -32,6 +32,7 @@ from .linux_stack_text import (
     kernel_frames,
     task_numbers,
 )
+from .source_lines import source_lines
 from .user_stacks import user_stacks
 
 _STATES = {"RU", "IN", "UN", "ST", "TR", "ZO", "DE", "PA", "WA", "NE", "WK", "ID"}
@@ -119,7 +120,7 @@ def _selects(task: Task, word: str) -> bool:
 # -- crash's bt over a kernel target ----------------------------------------------------
 
 def bt_command(ctx: Context, args: Sequence[str], *, active: bool, full: bool, text: bool = False,
-               offsets: str = "", eframes: bool = False) -> None:
+               offsets: str = "", eframes: bool = False, lines: bool = False) -> None:
     """``bt [-a] [-f] [-t] [-s [-x]] [pid | task ...]`` (dcmds/stack.py's bt on a kernel
     target); ``offsets``: "dec" for -s, "hex" for -s -x (crash: -x alone changes nothing)."""
     target = ctx.target
@@ -150,10 +151,11 @@ def bt_command(ctx: Context, args: Sequence[str], *, active: bool, full: bool, t
                 else:
                     ctx.out.line(line)
         return
-    print_bts(ctx, picks, full=full, offsets=offsets)
+    print_bts(ctx, picks, full=full, offsets=offsets, lines=lines)
 
 
-def print_bts(ctx: Context, tasks: Sequence[int], *, full: bool = False, offsets: str = "") -> None:
+def print_bts(ctx: Context, tasks: Sequence[int], *, full: bool = False, offsets: str = "",
+              lines: bool = False) -> None:
     """crash's bt of each task, a blank line between tasks; piped, the tasks go on."""
     if ctx.piped:
         for t in tasks:
@@ -163,10 +165,11 @@ def print_bts(ctx: Context, tasks: Sequence[int], *, full: bool = False, offsets
         for record in bt_records(ctx.target, tasks):
             ctx.out.record(**record)
         return
-    for n, (_, lines) in enumerate(bt_tasks(ctx.target, tasks, full=full, offsets=offsets)):
+    line_at = source_lines(ctx) if lines else None
+    for n, (_, shown) in enumerate(bt_tasks(ctx.target, tasks, full=full, offsets=offsets, line_at=line_at)):
         if n:
             ctx.out.line("")
-        for text in lines:
+        for text in shown:
             if text.startswith("bt: "):
                 ctx.out.error(text)
             else:

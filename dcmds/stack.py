@@ -87,11 +87,11 @@ def findstack(ctx: Context, *args: Any, verbose: bool = False) -> None:
 
 @dcmd("bt", addr="optional",
       opts={"a": "active", "f": "full", "t": "text", "s": "symoff", "x": "hexoff",
-            "e": "eframes"},
+            "e": "eframes", "l": "lines"},
       synopsis="print a backtrace, crash style (bt -a: every CPU's task)",
-      example="bt -a", usage="[-a] [-f] [-t] [-e] [-s [-x]] [pid | task ...]")
+      example="bt -a", usage="[-a] [-f] [-t] [-e] [-l] [-s [-x]] [pid | task ...]")
 def bt(ctx: Context, *args: Any, active: bool = False, full: bool = False, text: bool = False,
-       symoff: bool = False, hexoff: bool = False, eframes: bool = False) -> None:
+       symoff: bool = False, hexoff: bool = False, eframes: bool = False, lines: bool = False) -> None:
     """crash's bt on a kernel: the current task's stack (or each task given by pid, in
     decimal as crash reads it, or task_struct address) under crash's ``PID: TASK: CPU:
     COMMAND:`` header, one `` #N [addr] func at pc [module]`` line per frame, the
@@ -101,14 +101,15 @@ def bt(ctx: Context, *args: Any, active: bool = False, full: bool = False, text:
     every text address on the stack from the first frame up, stale ones too. The
     registers of a CPU that was not the panicking one are shown first, as crash does on
     a kdump. -s: each frame's ``func+offset`` (-s -x: in hex); -e: every exception
-    frame (pt_regs) found by searching the stack, stale ones too. On a user core, bt is $c
+    frame (pt_regs) found by searching the stack, stale ones too; -l: each frame's source
+    file and line under it, from the debug vmlinux and modules' debug files. On a user core, bt is $c
     (-a: every thread)."""
     target = ctx.target
     if ctx.is_kernel:
         # crash's exact text (or its JSON records) comes whole from linux_stack.py
         offsets = ("hex" if hexoff else "dec") if symoff else ""
         bt_command(ctx, [str(a) for a in args], active=active, full=full, text=text, offsets=offsets,
-                   eframes=eframes)
+                   eframes=eframes, lines=lines)
         return
     threads = list(target.threads()) if active else [_thread(ctx)]
     for n, thread in enumerate(threads):

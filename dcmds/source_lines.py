@@ -1,0 +1,24 @@
+"""Where dcmds get source lines: the kernel's debug files (pmdb.os.linux.debuginfo)."""
+
+from __future__ import annotations
+
+from pmdb.commands import Context
+from pmdb.opener import cache_of
+from pmdb.os.linux.debuginfo import KernelDebugInfo, LineAt, debuginfo_for
+
+
+def kernel_debuginfo(ctx: Context) -> KernelDebugInfo:
+    """The open kernel's debug info, made once with the session's cache."""
+    return debuginfo_for(ctx.kernel, cache_of(ctx.session.config))
+
+
+def source_lines(ctx: Context) -> LineAt | None:
+    """address -> (file, line), or None when the target has no debug info with lines."""
+    if not ctx.is_kernel:
+        return None
+    info = kernel_debuginfo(ctx)
+    if not info.has_lines():
+        return None
+    for problem in info.problems:
+        ctx.out.error(problem)
+    return info.line_at

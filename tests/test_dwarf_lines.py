@@ -1,0 +1,149 @@
+"""Source lines from .debug_line: the decoder, the per-unit cache, and bt -l / dis -l.
+
+Oracles: gdb's ``info line *ADDR`` for 300 addresses of the fixture kernel's debug vmlinux
+(tests/data/dwarf-lines-gdb.txt says how it was made), and crash 8.0.6's own ``bt -l`` and
+``dis -l`` on the fixture dump (tests/data/crash-golden/debuginfo-linux-6.1-x86_64.txt).
+"""
+
+from __future__ import annotations
+
+import io
+import marshal
+from pathlib import Path
+
+import pytest
+
+from pmdb.cache import Cache
+from pmdb.config import Config
+from pmdb.errors import FormatError
+from pmdb.opener import open_target
+from pmdb.session import Session
+from pmdb.target import Target
+from pmdb.types.debugfile import DebugFile
+from pmdb.types.dwarf_lines import Strings, decode
+from pmdb.types.dwarf_source import SourceLines, cache_label, pyelftools_unit_info
+from tests import kernel_truth as kt
+from tests.conftest import need_fixture
+from tests.linux_vmcore import KASLR
+
+RELEASE = "6.1.0-56-amd64"
+DATA = Path(__file__).parent / "data"
+GOLDEN = DATA / "crash-golden" / "debuginfo-linux-6.1-x86_64.txt"
+_OPEN: dict[str, Target] = {}
+
+
+def _gdb_rows() -> list[tuple[int, tuple[str, int] | None]]:
+    rows = []
+    for line in (DATA / "dwarf-lines-gdb.txt").read_text().splitlines():
+        if line.startswith("#"):
+            continue
+        addr, rest = line.split(" ", 1)
+        if rest == "-":
+            rows.append((int(addr, 16), None))
+        else:
+            num, name = rest.split(" ", 1)
+            rows.append((int(addr, 16), (name, int(num))))
+    return rows
+
+
+def _lines(debug: DebugFile, cache: Cache | None) -> SourceLines:
+    return SourceLines(debug.mm, debug.sections, pyelftools_unit_info(debug.dwarf()), little=debug.little,
+                       cache=cache, cache_label=cache_label(debug.path, debug.build_id()) if cache else "")
+
+
+def test_lines_equal_gdb_info_line(tmp_path: Path) -> None:
+    """Every sampled address gets gdb's line, and gdb's file (which crash prints below the
+    unit's directory, hence the suffix)."""
+    debug = DebugFile(str(kt.need_dbg_vmlinux(RELEASE)))
+    lines = _lines(debug, None)
+    rows = _gdb_rows()
+    assert len(rows) == 300
+    for addr, want in rows:
+        got = lines.line_at(addr)
+        if want is None:
+            assert got is None, hex(addr)
+        else:
+            assert got is not None and got[1] == want[1] and got[0].endswith(want[0]), (hex(addr), got, want)
+
+
+def test_units_are_cached_and_checked(tmp_path: Path) -> None:
+    """A unit is decoded once: a second reader loads it from the cache; a damaged or
+    mismatched entry is decoded again, never believed."""
+    debug = DebugFile(str(kt.need_dbg_vmlinux(RELEASE)))
+    cache = Cache(tmp_path)
+    addr, want = next((a, w) for a, w in _gdb_rows() if w is not None)
+    first = _lines(debug, cache)
+    assert first.line_at(addr) is not None and first.decoded == 1
+    again = _lines(debug, cache)
+    assert again.line_at(addr) == first.line_at(addr) and again.decoded == 0
+    entry = next(p for p in tmp_path.rglob("*") if p.is_file())
+    unit = int(entry.name.split(".")[0], 16)
+    # another unit's table stored under this unit's name
+    fmt, _, table = marshal.loads(entry.read_bytes())
+    entry.write_bytes(marshal.dumps((fmt, unit + 1, table)))
+    entry.rename(entry.with_name(f"{unit:x}.{entry.stat().st_size:x}"))
+    third = _lines(debug, cache)
+    assert third.line_at(addr) == first.line_at(addr) and third.decoded == 1
+
+
+def test_bad_line_programs_are_one_error() -> None:
+    """A truncated or nonsense program is a FormatError, never a hang or a traceback."""
+    with pytest.raises(FormatError):
+        decode(b"\x20\x00\x00\x00\x05\x00", 0, 6, Strings())
+    with pytest.raises(FormatError):
+        decode(b"\xff" * 64, 0, 64, Strings())
+    # a version-4 header whose program is cut: still one error (or rows up to the cut)
+    head = bytes([0x30, 0, 0, 0, 4, 0, 0x20, 0, 0, 0, 1, 1, 1, 0xFB, 14, 13]) + bytes(12) + b"\0\0"
+    try:
+        decode(head + b"\x00\x09\x02" + b"\x10" * 4, 0, len(head) + 7, Strings())
+    except FormatError:
+        pass
+
+
+# -- crash's bt -l and dis -l ----------------------------------------------------------------
+
+def _golden() -> dict[str, list[str]]:
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in GOLDEN.read_text().splitlines():
+        if line.startswith("#"):
+            continue
+        if line.startswith("crash> "):
+            current = line[len("crash> "):]
+            sections[current] = []
+        elif current is not None:
+            sections[current].append(line)
+    return sections
+
+
+def _target() -> Target:
+    if "t" not in _OPEN:
+        dump = need_fixture(KASLR / "dump.202611221942")
+        files = [str(kt.need_dbg_vmlinux(RELEASE))]
+        _OPEN["t"] = open_target(str(dump), config=Config({"debuginfo.directories": []}), symbol_files=files)
+    return _OPEN["t"]
+
+
+def _run(tmp_path: Path, *lines: str) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    session = Session(_target(), stdout=out, stderr=err, config=Config({"cache.directory": str(tmp_path)}))
+    for line in lines:
+        session.run_line(line)
+    return out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize("command", [c for c in (_golden() if GOLDEN.exists() else {}) if "crashdrv.ko" not in c
+                                     and not c.startswith("mod ")])
+def test_equals_crash(command: str, tmp_path: Path) -> None:
+    """crash 8.0.6's own output of bt -l, dis and dis -l, line for line."""
+    out, err = _run(tmp_path, command)
+    assert not err
+    assert out.splitlines() == _golden()[command]
+
+
+def test_bt_l_without_debug_info_is_bt() -> None:
+    """With no debug file, bt -l prints bt's lines (crash prints no source lines either)."""
+    from tests.linux_session import run, target_for
+
+    plain = target_for(KASLR, "dump.202611221942")
+    assert run(plain, "bt -l")[0] == run(plain, "bt")[0]
