@@ -52,9 +52,9 @@ class SourceLines:
         unit = self.unit_of(at)
         if unit is None:
             return None
-        table = self._tables.get(unit, False)
-        if table is False:
-            table = self._tables[unit] = self._table(unit)
+        if unit not in self._tables:
+            self._tables[unit] = self._table(unit)
+        table = self._tables[unit]
         return table.lookup(at) if table is not None else None
 
     def unit_of(self, at: int) -> int | None:

@@ -28,12 +28,13 @@ class KernelDebugInfo:
         self.kernel = kernel
         self.cache = cache
         self.problems: list[str] = []
-        self._vmlinux: SourceLines | None | bool = False
+        self._vmlinux: SourceLines | None = None
+        self._looked = False
         self.modules: dict[str, Any] = {}          # name -> ModuleDebug (module_debug.py)
 
     def vmlinux_lines(self) -> SourceLines | None:
-        if self._vmlinux is False:
-            self._vmlinux = None
+        if not self._looked:
+            self._looked = True
             path = getattr(self.kernel.km, "vmlinux", "")
             if path:
                 try:
@@ -44,7 +45,7 @@ class KernelDebugInfo:
                         cache_label=cache_label(path, debug.build_id()))
                 except PmdbError as err:
                     self.problems.append(f"{path}: no source lines ({err})")
-        return self._vmlinux or None
+        return self._vmlinux
 
     def line_at(self, addr: int) -> tuple[str, int] | None:
         """(file, line) of the kernel or module code at ``addr``; None without debug info
