@@ -52,6 +52,7 @@ class Disassembler:
         self.target = target
         self._cs = _capstone(target)
         self._cache: dict[int, Insn] = {}
+        self._att: Any = None                 # a second capstone, for AT&T (gnu())
         arch = target.arch
         # 0 for x86's variable-length code; fixed-width ISAs can be decoded backwards
         self.fixed_width = 0 if arch.name in ("x86_64", "i386") else 4
@@ -155,11 +156,96 @@ class Disassembler:
             ops = f"{ops}  # {insn.rip_ref:#x}" + (f" <{name}>" if name else "")
         return f"{insn.mnemonic:<7} {ops}".rstrip() if ops else insn.mnemonic
 
+    def gnu(self, insn: Insn, intel: bool = False) -> Gnu:
+        """The instruction as gdb (and so crash, and the oops ``Code:`` line's decoder) spells
+        it: binutils' AT&T syntax (``intel``: capstone's Intel), without naming anything."""
+        if intel:
+            return Gnu(insn.mnemonic, insn.op_str.replace(", ", ","), insn.target, insn.rip_ref)
+        if self._att is None:
+            self._att = _capstone(self.target)
+            import capstone
+
+            self._att.syntax = capstone.CS_OPT_SYNTAX_ATT
+        if insn.raw == b"\x66\x90":               # binutils names the 2-byte nop by its encoding
+            return Gnu("xchg", "%ax,%ax")
+        decoded = next(self._att.disasm(insn.raw, insn.address, 1), None) if not insn.bad else None
+        if decoded is None or self.target.arch.name not in ("x86_64", "i386"):
+            return Gnu(insn.mnemonic, insn.op_str, insn.target, insn.rip_ref)
+        return _binutils(decoded, insn)
+
     def _name(self, addr: int) -> str | None:
         hit = self.target.symbols.resolve(addr)
         if hit is None:
             return None
         return self.target.symbols.describe(addr)
+
+
+@dataclass(frozen=True)
+class Gnu:
+    """An instruction in gdb's words: its mnemonic, operands, and what they refer to."""
+
+    mnemonic: str
+    operands: str
+    target: int | None = None         # a direct branch's destination (printed as an address)
+    rip_ref: int | None = None        # the address a rip-relative operand names
+
+
+_BRANCHES = ("call", "jmp", "ret", "push", "pop", "lcall", "ljmp", "lret", "iret", "sysret")
+_SUFFIX_SIZE = {"b": 1, "w": 2, "l": 4, "q": 8}
+_OP_REG, _OP_IMM, _OP_MEM = 1, 2, 3
+_GRP_JUMP, _GRP_CALL, _GRP_BRANCH_RELATIVE = 1, 2, 7
+
+
+def _binutils(i: Any, insn: Insn) -> Gnu:
+    """binutils' AT&T text from capstone's decoded operands: hex immediates masked to
+    their size, ``0x0(%rax,%rax,1)`` where a displacement is encoded, ``,`` between
+    operands, ``*`` before an indirect branch's operand, and the size suffix only where
+    no register operand gives the size (``movq $0x0,0x20(%rsp)`` but ``mov %rsi,%r12``)."""
+    words = i.mnemonic.split()
+    mnem = words[-1]
+    groups = set(i.groups)
+    branch = bool(groups & {_GRP_JUMP, _GRP_CALL})
+    base = i.insn_name()
+    suffix = mnem[len(base):] if mnem.startswith(base) and len(mnem) == len(base) + 1 else ""
+    if suffix in _SUFFIX_SIZE:
+        sized = _SUFFIX_SIZE[suffix]
+        if base in _BRANCHES or branch or any(o.type == _OP_REG and o.size == sized for o in i.operands):
+            mnem = base
+    words[-1] = mnem
+    ops: list[str] = []
+    relative = _GRP_BRANCH_RELATIVE in groups
+    for o in i.operands:
+        if o.type == _OP_REG:
+            text = f"%{i.reg_name(o.reg)}"
+        elif o.type == _OP_IMM:
+            text = f"{o.imm & _mask(8):#x}" if relative else f"${o.imm & _mask(o.size):#x}"
+        elif o.type == _OP_MEM:
+            text = _memory(i, o)
+        else:
+            return Gnu(i.mnemonic, i.op_str.replace(", ", ","), insn.target, insn.rip_ref)
+        if branch and not relative:
+            text = "*" + text
+        ops.append(text)
+    rip_ref = insn.rip_ref & _mask(8) if insn.rip_ref is not None else None
+    return Gnu(" ".join(words), ",".join(ops), insn.target, rip_ref)
+
+
+def _mask(size: int) -> int:
+    return (1 << (8 * (size or 8))) - 1
+
+
+def _memory(i: Any, o: Any) -> str:
+    m = o.mem
+    seg = f"%{i.reg_name(m.segment)}:" if m.segment else ""
+    if not m.base and not m.index:
+        return f"{seg}{m.disp & _mask(8):#x}"
+    disp = ""
+    if m.disp or i.disp_size:
+        disp = f"-{-m.disp:#x}" if m.disp < 0 else f"{m.disp:#x}"
+    inside = f"%{i.reg_name(m.base)}" if m.base else ""
+    if m.index:
+        inside += f",%{i.reg_name(m.index)},{m.scale}"
+    return f"{seg}{disp}({inside})"
 
 
 def _capstone(target: Target) -> Any:

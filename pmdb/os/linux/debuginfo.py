@@ -9,12 +9,13 @@ less the KASLR offset. Modules' debug files are added by ``mod -s`` or the comma
 
 from __future__ import annotations
 
+import struct
 import weakref
 from collections.abc import Callable
 from typing import Any
 
 from pmdb.cache import Cache
-from pmdb.errors import PmdbError
+from pmdb.errors import FormatError, PmdbError
 from pmdb.types.debugfile import DebugFile
 from pmdb.types.dwarf_source import SourceLines, cache_label, pyelftools_unit_info
 
@@ -30,6 +31,8 @@ class KernelDebugInfo:
         self.problems: list[str] = []
         self._vmlinux: SourceLines | None = None
         self._looked = False
+        self._debug: DebugFile | None = None
+        self._sizes: dict[int, int] | None = None
         self.modules: dict[str, Any] = {}          # name -> ModuleDebug (module_debug.py)
 
     def vmlinux_lines(self) -> SourceLines | None:
@@ -38,7 +41,7 @@ class KernelDebugInfo:
             path = getattr(self.kernel.km, "vmlinux", "")
             if path:
                 try:
-                    debug = DebugFile(path)
+                    debug = self._debug = DebugFile(path)
                     self._vmlinux = SourceLines(
                         debug.mm, debug.sections, pyelftools_unit_info(debug.dwarf()), little=debug.little,
                         bias=self.kernel.km.info.kernel_offset, cache=self.cache,
@@ -46,6 +49,20 @@ class KernelDebugInfo:
                 except PmdbError as err:
                     self.problems.append(f"{path}: no source lines ({err})")
         return self._vmlinux
+
+    def function_size(self, addr: int) -> int | None:
+        """The size the vmlinux's ELF symbol table gives the function starting at ``addr``
+        (crash's extent of ``dis FUNCTION``; kallsyms knows only where the next symbol is)."""
+        lines = self.vmlinux_lines()
+        if lines is None or self._debug is None:
+            return None
+        if self._sizes is None:
+            try:
+                self._sizes = elf_function_sizes(self._debug)
+            except PmdbError as err:
+                self.problems.append(f"{self._debug.path}: no symbol sizes ({err})")
+                self._sizes = {}
+        return self._sizes.get(addr - lines.bias)
 
     def line_at(self, addr: int) -> tuple[str, int] | None:
         """(file, line) of the kernel or module code at ``addr``; None without debug info
@@ -64,6 +81,24 @@ class KernelDebugInfo:
 
     def has_lines(self) -> bool:
         return bool(self.modules) or self.vmlinux_lines() is not None
+
+
+def elf_function_sizes(debug: DebugFile) -> dict[int, int]:
+    """address -> size of every sized symbol in the file's .symtab (read raw: pyelftools'
+    per-symbol objects take seconds for a vmlinux's 150,000)."""
+    where = debug.sections.get(".symtab")
+    if where is None or debug.ptr_size != 8:
+        return {}
+    start, size = where
+    fmt = ("<" if debug.little else ">") + "IBBHQQ"
+    out: dict[int, int] = {}
+    try:
+        for _name, _info, _other, shndx, value, length in struct.iter_unpack(fmt, debug.mm[start:start + size - size % 24]):
+            if length and shndx and out.get(value, 0) < length:
+                out[value] = length
+    except struct.error as err:
+        raise FormatError(f".symtab: {err}") from None
+    return out
 
 
 _BY_KERNEL: weakref.WeakKeyDictionary[Any, KernelDebugInfo] = weakref.WeakKeyDictionary()
