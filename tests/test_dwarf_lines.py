@@ -28,7 +28,18 @@ from tests.linux_vmcore import KASLR
 
 RELEASE = "6.1.0-56-amd64"
 DATA = Path(__file__).parent / "data"
-GOLDEN = DATA / "crash-golden" / "debuginfo-linux-6.1-x86_64.txt"
+GOLDEN = [DATA / "crash-golden" / f"debuginfo-{n}linux-6.1-x86_64.txt" for n in ("", "dis-")]
+MODULE_GOLDEN = DATA / "crash-golden" / "debuginfo-module-linux-6.1-x86_64.txt"
+KO = KASLR / "crashdrv.ko"
+# golden commands pmdb does not equal yet, and why (each a known gap, not a pass)
+NOT_YET = {
+    **{f"dis{flag} {name}": "crash names the retpoline thunk __indirect_thunk_start, pmdb its alias "
+       "__x86_indirect_thunk_array (which of two symbols at one address: the symbol table's choice)"
+       for name in ("klist_put", "aio_complete_rw", "__traceiter_xen_mmu_set_pte", "security_socket_sendmsg")
+       for flag in ("", " -l")},
+    **{f"dis{flag} tracing_trace_options_open": "gdb names a .part.0 clone by its DWARF subprogram "
+       "(tracing_check_open_get_tr), pmdb by its ELF symbol" for flag in ("", " -l")},
+}
 _OPEN: dict[str, Target] = {}
 
 
@@ -102,10 +113,10 @@ def test_bad_line_programs_are_one_error() -> None:
 
 # -- crash's bt -l and dis -l ----------------------------------------------------------------
 
-def _golden() -> dict[str, list[str]]:
+def _golden(paths: list[Path] = GOLDEN) -> dict[str, list[str]]:
     sections: dict[str, list[str]] = {}
     current = None
-    for line in GOLDEN.read_text().splitlines():
+    for line in (line for path in paths if path.exists() for line in path.read_text().splitlines()):
         if line.startswith("#"):
             continue
         if line.startswith("crash> "):
@@ -132,13 +143,88 @@ def _run(tmp_path: Path, *lines: str) -> tuple[str, str]:
     return out.getvalue(), err.getvalue()
 
 
-@pytest.mark.parametrize("command", [c for c in (_golden() if GOLDEN.exists() else {}) if "crashdrv.ko" not in c
-                                     and not c.startswith("mod ")])
+@pytest.mark.parametrize("command", [c for c in _golden() if c not in NOT_YET])
 def test_equals_crash(command: str, tmp_path: Path) -> None:
     """crash 8.0.6's own output of bt -l, dis and dis -l, line for line."""
     out, err = _run(tmp_path, command)
     assert not err
     assert out.splitlines() == _golden()[command]
+
+
+@pytest.mark.parametrize("command", list(NOT_YET))
+def test_known_differences_are_only_the_symbol_names(command: str, tmp_path: Path) -> None:
+    """Where pmdb's dis differs from crash's, only the name inside <...> of one line differs."""
+    out, _ = _run(tmp_path, command)
+    want = _golden()[command]
+    got = out.splitlines()
+    assert len(got) == len(want)
+    differ = [(a, b) for a, b in zip(got, want, strict=True) if a != b]
+    assert len(differ) == 1 and differ[0][0].split("<")[0] == differ[0][1].split("<")[0]
+
+
+# -- a module's debug file (mod -s) ------------------------------------------------------------
+
+def _module_session(tmp_path: Path) -> tuple[Session, io.StringIO, io.StringIO]:
+    out, err = io.StringIO(), io.StringIO()
+    session = Session(_target(), stdout=out, stderr=err, config=Config({"cache.directory": str(tmp_path)}))
+    session.run_line(f"mod -s crashdrv {need_fixture(KO)}")
+    return session, out, err
+
+
+@pytest.mark.parametrize("command", list(_golden([MODULE_GOLDEN])))
+def test_module_lines_equal_crash(command: str, tmp_path: Path) -> None:
+    """After ``mod -s crashdrv crashdrv.ko``, crash's bt -l and dis -l of the module's
+    functions (its frames get their lines, the exception RIP in crashdrv too)."""
+    session, out, err = _module_session(tmp_path)
+    try:
+        start = len(out.getvalue())
+        session.run_line(command)
+        assert not err.getvalue()
+        assert out.getvalue()[start:].splitlines() == _golden([MODULE_GOLDEN])[command]
+    finally:
+        session.run_line("mod -d crashdrv")
+
+
+def test_mod_s_gives_module_types_and_crash_layout(tmp_path: Path) -> None:
+    """mod -s prints crash's row for the module (the fixture's crash-oracle.txt, with the
+    file as named), the module's struct is known with the layout gdb gives it in the .ko
+    (40 bytes: magic, name[16], count, next at 0x20 as crashdrv.c says), its static
+    variable reads as crash's rd shows it, and mod -d drops it all again."""
+    session, out, err = _module_session(tmp_path)
+    try:
+        oracle = (KASLR / "crash-oracle.txt").read_text().split("crash> mod -s crashdrv crashdrv.ko\n")[1]
+        want = oracle.splitlines()[:2]
+        assert out.getvalue().splitlines() == [want[0], want[1].replace("crashdrv.ko", str(KO))]
+        for line in ("::sizeof struct crashdrv_widget", "::offsetof struct crashdrv_widget next",
+                     "crashdrv_head::print struct crashdrv_widget magic name"):
+            session.run_line(line)
+        text = out.getvalue()
+        assert "= 0x28" in text and "0x20" in text
+        assert "magic = 0x706d64622d666978" in text and '"crashdrv-head"' in text
+        assert not err.getvalue()
+    finally:
+        session.run_line("mod -d crashdrv")
+    session.run_line("::sizeof struct crashdrv_widget")
+    assert "crashdrv_widget" in err.getvalue()
+
+
+def test_mod_s_refuses_what_is_not_the_module(tmp_path: Path) -> None:
+    """A file that is not the loaded module's debug file is one line, and nothing is used."""
+    out, err = io.StringIO(), io.StringIO()
+    session = Session(_target(), stdout=out, stderr=err, config=Config({"cache.directory": str(tmp_path)}))
+    other = tmp_path / "other.ko"
+    data = bytearray(need_fixture(KO).read_bytes())
+    at = data.find(b"GNU\0") + 4                 # the build-id note's descriptor
+    data[at:at + 4] = bytes(4)
+    other.write_bytes(bytes(data))
+    for line in (f"mod -s crashdrv {other}", f"mod -s crashdrv {kt.need_dbg_vmlinux(RELEASE)}",
+                 f"mod -s nosuchmod {KO}", "mod -s crashdrv /nonexistent.ko", "mod -d crashdrv"):
+        before = err.getvalue().count("\n")
+        session.run_line(line)
+        assert err.getvalue().count("\n") == before + 1, line
+        assert "Traceback" not in err.getvalue()
+    session.run_line("::sizeof struct crashdrv_widget")
+    assert "crashdrv_widget" in err.getvalue()
 
 
 def test_bt_l_without_debug_info_is_bt() -> None:

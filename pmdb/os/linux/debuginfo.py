@@ -4,7 +4,7 @@ One ``KernelDebugInfo`` per kernel (``debuginfo_for``), made on first use: stack
 listings that never ask for a line never open anything. The vmlinux is the one the opener
 matched to the dump (its path in ``km.vmlinux``); its addresses are the running kernel's
 less the KASLR offset. Modules' debug files are added by ``mod -s`` or the command line
-(pmdb.os.linux.module_debug) and answer for the addresses of their sections.
+(``load_module``) and answer for the addresses of their sections.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 from pmdb.cache import Cache
-from pmdb.errors import FormatError, PmdbError
-from pmdb.types.debugfile import DebugFile
+from pmdb.errors import CommandError, FaultError, FormatError, PmdbError
+from pmdb.symbols.kmodules import module_sections
+from pmdb.types.debugfile import DebugFile, build_id_note
+from pmdb.types.dwarf_module import ModuleDwarf
 from pmdb.types.dwarf_source import SourceLines, cache_label, pyelftools_unit_info
 
 LineAt = Callable[[int], "tuple[str, int] | None"]
@@ -33,7 +35,7 @@ class KernelDebugInfo:
         self._looked = False
         self._debug: DebugFile | None = None
         self._sizes: dict[int, int] | None = None
-        self.modules: dict[str, Any] = {}          # name -> ModuleDebug (module_debug.py)
+        self.modules: dict[str, ModuleDwarf] = {}
 
     def vmlinux_lines(self) -> SourceLines | None:
         if not self._looked:
@@ -49,6 +51,38 @@ class KernelDebugInfo:
                 except PmdbError as err:
                     self.problems.append(f"{path}: no source lines ({err})")
         return self._vmlinux
+
+    def load_module(self, name: str, path: str) -> ModuleDwarf:
+        """Read a module's debug file (``mod -s NAME FILE``), relocated to where the dump's
+        module ``name`` was loaded; FormatError when it is not that module's build."""
+        kernel = self.kernel
+        mod = next((m for m in kernel.modules() if m.name == name), None)
+        if mod is None:
+            raise CommandError(f"no module {name} is loaded")
+        sections = module_sections(kernel.mem, mod.address, kernel.types)
+        if not sections:
+            raise FormatError(f"module {name} keeps no section addresses (sect_attrs): its debug file cannot be placed")
+        found = ModuleDwarf(path, sections)
+        note = sections.get(".note.gnu.build-id")
+        if found.build_id and note:
+            try:
+                loaded = build_id_note(kernel.mem.read(note, 64), "<" if kernel.arch.byteorder == "little" else ">")
+            except FaultError:
+                loaded = None
+            if loaded is not None and loaded.hex() != found.build_id:
+                raise FormatError(f"{path}: build-id {found.build_id} is not the loaded {name}'s ({loaded.hex()})")
+        self.drop_module(name)
+        self.modules[name] = found
+        kernel.types.add_source(found.types)
+        return found
+
+    def drop_module(self, name: str) -> bool:
+        """Forget a module's debug file (``mod -d``); whether there was one."""
+        old = self.modules.pop(name, None)
+        if old is None:
+            return False
+        self.kernel.types.remove_source(old.types)
+        return True
 
     def function_size(self, addr: int) -> int | None:
         """The size the vmlinux's ELF symbol table gives the function starting at ``addr``
