@@ -33,19 +33,27 @@ def _by_base(ctx: Context) -> list[KernelModule]:
 
 
 @dcmd("mod", addr="none", synopsis="crash's mod: every loaded module, its struct module, base and size",
-      example="mod", usage="[-s name file | -S]")
+      example="mod", usage="[-s name file | -d name | -S [directory]]")
 def mod(ctx: Context, *args: Any) -> None:
     """``mod``: each module's ``struct module`` address, name, base address, size and object
     file, in crash's layout ("(not loaded)  [CONFIG_KALLSYMS]": pmdb takes module symbols
     from the dump's kallsyms). ``mod -s NAME FILE`` reads the module's debug file (its .ko
     with DWARF), relocated to where the dump's module was loaded: its types (``::print``,
-    ``::sizeof``) and source lines (``bt -l``, ``dis -l``); ``mod -d NAME`` drops it."""
+    ``::sizeof``) and source lines (``bt -l``, ``dis -l``); ``mod -d NAME`` drops it; ``mod -S
+    [DIR]`` reads every module's debug file found in Debian's -dbg layout under DIR (else
+    pmdb.toml's debuginfo.directories): lib/modules/RELEASE/**/NAME.ko, or
+    .build-id/xx/rest.debug by the build-id the loaded module carries."""
     positional, opts = parse_options("mod", {"s": "load", "S": "load_all", "d": "delete"}, args,
                                      "[-s name file | -d name]")
-    if "load_all" in opts:
-        raise CommandError("mod -S: name each module's file with mod -s NAME FILE (a -dbg package's "
-                           "modules are found by their build-id when debuginfo.directories holds them)")
     info = kernel_debuginfo(ctx)
+    if "load_all" in opts:
+        if len(positional) > 1:
+            raise CommandError("mod: usage: mod -S [DIRECTORY]")
+        where = [str(positional[0])] if positional else info.directories
+        if not info.load_all(where):
+            raise CommandError(f"mod -S: no module's debug file under {', '.join(where) or '(no directory)'}")
+        _table(ctx, info)
+        return
     if "load" in opts or "delete" in opts:
         if "load" in opts and len(positional) != 2 or "delete" in opts and len(positional) != 1:
             raise CommandError("mod: usage: mod -s NAME FILE | mod -d NAME")

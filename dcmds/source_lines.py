@@ -8,8 +8,11 @@ from pmdb.os.linux.debuginfo import KernelDebugInfo, LineAt, debuginfo_for
 
 
 def kernel_debuginfo(ctx: Context) -> KernelDebugInfo:
-    """The open kernel's debug info, made once with the session's cache."""
-    return debuginfo_for(ctx.kernel, cache_of(ctx.session.config))
+    """The open kernel's debug info, made once with the session's cache; modules' debug
+    files are looked for in the configured debuginfo.directories."""
+    info = debuginfo_for(ctx.kernel, cache_of(ctx.session.config))
+    info.directories = list(ctx.session.config.get("debuginfo.directories"))
+    return info
 
 
 def source_lines(ctx: Context) -> LineAt | None:

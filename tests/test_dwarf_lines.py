@@ -233,3 +233,47 @@ def test_bt_l_without_debug_info_is_bt() -> None:
 
     plain = target_for(KASLR, "dump.202611221942")
     assert run(plain, "bt -l")[0] == run(plain, "bt")[0]
+
+
+def test_ko_named_with_the_dump(tmp_path: Path) -> None:
+    """``pmdb DUMP crashdrv.ko`` (and -s): the module's types and lines without mod -s."""
+    dump = need_fixture(KASLR / "dump.202611221942")
+    target = open_target(str(dump), config=Config({"debuginfo.directories": []}),
+                         symbol_files=[str(kt.need_dbg_vmlinux(RELEASE)), str(need_fixture(KO))])
+    assert not [w for w in target.warnings if "crashdrv" in w]
+    out, err = io.StringIO(), io.StringIO()
+    session = Session(target, stdout=out, stderr=err, config=Config({"cache.directory": str(tmp_path)}))
+    session.run_line("::sizeof struct crashdrv_widget")
+    session.run_line("bt -l")
+    assert not err.getvalue()
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "sizeof (struct crashdrv_widget) = 0x28"
+    assert lines[1:] == _golden([MODULE_GOLDEN])["bt -l"]
+
+
+@pytest.mark.parametrize("layout", ["build-id", "lib/modules"])
+def test_module_debug_found_in_dbg_layout(layout: str, tmp_path: Path) -> None:
+    """A module's debug file under debuginfo.directories, by the loaded module's build-id
+    (.build-id/xx/rest.debug) or by name (lib/modules/RELEASE/.../NAME.ko), is found for
+    the first line asked of the module (bt -l) and by mod -S."""
+    ko = need_fixture(KO)
+    top = tmp_path / "debug"
+    if layout == "build-id":
+        build_id = "a45dbdb53cc0a147d07234603b65768172ca62fd"       # readelf -n crashdrv.ko
+        where = top / ".build-id" / build_id[:2] / f"{build_id[2:]}.debug"
+    else:
+        where = top / "lib" / "modules" / RELEASE / "extra" / "crashdrv.ko"
+    where.parent.mkdir(parents=True)
+    where.write_bytes(ko.read_bytes())
+    dump = need_fixture(KASLR / "dump.202611221942")
+    config = Config({"debuginfo.directories": [str(top)], "cache.directory": str(tmp_path / "cache")})
+    target = open_target(str(dump), config=Config({"debuginfo.directories": []}),
+                         symbol_files=[str(kt.need_dbg_vmlinux(RELEASE))])
+    out, err = io.StringIO(), io.StringIO()
+    session = Session(target, stdout=out, stderr=err, config=config)
+    session.run_line("bt -l")
+    assert out.getvalue().splitlines() == _golden([MODULE_GOLDEN])["bt -l"]
+    session.run_line("mod -d crashdrv")
+    session.run_line("mod -S")
+    assert f"crashdrv     ffffffffc023b000  16384  {where} " in out.getvalue()
+    assert not err.getvalue()

@@ -9,13 +9,17 @@ less the KASLR offset. Modules' debug files are added by ``mod -s`` or the comma
 
 from __future__ import annotations
 
+import os
 import struct
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
 from pmdb.cache import Cache
-from pmdb.errors import CommandError, FaultError, FormatError, PmdbError
+from pmdb.errors import CommandError, FormatError, PmdbError
 from pmdb.symbols.kmodules import module_sections
 from pmdb.types.debugfile import DebugFile, build_id_note
 from pmdb.types.dwarf_module import ModuleDwarf
@@ -35,6 +39,9 @@ class KernelDebugInfo:
         self._looked = False
         self._debug: DebugFile | None = None
         self._sizes: dict[int, int] | None = None
+        self._module_trees: dict[str, dict[str, str]] = {}
+        self._tried: set[str] = set()
+        self.directories: list[str] = []       # where modules' debug files are looked for
         self.modules: dict[str, ModuleDwarf] = {}
 
     def vmlinux_lines(self) -> SourceLines | None:
@@ -63,18 +70,62 @@ class KernelDebugInfo:
         if not sections:
             raise FormatError(f"module {name} keeps no section addresses (sect_attrs): its debug file cannot be placed")
         found = ModuleDwarf(path, sections)
-        note = sections.get(".note.gnu.build-id")
-        if found.build_id and note:
-            try:
-                loaded = build_id_note(kernel.mem.read(note, 64), "<" if kernel.arch.byteorder == "little" else ">")
-            except FaultError:
-                loaded = None
-            if loaded is not None and loaded.hex() != found.build_id:
-                raise FormatError(f"{path}: build-id {found.build_id} is not the loaded {name}'s ({loaded.hex()})")
+        loaded = self.module_build_id(name)
+        if found.build_id and loaded and loaded != found.build_id:
+            raise FormatError(f"{path}: build-id {found.build_id} is not the loaded {name}'s ({loaded})")
         self.drop_module(name)
         self.modules[name] = found
         kernel.types.add_source(found.types)
         return found
+
+    def load_named(self, paths: Sequence[str]) -> list[str]:
+        """Load each module debug file (ET_REL) among ``paths`` (the files named with the
+        dump; others are skipped) for the module it names; one warning per failure."""
+        problems = []
+        for path in paths:
+            name = module_file_name(path)
+            if name is None:
+                continue
+            try:
+                self.load_module(name, path)
+            except PmdbError as err:
+                problems.append(f"{err}: not used")
+        return problems
+
+    def find_module(self, name: str, directories: Sequence[str]) -> str | None:
+        """A debug file of the loaded module ``name`` in Debian's -dbg layout under each
+        directory (.build-id/xx/rest.debug by the loaded build-id, lib/modules/RELEASE/**/NAME.ko)."""
+        build_id = self.module_build_id(name)
+        release = self.kernel.km.info.osrelease
+        for top in directories:
+            top = os.path.expanduser(top)
+            if build_id:
+                path = os.path.join(top, ".build-id", build_id[:2], f"{build_id[2:]}.debug")
+                if os.path.isfile(path):
+                    return path
+            tree = self._module_trees.get(top)
+            if tree is None:
+                tree = self._module_trees[top] = _ko_files(os.path.join(top, "lib", "modules", release))
+            hit = tree.get(name.replace("-", "_"))
+            if hit:
+                return hit
+        return None
+
+    def module_build_id(self, name: str) -> str:
+        """The loaded module's GNU build-id (its .note.gnu.build-id section in memory), or ""."""
+        kernel = self.kernel
+        mod = next((m for m in kernel.modules() if m.name == name), None)
+        if mod is None:
+            return ""
+        try:
+            note = module_sections(kernel.mem, mod.address, kernel.types).get(".note.gnu.build-id")
+            found = build_id_note(kernel.mem.read(note, 64), self._endian()) if note else None
+        except PmdbError:
+            return ""
+        return found.hex() if found else ""
+
+    def _endian(self) -> str:
+        return "<" if self.kernel.arch.byteorder == "little" else ">"
 
     def drop_module(self, name: str) -> bool:
         """Forget a module's debug file (``mod -d``); whether there was one."""
@@ -105,6 +156,9 @@ class KernelDebugInfo:
             for mod in self.modules.values():
                 if mod.holds(addr):
                     return mod.line_at(addr)
+            found = self._discover(addr)
+            if found is not None:
+                return found.line_at(addr)
             lines = self.vmlinux_lines()
             return lines.line_at(addr) if lines is not None else None
         except PmdbError as err:
@@ -113,8 +167,33 @@ class KernelDebugInfo:
                 self.problems.append(text)
             return None
 
+    def _discover(self, addr: int) -> ModuleDwarf | None:
+        """The debug file of the module holding ``addr``, found in ``directories`` (once per
+        module, on the first line asked of it)."""
+        if not self.directories:
+            return None
+        for m in self.kernel.modules():
+            if m.base <= addr < m.base + m.size and m.name not in self._tried:
+                self._tried.add(m.name)
+                path = self.find_module(m.name, self.directories)
+                if path is not None:
+                    found = self.load_module(m.name, path)
+                    return found if found.holds(addr) else None
+        return None
+
+    def load_all(self, directories: Sequence[str]) -> list[str]:
+        """crash's ``mod -S``: every loaded module's debug file found under ``directories``;
+        returns the names of the modules whose file was found and read."""
+        done = []
+        for m in self.kernel.modules():
+            path = self.find_module(m.name, directories)
+            if path is not None:
+                self.load_module(m.name, path)
+                done.append(m.name)
+        return done
+
     def has_lines(self) -> bool:
-        return bool(self.modules) or self.vmlinux_lines() is not None
+        return bool(self.modules or self.directories) or self.vmlinux_lines() is not None
 
 
 def elf_function_sizes(debug: DebugFile) -> dict[int, int]:
@@ -132,6 +211,34 @@ def elf_function_sizes(debug: DebugFile) -> dict[int, int]:
                 out[value] = length
     except struct.error as err:
         raise FormatError(f".symtab: {err}") from None
+    return out
+
+
+def module_file_name(path: str) -> str | None:
+    """The module a relocatable ELF file is (its .modinfo ``name=``, else its file name), or
+    None for any other file."""
+    try:
+        with open(path, "rb") as f:
+            elf = ELFFile(f)
+            if elf.header["e_type"] != "ET_REL":
+                return None
+            info = elf.get_section_by_name(".modinfo")
+            fields = info.data().split(b"\0") if info is not None else []
+    except (OSError, ELFError, ValueError, struct.error):
+        return None
+    for field in fields:
+        if field.startswith(b"name="):
+            return field[5:].decode("ascii", "replace")
+    return os.path.basename(path).split(".ko")[0].replace("-", "_")
+
+
+def _ko_files(top: str) -> dict[str, str]:
+    """module name -> path of each NAME.ko (or NAME.ko.debug) below ``top`` (walked once)."""
+    out: dict[str, str] = {}
+    for root, _dirs, names in os.walk(top):
+        for n in names:
+            if n.endswith((".ko", ".ko.debug")):
+                out.setdefault(n.split(".ko")[0].replace("-", "_"), os.path.join(root, n))
     return out
 
 
