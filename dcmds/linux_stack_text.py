@@ -272,20 +272,26 @@ def _word_reader(mem: AddressSpace) -> ReadWords:
 
 
 def findstack_text(resolve: Resolve, task: int, frames: list[Frame], *, verbose: bool = False,
-                   addresses: bool = True) -> list[str]:
+                   addresses: bool = True, line_at: LineAt | None = None) -> list[str]:
     """mdb's ::findstack for a kernel task: ``stack pointer for thread <task>: <sp>``, the
     innermost frame in brackets, then each caller (with its address unless
     ``addresses`` is False, as ::threadlist -v shows them). x86-64 keeps no arguments:
-    ``verbose`` shows each exception frame's saved registers (pt_regs) instead."""
+    ``verbose`` shows each exception frame's saved registers (pt_regs) instead; ``line_at``
+    puts each frame's source line under it (the call's, for a return address)."""
+    def source(frame: Frame) -> list[str]:
+        found = line_at(lookup_address(frame)) if line_at is not None else None
+        return [f"    at {found[0]}:{found[1]}"] if found else []
+
     shown = kernel_frames(frames)
     if not shown:
         return [f"stack pointer for thread {task:x}: (no frames)"]
     top = shown[0]
     lines = [f"stack pointer for thread {task:x}: {frame_address(top):x}",
-             f"[ {frame_address(top):016x} {frame_call(resolve, top)} ]"]
+             f"[ {frame_address(top):016x} {frame_call(resolve, top)} ]", *source(top)]
     for frame in shown[1:]:
         addr = f"{frame_address(frame):016x} " if addresses else ""
         lines.append(f"  {addr}{frame_call(resolve, frame)}")
+        lines += source(frame)
         if verbose and frame.exception is not None:
             lines += ["    " + text for text in register_block(frame.exception)]
     last = frames[-1] if frames else None

@@ -277,3 +277,51 @@ def test_module_debug_found_in_dbg_layout(layout: str, tmp_path: Path) -> None:
     session.run_line("mod -S")
     assert f"crashdrv     ffffffffc023b000  16384  {where} " in out.getvalue()
     assert not err.getvalue()
+
+
+# gdb's `info line *(RETURN_ADDRESS - 1)` (the call's line) for the panic task's frames, on the
+# vmlinux (addresses less the dump's KASLR offset 0x9000000) and on crashdrv.ko; the
+# exception frame's pc is the faulting instruction itself
+GDB_CALL_LINES = {
+    "panic+0x2e9()": ("kernel/panic.c", 459),
+    "page_fault_oops+0xf9()": ("arch/x86/mm/fault.c", 729),
+    "exc_page_fault+0x70()": ("arch/x86/mm/fault.c", 1429),
+    "asm_exc_page_fault+0x22()": ("arch/x86/include/asm/idtentry.h", 608),
+    "crashdrv_widget_bump+0x5() [crashdrv]": ("crashdrv.c", 29),
+    "crashdrv_null_pointer+0x24() [crashdrv]": ("crashdrv.c", 37),
+    "__x64_sys_ioctl+0x90()": ("fs/ioctl.c", 51),
+    "do_syscall_64+0x5d()": ("arch/x86/entry/common.c", 46),
+    "entry_SYSCALL_64_after_hwframe+0x6e()": ("arch/x86/entry/entry_64.S", 121),
+}
+
+
+def test_mdb_stacks_show_the_calls_lines(tmp_path: Path) -> None:
+    """$c -l and ::findstack -v put gdb's line of each call by its frame (the module's too,
+    its debug file named with the dump); $c alone is unchanged."""
+    dump = need_fixture(KASLR / "dump.202611221942")
+    target = open_target(str(dump), config=Config({"debuginfo.directories": []}),
+                         symbol_files=[str(kt.need_dbg_vmlinux(RELEASE)), str(need_fixture(KO))])
+    out, err = io.StringIO(), io.StringIO()
+    session = Session(target, stdout=out, stderr=err, config=Config({"cache.directory": str(tmp_path)}))
+    session.run_line("$c")
+    plain = out.getvalue().splitlines()
+    assert " at " not in out.getvalue() and "crashdrv_null_pointer+0x24() [crashdrv]" in plain
+    start = len(out.getvalue())
+    session.run_line("$c -l")
+    with_lines = out.getvalue()[start:].splitlines()
+    assert [line.split(" at ")[0] for line in with_lines] == plain
+    seen = 0
+    for line in with_lines:
+        call, _, where = line.partition(" at ")
+        if call in GDB_CALL_LINES:
+            name, number = GDB_CALL_LINES[call]
+            assert where.endswith(f"{name}:{number}"), line
+            seen += 1
+    assert seen == len(GDB_CALL_LINES)
+    start = len(out.getvalue())
+    session.run_line("::findstack -v 0t102")
+    text = out.getvalue()[start:].splitlines()
+    for call, (name, number) in GDB_CALL_LINES.items():
+        at = next(i for i, line in enumerate(text) if line.endswith(call) or line.endswith(call + " ]"))
+        assert text[at + 1].startswith("    at ") and text[at + 1].endswith(f"{name}:{number}")
+    assert not err.getvalue()
