@@ -22,6 +22,12 @@ def source_lines(ctx: Context) -> LineAt | None:
     info = kernel_debuginfo(ctx)
     if not info.has_lines():
         return None
-    for problem in info.problems:
-        ctx.out.error(problem)
-    return info.line_at
+
+    def line_at(addr: int) -> tuple[str, int] | None:
+        seen = len(info.problems)
+        found = info.line_at(addr)
+        for problem in info.problems[seen:]:      # each damaged file is said once, when met
+            ctx.out.error(problem)
+        return found
+
+    return line_at

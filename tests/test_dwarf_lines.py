@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import marshal
+import random
 from pathlib import Path
 
 import pytest
@@ -325,3 +326,34 @@ def test_mdb_stacks_show_the_calls_lines(tmp_path: Path) -> None:
         at = next(i for i, line in enumerate(text) if line.endswith(call) or line.endswith(call + " ]"))
         assert text[at + 1].startswith("    at ") and text[at + 1].endswith(f"{name}:{number}")
     assert not err.getvalue()
+
+
+def test_damaged_module_line_program_is_one_line(tmp_path: Path) -> None:
+    """A .ko whose .debug_line is damaged (its build-id still the module's): one error line
+    the first time a line of the module is asked, then stacks and listings without its lines."""
+    data = bytearray(need_fixture(KO).read_bytes())
+    line = _section(data, ".debug_line")
+    noise = random.Random(1)
+    for i in range(line[0] + 40, line[0] + line[1], 7):
+        data[i] = noise.randrange(256)
+    bad = tmp_path / "crashdrv.ko"
+    bad.write_bytes(bytes(data))
+    out, err = io.StringIO(), io.StringIO()
+    session = Session(_target(), stdout=out, stderr=err, config=Config({"cache.directory": str(tmp_path)}))
+    try:
+        for command in (f"mod -s crashdrv {bad}", "bt -l", "dis -l crashdrv_widget_bump", "$c -l"):
+            session.run_line(command)
+        said = [line for line in (out.getvalue() + err.getvalue()).splitlines() if line.startswith("pmdb: ")]
+        assert len(said) == 1 and said[0].startswith("pmdb: source lines: "), said
+        assert "Traceback" not in err.getvalue()
+        assert "crashdrv.c" not in out.getvalue() and "kernel/panic.c: 459" in out.getvalue()
+    finally:
+        session.run_line("mod -d crashdrv")
+
+
+def _section(data: bytearray, name: str) -> tuple[int, int]:
+    from elftools.elf.elffile import ELFFile
+
+    sec = ELFFile(io.BytesIO(bytes(data))).get_section_by_name(name)
+    assert sec is not None
+    return sec["sh_offset"], sec["sh_size"]
