@@ -169,7 +169,8 @@ def lines_section(runs: int) -> str:
             cold = timed_process([*base, str(vmlinux), "-e", "bt -l"])
             warm = [timed_process([*base, str(vmlinux), "-e", "bt -l"]) for _ in range(max(runs, 1))]
             alone = min(timed_process([*base, "-e", "bt"])[0] for _ in range(max(runs, 1)))
-        first, again, decoded = _bt_lines_in_process(dump, vmlinux, work / "inproc")
+        with _cache_dir(work / "inproc"):
+            first, again, decoded = _bt_lines_in_process(dump, vmlinux, work / "inproc")
         drgn = None
         if drgn_available()[0]:
             results = [timed_process([sys.executable, "-c", _DRGN_LINES, str(dump), str(vmlinux)])

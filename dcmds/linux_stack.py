@@ -86,18 +86,18 @@ def foreach(ctx: Context, *args: Any) -> None:
 
 
 def _foreach_bt(ctx: Context, args: Sequence[str], tasks: list[int]) -> None:
-    """foreach's bt: -f, -e, -s and -x as bt has them (one letter a word or run together)."""
+    """foreach's bt: -f, -e, -l, -s and -x as bt has them (one letter a word or run together)."""
     letters = "".join(w[1:] for w in args if w.startswith("-"))
-    unknown = [w for w in args if not w.startswith("-")] + sorted(set(letters) - set("fesx"))
+    unknown = [w for w in args if not w.startswith("-")] + sorted(set(letters) - set("felsx"))
     if unknown:
-        raise CommandError(f"foreach: bt takes only -f, -e, -s, -x here, not {' '.join(unknown)!r}")
+        raise CommandError(f"foreach: bt takes only -f, -e, -l, -s, -x here, not {' '.join(unknown)!r}")
     offsets = ("hex" if "x" in letters else "dec") if "s" in letters else ""
     if "e" in letters:
         for n, task in enumerate(tasks):
             for line in ([""] if n else []) + bt_eframes(ctx.target, task):
                 ctx.out.line(line)
         return
-    print_bts(ctx, tasks, full="f" in letters, offsets=offsets)
+    print_bts(ctx, tasks, full="f" in letters, offsets=offsets, lines="l" in letters)
 
 
 def _selects(task: Task, word: str) -> bool:

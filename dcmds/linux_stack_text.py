@@ -124,8 +124,7 @@ def crash_bt(frames: list[Frame], resolve: Resolve, *, lead: bool = True,
         if i == 0 and f.slot is None:
             if lead and f.stack_name != "user" and f.pc:
                 lines.append(f"    [exception RIP: {exception_rip(resolve, f.pc)}]")
-                lines += register_block(f.regs, orig_rax=False)
-                lines += source(f.pc)
+                lines += register_block(f.regs, orig_rax=False)   # crash gives it no line
             continue
         addr = numbered.get(id(f))
         if addr is not None:
