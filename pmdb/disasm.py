@@ -231,15 +231,15 @@ def _binutils(i: Any, insn: Insn, wide: bool) -> Gnu:
         if o.type == _OP_REG:
             text = f"%{i.reg_name(o.reg)}"
         elif o.type == _OP_IMM:
-            text = f"{o.imm & _mask(8):#x}" if relative else f"${o.imm & _mask(o.size):#x}"
+            text = f"{o.imm & _mask(8 if wide else 4):#x}" if relative else f"${o.imm & _mask(o.size):#x}"
         elif o.type == _OP_MEM:
-            text = _memory(i, o)
+            text = _memory(i, o, 8 if wide else 4)
         else:
             return Gnu(i.mnemonic, i.op_str.replace(", ", ","), insn.target, insn.rip_ref)
         if branch and not relative:
             text = "*" + text
         ops.append(text)
-    rip_ref = insn.rip_ref & _mask(8) if insn.rip_ref is not None else None
+    rip_ref = insn.rip_ref & _mask(8 if wide else 4) if insn.rip_ref is not None else None
     return Gnu(" ".join(words), ",".join(ops), insn.target, rip_ref)
 
 
@@ -260,11 +260,11 @@ def _mask(size: int) -> int:
     return (1 << (8 * (size or 8))) - 1
 
 
-def _memory(i: Any, o: Any) -> str:
+def _memory(i: Any, o: Any, address_size: int) -> str:
     m = o.mem
     seg = f"%{i.reg_name(m.segment)}:" if m.segment else ""
     if not m.base and not m.index:
-        return f"{seg}{m.disp & _mask(8):#x}"
+        return f"{seg}{m.disp & _mask(address_size):#x}"
     disp = ""
     if m.disp or i.disp_size:
         disp = f"-{-m.disp:#x}" if m.disp < 0 else f"{m.disp:#x}"

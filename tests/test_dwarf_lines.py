@@ -360,3 +360,29 @@ def _section(data: bytearray, name: str) -> tuple[int, int]:
     sec = ELFFile(io.BytesIO(bytes(data))).get_section_by_name(name)
     assert sec is not None
     return sec["sh_offset"], sec["sh_size"]
+
+
+# gdb's `info line *ADDR` on vmlinux-6.1.0-57-686-pae for the sysrq dump's first frames (the
+# running addresses less 0x3000000: kallsyms' _text 0xc4000000, the file's .text 0xc1000000)
+GDB_686 = {"__const_udelay": ("arch/x86/lib/delay.c", 218), "panic": ("kernel/panic.c", 459),
+           "sysrq_handle_crash": ("drivers/tty/sysrq.c", 155),
+           "__do_fast_syscall_32": ("arch/x86/entry/common.c", 112)}
+
+
+def test_bt_l_on_a_32_bit_kernel(tmp_path: Path) -> None:
+    """686-pae (DWARF 5, 4-byte addresses, its own KASLR offset): bt -l gives gdb's lines."""
+    release = "6.1.0-57-686-pae"
+    folder = kt.need_lab_dump(release, "sysrq", "vmcore.elf")
+    target = open_target(str(folder / "vmcore.elf"), config=Config({"debuginfo.directories": []}),
+                         symbol_files=[str(kt.need_dbg_vmlinux(release))])
+    out, err = io.StringIO(), io.StringIO()
+    Session(target, stdout=out, stderr=err, config=Config({"cache.directory": str(tmp_path)})).run_line("bt -l")
+    lines = out.getvalue().splitlines()
+    seen = 0
+    for i, line in enumerate(lines):
+        words = line.split()
+        if len(words) > 3 and words[0].startswith("#") and words[2] in GDB_686:
+            name, number = GDB_686[words[2]]
+            assert lines[i + 1].endswith(f"{name}: {number}"), lines[i + 1]
+            seen += 1
+    assert seen == len(GDB_686) and not err.getvalue()

@@ -53,7 +53,7 @@ class KernelDebugInfo:
                     debug = self._debug = DebugFile(path)
                     self._vmlinux = SourceLines(
                         debug.mm, debug.sections, pyelftools_unit_info(debug.dwarf()), little=debug.little,
-                        bias=self.kernel.km.info.kernel_offset, cache=self.cache,
+                        bias=self._bias(debug), cache=self.cache,
                         cache_label=cache_label(path, debug.build_id()))
                 except PmdbError as err:
                     self.problems.append(f"{path}: no source lines ({err})")
@@ -148,6 +148,16 @@ class KernelDebugInfo:
                 self.problems.append(f"{self._debug.path}: no symbol sizes ({err})")
                 self._sizes = {}
         return self._sizes.get(addr - lines.bias)
+
+    def _bias(self, debug: DebugFile) -> int:
+        """Running address less the vmlinux's: where kallsyms puts ``_text`` less the file's
+        .text (KASLR; VMCOREINFO's KERNELOFFSET is not there on every kernel)."""
+        km = self.kernel.km
+        sym = km.symbols.lookup("_text")
+        text = next((sec["sh_addr"] for sec in debug.elf.iter_sections() if sec.name == ".text"), None)
+        if sym is not None and sym.module is None and text:
+            return int(sym.addr - text)
+        return int(km.info.kernel_offset)
 
     def line_at(self, addr: int) -> tuple[str, int] | None:
         """(file, line) of the kernel or module code at ``addr``; None without debug info
