@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pmdb.commands import Context
-from pmdb.opener import cache_of
 from pmdb.os.linux.debuginfo import KernelDebugInfo, LineAt, debuginfo_for
 
 
 def kernel_debuginfo(ctx: Context) -> KernelDebugInfo:
     """The open kernel's debug info, made once with the session's cache; modules' debug
     files are looked for in the configured debuginfo.directories."""
+    from pmdb.opener import cache_of
+
     info = debuginfo_for(ctx.kernel, cache_of(ctx.session.config))
     info.directories = list(ctx.session.config.get("debuginfo.directories"))
     return info

@@ -13,17 +13,15 @@ import os
 import struct
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-
-from pmdb.cache import Cache
 from pmdb.errors import CommandError, FormatError, PmdbError
-from pmdb.symbols.kmodules import module_sections
-from pmdb.types.debugfile import DebugFile, build_id_note
-from pmdb.types.dwarf_module import ModuleDwarf
-from pmdb.types.dwarf_source import SourceLines, cache_label, pyelftools_unit_info
+
+if TYPE_CHECKING:      # pyelftools and the DWARF readers load on first use (start-up time)
+    from pmdb.cache import Cache
+    from pmdb.types.debugfile import DebugFile
+    from pmdb.types.dwarf_module import ModuleDwarf
+    from pmdb.types.dwarf_source import SourceLines
 
 LineAt = Callable[[int], "tuple[str, int] | None"]
 
@@ -45,6 +43,9 @@ class KernelDebugInfo:
         self.modules: dict[str, ModuleDwarf] = {}
 
     def vmlinux_lines(self) -> SourceLines | None:
+        from pmdb.types.debugfile import DebugFile
+        from pmdb.types.dwarf_source import SourceLines, cache_label, pyelftools_unit_info
+
         if not self._looked:
             self._looked = True
             path = getattr(self.kernel.km, "vmlinux", "")
@@ -62,6 +63,9 @@ class KernelDebugInfo:
     def load_module(self, name: str, path: str) -> ModuleDwarf:
         """Read a module's debug file (``mod -s NAME FILE``), relocated to where the dump's
         module ``name`` was loaded; FormatError when it is not that module's build."""
+        from pmdb.symbols.kmodules import module_sections
+        from pmdb.types.dwarf_module import ModuleDwarf
+
         kernel = self.kernel
         mod = next((m for m in kernel.modules() if m.name == name), None)
         if mod is None:
@@ -113,6 +117,9 @@ class KernelDebugInfo:
 
     def module_build_id(self, name: str) -> str:
         """The loaded module's GNU build-id (its .note.gnu.build-id section in memory), or ""."""
+        from pmdb.symbols.kmodules import module_sections
+        from pmdb.types.debugfile import build_id_note
+
         kernel = self.kernel
         mod = next((m for m in kernel.modules() if m.name == name), None)
         if mod is None:
@@ -227,6 +234,9 @@ def elf_function_sizes(debug: DebugFile) -> dict[int, int]:
 def module_file_name(path: str) -> str | None:
     """The module a relocatable ELF file is (its .modinfo ``name=``, else its file name), or
     None for any other file."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+
     try:
         with open(path, "rb") as f:
             elf = ELFFile(f)
