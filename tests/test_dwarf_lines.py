@@ -26,6 +26,7 @@ from pmdb.types.dwarf_source import SourceLines, cache_label, pyelftools_unit_in
 from tests import kernel_truth as kt
 from tests.conftest import need_fixture
 from tests.linux_vmcore import KASLR
+from tests.test_crash_commands import _golden as crash_golden
 
 RELEASE = "6.1.0-56-amd64"
 DATA = Path(__file__).parent / "data"
@@ -118,17 +119,7 @@ def test_bad_line_programs_are_one_error() -> None:
 # -- crash's bt -l and dis -l ----------------------------------------------------------------
 
 def _golden(paths: list[Path] = GOLDEN) -> dict[str, list[str]]:
-    sections: dict[str, list[str]] = {}
-    current = None
-    for line in (line for path in paths if path.exists() for line in path.read_text().splitlines()):
-        if line.startswith("#"):
-            continue
-        if line.startswith("crash> "):
-            current = line[len("crash> "):]
-            sections[current] = []
-        elif current is not None:
-            sections[current].append(line)
-    return sections
+    return crash_golden(paths)
 
 
 def _target() -> Target:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pmdb.errors import FormatError
+from pmdb.types.dwarf_scan import _uleb_fast as _uleb
 
 IS_STMT, END_SEQUENCE = 1, 2
 # DW_LNCT_*
@@ -96,11 +97,16 @@ def decode(data: Any, pos: int, end: int, strings: Strings, *, comp_dir: str = "
         raise FormatError(f"bad line program at {pos:#x} ({type(err).__name__})") from None
 
 
-def _decode(data: Any, pos: int, end: int, strings: Strings, comp_dir: str, e: str) -> LineTable:
+def initial_length(data: Any, pos: int, e: str) -> tuple[int, int, int]:
+    """A DWARF unit's length field at ``pos``: (length, offset size 4 or 8, position after it)."""
     length = struct.unpack_from(e + "I", data, pos)[0]
-    osize, p = 4, pos + 4
     if length == 0xFFFFFFFF:
-        length, osize, p = struct.unpack_from(e + "Q", data, p)[0], 8, p + 8
+        return struct.unpack_from(e + "Q", data, pos + 4)[0], 8, pos + 12
+    return length, 4, pos + 4
+
+
+def _decode(data: Any, pos: int, end: int, strings: Strings, comp_dir: str, e: str) -> LineTable:
+    length, osize, p = initial_length(data, pos, e)
     unit_end = p + length
     if unit_end > end or length < 2:
         raise FormatError(f"line program at {pos:#x} runs past .debug_line")
@@ -352,19 +358,6 @@ def _find_nul(data: Any, start: int, stop: int) -> int:
     if at < 0:
         raise IndexError("unterminated string")
     return at
-
-
-def _uleb(d: Any, p: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = d[p]
-        p += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, p
-        shift += 7
-        if shift > 63:
-            raise IndexError("LEB128 too long")
 
 
 def _sleb(d: Any, p: int) -> tuple[int, int]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from pmdb.cache import Cache, content_key
 from pmdb.errors import FormatError, PmdbError
-from pmdb.types.dwarf_lines import LineTable, Strings, decode
+from pmdb.types.dwarf_lines import LineTable, Strings, decode, initial_length
 
 FORMAT = 1                  # bump when a cached table's layout changes
 _FOREIGN = (Exception,)     # pyelftools raises many kinds on bad DWARF: each becomes FormatError
@@ -146,10 +146,7 @@ def aranges(data: Any, base: int, size: int, *, little: bool = True) -> tuple[li
     pos, end = base, base + size
     try:
         while pos + 12 <= end:
-            length = struct.unpack_from(e + "I", data, pos)[0]
-            osize, p = 4, pos + 4
-            if length == 0xFFFFFFFF:
-                length, osize, p = struct.unpack_from(e + "Q", data, p)[0], 8, p + 8
+            length, osize, p = initial_length(data, pos, e)
             stop = p + length
             if stop > end or length < 4:
                 raise FormatError(f".debug_aranges set at {pos - base:#x} runs past its section")
