@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only == "dwarf":
         from bench import dwarf  # the kernel's debug vmlinux: index cold and warm
         print(dwarf.section(args.runs))
+        print("\n" + dwarf.lines_section(args.runs))
         return 0
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="pmdb-bench-", dir="/tmp"))
@@ -132,6 +133,7 @@ def kernel_section(args: argparse.Namespace) -> int:
         print("\n" + stacks.section(args.runs))
         from bench import dwarf  # the kernel's debug vmlinux: index cold and warm
         print("\n" + dwarf.section(args.runs))
+        print("\n" + dwarf.lines_section(args.runs))
     first = next((p for p, _ in DUMPS if p.exists()), None)
     if args.profile and first is not None:
         print(f"\nProfile of one in-process run on {first.name} (cumulative):\n")

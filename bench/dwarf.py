@@ -117,6 +117,93 @@ def _scan(vmlinux: Path) -> float:
     return elapsed
 
 
+# drgn's stack of the panic task with each frame's source line, as a child process
+_DRGN_LINES = """
+import sys, drgn
+from drgn.helpers.linux.pid import find_task
+prog = drgn.Program()
+prog.set_core_dump(sys.argv[1])
+prog.load_debug_info([sys.argv[2]], default=False, main=False)
+for frame in prog.stack_trace(find_task(prog, 102)):
+    try:
+        print(frame.name, *frame.source())
+    except LookupError:
+        print(frame.name)
+"""
+LINE_HEADERS = ["dump + vmlinux", "command", "cold", "warm", "bt (no vmlinux)", "bt -l in-process cold",
+                "bt -l in-process warm", "of it, lines cold", "lines warm", "units decoded", "peak RSS cold",
+                "peak RSS warm", "drgn", "drgn RSS"]
+
+
+def _bt_lines_in_process(dump: Path, vmlinux: Path, cache: Path) -> tuple[float, float, int, float, float]:
+    """(first bt -l with an empty cache, the same on a new target with the units cached,
+    units the first decoded, and the source-line lookups alone of each), the open not counted."""
+    from pmdb.os.linux.debuginfo import debuginfo_for
+
+    times, looks, decoded = [], [], 0
+    for _ in range(2):
+        target = open_target(str(dump), config=Config({"debuginfo.directories": []}), symbol_files=[str(vmlinux)])
+        session = Session(target, stdout=io.StringIO(), stderr=io.StringIO(),
+                          config=Config({"cache.directory": str(cache), "debuginfo.directories": []}))
+        info = debuginfo_for(target.os)
+        spent = [0.0]
+        real = info.line_at
+
+        def timed(addr: int, real=real, spent=spent) -> tuple[str, int] | None:   # type: ignore[no-untyped-def]
+            t = time.perf_counter()
+            try:
+                return real(addr)
+            finally:
+                spent[0] += time.perf_counter() - t
+
+        info.line_at = timed                                  # type: ignore[method-assign]
+        t0 = time.perf_counter()
+        session.run_line("bt -l")
+        times.append(time.perf_counter() - t0)
+        looks.append(spent[0])
+        lines = info.vmlinux_lines()
+        decoded = decoded or (lines.decoded if lines is not None else 0)
+        target.close()
+    return times[0], times[1], decoded, looks[0], looks[1]
+
+
+def lines_section(runs: int) -> str:
+    """bt -l (source lines from .debug_line) on the amd64 fixture: fresh processes cold (no
+    line table cached) and warm, in-process, and drgn's stack trace with its source lines."""
+    found = [c for c in cases() if "amd64" in c[0]]
+    if not found:
+        return "Source lines: no 6.1 fixture dump with its debug vmlinux here"
+    label, dump, vmlinux, _ = found[0]
+    work = Path(tempfile.mkdtemp(prefix="pmdb-bench-lines-", dir="/tmp"))
+    config = work / "pmdb.toml"
+    config.write_text("[debuginfo]\ndirectories = []\n")
+    try:
+        base = [sys.executable, "-m", "pmdb", "-q", "--config", str(config), str(dump)]
+        with _cache_dir(work / "cache"):
+            cold = timed_process([*base, str(vmlinux), "-e", "bt -l"])
+            warm = [timed_process([*base, str(vmlinux), "-e", "bt -l"]) for _ in range(max(runs, 1))]
+            alone = min(timed_process([*base, "-e", "bt"])[0] for _ in range(max(runs, 1)))
+        with _cache_dir(work / "inproc"):
+            first, again, decoded, look_cold, look_warm = _bt_lines_in_process(dump, vmlinux, work / "inproc")
+        drgn = None
+        if drgn_available()[0]:
+            results = [timed_process([sys.executable, "-c", _DRGN_LINES, str(dump), str(vmlinux)])
+                       for _ in range(max(runs, 1))]
+            if all(r[2] == 0 for r in results):
+                drgn = (min(r[0] for r in results), max(r[1] for r in results))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    row = [label, "bt -l", f"{cold[0] * 1000:.0f} ms", f"{min(w[0] for w in warm) * 1000:.0f} ms",
+           f"{alone * 1000:.0f} ms", f"{first * 1000:.0f} ms", f"{again * 1000:.0f} ms",
+           f"{look_cold * 1000:.0f} ms", f"{look_warm * 1000:.0f} ms", str(decoded),
+           f"{cold[1]:.0f} MB", f"{max(w[1] for w in warm):.0f} MB",
+           f"{drgn[0] * 1000:.0f} ms" if drgn else "-", f"{drgn[1]:.0f} MB" if drgn else "-"]
+    head = (f"Source lines: fresh `pmdb -q DUMP VMLINUX -e 'bt -l'` processes, cold (no line table "
+            f"cached) and warm (best of {runs}); in-process bt -l after the open, cold and warm; drgn's "
+            f"stack trace of the same task with frame.source()\n\n")
+    return head + table(LINE_HEADERS, [row])
+
+
 def section(runs: int) -> str:
     found = cases()
     if not found:
@@ -149,4 +236,7 @@ def section(runs: int) -> str:
 
 
 if __name__ == "__main__":
-    print(section(int(sys.argv[1]) if len(sys.argv) > 1 else 3))
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    print(section(n))
+    print()
+    print(lines_section(n))

@@ -35,6 +35,7 @@ from .linux_stack_text import (
     memo_resolve,
     task_numbers,
 )
+from .source_lines import source_lines
 from .user_stacks import user_stacks
 
 _KINDS = {"user", "kernel", "gleader", "active"}
@@ -120,18 +121,18 @@ def _foreach_vtop(ctx: Context, args: Sequence[str], tasks: list[Task]) -> None:
 
 
 def _foreach_bt(ctx: Context, args: Sequence[str], tasks: list[int]) -> None:
-    """foreach's bt: -f, -e, -s and -x as bt has them (one letter a word or run together)."""
+    """foreach's bt: -f, -e, -l, -s and -x as bt has them (one letter a word or run together)."""
     letters = "".join(w[1:] for w in args if w.startswith("-"))
-    unknown = [w for w in args if not w.startswith("-")] + sorted(set(letters) - set("fesx"))
+    unknown = [w for w in args if not w.startswith("-")] + sorted(set(letters) - set("felsx"))
     if unknown:
-        raise CommandError(f"foreach: bt takes only -f, -e, -s, -x here, not {' '.join(unknown)!r}")
+        raise CommandError(f"foreach: bt takes only -f, -e, -l, -s, -x here, not {' '.join(unknown)!r}")
     offsets = ("hex" if "x" in letters else "dec") if "s" in letters else ""
     if "e" in letters:
         for n, task in enumerate(tasks):
             for line in ([""] if n else []) + bt_eframes(ctx.target, task):
                 ctx.out.line(line)
         return
-    print_bts(ctx, tasks, full="f" in letters, offsets=offsets)
+    print_bts(ctx, tasks, full="f" in letters, offsets=offsets, lines="l" in letters)
 
 
 def _selector(word: str) -> str | re.Pattern[str]:
@@ -171,7 +172,7 @@ def _selects(task: Task, word: str | re.Pattern[str]) -> bool:
 # -- crash's bt over a kernel target ----------------------------------------------------
 
 def bt_command(ctx: Context, args: Sequence[str], *, active: bool, full: bool, text: bool = False,
-               offsets: str = "", eframes: bool = False) -> None:
+               offsets: str = "", eframes: bool = False, lines: bool = False) -> None:
     """``bt [-a] [-f] [-t] [-s [-x]] [pid | task ...]`` (dcmds/stack.py's bt on a kernel
     target); ``offsets``: "dec" for -s, "hex" for -s -x (crash: -x alone changes nothing)."""
     target = ctx.target
@@ -202,10 +203,11 @@ def bt_command(ctx: Context, args: Sequence[str], *, active: bool, full: bool, t
                 else:
                     ctx.out.line(line)
         return
-    print_bts(ctx, picks, full=full, offsets=offsets)
+    print_bts(ctx, picks, full=full, offsets=offsets, lines=lines)
 
 
-def print_bts(ctx: Context, tasks: Sequence[int], *, full: bool = False, offsets: str = "") -> None:
+def print_bts(ctx: Context, tasks: Sequence[int], *, full: bool = False, offsets: str = "",
+              lines: bool = False) -> None:
     """crash's bt of each task, a blank line between tasks; piped, the tasks go on."""
     if ctx.piped:
         for t in tasks:
@@ -215,11 +217,12 @@ def print_bts(ctx: Context, tasks: Sequence[int], *, full: bool = False, offsets
         for record in bt_records(ctx.target, tasks):
             ctx.out.record(**record)
         return
-    for n, (_, lines) in enumerate(ctx.progressing("bt", bt_tasks(ctx.target, tasks, full=full, offsets=offsets),
-                                                   len(tasks))):
+    line_at = source_lines(ctx) if lines else None
+    for n, (_, shown) in enumerate(ctx.progressing(
+            "bt", bt_tasks(ctx.target, tasks, full=full, offsets=offsets, line_at=line_at), len(tasks))):
         if n:
             ctx.out.line("")
-        for text in lines:
+        for text in shown:
             if text.startswith("bt: "):
                 ctx.out.error(text)
             else:

@@ -20,6 +20,7 @@ from typing import Any
 
 from pmdb.errors import CommandError, PmdbError
 from pmdb.memory.space import AddressSpace
+from pmdb.os.linux.debuginfo import LineAt
 from pmdb.os.linux.stacks.frames import crash_numbered, lookup_address, unwind_kernel_task
 from pmdb.symbols.table import Symbol
 from pmdb.unwind.frame import Frame
@@ -98,10 +99,16 @@ def frame_line(level: int, addr: int, pc: int, resolve: Resolve, offsets: str = 
 
 
 def crash_bt(frames: list[Frame], resolve: Resolve, *, lead: bool = True,
-             read_words: ReadWords | None = None, offsets: str = "") -> list[str]:
+             read_words: ReadWords | None = None, offsets: str = "",
+             line_at: LineAt | None = None) -> list[str]:
     """A task's frames as crash's bt prints them (after the header). ``lead``: show the CPU's
     registers as an exception block when the stack starts from them; ``read_words``: with
-    it, the words between consecutive frames on one stack (``bt -f``)."""
+    it, the words between consecutive frames on one stack (``bt -f``); ``line_at``: with it,
+    ``    FILE: LINE`` of each frame's pc and each exception RIP (``bt -l``), where known."""
+    def source(pc: int) -> list[str]:
+        found = line_at(pc) if line_at is not None else None
+        return [f"    {found[0]}: {found[1]}"] if found else []
+
     def offset_of(addr: int) -> int | None:
         hit = resolve(addr)
         return hit[1] if hit is not None else None
@@ -117,18 +124,21 @@ def crash_bt(frames: list[Frame], resolve: Resolve, *, lead: bool = True,
         if i == 0 and f.slot is None:
             if lead and f.stack_name != "user" and f.pc:
                 lines.append(f"    [exception RIP: {exception_rip(resolve, f.pc)}]")
-                lines += register_block(f.regs, orig_rax=False)
+                lines += register_block(f.regs, orig_rax=False)   # crash gives it no line
             continue
         addr = numbered.get(id(f))
         if addr is not None:
             if read_words is not None and prev is not None and prev[1] == f.stack_name:
                 lines += frame_words(read_words, prev[0] + 8, addr)
             lines.append(frame_line(level, addr, f.pc, resolve, offsets))
+            lines += source(f.pc)
             level, prev = level + 1, (addr, f.stack_name)
         elif f.exception is not None:
             if f.stack_name != "user":
                 lines.append(f"    [exception RIP: {exception_rip(resolve, f.pc)}]")
             lines += register_block(f.exception)
+            if f.stack_name != "user":
+                lines += source(f.pc)
     return lines
 
 
@@ -214,7 +224,7 @@ def task_numbers(kernel: Any, text: str) -> list[int]:
 
 
 def bt_tasks(target: Any, tasks: Sequence[int], *, full: bool = False,
-             offsets: str = "") -> Iterator[tuple[int, list[str]]]:
+             offsets: str = "", line_at: LineAt | None = None) -> Iterator[tuple[int, list[str]]]:
     """(task, crash's bt lines) for each task; a task that cannot be shown gives one line
     ``bt: <why>`` and the next goes on. ``offsets``: as frame_line's (bt -s, bt -s -x)."""
     kernel = target.os
@@ -229,7 +239,8 @@ def bt_tasks(target: Any, tasks: Sequence[int], *, full: bool = False,
             yield addr, [f"bt: {err}"]
             continue
         lead = panic is None or addr != panic.address
-        lines = [header(line), *crash_bt(frames, resolve, lead=lead, read_words=words, offsets=offsets)]
+        lines = [header(line), *crash_bt(frames, resolve, lead=lead, read_words=words, offsets=offsets,
+                                         line_at=line_at)]
         lines += _stop_lines(frames)
         yield addr, lines
 
@@ -272,20 +283,26 @@ def _word_reader(mem: AddressSpace) -> ReadWords:
 
 
 def findstack_text(resolve: Resolve, task: int, frames: list[Frame], *, verbose: bool = False,
-                   addresses: bool = True) -> list[str]:
+                   addresses: bool = True, line_at: LineAt | None = None) -> list[str]:
     """mdb's ::findstack for a kernel task: ``stack pointer for thread <task>: <sp>``, the
     innermost frame in brackets, then each caller (with its address unless
     ``addresses`` is False, as ::threadlist -v shows them). x86-64 keeps no arguments:
-    ``verbose`` shows each exception frame's saved registers (pt_regs) instead."""
+    ``verbose`` shows each exception frame's saved registers (pt_regs) instead; ``line_at``
+    puts each frame's source line under it (the call's, for a return address)."""
+    def source(frame: Frame) -> list[str]:
+        found = line_at(lookup_address(frame)) if line_at is not None else None
+        return [f"    at {found[0]}:{found[1]}"] if found else []
+
     shown = kernel_frames(frames)
     if not shown:
         return [f"stack pointer for thread {task:x}: (no frames)"]
     top = shown[0]
     lines = [f"stack pointer for thread {task:x}: {frame_address(top):x}",
-             f"[ {frame_address(top):016x} {frame_call(resolve, top)} ]"]
+             f"[ {frame_address(top):016x} {frame_call(resolve, top)} ]", *source(top)]
     for frame in shown[1:]:
         addr = f"{frame_address(frame):016x} " if addresses else ""
         lines.append(f"  {addr}{frame_call(resolve, frame)}")
+        lines += source(frame)
         if verbose and frame.exception is not None:
             lines += ["    " + text for text in register_block(frame.exception)]
     last = frames[-1] if frames else None

@@ -17,6 +17,8 @@ from typing import Any
 from pmdb.commands import Context, dcmd
 from pmdb.commands.args import number
 from pmdb.errors import CommandError, FaultError, PmdbError
+from pmdb.os.linux.debuginfo import LineAt
+from pmdb.os.linux.stacks.frames import lookup_address
 from pmdb.output import Cell, Column, Hex
 from pmdb.target import Target
 from pmdb.threads import Thread
@@ -25,32 +27,35 @@ from pmdb.unwind.frame import Frame
 from .linux_stack import bt_command
 from .linux_stack_text import findstack_text, frame_call, kernel_frames
 from .linux_stack_text import frame_address as kernel_frame_address
+from .source_lines import source_lines
 
 _MDB_ARGLIM = 6   # mdb shows at most this many arguments per frame by default
 
 
 @dcmd("$c", addr="optional", aliases=("stack",), synopsis="print the stack backtrace",
-      example="$c", usage="[nargs]")
-def stack_c(ctx: Context, nargs: int = 0) -> None:
+      example="$c", usage="[-l] [nargs]", opts={"l": "lines"})
+def stack_c(ctx: Context, nargs: int = 0, lines: bool = False) -> None:
     """The current thread's stack (or that of the thread whose id is given as the
     address: a tid on a user core, a task_struct address or pid on a kernel),
     innermost frame first, one ``function+offset(args)`` line per frame.
     Arguments are shown only where the ABI leaves them findable (i386 stack words,
     SPARC %i registers) and only as many as ``nargs`` asks for; x86-64 passes them in
-    registers that the callee may have reused, so they print as ``()``."""
+    registers that the callee may have reused, so they print as ``()``. -l (a kernel with
+    its debug vmlinux or a module's debug file): `` at FILE:LINE`` after each frame, the
+    line of the call a return address comes back to, as gdb shows it."""
     thread, frames = _stack(ctx)
-    _print_frames(ctx, thread, frames, with_fp=False, nargs=_nargs(nargs))
+    _print_frames(ctx, thread, frames, with_fp=False, nargs=_nargs(nargs), lines=lines)
 
 
 @dcmd("$C", addr="optional", synopsis="print the stack backtrace with frame addresses",
-      example="$C", usage="[nargs]")
-def stack_cc(ctx: Context, nargs: int = 0) -> None:
+      example="$C", usage="[-l] [nargs]", opts={"l": "lines"})
+def stack_cc(ctx: Context, nargs: int = 0, lines: bool = False) -> None:
     """Like $c, with each frame's address first: the frame-pointer value of a
     standard x86 frame (the CFA minus two words, so it is defined for code built
     without frame pointers too), or the %sp of a SPARC frame (biased, as the
-    hardware keeps it). On a kernel: the stack slot of the frame's return address."""
+    hardware keeps it). On a kernel: the stack slot of the frame's return address. -l: as $c's."""
     thread, frames = _stack(ctx)
-    _print_frames(ctx, thread, frames, with_fp=True, nargs=_nargs(nargs))
+    _print_frames(ctx, thread, frames, with_fp=True, nargs=_nargs(nargs), lines=lines)
 
 
 @dcmd("findstack", addr="required", walker="thread", opts={"v": "verbose"},
@@ -64,7 +69,9 @@ def findstack(ctx: Context, *args: Any, verbose: bool = False) -> None:
     pid) and the thread is named by its task_struct; x86-64 keeps no arguments, so
     -v shows instead the registers each exception frame (pt_regs) saved. Arguments
     (``::findstack 0t102``) name the threads instead: on a kernel each is a pid or
-    task_struct and every thread of its thread group is shown; on a user core, a thread id."""
+    task_struct and every thread of its thread group is shown; on a user core, a thread id.
+    With debug info (a kernel's debug vmlinux, modules' debug files), -v puts each frame's
+    source file and line under it."""
     if args:
         if ctx.in_loop and not ctx.first:
             return        # the session re-runs an unaddressed ::findstack over every thread: once is all
@@ -80,18 +87,19 @@ def findstack(ctx: Context, *args: Any, verbose: bool = False) -> None:
         ctx.out.error(f"{ctx.addr or 0:x}: {err}")      # one bad thread; the loop goes on
         return
     nargs = _MDB_ARGLIM if verbose else 0
-    ctx.out.table(FRAME_COLUMNS, _frame_rows(ctx.target, thread, frames, nargs),
-                  text=findstack_lines(ctx.target, thread, frames, verbose))
+    line_at = source_lines(ctx) if verbose else None
+    ctx.out.table(FRAME_COLUMNS, _frame_rows(ctx.target, thread, frames, nargs, line_at),
+                  text=findstack_lines(ctx.target, thread, frames, verbose, line_at))
     _report_stop(ctx, thread, frames)
 
 
 @dcmd("bt", addr="optional",
       opts={"a": "active", "f": "full", "t": "text", "s": "symoff", "x": "hexoff",
-            "e": "eframes"},
+            "e": "eframes", "l": "lines"},
       synopsis="print a backtrace, crash style (bt -a: every CPU's task)",
-      example="bt -a", usage="[-a] [-f] [-t] [-e] [-s [-x]] [pid | task ...]")
+      example="bt -a", usage="[-a] [-f] [-t] [-e] [-l] [-s [-x]] [pid | task ...]")
 def bt(ctx: Context, *args: Any, active: bool = False, full: bool = False, text: bool = False,
-       symoff: bool = False, hexoff: bool = False, eframes: bool = False) -> None:
+       symoff: bool = False, hexoff: bool = False, eframes: bool = False, lines: bool = False) -> None:
     """crash's bt on a kernel: the current task's stack (or each task given by pid, in
     decimal as crash reads it, or task_struct address) under crash's ``PID: TASK: CPU:
     COMMAND:`` header, one `` #N [addr] func at pc [module]`` line per frame, the
@@ -101,14 +109,15 @@ def bt(ctx: Context, *args: Any, active: bool = False, full: bool = False, text:
     every text address on the stack from the first frame up, stale ones too. The
     registers of a CPU that was not the panicking one are shown first, as crash does on
     a kdump. -s: each frame's ``func+offset`` (-s -x: in hex); -e: every exception
-    frame (pt_regs) found by searching the stack, stale ones too. On a user core, bt is $c
+    frame (pt_regs) found by searching the stack, stale ones too; -l: each frame's source
+    file and line under it, from the debug vmlinux and modules' debug files. On a user core, bt is $c
     (-a: every thread)."""
     target = ctx.target
     if ctx.is_kernel:
         # crash's exact text (or its JSON records) comes whole from linux_stack.py
         offsets = ("hex" if hexoff else "dec") if symoff else ""
         bt_command(ctx, [str(a) for a in args], active=active, full=full, text=text, offsets=offsets,
-                   eframes=eframes)
+                   eframes=eframes, lines=lines)
         return
     threads = list(target.threads()) if active else [_thread(ctx)]
     for n, thread in enumerate(threads):
@@ -117,10 +126,12 @@ def bt(ctx: Context, *args: Any, active: bool = False, full: bool = False, text:
         _print_frames(ctx, thread, target.stack(thread), with_fp=False, nargs=0)
 
 
-def findstack_lines(target: Target, thread: Thread, frames: list[Frame], verbose: bool) -> list[str]:
+def findstack_lines(target: Target, thread: Thread, frames: list[Frame], verbose: bool,
+                    line_at: LineAt | None = None) -> list[str]:
     """mdb's ::findstack text; a kernel task's comes from linux_stack_text.py."""
     if _is_kernel(target) and thread.address is not None:
-        return findstack_text(target.symbols.resolve, thread.address, frames, verbose=verbose)
+        return findstack_text(target.symbols.resolve, thread.address, frames, verbose=verbose,
+                              line_at=line_at)
     width = target.arch.ptr_size * 2
     nargs = _MDB_ARGLIM if verbose else 0
     if not frames:
@@ -194,21 +205,33 @@ def _shown(target: Target, frames: list[Frame]) -> list[Frame]:
 FRAME_COLUMNS = (Column("frame", "FRAME"), Column("function", "FUNCTION"), Column("level", text=False),
                  Column("thread", text=False), Column("task", text=False), Column("pc", text=False),
                  Column("sp", text=False), Column("args", text=False), Column("method", text=False),
-                 Column("note", text=False))
+                 Column("note", text=False), Column("file", text=False), Column("line", text=False))
 CALL_COLUMNS = (replace(FRAME_COLUMNS[0], text=False), replace(FRAME_COLUMNS[1], gap=""), *FRAME_COLUMNS[2:])
 
 
-def _frame_rows(target: Target, thread: Thread, frames: list[Frame], nargs: int) -> list[list[Cell]]:
+def _frame_rows(target: Target, thread: Thread, frames: list[Frame], nargs: int,
+                line_at: LineAt | None = None, suffix: bool = False) -> list[list[Cell]]:
+    """One row per frame; ``line_at``: its source line in the file/line columns (and, with
+    ``suffix``, after the call as `` at FILE:LINE``)."""
     width = target.arch.ptr_size * 2
-    return [[Hex(_address(target, f), width), _call(target, f, nargs), f.level, thread.id,
-             Hex(thread.address) if thread.address is not None else None, Hex(f.pc), Hex(f.sp),
-             [Hex(a) for a in _args(target, f, nargs)], f.method, f.note or None]
-            for f in _shown(target, frames)]
+    rows: list[list[Cell]] = []
+    for f in _shown(target, frames):
+        where = line_at(lookup_address(f)) if line_at is not None else None
+        call = _call(target, f, nargs)
+        if suffix and where is not None:
+            call += f" at {where[0]}:{where[1]}"
+        rows.append([Hex(_address(target, f), width), call, f.level, thread.id,
+                     Hex(thread.address) if thread.address is not None else None, Hex(f.pc), Hex(f.sp),
+                     [Hex(a) for a in _args(target, f, nargs)], f.method, f.note or None,
+                     where[0] if where else None, where[1] if where else None])
+    return rows
 
 
 def _print_frames(ctx: Context, thread: Thread, frames: list[Frame], *, with_fp: bool,
-                  nargs: int) -> None:
-    ctx.out.table(FRAME_COLUMNS if with_fp else CALL_COLUMNS, _frame_rows(ctx.target, thread, frames, nargs),
+                  nargs: int, lines: bool = False) -> None:
+    line_at = source_lines(ctx) if lines else None
+    ctx.out.table(FRAME_COLUMNS if with_fp else CALL_COLUMNS,
+                  _frame_rows(ctx.target, thread, frames, nargs, line_at, suffix=True),
                   header=False, fit=False)
     _report_stop(ctx, thread, frames)
 

@@ -52,6 +52,7 @@ class Disassembler:
         self.target = target
         self._cs = _capstone(target)
         self._cache: dict[int, Insn] = {}
+        self._att: Any = None                 # a second capstone, for AT&T (gnu())
         arch = target.arch
         # 0 for x86's variable-length code; fixed-width ISAs can be decoded backwards
         self.fixed_width = 0 if arch.name in ("x86_64", "i386") else 4
@@ -124,6 +125,11 @@ class Disassembler:
         if decoded is None:
             step = min(self._bad_step, len(code) - pos)
             return Insn(base + pos, step, "(bad)", "", bytes(code[pos:pos + step]))
+        if decoded.mnemonic == "ud1" and decoded.size == 2 and len(code) - pos >= 3 and code[pos + 2] >= 0xC0:
+            # capstone 5 stops before ud1's ModRM byte (0f b9 /r); the CPU and binutils take it
+            modrm = code[pos + 2]
+            return Insn(base + pos, 3, "ud1", f"{_R32[modrm >> 3 & 7]}, {_R32[modrm & 7]}",
+                        bytes(code[pos:pos + 3]))
         target = None
         groups = set(decoded.groups)
         branch = groups & {1, 2, 7}   # CS_GRP_JUMP, CS_GRP_CALL, CS_GRP_BRANCH_RELATIVE
@@ -155,11 +161,117 @@ class Disassembler:
             ops = f"{ops}  # {insn.rip_ref:#x}" + (f" <{name}>" if name else "")
         return f"{insn.mnemonic:<7} {ops}".rstrip() if ops else insn.mnemonic
 
+    def gnu(self, insn: Insn, intel: bool = False) -> Gnu:
+        """The instruction as gdb (and so crash, and the oops ``Code:`` line's decoder) spells
+        it: binutils' AT&T syntax (``intel``: capstone's Intel), without naming anything."""
+        if intel:
+            return Gnu(insn.mnemonic, insn.op_str.replace(", ", ","), insn.target, insn.rip_ref)
+        if self._att is None:
+            self._att = _capstone(self.target)
+            import capstone
+
+            self._att.syntax = capstone.CS_OPT_SYNTAX_ATT
+        if insn.raw == b"\x66\x90":               # binutils names the 2-byte nop by its encoding
+            return Gnu("xchg", "%ax,%ax")
+        if insn.mnemonic == "ud1" and insn.size == 3:
+            return Gnu("ud1", f"%{_R32[insn.raw[2] & 7]},%{_R32[insn.raw[2] >> 3 & 7]}")
+        decoded = next(self._att.disasm(insn.raw, insn.address, 1), None) if not insn.bad else None
+        if decoded is None or self.target.arch.name not in ("x86_64", "i386"):
+            return Gnu(insn.mnemonic, insn.op_str, insn.target, insn.rip_ref)
+        return _binutils(decoded, insn, wide=self.target.arch.ptr_size == 8)
+
     def _name(self, addr: int) -> str | None:
         hit = self.target.symbols.resolve(addr)
         if hit is None:
             return None
         return self.target.symbols.describe(addr)
+
+
+@dataclass(frozen=True)
+class Gnu:
+    """An instruction in gdb's words: its mnemonic, operands, and what they refer to."""
+
+    mnemonic: str
+    operands: str
+    target: int | None = None         # a direct branch's destination (printed as an address)
+    rip_ref: int | None = None        # the address a rip-relative operand names
+
+
+_R32 = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
+_ACCUMULATOR = {"b": "%al", "w": "%ax", "l": "%eax", "q": "%rax"}
+_BRANCHES = ("call", "jmp", "ret", "push", "pop", "lcall", "ljmp", "lret", "iret", "sysret")
+_SUFFIX_SIZE = {"b": 1, "w": 2, "l": 4, "q": 8}
+_OP_REG, _OP_IMM, _OP_MEM = 1, 2, 3
+_GRP_JUMP, _GRP_CALL, _GRP_BRANCH_RELATIVE = 1, 2, 7
+
+
+def _binutils(i: Any, insn: Insn, wide: bool) -> Gnu:
+    """binutils' AT&T text from capstone's decoded operands: hex immediates masked to
+    their size, ``0x0(%rax,%rax,1)`` where a displacement is encoded, ``,`` between
+    operands, ``*`` before an indirect branch's operand, and the size suffix only where
+    no register operand gives the size (``movq $0x0,0x20(%rsp)`` but ``mov %rsi,%r12``)."""
+    words = i.mnemonic.split()
+    mnem = words[-1]
+    string = _string_insn(mnem, wide)
+    if string is not None:
+        words[-1], ops_text = string
+        return Gnu(" ".join(words), ops_text)
+    groups = set(i.groups)
+    branch = bool(groups & {_GRP_JUMP, _GRP_CALL})
+    base = i.insn_name()
+    suffix = mnem[len(base):] if mnem.startswith(base) and len(mnem) == len(base) + 1 else ""
+    if suffix in _SUFFIX_SIZE:
+        sized = _SUFFIX_SIZE[suffix]
+        if base in _BRANCHES or branch or any(o.type == _OP_REG and o.size == sized for o in i.operands):
+            mnem = base
+    words[-1] = mnem
+    ops: list[str] = []
+    relative = _GRP_BRANCH_RELATIVE in groups
+    for o in i.operands:
+        if o.type == _OP_REG:
+            text = f"%{i.reg_name(o.reg)}"
+        elif o.type == _OP_IMM:
+            text = f"{o.imm & _mask(8 if wide else 4):#x}" if relative else f"${o.imm & _mask(o.size):#x}"
+        elif o.type == _OP_MEM:
+            text = _memory(i, o, 8 if wide else 4)
+        else:
+            return Gnu(i.mnemonic, i.op_str.replace(", ", ","), insn.target, insn.rip_ref)
+        if branch and not relative:
+            text = "*" + text
+        ops.append(text)
+    rip_ref = insn.rip_ref & _mask(8 if wide else 4) if insn.rip_ref is not None else None
+    return Gnu(" ".join(words), ",".join(ops), insn.target, rip_ref)
+
+
+def _string_insn(mnem: str, wide: bool) -> tuple[str, str] | None:
+    """binutils' string instructions: implicit operands spelled out with their segments
+    (``rep stos %rax,%es:(%rdi)``, ``rep movsq %ds:(%rsi),%es:(%rdi)``)."""
+    if len(mnem) != 5 or mnem[-1] not in _ACCUMULATOR:
+        return None
+    op, size = mnem[:4], mnem[-1]
+    di, si = ("%es:(%rdi)", "%ds:(%rsi)") if wide else ("%es:(%edi)", "%ds:(%esi)")
+    acc = _ACCUMULATOR[size]
+    return {"stos": ("stos", f"{acc},{di}"), "lods": ("lods", f"{si},{acc}"),
+            "scas": ("scas", f"{di},{acc}"), "movs": (mnem, f"{si},{di}"),
+            "cmps": (mnem, f"{di},{si}")}.get(op)
+
+
+def _mask(size: int) -> int:
+    return (1 << (8 * (size or 8))) - 1
+
+
+def _memory(i: Any, o: Any, address_size: int) -> str:
+    m = o.mem
+    seg = f"%{i.reg_name(m.segment)}:" if m.segment else ""
+    if not m.base and not m.index:
+        return f"{seg}{m.disp & _mask(address_size):#x}"
+    disp = ""
+    if m.disp or i.disp_size:
+        disp = f"-{-m.disp:#x}" if m.disp < 0 else f"{m.disp:#x}"
+    inside = f"%{i.reg_name(m.base)}" if m.base else ""
+    if m.index:
+        inside += f",%{i.reg_name(m.index)},{m.scale}"
+    return f"{seg}{disp}({inside})"
 
 
 def _capstone(target: Target) -> Any:

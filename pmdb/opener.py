@@ -95,6 +95,10 @@ def _open_vmcore(dump: Dump, path: str, cache: Cache, config: Config | None = No
         # a task list cut short by excluded pages (an old makedumpfile that does not know
         # the kernel's page flags drops slab pages) still leaves the rest of the dump usable
         warnings.append(f"the panic task is not in the task list that could be read ({err})")
+    if files:                       # modules' debug files (.ko) named with the dump
+        from pmdb.os.linux.debuginfo import debuginfo_for
+
+        warnings += debuginfo_for(kernel, cache).load_named(files)
     target.warnings = _unique(warnings + kernel.problems)
     return target
 

@@ -1,9 +1,9 @@
-"""Source lines of code addresses, from the DWARF line tables of the file that holds them.
+"""Source lines of code addresses for scripts (``prog.stack(...)[i].source``).
 
-Only scripts ask for these (``prog.stack(...)[i].source``), so nothing here runs at open:
-the first question about an object file reads its ``.debug_aranges`` to find the unit,
-then decodes that one unit's line program (a kernel's 170 MB of DWARF is never read
-whole). A file without line tables, or an address no unit covers, has no source line.
+A kernel's come from its debug info as the dcmds' do (pmdb.os.linux.debuginfo: the vmlinux
+and the modules' .ko, decoded unit by unit). A user core's come from the DWARF line tables
+of the library or executable at the address: its ``.debug_aranges`` finds the unit, and
+that one unit's line program is decoded. Nothing here runs at open.
 """
 
 from __future__ import annotations
@@ -95,6 +95,8 @@ def _text(raw: bytes | str) -> str:
 def source_line(target: Any, pc: int) -> tuple[str, int] | None:
     """(file, line) of the code at pc in the target's debug info, or None when unknown."""
     try:
+        if getattr(target.os, "km", None) is not None:
+            return _kernel_line(target, pc)
         found = _tables_for(target, pc)
         if found is None:
             return None
@@ -105,10 +107,11 @@ def source_line(target: Any, pc: int) -> tuple[str, int] | None:
 
 
 def _tables_for(target: Any, pc: int) -> tuple[_LineTables, int] | None:
-    """The line tables that cover pc, and pc as that file's own (unrelocated) address."""
+    """A user core's line tables that cover pc (the library or executable at pc), and pc as
+    that file's own (unrelocated) address."""
     model = target.os
     object_at = getattr(getattr(model, "objects", None), "object_at", None)
-    if object_at is not None:                   # a user core: the library or executable at pc
+    if object_at is not None:
         obj = object_at(pc)
         if obj is None:
             return None
@@ -118,15 +121,12 @@ def _tables_for(target: Any, pc: int) -> tuple[_LineTables, int] | None:
                 return None
             _TABLES[obj] = _LineTables(elf.get_dwarf_info())
         return _TABLES[obj], pc - obj.bias
-    km = getattr(model, "km", None)
-    path = getattr(km, "vmlinux", None)
-    if km is None or not path:
-        return None
-    sym = target.symbols.resolve(pc)
-    if sym is not None and sym[0].module is not None:
-        return None                             # a module's code: its .ko is not read here
-    if model not in _TABLES:
-        from pmdb.types.debugfile import DebugFile
+    return None
 
-        _TABLES[model] = _LineTables(DebugFile(path).dwarf())
-    return _TABLES[model], pc - km.info.kernel_offset
+
+def _kernel_line(target: Any, pc: int) -> tuple[str, int] | None:
+    """A kernel's lines come from its debug info as the dcmds' do (vmlinux and modules' .ko)."""
+    from pmdb.os.linux.debuginfo import debuginfo_for
+
+    info = debuginfo_for(target.os)
+    return info.line_at(pc) if info.has_lines() else None

@@ -50,6 +50,7 @@ CRASH_ALIASES: dict[str, str] = {
     "timer": "timer",
     "sig": "sig",
     "p": "p",              # dcmds/crash_print.py
+    "dis": "dis -C",       # crash's layout and AT&T syntax (dcmds/disasm.py); ::dis is mdb's
 }
 
 # crash's other commands (crash 8's ``help``): known words, so they are never read as symbols

@@ -153,3 +153,30 @@ def module_symbols(mem: AddressSpace, addr: int, name: str, offsets: StructOffse
         binding = _STB_BINDING.get(st_info >> 4, "global")
         out.append(Symbol(sym_name, value, size, kind, name, binding, chr(letters[i]) if letters else ""))
     return out
+
+
+_MAX_SECTIONS = 4096
+
+
+def module_sections(mem: AddressSpace, addr: int, types: TypeRegistry) -> dict[str, int]:
+    """Where the kernel put each allocated section of the module at ``addr``: its
+    ``sect_attrs`` (what /sys/module/NAME/sections/ shows), section name -> address. A .ko's
+    DWARF is relocatable: these addresses relocate it. Empty when the kernel keeps none
+    (no CONFIG_KALLSYMS, or sysfs off)."""
+    offsets = RegistryOffsets(types)
+    attrs = mem.ptr(addr + offsets.offsetof("module", "sect_attrs"))
+    if not attrs:
+        return {}
+    count = mem.u32(attrs + offsets.offsetof("module_sect_attrs", "nsections"))
+    if count > _MAX_SECTIONS:
+        raise CorruptionError(attrs, f"the module claims {count} sections")
+    first = attrs + offsets.offsetof("module_sect_attrs", "attrs")
+    step = types.lookup("struct module_sect_attr").sizeof()
+    name_at = offsets.offsetof("module_sect_attr", "battr.attr.name")
+    address_at = offsets.offsetof("module_sect_attr", "address")
+    out: dict[str, int] = {}
+    for i in range(count):
+        entry = first + i * step
+        name = mem.cstring(mem.ptr(entry + name_at), 256).decode("ascii", "replace")
+        out[name] = mem.ptr(entry + address_at)
+    return out

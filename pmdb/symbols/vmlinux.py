@@ -58,10 +58,11 @@ def find_vmlinux(*, release: str, build_id: str, named: Sequence[str], directori
         except FormatError as err:
             found.warnings.append(f"{err}: not used")
             continue
-        problem = mismatch(debug, build_id, read_memory)
         if debug.elf.header["e_type"] == "ET_REL":
-            problem = "is a module (.ko): modules' debug info is not read yet"
-        elif problem is None and not debug.has_dwarf():
+            debug.close()           # a module's debug file (.ko): pmdb.os.linux.debuginfo reads it
+            continue
+        problem = mismatch(debug, build_id, read_memory)
+        if problem is None and not debug.has_dwarf():
             problem = "has no DWARF (.debug_info)"
         if problem is None:
             found.debug = debug

@@ -22,6 +22,12 @@ class TypeRegistry:
         self.sources.append(source)
         self._cache.clear()
 
+    def remove_source(self, source: TypeSource) -> None:
+        """Stop asking ``source`` (a module's debug file dropped by ``mod -d``)."""
+        if source in self.sources:
+            self.sources.remove(source)
+        self._cache.clear()
+
     def lookup(self, spelling: str) -> Type:
         """The type for a C spelling (``struct node``, ``node``, ``char *``, ``int[4]``);
         SymbolError if no source knows it."""
