@@ -39,9 +39,9 @@ class _Recorder(NoProgress):
 
 
 def test_kmem_p_reports_progress_and_stops_on_interrupt(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pmdb.commands.registry import _builtin_package
+    from pmdb.commands.registry import builtin_package
 
-    mem = __import__(f"{_builtin_package('dcmds').__name__}.linux_memory", fromlist=["_page_line"])
+    mem = __import__(f"{builtin_package('dcmds').__name__}.linux_memory", fromlist=["_page_line"])
 
     t = target_for(KASLR, DUMP)
     bar = _Recorder()
