@@ -26,6 +26,7 @@ from pmdb.errors import FormatError
 HEAD_TAIL = 1 << 20          # bytes hashed at each end of a file for its content key
 DEFAULT_MAX_MB = 32768
 PART = ".part"
+_SEAL = 16                   # bytes of the checksum that seals a derived-data entry
 
 
 def default_directory() -> Path:
@@ -159,6 +160,25 @@ def content_key(path: str) -> str:
             f.seek(max(HEAD_TAIL, size - HEAD_TAIL))
             h.update(f.read(HEAD_TAIL))
     return f"{size:x}-{h.hexdigest()[:24]}"
+
+
+def sealed(kind: bytes, payload: bytes) -> bytes:
+    """``payload`` behind a header naming what it is (``kind``, 8 bytes: a format and its
+    version) and a checksum of it, so a reader can tell a damaged entry from a good one."""
+    assert len(kind) == 8
+    return kind + hashlib.blake2b(payload, digest_size=_SEAL).digest() + payload
+
+
+def unsealed(kind: bytes, data: bytes) -> bytes | None:
+    """The payload of a ``sealed`` entry of this ``kind``; None when the entry is of another
+    kind or version, cut short, or damaged (its checksum does not match)."""
+    head = len(kind) + _SEAL
+    if len(data) < head or data[:len(kind)] != kind:
+        return None
+    payload = data[head:]
+    if hashlib.blake2b(payload, digest_size=_SEAL).digest() != data[len(kind):head]:
+        return None
+    return payload
 
 
 def _writer_alive(name: str) -> bool:

@@ -22,10 +22,11 @@ import gc
 import itertools
 import operator
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from pmdb.cache import Cache
 from pmdb.dumps.vmcoreinfo import VmcoreInfo
 from pmdb.errors import FaultError, FormatError, SymbolError
 from pmdb.memory.space import AddressSpace
@@ -100,35 +101,46 @@ def read_tokens(mem: AddressSpace, tables: KallsymsTables) -> list[str]:
 
 def decode_names(blob: bytes, count: int, tokens: Sequence[str]) -> list[str]:
     """Expand ``count`` records, each name with its type letter first."""
-    return "".join(_expanded(blob, count, tokens)).split("\0")[1:]
+    return "".join(_expanded(blob, count, tokens)[0]).split("\0")[1:]
 
 
 def decode_typed_names(blob: bytes, count: int, tokens: Sequence[str]) -> tuple[str, list[str]]:
     """(each record's type letter, the names without it), split at C speed: most of a
     kernel dump's first name lookup is spent decoding names."""
-    full = decode_names(blob, count, tokens)
+    letters, names, _ = decode_records(blob, count, tokens)
+    return letters, names
+
+
+def decode_records(blob: bytes, count: int, tokens: Sequence[str]) -> tuple[str, list[str], list[int]]:
+    """(type letters, names, where each record starts in ``blob``): decode_typed_names, and
+    the record offsets a cache of the names samples to check itself against the dump."""
+    pieces, starts = _expanded(blob, count, tokens)
+    full = "".join(pieces).split("\0")[1:]
     try:
-        return "".join(map(_FIRST_CHAR, full)), list(map(_BUT_FIRST_CHAR, full))
+        return "".join(map(_FIRST_CHAR, full)), list(map(_BUT_FIRST_CHAR, full)), starts
     except IndexError:  # an empty record (a damaged table): "?" is its letter
-        return "".join([n[:1] or "?" for n in full]), [n[1:] for n in full]
+        return "".join([n[:1] or "?" for n in full]), [n[1:] for n in full], starts
 
 
 _FIRST_CHAR = operator.itemgetter(0)
 _BUT_FIRST_CHAR = operator.itemgetter(slice(1, None))
 
 
-def _expanded(blob: bytes, count: int, tokens: Sequence[str]) -> list[str]:
+def _expanded(blob: bytes, count: int, tokens: Sequence[str]) -> tuple[list[str], list[int]]:
     """Every byte of the records' stream as its token, each record's length byte(s) replaced by
-    a NUL separator (a token never holds one).
+    a NUL separator (a token never holds one); and where each record starts.
 
     A length byte with bit 7 set takes a second byte (6.1+). Only finding the records is a
     Python loop; the expansion, join and split run at C speed."""
     heads: list[int] = []
+    starts: list[int] = []
     seconds: list[int] = []   # the first byte of two-byte lengths
     add = heads.append
+    start = starts.append
     pos = 0
     try:
         for _ in range(count):
+            start(pos)
             n = blob[pos]
             if n & 0x80:
                 seconds.append(pos)
@@ -143,7 +155,31 @@ def _expanded(blob: bytes, count: int, tokens: Sequence[str]) -> list[str]:
     pieces = list(map(tokens.__getitem__, blob[:pos]))
     list(map(pieces.__setitem__, heads, itertools.repeat("\0")))
     list(map(pieces.__setitem__, seconds, itertools.repeat("")))
-    return pieces
+    return pieces, starts
+
+
+def decode_record(raw: bytes, tokens: Sequence[str]) -> str | None:
+    """The one record at the start of ``raw`` (type letter first); None when ``raw`` is
+    shorter than the record says."""
+    if not raw:
+        return None
+    n, skip = raw[0], 1
+    if n & 0x80:
+        if len(raw) < 2:
+            return None
+        n, skip = (n & 0x7F) | (raw[1] << 7), 2
+    body = raw[skip:skip + n]
+    return "".join(map(tokens.__getitem__, body)) if len(body) == n else None
+
+
+def decode_address(o: int, i: int, base: int | None, at: int) -> set[int]:
+    """What decode_addresses may make of the one offset ``o`` at index ``i``: which rule
+    applies to a non-negative offset depends on the whole array."""
+    if base is None:
+        return {(at + 4 * i + o) & ((1 << 64) - 1)}
+    if o < 0:
+        return {base - 1 - o}
+    return {base + o, o}
 
 
 def decode_addresses(raw: bytes, count: int, base: int | None, at: int = 0) -> list[int]:
@@ -168,24 +204,41 @@ def _names_end(tables: KallsymsTables) -> int:
     return min(end, tables.names + _MAX_NAMES_BLOB)
 
 
-def load_kallsyms(mem: AddressSpace, tables: KallsymsTables) -> KallsymsSymbols:
-    """kallsyms as a lazy ``SymbolSource``: the tables are read now, names decoded on first use."""
+def load_kallsyms(mem: AddressSpace, tables: KallsymsTables, cache: Cache | None = None) -> KallsymsSymbols:
+    """kallsyms as a lazy ``SymbolSource``: the tables are read now, names decoded on first use.
+
+    With ``cache``, names and addresses another open of the same tables decoded are read
+    from there instead (kallsyms_cache: keyed by how the tables are stored, checked against
+    the dump), and a first decode is written there."""
     try:
         count = mem.u32(tables.num_syms)
         if not 0 < count <= _MAX_SYMS:
             raise FormatError(f"kallsyms_num_syms is {count}: not a symbol count")
         tokens = read_tokens(mem, tables)
-        blob = mem.read(tables.names, _names_end(tables) - tables.names)
         base = mem.ptr(tables.relative_base) if tables.relative_base is not None else None
+        entry = None
+        if cache is not None:
+            from pmdb.symbols import kallsyms_cache
+
+            entry = kallsyms_cache.Entry.of(cache, mem, tables, count, base, _names_end(tables))
+            found = entry.load(mem, tokens) if entry is not None else None
+            if found is not None:
+                return found
+        blob = mem.read(tables.names, _names_end(tables) - tables.names)
         addrs = decode_addresses(mem.read(tables.offsets, 4 * count), count, base, tables.offsets)
     except FaultError as err:
         raise FormatError(f"kallsyms tables are not readable: {err}") from None
-    return KallsymsSymbols(blob, count, tokens, addrs)
+    return KallsymsSymbols(blob, count, tokens, addrs, on_decoded=entry.store if entry is not None else None)
 
 
 def read_kallsyms(mem: AddressSpace, tables: KallsymsTables) -> list[Symbol]:
     """Every kallsyms symbol of vmlinux, with sizes from the next higher address."""
     return load_kallsyms(mem, tables).all_symbols()
+
+
+# what a KallsymsSymbols calls once it has decoded its names: itself and where each record
+# starts in the names table
+OnDecoded = Callable[["KallsymsSymbols", list[int]], None]
 
 
 class KallsymsSymbols:
@@ -197,11 +250,13 @@ class KallsymsSymbols:
     first symbol made, Symbols one at a time.
     """
 
-    def __init__(self, blob: bytes, count: int, tokens: Sequence[str], addrs: list[int]) -> None:
+    def __init__(self, blob: bytes, count: int, tokens: Sequence[str], addrs: list[int],
+                 on_decoded: OnDecoded | None = None) -> None:
         self._blob = blob
         self._count = count
         self._tokens = tokens
         self._addrs = addrs
+        self._on_decoded = on_decoded
         self._names: list[str] | None = None
         self._broken: FormatError | None = None
         self._letters = ""                        # each name's nm type letter
@@ -210,11 +265,25 @@ class KallsymsSymbols:
         self._sizes: list[int] | None = None
         self._sorted: bool | None = None
 
+    @classmethod
+    def decoded(cls, letters: str, names: list[str], addrs: list[int],
+                first: dict[str, int]) -> KallsymsSymbols:
+        """kallsyms whose names are already decoded (read from the cache); ``first`` as
+        ``repeated()`` gives it."""
+        syms = cls(b"", len(names), (), addrs)
+        syms._index(letters, names, first)
+        return syms
+
     def __len__(self) -> int:
         return self._count
 
     def addresses(self) -> list[int]:
         return self._addrs
+
+    def letters(self) -> str:
+        """Each symbol's nm type letter (decodes the names)."""
+        self.all_names()
+        return self._letters
 
     def sizes(self) -> list[int]:
         if self._sizes is None:
@@ -226,22 +295,43 @@ class KallsymsSymbols:
             if self._broken is not None:
                 raise self._broken  # a damaged stream is decoded (and fails) once, not per lookup
             try:
-                self._letters, names = decode_typed_names(self._blob, self._count, self._tokens)
+                letters, names, starts = decode_records(self._blob, self._count, self._tokens)
             except FormatError as err:
                 self._broken = err
                 raise
-            self._names = names
-            self._last = dict(zip(names, range(len(names)), strict=True))
-            if len(self._last) < len(names):
-                self._first = dict(zip(reversed(names), range(len(names) - 1, -1, -1), strict=True))
+            self._index(letters, names)
+            if self._on_decoded is not None:
+                self._on_decoded(self, starts)
+            self._blob = b""          # decoded for good: the raw table is not needed again
+        assert self._names is not None
         return self._names
+
+    def _index(self, letters: str, names: list[str], first: dict[str, int] | None = None) -> None:
+        """Index the names: ``first`` (name -> its first index, for names that repeat) when
+        known, else found here."""
+        self._letters = letters
+        self._names = names
+        with no_cyclic_gc():
+            self._last = dict(zip(names, range(len(names)), strict=True))
+            if first is None and len(self._last) < len(names):
+                last = self._last
+                first = {}
+                for i, name in enumerate(names):
+                    if last[name] != i and name not in first:
+                        first[name] = i
+        self._first = first or None
+
+    def repeated(self) -> dict[str, int]:
+        """name -> first index, for the names more than one symbol has (for the cache)."""
+        self.all_names()
+        return dict(self._first or {})
 
     def indices_named(self, name: str) -> list[int]:
         names = self.all_names()
         last = self._last.get(name)
         if last is None:
             return []
-        first = self._first[name] if self._first is not None else last
+        first = self._first.get(name, last) if self._first is not None else last
         if first == last:
             return [last]
         return [i for i in range(first, last + 1) if names[i] == name]
@@ -253,7 +343,7 @@ class KallsymsSymbols:
         return Symbol(name, addr, self._size(i), kind, module, binding, self._letters[i])
 
     def all_symbols(self) -> list[Symbol]:
-        with _no_cyclic_gc():
+        with no_cyclic_gc():
             return _symbols(self.all_names(), self._letters, self._addrs, self.sizes())
 
     def _size(self, i: int) -> int:
@@ -273,7 +363,7 @@ class KallsymsSymbols:
 
 
 @contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
+def no_cyclic_gc() -> Iterator[None]:
     """Pause the cycle collector: ~150k acyclic objects would set off full collections
     that cost as much as building them."""
     was = gc.isenabled()

@@ -72,7 +72,10 @@ class BtfTypes:
     """One BTF blob (with its ``base`` for split BTF) as a pmdb TypeSource."""
 
     def __init__(self, data: bytes | bytearray | memoryview | _Readable, base: BtfTypes | None = None,
-                 *, offset: int = 0, size: int | None = None, ptr_size: int = 8) -> None:
+                 *, offset: int = 0, size: int | None = None, ptr_size: int = 8,
+                 record_offsets: array | None = None) -> None:
+        """``record_offsets``: what ``record_offsets()`` gave for the same bytes before (from a
+        cache), checked to tile the type section instead of scanning it again."""
         hdr, blob = _load_blob(data, offset, size)
         self.header = hdr
         self.base = base
@@ -82,7 +85,7 @@ class BtfTypes:
         self._strs = bytes(blob[start + hdr.str_off:start + hdr.str_off + hdr.str_len])
         if hdr.str_len and self._strs[-1] != 0:
             raise FormatError("BTF string section does not end with a NUL byte")
-        self._offs = f.scan(self._words)
+        self._offs = f.scan(self._words) if record_offsets is None else f.checked_offsets(self._words, record_offsets)
         # Split BTF numbers its types and strings after its base's (libbpf's rule).
         self.start_id = base.end_id if base is not None else 1
         self.start_str = base.end_str if base is not None else 0
@@ -105,6 +108,10 @@ class BtfTypes:
 
     def __len__(self) -> int:
         return len(self._offs)
+
+    def record_offsets(self) -> array:
+        """Where each type record starts (word offsets): the one scan's result, to cache."""
+        return self._offs
 
     def _record(self, tid: int) -> tuple[int, int, int, bool, int, int]:
         """(word offset, kind, vlen, kind_flag, name_off, size_or_type) of an own id."""
@@ -218,11 +225,17 @@ class BtfTypes:
 
     def _index(self) -> tuple[array, array]:
         """name_off and kind of every own record, as flat arrays (built once, lazily)."""
-        if self._name_offs is None or self._kinds is None:
+        names = self._names_index()
+        if self._kinds is None:
             w = self._words
-            self._name_offs = array("I", [w[p] for p in self._offs])
             self._kinds = array("B", [(w[p + 1] >> 24) & 31 for p in self._offs])
-        return self._name_offs, self._kinds
+        return names, self._kinds
+
+    def _names_index(self) -> array:
+        """name_off of every own record (what a name search needs; gathered at C speed)."""
+        if self._name_offs is None:
+            self._name_offs = array(self._words.typecode, map(self._words.__getitem__, self._offs))
+        return self._name_offs
 
     def _string_offsets(self, name: str) -> list[int]:
         """Global offsets of the string ``name`` here and in the bases."""
@@ -242,7 +255,7 @@ class BtfTypes:
         """Own type ids whose name is ``name``, in id order."""
         if not name:
             return
-        names, _ = self._index()
+        names = self._names_index()
         for off in self._string_offsets(name):
             i = -1
             while True:

@@ -8,6 +8,8 @@ instead of decoding each record, because the kernel's BTF has ~130k of them.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import struct
 import sys
 from array import array
@@ -116,6 +118,23 @@ def scan(w: array) -> array:
         pass
     if p != end:
         _diagnose(w)
+    return offs
+
+
+def checked_offsets(w: array, offs: array) -> array:
+    """``offs`` as ``scan(w)`` would give it, from a cache: it must start at 0, increase, and
+    its last record must end the section; FormatError otherwise (then scan again)."""
+    if len(offs) == 0:
+        if len(w):
+            raise FormatError("cached BTF record offsets are empty")
+        return offs
+    last = offs[-1]
+    if offs[0] != 0 or last + 3 > len(w) or not all(map(operator.lt, offs, itertools.islice(offs, 1, None))):
+        raise FormatError("cached BTF record offsets do not fit the type section")
+    info = w[last + 1]
+    k = (info >> 24) & 31
+    if last + 3 + _FIXED[k] + (info & 0xFFFF) * _PER_ITEM[k] != len(w):
+        raise FormatError("cached BTF record offsets do not end with the type section")
     return offs
 
 
