@@ -101,7 +101,8 @@ def read_tokens(mem: AddressSpace, tables: KallsymsTables) -> list[str]:
 
 def decode_names(blob: bytes, count: int, tokens: Sequence[str]) -> list[str]:
     """Expand ``count`` records, each name with its type letter first."""
-    return "".join(_expanded(blob, count, tokens)[0]).split("\0")[1:]
+    heads, seconds, end = _records(blob, count)
+    return _split(_pieces(blob, end, tokens), heads, seconds)
 
 
 def decode_typed_names(blob: bytes, count: int, tokens: Sequence[str]) -> tuple[str, list[str]]:
@@ -111,11 +112,25 @@ def decode_typed_names(blob: bytes, count: int, tokens: Sequence[str]) -> tuple[
     return letters, names
 
 
-def decode_records(blob: bytes, count: int, tokens: Sequence[str]) -> tuple[str, list[str], list[int]]:
+@dataclass(frozen=True)
+class RecordStarts:
+    """Where each record starts in the names table (its first length byte)."""
+
+    heads: list[int]      # each record's last length byte
+    seconds: list[int]    # the first byte of two-byte lengths, in order
+
+    def __getitem__(self, i: int) -> int:
+        head = self.heads[i]
+        j = bisect.bisect_left(self.seconds, head - 1)
+        return head - 1 if j < len(self.seconds) and self.seconds[j] == head - 1 else head
+
+
+def decode_records(blob: bytes, count: int, tokens: Sequence[str]) -> tuple[str, list[str], RecordStarts]:
     """(type letters, names, where each record starts in ``blob``): decode_typed_names, and
     the record offsets a cache of the names samples to check itself against the dump."""
-    pieces, starts = _expanded(blob, count, tokens)
-    full = "".join(pieces).split("\0")[1:]
+    heads, seconds, end = _records(blob, count)
+    full = _split(_pieces(blob, end, tokens), heads, seconds)
+    starts = RecordStarts(heads, seconds)
     try:
         return "".join(map(_FIRST_CHAR, full)), list(map(_BUT_FIRST_CHAR, full)), starts
     except IndexError:  # an empty record (a damaged table): "?" is its letter
@@ -126,21 +141,16 @@ _FIRST_CHAR = operator.itemgetter(0)
 _BUT_FIRST_CHAR = operator.itemgetter(slice(1, None))
 
 
-def _expanded(blob: bytes, count: int, tokens: Sequence[str]) -> tuple[list[str], list[int]]:
-    """Every byte of the records' stream as its token, each record's length byte(s) replaced by
-    a NUL separator (a token never holds one); and where each record starts.
-
-    A length byte with bit 7 set takes a second byte (6.1+). Only finding the records is a
-    Python loop; the expansion, join and split run at C speed."""
+def _records(blob: bytes, count: int) -> tuple[list[int], list[int], int]:
+    """(each record's last length byte, the first bytes of two-byte lengths, where the last
+    record ends). A length byte with bit 7 set takes a second byte (6.1+). The one Python
+    loop of decoding."""
     heads: list[int] = []
-    starts: list[int] = []
-    seconds: list[int] = []   # the first byte of two-byte lengths
+    seconds: list[int] = []
     add = heads.append
-    start = starts.append
     pos = 0
     try:
         for _ in range(count):
-            start(pos)
             n = blob[pos]
             if n & 0x80:
                 seconds.append(pos)
@@ -152,10 +162,20 @@ def _expanded(blob: bytes, count: int, tokens: Sequence[str]) -> tuple[list[str]
         raise FormatError(f"kallsyms names end after {len(heads)} of {count} symbols") from None
     if pos > len(blob):
         raise FormatError(f"kallsyms names run past their table ({pos} > {len(blob)} bytes)")
-    pieces = list(map(tokens.__getitem__, blob[:pos]))
+    return heads, seconds, pos
+
+
+def _pieces(blob: bytes, end: int, tokens: Sequence[str]) -> list[str]:
+    """Every byte of the records' stream as its token (expanded at C speed)."""
+    return list(map(tokens.__getitem__, blob[:end]))
+
+
+def _split(pieces: list[str], heads: list[int], seconds: list[int]) -> list[str]:
+    """The records of ``pieces``: each record's length byte(s) become a NUL separator (a
+    token never holds one), then one join and one split."""
     list(map(pieces.__setitem__, heads, itertools.repeat("\0")))
     list(map(pieces.__setitem__, seconds, itertools.repeat("")))
-    return pieces, starts
+    return "".join(pieces).split("\0")[1:]
 
 
 def decode_record(raw: bytes, tokens: Sequence[str]) -> str | None:
@@ -238,7 +258,7 @@ def read_kallsyms(mem: AddressSpace, tables: KallsymsTables) -> list[Symbol]:
 
 # what a KallsymsSymbols calls once it has decoded its names: itself and where each record
 # starts in the names table
-OnDecoded = Callable[["KallsymsSymbols", list[int]], None]
+OnDecoded = Callable[["KallsymsSymbols", "RecordStarts"], None]
 
 
 class KallsymsSymbols:

@@ -30,7 +30,14 @@ from typing import Any
 from pmdb.cache import Cache, sealed, unsealed
 from pmdb.errors import PmdbError
 from pmdb.memory.space import AddressSpace, stored_digest
-from pmdb.symbols.kallsyms import KallsymsSymbols, KallsymsTables, decode_address, decode_record, no_cyclic_gc
+from pmdb.symbols.kallsyms import (
+    KallsymsSymbols,
+    KallsymsTables,
+    RecordStarts,
+    decode_address,
+    decode_record,
+    no_cyclic_gc,
+)
 
 KIND = b"pmdbks02"      # bump the number when the payload's layout changes
 SAMPLES = 24            # records checked against the dump on every load
@@ -111,12 +118,12 @@ class Entry:
         return decode_record(raw, tokens) == name and addr in decode_address(offset, i, self.base,
                                                                              self.tables.offsets)
 
-    def store(self, syms: KallsymsSymbols, starts: list[int]) -> None:
+    def store(self, syms: KallsymsSymbols, starts: RecordStarts) -> None:
         """Keep a decode that succeeded (best effort: a cache that cannot be written only
         costs the decode again next time)."""
         names = syms.all_names()
         n = len(names)
-        if n != self.count or len(starts) != n:
+        if n != self.count:
             return
         picks = sorted({k * (n - 1) // max(SAMPLES - 1, 1) for k in range(SAMPLES)})
         payload: Any = (syms.letters(), names, syms.addresses(), syms.repeated(),
