@@ -39,7 +39,7 @@ from pmdb.symbols.kallsyms import (
     no_cyclic_gc,
 )
 
-KIND = b"pmdbks02"      # bump the number when the payload's layout changes
+KIND = b"pmdbks03"      # bump the number when the payload's layout changes
 SAMPLES = 24            # records checked against the dump on every load
 
 
@@ -85,7 +85,7 @@ class Entry:
                 path.unlink()              # damaged or wrong: the dump is the truth
         return found
 
-    def _checked(self, data: bytes, mem: AddressSpace, tokens: Sequence[str]) -> KallsymsSymbols | None:
+    def _checked(self, data: memoryview, mem: AddressSpace, tokens: Sequence[str]) -> KallsymsSymbols | None:
         try:
             with no_cyclic_gc():
                 letters, names, addrs, first, samples = marshal.loads(data)

@@ -69,10 +69,11 @@ def vmlinux_btf(space: AddressSpace, lookup: Callable[[str], int | None],
     return btf
 
 
-# A cache entry: the BTF blob and its record offsets (the one scan over ~130k records),
-# sealed by a checksum (pmdb.cache.sealed). Bump the number when the layout changes.
-_KIND = b"pmdbbt01"
-_BLOB_LEN = struct.Struct("<Q")
+# A cache entry: the BTF blob, its record offsets and name offsets (what the one scan
+# over ~130k records gives), sealed by a checksum (pmdb.cache.sealed). Bump the number
+# when the layout changes.
+_KIND = b"pmdbbt03"
+_LENGTHS = struct.Struct("<QQ")
 
 
 def _cache_stem(cache: Cache, build_id: str, digest: str) -> Path:
@@ -83,28 +84,28 @@ def _cache_stem(cache: Cache, build_id: str, digest: str) -> Path:
 
 
 def _entry(data: bytes, btf: BtfTypes) -> bytes:
-    offs = btf.record_offsets()
-    return sealed(_KIND, _BLOB_LEN.pack(len(data)) + bytes(data) + offs.tobytes())
+    offs, names = btf.index_arrays()
+    return sealed(_KIND, _LENGTHS.pack(len(data), len(offs)) + bytes(data) + offs.tobytes() + names.tobytes())
 
 
 def _cached(path: Path, ptr_size: int) -> BtfTypes | None:
-    """The BTF of a cache entry when it is whole (its checksum), its record offsets fit its
-    type section, and it has what pmdb needs; None otherwise."""
+    """The BTF of a cache entry when it is whole (its checksum), its index fits its type
+    section, and it has what pmdb needs; None otherwise."""
     try:
         payload = unsealed(_KIND, path.read_bytes())
     except OSError:
         return None
-    if payload is None or len(payload) < _BLOB_LEN.size:
+    if payload is None or len(payload) < _LENGTHS.size:
         return None
-    (n,) = _BLOB_LEN.unpack_from(payload)
-    offs = array("I")
-    rest = payload[_BLOB_LEN.size + n:]
-    if len(rest) % offs.itemsize or _BLOB_LEN.size + n > len(payload):
+    size, count = _LENGTHS.unpack_from(payload)
+    offs, names = array("I"), array("I")
+    at = _LENGTHS.size + size
+    if at + 2 * count * offs.itemsize != len(payload):
         return None
-    offs.frombytes(rest)
+    offs.frombytes(payload[at:at + count * offs.itemsize])
+    names.frombytes(payload[at + count * offs.itemsize:])
     try:
-        btf = BtfTypes(memoryview(payload)[_BLOB_LEN.size:_BLOB_LEN.size + n], ptr_size=ptr_size,
-                       record_offsets=offs)
+        btf = BtfTypes(payload[_LENGTHS.size:at], ptr_size=ptr_size, index=(offs, names))
     except PmdbError:
         return None
     return btf if _has_required(btf) else None
