@@ -167,6 +167,7 @@ def test_registry_and_c_spellings(vmlinux: BtfTypes) -> None:
 
 
 def test_open_and_first_lookup_timing(raw: bytes, capsys: pytest.CaptureFixture[str]) -> None:
+    """Prints the figures (speed is for bench/: no timed assertion) and checks the lookup."""
     start = time.perf_counter()
     btf = BtfTypes(raw)
     opened = time.perf_counter()
@@ -176,7 +177,7 @@ def test_open_and_first_lookup_timing(raw: bytes, capsys: pytest.CaptureFixture[
     with capsys.disabled():
         print(f"\nBTF {len(raw) / 1e6:.1f} MB, {len(btf)} types: open {1e3 * (opened - start):.0f} ms, "
               f"+ task_struct with {len(names)} members {1e3 * (done - opened):.0f} ms")
-    assert done - start < 0.3
+    assert ("pid", "pid_t") in names and len(names) > 200
 
 
 # -- the dump's memory ------------------------------------------------------------
