@@ -13,7 +13,7 @@ manifest costs time, never a command.
 from __future__ import annotations
 
 import importlib
-import pkgutil
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -23,8 +23,17 @@ OUTPUT = Path(__file__).with_name("builtin_names.py")
 
 
 def builtin_modules(package: ModuleType) -> list[str]:
-    """The modules of a built-in package (``pmdb.dcmds``), full names, sorted."""
-    return sorted(f"{package.__name__}.{info.name}" for info in pkgutil.iter_modules(package.__path__))
+    """The modules of a built-in package (``pmdb.dcmds``), full names, sorted: its ``*.py``
+    files but ``__init__`` (pkgutil would find the same, at the cost of importing it)."""
+    names = {n[:-3] for d in package.__path__ for n in _listdir(d) if n.endswith(".py") and n.isascii()}
+    return sorted(f"{package.__name__}.{n}" for n in names if n.isidentifier() and n != "__init__")
+
+
+def _listdir(directory: str) -> list[str]:
+    try:
+        return os.listdir(directory)
+    except OSError:
+        return []
 
 
 def generate() -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
