@@ -397,6 +397,8 @@ def no_cyclic_gc() -> Iterator[None]:
 
 def _sizes(addrs: list[int]) -> list[int]:
     """Each symbol's distance to the next higher address (0 for the last, or across regions)."""
+    if all(map(operator.le, addrs, itertools.islice(addrs, 1, None))):
+        return _sorted_sizes(addrs)
     order = sorted(range(len(addrs)), key=addrs.__getitem__)
     sizes = [0] * len(addrs)
     higher = last = None  # higher: the next address strictly above the current one
@@ -408,6 +410,17 @@ def _sizes(addrs: list[int]) -> list[int]:
         if higher is not None and higher - a <= _MAX_SIZE:
             sizes[i] = higher - a
     return sizes
+
+
+def _sorted_sizes(addrs: list[int]) -> list[int]:
+    """_sizes of addresses already in order (kallsyms is sorted when the kernel is built):
+    the gaps at C speed; only symbols sharing an address (aliases) take a Python step."""
+    gaps = list(map(operator.sub, itertools.islice(addrs, 1, None), addrs))
+    gaps.append(0)
+    for i in range(len(gaps) - 2, -1, -1):
+        if not gaps[i]:             # an alias of the next symbol: its size
+            gaps[i] = gaps[i + 1]
+    return [g if g <= _MAX_SIZE else 0 for g in gaps]
 
 
 def _symbols(names: list[str], letters: str, addrs: list[int], sizes: list[int]) -> list[Symbol]:
