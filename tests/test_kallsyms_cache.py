@@ -67,15 +67,15 @@ def test_a_forged_entry_that_passes_its_checksum_is_still_refused(tmp_path: Path
     good = entry.read_bytes()
     payload = unsealed(KIND, good)
     assert payload is not None
-    letters, names, addrs, first, samples = marshal.loads(payload)
+    typed, addrs, first, leads, samples = marshal.loads(payload)
     i = samples[len(samples) // 2][0]
-    forged = list(names)
-    forged[i], forged[i + 1] = names[i + 1], names[i]    # two names swapped, resealed
-    entry.write_bytes(sealed(KIND, marshal.dumps((letters, forged, addrs, first, samples))))
+    forged = list(typed)
+    forged[i], forged[i + 1] = typed[i + 1], typed[i]    # two names swapped, resealed
+    entry.write_bytes(sealed(KIND, marshal.dumps((forged, addrs, first, leads, samples))))
     assert _answers(_open(tmp_path)) == truth
     assert _entry(tmp_path).read_bytes() == good
     moved = [a + 0x1000 for a in addrs]                    # every address shifted, resealed
-    entry.write_bytes(sealed(KIND, marshal.dumps((letters, names, moved, first, samples))))
+    entry.write_bytes(sealed(KIND, marshal.dumps((typed, moved, first, leads, samples))))
     assert _answers(_open(tmp_path)) == truth
     assert _entry(tmp_path).read_bytes() == good
 

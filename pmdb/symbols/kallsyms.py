@@ -106,10 +106,16 @@ def decode_names(blob: bytes, count: int, tokens: Sequence[str]) -> list[str]:
 
 
 def decode_typed_names(blob: bytes, count: int, tokens: Sequence[str]) -> tuple[str, list[str]]:
-    """(each record's type letter, the names without it), split at C speed: most of a
-    kernel dump's first name lookup is spent decoding names."""
-    letters, names, _ = decode_records(blob, count, tokens)
-    return letters, names
+    """(each record's type letter, the names without it)."""
+    return split_letters(decode_names(blob, count, tokens))
+
+
+def split_letters(typed: list[str]) -> tuple[str, list[str]]:
+    """(each record's type letter, the names without it) of typed names ("?" for an empty record)."""
+    try:
+        return "".join(map(_FIRST_CHAR, typed)), list(map(_BUT_FIRST_CHAR, typed))
+    except IndexError:  # an empty record (a damaged table): "?" is its letter
+        return "".join([n[:1] or "?" for n in typed]), [n[1:] for n in typed]
 
 
 @dataclass(frozen=True)
@@ -125,16 +131,11 @@ class RecordStarts:
         return head - 1 if j < len(self.seconds) and self.seconds[j] == head - 1 else head
 
 
-def decode_records(blob: bytes, count: int, tokens: Sequence[str]) -> tuple[str, list[str], RecordStarts]:
-    """(type letters, names, where each record starts in ``blob``): decode_typed_names, and
-    the record offsets a cache of the names samples to check itself against the dump."""
+def decode_records(blob: bytes, count: int, tokens: Sequence[str]) -> tuple[list[str], RecordStarts]:
+    """(the typed names, type letter first, and where each record starts in ``blob``, which a
+    cache of the names samples to check itself against the dump)."""
     heads, seconds, end = _records(blob, count)
-    full = _split(_pieces(blob, end, tokens), heads, seconds)
-    starts = RecordStarts(heads, seconds)
-    try:
-        return "".join(map(_FIRST_CHAR, full)), list(map(_BUT_FIRST_CHAR, full)), starts
-    except IndexError:  # an empty record (a damaged table): "?" is its letter
-        return "".join([n[:1] or "?" for n in full]), [n[1:] for n in full], starts
+    return _split(_pieces(blob, end, tokens), heads, seconds), RecordStarts(heads, seconds)
 
 
 _FIRST_CHAR = operator.itemgetter(0)
@@ -267,7 +268,9 @@ class KallsymsSymbols:
     Decoding ~100k names and making as many Symbols is most of a kernel dump's
     open time, and a session asks for a few dozen names: names are decoded all
     at once on the first name lookup (a name index needs them all), sizes on the
-    first symbol made, Symbols one at a time.
+    first symbol made, Symbols one at a time. Names are kept and indexed as decoded,
+    type letter first: a lookup tries each letter the table can start a record with
+    (a few dozen dict probes) rather than every name being split from its letter.
     """
 
     def __init__(self, blob: bytes, count: int, tokens: Sequence[str], addrs: list[int],
@@ -277,21 +280,23 @@ class KallsymsSymbols:
         self._tokens = tokens
         self._addrs = addrs
         self._on_decoded = on_decoded
-        self._names: list[str] | None = None
+        self._typed: list[str] | None = None      # each record: type letter, then name
         self._broken: FormatError | None = None
-        self._letters = ""                        # each name's nm type letter
-        self._last: dict[str, int] = {}           # name -> its last index
-        self._first: dict[str, int] | None = None  # name -> first index, when names repeat
+        self._leads = "".join(sorted({t[:1] for t in tokens if t}))  # letters a record may start with
+        self._names: list[str] | None = None      # without their letters, made when asked for
+        self._letters: str | None = None
+        self._last: dict[str, int] = {}           # typed name -> its last index
+        self._first: dict[str, int] | None = None  # typed name -> first index, when names repeat
         self._sizes: list[int] | None = None
         self._sorted: bool | None = None
 
     @classmethod
-    def decoded(cls, letters: str, names: list[str], addrs: list[int],
-                first: dict[str, int]) -> KallsymsSymbols:
-        """kallsyms whose names are already decoded (read from the cache); ``first`` as
-        ``repeated()`` gives it."""
-        syms = cls(b"", len(names), (), addrs)
-        syms._index(letters, names, first)
+    def decoded(cls, typed: list[str], addrs: list[int], first: dict[str, int], leads: str) -> KallsymsSymbols:
+        """kallsyms whose names are already decoded (read from the cache); ``first`` and
+        ``leads`` as ``repeated()`` and ``leads()`` give them."""
+        syms = cls(b"", len(typed), (), addrs)
+        syms._leads = leads
+        syms._index(typed, first)
         return syms
 
     def __len__(self) -> int:
@@ -300,9 +305,14 @@ class KallsymsSymbols:
     def addresses(self) -> list[int]:
         return self._addrs
 
+    def leads(self) -> str:
+        """Every letter a record may start with (the first characters of the tokens)."""
+        return self._leads
+
     def letters(self) -> str:
         """Each symbol's nm type letter (decodes the names)."""
-        self.all_names()
+        if self._letters is None:
+            self._letters, self._names = split_letters(self.typed_names())
         return self._letters
 
     def sizes(self) -> list[int]:
@@ -312,59 +322,70 @@ class KallsymsSymbols:
 
     def all_names(self) -> list[str]:
         if self._names is None:
-            if self._broken is not None:
-                raise self._broken  # a damaged stream is decoded (and fails) once, not per lookup
-            try:
-                letters, names, starts = decode_records(self._blob, self._count, self._tokens)
-            except FormatError as err:
-                self._broken = err
-                raise
-            self._index(letters, names)
-            if self._on_decoded is not None:
-                self._on_decoded(self, starts)
-            self._blob = b""          # decoded for good: the raw table is not needed again
+            self.letters()
         assert self._names is not None
         return self._names
 
-    def _index(self, letters: str, names: list[str], first: dict[str, int] | None = None) -> None:
-        """Index the names: ``first`` (name -> its first index, for names that repeat) when
-        known, else found here."""
-        self._letters = letters
-        self._names = names
+    def typed_names(self) -> list[str]:
+        """Each record as decoded: its type letter, then its name."""
+        if self._typed is None:
+            if self._broken is not None:
+                raise self._broken  # a damaged stream is decoded (and fails) once, not per lookup
+            try:
+                typed, starts = decode_records(self._blob, self._count, self._tokens)
+            except FormatError as err:
+                self._broken = err
+                raise
+            self._index(typed)
+            if self._on_decoded is not None:
+                self._on_decoded(self, starts)
+            self._blob = b""          # decoded for good: the raw table is not needed again
+        assert self._typed is not None
+        return self._typed
+
+    def _index(self, typed: list[str], first: dict[str, int] | None = None) -> None:
+        """Index the typed names: ``first`` (typed name -> its first index, for those that
+        repeat) when known, else found here."""
+        self._typed = typed
         with no_cyclic_gc():
-            self._last = dict(zip(names, range(len(names)), strict=True))
-            if first is None and len(self._last) < len(names):
+            self._last = dict(zip(typed, range(len(typed)), strict=True))
+            if first is None and len(self._last) < len(typed):
                 last = self._last
                 first = {}
-                for i, name in enumerate(names):
+                for i, name in enumerate(typed):
                     if last[name] != i and name not in first:
                         first[name] = i
         self._first = first or None
 
     def repeated(self) -> dict[str, int]:
-        """name -> first index, for the names more than one symbol has (for the cache)."""
-        self.all_names()
+        """typed name -> first index, for those more than one symbol has (for the cache)."""
+        self.typed_names()
         return dict(self._first or {})
 
     def indices_named(self, name: str) -> list[int]:
-        names = self.all_names()
-        last = self._last.get(name)
-        if last is None:
-            return []
-        first = self._first.get(name, last) if self._first is not None else last
-        if first == last:
-            return [last]
-        return [i for i in range(first, last + 1) if names[i] == name]
+        typed = self.typed_names()
+        found: list[int] = []
+        for lead in self._leads:
+            key = lead + name
+            last = self._last.get(key)
+            if last is None:
+                continue
+            first = self._first.get(key, last) if self._first is not None else last
+            found += [last] if first == last else [i for i in range(first, last + 1) if typed[i] == key]
+        if len(found) > 1:
+            found.sort()
+        return found
 
     def symbol(self, i: int) -> Symbol:
-        name = self.all_names()[i]
+        typed = self.typed_names()[i]
+        letter, name = typed[:1] or "?", typed[1:]
         addr = self._addrs[i]
-        kind, module, binding = _classify(self._letters[i], addr)
-        return Symbol(name, addr, self._size(i), kind, module, binding, self._letters[i])
+        kind, module, binding = _classify(letter, addr)
+        return Symbol(name, addr, self._size(i), kind, module, binding, letter)
 
     def all_symbols(self) -> list[Symbol]:
         with no_cyclic_gc():
-            return _symbols(self.all_names(), self._letters, self._addrs, self.sizes())
+            return _symbols(self.all_names(), self.letters(), self._addrs, self.sizes())
 
     def _size(self, i: int) -> int:
         """One symbol's size without sizing them all, when the addresses are in order (they

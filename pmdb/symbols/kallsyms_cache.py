@@ -39,7 +39,7 @@ from pmdb.symbols.kallsyms import (
     no_cyclic_gc,
 )
 
-KIND = b"pmdbks03"      # bump the number when the payload's layout changes
+KIND = b"pmdbks04"      # bump the number when the payload's layout changes
 SAMPLES = 24            # records checked against the dump on every load
 
 
@@ -88,22 +88,22 @@ class Entry:
     def _checked(self, data: memoryview, mem: AddressSpace, tokens: Sequence[str]) -> KallsymsSymbols | None:
         try:
             with no_cyclic_gc():
-                letters, names, addrs, first, samples = marshal.loads(data)
+                typed, addrs, first, leads, samples = marshal.loads(data)
         except (ValueError, EOFError, TypeError):
             return None
-        if not (isinstance(letters, str) and isinstance(names, list) and isinstance(addrs, list)
-                and len(letters) == len(names) == len(addrs) == self.count and isinstance(samples, list)
-                and isinstance(first, dict)):
+        if not (isinstance(typed, list) and isinstance(addrs, list) and len(typed) == len(addrs) == self.count
+                and isinstance(samples, list) and isinstance(first, dict)
+                and leads == "".join(sorted({t[:1] for t in tokens if t}))):
             return None
         try:
             for i, start in samples:
-                if not self._sample_ok(mem, tokens, i, start, letters[i] + names[i], addrs[i]):
+                if not self._sample_ok(mem, tokens, i, start, typed[i], addrs[i]):
                     return None
-            if any(names[i] != name for name, i in first.items()):
+            if any(typed[i] != name for name, i in first.items()):
                 return None
         except (PmdbError, TypeError, ValueError, IndexError):
             return None
-        return KallsymsSymbols.decoded(letters, names, addrs, first)
+        return KallsymsSymbols.decoded(typed, addrs, first, leads)
 
     def _sample_ok(self, mem: AddressSpace, tokens: Sequence[str], i: int, start: int, name: str,
                    addr: int) -> bool:
@@ -121,11 +121,11 @@ class Entry:
     def store(self, syms: KallsymsSymbols, starts: RecordStarts) -> None:
         """Keep a decode that succeeded (best effort: a cache that cannot be written only
         costs the decode again next time)."""
-        names = syms.all_names()
-        n = len(names)
+        typed = syms.typed_names()
+        n = len(typed)
         if n != self.count:
             return
         picks = sorted({k * (n - 1) // max(SAMPLES - 1, 1) for k in range(SAMPLES)})
-        payload: Any = (syms.letters(), names, syms.addresses(), syms.repeated(),
+        payload: Any = (typed, syms.addresses(), syms.repeated(), syms.leads(),
                         [(i, starts[i]) for i in picks])
         self.cache.store(self.stem, sealed(KIND, marshal.dumps(payload)))
