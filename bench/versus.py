@@ -92,6 +92,50 @@ def measure(argv: list[str], *, env: dict[str, str], cpu: int = -1, timeout: int
     return float(out[0]), float(out[1]), int(out[2]) / 1024, int(out[3])
 
 
+def prompt_time(argv: list[str], *, env: dict[str, str], cpu: int = -1, timeout: float = 30.0) -> tuple[float, float, float, int]:
+    """(wall s, CPU s, 0, status) from starting an interactive pmdb in a terminal (a pty) to
+    its first prompt; CPU from /proc/PID/stat at that moment (10 ms ticks). The terminal
+    answers prompt_toolkit's cursor-position request as a real one would."""
+    import pty
+    import select
+    import time
+
+    start = time.perf_counter()
+    pid, fd = pty.fork()
+    if pid == 0:                                     # the child: becomes pmdb
+        if cpu >= 0:
+            os.sched_setaffinity(0, {cpu})
+        os.execve(argv[0], argv, env)
+    seen, ready, used = b"", -1.0, 0.0
+    try:
+        while time.perf_counter() - start < timeout:
+            if not select.select([fd], [], [], 0.01)[0]:
+                continue
+            chunk = os.read(fd, 65536)
+            seen += chunk
+            if b"\x1b[6n" in chunk:
+                os.write(fd, b"\x1b[1;1R")
+            after = seen.split(b"to quit.", 1)
+            if len(after) == 2 and b">" in after[1]:
+                ready = time.perf_counter() - start
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                used = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                break
+        os.write(fd, b"$q\r")
+        time.sleep(0.2)
+    except OSError:
+        pass
+    finally:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+        os.close(fd)
+    return ready, used, 0.0, 0 if ready >= 0 else 1
+
+
 def _vmlinux() -> Path | None:
     env = os.environ.get("PMDB_VMLINUX")
     for cand in ([Path(env)] if env else []) + [Path(f"/usr/lib/debug/boot/vmlinux-{RELEASE}"),
@@ -142,7 +186,11 @@ def run(rounds: int) -> tuple[list[str], list[list[str]], list[str]]:
     base = {"start": Runs(), "no dump": Runs()}
     for job in JOBS:                                     # warm-up: bytecode, page cache, pmdb's cache
         measure(pmdb_argv(job), env=warm_env)
+    interactive = Runs()
+    prompt_argv = [sys.executable, "-m", "pmdb", "--config", str(config), str(DUMP)]
+    prompt_time(prompt_argv, env=warm_env)               # warm-up: the REPL's bytecode
     for n in range(rounds):
+        interactive.add(*prompt_time(prompt_argv, env=warm_env, cpu=core))
         base["start"].add(*measure([sys.executable, "-c", "pass"], env=warm_env, cpu=core))
         base["no dump"].add(*measure([sys.executable, "-m", "pmdb", "-q", "-e", "1=D"], env=warm_env, cpu=core))
         for job in JOBS:
@@ -164,6 +212,10 @@ def run(rounds: int) -> tuple[list[str], list[list[str]], list[str]]:
         p, d = runs[0], runs[2]
         ratio = (f"{statistics.median(d.wall) / statistics.median(p.wall):.2f}x" if p.wall and d.wall else "-")
         rows.append([job, f"{GOALS[job]:.2f} s", *(r.cell() for r in runs), ratio])
+    if interactive.wall:
+        rows.append(["prompt", "0.30 s", f"{statistics.median(interactive.wall):.3f} s / "
+                     f"{statistics.median(interactive.cpu):.2f} s CPU (interactive `pmdb DUMP` to its prompt)",
+                     "", "", "", ""])
     notes += _bounds(results, base)
     return headers, rows, notes
 
