@@ -243,9 +243,9 @@ def _bounds(results: dict[tuple[str, str], Runs], base: dict[str, Runs]) -> list
                        f"CPU {'within' if cpu(r) <= goal else 'ABOVE'}",
                        f"RSS {'within' if r.rss_mb <= RSS_GOAL else 'ABOVE'}"]
             out.append(f"{job}: {job_who} against its goal ({goal:.3f} s, {RSS_GOAL:.0f} MB): {', '.join(verdict)}")
-    out += ["drgn: indexes the 633 MB vmlinux's DWARF in C on every start, on every core it may use "
-            "(its CPU exceeds its wall time), before any job; J3 is drgn's slab_cache_usage, whose "
-            "figures differ from crash's for half the caches (issue 19)",
+    out += ["drgn: indexes the 633 MB vmlinux's DWARF in C on every start, with threads on every core it "
+            "may use, before any job (~0.25 GB of RSS for it); J3 is drgn's slab_cache_usage, whose figures "
+            "differ from crash's for half the caches (issue 19)",
             "crash: gdb reads the vmlinux's DWARF at start-up (~5 s) before any command; its job is small "
             "next to that",
             "wall times on this shared 2-core machine vary with the other jobs running: compare CPU and "
