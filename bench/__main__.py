@@ -1,5 +1,5 @@
-"""``python -m bench``: pmdb against gdb on the same cores, open time against core size, and
-emulation speed (bench/emulate_x86.py)."""
+"""``python -m bench``: pmdb against gdb on the same cores, open time against core size,
+emulation speed (bench/emulate_x86.py), and fleet triage throughput (bench/triage.py)."""
 
 from __future__ import annotations
 
@@ -66,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gdb-runs", type=int, default=3, help="gdb runs per core (best is shown)")
     ap.add_argument("--threads", type=int, default=64, help="threads in the built many-thread core")
     ap.add_argument("--big-mb", type=int, default=1024, help="heap of the sparse big core, in MB")
-    ap.add_argument("--only", choices=("user", "kernel", "dwarf", "versus"),
-                    help="only the user cores, the kernel dumps, the kernel dumps with DWARF, or pmdb "
-                         "against drgn and crash on three jobs (bench/versus.py)")
+    ap.add_argument("--only", choices=("user", "kernel", "dwarf", "triage", "versus"),
+                    help="only the user cores, the kernel dumps, the kernel dumps with DWARF, fleet "
+                         "triage on Dask, or pmdb against drgn and crash on three jobs (bench/versus.py)")
     ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds of the versus table")
     ap.add_argument("--profile", action="store_true", help="also profile pmdb on the first kernel dump")
     args = ap.parse_args(argv)
@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.only == "versus":
         from bench import versus  # pmdb vs drgn vs crash: J1-J3 as fresh processes
         print(versus.section(args.rounds))
+        return 0
+    if args.only == "triage":
+        from bench import triage  # pmdb triage: dumps per minute on 1 and 2 Dask workers
+        print(triage.section(args.runs))
         return 0
     if args.only == "dwarf":
         from bench import dwarf  # the kernel's debug vmlinux: index cold and warm
@@ -106,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.only is None:
         print()
         kernel_section(args)
+        from bench import triage
+        print("\n" + triage.section(args.runs))
     print(f"\n(total {time.perf_counter() - started:.0f} s)")
     return 0
 

@@ -55,9 +55,7 @@ def help_cmd(ctx: Context, name: str = "", crash: bool = False) -> None:
     if name in CRASH_ALIASES and (crash or not reg.has_dcmd(name)):
         name = CRASH_ALIASES[name].split()[0]
     if not name:
-        ctx.out.line("Each dcmd is run as [address][,count]::name [args]; pipe addresses on with '|'.")
-        ctx.out.line("::dcmds lists the dcmds, ::walkers the walkers, ::formats the format verbs of /.")
-        ctx.out.line("::help NAME describes one of them.")
+        _help_index(ctx)
         return
     name = name.lstrip(":")
     if reg.has_dcmd(name):
@@ -76,6 +74,54 @@ def help_cmd(ctx: Context, name: str = "", crash: bool = False) -> None:
     if name in CRASH_COMMANDS:
         raise CommandError(f"'{name}' is a crash command not in pmdb yet (::dcmds lists what is)")
     raise CommandError(f"no dcmd or walker named '{name}'")
+
+
+# the subjects ::help lists dcmds under: the module defining a dcmd -> its group
+# (a dcmd from a module not named here, such as a plugin's, is listed under "Plugins")
+HELP_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Help, pipelines and the language", ("core", "format")),
+    ("Processes, threads and registers", ("proc", "linux_proc", "linux_ps_crash", "linux_task",
+                                          "linux_whatthread")),
+    ("Stacks", ("stack", "linux_stack", "linux_stack_text", "linux_eframes", "user_stacks")),
+    ("Types and typed memory", ("types", "printf", "typedef", "crash_types", "crash_print", "lists",
+                                "crash_tree")),
+    ("Memory, symbols and code", ("crash_memory", "symbols", "disasm", "linux_mem", "linux_search")),
+    ("Kernel memory and slabs", ("linux_memory", "linux_vm", "linux_kmem")),
+    ("Kernel log, modules, files, network, scheduler", ("linux_log", "linux_modules", "linux_files",
+                                                        "linux_net", "linux_runq", "linux_sys")),
+    ("Emulation", ("emulate",)),
+)
+HELP_COLUMNS = (Column("group", text=False), Column("name", "NAME"), Column("crash", "CRASH"),
+                Column("synopsis", "SYNOPSIS", gap="  "))
+
+
+def _help_index(ctx: Context) -> None:
+    """Every dcmd by subject (with the crash words that run it), then every walker."""
+    from pmdb.language.crash_aliases import CRASH_ALIASES
+
+    reg = ctx.registry
+    crash_words: dict[str, list[str]] = {}
+    for word, target in CRASH_ALIASES.items():
+        crash_words.setdefault(target.split()[0], []).append(word)
+    group_of = {module: title for title, modules in HELP_GROUPS for module in modules}
+    groups: dict[str, list[list[Any]]] = {title: [] for title, _ in HELP_GROUPS}
+    for name in sorted(reg.dcmds):
+        spec = reg.dcmds[name]
+        title = group_of.get(spec.origin.rpartition(".")[2], "Plugins")
+        call = name if name.startswith("$") else f"::{name}"
+        label = call if not spec.aliases else f"{call} ({', '.join(spec.aliases)})"
+        groups.setdefault(title, []).append([title, label, ", ".join(crash_words.get(name, [])),
+                                             spec.synopsis])
+    walkers = "Walkers (addr::walk NAME)"
+    groups[walkers] = [[walkers, n, "", reg.walkers[n].synopsis] for n in sorted(reg.walkers)]
+    out = ctx.out
+    out.line("Run a dcmd as [address][,count]::name [args] (or a crash word: ps, bt, kmem -s ...);")
+    out.line("'|' hands addresses to the next dcmd. ::help NAME describes one; ::formats lists /fmt verbs.")
+    for title, rows in groups.items():
+        if rows:
+            out.line("")
+            out.line(title)
+            out.table(HELP_COLUMNS, rows, header=False)
 
 
 def _help_page(ctx: Context, name: str, synopsis: str, usage: str, text: str, example: str,
@@ -198,13 +244,27 @@ def run_macro(ctx: Context, name: str) -> None:
             raise CommandError(f"{name}: {err.strerror}") from None
         if ctx.addr is not None:
             ctx.set_dot(ctx.addr)
-        if not ctx.run_script(lines):
-            raise CommandError(f"{name}: a command in the file failed")
+        _run_file(ctx, name, os.path.realpath(path), lines)
         return
     if ctx.registry.has_dcmd(name):
         ctx.invoke(name)
         return
     raise CommandError(f"{name}: no such file or macro")
+
+
+def _run_file(ctx: Context, name: str, real: str, lines: list[str]) -> None:
+    """A command file's lines; one error naming the chain when a file includes itself
+    (directly or through others), instead of recursing until Python gives up. A command
+    that fails has said so already: the file's own failure adds no line."""
+    running: list[tuple[str, str]] = ctx.store("core.macro_files", list)
+    if any(r == real for _, r in running):
+        chain = " -> ".join([n for n, _ in running] + [name])
+        raise CommandError(f"{name}: the command file includes itself ({chain})")
+    running.append((name, real))
+    try:
+        ctx.run_script(lines)
+    finally:
+        running.pop()
 
 
 def _expression_value(ctx: Context, words: tuple[Any, ...]) -> int:

@@ -125,7 +125,7 @@ def kmem_verify(ctx: Context, *args: Any) -> None:
     single = ctx.addr is not None or bool(args)
     caches = [_cache(model, ctx.addr if ctx.addr is not None else args[0])] if single else model.caches()
     rows, details = [], list(model.cache_errors)
-    for cache in caches:
+    for cache in ctx.progressing("::kmem_verify: every cache", caches):
         res = verify_cache(model, cache)
         details += [f.line() for f in res.findings] + res.problems
         bad = len({f.obj for f in res.findings})
@@ -167,7 +167,7 @@ def kmalog(ctx: Context, cache: Any = None, count: Any = None) -> None:
     symbols = ctx.target.symbols
     rows: list[list[Cell]] = []
     lines: list[str] = []
-    for tx in txs:
+    for tx in ctx.progressing("::kmalog: every transaction", txs):
         t = tx.track
         age = (now - t.when) & (1 << 64) - 1
         age = 0 if age >= 1 << 63 else age

@@ -13,7 +13,11 @@ from pmdb.commands import Context, dcmd
 from pmdb.errors import CommandError, PmdbError
 from pmdb.os.linux.arch import Translation
 from pmdb.os.linux.mm.kernel_memory import KernelMemory, kernel_parts
+from pmdb.os.linux.tasks.tasks import Task
 from pmdb.output import Hex
+
+from .linux_files import crash_tasks
+from .linux_vtop_crash import crash_vtop_lines, is_user_address
 
 _SIZES = {1 << 12: "4 KB", 1 << 21: "2 MB", 1 << 30: "1 GB"}
 
@@ -38,18 +42,28 @@ def _task_root(ctx: Context, word: Any) -> int:
 
 
 @dcmd("vtop", addr="optional", synopsis="translate a kernel virtual address through the page tables",
-      example="ffffffff8ba1aa40::vtop", opts={"r:": "root", "c:": "task"}, usage="[-r pgd_phys | -c task] [addr]")
-def vtop(ctx: Context, *words: Any, root: Any = None, task: Any = None) -> None:
+      example="ffffffff8ba1aa40::vtop",
+      opts={"r:": "root", "c:": "task", "C": "crash", "u": "user", "k": "kernel"},
+      usage="[-r pgd_phys | -c task] [-C [-u | -k]] [addr]")
+def vtop(ctx: Context, *words: Any, root: Any = None, task: Any = None, crash: bool = False,
+         user: bool = False, kernel: bool = False) -> None:
     """Each page-table level's entry (its physical address, value and flags) and the
-    physical address, as crash's vtop. The walk starts at the kernel's init_top_pgt;
+    physical address. The walk starts at the kernel's init_top_pgt;
     -r gives another top-level table by physical address (a CR3 value), -c a task (pid
     or task_struct address) whose mm's tables to walk. The address may follow the
     dcmd, crash-style. An address the tables do not map shows the walk up to the
-    missing level."""
+    missing level. -C is crash's vtop (the crash word ``vtop`` runs it): a user address
+    through the current (or -c) task's tables with its VMA, a kernel address through the
+    kernel's, each with its page's kmem -p line; -u / -k say which the address is."""
     parts = _parts(ctx)
     addrs = [ctx.addr] if ctx.addr is not None else [ctx.value(w, what="address") for w in words]
     if not addrs:
         raise CommandError("vtop needs an address (addr::vtop or ::vtop addr)")
+    if user and kernel:
+        raise CommandError("vtop: -u and -k are exclusive")
+    if crash:
+        _crash_vtop(ctx, parts, addrs, task, user, kernel)
+        return
     table = None
     if root is not None:
         table = ctx.value(root, what="address")
@@ -59,6 +73,32 @@ def vtop(ctx: Context, *words: Any, root: Any = None, task: Any = None) -> None:
         if n:
             ctx.out.line("")
         _show(ctx, parts, parts.vtop(addr, table))
+
+
+def _crash_vtop(ctx: Context, parts: KernelMemory, addrs: list[int], task_word: Any, user: bool,
+                kernel: bool) -> None:
+    task: Task | None = None
+    if task_word is not None:
+        task = crash_tasks(ctx, [task_word], "vtop")[0]    # a pid in decimal or a task, as crash
+    else:
+        current = ctx.target.current_thread
+        if current is not None and current.address is not None:
+            task = ctx.kernel.task(current.address)
+    crash_vtop(ctx, parts, addrs, task, user=user, kernel=kernel, headed=[False])
+
+
+def crash_vtop(ctx: Context, parts: KernelMemory, addrs: list[int], task: Task | None, *, user: bool,
+               kernel: bool, headed: list[bool], spaced: bool = True) -> None:
+    """crash's vtop of each address in ``task``'s context. crash heads only the first page
+    line of one command (foreach's too): ``headed`` says whether that has been printed;
+    ``spaced``: a blank line between addresses (not under foreach)."""
+    for n, addr in enumerate(addrs):
+        if n and spaced:
+            ctx.out.line("")
+        as_user = user or (not kernel and is_user_address(ctx, addr))
+        lines = crash_vtop_lines(ctx, parts, addr, task, as_user, page_heading=not headed[0])
+        headed[0] = headed[0] or any(line.lstrip().startswith("PAGE ") for line in lines)
+        ctx.out.record({"virtual": Hex(addr)}, text=lines)
 
 
 def _show(ctx: Context, parts: KernelMemory, t: Translation) -> None:

@@ -112,19 +112,31 @@ def kmem_vmalloc(ctx: Context, words: list[Any]) -> None:
     ctx.out.record({}, text=[header, *lines])
 
 
-def _page_header(w: Any, paddr_width: int) -> str:
+def page_header(w: Any, paddr_width: int) -> str:
     return (f"{mkstring('PAGE', w.vaddr, 'center')}{w.minspace}{mkstring('PHYSICAL', paddr_width, 'right')}"
             f"{w.minspace}{mkstring('MAPPING', w.vaddr, 'center-right')}{w.minspace}"
             f"{mkstring('INDEX', 8, 'center-right')}CNT FLAGS")
 
 
-def _page_line(p: Page, w: Any, paddr_width: int, names: list[tuple[int, str]]) -> str:
+def page_line(p: Page, w: Any, paddr_width: int, names: list[tuple[int, str]]) -> str:
     flags = f"{p.flags:x}"
     hits = [n for mask, n in names if p.flags & mask]
     if p.flags and hits:
         flags += " " + ",".join(hits)
     return (f"{p.address:<{w.vaddr}x}{w.minspace}{p.physical:>{paddr_width}x}{w.minspace}{p.mapping:>{w.vaddr}x}"
             f"{w.minspace}{p.index:8x} {p.count:2d} {flags}")
+
+
+def _top_physical(ctx: Context) -> int:
+    """The end of physical memory (max_pfn), which sets crash's PHYSICAL column width."""
+    kernel = ctx.kernel
+    max_pfn = kernel.lookup("max_pfn")
+    return kernel.mem.ptr(max_pfn) << 12 if max_pfn is not None else 1 << 32
+
+
+def page_paddr_width(ctx: Context) -> int:
+    """crash's PHYSICAL column of kmem -p (and vtop's page line)."""
+    return max(len(f"{_top_physical(ctx):x}"), len("PHYSICAL"))
 
 
 def _pfn_of(ctx: Context, addr: int, layout: PageLayout) -> int:
@@ -147,22 +159,21 @@ def kmem_pages(ctx: Context, words: list[Any]) -> None:
     km = kernel.km
     layout = PageLayout.from_kernel(km, kernel.offsets)
     w = widths(kernel.mem.ptr_size)
-    max_pfn = kernel.lookup("max_pfn")
-    top = kernel.mem.ptr(max_pfn) << 12 if max_pfn is not None else 1 << 32
-    paddr_width = max(len(f"{top:x}"), len("PHYSICAL"))
+    top = _top_physical(ctx)
+    paddr_width = page_paddr_width(ctx)
     names = flag_names(km, kernel.types)
     problems: list[str] = []
     if words:
         chosen = [read_page(km, layout, _pfn_of(ctx, ctx.value(x, what="address"), layout)) for x in words]
-        ctx.out.record({}, text=[_page_header(w, paddr_width), *(_page_line(p, w, paddr_width, names) for p in chosen)])
+        ctx.out.record({}, text=[page_header(w, paddr_width), *(page_line(p, w, paddr_width, names) for p in chosen)])
         return
-    ctx.out.line(_page_header(w, paddr_width))      # every page: streamed, a line at a time
+    ctx.out.line(page_header(w, paddr_width))      # every page: streamed, a line at a time
     progress = bar_or_nothing(sys.stderr)          # a bar on a terminal; ^C ends it (finally)
     page_size = kernel.page_size()
     progress.start("kmem -p: every struct page", top)
     try:
         for p in pages(km, layout, present_sections(km), problems):
-            ctx.out.line(_page_line(p, w, paddr_width, names))
+            ctx.out.line(page_line(p, w, paddr_width, names))
             progress.advance(page_size)
     finally:
         progress.finish()

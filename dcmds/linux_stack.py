@@ -9,12 +9,13 @@ the next task goes on. Piped, these dcmds hand on task_struct addresses.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pmdb.commands import Context, dcmd
-from pmdb.commands.args import number
+from pmdb.commands.args import Quoted, number, parse_options
 from pmdb.errors import CommandError
 from pmdb.os.linux.tasks.tasks import Task
 from pmdb.output import Cell, Column, Hex
@@ -23,6 +24,7 @@ from pmdb.types.model import Type
 from pmdb.unwind.frame import Frame
 
 from .linux_eframes import bt_eframes
+from .linux_proc import task_header
 from .linux_stack_text import (
     bt_records,
     bt_tasks,
@@ -34,6 +36,7 @@ from .linux_stack_text import (
 )
 from .user_stacks import user_stacks
 
+_KINDS = {"user", "kernel", "gleader", "active"}
 _STATES = {"RU", "IN", "UN", "ST", "TR", "ZO", "DE", "PA", "WA", "NE", "WK", "ID"}
 # the frames a kernel thread starts in, below the function it runs (mdb shows that function)
 _THREAD_ENTRIES = ("kthread", "ret_from_fork")
@@ -53,24 +56,32 @@ def foreach(ctx: Context, *args: Any) -> None:
     """crash's ``foreach [TASKS] COMMAND [ARGS]``: the command for each task, in crash's
     order (the idle tasks, then by pid), a blank line between tasks. Words before the
     command choose tasks: a pid (decimal), a task_struct address (hex), a command name (a
-    glob: ``foreach sleep bt``), a state (RU, IN, UN, ID ...), ``user``, ``kernel`` or
+    glob: ``foreach sleep bt``; quoted, a regular expression searched for in the name:
+    ``foreach 'kworker.*' ps``; after a ``\\``, a name that is also a command's), a state
+    (RU, IN, UN, ID ...), ``user``, ``kernel``, ``gleader`` (user thread-group leaders) or
     ``active`` (the task on each CPU); a flag among them goes to the command, as in crash. ``bt [-f]`` and ``ps`` run once over all the tasks
     (ps prints one header); any other command is given each task's address as its last
     argument (``foreach UN task -R pid``)."""
     from pmdb.language.crash_aliases import CRASH_ALIASES
 
     kernel = ctx.kernel
-    words = [str(a) for a in args]
-    at = next((i for i, w in enumerate(words) if w in CRASH_ALIASES or ctx.registry.has_dcmd(w)), None)
+    words = [a if isinstance(a, str) else str(a) for a in args]   # a Quoted word stays one
+    at = next((i for i, w in enumerate(words) if not isinstance(w, Quoted) and not w.startswith("\\")
+               and (w in CRASH_ALIASES or ctx.registry.has_dcmd(w))), None)
     if at is None:
         raise CommandError("foreach: no command to run (foreach [tasks] bt, ps, task ...)")
     command = words[at]
     flags = [w for w in words[:at] if w.startswith("-")]     # crash hands these to the command
     command_args = flags + words[at + 1:]
-    selectors = [w for w in words[:at] if not w.startswith("-")]
-    tasks = [t for t in kernel.tasks() if not selectors or any(_selects(t, s) for s in selectors)]
+    selectors = [_selector(w) for w in words[:at] if not w.startswith("-")]
+    every = list(kernel.tasks())
+    tasks = [t for t in every if not selectors or any(_selects(t, s) for s in selectors)]
+    for s in selectors:      # as crash: a pid or name no task has is named; a state is not
+        if isinstance(s, str) and s not in _STATES and s.lower() not in _KINDS \
+                and not any(_selects(t, s) for t in tasks):
+            ctx.out.error(f'foreach: unknown argument: "{s}"')
     if selectors and not tasks:
-        return                                   # crash prints nothing when no task matches
+        return
     name = CRASH_ALIASES.get(command, command).split()[0]
     if name == "bt":
         _foreach_bt(ctx, command_args, [t.address for t in tasks])
@@ -78,10 +89,33 @@ def foreach(ctx: Context, *args: Any) -> None:
     if name == "ps":
         ctx.invoke("ps", ["-C", *command_args, *(f"{t.address:x}" for t in tasks)])   # crash's ps
         return
+    if name == "vtop":
+        _foreach_vtop(ctx, command_args, tasks)
+        return
     for n, t in enumerate(tasks):
         if n:
             ctx.out.line("")
         ctx.invoke(name, [*command_args, f"{t.address:x}"])
+
+
+def _foreach_vtop(ctx: Context, args: Sequence[str], tasks: list[Task]) -> None:
+    """crash's vtop [-u | -k] ADDR... in each task's context, under the task's header."""
+    from pmdb.os.linux.mm.kernel_memory import kernel_parts
+
+    from .linux_mem import crash_vtop
+
+    positional, opts = parse_options("vtop", {"u": "user", "k": "kernel"}, args, "[-u | -k] addr ...")
+    addrs = [ctx.value(w, what="address") for w in positional]
+    parts = kernel_parts(ctx.target)
+    if not addrs or parts is None:
+        raise CommandError("foreach: vtop needs an address and a kernel dump")
+    headed = [False]
+    for n, t in enumerate(tasks):
+        if n:
+            ctx.out.line("")
+        ctx.out.line(task_header(t))
+        crash_vtop(ctx, parts, addrs, t, user=opts.get("user", False), kernel=opts.get("kernel", False),
+                   headed=headed, spaced=False)
 
 
 def _foreach_bt(ctx: Context, args: Sequence[str], tasks: list[int]) -> None:
@@ -99,13 +133,30 @@ def _foreach_bt(ctx: Context, args: Sequence[str], tasks: list[int]) -> None:
     print_bts(ctx, tasks, full="f" in letters, offsets=offsets)
 
 
-def _selects(task: Task, word: str) -> bool:
+def _selector(word: str) -> str | re.Pattern[str]:
+    """A selector word as _selects reads it: a quoted word is a regular expression (crash's
+    POSIX extended; Python's is close enough for names), ``\\name`` the name alone."""
+    if isinstance(word, Quoted):
+        try:
+            return re.compile(word)
+        except re.error as err:
+            raise CommandError(f"foreach: invalid regular expression: {word} ({err})") from None
+    return word
+
+
+def _selects(task: Task, word: str | re.Pattern[str]) -> bool:
     """crash's foreach task selectors."""
+    if isinstance(word, re.Pattern):
+        return word.search(task.comm) is not None
+    if word.startswith("\\"):
+        return fnmatch.fnmatchcase(task.comm, word[1:])
     low = word.lower()
     if low == "user":
         return not task.kthread
     if low == "kernel":
         return task.kthread
+    if low == "gleader":
+        return not task.kthread and task.pid == task.tgid
     if low == "active":
         return task.active
     if word in _STATES:
@@ -163,7 +214,8 @@ def print_bts(ctx: Context, tasks: Sequence[int], *, full: bool = False, offsets
         for record in bt_records(ctx.target, tasks):
             ctx.out.record(**record)
         return
-    for n, (_, lines) in enumerate(bt_tasks(ctx.target, tasks, full=full, offsets=offsets)):
+    for n, (_, lines) in enumerate(ctx.progressing("bt", bt_tasks(ctx.target, tasks, full=full, offsets=offsets),
+                                                   len(tasks))):
         if n:
             ctx.out.line("")
         for text in lines:
@@ -306,7 +358,7 @@ def group_stacks(ctx: Context) -> list[_Group]:
     threads = {t.address: t for t in ctx.target.threads()}
     resolve = ctx.target.symbols.resolve
     groups: dict[tuple[str, tuple[tuple[str, str], ...], bool], _Group] = {}
-    for task in tasks:
+    for task in ctx.progressing("::stacks: unwinding every task", tasks):
         frames = _frames(ctx, threads.get(task.address))
         shown = kernel_frames(frames)
         named = [frame_name(resolve, f) for f in shown]

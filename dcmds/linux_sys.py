@@ -13,7 +13,6 @@ from pmdb.os.linux import signals
 from pmdb.os.linux import timers as timermodel
 from pmdb.os.linux.fs import Fs
 from pmdb.os.linux.meminfo import swap_infos
-from pmdb.os.linux.tasks.tasks import Task
 from pmdb.output import Dec, Hex
 from pmdb.types.value import Object
 
@@ -22,7 +21,7 @@ from .linux_files import crash_tasks, task_object
 from .linux_proc import task_header
 from .lists import symbol_namer
 
-SIG_USAGE = "[-l] [pid | task ...]"
+SIG_USAGE = "[-l | -g] [pid | task ...]"
 NSIG = 64
 
 
@@ -32,19 +31,31 @@ def sig(ctx: Context, *args: Any) -> None:
     """``sig [PID | TASK ...]`` (the current task when none is named): the thread group's
     signal_struct and each signal's sigaction (handler, mask, flags), then the task's
     pending flag, blocked set and private queue and the group's shared queue, as crash
-    lays them out. ``sig -l`` lists the signal numbers and names."""
-    positional, opts = parse_options("sig", {"l": "list"}, args, SIG_USAGE)
+    lays them out. ``sig -g``: the group's part once, then each thread of the group's own
+    (indented, under its header). ``sig -l`` lists the signal numbers and names."""
+    positional, opts = parse_options("sig", {"l": "list", "g": "group"}, args, SIG_USAGE)
     if opts.get("list"):
         for n, name in signal_names():
             ctx.out.line(f"{' ' if n < 10 else ''}[{n}] {name}")
         return
     for n, task in enumerate(crash_tasks(ctx, positional, "sig")):
-        lines = ([""] if n else []) + [task_header(task), *_signal_lines(ctx, task)]
+        lines = ([""] if n else []) + [task_header(task)]
+        obj = task_object(ctx, task)
+        group = _group_lines(ctx, obj)
+        if not group[1:]:                    # no signal_struct
+            lines += group
+        elif opts.get("group"):
+            lines += [*group, *_shared_lines(ctx, obj)]
+            for thread in sorted((t for t in ctx.kernel.tasks() if t.tgid == task.tgid), key=lambda t: t.pid):
+                lines += ["", f"  {task_header(thread)}",
+                          *(f"  {line}" for line in _thread_lines(ctx, task_object(ctx, thread)))]
+        else:
+            lines += [*group, *_thread_lines(ctx, obj), *_shared_lines(ctx, obj)]
         ctx.out.record({"task": Hex(task.address), "pid": task.pid}, text=lines)
 
 
-def _signal_lines(ctx: Context, task: Task) -> list[str]:
-    obj = task_object(ctx, task)
+def _group_lines(ctx: Context, obj: Object) -> list[str]:
+    """The thread group's signal_struct and its handlers (just the first line when none)."""
     width = 2 * ctx.target.arch.ptr_size
     signal = int(obj.member("signal"))
     if not signal:
@@ -58,15 +69,22 @@ def _signal_lines(ctx: Context, task: Task) -> list[str]:
             h.handler, f"{h.handler:x}")
         lines.append(f"{' ' if h.signal < 10 else ''}[{h.signal}] {h.address:<10x} {handler:>10} "
                      f"{h.mask:016x} {h.flags:x} {signals.flag_names(h.flags)}")
+    return lines
+
+
+def _thread_lines(ctx: Context, obj: Object) -> list[str]:
+    """One thread's own part: its pending flag, blocked set and private queue."""
     ti_flags = int(obj.member("thread_info").member("flags"))
     bit = signals.TIF_SIGPENDING.get(ctx.target.arch.name)
     if bit is None:
         raise CommandError(f"sig: TIF_SIGPENDING of {ctx.target.arch.name} is not known to pmdb")
-    lines += [f"SIGPENDING: {'yes' if ti_flags >> bit & 1 else 'no'}",
-              f"   BLOCKED: {signals.sigset(obj.member('blocked')):016x}",
-              "PRIVATE_PENDING", *_pending_lines(ctx, obj.member("pending")),
-              "SHARED_PENDING", *_pending_lines(ctx, sigstruct.member("shared_pending"))]
-    return lines
+    return [f"SIGPENDING: {'yes' if ti_flags >> bit & 1 else 'no'}",
+            f"   BLOCKED: {signals.sigset(obj.member('blocked')):016x}",
+            "PRIVATE_PENDING", *_pending_lines(ctx, obj.member("pending"))]
+
+
+def _shared_lines(ctx: Context, obj: Object) -> list[str]:
+    return ["SHARED_PENDING", *_pending_lines(ctx, obj.member("signal").deref().member("shared_pending"))]
 
 
 def _pending_lines(ctx: Context, pending: Object) -> list[str]:

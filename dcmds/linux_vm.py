@@ -54,14 +54,26 @@ def _vm_lines(ctx: Context, task: Task) -> Iterator[str]:
            f"{mkstring(f'{task.rss * kb}k', 6, 'center')}  {mkstring(f'{task.total_vm * kb}k', 8, 'center')}")
     if not task.mm:
         return
-    s = w.minspace
-    yield (f"{mkstring('VMA', w.vaddr, 'center')}{s}{mkstring('START', w.uvaddr, 'center-right')}{s}"
-           f"{mkstring('END', w.uvaddr, 'center-right')}  FLAGS{s}FILE")
+    yield vma_header(kernel.mem.ptr_size)
     fs = Fs(kernel.mem, kernel.types)
     for vma in _vmas(ctx, task.mm):
-        name = vma_file_name(fs, vma)
-        yield (f"{mkstring(f'{vma.address:x}', w.vaddr, 'center')}{s}{vma.start:>{w.uvaddr}x}{s}"
-               f"{vma.end:>{w.uvaddr}x} {vma.flags:6x}{s}{name}")
+        yield vma_line(kernel.mem.ptr_size, vma, fs)
+
+
+def vma_header(ptr_size: int) -> str:
+    """crash's VMA START END FLAGS FILE heading (vm, vtop)."""
+    w = widths(ptr_size)
+    s = w.minspace
+    return (f"{mkstring('VMA', w.vaddr, 'center')}{s}{mkstring('START', w.uvaddr, 'center-right')}{s}"
+            f"{mkstring('END', w.uvaddr, 'center-right')}  FLAGS{s}FILE")
+
+
+def vma_line(ptr_size: int, vma: Vma, fs: Fs) -> str:
+    """One VMA under vma_header: its vm_area_struct, start, end, vm_flags and file."""
+    w = widths(ptr_size)
+    s = w.minspace
+    return (f"{mkstring(f'{vma.address:x}', w.vaddr, 'center')}{s}{vma.start:>{w.uvaddr}x}{s}"
+            f"{vma.end:>{w.uvaddr}x} {vma.flags:6x}{s}{vma_file_name(fs, vma)}")
 
 
 @dcmd("vm", addr="optional", synopsis="crash's vm: a task's mm and its VMAs (start, end, flags, file)",

@@ -27,7 +27,7 @@ def whatthread(ctx: Context, *_args: Any, verbose: bool = False) -> None:
     w = mem.ptr_size
     needle = value.to_bytes(w, mem.byteorder)
     rows = []
-    for stack in task_stacks(kernel):
+    for stack in ctx.progressing("::whatthread: every task's stack", task_stacks(kernel), len(kernel.tasks())):
         try:
             raw = mem.read(stack.base, size)
         except FaultError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pmdb.commands import Context, dcmd
-from pmdb.errors import CommandError, SymbolError
+from pmdb.errors import CommandError, FaultError, SymbolError
 from pmdb.format_lines import radix_text
 from pmdb.output import Column
 from pmdb.types.model import Type, type_name
@@ -98,20 +98,26 @@ def print_cmd(ctx: Context, *args: Any, addrs: bool = False, types: bool = False
         for _, o in picked:
             _hand_on(ctx, o, addrs)
         return
+    for _, o in picked:
+        _first_byte_readable(o)
     opts = PrintOptions(show_types=types, show_addrs=addrs, decimal=decimal, describe=lambda v: pointer_text(ctx, v))
     for name, o in picked:
         ctx.out.record(member_tree(o, opts, name), text=[format_object(o, opts, name=name)])
 
 
+def _first_byte_readable(obj: Object) -> None:
+    """One error for an object whose start cannot be read (``0xdeadbeef::print task_struct``),
+    not an ``<unreadable>`` line for each of its members; a struct that only runs into an
+    unreadable page still prints, with those members marked."""
+    try:
+        obj.memory.read(obj.address, 1)
+    except FaultError as err:
+        raise FaultError(obj.address, max(obj.size, 1), err.reason) from None
+
+
 def pointer_text(ctx: Context, value: int) -> str:
-    """A pointer as ``sym+off`` only when a sized symbol contains it (or it is a symbol's
-    start): the nearest unsized symbol below (``_fini+0xb8c``) would mislead."""
-    hit = ctx.target.symbols.resolve(value)
-    if hit is not None:
-        sym, off = hit
-        if off == 0 or (sym.size and sym.contains(value)):
-            return ctx.target.describe(value)
-    return f"{value:#x}"
+    """A pointer as ``sym+off`` only when a sized symbol contains it (Target.pointer_text)."""
+    return ctx.target.pointer_text(value)
 
 
 def _hand_on(ctx: Context, obj: Object, addrs: bool) -> None:

@@ -1,5 +1,7 @@
 """The ``pmdb`` command: argv -> an open target and a Session -> commands -> exit status.
 
+``pmdb triage PATH...`` is the fleet subcommand (pmdb/triage/cli.py).
+
 Exit status: 0 when every command succeeded (or after an interactive session),
 1 when a command from -e, -f or stdin failed, 2 for a usage
 error or a dump that cannot be opened (always one line, never a traceback).
@@ -49,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sysroot", metavar="DIR", help="root prefixed to the paths recorded in the dump")
     p.add_argument("--config", metavar="FILE", help="a pmdb.toml to use instead of the default")
     p.add_argument("-q", dest="quiet", action="store_true", help="no banner")
+    p.add_argument("--norc", action="store_true",
+                   help="do not run ~/.pmdbrc at start (nor when PMDB_NORC is set)")
     p.add_argument("--version", action="version", version=f"pmdb {__version__}")
     return p
 
@@ -135,6 +139,31 @@ def run(session: Session, args: argparse.Namespace, *, show_banner: str) -> bool
     return True
 
 
+RC_FILE = "~/.pmdbrc"
+
+
+def run_rc(session: Session, *, skip: bool = False) -> None:
+    """Run ~/.pmdbrc's commands (as mdb runs ~/.mdbrc) before anything else, unless --norc
+    or PMDB_NORC says not to. Its failures are reported but do not make a later -e or -f
+    fail (the exit status is about the commands asked for)."""
+    if skip or os.environ.get("PMDB_NORC"):
+        return
+    path = os.path.expanduser(RC_FILE)
+    if not os.path.isfile(path):
+        return
+    try:
+        lines = _read_script(path)
+    except UsageError as err:
+        sys.stderr.write(f"pmdb: {err}\n")
+        return
+    try:
+        session.run_script(lines)
+    except QuitRequest:         # $q in the rc file ends the rc file, not pmdb
+        pass
+    finally:
+        session.failed = False
+
+
 def _read_script(path: str) -> list[str]:
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
@@ -145,6 +174,11 @@ def _read_script(path: str) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The console script: see the module docstring for the exit status."""
+    words = sys.argv[1:] if argv is None else list(argv)
+    if words[:1] == ["triage"]:         # the fleet subcommand: pmdb triage PATH...
+        from pmdb.triage.cli import main as triage_main
+
+        return triage_main(words[1:])
     try:
         args = parse_args(argv)
         config = Config.load(args.config)
@@ -156,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     session = Session(target, config=config, json_mode=args.json)
     text = "" if args.quiet else banner(target, args.demo)
     try:
+        run_rc(session, skip=args.norc)
         scripted = run(session, args, show_banner=text)
     except UsageError as err:
         return _fail(str(err))

@@ -57,6 +57,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("repl.pager", bool, True, "page output longer than the screen"),
     Option("repl.prompt", str, "> ", "the prompt string"),
     Option("output.color", str, "auto", "color on a terminal", choices=("auto", "always", "never")),
+    Option("output.progress_after_ms", int, 1000, "milliseconds a long command runs before its "
+           "progress bar shows on a terminal", 0, 3_600_000),
     Option("limits.max_lines", int, 1_000_000, "lines one command may print; more stops it "
            "with one line naming this limit", 1, 1 << 40),
     Option("limits.max_read_bytes", int, 4 << 20, "bytes one format command (addr,count/fmt) may "

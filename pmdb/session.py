@@ -11,10 +11,11 @@ import inspect
 import io
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import IO, Any
 
-from pmdb.commands.args import parse_options
+from pmdb.commands.args import Quoted, parse_options
 from pmdb.commands.context import Context, Handoff
 from pmdb.commands.registry import DcmdSpec, Registry
 from pmdb.config import Config
@@ -30,6 +31,7 @@ from pmdb.language.ast import (
 from pmdb.language.evaluate import evaluate
 from pmdb.language.parser import parse
 from pmdb.output import Output
+from pmdb.progress import NoProgress, Progress, command_bar
 from pmdb.target import Target
 
 REPORT_PREFIX = "pmdb: "
@@ -40,6 +42,9 @@ class QuitRequest(Exception):
 
 
 class Session:
+    # what each pipeline writes through (pmdb.api keeps the rows as Python values instead)
+    output_class: Callable[..., Output] = Output
+
     def __init__(self, target: Target | None = None, *, config: Config | None = None,
                  stdout: IO[str] | None = None, stderr: IO[str] | None = None,
                  json_mode: bool = False) -> None:
@@ -60,6 +65,7 @@ class Session:
         self.last_line = ""
         self.failed = False          # any command failed (for the exit status)
         self.extensions: dict[str, Any] = {}  # per-session state of dcmd modules (Context.store)
+        self._progress_shown = False  # a bar is on the terminal (see progress)
 
     # -- environment for the evaluator ------------------------------------------------
 
@@ -111,7 +117,7 @@ class Session:
         if remember:
             self.last_line = text
         try:
-            text = self._crash_spelling(text)
+            text = self.crash_spelling(text)
             line = parse(text, self.radix)
         except ParseError as err:
             self._report(err.caret(indent=len(REPORT_PREFIX)))
@@ -124,7 +130,7 @@ class Session:
             ok = self._run_reporting(pipeline, out, source) and ok
         return ok
 
-    def _crash_spelling(self, text: str) -> str:
+    def crash_spelling(self, text: str) -> str:
         """crash's ``ps``, ``sys``, ``struct``... as the dcmds they stand for (see crash_aliases)."""
         from pmdb.language.crash_aliases import rewrite
 
@@ -148,9 +154,11 @@ class Session:
         return self.run_line(self.last_line, out=out)
 
     def run_script(self, lines: Iterable[str]) -> bool:
+        """Run lines of a script (-f, $<, ~/.pmdbrc); a line whose first word starts with
+        ``//`` or ``#`` is a comment (mid-line, see pmdb.language.lexer.is_hash_comment)."""
         ok = True
         for text in lines:
-            if text.strip().startswith("//"):
+            if text.lstrip().startswith(("//", "#")):
                 continue
             ok = self.run_line(text.rstrip("\n")) and ok
         return ok
@@ -217,7 +225,7 @@ class Session:
 
     def _run_stages(self, stages: Sequence[Stage], inputs: list[Handoff] | None, stream: IO[str],
                     source: str, *, color: bool | None = None) -> None:
-        out = Output(stream, json_mode=self.json_mode, color=self._color() if color is None else color,
+        out = self.output_class(stream, json_mode=self.json_mode, color=self._color() if color is None else color,
                      command=source, max_lines=self.config.get("limits.max_lines"))
         handoffs = inputs
         last = len(stages) - 1
@@ -244,12 +252,30 @@ class Session:
             results += self._call(stage, addr, None, count, count_given, out, piped, False, True, state)
             return results
         count, count_given = self._count(stage)
-        for n, h in enumerate(inputs):
-            self.dot = h.addr
-            addr = self._eval(stage.addr) if stage.addr is not None else h.addr
-            results += self._call(stage, addr, h.type, count, count_given, out, piped, True, n == 0, state)
-            self.check_items(len(results))
+        with self.progress(_stage_name(stage), len(inputs)) as bar:
+            for n, h in enumerate(inputs):
+                self.dot = h.addr
+                addr = self._eval(stage.addr) if stage.addr is not None else h.addr
+                results += self._call(stage, addr, h.type, count, count_given, out, piped, True, n == 0, state)
+                self.check_items(len(results))
+                bar.advance(1)
         return results
+
+    @contextmanager
+    def progress(self, description: str, total: int = 0) -> Iterator[Progress]:
+        """A bar on the terminal for work over many items that has run for a second (^C
+        stops the work, and the bar with it); one at a time: work inside a bar gets none."""
+        if self._progress_shown:
+            yield NoProgress()
+            return
+        bar = command_bar(sys.stderr, delay=self.config.get("output.progress_after_ms") / 1000)
+        self._progress_shown = True
+        bar.start(description, total)
+        try:
+            yield bar
+        finally:
+            bar.finish()
+            self._progress_shown = False
 
     def check_items(self, n: int) -> None:
         """LimitError when a stage has handed on more than limits.max_items addresses."""
@@ -292,7 +318,8 @@ class Session:
         if verb.name == "$q":
             raise QuitRequest()
         spec = self.registry.dcmd(verb.name)
-        args = [self._eval(a.expr) if a.expr is not None else a.text for a in verb.args]
+        args = [self._eval(a.expr) if a.expr is not None else Quoted(a.text) if a.quoted else a.text
+                for a in verb.args]
         self.invoke(spec, ctx, args)
         return ctx.handoffs
 
@@ -311,13 +338,15 @@ class Session:
 
     def _over_walker(self, spec: DcmdSpec, ctx: Context, positional: Sequence[Any],
                      options: dict[str, Any]) -> None:
-        for n, h in enumerate(ctx.walk(spec.walker or "", None, positional)):
-            self.dot = h.addr
-            sub = Context(self, ctx.out, addr=h.addr, count=ctx.count, in_loop=True, first=n == 0,
-                          piped=ctx.piped, type=h.type, argv=positional)
-            _bind_call(spec, sub, positional, options)
-            ctx.handoffs += sub.handoffs
-            self.check_items(len(ctx.handoffs))
+        with self.progress(f"::{spec.name} over ::walk {spec.walker}") as bar:
+            for n, h in enumerate(ctx.walk(spec.walker or "", None, positional)):
+                self.dot = h.addr
+                sub = Context(self, ctx.out, addr=h.addr, count=ctx.count, in_loop=True, first=n == 0,
+                              piped=ctx.piped, type=h.type, argv=positional)
+                _bind_call(spec, sub, positional, options)
+                ctx.handoffs += sub.handoffs
+                self.check_items(len(ctx.handoffs))
+                bar.advance(1)
 
     def _shell(self, command: str, text: str) -> str:
         """What ``sh -c command`` prints with text on its input; its errors go to stderr."""
@@ -335,6 +364,16 @@ class Session:
         if proc.returncode != 0:
             self.failed = True
         return proc.stdout
+
+
+def _stage_name(stage: Stage) -> str:
+    """A stage as a progress bar names it: ``::walk``, ``/X``."""
+    verb = stage.verb
+    if isinstance(verb, DcmdVerb):
+        return verb.name if verb.name.startswith("$") else f"::{verb.name}"
+    if isinstance(verb, FormatVerb):
+        return f"{verb.op}{verb.fmt}"
+    return "pipe"
 
 
 def pipeline_sources(text: str, pipelines: Sequence[Pipeline]) -> list[str]:

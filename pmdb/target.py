@@ -117,6 +117,17 @@ class Target:
     def describe(self, addr: int, *, call_site: bool = False) -> str:
         return self.symbols.describe(addr, call_site=call_site)
 
+    def pointer_text(self, value: int) -> str:
+        """A pointer as ``::print`` names it: ``sym+off`` only when a sized symbol contains it
+        (or it is a symbol's start), since the nearest unsized symbol below (``_fini+0xb8c``)
+        would mislead; hex otherwise."""
+        hit = self.symbols.resolve(value)
+        if hit is not None:
+            sym, off = hit
+            if off == 0 or (sym.size and sym.contains(value)):
+                return self.describe(value)
+        return f"{value:#x}"
+
     def close(self) -> None:
         closer = getattr(self.os, "close", None)
         if closer:

@@ -272,4 +272,40 @@ def test_equal_to_crash_golden(command: str) -> None:
     in its header), line for line."""
     out, err = run(target_for(KASLR, DUMP), command)
     assert not err
-    assert out.splitlines() == _golden()[command]
+    assert _trimmed(out.splitlines()) == _trimmed(_golden()[command])
+
+
+def _trimmed(lines: list[str]) -> list[str]:
+    """Without the blank lines that end a command's output (crash's golden files run the
+    commands together, so where one ends and its separator begins is not recorded)."""
+    while lines and lines[-1] == "":
+        lines = lines[:-1]
+    return lines
+
+
+def test_foreach_names_what_matches_no_task_and_goes_on() -> None:
+    """crash: 'foreach: unknown argument: "nosuch"' for a name or pid no task has, then the
+    command over the tasks the other words chose; a state that matches none is silent."""
+    t = target_for(KASLR, DUMP)
+    out, err = run(t, "foreach sleep nosuch 9999 ps")
+    lines = (err + out).splitlines()            # a dcmd's error lines come in its output
+    assert lines[:2] == ['pmdb: foreach: unknown argument: "nosuch"', 'pmdb: foreach: unknown argument: "9999"']
+    assert [line.split()[-1] for line in lines[3:]] == ["sleep"] * 4
+    assert run(t, "foreach UN ps") == ("", "")
+    out, err = run(t, "foreach '(' ps")
+    assert out == "" and err.count("\n") == 1 and "invalid regular expression" in err
+
+
+def test_crash_lines_split_at_semicolons_and_pipe_to_the_shell() -> None:
+    """Each ';'-separated command of a line is read in crash's spelling, and crash's
+    'ps | grep sleep' pipes to the shell (mdb's '!'); '| ::dcmd' stays a pmdb pipe."""
+    t = target_for(KASLR, DUMP)
+    out, err = run(t, "ps | grep sleep")
+    rows = out.splitlines()
+    assert not err and len(rows) == 4 and all(r.endswith(" sleep") for r in rows)
+    out, err = run(t, "set 102; vtop 400000")
+    assert not err and out.splitlines()[0].startswith("current thread: 102 ")
+    assert out.splitlines()[2].split() == ["400000", "b8d5000"]     # crashapp's page (crash's vtop)
+    out, err = run(t, "ps | ::head -n 2")
+    tasks = [next(w for w in row.split() if len(w) == 16) for row in run(t, "ps")[0].splitlines()[1:3]]
+    assert not err and out.split() == tasks

@@ -150,6 +150,23 @@ def test_decode_names_with_tokens_and_long_lengths() -> None:
         decode_names(blob[:-300] + blob[4:], 3, tokens)
 
 
+def test_decoded_names_are_shared_by_content_only() -> None:
+    """Two tables with the same bytes share one decoding; one changed byte, or a damaged
+    stream, decodes (or fails) on its own and never changes what the other says."""
+    from pmdb.symbols.kallsyms import KallsymsSymbols
+    tokens = [chr(i) for i in range(256)]
+    blob = bytes([4]) + b"Tabc" + bytes([4]) + b"tdef"
+    a, b = KallsymsSymbols(blob, 2, tokens, [1, 2]), KallsymsSymbols(bytes(blob), 2, tokens, [1, 2])
+    assert a.all_names() == ["abc", "def"] and b.typed_names() is a.typed_names()
+    changed = KallsymsSymbols(blob.replace(b"def", b"deg"), 2, tokens, [1, 2])
+    assert changed.all_names() == ["abc", "deg"] and a.all_names() == ["abc", "def"]
+    damaged = KallsymsSymbols(blob[:-2], 2, tokens, [1, 2])
+    for _ in range(2):       # fails each time it is asked, from one decoding
+        with pytest.raises(FormatError):
+            damaged.all_names()
+    assert KallsymsSymbols(blob, 2, tokens, [1, 2]).indices_named("def") == [1]
+
+
 def test_decode_addresses_both_modes() -> None:
     base = 0xFFFFFFFF81000000
     plain = struct.pack("<3i", 0, 0x10, 0x7FFFFFF0)

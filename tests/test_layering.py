@@ -23,7 +23,7 @@ above. The order, and why each layer sits where it does:
 12. emulate                   the emulator runs over a Target and becomes one
 13. commands, output,         the command machinery: they refer to one another
     formats, session
-14. repl, cli                 front ends
+14. repl, cli, triage, api    front ends (triage: many dumps, run on Dask; api: pmdb.open for scripts)
 15. dcmds, walkers            the plugins, on top of everything
 
 Separately, the package-level graph of runtime imports (TYPE_CHECKING imports left
@@ -54,7 +54,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("pmdb.opener", "pmdb.disasm"),
     ("pmdb.emulate",),
     ("pmdb.commands", "pmdb.output", "pmdb.format_lines", "pmdb.formats", "pmdb.session"),
-    ("pmdb.repl", "pmdb.cli", "pmdb.__main__"),
+    ("pmdb.repl", "pmdb.cli", "pmdb.__main__", "pmdb.triage", "pmdb.api"),
     ("dcmds", "walkers"),
 )
 

@@ -25,7 +25,8 @@ OFFLINE = re.compile(r"NewConnectionError|Network is unreachable|Temporary failu
 # distribution -> the module it provides
 MODULES = {"prompt_toolkit": "prompt_toolkit", "pygments": "pygments", "rich": "rich",
            "capstone": "capstone", "pyelftools": "elftools", "unicorn": "unicorn",
-           "zstandard": "zstandard", "cramjam": "cramjam", "lzallright": "lzallright"}
+           "zstandard": "zstandard", "cramjam": "cramjam", "lzallright": "lzallright",
+           "dask": "distributed", "plotly": "plotly"}      # dask[distributed]: its extra's module
 
 
 def runtime_dependencies() -> list[str]:

@@ -41,10 +41,12 @@ def clean(data: bytes) -> str:
 class Pty:
     """pmdb on a pseudo-terminal."""
 
-    def __init__(self, args: Sequence[str], *, rows: int = 24, cols: int = 80) -> None:
+    def __init__(self, args: Sequence[str], *, rows: int = 24, cols: int = 80, rc: bool = False) -> None:
         env = dict(os.environ, TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1", COLUMNS=str(cols),
                    LINES=str(rows), LESS="", PAGER="")
         env.pop("PMDB_CONFIG", None)
+        if not rc:                  # the developer's own ~/.pmdbrc stays out of the tests
+            env["PMDB_NORC"] = "1"
         pid, fd = pty.fork()
         if pid == 0:  # the child: its stdin is the pty; give it a size before pmdb starts
             fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
@@ -139,7 +141,7 @@ def core_args(name: str) -> list[str]:
 
 def plain_output(args: Sequence[str], line: str) -> list[str]:
     """What the same command prints without a terminal (the REPL must print the same)."""
-    r = subprocess.run([sys.executable, "-m", "pmdb", *args, "-e", line], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "pmdb", "--norc", *args, "-e", line], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     return [ln for ln in r.stdout.split("\n") if ln.strip()]

@@ -20,6 +20,13 @@ from pmdb.language.lexer import number_value
 CRASH_PID_DIGITS = 8
 
 
+class Quoted(str):
+    """A word the user quoted (``'event.*'``): a dcmd may read it differently from a bare
+    word (crash's foreach takes a quoted name as a regular expression)."""
+
+    __slots__ = ()
+
+
 def number(word: str, *, radix: int = 16, crash: bool = False) -> int | None:
     """The value of a number word, None when the word is not one.
 

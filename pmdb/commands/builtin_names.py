@@ -28,6 +28,7 @@ MODULES: tuple[str, ...] = (
     'pmdb.dcmds.linux_sys',
     'pmdb.dcmds.linux_task',
     'pmdb.dcmds.linux_vm',
+    'pmdb.dcmds.linux_vtop_crash',
     'pmdb.dcmds.linux_whatthread',
     'pmdb.dcmds.lists',
     'pmdb.dcmds.print_tree',

@@ -8,7 +8,8 @@ walk, keep per-session state, run a line) is a method here.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -16,6 +17,7 @@ from pmdb.commands.args import number
 from pmdb.errors import CommandError, ParseError
 from pmdb.language.evaluate import evaluate
 from pmdb.language.parser import parse_expr
+from pmdb.progress import Progress
 
 if TYPE_CHECKING:
     from pmdb.commands.registry import Registry
@@ -175,6 +177,22 @@ class Context:
 
     def run_script(self, lines: Iterable[str]) -> bool:
         return self.session.run_script(lines)
+
+    def progress(self, description: str, total: int = 0) -> AbstractContextManager[Progress]:
+        """A progress bar for a long loop (``with ctx.progress("::kmalog", n) as bar:
+        ... bar.advance(1)``): shown on a terminal once the work has run for a second,
+        never inside another bar, gone when the loop ends or ^C stops it."""
+        return self.session.progress(description, total)
+
+    def progressing(self, description: str, items: Iterable[T], total: int | None = None) -> Iterator[T]:
+        """items, with a progress bar (see ``progress``) advanced by each one: ``for task in
+        ctx.progressing("::stacks", tasks):``. The total is ``len(items)`` when it has one."""
+        count = total if total is not None else len(items) if isinstance(items, Sized) else 0
+        with self.progress(description, count) as bar:
+            for item in items:
+                yield item
+                bar.advance(1)
+
 
 def _os_as(target: Target, cls: type[_M], needed: str) -> _M:
     """The target's OS model as cls, or the error that names what the dcmd needs."""

@@ -15,13 +15,14 @@ import re
 from collections.abc import Callable
 
 from pmdb.errors import CommandError
+from pmdb.language.lexer import quoted_end
 
 # crash's word -> the pmdb dcmd it runs
 CRASH_ALIASES: dict[str, str] = {
     "ps": "ps -C",         # crash's meaning of -t (run times; ::ps -t is mdb's threads)
     "sys": "status",
     "log": "log",          # crash's format; ::msgbuf is mdb's
-    "vtop": "vtop",
+    "vtop": "vtop -C",
     "struct": "struct",    # crash's layout (dcmds/crash_types.py); ::print is mdb's
     "union": "union",
     "whatis": "ptype",     # a type's definition; mdb's ::whatis names an address
@@ -64,8 +65,34 @@ _FIRST = re.compile(r"^(\s*)([A-Za-z_]\w*)(?=\s|$|\|)(.*)$", re.S)
 
 
 def rewrite(line: str, *, has_dcmd: Callable[[str], bool]) -> str:
-    """The line to parse: a crash spelling becomes ``::dcmd args``; anything else unchanged.
-    CommandError for a crash command pmdb lacks."""
+    """The line to parse: each command of it (``;`` separates them, as in mdb) in a crash
+    spelling becomes ``::dcmd args``; anything else unchanged. CommandError for a crash
+    command pmdb lacks."""
+    return ";".join(_rewrite_one(part, has_dcmd) for part in _commands(line))
+
+
+def _commands(line: str) -> list[str]:
+    """The line cut at each ``;`` outside quotes, up to a shell escape or a ``//`` comment
+    (which keep the rest of the line whole)."""
+    parts, start, i = [], 0, 0
+    while i < len(line):
+        ch = line[i]
+        if ch in "'\"":
+            end = quoted_end(line, i)
+            if end < 0:
+                break
+            i = end
+            continue
+        if ch == "!" or line.startswith("//", i):
+            break
+        if ch == ";":
+            parts.append(line[start:i])
+            start = i + 1
+        i += 1
+    return [*parts, line[start:]]
+
+
+def _rewrite_one(line: str, has_dcmd: Callable[[str], bool]) -> str:
     m = _FIRST.match(_GDB_FORMAT.sub(lambda g: f"{g[1]}p -{g[2].upper()}", line, count=1))
     if m is None:
         return line
@@ -75,4 +102,26 @@ def rewrite(line: str, *, has_dcmd: Callable[[str], bool]) -> str:
     dcmd = CRASH_ALIASES.get(word, word)
     if not has_dcmd(dcmd.split()[0]):
         raise CommandError(f"{word}: crash's command is not in pmdb yet (::dcmds lists what is)")
-    return f"{indent}::{dcmd}{rest}"
+    return f"{indent}::{dcmd}{_shell_pipe(rest)}"
+
+
+def _shell_pipe(rest: str) -> str:
+    """crash pipes a command's output to the shell (``ps | grep bash``): after a crash
+    spelling, a ``|`` before a bare word (not ``::dcmd``, not a crash command) becomes
+    mdb's ``!``; ``grep``, ``head``, ``wc`` there are the shell's, as in crash."""
+    i = 0
+    while i < len(rest):
+        ch = rest[i]
+        if ch in "'\"":
+            end = quoted_end(rest, i)
+            if end < 0:
+                return rest
+            i = end
+            continue
+        if ch == "|":
+            after = rest[i + 1:].lstrip()
+            word = re.match(r"[^\s|]*", after)[0]   # type: ignore[index]
+            if word and not word.startswith(("::", "$", ">")) and word not in CRASH_COMMANDS:
+                return f"{rest[:i]}!{rest[i + 1:]}"
+        i += 1
+    return rest

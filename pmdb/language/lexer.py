@@ -34,7 +34,7 @@ RBRACKET = "RBRACKET"      # the ']' that closes it
 PIPE = "PIPE"
 SEMI = "SEMI"
 SHELL = "SHELL"            # !cmd to the end of the line (text includes the '!')
-COMMENT = "COMMENT"        # // to the end of the line
+COMMENT = "COMMENT"        # // or "# " to the end of the line (see is_hash_comment)
 WHITESPACE = "WHITESPACE"
 ERROR = "ERROR"
 
@@ -98,6 +98,16 @@ def is_hex_word(text: str, radix: int = 16) -> bool:
     return radix == 16 and bool(text) and text[0] != "_" and all(c in _HEXDIGITS or c == "_" for c in text)
 
 
+def is_hash_comment(text: str, pos: int) -> bool:
+    """``#`` starts a comment (as in shell and crash scripts) only where it cannot be mdb's
+    unary ``#`` (logical not, written against its operand: ``#0``, ``#.``): at the start of
+    a word (the line's start or after a blank) and followed by a blank, the end of the line,
+    another ``#`` or ``!`` (``#!`` of a script's first line)."""
+    if text[pos:pos + 1] != "#" or (pos > 0 and text[pos - 1] not in " \t"):
+        return False
+    return pos + 1 == len(text) or text[pos + 1] in " \t\r\n#!"
+
+
 class _Lexer:
     def __init__(self, text: str, mode: str = EXPR, radix: int = 16) -> None:
         self.text = text
@@ -135,7 +145,7 @@ class _Lexer:
         t, p = self.text, self.pos
         ch = t[p]
         two = t[p:p + 2]
-        if two == "//":
+        if two == "//" or is_hash_comment(t, p):
             self.rest_of_line(COMMENT)
         elif "0" <= ch <= "9":
             self.number()
@@ -280,7 +290,7 @@ class _Lexer:
             self.end_stage(PIPE if ch == "|" else SEMI)
         elif ch == "!":
             self.shell()
-        elif t.startswith("//", p):
+        elif t.startswith("//", p) or is_hash_comment(t, p):
             self.rest_of_line(COMMENT)
         elif t.startswith("$[", p):
             self.add(IMMEDIATE, p + 2)

@@ -22,10 +22,10 @@ from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.lexers import PygmentsLexer
 
-from pmdb.errors import ParseError
+from pmdb.errors import ParseError, PmdbError
 from pmdb.language.parser import parse
 from pmdb.repl.completer import SessionCompleter
-from pmdb.repl.highlight import MdbLexer
+from pmdb.repl.highlight import MdbLexer, prompt_style
 from pmdb.repl.keys import key_bindings
 from pmdb.session import QuitRequest, Session
 
@@ -73,6 +73,8 @@ def make_prompt(session: Session) -> PromptSession[str]:
         auto_suggest=AutoSuggestFromHistory(),
         key_bindings=key_bindings(),
         enable_history_search=True,
+        style=prompt_style(),
+        include_default_pygments_style=False,
     )
 
 
@@ -94,11 +96,15 @@ def _parse_error_shown(session: Session, text: str, indent: int, out: IO[str]) -
     """A line that does not parse gets one caret line under the bad character of the
     line still on screen above it (instead of the line repeated with a caret)."""
     try:
-        parse(text)
+        spelled = session.crash_spelling(text)  # as the session reads it: p init_task.pid
+    except PmdbError:           # a crash word pmdb lacks: the session says so when it runs
+        return False
+    try:
+        parse(spelled)
         return False
     except ParseError as err:
         column = indent + err.offset
-        if "\n" in text or column >= shutil.get_terminal_size().columns:
+        if spelled != text or "\n" in text or column >= shutil.get_terminal_size().columns:
             return False        # the caret would not land under the character: let the session show it
         out.write(f"{' ' * column}^ {err.message}\n")
         out.flush()

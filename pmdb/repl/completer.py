@@ -26,6 +26,7 @@ class SessionCompleter(Completer):
         self.session = session
         self._types: list[str] | None = None
         self._symbols: list[str] | None = None
+        self._caches: list[str] | None = None
         self._paths = PathCompleter(expanduser=True)
 
     def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterator[Completion]:
@@ -59,8 +60,24 @@ class SessionCompleter(Completer):
             return (n for n in self._type_names() if n.startswith(prefix)
                     or n.partition(" ")[2].startswith(prefix))
         if s.kind == "member":
-            return (n for n in member_names(self.session, s.context, s.path) if n.startswith(prefix))
+            return (n for n in member_names(self.session, s.context, s.path, variable=s.variable)
+                    if n.startswith(prefix))
+        if s.kind == "cache":
+            return (n for n in self._cache_names() if n.startswith(prefix))
+        if s.kind == "foreach":
+            return (n for n in foreach_words() if n.startswith(prefix))
         return ()
+
+    def _cache_names(self) -> list[str]:
+        """The kernel's slab cache names (none on a user core or without slab types)."""
+        if self._caches is None:
+            from pmdb.os.linux.slab.slub import slub_model
+
+            try:
+                self._caches = [c.name for c in slub_model(self.session.target).caches()]
+            except PmdbError:
+                self._caches = []
+        return self._caches
 
     def _options(self, s: Suggestion) -> Iterable[str]:
         if not self.session.registry.has_dcmd(s.context):
@@ -88,12 +105,33 @@ class SessionCompleter(Completer):
         return self._types
 
 
-def member_names(session: Session, type_name: str, path: tuple[str, ...]) -> list[str]:
-    """Members of ``type_name``, following ``path`` through pointers and arrays as ::print does."""
+def foreach_words() -> list[str]:
+    """What crash's foreach takes before its command: task selectors, then the commands."""
+    from pmdb.language.crash_aliases import CRASH_ALIASES
+
+    return [*FOREACH_SELECTORS, *sorted(CRASH_ALIASES)]
+
+
+# crash's foreach selectors besides pids, task addresses and command names
+FOREACH_SELECTORS = ("user", "kernel", "gleader", "active", "RU", "IN", "UN", "ST", "TR", "ZO", "DE", "PA", "WA",
+                     "NE", "WK", "ID")
+
+
+def member_names(session: Session, type_name: str, path: tuple[str, ...], *, variable: str = "") -> list[str]:
+    """Members of ``type_name`` (or of the global ``variable``'s type), following ``path``
+    through pointers and arrays as ::print does."""
     target = session.target
-    if target is None or not type_name:
+    if target is None or not (type_name or variable):
         return []
-    t = target.types.lookup(type_name).strip()
+    if variable:
+        vtype = target.types.variable_type(variable)
+        if vtype is None:
+            return []
+        t = vtype.strip()
+    else:
+        t = target.types.lookup(type_name).strip()
+    while t.kind in ("pointer", "array") and t.target is not None:
+        t = t.target.strip()
     for name in path:
         found = t.find_member(name)
         if found is None:

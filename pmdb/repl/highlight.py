@@ -7,6 +7,7 @@ what the parser will read, including where a line stops making sense (ERROR).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from pygments.lexer import Lexer
 from pygments.token import Token, _TokenType
@@ -37,6 +38,34 @@ STYLE_OF: dict[str, _TokenType] = {
     L.WHITESPACE: Token.Text.Whitespace,
     L.ERROR: Token.Error,
 }
+
+
+# Colours by the terminal's own palette (ANSI names) and attributes, so every word stays
+# readable on dark and light backgrounds alike: words and symbols in the default foreground,
+# no fixed RGB (pygments' default style drew symbols navy, unreadable on black).
+THEME: dict[_TokenType, str] = {
+    Token.Keyword: "bold ansimagenta",            # ::dcmd, $c
+    Token.Name.Function: "ansigreen",             # /fmt
+    Token.Name.Variable.Instance: "ansigreen",    # <var, >var
+    Token.Number: "ansicyan",
+    Token.String: "ansigreen",
+    Token.String.Backtick: "italic",              # ! shell text
+    Token.Operator.Word: "bold",                  # |
+    Token.Comment: "italic",
+    Token.Error: "ansired underline",
+    Token.Name.Variable: "",
+    Token.Name.Builtin: "bold",                   # .
+    Token.Name.Attribute: "",
+    Token.Operator: "",
+    Token.Punctuation: "",
+}
+
+
+def prompt_style() -> Any:
+    """The prompt's colours (a prompt_toolkit Style) from THEME."""
+    from prompt_toolkit.styles import style_from_pygments_dict
+
+    return style_from_pygments_dict(THEME)
 
 
 class MdbLexer(Lexer):

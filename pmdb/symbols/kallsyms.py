@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import bisect
 import gc
+import hashlib
 import itertools
 import operator
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from pmdb.cache import Cache
 from pmdb.dumps.vmcoreinfo import VmcoreInfo
@@ -262,6 +264,20 @@ def read_kallsyms(mem: AddressSpace, tables: KallsymsTables) -> list[Symbol]:
 OnDecoded = Callable[["KallsymsSymbols", "RecordStarts"], None]
 
 
+class _Decoded(NamedTuple):
+    typed: list[str]
+    last: dict[str, int]
+    first: dict[str, int] | None
+    starts: RecordStarts
+
+
+# The last decodings, by the content they came from: a process that opens many dumps of one
+# kernel build (triage, scripts, the fuzz campaign) decodes its names once, even without a
+# cache directory. Shared, so never changed in place.
+_DECODED: dict[tuple[bytes, int, tuple[str, ...]], _Decoded] = {}
+_DECODED_KEPT = 2
+
+
 class KallsymsSymbols:
     """kallsyms kept as its tables: a ``SymbolSource`` for SymbolTable.add_source.
 
@@ -331,14 +347,22 @@ class KallsymsSymbols:
         if self._typed is None:
             if self._broken is not None:
                 raise self._broken  # a damaged stream is decoded (and fails) once, not per lookup
-            try:
-                typed, starts = decode_records(self._blob, self._count, self._tokens)
-            except FormatError as err:
-                self._broken = err
-                raise
-            self._index(typed)
+            key = (hashlib.blake2b(self._blob, digest_size=16).digest(), self._count, tuple(self._tokens))
+            known = _DECODED.get(key)
+            if known is None:
+                try:
+                    typed, starts = decode_records(self._blob, self._count, self._tokens)
+                except FormatError as err:
+                    self._broken = err
+                    raise
+                self._index(typed)
+                known = _DECODED[key] = _Decoded(typed, self._last, self._first, starts)
+                while len(_DECODED) > _DECODED_KEPT:
+                    _DECODED.pop(next(iter(_DECODED)))
+            else:
+                self._typed, self._last, self._first = known.typed, known.last, known.first
             if self._on_decoded is not None:
-                self._on_decoded(self, starts)
+                self._on_decoded(self, known.starts)
             self._blob = b""          # decoded for good: the raw table is not needed again
         assert self._typed is not None
         return self._typed

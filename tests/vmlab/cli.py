@@ -26,7 +26,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     print(f"formats: {', '.join(dumps.FILES)} (aliases: {', '.join(dumps.ALIASES)})")
     print(f"made, in {cache / 'dumps'}:")
     for k in kernels.load_kernels().values():
-        for s in scenarios.SCENARIOS:
+        repeats = sorted(p.name for p in (cache / "dumps" / k.release).glob("*@*"))   # make --repeat
+        for s in [*scenarios.SCENARIOS, *repeats]:
             meta = dump_dir(cache, k, s) / "meta.json"
             if meta.exists():
                 m = json.loads(meta.read_text())
@@ -70,7 +71,7 @@ def cmd_make(args: argparse.Namespace) -> int:
     formats = dumps.parse_formats(args.formats)
     failed = 0
     for k in kernels.select(args.kernel):
-        for s in scenarios.select(args.scenario):
+        for s in scenarios.with_repeats(scenarios.select(args.scenario), args.repeat):
             why_not = scenarios.refusal(s, ARCHES[k.arch])
             if why_not and args.scenario == "all":  # named ones fail below, with this line
                 say(f"skipped {k.name} {s.name}: {why_not}")
@@ -127,6 +128,8 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("scenario", help="scenario name(s), comma list, or all")
     m.add_argument("--formats", default="all", help="comma list of formats/aliases (default all)")
     m.add_argument("--force", action="store_true", help="make the set again even if finished")
+    m.add_argument("--repeat", type=int, default=1, metavar="K",
+                   help="also make runs 2..K of each scenario, each a set of its own (null@2 ...)")
     q = sub.add_parser("path", help="print a made set's path (or one file's)")
     q.add_argument("kernel")
     q.add_argument("scenario")

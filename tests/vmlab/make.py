@@ -170,7 +170,7 @@ def make(cache: Path, kernel: Kernel, scenario: Scenario, formats: list[str], fo
         initrd = initramfs.build(cache, out / "initramfs.cpio", modules, kernel,
                                  kdump_kernel=kimage if scenario.kdump else None)
         how = accel.choose(cache, lambda a, t: probe(kimage, initrd, out, a, t, arch)) if arch.kvm else "tcg"
-        cmdline = " ".join([base_cmdline(arch), *scenario.cmdline, f"pmdblab.scenario={scenario.name}"])
+        cmdline = " ".join([base_cmdline(arch), *scenario.cmdline, f"pmdblab.scenario={scenario.base}"])
         say(f"{kernel.name} {scenario.name}: booting {kernel.release} ({how}, {arch.machine}, "
             f"{arch.cpu}, {mem}, {smp} CPUs)")
         guest = qemu.boot(kimage, initrd, cmdline, out, how, mem, smp, arch,

@@ -6,7 +6,7 @@ The guest's init (guest/init) reads pmdblab.scenario= and pulls the trigger itse
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tests.vmlab.arches import Arch
 from tests.vmlab.common import LabError
@@ -22,12 +22,25 @@ class Scenario:
     module: bool = True       # the trigger is the pmdblab module (labapp ioctl)
     kdump: bool = False       # the guest's own kdump saves the dump (tests/vmlab/kdump.py)
 
+    @property
+    def base(self) -> str:
+        """What the guest is told to do: a repeat (``null@2``) does what ``null`` does."""
+        return self.name.partition("@")[0]
+
+
+def repeat(scenario: Scenario, k: int) -> Scenario:
+    """The k-th run of a scenario (k >= 2), a set of its own (``null@2``): another boot,
+    so other KASLR offsets and pids, for tests that need the same crash more than once."""
+    if k < 2:
+        raise LabError(f"a repeat is numbered from 2 (the first run is {scenario.base} itself), not {k}")
+    return replace(scenario, name=f"{scenario.base}@{k}")
+
 
 def refusal(scenario: Scenario, arch: Arch) -> str | None:
     """Why scenario cannot run on arch (one line), or None when it can."""
     if scenario.host_nmi and not arch.nmi:
         return f"{scenario.name} needs an x86 NMI (QMP inject-nmi); {arch.name} has none"
-    if scenario.name == "divide" and arch.name == "arm64":
+    if scenario.base == "divide" and arch.name == "arm64":
         return "divide: arm64 integer division by zero does not trap (it yields 0)"
     return None
 
@@ -57,7 +70,15 @@ def select(names: str) -> list[Scenario]:
         return list(SCENARIOS.values())
     out = []
     for name in names.split(","):
-        if name not in SCENARIOS:
-            raise LabError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
-        out.append(SCENARIOS[name])
+        base, at, k = name.partition("@")
+        if base not in SCENARIOS:
+            raise LabError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)} (a repeat: null@2)")
+        if at and not k.isdigit():
+            raise LabError(f"a repeat is scenario@N with N a number, not {name!r}")
+        out.append(repeat(SCENARIOS[base], int(k)) if at else SCENARIOS[base])
     return out
+
+
+def with_repeats(chosen: list[Scenario], count: int) -> list[Scenario]:
+    """Each scenario then its repeats @2..@count (``make --repeat count``)."""
+    return [r for s in chosen for r in [s, *(repeat(s, k) for k in range(2, count + 1))]]

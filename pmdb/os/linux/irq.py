@@ -1,8 +1,9 @@
 """The kernel's interrupt descriptors: what crash's ``irq`` and /proc/interrupts show.
 
 With CONFIG_SPARSE_IRQ the descriptors are found by number in ``irq_desc_tree``, a
-radix tree (an XArray) up to 6.4; 6.5 moved them to the maple tree ``sparse_irqs``
-(not read by pmdb yet); without it they are the array ``irq_desc[NR_IRQS]``.
+radix tree (an XArray) up to 6.4; 6.5 moved them to the maple tree ``sparse_irqs`` (an
+entry per irq number, or per range of numbers sharing a descriptor's slot); without it
+they are the array ``irq_desc[NR_IRQS]``.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from dataclasses import dataclass
 
 from pmdb.errors import CommandError, CorruptionError
 from pmdb.memory.space import AddressSpace
+from pmdb.os.linux.mm.maple import maple_tree_entries
 from pmdb.os.linux.mm.xarray import xarray_entries
 from pmdb.types.registry import TypeRegistry
 from pmdb.types.value import Object
 
 MAX_ACTIONS = 256           # irqactions sharing one line before the chain is called a loop
+MAX_RANGE = 1 << 16         # irq numbers one sparse_irqs entry may cover (IRQ_BITMAP_BITS is 8k+)
 
 
 def irq_descs(mem: AddressSpace, types: TypeRegistry, lookup: Callable[[str], int | None]) -> dict[int, int]:
@@ -24,9 +27,14 @@ def irq_descs(mem: AddressSpace, types: TypeRegistry, lookup: Callable[[str], in
     tree = lookup("irq_desc_tree")
     if tree is not None:
         return {e.index: e.entry for e in xarray_entries(mem, types, tree)}
-    if lookup("sparse_irqs") is not None:
-        raise CommandError("irq: this kernel (6.5+) keeps its irq descriptors in the maple tree "
-                           "sparse_irqs, which pmdb does not read yet")
+    tree = lookup("sparse_irqs")
+    if tree is not None:
+        descs: dict[int, int] = {}
+        for e in maple_tree_entries(mem, types, tree):
+            if e.last - e.first >= MAX_RANGE:
+                raise CorruptionError(tree, f"sparse_irqs holds a range of {e.last - e.first + 1} irqs")
+            descs.update(dict.fromkeys(range(e.first, e.last + 1), e.entry))
+        return descs
     array = lookup("irq_desc")
     count = lookup("nr_irqs")
     if array is None or count is None:
@@ -39,7 +47,9 @@ def nr_irqs(mem: AddressSpace, lookup: Callable[[str], int | None]) -> int:
     """How many irq numbers the kernel has (``nr_irqs``), crash's row count."""
     addr = lookup("nr_irqs")
     if addr is None:
-        raise CommandError("irq: no nr_irqs in this kernel's symbols")
+        addr = lookup("total_nr_irqs")      # 6.13 made nr_irqs static under this name
+    if addr is None:
+        raise CommandError("irq: no nr_irqs (or total_nr_irqs) in this kernel's symbols")
     return mem.read_int(addr, 4)
 
 

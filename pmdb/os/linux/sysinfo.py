@@ -181,11 +181,36 @@ def cpu_mhz(kv: KernelVars) -> int | None:
 
 
 def tainted(kv: KernelVars) -> bool:
+    return bool(taint_mask(kv))
+
+
+# include/linux/panic.h's TAINT_* bits, in order: bit i prints as letter i
+TAINT_LETTERS = "PFSRMBUDAWCIOELKXTNJ"
+TAINT_OOT_MODULE = 12          # 'O': an out-of-tree module was loaded
+
+
+def taint_mask(kv: KernelVars) -> int | None:
+    """tainted_mask (an unsigned long), None when the dump does not hold it."""
     addr = kv.lookup("tainted_mask")
     try:
-        return addr is not None and kv.mem.u64(addr) != 0
+        return kv.mem.ptr(addr) if addr is not None else None
     except FaultError:
-        return False
+        return None
+
+
+def taint_letters(mask: int) -> str:
+    """The letters of the set taint bits (``DOE``), as the kernel's Tainted: line shows them
+    without its blanks; bits past the table print as ``?``."""
+    return "".join(TAINT_LETTERS[i] if i < len(TAINT_LETTERS) else "?"
+                   for i in range(mask.bit_length()) if mask >> i & 1)
+
+
+def module_taints(kv: KernelVars, module: int) -> int | None:
+    """``struct module.taints`` of the module at ``module`` (None when unreadable)."""
+    try:
+        return kv.mem.ptr(module + kv.offsets.offsetof("module", "taints"))
+    except PmdbError:
+        return None
 
 
 def panic_cpu(kv: KernelVars) -> int | None:
@@ -247,14 +272,7 @@ def kernel_status(kernel: Any) -> list[tuple[str, str]]:
     """crash's ``sys`` fields in crash's order, then the panic task as crash's banner shows it.
     ``kernel`` is a LinuxKernel (duck-typed to keep this module below it)."""
     kv: KernelVars = kernel.vars()
-    uts: dict[str, str] = {}
-    try:
-        uts = utsname(kv)
-    except PmdbError:
-        # no BTF: VMCOREINFO still names the release, and init_uts_ns
-        release = kernel.km.info.raw.get("OSRELEASE")
-        uts = {"release": release} if release else {}
-        uts.update(utsname_untyped(kv.mem, kernel.km.info.symbols.get("init_uts_ns"), release or ""))
+    uts = kernel_utsname(kernel, kv)
     mark = "  [TAINTED]" if tainted(kv) else ""
     used = kernel.km.vmlinux or "(none; kallsyms and BTF from the dump)"
     rows = [("KERNEL", f"{used}{mark}"),
@@ -271,6 +289,18 @@ def kernel_status(kernel: Any) -> list[tuple[str, str]]:
             ("MEMORY", safely(lambda: format_memory(present_pages(kv)))),
             ("PANIC", safely(lambda: _panic_text(kernel)))]
     return rows + _panic_task_rows(kernel)
+
+
+def kernel_utsname(kernel: Any, kv: KernelVars) -> dict[str, str]:
+    """init_uts_ns.name by its type; without BTF the release VMCOREINFO names and the
+    untyped layout (``kernel`` is a LinuxKernel, duck-typed as in kernel_status)."""
+    try:
+        return utsname(kv)
+    except PmdbError:
+        release = kernel.km.info.raw.get("OSRELEASE")
+        uts = {"release": release} if release else {}
+        uts.update(utsname_untyped(kv.mem, kernel.km.info.symbols.get("init_uts_ns"), release or ""))
+        return uts
 
 
 def _cpus_text(cpus: list[Any]) -> str:

@@ -35,3 +35,21 @@ def log_texts(mem: AddressSpace, info: VmcoreInfo, lookup: Callable[[str], int |
         return [line for rec in read_log(mem, info, lookup) for line in text_lines(rec)]
     except PmdbError:
         return []
+
+
+# The first line of a crash report, by the words each kind of report starts with; unlike
+# crash's order (panic_message) the earliest such line wins: the report that started the end.
+TROUBLE_PATTERNS: tuple[str, ...] = (
+    "BUG: ", "Oops", "kernel BUG at", "Kernel BUG at", "WARNING: ", "general protection fault",
+    "divide error: ", "double fault: ", "stack segment: ", "Unable to handle kernel",
+    "Internal error: ", "sysrq: Trigger a crash", "SysRq : Trigger a crash", "INFO: task ",
+    "Uhhuh. NMI", "Dazed and confused", " invoked oom-killer: ", "Kernel panic - ",
+)
+
+
+def crash_line(lines: list[str]) -> str | None:
+    """The log's first panic, oops, BUG or WARN line (None when it has none)."""
+    for line in lines:
+        if any(p in line for p in TROUBLE_PATTERNS):
+            return line.strip()
+    return None
