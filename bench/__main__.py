@@ -66,15 +66,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gdb-runs", type=int, default=3, help="gdb runs per core (best is shown)")
     ap.add_argument("--threads", type=int, default=64, help="threads in the built many-thread core")
     ap.add_argument("--big-mb", type=int, default=1024, help="heap of the sparse big core, in MB")
-    ap.add_argument("--only", choices=("user", "kernel", "dwarf", "triage", "scale"),
+    ap.add_argument("--only", choices=("user", "kernel", "dwarf", "triage", "scale", "versus"),
                     help="only the user cores, the kernel dumps, the kernel dumps with DWARF, fleet "
-                         "triage on Dask, or the lab's 4 GB busy dump against crash and drgn "
-                         "(bench/scale.py; not in a full run)")
+                         "triage on Dask, the lab's 4 GB busy dump against crash and drgn "
+                         "(bench/scale.py; not in a full run), or pmdb against drgn and crash on "
+                         "three jobs (bench/versus.py)")
     ap.add_argument("--scale-runs", type=int, default=1, help="pmdb runs per command at scale (best is shown)")
+    ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds of the versus table")
     ap.add_argument("--profile", action="store_true", help="also profile pmdb on the first kernel dump")
     args = ap.parse_args(argv)
     if args.only == "kernel":
         return kernel_section(args)
+    if args.only == "versus":
+        from bench import versus  # pmdb vs drgn vs crash: J1-J3 as fresh processes
+        print(versus.section(args.rounds))
+        return 0
     if args.only == "triage":
         from bench import triage  # pmdb triage: dumps per minute on 1 and 2 Dask workers
         print(triage.section(args.runs))
@@ -120,8 +126,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def kernel_section(args: argparse.Namespace) -> int:
     """Kernel dumps: pmdb open + ::status + ::ps + ::msgbuf next to crash and drgn."""
+    from bench import versus  # pmdb vs drgn vs crash: J1-J3 as fresh processes, first
     from bench.kernel import DUMPS, kernel_table, profile
 
+    print(versus.section(args.rounds) + "\n")
     print(f"Kernel dumps: open + ::status + ::ps + ::msgbuf; pmdb best of {args.runs} in-process "
           f"(per step) and as a fresh `pmdb -e` process; drgn and crash as fresh processes\n")
     text = kernel_table(args.runs)

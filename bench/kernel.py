@@ -134,7 +134,8 @@ def pmdb_argv(path: Path) -> list[str]:
 
 def crash_setup(release: str) -> tuple[list[str] | None, str]:
     """crash's argv prefix (with the DWARF vmlinux), or None and why it cannot run here."""
-    crash = os.environ.get("PMDB_CRASH") or shutil.which("crash")     # PMDB_CRASH: a crash built here
+    built = sorted(Path.home().glob(".cache/pmdb-oracles/crash-*/crash"))   # as bench/README.md builds it
+    crash = os.environ.get("PMDB_CRASH") or (str(built[-1]) if built else None) or shutil.which("crash")
     if crash is None:
         return None, "crash is not installed (or set PMDB_CRASH to a crash binary)"
     out = subprocess.run([crash, "--version"], capture_output=True, text=True, timeout=60).stdout

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -208,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _fail(message: str) -> int:
     sys.stderr.write(f"pmdb: {message}\n")
     if os.environ.get("PMDB_DEBUG"):
+        import traceback
+
         traceback.print_exc()
     return EXIT_USAGE
 

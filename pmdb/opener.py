@@ -74,7 +74,8 @@ def _open_vmcore(dump: Dump, path: str, cache: Cache, config: Config | None = No
     warnings: list[str] = []
     found: list[Any] = []           # the debug vmlinux, when one matches
     more = _vmlinux_symbols(config, files, warnings, found)
-    km = load_kernel_memory(dump.space(), getattr(dump, "vmcoreinfo", ""), dump.arch, more_symbols=more)
+    km = load_kernel_memory(dump.space(), getattr(dump, "vmcoreinfo", ""), dump.arch, more_symbols=more,
+                            cache=cache)
     types = TypeRegistry(dump.arch.ptr_size)
     warnings[:0] = km.problems
     debug = found[0] if found else None

@@ -10,9 +10,7 @@ from __future__ import annotations
 import inspect
 import io
 import os
-import subprocess
 import sys
-import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO, Any
@@ -189,6 +187,8 @@ class Session:
         else:
             self._report(f"internal error: {type(err).__name__}: {clip(str(err))}")
             if os.environ.get("PMDB_DEBUG"):
+                import traceback
+
                 traceback.print_exception(err, file=self.stderr)
 
     def _report(self, message: str) -> None:
@@ -350,6 +350,8 @@ class Session:
 
     def _shell(self, command: str, text: str) -> str:
         """What ``sh -c command`` prints with text on its input; its errors go to stderr."""
+        import subprocess  # only here: a session without ! does not pay for it
+
         try:
             proc = subprocess.run(["/bin/sh", "-c", command], input=text, capture_output=True,
                                   text=True, timeout=self.config.get("shell.timeout"))

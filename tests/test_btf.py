@@ -167,6 +167,7 @@ def test_registry_and_c_spellings(vmlinux: BtfTypes) -> None:
 
 
 def test_open_and_first_lookup_timing(raw: bytes, capsys: pytest.CaptureFixture[str]) -> None:
+    """Prints the figures (speed is for bench/: no timed assertion) and checks the lookup."""
     start = time.perf_counter()
     btf = BtfTypes(raw)
     opened = time.perf_counter()
@@ -176,7 +177,7 @@ def test_open_and_first_lookup_timing(raw: bytes, capsys: pytest.CaptureFixture[
     with capsys.disabled():
         print(f"\nBTF {len(raw) / 1e6:.1f} MB, {len(btf)} types: open {1e3 * (opened - start):.0f} ms, "
               f"+ task_struct with {len(names)} members {1e3 * (done - opened):.0f} ms")
-    assert done - start < 0.3
+    assert ("pid", "pid_t") in names and len(names) > 200
 
 
 # -- the dump's memory ------------------------------------------------------------
@@ -587,12 +588,17 @@ def test_vmlinux_btf_cache(raw: bytes, tmp_path: Path) -> None:
     cache = Cache(tmp_path)
     assert vmlinux_btf(space(raw), syms, cache, "b1d").find_type("list_head", "struct").sizeof() == 16
     (kept,) = (tmp_path / "btf").iterdir()
-    assert kept.name.startswith("vmlinux-b1d-") and kept.read_bytes() == raw and Space.reads == 1
+    good = kept.read_bytes()
+    assert kept.name.startswith("btfidx1-b1d-") and raw in good and Space.reads == 1
     assert vmlinux_btf(space(raw), syms, cache, "b1d").find_type("list_head", "struct").sizeof() == 16
     assert Space.reads == 1
-    kept.write_bytes(b"\0" * len(raw))          # damaged on disk: removed, the dump read again
+    kept.write_bytes(b"\0" * len(good))         # damaged on disk: removed, the dump read again
     assert vmlinux_btf(space(raw), syms, cache, "b1d").find_type("page", "struct").sizeof() == 64
-    assert Space.reads == 2 and kept.read_bytes() == raw
+    assert Space.reads == 2 and kept.read_bytes() == good
+    at = good.index(b"task_struct\0")           # one byte of a name changed: the checksum says so
+    kept.write_bytes(good[:at] + b"T" + good[at + 1:])
+    assert vmlinux_btf(space(raw), syms, cache, "b1d").find_type("task_struct", "struct") is not None
+    assert Space.reads == 3 and kept.read_bytes() == good
     small = _sample().blob()                     # parses, but has no task_struct: not kept
     syms_small = {"__start_BTF": 0x1000, "__stop_BTF": 0x1000 + len(small)}.get
     vmlinux_btf(space(small), syms_small, cache, "b1d")

@@ -157,7 +157,7 @@ def test_decoded_names_are_shared_by_content_only() -> None:
     tokens = [chr(i) for i in range(256)]
     blob = bytes([4]) + b"Tabc" + bytes([4]) + b"tdef"
     a, b = KallsymsSymbols(blob, 2, tokens, [1, 2]), KallsymsSymbols(bytes(blob), 2, tokens, [1, 2])
-    assert a.all_names() == ["abc", "def"] and b.all_names() is a.all_names()
+    assert a.all_names() == ["abc", "def"] and b.typed_names() is a.typed_names()
     changed = KallsymsSymbols(blob.replace(b"def", b"deg"), 2, tokens, [1, 2])
     assert changed.all_names() == ["abc", "deg"] and a.all_names() == ["abc", "def"]
     damaged = KallsymsSymbols(blob[:-2], 2, tokens, [1, 2])

@@ -39,14 +39,14 @@ class _Recorder(NoProgress):
 
 
 def test_kmem_p_reports_progress_and_stops_on_interrupt(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pmdb.commands.registry import _builtin_package
+    from pmdb.commands.registry import builtin_package
 
-    mem = __import__(f"{_builtin_package('dcmds').__name__}.linux_memory", fromlist=["_page_line"])
+    mem = __import__(f"{builtin_package('dcmds').__name__}.linux_memory", fromlist=["page_line"])
 
     t = target_for(KASLR, DUMP)
     bar = _Recorder()
     monkeypatch.setattr(mem, "bar_or_nothing", lambda stream=None: bar)
-    real, calls = mem._page_line, [0]
+    real, calls = mem.page_line, [0]
 
     def line_then_interrupt(*args: Any) -> str:
         calls[0] += 1
@@ -54,7 +54,7 @@ def test_kmem_p_reports_progress_and_stops_on_interrupt(monkeypatch: pytest.Monk
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(mem, "_page_line", line_then_interrupt)
+    monkeypatch.setattr(mem, "page_line", line_then_interrupt)
     out, err = run(t, "kmem -p")
     assert err == "pmdb: interrupted\n" and bar.finished, (err, bar.finished, calls, len(out))
     assert len(out.splitlines()) == 101 and bar.done == 100 * 4096 and bar.started > bar.done

@@ -5,6 +5,10 @@ time. A Registry (owned by a Session) collects specs from the built-in
 ``pmdb.dcmds`` / ``pmdb.walkers`` packages, from the entry-point group
 ``pmdb.plugins``, and from plugin paths in pmdb.toml. A plugin that fails to
 load is reported and skipped; a duplicate name is an error.
+
+Built-ins are known by name from a generated manifest (manifest.py) and their
+module is imported when one of its names is first used, or when everything is
+listed (``dcmds``, ``walkers``); plugins are imported at discovery.
 """
 
 from __future__ import annotations
@@ -13,11 +17,10 @@ import functools
 import importlib
 import importlib.util
 import inspect
-import pkgutil
+import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -90,30 +93,65 @@ def walker(name: str, *, synopsis: str = "", type_name: str | None = None,
 
 class Registry:
     def __init__(self) -> None:
-        self.dcmds: dict[str, DcmdSpec] = {}
-        self.walkers: dict[str, WalkerSpec] = {}
+        self._dcmds: dict[str, DcmdSpec] = {}
+        self._walkers: dict[str, WalkerSpec] = {}
         self._aliases: dict[str, str] = {}
+        # built-ins known from the manifest, their module not imported yet: name -> module
+        self._lazy_dcmds: dict[str, str] = {}
+        self._lazy_aliases: dict[str, str] = {}    # alias -> dcmd name
+        self._lazy_walkers: dict[str, str] = {}
+        self._builtins: list[str] = []              # every built-in module (imported or not)
+        self._imported: set[str] = set()
         self.load_errors: list[str] = []
 
     # -- lookup --------------------------------------------------------------
 
+    @property
+    def dcmds(self) -> dict[str, DcmdSpec]:
+        """Every dcmd by name (imports every built-in module not imported yet)."""
+        self.load_all()
+        return self._dcmds
+
+    @property
+    def walkers(self) -> dict[str, WalkerSpec]:
+        """Every walker by name (imports every built-in module not imported yet)."""
+        self.load_all()
+        return self._walkers
+
     def dcmd(self, name: str) -> DcmdSpec:
-        spec = self.dcmds.get(name) or self.dcmds.get(self._aliases.get(name, ""))
+        spec = self._find_dcmd(name)
+        if spec is None and self._lazy_left():
+            self.load_all()        # a name the manifest lacks (stale): look in every module
+            spec = self._find_dcmd(name)
         if spec is None:
             raise CommandError(f"unknown dcmd '{name}' (::dcmds lists them)")
         return spec
 
     def walker(self, name: str) -> WalkerSpec:
-        spec = self.walkers.get(name)
+        if name not in self._walkers and name in self._lazy_walkers:
+            self._import_builtin(self._lazy_walkers[name])
+        if name not in self._walkers and self._lazy_left():
+            self.load_all()
+        spec = self._walkers.get(name)
         if spec is None:
             raise CommandError(f"unknown walker '{name}' (::walkers lists them)")
         return spec
 
     def has_dcmd(self, name: str) -> bool:
-        return name in self.dcmds or name in self._aliases
+        return (name in self._dcmds or name in self._aliases or name in self._lazy_dcmds
+                or name in self._lazy_aliases)
 
     def dcmd_names(self) -> list[str]:
-        return sorted(set(self.dcmds) | set(self._aliases))
+        return sorted(set(self._dcmds) | set(self._aliases) | set(self._lazy_dcmds) | set(self._lazy_aliases))
+
+    def _find_dcmd(self, name: str) -> DcmdSpec | None:
+        canonical = self._lazy_aliases.get(name, name)
+        if canonical in self._lazy_dcmds and canonical not in self._dcmds:
+            self._import_builtin(self._lazy_dcmds[canonical])
+        return self._dcmds.get(name) or self._dcmds.get(self._aliases.get(name, ""))
+
+    def _lazy_left(self) -> bool:
+        return any(m not in self._imported for m in self._builtins)
 
     # -- registration ----------------------------------------------------------
 
@@ -124,38 +162,66 @@ class Registry:
                 continue
             for spec in getattr(obj, "__pmdb_dcmds__", []):
                 spec.origin = origin or module.__name__
-                self._add_dcmd(spec)
+                self._add_dcmd(spec, module.__name__)
             wspec = getattr(obj, "__pmdb_walker__", None)
             if wspec is not None:
                 wspec.origin = origin or module.__name__
-                self._add_walker(wspec)
+                self._add_walker(wspec, module.__name__)
 
-    def _add_dcmd(self, spec: DcmdSpec) -> None:
+    def _add_dcmd(self, spec: DcmdSpec, module: str = "") -> None:
         for n in (spec.name, *spec.aliases):
-            if n in self.dcmds or n in self._aliases:
+            lazy = self._lazy_dcmds.get(self._lazy_aliases.get(n, n))
+            if n in self._dcmds or n in self._aliases or (lazy is not None and lazy != module):
                 raise CommandError(f"duplicate dcmd name '{n}' ({spec.origin})")
-        self.dcmds[spec.name] = spec
+        self._dcmds[spec.name] = spec
         for a in spec.aliases:
             self._aliases[a] = spec.name
 
-    def _add_walker(self, spec: WalkerSpec) -> None:
-        if spec.name in self.walkers:
+    def _add_walker(self, spec: WalkerSpec, module: str = "") -> None:
+        lazy = self._lazy_walkers.get(spec.name)
+        if spec.name in self._walkers or (lazy is not None and lazy != module):
             raise CommandError(f"duplicate walker name '{spec.name}' ({spec.origin})")
-        self.walkers[spec.name] = spec
+        self._walkers[spec.name] = spec
 
     # -- discovery -------------------------------------------------------------
 
     def discover(self, plugin_paths: Iterable[str] = ()) -> None:
-        """Built-ins, then entry points, then plugin paths from the configuration."""
-        for pkg_name in ("dcmds", "walkers"):
-            package = _builtin_package(pkg_name)
-            for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
-                full = f"{package.__name__}.{info.name}"
-                self._load(functools.partial(importlib.import_module, full), full)
-        for ep in entry_points(group="pmdb.plugins"):
-            self._load(ep.load, f"entry point {ep.name}")
+        """Built-ins (by the manifest), then entry points, then plugin paths from the configuration."""
+        from pmdb.commands import builtin_names as manifest
+        from pmdb.commands.manifest import PACKAGES, builtin_modules
+
+        self._lazy_dcmds.update(manifest.DCMDS)
+        self._lazy_aliases.update(manifest.ALIASES)
+        self._lazy_walkers.update(manifest.WALKERS)
+        known = set(manifest.MODULES)
+        for pkg_name in PACKAGES:
+            for full in builtin_modules(builtin_package(pkg_name)):
+                self._builtins.append(full)
+                if full not in known:      # newer than the manifest: import it now
+                    self._import_builtin(full)
+        if _may_have_entry_points():
+            from importlib.metadata import entry_points
+
+            for ep in entry_points(group="pmdb.plugins"):
+                self._load(ep.load, f"entry point {ep.name}")
         for path in plugin_paths:
             self.load_path(path)
+
+    def load_all(self) -> None:
+        """Import every built-in module not imported yet."""
+        for full in self._builtins:
+            self._import_builtin(full)
+
+    def _import_builtin(self, full: str) -> None:
+        if full in self._imported:
+            return
+        self._imported.add(full)
+        for lazy in (self._lazy_dcmds, self._lazy_walkers):
+            for name in [n for n, m in lazy.items() if m == full]:
+                del lazy[name]
+        for alias in [a for a, n in self._lazy_aliases.items() if n not in self._lazy_dcmds]:
+            del self._lazy_aliases[alias]
+        self._load(functools.partial(importlib.import_module, full), full)
 
     def load_path(self, path: str) -> None:
         p = Path(path).expanduser()
@@ -176,7 +242,33 @@ class Registry:
             self.load_errors.append(f"plugin {origin} failed to load: {type(err).__name__}: {err}")
 
 
-def _builtin_package(name: str) -> ModuleType:
+def _may_have_entry_points() -> bool:
+    """Whether an installed distribution may declare ``pmdb.plugins`` entry points, found
+    without importing importlib.metadata (~30 ms, more than a whole command): a look at the
+    ``entry_points.txt`` of every ``*.dist-info``/``*.egg-info`` on sys.path. Anything it
+    cannot read plainly (a zip on the path) answers yes, so the real search decides."""
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except NotADirectoryError:
+            return True
+        except OSError:
+            continue
+        for name in names:
+            if not name.endswith((".dist-info", ".egg-info")):
+                continue
+            try:
+                with open(os.path.join(entry or ".", name, "entry_points.txt"), "rb") as f:
+                    if b"pmdb.plugins" in f.read():
+                        return True
+            except FileNotFoundError:
+                continue
+            except OSError:
+                return True
+    return False
+
+
+def builtin_package(name: str) -> ModuleType:
     """pmdb.dcmds / pmdb.walkers: installed inside the package, or beside pmdb/ in a checkout."""
     full = f"pmdb.{name}"
     try:

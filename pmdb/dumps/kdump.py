@@ -32,7 +32,8 @@ UTS_FIELDS = ("sysname", "nodename", "release", "version", "machine", "domainnam
 UTS_LEN = 65
 MAX_NOTES_SIZE = 64 << 20        # thousands of CPUs need a few MB; more is a corrupt header
 MAX_VMCOREINFO_SIZE = 1 << 20
-PAGE_CACHE_PAGES = 1024
+PAGE_CACHE_PAGES = 4096          # 16 MB of 4 KB pages: every task's stack and the ORC tables of a
+                                 # foreach bt fit (1024 decompressed ~160 pages twice)
 
 # utsname.machine -> (pmdb arch, bits); None: the dumped kernel's word size is unknown.
 MACHINES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64",

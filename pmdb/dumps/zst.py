@@ -9,7 +9,6 @@ a symlink or a copy is decompressed once.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from pmdb.cache import Cache, content_key
@@ -78,6 +77,8 @@ def _announced_size(path: str) -> int:
 def _check_room(name: str, directory: Path, want: int) -> None:
     """Refuse early when the disk cannot hold what the frame announces."""
     directory.mkdir(parents=True, exist_ok=True)
+    import shutil  # only for a .zst dump (shutil imports bz2 and lzma)
+
     free = shutil.disk_usage(directory).free
     if want > 0 and want > free:
         raise FormatError(f"{name} decompresses to {want / 1e6:.0f} MB but only "

@@ -58,16 +58,31 @@ class TranslatedSpace(AddressSpace):
         """As AddressSpace.read, but a physical fault is reported at its virtual address."""
         if n <= 0:
             return b""
+        cur = addr & self.addr_mask
+        try:
+            phys, room = self.translate(cur)
+        except FaultError:
+            room = 0            # the chunk walk below reports it
+        if n <= room:           # within one page or region (a field, a pointer): one translation
+            try:
+                return self.phys.read(phys, n)
+            except FaultError as err:
+                raise self._physical_fault(err, cur, phys, n, addr, n) from None
         parts = []
         for c in self.mapping(addr, n):
             try:
                 parts.append(self.phys.read(c.offset, c.length))
             except FaultError as err:
-                vaddr = c.addr + (err.address - c.offset if c.offset <= err.address < c.offset + c.length
-                                  else 0)
-                raise FaultError(vaddr, n - (vaddr - addr),
-                                 f"physical {err.address:#x}: {err.reason or 'not in the dump'}") from None
+                raise self._physical_fault(err, c.addr, c.offset, c.length, addr, n) from None
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    @staticmethod
+    def _physical_fault(err: FaultError, vstart: int, pstart: int, length: int, addr: int, n: int) -> FaultError:
+        """A fault of the physical read of [pstart, pstart+length) (virtual vstart), at its
+        virtual address, for a read of n bytes at addr."""
+        vaddr = vstart + (err.address - pstart if pstart <= err.address < pstart + length else 0)
+        return FaultError(vaddr, n - (vaddr - addr),
+                          f"physical {err.address:#x}: {err.reason or 'not in the dump'}")
 
 
 class WalkCache:

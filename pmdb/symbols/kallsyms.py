@@ -23,11 +23,12 @@ import hashlib
 import itertools
 import operator
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from pmdb.cache import Cache
 from pmdb.dumps.vmcoreinfo import VmcoreInfo
 from pmdb.errors import FaultError, FormatError, SymbolError
 from pmdb.memory.space import AddressSpace
@@ -102,31 +103,53 @@ def read_tokens(mem: AddressSpace, tables: KallsymsTables) -> list[str]:
 
 def decode_names(blob: bytes, count: int, tokens: Sequence[str]) -> list[str]:
     """Expand ``count`` records, each name with its type letter first."""
-    return "".join(_expanded(blob, count, tokens)).split("\0")[1:]
+    heads, seconds, end = _records(blob, count)
+    return _split(_pieces(blob, end, tokens), heads, seconds)
 
 
 def decode_typed_names(blob: bytes, count: int, tokens: Sequence[str]) -> tuple[str, list[str]]:
-    """(each record's type letter, the names without it), split at C speed: most of a
-    kernel dump's first name lookup is spent decoding names."""
-    full = decode_names(blob, count, tokens)
+    """(each record's type letter, the names without it)."""
+    return split_letters(decode_names(blob, count, tokens))
+
+
+def split_letters(typed: list[str]) -> tuple[str, list[str]]:
+    """(each record's type letter, the names without it) of typed names ("?" for an empty record)."""
     try:
-        return "".join(map(_FIRST_CHAR, full)), list(map(_BUT_FIRST_CHAR, full))
+        return "".join(map(_FIRST_CHAR, typed)), list(map(_BUT_FIRST_CHAR, typed))
     except IndexError:  # an empty record (a damaged table): "?" is its letter
-        return "".join([n[:1] or "?" for n in full]), [n[1:] for n in full]
+        return "".join([n[:1] or "?" for n in typed]), [n[1:] for n in typed]
+
+
+@dataclass(frozen=True)
+class RecordStarts:
+    """Where each record starts in the names table (its first length byte)."""
+
+    heads: list[int]      # each record's last length byte
+    seconds: list[int]    # the first byte of two-byte lengths, in order
+
+    def __getitem__(self, i: int) -> int:
+        head = self.heads[i]
+        j = bisect.bisect_left(self.seconds, head - 1)
+        return head - 1 if j < len(self.seconds) and self.seconds[j] == head - 1 else head
+
+
+def decode_records(blob: bytes, count: int, tokens: Sequence[str]) -> tuple[list[str], RecordStarts]:
+    """(the typed names, type letter first, and where each record starts in ``blob``, which a
+    cache of the names samples to check itself against the dump)."""
+    heads, seconds, end = _records(blob, count)
+    return _split(_pieces(blob, end, tokens), heads, seconds), RecordStarts(heads, seconds)
 
 
 _FIRST_CHAR = operator.itemgetter(0)
 _BUT_FIRST_CHAR = operator.itemgetter(slice(1, None))
 
 
-def _expanded(blob: bytes, count: int, tokens: Sequence[str]) -> list[str]:
-    """Every byte of the records' stream as its token, each record's length byte(s) replaced by
-    a NUL separator (a token never holds one).
-
-    A length byte with bit 7 set takes a second byte (6.1+). Only finding the records is a
-    Python loop; the expansion, join and split run at C speed."""
+def _records(blob: bytes, count: int) -> tuple[list[int], list[int], int]:
+    """(each record's last length byte, the first bytes of two-byte lengths, where the last
+    record ends). A length byte with bit 7 set takes a second byte (6.1+). The one Python
+    loop of decoding."""
     heads: list[int] = []
-    seconds: list[int] = []   # the first byte of two-byte lengths
+    seconds: list[int] = []
     add = heads.append
     pos = 0
     try:
@@ -142,10 +165,44 @@ def _expanded(blob: bytes, count: int, tokens: Sequence[str]) -> list[str]:
         raise FormatError(f"kallsyms names end after {len(heads)} of {count} symbols") from None
     if pos > len(blob):
         raise FormatError(f"kallsyms names run past their table ({pos} > {len(blob)} bytes)")
-    pieces = list(map(tokens.__getitem__, blob[:pos]))
+    return heads, seconds, pos
+
+
+def _pieces(blob: bytes, end: int, tokens: Sequence[str]) -> list[str]:
+    """Every byte of the records' stream as its token (expanded at C speed)."""
+    return list(map(tokens.__getitem__, blob[:end]))
+
+
+def _split(pieces: list[str], heads: list[int], seconds: list[int]) -> list[str]:
+    """The records of ``pieces``: each record's length byte(s) become a NUL separator (a
+    token never holds one), then one join and one split."""
     list(map(pieces.__setitem__, heads, itertools.repeat("\0")))
     list(map(pieces.__setitem__, seconds, itertools.repeat("")))
-    return pieces
+    return "".join(pieces).split("\0")[1:]
+
+
+def decode_record(raw: bytes, tokens: Sequence[str]) -> str | None:
+    """The one record at the start of ``raw`` (type letter first); None when ``raw`` is
+    shorter than the record says."""
+    if not raw:
+        return None
+    n, skip = raw[0], 1
+    if n & 0x80:
+        if len(raw) < 2:
+            return None
+        n, skip = (n & 0x7F) | (raw[1] << 7), 2
+    body = raw[skip:skip + n]
+    return "".join(map(tokens.__getitem__, body)) if len(body) == n else None
+
+
+def decode_address(o: int, i: int, base: int | None, at: int) -> set[int]:
+    """What decode_addresses may make of the one offset ``o`` at index ``i``: which rule
+    applies to a non-negative offset depends on the whole array."""
+    if base is None:
+        return {(at + 4 * i + o) & ((1 << 64) - 1)}
+    if o < 0:
+        return {base - 1 - o}
+    return {base + o, o}
 
 
 def decode_addresses(raw: bytes, count: int, base: int | None, at: int = 0) -> list[int]:
@@ -170,19 +227,31 @@ def _names_end(tables: KallsymsTables) -> int:
     return min(end, tables.names + _MAX_NAMES_BLOB)
 
 
-def load_kallsyms(mem: AddressSpace, tables: KallsymsTables) -> KallsymsSymbols:
-    """kallsyms as a lazy ``SymbolSource``: the tables are read now, names decoded on first use."""
+def load_kallsyms(mem: AddressSpace, tables: KallsymsTables, cache: Cache | None = None) -> KallsymsSymbols:
+    """kallsyms as a lazy ``SymbolSource``: the tables are read now, names decoded on first use.
+
+    With ``cache``, names and addresses another open of the same tables decoded are read
+    from there instead (kallsyms_cache: keyed by how the tables are stored, checked against
+    the dump), and a first decode is written there."""
     try:
         count = mem.u32(tables.num_syms)
         if not 0 < count <= _MAX_SYMS:
             raise FormatError(f"kallsyms_num_syms is {count}: not a symbol count")
         tokens = read_tokens(mem, tables)
-        blob = mem.read(tables.names, _names_end(tables) - tables.names)
         base = mem.ptr(tables.relative_base) if tables.relative_base is not None else None
+        entry = None
+        if cache is not None:
+            from pmdb.symbols import kallsyms_cache
+
+            entry = kallsyms_cache.Entry.of(cache, mem, tables, count, base, _names_end(tables))
+            found = entry.load(mem, tokens) if entry is not None else None
+            if found is not None:
+                return found
+        blob = mem.read(tables.names, _names_end(tables) - tables.names)
         addrs = decode_addresses(mem.read(tables.offsets, 4 * count), count, base, tables.offsets)
     except FaultError as err:
         raise FormatError(f"kallsyms tables are not readable: {err}") from None
-    return KallsymsSymbols(blob, count, tokens, addrs)
+    return KallsymsSymbols(blob, count, tokens, addrs, on_decoded=entry.store if entry is not None else None)
 
 
 def read_kallsyms(mem: AddressSpace, tables: KallsymsTables) -> list[Symbol]:
@@ -190,15 +259,21 @@ def read_kallsyms(mem: AddressSpace, tables: KallsymsTables) -> list[Symbol]:
     return load_kallsyms(mem, tables).all_symbols()
 
 
+# what a KallsymsSymbols calls once it has decoded its names: itself and where each record
+# starts in the names table
+OnDecoded = Callable[["KallsymsSymbols", "RecordStarts"], None]
+
+
 class _Decoded(NamedTuple):
-    letters: str
-    names: list[str]
+    typed: list[str]
     last: dict[str, int]
     first: dict[str, int] | None
+    starts: RecordStarts
 
 
 # The last decodings, by the content they came from: a process that opens many dumps of one
-# kernel build (triage, scripts) decodes its names once. Shared, so never changed in place.
+# kernel build (triage, scripts, the fuzz campaign) decodes its names once, even without a
+# cache directory. Shared, so never changed in place.
 _DECODED: dict[tuple[bytes, int, tuple[str, ...]], _Decoded] = {}
 _DECODED_KEPT = 2
 
@@ -209,27 +284,52 @@ class KallsymsSymbols:
     Decoding ~100k names and making as many Symbols is most of a kernel dump's
     open time, and a session asks for a few dozen names: names are decoded all
     at once on the first name lookup (a name index needs them all), sizes on the
-    first symbol made, Symbols one at a time.
+    first symbol made, Symbols one at a time. Names are kept and indexed as decoded,
+    type letter first: a lookup tries each letter the table can start a record with
+    (a few dozen dict probes) rather than every name being split from its letter.
     """
 
-    def __init__(self, blob: bytes, count: int, tokens: Sequence[str], addrs: list[int]) -> None:
+    def __init__(self, blob: bytes, count: int, tokens: Sequence[str], addrs: list[int],
+                 on_decoded: OnDecoded | None = None) -> None:
         self._blob = blob
         self._count = count
         self._tokens = tokens
         self._addrs = addrs
-        self._names: list[str] | None = None
+        self._on_decoded = on_decoded
+        self._typed: list[str] | None = None      # each record: type letter, then name
         self._broken: FormatError | None = None
-        self._letters = ""                        # each name's nm type letter
-        self._last: dict[str, int] = {}           # name -> its last index
-        self._first: dict[str, int] | None = None  # name -> first index, when names repeat
+        self._leads = "".join(sorted({t[:1] for t in tokens if t}))  # letters a record may start with
+        self._names: list[str] | None = None      # without their letters, made when asked for
+        self._letters: str | None = None
+        self._last: dict[str, int] = {}           # typed name -> its last index
+        self._first: dict[str, int] | None = None  # typed name -> first index, when names repeat
         self._sizes: list[int] | None = None
         self._sorted: bool | None = None
+
+    @classmethod
+    def decoded(cls, typed: list[str], addrs: list[int], first: dict[str, int], leads: str) -> KallsymsSymbols:
+        """kallsyms whose names are already decoded (read from the cache); ``first`` and
+        ``leads`` as ``repeated()`` and ``leads()`` give them."""
+        syms = cls(b"", len(typed), (), addrs)
+        syms._leads = leads
+        syms._index(typed, first)
+        return syms
 
     def __len__(self) -> int:
         return self._count
 
     def addresses(self) -> list[int]:
         return self._addrs
+
+    def leads(self) -> str:
+        """Every letter a record may start with (the first characters of the tokens)."""
+        return self._leads
+
+    def letters(self) -> str:
+        """Each symbol's nm type letter (decodes the names)."""
+        if self._letters is None:
+            self._letters, self._names = split_letters(self.typed_names())
+        return self._letters
 
     def sizes(self) -> list[int]:
         if self._sizes is None:
@@ -238,44 +338,80 @@ class KallsymsSymbols:
 
     def all_names(self) -> list[str]:
         if self._names is None:
+            self.letters()
+        assert self._names is not None
+        return self._names
+
+    def typed_names(self) -> list[str]:
+        """Each record as decoded: its type letter, then its name."""
+        if self._typed is None:
             if self._broken is not None:
                 raise self._broken  # a damaged stream is decoded (and fails) once, not per lookup
             key = (hashlib.blake2b(self._blob, digest_size=16).digest(), self._count, tuple(self._tokens))
             known = _DECODED.get(key)
             if known is None:
                 try:
-                    letters, names = decode_typed_names(self._blob, self._count, self._tokens)
+                    typed, starts = decode_records(self._blob, self._count, self._tokens)
                 except FormatError as err:
                     self._broken = err
                     raise
-                last = dict(zip(names, range(len(names)), strict=True))
-                first = (dict(zip(reversed(names), range(len(names) - 1, -1, -1), strict=True))
-                         if len(last) < len(names) else None)
-                known = _DECODED[key] = _Decoded(letters, names, last, first)
+                self._index(typed)
+                known = _DECODED[key] = _Decoded(typed, self._last, self._first, starts)
                 while len(_DECODED) > _DECODED_KEPT:
                     _DECODED.pop(next(iter(_DECODED)))
-            self._letters, self._names, self._last, self._first = known
-        return self._names
+            else:
+                self._typed, self._last, self._first = known.typed, known.last, known.first
+            if self._on_decoded is not None:
+                self._on_decoded(self, known.starts)
+            self._blob = b""          # decoded for good: the raw table is not needed again
+        assert self._typed is not None
+        return self._typed
+
+    def _index(self, typed: list[str], first: dict[str, int] | None = None) -> None:
+        """Index the typed names: ``first`` (typed name -> its first index, for those that
+        repeat) when known, else found here."""
+        self._typed = typed
+        with no_cyclic_gc():
+            self._last = dict(zip(typed, range(len(typed)), strict=True))
+            if first is None and len(self._last) < len(typed):
+                # the indices that are not their name's last, found at C speed; a Python
+                # step only for those (a few thousand of ~100k)
+                n = len(typed)
+                lasts = map(self._last.__getitem__, typed)
+                first = {}
+                for i in itertools.compress(range(n), map(operator.ne, lasts, range(n))):
+                    first.setdefault(typed[i], i)
+        self._first = first or None
+
+    def repeated(self) -> dict[str, int]:
+        """typed name -> first index, for those more than one symbol has (for the cache)."""
+        self.typed_names()
+        return dict(self._first or {})
 
     def indices_named(self, name: str) -> list[int]:
-        names = self.all_names()
-        last = self._last.get(name)
-        if last is None:
-            return []
-        first = self._first[name] if self._first is not None else last
-        if first == last:
-            return [last]
-        return [i for i in range(first, last + 1) if names[i] == name]
+        typed = self.typed_names()
+        found: list[int] = []
+        for lead in self._leads:
+            key = lead + name
+            last = self._last.get(key)
+            if last is None:
+                continue
+            first = self._first.get(key, last) if self._first is not None else last
+            found += [last] if first == last else [i for i in range(first, last + 1) if typed[i] == key]
+        if len(found) > 1:
+            found.sort()
+        return found
 
     def symbol(self, i: int) -> Symbol:
-        name = self.all_names()[i]
+        typed = self.typed_names()[i]
+        letter, name = typed[:1] or "?", typed[1:]
         addr = self._addrs[i]
-        kind, module, binding = _classify(self._letters[i], addr)
-        return Symbol(name, addr, self._size(i), kind, module, binding, self._letters[i])
+        kind, module, binding = _classify(letter, addr)
+        return Symbol(name, addr, self._size(i), kind, module, binding, letter)
 
     def all_symbols(self) -> list[Symbol]:
-        with _no_cyclic_gc():
-            return _symbols(self.all_names(), self._letters, self._addrs, self.sizes())
+        with no_cyclic_gc():
+            return _symbols(self.all_names(), self.letters(), self._addrs, self.sizes())
 
     def _size(self, i: int) -> int:
         """One symbol's size without sizing them all, when the addresses are in order (they
@@ -294,7 +430,7 @@ class KallsymsSymbols:
 
 
 @contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
+def no_cyclic_gc() -> Iterator[None]:
     """Pause the cycle collector: ~150k acyclic objects would set off full collections
     that cost as much as building them."""
     was = gc.isenabled()
@@ -308,6 +444,8 @@ def _no_cyclic_gc() -> Iterator[None]:
 
 def _sizes(addrs: list[int]) -> list[int]:
     """Each symbol's distance to the next higher address (0 for the last, or across regions)."""
+    if all(map(operator.le, addrs, itertools.islice(addrs, 1, None))):
+        return _sorted_sizes(addrs)
     order = sorted(range(len(addrs)), key=addrs.__getitem__)
     sizes = [0] * len(addrs)
     higher = last = None  # higher: the next address strictly above the current one
@@ -319,6 +457,17 @@ def _sizes(addrs: list[int]) -> list[int]:
         if higher is not None and higher - a <= _MAX_SIZE:
             sizes[i] = higher - a
     return sizes
+
+
+def _sorted_sizes(addrs: list[int]) -> list[int]:
+    """_sizes of addresses already in order (kallsyms is sorted when the kernel is built):
+    the gaps at C speed; only symbols sharing an address (aliases) take a Python step."""
+    gaps = list(map(operator.sub, itertools.islice(addrs, 1, None), addrs))
+    gaps.append(0)
+    for i in range(len(gaps) - 2, -1, -1):
+        if not gaps[i]:             # an alias of the next symbol: its size
+            gaps[i] = gaps[i + 1]
+    return [g if g <= _MAX_SIZE else 0 for g in gaps]
 
 
 def _symbols(names: list[str], letters: str, addrs: list[int], sizes: list[int]) -> list[Symbol]:

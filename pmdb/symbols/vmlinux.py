@@ -14,11 +14,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pmdb.errors import FormatError, PmdbError
-from pmdb.symbols.elf import read_symbols
 from pmdb.symbols.table import Symbol
-from pmdb.types.debugfile import DebugFile
+
+if TYPE_CHECKING:
+    from pmdb.types.debugfile import DebugFile
 
 _BANNER_BYTES = 128
 
@@ -52,7 +54,13 @@ def find_vmlinux(*, release: str, build_id: str, named: Sequence[str], directori
     """The first matching file: those ``named`` (a mismatch is a warning), then the search
     (files found there that differ are warnings too: a stale -dbg package)."""
     found = Found()
-    for path in [*named, *(p for p in candidates(release, build_id, directories) if os.path.isfile(p))]:
+    paths = [*named, *(p for p in candidates(release, build_id, directories) if os.path.isfile(p))]
+    if not paths:
+        return found
+    # pyelftools (~20 ms to import) only when there is a file to read
+    from pmdb.types.debugfile import DebugFile
+
+    for path in paths:
         try:
             debug = DebugFile(path)
         except FormatError as err:
@@ -79,6 +87,8 @@ def mismatch(debug: DebugFile, build_id: str, read_memory: Callable[[int, int], 
         return None if mine == build_id.lower() else f"is build {mine}, the dump's kernel is {build_id}"
     # no build-id on one side: the banner ("Linux version ... #1 SMP Debian ...") must agree
     try:
+        from pmdb.symbols.elf import read_symbols
+
         banner = next((s for s in read_symbols(debug.elf) if s.name == "linux_banner"), None)
         if banner is None:
             return "has no build-id and no linux_banner to compare"
@@ -108,6 +118,8 @@ def data_symbols(debug: DebugFile, lookup: Callable[[str], int | None]) -> list[
     """The vmlinux's object symbols, moved by the image's load offset (KASLR): the
     difference between where ``lookup`` (kallsyms, then VMCOREINFO) puts a data symbol and
     where the vmlinux does; [] when no anchor is known to both."""
+    from pmdb.symbols.elf import read_symbols
+
     symbols = read_symbols(debug.elf, origin=debug.path, kinds=("object",))
     mine = {s.name: s.addr for s in symbols if s.name in _ANCHORS}
     shift = next((loaded - mine[name] for name in _ANCHORS

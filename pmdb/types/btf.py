@@ -10,6 +10,7 @@ targets filled in by the model's lazy ``loader``.
 
 from __future__ import annotations
 
+import sys
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
@@ -72,7 +73,10 @@ class BtfTypes:
     """One BTF blob (with its ``base`` for split BTF) as a pmdb TypeSource."""
 
     def __init__(self, data: bytes | bytearray | memoryview | _Readable, base: BtfTypes | None = None,
-                 *, offset: int = 0, size: int | None = None, ptr_size: int = 8) -> None:
+                 *, offset: int = 0, size: int | None = None, ptr_size: int = 8,
+                 index: tuple[array, array] | None = None) -> None:
+        """``index``: what ``index_arrays()`` gave for the same bytes before (from a cache),
+        checked to fit the type section instead of scanning it again."""
         hdr, blob = _load_blob(data, offset, size)
         self.header = hdr
         self.base = base
@@ -82,11 +86,12 @@ class BtfTypes:
         self._strs = bytes(blob[start + hdr.str_off:start + hdr.str_off + hdr.str_len])
         if hdr.str_len and self._strs[-1] != 0:
             raise FormatError("BTF string section does not end with a NUL byte")
-        self._offs = f.scan(self._words)
+        self._offs = f.scan(self._words) if index is None else f.checked_offsets(self._words, index[0])
         # Split BTF numbers its types and strings after its base's (libbpf's rule).
         self.start_id = base.end_id if base is not None else 1
         self.start_str = base.end_str if base is not None else 0
-        self._name_offs: array | None = None
+        self._name_offs: array | None = None if index is None else f.checked_names(self._words, self._offs, index[1])
+        self._name_bytes: bytes | None = None
         self._kinds: array | None = None
         self._types: dict[int, Type] = {0: VOID}
         self._found: dict[tuple[str, str | None], Type | None] = {}
@@ -105,6 +110,11 @@ class BtfTypes:
 
     def __len__(self) -> int:
         return len(self._offs)
+
+    def index_arrays(self) -> tuple[array, array]:
+        """(where each type record starts, its name offset): what the one scan over the
+        records gives, to cache."""
+        return self._offs, self._names_index()
 
     def _record(self, tid: int) -> tuple[int, int, int, bool, int, int]:
         """(word offset, kind, vlen, kind_flag, name_off, size_or_type) of an own id."""
@@ -218,11 +228,17 @@ class BtfTypes:
 
     def _index(self) -> tuple[array, array]:
         """name_off and kind of every own record, as flat arrays (built once, lazily)."""
-        if self._name_offs is None or self._kinds is None:
+        names = self._names_index()
+        if self._kinds is None:
             w = self._words
-            self._name_offs = array("I", [w[p] for p in self._offs])
             self._kinds = array("B", [(w[p + 1] >> 24) & 31 for p in self._offs])
-        return self._name_offs, self._kinds
+        return names, self._kinds
+
+    def _names_index(self) -> array:
+        """name_off of every own record (what a name search needs; gathered at C speed)."""
+        if self._name_offs is None:
+            self._name_offs = array(self._words.typecode, map(self._words.__getitem__, self._offs))
+        return self._name_offs
 
     def _string_offsets(self, name: str) -> list[int]:
         """Global offsets of the string ``name`` here and in the bases."""
@@ -239,18 +255,26 @@ class BtfTypes:
         return out
 
     def _ids_named(self, name: str) -> Iterator[int]:
-        """Own type ids whose name is ``name``, in id order."""
+        """Own type ids whose name is ``name``, in id order (found in the bytes of the
+        name_off array: bytes.find runs at memchr speed, array.index compares objects)."""
         if not name:
             return
-        names, _ = self._index()
+        raw = self._names_bytes()
+        width = self._words.itemsize
         for off in self._string_offsets(name):
-            i = -1
-            while True:
-                try:
-                    i = names.index(off, i + 1)
-                except ValueError:
-                    break
-                yield self.start_id + i
+            needle = off.to_bytes(width, sys.byteorder)
+            at = raw.find(needle)
+            while at >= 0:
+                if at % width == 0:
+                    yield self.start_id + at // width
+                    at = raw.find(needle, at + width)
+                else:
+                    at = raw.find(needle, at + 1)
+
+    def _names_bytes(self) -> bytes:
+        if self._name_bytes is None:
+            self._name_bytes = self._names_index().tobytes()
+        return self._name_bytes
 
     # -- building Types ------------------------------------------------------------
 

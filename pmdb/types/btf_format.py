@@ -8,6 +8,8 @@ instead of decoding each record, because the kernel's BTF has ~130k of them.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import struct
 import sys
 from array import array
@@ -117,6 +119,35 @@ def scan(w: array) -> array:
     if p != end:
         _diagnose(w)
     return offs
+
+
+_SAMPLE_EVERY = 997    # cached index entries checked against the words (a prime stride)
+
+
+def checked_offsets(w: array, offs: array) -> array:
+    """``offs`` as ``scan(w)`` would give it, from a cache (whose checksum already vouches
+    for its bytes): it must start at 0, increase (sampled), and its last record must end
+    the section; FormatError otherwise (then scan again)."""
+    if len(offs) == 0:
+        if len(w):
+            raise FormatError("cached BTF record offsets are empty")
+        return offs
+    last = offs[-1]
+    picks = offs[::_SAMPLE_EVERY]
+    if offs[0] != 0 or last + 3 > len(w) or not all(map(operator.lt, picks, itertools.islice(picks, 1, None))):
+        raise FormatError("cached BTF record offsets do not fit the type section")
+    info = w[last + 1]
+    k = (info >> 24) & 31
+    if last + 3 + _FIXED[k] + (info & 0xFFFF) * _PER_ITEM[k] != len(w):
+        raise FormatError("cached BTF record offsets do not end with the type section")
+    return offs
+
+
+def checked_names(w: array, offs: array, names: array) -> array:
+    """The cached name offset of every record (as ``w[offs[i]]``), checked in samples."""
+    if len(names) != len(offs) or any(w[offs[i]] != names[i] for i in range(0, len(offs), _SAMPLE_EVERY)):
+        raise FormatError("cached BTF name offsets do not fit the type records")
+    return names
 
 
 def _diagnose(w: array) -> None:

@@ -10,11 +10,13 @@ Those structs' layouts come from the vmlinux BTF itself, not from constants.
 
 from __future__ import annotations
 
+import struct
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pmdb.cache import Cache
+from pmdb.cache import Cache, sealed, unsealed
 from pmdb.errors import CorruptionError, FormatError, PmdbError, quote
 from pmdb.memory.space import AddressSpace, stored_digest
 from pmdb.types.btf import BtfTypes
@@ -53,7 +55,7 @@ def vmlinux_btf(space: AddressSpace, lookup: Callable[[str], int | None],
         raise FormatError(f"cannot read the BTF: {err}") from None
     found = cache.find(stem)
     if found is not None:
-        kept = _usable(found.read_bytes() if found.is_file() else b"", space.ptr_size)
+        kept = _cached(found, space.ptr_size)
         if kept is not None:
             return kept
         _remove(found)                    # damaged since it was written: the dump is the truth
@@ -62,27 +64,59 @@ def vmlinux_btf(space: AddressSpace, lookup: Callable[[str], int | None],
     except PmdbError as err:
         raise FormatError(f"cannot read the BTF: {err}") from None
     btf = BtfTypes(data, ptr_size=space.ptr_size)
-    if _usable(data, space.ptr_size) is not None:
-        cache.store(stem, data)
+    if _has_required(btf):
+        cache.store(stem, _entry(data, btf))
     return btf
 
 
+# A cache entry: the BTF blob, its record offsets and name offsets (what the one scan
+# over ~130k records gives), sealed by a checksum (pmdb.cache.sealed). Bump the number
+# when the layout changes.
+_KIND = b"pmdbbt03"
+_LENGTHS = struct.Struct("<QQ")
+
+
 def _cache_stem(cache: Cache, build_id: str, digest: str) -> Path:
-    """btf/vmlinux-BUILDID-DIGEST: the build-id (from the dump, so only a label, checked to be
+    """btf/btfidx1-BUILDID-DIGEST: the build-id (from the dump, so only a label, checked to be
     a plain word) for people reading the directory, the digest for pmdb."""
     label = build_id[:40] if build_id.isascii() and build_id.isalnum() else "unknown"
-    return cache.path("btf", f"vmlinux-{label}-{digest[:32]}")
+    return cache.path("btf", f"btfidx1-{label}-{digest[:32]}")
 
 
-def _usable(data: bytes, ptr_size: int) -> BtfTypes | None:
-    """The BTF in data when it parses and defines every REQUIRED_STRUCTS; None otherwise."""
+def _entry(data: bytes, btf: BtfTypes) -> bytes:
+    offs, names = btf.index_arrays()
+    return sealed(_KIND, _LENGTHS.pack(len(data), len(offs)) + bytes(data) + offs.tobytes() + names.tobytes())
+
+
+def _cached(path: Path, ptr_size: int) -> BtfTypes | None:
+    """The BTF of a cache entry when it is whole (its checksum), its index fits its type
+    section, and it has what pmdb needs; None otherwise."""
     try:
-        btf = BtfTypes(data, ptr_size=ptr_size)
-        if all(btf.find_type(name, "struct") is not None for name in REQUIRED_STRUCTS):
-            return btf
+        payload = unsealed(_KIND, path.read_bytes())
+    except OSError:
+        return None
+    if payload is None or len(payload) < _LENGTHS.size:
+        return None
+    size, count = _LENGTHS.unpack_from(payload)
+    offs, names = array("I"), array("I")
+    at = _LENGTHS.size + size
+    if at + 2 * count * offs.itemsize != len(payload):
+        return None
+    offs.frombytes(payload[at:at + count * offs.itemsize])
+    names.frombytes(payload[at + count * offs.itemsize:])
+    try:
+        btf = BtfTypes(payload[_LENGTHS.size:at], ptr_size=ptr_size, index=(offs, names))
     except PmdbError:
-        pass
-    return None
+        return None
+    return btf if _has_required(btf) else None
+
+
+def _has_required(btf: BtfTypes) -> bool:
+    """The BTF defines every REQUIRED_STRUCTS (a BTF without them is not worth keeping)."""
+    try:
+        return all(btf.find_type(name, "struct") is not None for name in REQUIRED_STRUCTS)
+    except PmdbError:
+        return False
 
 
 def _remove(path: Path) -> None:

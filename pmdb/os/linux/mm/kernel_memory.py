@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pmdb.arch import Arch, by_name
+from pmdb.cache import Cache
 from pmdb.dumps.vmcoreinfo import VmcoreInfo
 from pmdb.errors import FormatError, SymbolError
 from pmdb.memory.space import AddressSpace
@@ -85,11 +86,11 @@ MoreSymbols = Callable[[VmcoreInfo, AddressSpace, SymbolTable], Iterable[Symbol]
 
 
 def load_kernel_memory(phys: AddressSpace, vmcoreinfo: str | bytes, arch: Arch | None = None,
-                       more_symbols: MoreSymbols | None = None) -> KernelMemory:
+                       more_symbols: MoreSymbols | None = None, cache: Cache | None = None) -> KernelMemory:
     """Kernel virtual memory, layout and vmlinux symbols; modules come later (they need types).
     ``arch`` is the dump's CPU; x86-64 when not given (the only kernel pmdb models yet).
     ``more_symbols`` adds what kallsyms lacks (a debug vmlinux's data symbols) before the
-    layout reads the variables it needs."""
+    layout reads the variables it needs. ``cache`` keeps decoded kallsyms (kallsyms_cache)."""
     info = VmcoreInfo.parse(vmcoreinfo)
     if not info.raw:
         raise FormatError("the dump has no VMCOREINFO: pmdb needs it to find the kernel")
@@ -98,7 +99,7 @@ def load_kernel_memory(phys: AddressSpace, vmcoreinfo: str | bytes, arch: Arch |
     symbols = SymbolTable(first_alias=True)
     problems = []
     try:
-        symbols.add_source(load_kallsyms(space, kallsyms_tables(space, info)))
+        symbols.add_source(load_kallsyms(space, kallsyms_tables(space, info), cache))
     except (SymbolError, FormatError) as err:
         # a kernel pmdb does not know: VMCOREINFO's own symbols still find the log ring
         # (prb), utsname and the page tables, so ::status and ::msgbuf answer
