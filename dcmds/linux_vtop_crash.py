@@ -73,8 +73,6 @@ def crash_vtop_lines(ctx: Context, parts: KernelMemory, addr: int, task: Task | 
         lines += [*_vma_lines(ctx, vma), ""]
     if tr.phys is not None:
         lines += _page_lines(ctx, tr.phys)[0 if page_heading else 1:]
-    elif not user:
-        return lines
     return lines
 
 
