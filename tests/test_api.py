@@ -109,6 +109,9 @@ def test_task_by_pid_and_its_stack_against_crash_bt_and_drgn() -> None:
     dollar_c = [re.sub(r"\(\)( \[\w+\])?$", "", row["function"]) for row in prog.run("0t102$c")]
     ours = [f.symbol.split("`")[-1] for f in stack][:len(dollar_c)]     # module`name: [module] in $c
     assert ours == dollar_c and "oops_end.cold+0x18" in dollar_c
+    # a frame's repr is one short line in hex, not the dataclass's page of decimal registers
+    first = repr(stack[0])
+    assert first.startswith(f"<StackFrame #0 {stack[0].symbol} pc={stack[0].pc:#x}") and "\n" not in first
 
 
 def test_stack_of_a_pid_an_address_or_a_pointer_is_the_same() -> None:

@@ -46,6 +46,12 @@ class StackFrame:
         where = f" ({self.source[0]}:{self.source[1]})" if self.source else ""
         return f"#{self.level:<2} {self.sp:016x} {self.symbol}{where}"
 
+    def __repr__(self) -> str:
+        """Short and in hex, as a debugger shows a frame (the dataclass default is a page of
+        decimal registers)."""
+        where = f" {self.source[0]}:{self.source[1]}" if self.source else ""
+        return f"<StackFrame #{self.level} {self.symbol} pc={self.pc:#x} sp={self.sp:#x}{where}>"
+
 
 class Stack(list[StackFrame]):
     """A thread's frames, innermost first; prints as a ``bt``-like listing."""
