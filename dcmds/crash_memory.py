@@ -14,8 +14,11 @@ from typing import Any
 from pmdb.commands import Context, dcmd
 from pmdb.commands.args import parse_options
 from pmdb.errors import CommandError, FaultError, LimitError, SymbolError
+from pmdb.os.linux.debuginfo import LineAt
 from pmdb.output import Hex
 from pmdb.symbols.table import Symbol
+
+from .source_lines import source_lines
 
 RD_OPTS = {"8": "bits8", "s": "symbols",
            "S": "symbols", "d": "signed", "D": "unsigned", "x": "no_ascii", "a": "ascii",
@@ -175,12 +178,13 @@ def sym(ctx: Context, *args: Any) -> None:
     symbols whose names contain it, -m MODULE a module's symbols, -l every symbol."""
     positional, opts = parse_options("sym", SYM_OPTS, args, SYM_USAGE)
     symbols = ctx.target.symbols
+    line_at = source_lines(ctx)
     if "query" in opts or "module" in opts or opts.get("every"):
         needle = str(opts.get("query", ""))
         module = opts.get("module")
         for s in symbols.search(f"*{needle}*" if needle else "*"):
             if module is None or s.module == module:
-                ctx.out.record({"address": Hex(s.addr), "name": s.name}, text=[_show(ctx, s, 0).rstrip()])
+                ctx.out.record({"address": Hex(s.addr), "name": s.name}, text=[_show(s, 0, line_at).rstrip()])
         if not positional:
             return
     if not positional:
@@ -194,12 +198,12 @@ def sym(ctx: Context, *args: Any) -> None:
             for s in shown:
                 off = offset if s is found else 0
                 ctx.out.record({"address": Hex(s.addr + off), "name": s.name, "offset": off,
-                                "module": s.module}, text=[_show(ctx, s, off)])
+                                "module": s.module}, text=[_show(s, off, line_at)])
             if opts.get("next"):
                 after = symbols.adjacent(found, 1)
                 if after is not None:
                     ctx.out.record({"address": Hex(after.addr), "name": after.name},
-                                   text=[_show(ctx, after, 0)])
+                                   text=[_show(after, 0, line_at)])
 
 
 def _sym_targets(ctx: Context, word: str) -> list[tuple[Symbol, int]]:
@@ -217,9 +221,9 @@ def _sym_targets(ctx: Context, word: str) -> list[tuple[Symbol, int]]:
     return [hit]
 
 
-def _show(ctx: Context, s: Symbol, offset: int) -> str:
-    """crash's show_symbol: ``ADDR (L) name[+off] [module]``, and the (empty, without debug
-    info) line number after a text symbol."""
+def _show(s: Symbol, offset: int, line_at: LineAt | None) -> str:
+    """crash's show_symbol: ``ADDR (L) name[+off] [module]``, then after a text symbol its
+    source line, ``FILE: LINE`` (nothing without debug info, but the space crash leaves)."""
     letter = s.letter or {"func": "t", "object": "d"}.get(s.kind, "?")
     if s.binding == "global" and not s.letter:
         letter = letter.upper()
@@ -228,4 +232,7 @@ def _show(ctx: Context, s: Symbol, offset: int) -> str:
         text += f" [{s.module}]"
     if s.kind == "func":
         text += " "
+        where = line_at(s.addr + offset) if line_at is not None else None
+        if where is not None:
+            text += f"{where[0]}: {where[1]}"
     return text

@@ -26,6 +26,7 @@ from pmdb.types.dwarf_source import SourceLines, cache_label, pyelftools_unit_in
 from tests import kernel_truth as kt
 from tests.conftest import need_fixture
 from tests.linux_vmcore import KASLR
+from tests.test_crash_commands import WITH_LINES
 from tests.test_crash_commands import _golden as crash_golden
 
 RELEASE = "6.1.0-56-amd64"
@@ -144,6 +145,15 @@ def test_equals_crash(command: str, tmp_path: Path) -> None:
     out, err = _run(tmp_path, command)
     assert not err
     assert out.splitlines() == _golden()[command]
+
+
+@pytest.mark.parametrize("command", WITH_LINES)
+def test_sym_gives_crashs_source_lines(command: str, tmp_path: Path) -> None:
+    """crash's sym with the debug vmlinux: each text symbol's ``FILE: LINE`` (the golden file
+    of commands made with it, linux-6.1-x86_64.txt)."""
+    out, err = _run(tmp_path, command)
+    assert not err
+    assert out.splitlines() == crash_golden()[command] and ".c: " in out
 
 
 @pytest.mark.parametrize("command", [c for c in NOT_YET if c.startswith("dis")])
