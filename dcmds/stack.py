@@ -23,6 +23,7 @@ from pmdb.output import Cell, Column, Hex
 from pmdb.target import Target
 from pmdb.threads import Thread
 from pmdb.unwind.frame import Frame
+from pmdb.unwind.params import Param, frame_params
 
 from .linux_stack import bt_command
 from .linux_stack_text import findstack_text, frame_call, kernel_frames
@@ -30,6 +31,7 @@ from .linux_stack_text import frame_address as kernel_frame_address
 from .source_lines import source_lines
 
 _MDB_ARGLIM = 6   # mdb shows at most this many arguments per frame by default
+_GDB_ARGLIM = 32  # gdb's bt shows every parameter
 
 
 @dcmd("$c", addr="optional", aliases=("stack",), synopsis="print the stack backtrace",
@@ -123,7 +125,8 @@ def bt(ctx: Context, *args: Any, active: bool = False, full: bool = False, text:
     for n, thread in enumerate(threads):
         if active:
             ctx.out.line(("\n" if n else "") + f"thread {thread.id}:")
-        _print_frames(ctx, thread, target.stack(thread), with_fp=False, nargs=0)
+        # as gdb's bt: each frame's parameters where DWARF names them, nothing else
+        _print_frames(ctx, thread, target.stack(thread), with_fp=False, nargs=_GDB_ARGLIM, dwarf_only=True)
 
 
 def findstack_lines(target: Target, thread: Thread, frames: list[Frame], verbose: bool,
@@ -210,37 +213,63 @@ CALL_COLUMNS = (replace(FRAME_COLUMNS[0], text=False), replace(FRAME_COLUMNS[1],
 
 
 def _frame_rows(target: Target, thread: Thread, frames: list[Frame], nargs: int,
-                line_at: LineAt | None = None, suffix: bool = False) -> list[list[Cell]]:
+                line_at: LineAt | None = None, suffix: bool = False,
+                dwarf_only: bool = False) -> list[list[Cell]]:
     """One row per frame; ``line_at``: its source line in the file/line columns (and, with
     ``suffix``, after the call as `` at FILE:LINE``)."""
     width = target.arch.ptr_size * 2
     rows: list[list[Cell]] = []
     for f in _shown(target, frames):
         where = line_at(lookup_address(f)) if line_at is not None else None
-        call = _call(target, f, nargs)
+        call = _call(target, f, nargs, dwarf_only)
         if suffix and where is not None:
             call += f" at {where[0]}:{where[1]}"
         rows.append([Hex(_address(target, f), width), call, f.level, thread.id,
                      Hex(thread.address) if thread.address is not None else None, Hex(f.pc), Hex(f.sp),
-                     [Hex(a) for a in _args(target, f, nargs)], f.method, f.note or None,
+                     _arg_cells(target, f, nargs, dwarf_only), f.method, f.note or None,
                      where[0] if where else None, where[1] if where else None])
     return rows
 
 
 def _print_frames(ctx: Context, thread: Thread, frames: list[Frame], *, with_fp: bool,
-                  nargs: int, lines: bool = False) -> None:
+                  nargs: int, lines: bool = False, dwarf_only: bool = False) -> None:
     line_at = source_lines(ctx) if lines else None
     ctx.out.table(FRAME_COLUMNS if with_fp else CALL_COLUMNS,
-                  _frame_rows(ctx.target, thread, frames, nargs, line_at, suffix=True),
+                  _frame_rows(ctx.target, thread, frames, nargs, line_at, suffix=True, dwarf_only=dwarf_only),
                   header=False, fit=False)
     _report_stop(ctx, thread, frames)
 
 
-def _call(target: Target, frame: Frame, nargs: int) -> str:
-    args = ", ".join(f"{a:x}" for a in _args(target, frame, nargs))
+def _call(target: Target, frame: Frame, nargs: int, dwarf_only: bool = False) -> str:
+    params = _params(target, frame) if nargs > 0 else None
+    if params is not None:
+        args = ", ".join(p.text for p in params[:nargs])
+    else:
+        args = "" if dwarf_only else ", ".join(f"{a:x}" for a in _args(target, frame, nargs))
     if _is_kernel(target):
         return frame_call(target.symbols.resolve, frame, args)
     return f"{target.describe(frame.pc, call_site=frame.call_site)}({args})"
+
+
+def _params(target: Target, frame: Frame) -> list[Param] | None:
+    """A user-core frame's parameters by name from DWARF (the object's debug file or its own
+    -g), None where no DWARF describes its function."""
+    if _is_kernel(target):
+        return None
+    object_at = getattr(getattr(target.os, "objects", None), "object_at", None)
+    obj = object_at(frame.lookup_pc) if object_at is not None else None
+    if obj is None:
+        return None
+    return frame_params(obj, frame, target.arch, target.memory)
+
+
+def _arg_cells(target: Target, frame: Frame, nargs: int, dwarf_only: bool = False) -> list[Any]:
+    """The args column of a frame's JSON row: {name, value} per DWARF parameter (value None
+    where it is not known), else the ABI's words."""
+    params = _params(target, frame) if nargs > 0 else None
+    if params is not None:
+        return [{"name": p.name, "value": None if p.value is None else Hex(p.value)} for p in params[:nargs]]
+    return [] if dwarf_only else [Hex(a) for a in _args(target, frame, nargs)]
 
 
 def _address(target: Target, frame: Frame) -> int:

@@ -20,7 +20,7 @@ from elftools.dwarf.dwarfinfo import DebugSectionDescriptor, DwarfConfig, DWARFI
 from elftools.dwarf.ranges import BaseAddressEntry
 from elftools.elf.elffile import ELFFile
 
-_FOREIGN = (ELFError, DWARFError, OSError, ValueError, KeyError, IndexError, struct.error,
+FOREIGN = (ELFError, DWARFError, OSError, ValueError, KeyError, IndexError, struct.error,
             AssertionError, TypeError, AttributeError)
 _NAME_HOPS = 4           # abstract_origin / specification links followed to find a name
 
@@ -43,7 +43,7 @@ class FunctionNames:
             return None
         try:
             unit = self._unit_of(addr)
-        except _FOREIGN:
+        except FOREIGN:
             self._broken = True         # one damaged file is one miss, not a stream of errors
             return None
         if unit is None:
@@ -72,7 +72,7 @@ class FunctionNames:
         offset = ranges[i][2]
         if offset not in self._units:
             if self._dwarf is None:
-                self._dwarf = _names_dwarf(self._elf)
+                self._dwarf = partial_dwarf(self._elf)
             self._units[offset] = _functions(self._dwarf.get_CU_at(offset))
         return self._units[offset]
 
@@ -83,12 +83,14 @@ _ALL = ("info", "aranges", "abbrev", "frame", "str", "loc", "ranges", "line", "p
         "pubnames", "addr", "str_offsets", "line_str", "loclists", "rnglists", "sup", "types")
 
 
-def _names_dwarf(elf: ELFFile) -> DWARFInfo:
-    """A DWARFInfo over only the sections function names need (each inflated once when
-    SHF_COMPRESSED: pyelftools' Section.data() does it)."""
+def partial_dwarf(elf: ELFFile, locations: bool = False) -> DWARFInfo:
+    """A DWARFInfo over only the sections function names need, and with ``locations`` the
+    location lists parameters need (each inflated once when SHF_COMPRESSED: pyelftools'
+    Section.data() does it)."""
     sections: dict[str, DebugSectionDescriptor | None] = {}
+    needed = _NEEDED + ("loc", "loclists") if locations else _NEEDED
     for short in _ALL:
-        sec = elf.get_section_by_name(f".debug_{short}") if short in _NEEDED else None
+        sec = elf.get_section_by_name(f".debug_{short}") if short in needed else None
         if sec is None or sec["sh_type"] == "SHT_NOBITS":
             sections[f"debug_{short}_sec"] = None
             continue
@@ -152,7 +154,7 @@ def _functions(cu: Any) -> tuple[list[int], list[tuple[int, int, str, int]]]:
         if low is not None and high is not None:
             parts = [(low.value, high.value if high.form == "DW_FORM_addr" else low.value + high.value)]
         elif "DW_AT_ranges" in attrs:
-            parts = _ranges(cu, attrs["DW_AT_ranges"], base)
+            parts = range_parts(cu, attrs["DW_AT_ranges"], base)
         else:
             continue
         name = _name(die) if parts else None
@@ -162,7 +164,7 @@ def _functions(cu: Any) -> tuple[list[int], list[tuple[int, int, str, int]]]:
     return [f[0] for f in out], out
 
 
-def _ranges(cu: Any, attr: Any, base: int) -> list[tuple[int, int]]:
+def range_parts(cu: Any, attr: Any, base: int) -> list[tuple[int, int]]:
     """The [low, high) parts of a DW_AT_ranges (an offset into .debug_ranges/.debug_rnglists;
     the indexed form of split DWARF is not read)."""
     if attr.form not in ("DW_FORM_sec_offset", "DW_FORM_data4", "DW_FORM_data8"):
