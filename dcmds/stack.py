@@ -40,9 +40,12 @@ def stack_c(ctx: Context, nargs: int = 0, lines: bool = False) -> None:
     """The current thread's stack (or that of the thread whose id is given as the
     address: a tid on a user core, a task_struct address or pid on a kernel),
     innermost frame first, one ``function+offset(args)`` line per frame.
-    Arguments are shown only where the ABI leaves them findable (i386 stack words,
-    SPARC %i registers) and only as many as ``nargs`` asks for; x86-64 passes them in
-    registers that the callee may have reused, so they print as ``()``. -l (a kernel with
+    Arguments (as many as ``nargs`` asks for) are, on a user core whose function has DWARF
+    (-g, or a separate debug file), its parameters by name as gdb shows them
+    (``kind=kind@entry=1``: the value at pc and the one the caller passed, from its call
+    site; ``<optimized out>`` where neither can be known); otherwise what the ABI leaves
+    findable (i386 stack words, SPARC %i registers); x86-64 passes them in registers that
+    the callee may have reused, so without DWARF they print as ``()``. -l (a kernel with
     its debug vmlinux or a module's debug file): `` at FILE:LINE`` after each frame, the
     line of the call a return address comes back to, as gdb shows it."""
     thread, frames = _stack(ctx)
@@ -113,7 +116,7 @@ def bt(ctx: Context, *args: Any, active: bool = False, full: bool = False, text:
     a kdump. -s: each frame's ``func+offset`` (-s -x: in hex); -e: every exception
     frame (pt_regs) found by searching the stack, stale ones too; -l: each frame's source
     file and line under it, from the debug vmlinux and modules' debug files. On a user core, bt is $c
-    (-a: every thread)."""
+    with every frame's DWARF parameters, as gdb's bt shows them (-a: every thread)."""
     target = ctx.target
     if ctx.is_kernel:
         # crash's exact text (or its JSON records) comes whole from linux_stack.py
@@ -142,9 +145,9 @@ def findstack_lines(target: Target, thread: Thread, frames: list[Frame], verbose
     top = frames[0]
     lines = [f"stack pointer for thread {thread.id}: {top.sp:x}"]
     if top.pc:
-        lines.append(f"[ {top.sp:0{width}x} {_call(target, top, nargs)} ]")
-    for frame in frames[1:]:
-        lines.append(f"  {frame_address(target, frame):0{width}x} {_call(target, frame, nargs)}")
+        lines.append(f"[ {top.sp:0{width}x} {_call(target, frames, 0, nargs)} ]")
+    for i, frame in enumerate(frames[1:], 1):
+        lines.append(f"  {frame_address(target, frame):0{width}x} {_call(target, frames, i, nargs)}")
     return lines
 
 
@@ -219,14 +222,15 @@ def _frame_rows(target: Target, thread: Thread, frames: list[Frame], nargs: int,
     ``suffix``, after the call as `` at FILE:LINE``)."""
     width = target.arch.ptr_size * 2
     rows: list[list[Cell]] = []
-    for f in _shown(target, frames):
+    shown = _shown(target, frames)
+    for i, f in enumerate(shown):
         where = line_at(lookup_address(f)) if line_at is not None else None
-        call = _call(target, f, nargs, dwarf_only)
+        call = _call(target, shown, i, nargs, dwarf_only)
         if suffix and where is not None:
             call += f" at {where[0]}:{where[1]}"
         rows.append([Hex(_address(target, f), width), call, f.level, thread.id,
                      Hex(thread.address) if thread.address is not None else None, Hex(f.pc), Hex(f.sp),
-                     _arg_cells(target, f, nargs, dwarf_only), f.method, f.note or None,
+                     _arg_cells(target, shown, i, nargs, dwarf_only), f.method, f.note or None,
                      where[0] if where else None, where[1] if where else None])
     return rows
 
@@ -240,8 +244,9 @@ def _print_frames(ctx: Context, thread: Thread, frames: list[Frame], *, with_fp:
     _report_stop(ctx, thread, frames)
 
 
-def _call(target: Target, frame: Frame, nargs: int, dwarf_only: bool = False) -> str:
-    params = _params(target, frame) if nargs > 0 else None
+def _call(target: Target, frames: list[Frame], index: int, nargs: int, dwarf_only: bool = False) -> str:
+    frame = frames[index]
+    params = _params(target, frames, index) if nargs > 0 else None
     if params is not None:
         args = ", ".join(p.text for p in params[:nargs])
     else:
@@ -251,25 +256,26 @@ def _call(target: Target, frame: Frame, nargs: int, dwarf_only: bool = False) ->
     return f"{target.describe(frame.pc, call_site=frame.call_site)}({args})"
 
 
-def _params(target: Target, frame: Frame) -> list[Param] | None:
+def _params(target: Target, frames: list[Frame], index: int) -> list[Param] | None:
     """A user-core frame's parameters by name from DWARF (the object's debug file or its own
-    -g), None where no DWARF describes its function."""
+    -g), with gdb's entry values; None where no DWARF describes its function."""
     if _is_kernel(target):
         return None
     object_at = getattr(getattr(target.os, "objects", None), "object_at", None)
-    obj = object_at(frame.lookup_pc) if object_at is not None else None
-    if obj is None:
+    if object_at is None:
         return None
-    return frame_params(obj, frame, target.arch, target.memory)
+    return frame_params(frames, index, target.arch, target.memory, object_at)
 
 
-def _arg_cells(target: Target, frame: Frame, nargs: int, dwarf_only: bool = False) -> list[Any]:
-    """The args column of a frame's JSON row: {name, value} per DWARF parameter (value None
-    where it is not known), else the ABI's words."""
-    params = _params(target, frame) if nargs > 0 else None
+def _arg_cells(target: Target, frames: list[Frame], index: int, nargs: int,
+               dwarf_only: bool = False) -> list[Any]:
+    """The args column of a frame's JSON row: {name, value, entry} per DWARF parameter (None
+    where not known), else the ABI's words."""
+    params = _params(target, frames, index) if nargs > 0 else None
     if params is not None:
-        return [{"name": p.name, "value": None if p.value is None else Hex(p.value)} for p in params[:nargs]]
-    return [] if dwarf_only else [Hex(a) for a in _args(target, frame, nargs)]
+        return [{"name": p.name, "value": None if p.value is None else Hex(p.value),
+                 "entry": None if p.entry is None else Hex(p.entry)} for p in params[:nargs]]
+    return [] if dwarf_only else [Hex(a) for a in _args(target, frames[index], nargs)]
 
 
 def _address(target: Target, frame: Frame) -> int:

@@ -40,25 +40,35 @@ _ORIGIN_HOPS = 4
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter: ``value`` None when its location is unknown at this pc."""
+    """One parameter: ``value`` at the frame's pc and ``entry``, its value when the function
+    was entered (from the caller's call site); each None when it cannot be known."""
 
     name: str
     value: int | None
     size: int
     pointer: bool = False
     signed: bool = False
+    entry: int | None = None
 
     @property
     def text(self) -> str:
-        """As gdb prints a scalar: a pointer in hex, an integer in decimal."""
-        if self.value is None:
-            return f"{self.name}=<optimized out>"
+        """As gdb's bt prints it (``print entry-values default``): ``n=5``, ``n=n@entry=5``
+        when both are known and equal, ``n=6, n@entry=5`` when they differ,
+        ``n=<optimized out>, n@entry=5``, or ``n=<optimized out>``."""
+        if self.value is not None and self.entry == self.value:
+            return f"{self.name}={self.name}@entry={self._scalar(self.value)}"
+        now = "<optimized out>" if self.value is None else self._scalar(self.value)
+        if self.entry is None:
+            return f"{self.name}={now}"
+        return f"{self.name}={now}, {self.name}@entry={self._scalar(self.entry)}"
+
+    def _scalar(self, value: int) -> str:
+        """A pointer in hex, an integer in decimal (negative when its type is signed)."""
         if self.pointer:
-            return f"{self.name}={self.value:#x}"
-        value = self.value
+            return f"{value:#x}"
         if self.signed and 0 < self.size <= 8 and value >> (8 * self.size - 1):
             value -= 1 << (8 * self.size)
-        return f"{self.name}={value}"
+        return str(value)
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,8 @@ class FrameState:
     ptr_size: int
     little: bool
     bias: int = 0            # the object's load bias (DW_OP_addr is a link-time address)
+    # a register's value when the function was entered (DWARF number -> value or None)
+    entry: Callable[[int], int | None] | None = None
 
 
 class FrameParams:
@@ -82,7 +94,8 @@ class FrameParams:
         self._dwarf: Any = None
         self._aranges: tuple[list[int], list[tuple[int, int, int]]] | None = None
         self._broken = False
-        self._units: dict[int, list[tuple[int, int, Any]]] = {}
+        self._units: dict[int, list[tuple[int, int, Any, int]]] = {}
+        self._sites: dict[int, dict[int, dict[int, list[int]]]] = {}   # subprogram -> return pc -> reg -> value
 
     def params_at(self, pc: int, state: FrameState) -> list[Param] | None:
         """None when no DWARF subprogram holds pc (or the DWARF cannot be read)."""
@@ -92,13 +105,38 @@ class FrameParams:
             found = self._subprogram(pc)
             if found is None:
                 return None
-            die, cu = found
-            return _params(die, cu, pc, state, self._dwarf)
+            die, cu, entry = found
+            return _params(die, cu, pc, entry, state, self._dwarf)
         except FOREIGN:
             self._broken = True         # one damaged file is one miss, not an error per frame
             return None
 
-    def _subprogram(self, pc: int) -> tuple[Any, Any] | None:
+    def call_value(self, return_pc: int, regno: int, state: FrameState) -> int | None:
+        """The value the call returning to return_pc passed in DWARF register regno, from the
+        call site's DW_TAG_call_site_parameter (evaluated in the calling frame, ``state``)."""
+        if self._broken:
+            return None
+        try:
+            found = self._subprogram(return_pc - 1)
+            if found is None:
+                return None
+            die, cu, _ = found
+            sites = self._sites.get(die.offset)
+            if sites is None:
+                sites = self._sites[die.offset] = _call_sites(die)
+            expr = sites.get(return_pc, {}).get(regno)
+            if expr is None:
+                return None
+            exprs = DWARFExprParser(cu.structs)
+            parser = LocationParser(self._dwarf.location_lists())
+            base = _frame_base(die, cu, return_pc - 1, parser, exprs, state)
+            return _evaluate(exprs.parse_expr(expr), state, base, state.ptr_size, want="value")
+        except FOREIGN:
+            self._broken = True
+            return None
+
+    def _subprogram(self, pc: int) -> tuple[Any, Any, int] | None:
+        """(DIE, unit, entry pc) of the subprogram whose code holds pc."""
         if self._aranges is None:
             section = self._elf.get_section_by_name(".debug_aranges")
             if section is None or self._elf.get_section_by_name(".debug_info") is None:
@@ -115,15 +153,16 @@ class FrameParams:
         if offset not in self._units:
             self._units[offset] = _subprograms(self._dwarf.get_CU_at(offset))
         cu = self._dwarf.get_CU_at(offset)
-        for lo, hi, die in self._units[offset]:
+        for lo, hi, die, entry in self._units[offset]:
             if lo <= pc < hi:
-                return die, cu
+                return die, cu, entry
         return None
 
 
-def _subprograms(cu: Any) -> list[tuple[int, int, Any]]:
-    """Each pc range of the unit's top-level subprograms with its DIE."""
-    out: list[tuple[int, int, Any]] = []
+def _subprograms(cu: Any) -> list[tuple[int, int, Any, int]]:
+    """Each pc range of the unit's top-level subprograms with its DIE and the function's
+    entry (its first range's start)."""
+    out: list[tuple[int, int, Any, int]] = []
     top = cu.get_top_DIE()
     base_attr = top.attributes.get("DW_AT_low_pc")
     base = base_attr.value if base_attr is not None else 0
@@ -134,13 +173,53 @@ def _subprograms(cu: Any) -> list[tuple[int, int, Any]]:
         low, high = attrs.get("DW_AT_low_pc"), attrs.get("DW_AT_high_pc")
         if low is not None and high is not None:
             hi = high.value if high.form == "DW_FORM_addr" else low.value + high.value
-            out.append((low.value, hi, die))
+            out.append((low.value, hi, die, low.value))
         elif "DW_AT_ranges" in attrs:
-            out += [(lo, hi, die) for lo, hi in range_parts(cu, attrs["DW_AT_ranges"], base)]
+            parts = range_parts(cu, attrs["DW_AT_ranges"], base)
+            out += [(lo, hi, die, parts[0][0]) for lo, hi in parts]
     return out
 
 
-def _params(die: Any, cu: Any, pc: int, state: FrameState, dwarf: Any) -> list[Param]:
+_CALL_SITES = ("DW_TAG_call_site", "DW_TAG_GNU_call_site")
+_SITE_PARAMS = ("DW_TAG_call_site_parameter", "DW_TAG_GNU_call_site_parameter")
+_MAX_SITE_DIES = 200_000      # a subprogram's subtree walked for call sites: bounded
+
+
+def _call_sites(die: Any) -> dict[int, dict[int, list[int]]]:
+    """return pc -> {DWARF register: the DW_AT_call_value expression} of every call site in
+    a subprogram (nested in blocks and inlined subroutines too)."""
+    out: dict[int, dict[int, list[int]]] = {}
+    todo, seen = [die], 0
+    while todo and seen < _MAX_SITE_DIES:
+        for child in todo.pop().iter_children():
+            seen += 1
+            if child.tag in _CALL_SITES:
+                attrs = child.attributes
+                ret = attrs.get("DW_AT_call_return_pc") or attrs.get("DW_AT_low_pc")
+                if ret is not None:
+                    out[ret.value] = _site_values(child)
+            elif child.has_children:
+                todo.append(child)
+    return out
+
+
+def _site_values(site: Any) -> dict[int, list[int]]:
+    values: dict[int, list[int]] = {}
+    for param in site.iter_children():
+        if param.tag not in _SITE_PARAMS:
+            continue
+        attrs = param.attributes
+        loc = attrs.get("DW_AT_location")
+        value = attrs.get("DW_AT_call_value") or attrs.get("DW_AT_GNU_call_site_value")
+        if loc is None or value is None or not isinstance(loc.value, list) or len(loc.value) != 1:
+            continue
+        op = loc.value[0]
+        if 0x50 <= op <= 0x6F and isinstance(value.value, list):       # DW_OP_reg0..31
+            values[op - 0x50] = value.value
+    return values
+
+
+def _params(die: Any, cu: Any, pc: int, entry_pc: int, state: FrameState, dwarf: Any) -> list[Param]:
     version = cu["version"]
     parser = LocationParser(dwarf.location_lists())
     exprs = DWARFExprParser(cu.structs)
@@ -157,9 +236,23 @@ def _params(die: Any, cu: Any, pc: int, state: FrameState, dwarf: Any) -> list[P
         value = None
         if expr is not None:
             value = _evaluate(exprs.parse_expr(expr), state, frame_base, size)
+        entry = _entry_value(child, cu, version, entry_pc, parser, exprs, state, size)
         shown = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name or "?")
-        out.append(Param(shown, value, size, pointer, signed))
+        out.append(Param(shown, value, size, pointer, signed, entry))
     return out
+
+
+def _entry_value(param: Any, cu: Any, version: int, entry_pc: int, parser: LocationParser,
+                 exprs: DWARFExprParser, state: FrameState, size: int) -> int | None:
+    """The parameter's value at the function's entry, where its location there is a register
+    and the caller's call site says what it passed in it (gdb's ``@entry``)."""
+    if state.entry is None:
+        return None
+    expr = _expression_at(param, cu, version, entry_pc, parser)
+    if expr is None or len(expr) != 1 or not 0x50 <= expr[0] <= 0x6F:
+        return None
+    value = state.entry(expr[0] - 0x50)
+    return None if value is None else _mask(value, size)
 
 
 def _frame_base(die: Any, cu: Any, pc: int, parser: LocationParser, exprs: DWARFExprParser,
@@ -171,7 +264,7 @@ def _frame_base(die: Any, cu: Any, pc: int, parser: LocationParser, exprs: DWARF
     if len(ops) == 1 and ops[0].op_name == "DW_OP_call_frame_cfa":
         return state.cfa
     # a register (DW_OP_bregN off) as frame base: its value plus the offset is the address
-    return _evaluate(ops, state, None, state.ptr_size, want_address=True)
+    return _evaluate(ops, state, None, state.ptr_size, want="address")
 
 
 def _expression_at(die: Any, cu: Any, version: int, pc: int, parser: LocationParser,
@@ -242,10 +335,12 @@ _REGISTER_OPS = {0x50 + n: n for n in range(32)}      # DW_OP_reg0..31: the valu
 
 
 def _evaluate(ops: list[Any], state: FrameState, frame_base: int | None, size: int,
-              want_address: bool = False) -> int | None:
-    """The value an expression locates (read from memory unless it names a register or is a
-    stack value), or None when it cannot be worked out here. The stack machine is the CFI
-    one (unwind.cfi.evaluate_expr); the location forms around it are read here."""
+              want: str = "location") -> int | None:
+    """What an expression gives, or None when it cannot be worked out here: for a
+    "location", the value there (read from memory unless it names a register or is a stack
+    value); for an "address" or a "value" (a call site's DW_AT_call_value), the top of the
+    stack. The stack machine is the CFI one (unwind.cfi.evaluate_expr); the location forms
+    and entry values around it are read here."""
     if not ops or len(ops) > _MAX_OPS:
         return None
     try:
@@ -255,8 +350,8 @@ def _evaluate(ops: list[Any], state: FrameState, frame_base: int | None, size: i
             return _mask(_register(state, number), size)
         if len(ops) == 2 and ops[1].op_name == "DW_OP_implicit_value":
             return None
-        is_value = ops[-1].op_name == "DW_OP_stack_value"
-        body = list(ops[:-1] if is_value else ops)
+        is_value = want == "value" or ops[-1].op_name == "DW_OP_stack_value"
+        body = list(ops[:-1] if ops[-1].op_name == "DW_OP_stack_value" else ops)
         push: tuple[int, ...] = ()
         if body and body[0].op_name == "DW_OP_fbreg":
             if frame_base is None:
@@ -266,15 +361,35 @@ def _evaluate(ops: list[Any], state: FrameState, frame_base: int | None, size: i
             if state.cfa is None:
                 return None
             push, body = (state.cfa,), body[1:]
-        body = [_relocated(op, state) for op in body]
+        body = [_resolved(op, state) for op in body]
         top = evaluate_expr(body, reg=lambda n: _register(state, n),
                             deref=lambda a: _read_int(state, a, state.ptr_size),
                             mask=_word(state), push=push)
         if is_value:
             return _mask(top, size)
-        return top if want_address else _read_int(state, top, size)
+        return top if want == "address" else _read_int(state, top, size)
     except (_Unknown, FormatError, IndexError, KeyError, ValueError, OverflowError, struct.error):
-        return None      # entry values, pieces, typed ops: gdb's <optimized out> here too
+        return None      # pieces, typed ops, unknown registers: gdb's <optimized out> here too
+
+
+_ENTRY_VALUE = ("DW_OP_entry_value", "DW_OP_GNU_entry_value")
+
+
+def _resolved(op: Any, state: FrameState) -> Any:
+    """An op the CFI machine can run: DW_OP_addr moved by the object's load bias (it names a
+    link-time address), and the entry value of a register (DW_OP_entry_value(DW_OP_regN))
+    taken from the caller's call site as a constant."""
+    if op.op_name == "DW_OP_addr" and state.bias:
+        return op._replace(args=[op.args[0] + state.bias])
+    if op.op_name in _ENTRY_VALUE:
+        inner = op.args[0] if op.args else []
+        if state.entry is None or len(inner) != 1 or inner[0].op not in _REGISTER_OPS:
+            raise _Unknown
+        value = state.entry(_REGISTER_OPS[inner[0].op])
+        if value is None:
+            raise _Unknown
+        return op._replace(op_name="DW_OP_constu", args=[value])
+    return op
 
 
 def _relocated(op: Any, state: FrameState) -> Any:
@@ -312,12 +427,27 @@ def _mask(value: int, size: int) -> int:
 
 
 _READERS: weakref.WeakKeyDictionary[Any, FrameParams] = weakref.WeakKeyDictionary()
+_MAX_ENTRY_DEPTH = 8          # callers asked in turn for an entry value (gdb follows a chain too)
 
 
-def frame_params(obj: Any, frame: Frame, arch: Arch, memory: AddressSpace) -> list[Param] | None:
-    """The parameters of a user-core frame whose code is in ``obj`` (an ObjectFile: its
-    debug file's DWARF, else its own), evaluated against what the unwinder knows of the
-    frame; None without DWARF for its pc."""
+def frame_params(frames: list[Frame], index: int, arch: Arch, memory: AddressSpace,
+                 object_at: Callable[[int], Any]) -> list[Param] | None:
+    """The parameters of frames[index] of a user-core stack, whose code is in the object
+    ``object_at(pc)`` gives (an ObjectFile: its debug file's DWARF, else its own); values
+    from what the unwinder knows of the frame, entry values from its callers' call sites.
+    None without DWARF for its pc."""
+    frame = frames[index]
+    obj = object_at(frame.lookup_pc)
+    reader = _reader(obj)
+    if reader is None:
+        return None
+    state = _state(frames, index, obj, arch, memory, object_at, 0)
+    return reader.params_at(frame.lookup_pc - obj.bias, state)
+
+
+def _reader(obj: Any) -> FrameParams | None:
+    if obj is None:
+        return None
     reader = _READERS.get(obj)
     if reader is None:
         try:
@@ -327,11 +457,28 @@ def frame_params(obj: Any, frame: Frame, arch: Arch, memory: AddressSpace) -> li
         reader = FrameParams(elf)
         with contextlib.suppress(TypeError):      # not weak-referenceable: no cache
             _READERS[obj] = reader
+    return reader
+
+
+def _state(frames: list[Frame], index: int, obj: Any, arch: Arch, memory: AddressSpace,
+           object_at: Callable[[int], Any], depth: int) -> FrameState:
+    frame = frames[index]
     numbers = {name: number for number, name in arch.dwarf_regs.items()}
     regs = {numbers[name]: value for name, value in frame.regs.items() if name in numbers}
 
-    def read(addr: int, size: int) -> bytes:
-        return memory.read(addr, size)
+    def entry(regno: int) -> int | None:
+        """What the caller passed in regno: its call site's value, evaluated in its frame."""
+        if depth >= _MAX_ENTRY_DEPTH or index + 1 >= len(frames):
+            return None
+        caller = frames[index + 1]
+        if not caller.call_site:          # frames[index] was interrupted (a signal), not called
+            return None
+        caller_obj = object_at(caller.lookup_pc)
+        reader = _reader(caller_obj)
+        if reader is None:
+            return None
+        state = _state(frames, index + 1, caller_obj, arch, memory, object_at, depth + 1)
+        return reader.call_value(caller.pc - caller_obj.bias, regno, state)
 
-    state = FrameState(regs, frame.cfa, read, arch.ptr_size, arch.byteorder == "little", bias=obj.bias)
-    return reader.params_at(frame.lookup_pc - obj.bias, state)
+    return FrameState(regs, frame.cfa, memory.read, arch.ptr_size, arch.byteorder == "little",
+                      bias=obj.bias, entry=entry)
