@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import io
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 from elftools.common.exceptions import DWARFError, ELFError
@@ -25,13 +26,36 @@ FOREIGN = (ELFError, DWARFError, OSError, ValueError, KeyError, IndexError, stru
 _NAME_HOPS = 4           # abstract_origin / specification links followed to find a name
 
 
+class UnitRanges:
+    """``unit_at(link_addr)``: the .debug_info offset of the unit whose code holds an address,
+    from .debug_aranges, read on first use. ``missing`` when the file has no DWARF to ask."""
+
+    def __init__(self, elf: ELFFile) -> None:
+        self._elf = elf
+        self._aranges: tuple[list[int], list[tuple[int, int, int]]] | None = None
+        self.missing = False
+
+    def unit_at(self, addr: int) -> int | None:
+        if self._aranges is None:
+            aranges = self._elf.get_section_by_name(".debug_aranges")
+            if self._elf.get_section_by_name(".debug_info") is None or aranges is None:
+                self.missing = True
+                return None
+            self._aranges = parse_aranges(aranges.data(), self._elf.little_endian)
+        starts, ranges = self._aranges
+        i = bisect.bisect_right(starts, addr) - 1
+        if i < 0 or not addr < ranges[i][1]:
+            return None             # data, or code without DWARF: .debug_info stays unread
+        return ranges[i][2]
+
+
 class FunctionNames:
     """``function_at(link_addr)``: the DWARF function whose low_pc..high_pc holds it."""
 
     def __init__(self, elf: ELFFile) -> None:
         self._elf = elf
         self._dwarf: Any = None
-        self._aranges: tuple[list[int], list[tuple[int, int, int]]] | None = None
+        self._ranges = UnitRanges(elf)
         self._broken = False
         self._units: dict[int, tuple[list[int], list[tuple[int, int, str, int]]]] = {}
 
@@ -59,17 +83,10 @@ class FunctionNames:
         return None
 
     def _unit_of(self, addr: int) -> tuple[list[int], list[tuple[int, int, str, int]]] | None:
-        if self._aranges is None:
-            aranges = self._elf.get_section_by_name(".debug_aranges")
-            if self._elf.get_section_by_name(".debug_info") is None or aranges is None:
-                self._broken = True
-                return None
-            self._aranges = parse_aranges(aranges.data(), self._elf.little_endian)
-        starts, ranges = self._aranges
-        i = bisect.bisect_right(starts, addr) - 1
-        if i < 0 or not addr < ranges[i][1]:
-            return None             # data, or code without DWARF: .debug_info stays unread
-        offset = ranges[i][2]
+        offset = self._ranges.unit_at(addr)
+        if offset is None:
+            self._broken = self._ranges.missing
+            return None
         if offset not in self._units:
             if self._dwarf is None:
                 self._dwarf = partial_dwarf(self._elf)
@@ -139,10 +156,24 @@ def parse_aranges(data: bytes, little: bool) -> tuple[list[int], list[tuple[int,
 
 def _functions(cu: Any) -> tuple[list[int], list[tuple[int, int, str, int]]]:
     """(starts, [(low, high, name, entry)]) of each pc range of a unit's top-level subprograms,
-    by start; a function split in parts (DW_AT_ranges: foo and foo.cold) has a row per part,
+    by start (see subprogram_parts)."""
+    out: list[tuple[int, int, str, int]] = []
+    names: dict[int, str | None] = {}
+    for lo, hi, die, entry in subprogram_parts(cu):
+        if die.offset not in names:
+            names[die.offset] = _name(die)
+        name = names[die.offset]
+        if name:
+            out.append((lo, hi, name, entry))
+    out.sort(key=lambda f: f[0])          # stable: equal starts keep their DIE order
+    return [f[0] for f in out], out
+
+
+def subprogram_parts(cu: Any) -> Iterator[tuple[int, int, Any, int]]:
+    """(low, high, DIE, entry) of each pc range of a unit's top-level subprograms, in DIE
+    order; a function split in parts (DW_AT_ranges: foo and foo.cold) has a row per part,
     each with the function's entry (its first range's start, as gdb takes it). Subtrees are
     skipped by DW_AT_sibling: a fifth of the DIEs."""
-    out: list[tuple[int, int, str, int]] = []
     top = cu.get_top_DIE()
     base_attr = top.attributes.get("DW_AT_low_pc")
     base = base_attr.value if base_attr is not None else 0
@@ -157,11 +188,8 @@ def _functions(cu: Any) -> tuple[list[int], list[tuple[int, int, str, int]]]:
             parts = range_parts(cu, attrs["DW_AT_ranges"], base)
         else:
             continue
-        name = _name(die) if parts else None
-        if name:
-            out += [(lo, hi, name, parts[0][0]) for lo, hi in parts]
-    out.sort(key=lambda f: f[0])          # stable: equal starts keep their DIE order
-    return [f[0] for f in out], out
+        for lo, hi in parts:
+            yield lo, hi, die, parts[0][0]
 
 
 def range_parts(cu: Any, attr: Any, base: int) -> list[tuple[int, int]]:

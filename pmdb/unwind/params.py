@@ -13,7 +13,6 @@ names the unit, and only that unit's DIEs are parsed.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import struct
 import weakref
@@ -28,7 +27,7 @@ from elftools.elf.elffile import ELFFile
 from pmdb.arch import Arch
 from pmdb.errors import FormatError, PmdbError
 from pmdb.memory.space import AddressSpace
-from pmdb.symbols.dwarfnames import FOREIGN, parse_aranges, partial_dwarf, range_parts
+from pmdb.symbols.dwarfnames import FOREIGN, UnitRanges, partial_dwarf, subprogram_parts
 from pmdb.unwind.cfi import evaluate_expr
 from pmdb.unwind.frame import Frame
 
@@ -92,7 +91,7 @@ class FrameParams:
     def __init__(self, elf: ELFFile) -> None:
         self._elf = elf
         self._dwarf: Any = None
-        self._aranges: tuple[list[int], list[tuple[int, int, int]]] | None = None
+        self._ranges = UnitRanges(elf)
         self._broken = False
         self._units: dict[int, list[tuple[int, int, Any, int]]] = {}
         self._sites: dict[int, dict[int, dict[int, list[int]]]] = {}   # subprogram -> return pc -> reg -> value
@@ -137,47 +136,19 @@ class FrameParams:
 
     def _subprogram(self, pc: int) -> tuple[Any, Any, int] | None:
         """(DIE, unit, entry pc) of the subprogram whose code holds pc."""
-        if self._aranges is None:
-            section = self._elf.get_section_by_name(".debug_aranges")
-            if section is None or self._elf.get_section_by_name(".debug_info") is None:
-                self._broken = True
-                return None
-            self._aranges = parse_aranges(section.data(), self._elf.little_endian)
-        starts, ranges = self._aranges
-        i = bisect.bisect_right(starts, pc) - 1
-        if i < 0 or not pc < ranges[i][1]:
+        offset = self._ranges.unit_at(pc)
+        if offset is None:
+            self._broken = self._ranges.missing
             return None
-        offset = ranges[i][2]
         if self._dwarf is None:
             self._dwarf = partial_dwarf(self._elf, locations=True)
         if offset not in self._units:
-            self._units[offset] = _subprograms(self._dwarf.get_CU_at(offset))
+            self._units[offset] = list(subprogram_parts(self._dwarf.get_CU_at(offset)))
         cu = self._dwarf.get_CU_at(offset)
         for lo, hi, die, entry in self._units[offset]:
             if lo <= pc < hi:
                 return die, cu, entry
         return None
-
-
-def _subprograms(cu: Any) -> list[tuple[int, int, Any, int]]:
-    """Each pc range of the unit's top-level subprograms with its DIE and the function's
-    entry (its first range's start)."""
-    out: list[tuple[int, int, Any, int]] = []
-    top = cu.get_top_DIE()
-    base_attr = top.attributes.get("DW_AT_low_pc")
-    base = base_attr.value if base_attr is not None else 0
-    for die in top.iter_children():
-        if die.tag != "DW_TAG_subprogram":
-            continue
-        attrs = die.attributes
-        low, high = attrs.get("DW_AT_low_pc"), attrs.get("DW_AT_high_pc")
-        if low is not None and high is not None:
-            hi = high.value if high.form == "DW_FORM_addr" else low.value + high.value
-            out.append((low.value, hi, die, low.value))
-        elif "DW_AT_ranges" in attrs:
-            parts = range_parts(cu, attrs["DW_AT_ranges"], base)
-            out += [(lo, hi, die, parts[0][0]) for lo, hi in parts]
-    return out
 
 
 _CALL_SITES = ("DW_TAG_call_site", "DW_TAG_GNU_call_site")
