@@ -24,6 +24,7 @@ from pmdb.target import Target
 from pmdb.types.debugfile import DebugFile
 from pmdb.types.dwarf import DwarfTypes
 from pmdb.types.dwarf_index import NameIndex, build_index, cached_index
+from pmdb.types.dwarf_kernel import KernelDieIndex
 from pmdb.types.dwarf_scan import KIND_NAMES, PLAIN, VARIABLE
 from pmdb.types.model import Type, type_name
 from tests import kernel_truth as kt
@@ -174,6 +175,51 @@ def test_index_is_cached_and_a_damaged_copy_is_rebuilt(tmp_path: Path) -> None:
     assert not cached and rebuilt.names == first.names
 
 
+def test_a_partial_index_answers_as_the_whole_index_does(tmp_path: Path) -> None:
+    """Lookups that end early give the DIE the whole index gives: every struct's and
+    typedef's first definition, and for globals a DIE of the same type; the common ones are
+    settled in the first units, and nothing is cached until the scan is whole."""
+    debug = DebugFile(str(kt.need_dbg_vmlinux(RELEASE)))
+    whole = build_index(debug)
+    cache = Cache(tmp_path)
+    index = KernelDieIndex(debug, cache)
+    types = DwarfTypes(index=index)
+    assert types.variable_type("jiffies") is not None and index.type_die("task_struct", "struct") is not None
+    assert index._partial is not None and len(index._partial.units) <= 16 < len(whole.units)
+    for name in STRUCTS:
+        assert index.type_die(name, "struct").offset == whole.offset(1, name), name
+    for name in ("pid_t", "u64", "atomic_t", "gfp_t"):
+        assert index.type_die(name, None).offset == whole.offset(PLAIN, name), name
+    for name in ("jiffies", "init_task", "init_pid_ns", "nr_cpu_ids", "system_state"):
+        got, want = types.variable_type(name), DwarfTypes(index=_WholeIndex(debug, whole)).variable_type(name)
+        assert got is not None and want is not None and type_name(got) == type_name(want), name
+        assert got.sizeof() == want.sizeof(), name
+    assert len(index._partial.units) < len(whole.units)
+    assert not list(tmp_path.rglob("index*"))           # a partial index is never cached
+    assert index.type_die("no_such_struct_anywhere", "struct") is None   # a miss scans it all...
+    assert list(tmp_path.rglob("index*")) and index.index().names == whole.names   # ...and caches it
+
+
+class _WholeIndex:
+    """dwarf.DieIndex over a finished NameIndex (the oracle for the partial one)."""
+
+    def __init__(self, debug: DebugFile, whole: NameIndex) -> None:
+        self.debug, self.whole = debug, whole
+
+    def type_die(self, name: str, kind: str | None):  # type: ignore[no-untyped-def]
+        raise AssertionError("not asked")
+
+    def variable_die(self, name: str):  # type: ignore[no-untyped-def]
+        off = self.whole.offset(VARIABLE, name)
+        return None if off is None else _die_at(self.debug)(self.whole, off)
+
+    def type_names(self):  # type: ignore[no-untyped-def]
+        return []
+
+    def variable_names(self):  # type: ignore[no-untyped-def]
+        return []
+
+
 # -- bad files ---------------------------------------------------------------------------
 
 def _mutants(data: bytes, start: int, size: int) -> list[bytes]:
@@ -262,15 +308,28 @@ def test_a_truncated_or_damaged_vmlinux_costs_one_line(tmp_path: Path) -> None:
     damaged = tmp_path / "vmlinux-damaged"
     shutil.copyfile(vmlinux, damaged)
     start, size = DebugFile(str(vmlinux)).sections[".debug_info"]
-    with open(damaged, "r+b") as f:
-        f.seek(start + size // 3)
-        f.write(b"\xff" * 4096)
     try:
+        with open(damaged, "r+b") as f:            # its first unit: every DWARF query meets it
+            f.seek(start + 64)
+            f.write(b"\xff" * 4096)
         proc = _pmdb("--config", str(config), str(dump), str(damaged), "-e", "::print jiffies", "-e", "::ps")
+        _one_dwarf_error(proc)
+        assert proc.stdout.splitlines()[0].split()[:2] == ["PID", "PPID"]
+        shutil.copyfile(vmlinux, damaged)
+        with open(damaged, "r+b") as f:            # a third in: only a scan that gets there meets it
+            f.seek(start + size // 3)
+            f.write(b"\xff" * 4096)
+        proc = _pmdb("--config", str(config), str(dump), str(damaged), "-e", "::print jiffies",
+                     "-e", "::sizeof struct no_such_struct_anywhere", "-e", "::ps")
+        _one_dwarf_error(proc)
+        assert proc.stdout.splitlines()[0] == "0xfffee012"      # jiffies was settled before the damage
+        assert proc.stdout.splitlines()[1].split()[:2] == ["PID", "PPID"]
     finally:
         damaged.unlink()            # 633 MB: not left for pytest's last three runs
+
+
+def _one_dwarf_error(proc: subprocess.CompletedProcess[str]) -> None:
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert not _warnings(proc.stderr)
     (error,) = [line for line in proc.stderr.splitlines() if not line.startswith("pmdb: indexing")]
-    assert "DWARF not usable" in error
-    assert proc.stdout.splitlines()[0].split()[:2] == ["PID", "PPID"]
+    assert "DWARF not usable" in error, error

@@ -25,7 +25,17 @@ from pmdb.cache import Cache, content_key
 from pmdb.errors import FormatError, PmdbError
 from pmdb.progress import NoProgress, Progress
 from pmdb.types.debugfile import DebugFile
-from pmdb.types.dwarf_scan import KIND_NAMES, PLAIN, VARIABLE, Found, Sections, names, scan_unit, units
+from pmdb.types.dwarf_scan import (
+    KIND_NAMES,
+    PLAIN,
+    VARIABLE,
+    Found,
+    Sections,
+    better,
+    named,
+    scan_unit,
+    units,
+)
 
 FORMAT = 1                  # bump when the layout of a cached index changes
 _DROP_EVERY = 32 << 20      # scanned bytes after which their pages are dropped from RSS
@@ -73,21 +83,81 @@ def build_index(debug: DebugFile, progress: Progress | None = None) -> NameIndex
 
 
 def _scan(debug: DebugFile, progress: Progress) -> NameIndex:
-    sec = Sections(debug.sections[".debug_info"], debug.sections[".debug_abbrev"],
-                   debug.sections.get(".debug_str", (0, 0)), little=debug.little)
-    found: Found = {}
-    tables: dict = {}
-    offsets: list[int] = []
-    base, size = sec.info
-    dropped = base
-    for unit in units(debug.mm, base, size, debug.little):
-        offsets.append(unit.start - base)
-        scan_unit(debug.mm, sec, unit, tables, found)
-        if unit.end - dropped > _DROP_EVERY:
-            done = _drop_pages(debug.mm, dropped, unit.end)
-            progress.advance(done - dropped)
-            dropped = done
-    return NameIndex(names(debug.mm, found), offsets, size)
+    partial = PartialIndex(debug)
+    return partial.finish(progress)
+
+
+# a lookup that misses scans this many more units before it looks again (a vmlinux has
+# ~2,400; the names most asked for are declared in its first few: jiffies in the 10th)
+_BATCH_UNITS = 8
+
+
+class PartialIndex:
+    """The name index, grown unit by unit as far as lookups need it.
+
+    A kernel's common types and globals are defined or declared in its first units (the
+    headers every file includes), so a lookup usually ends after a few units instead of
+    the whole file's scan. What it returns is what the whole index would: names are merged
+    in unit order by the same rule (dwarf_scan.better), and an early hit is returned only
+    when ``accept`` says no later DIE could replace it; anything else scans on, to the end
+    if need be. ``finish`` completes it into a NameIndex (for the cache and name lists)."""
+
+    def __init__(self, debug: DebugFile) -> None:
+        self._mm = debug.mm
+        self._sec = Sections(debug.sections[".debug_info"], debug.sections[".debug_abbrev"],
+                             debug.sections.get(".debug_str", (0, 0)), little=debug.little)
+        base, self.info_size = self._sec.info
+        self._units = units(debug.mm, base, self.info_size, debug.little)
+        self._tables: dict = {}
+        self._dropped = base
+        self.names: dict[int, dict[str, int]] = {}
+        self._flags: dict[tuple[int, str], int] = {}
+        self.units: list[int] = []
+        self.complete = False
+
+    def lookup(self, kind: int, name: str, accept: Callable[[int, int], bool]) -> int | None:
+        """The DIE offset the whole index would give (kind, name): an early hit when
+        ``accept(offset, flags)`` holds, else after scanning on; None if no unit names it."""
+        while True:
+            hit = self.names.get(kind, {}).get(name)
+            if hit is not None and (self.complete or accept(hit, self._flags[(kind, name)])):
+                return hit
+            if self.complete:
+                return None
+            self._scan(_BATCH_UNITS, None)
+
+    def unit_of(self, offset: int) -> int:
+        i = bisect.bisect_right(self.units, offset)
+        if i == 0:
+            raise FormatError(f"DIE offset {offset:#x} is before the first unit")
+        return self.units[i - 1]
+
+    def finish(self, progress: Progress | None = None) -> NameIndex:
+        """Scan the rest (FormatError for a damaged unit) and give the whole index."""
+        while not self.complete:
+            self._scan(64, progress)
+        return NameIndex(self.names, self.units, self.info_size)
+
+    def _scan(self, count: int, progress: Progress | None) -> None:
+        found: Found = {}
+        base = self._sec.info[0]
+        for _ in range(count):
+            unit = next(self._units, None)
+            if unit is None:
+                self.complete = True
+                break
+            self.units.append(unit.start - base)
+            scan_unit(self._mm, self._sec, unit, self._tables, found)
+            if unit.end - self._dropped > _DROP_EVERY:
+                done = _drop_pages(self._mm, self._dropped, unit.end)
+                if progress is not None:
+                    progress.advance(done - self._dropped)
+                self._dropped = done
+        for (kind, name), (offset, flags) in named(self._mm, found).items():
+            old = self._flags.get((kind, name))
+            if old is None or better((self.names[kind][name], old), flags):
+                self.names.setdefault(kind, {})[name] = offset
+                self._flags[(kind, name)] = flags
 
 
 def _drop_pages(mm: mmap.mmap, start: int, stop: int) -> int:
@@ -142,23 +212,41 @@ def cached_index(debug: DebugFile, cache: Cache | None, die_at: DieAt,
     """(the index, whether it came from the cache): a cached one that checks, else a new
     scan, written to the cache once it checks."""
     required = list(required)
-    stem = _stem(cache, debug) if cache is not None else None
-    if cache is not None and stem is not None:
-        found = cache.find(stem)
-        if found is not None:
-            try:
-                index = _load(found.read_bytes())
-                check(index, debug, die_at, required)
-                return index, True
-            except (OSError, PmdbError):
-                debug.reset_dwarf()      # units parsed at the bad index's offsets are forgotten
-                with contextlib.suppress(OSError):
-                    found.unlink()       # damaged or stale: the file is the truth
+    found = load_cached(debug, cache, die_at, required)
+    if found is not None:
+        return found, True
     index = build_index(debug, progress)
     check(index, debug, die_at, required)
+    store_index(debug, cache, index)
+    return index, False
+
+
+def load_cached(debug: DebugFile, cache: Cache | None, die_at: DieAt,
+                required: Iterable[tuple[int, str]] = ()) -> NameIndex | None:
+    """The cached index of this file if there is one and it checks; a damaged or stale
+    entry is deleted (the file is the truth)."""
+    stem = _stem(cache, debug) if cache is not None else None
+    if cache is None or stem is None:
+        return None
+    found = cache.find(stem)
+    if found is None:
+        return None
+    try:
+        index = _load(found.read_bytes())
+        check(index, debug, die_at, list(required))
+        return index
+    except (OSError, PmdbError):
+        debug.reset_dwarf()      # units parsed at the bad index's offsets are forgotten
+        with contextlib.suppress(OSError):
+            found.unlink()
+        return None
+
+
+def store_index(debug: DebugFile, cache: Cache | None, index: NameIndex) -> None:
+    """Write a checked index to the cache (atomically: Cache.store)."""
+    stem = _stem(cache, debug) if cache is not None else None
     if cache is not None and stem is not None:
         cache.store(stem, _dump(index))
-    return index, False
 
 
 def _stem(cache: Cache, debug: DebugFile) -> Path | None:

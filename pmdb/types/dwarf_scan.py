@@ -255,8 +255,16 @@ Found = dict[tuple[int, int | bytes], tuple[int, int]]
 
 
 def names(data: Any, found: Found) -> dict[int, dict[str, int]]:
-    """kind -> name -> DIE offset, from the scan's keys: each .debug_str name read once; a
-    name found both there and inline keeps the better DIE."""
+    """kind -> name -> DIE offset, from the scan's keys (see named)."""
+    out: dict[int, dict[str, int]] = {}
+    for (kind, name), (offset, _flags) in named(data, found).items():
+        out.setdefault(kind, {})[name] = offset
+    return out
+
+
+def named(data: Any, found: Found) -> dict[tuple[int, str], tuple[int, int]]:
+    """(kind, name) -> (DIE offset, flags), from the scan's keys: each .debug_str name read
+    once; a name found both there and inline keeps the better DIE."""
     best: dict[tuple[int, bytes], tuple[int, int]] = {}
     for (kind, at), (offset, flags) in found.items():
         if isinstance(at, int):
@@ -268,11 +276,7 @@ def names(data: Any, found: Found) -> dict[int, dict[str, int]]:
         old = best.get(key)
         if old is None or better(old, flags):
             best[key] = (offset, flags)
-    out: dict[int, dict[str, int]] = {}
-    for (kind, raw), (offset, _flags) in best.items():
-        if raw:
-            out.setdefault(kind, {})[raw.decode("utf-8", "replace")] = offset
-    return out
+    return {(kind, raw.decode("utf-8", "replace")): entry for (kind, raw), entry in best.items() if raw}
 
 
 def better(old: tuple[int, int], flags: int) -> bool:
