@@ -23,7 +23,7 @@ from pmdb.output import Cell, Column, Hex
 from pmdb.target import Target
 from pmdb.threads import Thread
 from pmdb.unwind.frame import Frame
-from pmdb.unwind.params import Param, frame_params
+from pmdb.unwind.params import Param, frame_locals, frame_params
 
 from .linux_stack import bt_command
 from .linux_stack_text import findstack_text, frame_call, kernel_frames
@@ -116,7 +116,8 @@ def bt(ctx: Context, *args: Any, active: bool = False, full: bool = False, text:
     a kdump. -s: each frame's ``func+offset`` (-s -x: in hex); -e: every exception
     frame (pt_regs) found by searching the stack, stale ones too; -l: each frame's source
     file and line under it, from the debug vmlinux and modules' debug files. On a user core, bt is $c
-    with every frame's DWARF parameters, as gdb's bt shows them (-a: every thread)."""
+    with every frame's DWARF parameters, as gdb's bt shows them (-a: every thread), and
+    ``bt full`` (or -f) lists each frame's local variables under it, as gdb's ``bt full``."""
     target = ctx.target
     if ctx.is_kernel:
         # crash's exact text (or its JSON records) comes whole from linux_stack.py
@@ -124,12 +125,19 @@ def bt(ctx: Context, *args: Any, active: bool = False, full: bool = False, text:
         bt_command(ctx, [str(a) for a in args], active=active, full=full, text=text, offsets=offsets,
                    eframes=eframes, lines=lines)
         return
+    words = [str(a) for a in args]
+    if any(w != "full" for w in words):
+        raise CommandError(f"bt: on a user core the only argument is gdb's 'full' (got {words[0]!r})")
     threads = list(target.threads()) if active else [_thread(ctx)]
     for n, thread in enumerate(threads):
         if active:
             ctx.out.line(("\n" if n else "") + f"thread {thread.id}:")
         # as gdb's bt: each frame's parameters where DWARF names them, nothing else
-        _print_frames(ctx, thread, target.stack(thread), with_fp=False, nargs=_GDB_ARGLIM, dwarf_only=True)
+        frames = target.stack(thread)
+        if full or words:
+            _print_frames_with_locals(ctx, thread, frames)
+        else:
+            _print_frames(ctx, thread, frames, with_fp=False, nargs=_GDB_ARGLIM, dwarf_only=True)
 
 
 def findstack_lines(target: Target, thread: Thread, frames: list[Frame], verbose: bool,
@@ -242,6 +250,34 @@ def _print_frames(ctx: Context, thread: Thread, frames: list[Frame], *, with_fp:
                   _frame_rows(ctx.target, thread, frames, nargs, line_at, suffix=True, dwarf_only=dwarf_only),
                   header=False, fit=False)
     _report_stop(ctx, thread, frames)
+
+
+def _print_frames_with_locals(ctx: Context, thread: Thread, frames: list[Frame]) -> None:
+    """gdb's ``bt full``: each frame, then its locals indented under it (``No locals.``
+    where DWARF lists none, ``No symbol table info available.`` where it has no DWARF)."""
+    rows = _frame_rows(ctx.target, thread, frames, _GDB_ARGLIM, dwarf_only=True)
+    text: list[str] = []
+    for i, row in enumerate(rows):
+        found = _locals(ctx.target, frames, i)
+        row.append(None if found is None else
+                   [{"name": v.name, "value": None if v.value is None else Hex(v.value), "size": v.size,
+                     "type": v.aggregate or None}
+                    for v in found])
+        text.append(str(row[1]))
+        if found is None:
+            text.append("No symbol table info available.")
+        elif not found:
+            text.append("No locals.")
+        text += [f"        {v.assignment}" for v in found or []]
+    ctx.out.table((*CALL_COLUMNS, Column("locals", text=False)), rows, text=text)
+    _report_stop(ctx, thread, frames)
+
+
+def _locals(target: Target, frames: list[Frame], index: int) -> list[Param] | None:
+    object_at = getattr(getattr(target.os, "objects", None), "object_at", None)
+    if object_at is None:
+        return None
+    return frame_locals(frames, index, target.arch, target.memory, object_at)
 
 
 def _call(target: Target, frames: list[Frame], index: int, nargs: int, dwarf_only: bool = False) -> str:

@@ -27,13 +27,14 @@ from elftools.elf.elffile import ELFFile
 from pmdb.arch import Arch
 from pmdb.errors import FormatError, PmdbError
 from pmdb.memory.space import AddressSpace
-from pmdb.symbols.dwarfnames import FOREIGN, UnitRanges, partial_dwarf, subprogram_parts
+from pmdb.symbols.dwarfnames import FOREIGN, UnitRanges, partial_dwarf, range_parts, subprogram_parts
 from pmdb.unwind.cfi import evaluate_expr
 from pmdb.unwind.frame import Frame
 
 ReadMemory = Callable[[int, int], bytes]
 _MAX_OPS = 64             # a longer expression is not a parameter's location
 _MAX_PARAMS = 32
+_MAX_LOCALS = 256
 _ORIGIN_HOPS = 4
 
 
@@ -48,6 +49,16 @@ class Param:
     pointer: bool = False
     signed: bool = False
     entry: int | None = None
+    aggregate: str = ""          # a struct, union or array: its type, and ``value`` its address
+
+    @property
+    def assignment(self) -> str:
+        """As gdb's ``bt full`` and ``info locals`` print a local: ``n = 5``; a struct or
+        array by its type and address (``::print`` shows it whole)."""
+        if self.aggregate:
+            where = "<optimized out>" if self.value is None else f"{self.value:#x}"
+            return f"{self.name} = {{...}} ({self.aggregate} at {where})"
+        return self.text.replace("=", " = ", 1)
 
     @property
     def text(self) -> str:
@@ -108,6 +119,20 @@ class FrameParams:
             return _params(die, cu, pc, entry, state, self._dwarf)
         except FOREIGN:
             self._broken = True         # one damaged file is one miss, not an error per frame
+            return None
+
+    def locals_at(self, pc: int, state: FrameState) -> list[Param] | None:
+        """The local variables in scope at pc (None as for params_at)."""
+        if self._broken:
+            return None
+        try:
+            found = self._subprogram(pc)
+            if found is None:
+                return None
+            die, cu, _ = found
+            return _locals(die, cu, pc, state, self._dwarf)
+        except FOREIGN:
+            self._broken = True
             return None
 
     def call_value(self, return_pc: int, regno: int, state: FrameState) -> int | None:
@@ -191,26 +216,72 @@ def _site_values(site: Any) -> dict[int, list[int]]:
 
 
 def _params(die: Any, cu: Any, pc: int, entry_pc: int, state: FrameState, dwarf: Any) -> list[Param]:
-    version = cu["version"]
-    parser = LocationParser(dwarf.location_lists())
-    exprs = DWARFExprParser(cu.structs)
-    frame_base = _frame_base(die, cu, pc, parser, exprs, state)
-    out: list[Param] = []
-    for child in die.iter_children():
-        if child.tag != "DW_TAG_formal_parameter":
-            continue
-        if len(out) >= _MAX_PARAMS:
+    reader = _Variables(die, cu, pc, state, dwarf)
+    params = [child for child in die.iter_children() if child.tag == "DW_TAG_formal_parameter"]
+    return [reader.param(child, entry_pc) for child in params[:_MAX_PARAMS]]
+
+
+def _locals(die: Any, cu: Any, pc: int, state: FrameState, dwarf: Any) -> list[Param]:
+    """The variables in scope at pc, the innermost lexical block's first, as gdb lists them
+    (an inlined subroutine's own belong to it, not to this frame)."""
+    reader = _Variables(die, cu, pc, state, dwarf)
+    return [reader.param(v, None) for v in _block_order(die, cu, pc)[:_MAX_LOCALS]]
+
+
+def _block_order(die: Any, cu: Any, pc: int) -> list[Any]:
+    """The DW_TAG_variable DIEs of the blocks holding pc, innermost block first."""
+    chain, block = [], die
+    for _ in range(64):
+        chain.append(block)
+        inner = next((c for c in block.iter_children()
+                      if c.tag == "DW_TAG_lexical_block" and _covers(c, cu, pc)), None)
+        if inner is None:
             break
-        name = _attr_through_origin(child, "DW_AT_name")
-        size, pointer, signed = _type_shape(child, state.ptr_size)
-        expr = _expression_at(child, cu, version, pc, parser)
+        block = inner
+    out: list[Any] = []
+    for block in reversed(chain):
+        out += [c for c in block.iter_children() if c.tag == "DW_TAG_variable"]
+    return out
+
+
+def _covers(block: Any, cu: Any, pc: int) -> bool:
+    attrs = block.attributes
+    low, high = attrs.get("DW_AT_low_pc"), attrs.get("DW_AT_high_pc")
+    if low is not None and high is not None:
+        hi = high.value if high.form == "DW_FORM_addr" else low.value + high.value
+        return bool(low.value <= pc < hi)
+    if "DW_AT_ranges" in attrs:
+        base_attr = cu.get_top_DIE().attributes.get("DW_AT_low_pc")
+        parts = range_parts(cu, attrs["DW_AT_ranges"], base_attr.value if base_attr is not None else 0)
+        return any(lo <= pc < hi for lo, hi in parts)
+    return False
+
+
+class _Variables:
+    """Values of one frame's parameters and locals (the subprogram's frame base found once)."""
+
+    def __init__(self, die: Any, cu: Any, pc: int, state: FrameState, dwarf: Any) -> None:
+        self.cu, self.pc, self.state = cu, pc, state
+        self.version = cu["version"]
+        self.parser = LocationParser(dwarf.location_lists())
+        self.exprs = DWARFExprParser(cu.structs)
+        self.frame_base = _frame_base(die, cu, pc, self.parser, self.exprs, state)
+
+    def param(self, die: Any, entry_pc: int | None) -> Param:
+        """One parameter or variable; with entry_pc, its entry value too (parameters)."""
+        state = self.state
+        name = _attr_through_origin(die, "DW_AT_name")
+        size, pointer, signed, aggregate = _type_shape(die, state.ptr_size)
+        expr = _expression_at(die, self.cu, self.version, self.pc, self.parser)
         value = None
         if expr is not None:
-            value = _evaluate(exprs.parse_expr(expr), state, frame_base, size)
-        entry = _entry_value(child, cu, version, entry_pc, parser, exprs, state, size)
+            value = _evaluate(self.exprs.parse_expr(expr), state, self.frame_base, size,
+                              want="address" if aggregate else "location")
+        entry = None
+        if entry_pc is not None and not aggregate:
+            entry = _entry_value(die, self.cu, self.version, entry_pc, self.parser, self.exprs, state, size)
         shown = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name or "?")
-        out.append(Param(shown, value, size, pointer, signed, entry))
-    return out
+        return Param(shown, value, size, pointer, signed, entry, aggregate)
 
 
 def _entry_value(param: Any, cu: Any, version: int, entry_pc: int, parser: LocationParser,
@@ -272,9 +343,10 @@ def _attr_through_origin(die: Any, name: str) -> Any:
     return None
 
 
-def _type_shape(die: Any, ptr_size: int) -> tuple[int, bool, bool]:
-    """(size in bytes, is a pointer, is signed) of the parameter's type, through typedefs and
-    qualifiers; a word when it cannot be told."""
+def _type_shape(die: Any, ptr_size: int) -> tuple[int, bool, bool, str]:
+    """(size in bytes, is a pointer, is signed, the type's spelling if it is a struct, union
+    or array) of a variable's type, through typedefs and qualifiers; a word when it cannot
+    be told."""
     t = None
     for _ in range(_ORIGIN_HOPS):
         if "DW_AT_type" in die.attributes:
@@ -285,17 +357,26 @@ def _type_shape(die: Any, ptr_size: int) -> tuple[int, bool, bool]:
         die = die.get_DIE_from_attribute("DW_AT_abstract_origin")
     for _ in range(16):
         if t is None:
-            return ptr_size, False, False
+            return ptr_size, False, False, ""
         if t.tag in ("DW_TAG_pointer_type", "DW_TAG_reference_type", "DW_TAG_rvalue_reference_type"):
-            return ptr_size, True, False
-        if t.tag in ("DW_TAG_base_type", "DW_TAG_enumeration_type", "DW_TAG_structure_type",
-                     "DW_TAG_union_type"):
-            size = t.attributes.get("DW_AT_byte_size")
+            return ptr_size, True, False, ""
+        size = t.attributes.get("DW_AT_byte_size")
+        if t.tag in _AGGREGATES:
+            tag = _AGGREGATES[t.tag]
+            name = t.attributes.get("DW_AT_name")
+            spelled = name.value.decode("utf-8", "replace") if name is not None and isinstance(name.value, bytes) else "?"
+            return (size.value if size is not None else 0), False, False, \
+                (f"{tag} {spelled}" if tag else "array")
+        if t.tag in ("DW_TAG_base_type", "DW_TAG_enumeration_type"):
             encoding = t.attributes.get("DW_AT_encoding")
             signed = encoding is not None and encoding.value in (0x05, 0x06, 0x0D)   # DW_ATE_signed*
-            return (size.value if size is not None else ptr_size), False, signed
+            return (size.value if size is not None else ptr_size), False, signed, ""
         t = t.get_DIE_from_attribute("DW_AT_type") if "DW_AT_type" in t.attributes else None
-    return ptr_size, False, False
+    return ptr_size, False, False, ""
+
+
+_AGGREGATES = {"DW_TAG_structure_type": "struct", "DW_TAG_union_type": "union",
+               "DW_TAG_class_type": "class", "DW_TAG_array_type": ""}
 
 
 class _Unknown(Exception):
@@ -407,13 +488,26 @@ def frame_params(frames: list[Frame], index: int, arch: Arch, memory: AddressSpa
     ``object_at(pc)`` gives (an ObjectFile: its debug file's DWARF, else its own); values
     from what the unwinder knows of the frame, entry values from its callers' call sites.
     None without DWARF for its pc."""
+    found = _frame_reader(frames, index, arch, memory, object_at)
+    return found[0].params_at(found[1], found[2]) if found is not None else None
+
+
+def frame_locals(frames: list[Frame], index: int, arch: Arch, memory: AddressSpace,
+                 object_at: Callable[[int], Any]) -> list[Param] | None:
+    """The local variables in scope in frames[index] (found as frame_params finds them)."""
+    found = _frame_reader(frames, index, arch, memory, object_at)
+    return found[0].locals_at(found[1], found[2]) if found is not None else None
+
+
+def _frame_reader(frames: list[Frame], index: int, arch: Arch, memory: AddressSpace,
+                  object_at: Callable[[int], Any]) -> tuple[FrameParams, int, FrameState] | None:
+    """(the reader of the frame's object, its pc in that file, its state)."""
     frame = frames[index]
     obj = object_at(frame.lookup_pc)
     reader = _reader(obj)
     if reader is None:
         return None
-    state = _state(frames, index, obj, arch, memory, object_at, 0)
-    return reader.params_at(frame.lookup_pc - obj.bias, state)
+    return reader, frame.lookup_pc - obj.bias, _state(frames, index, obj, arch, memory, object_at, 0)
 
 
 def _reader(obj: Any) -> FrameParams | None:
