@@ -23,7 +23,7 @@ from pmdb.output import Cell, Column, Hex
 from pmdb.target import Target
 from pmdb.threads import Thread
 from pmdb.unwind.frame import Frame
-from pmdb.unwind.params import Param, frame_locals, frame_params
+from pmdb.unwind.params import Param, frame_inlined, frame_locals, frame_params
 
 from .linux_stack import bt_command
 from .linux_stack_text import findstack_text, frame_call, kernel_frames
@@ -116,7 +116,8 @@ def bt(ctx: Context, *args: Any, active: bool = False, full: bool = False, text:
     a kdump. -s: each frame's ``func+offset`` (-s -x: in hex); -e: every exception
     frame (pt_regs) found by searching the stack, stale ones too; -l: each frame's source
     file and line under it, from the debug vmlinux and modules' debug files. On a user core, bt is $c
-    with every frame's DWARF parameters, as gdb's bt shows them (-a: every thread), and
+    with every frame's DWARF parameters, as gdb's bt shows them, and each call inlined at a
+    frame's pc as a frame of its own marked ``(inlined)`` (-a: every thread), and
     ``bt full`` (or -f) lists each frame's local variables under it, as gdb's ``bt full``."""
     target = ctx.target
     if ctx.is_kernel:
@@ -232,6 +233,8 @@ def _frame_rows(target: Target, thread: Thread, frames: list[Frame], nargs: int,
     rows: list[list[Cell]] = []
     shown = _shown(target, frames)
     for i, f in enumerate(shown):
+        if dwarf_only:          # gdb's bt: each call inlined at the pc is a frame of its own
+            rows += _inlined_rows(target, thread, shown, i, width)
         where = line_at(lookup_address(f)) if line_at is not None else None
         call = _call(target, shown, i, nargs, dwarf_only)
         if suffix and where is not None:
@@ -252,12 +255,39 @@ def _print_frames(ctx: Context, thread: Thread, frames: list[Frame], *, with_fp:
     _report_stop(ctx, thread, frames)
 
 
+def _inlined_rows(target: Target, thread: Thread, frames: list[Frame], index: int,
+                  width: int) -> list[list[Cell]]:
+    """A row per call inlined at frames[index]'s pc, innermost first, marked ``(inlined)``
+    (method "inline"), with the inlined function's parameters."""
+    object_at = getattr(getattr(target.os, "objects", None), "object_at", None)
+    if object_at is None or _is_kernel(target):
+        return []
+    found = frame_inlined(frames, index, target.arch, target.memory, object_at)
+    f = frames[index]
+    described = target.describe(f.pc, call_site=f.call_site)
+    module = described.split("`")[0] + "`" if "`" in described else ""
+    rows: list[list[Cell]] = []
+    for call in found or []:
+        args = ", ".join(p.text for p in call.params)
+        rows.append([Hex(_address(target, f), width), f"{module}{call.name}({args}) (inlined)", f.level,
+                     thread.id, None, Hex(f.pc), Hex(f.sp),
+                     [{"name": p.name, "value": None if p.value is None else Hex(p.value), "entry": None}
+                      for p in call.params], "inline", None, None, None])
+    return rows
+
+
 def _print_frames_with_locals(ctx: Context, thread: Thread, frames: list[Frame]) -> None:
     """gdb's ``bt full``: each frame, then its locals indented under it (``No locals.``
     where DWARF lists none, ``No symbol table info available.`` where it has no DWARF)."""
     rows = _frame_rows(ctx.target, thread, frames, _GDB_ARGLIM, dwarf_only=True)
     text: list[str] = []
-    for i, row in enumerate(rows):
+    i = -1
+    for row in rows:
+        if row[8] == "inline":        # an inlined call's variables are not listed
+            row.append(None)
+            text.append(str(row[1]))
+            continue
+        i += 1
         found = _locals(ctx.target, frames, i)
         row.append(None if found is None else
                    [{"name": v.name, "value": None if v.value is None else Hex(v.value), "size": v.size,

@@ -190,3 +190,59 @@ def test_bt_full_locals_equal_gdbs(built_core_list: list[BuiltCore]) -> None:  #
                     elif core.opt == "-O0":
                         pytest.fail(f"{core.name} {fn}: {name} unknown at -O0 (gdb: {value})")
     assert checked >= 30, checked
+
+
+_INLINE_ORACLE = r'''
+import gdb, json
+gdb.execute("set backtrace past-main on")
+gdb.execute("set backtrace past-entry on")
+out = {}
+for inf in gdb.inferiors():
+    for th in inf.threads():
+        th.switch()
+        frame, frames = gdb.newest_frame(), []
+        while frame is not None and len(frames) < 64:
+            if frame.type() != gdb.TAILCALL_FRAME:     # a caller that tail-called: pmdb shows none
+                frames.append([frame.name(), frame.type() == gdb.INLINE_FRAME])
+            try:
+                frame = frame.older()
+            except gdb.error:
+                break
+        out[th.ptid[1]] = frames
+print("FRAMES:" + json.dumps(out))
+'''
+
+
+def test_inlined_calls_are_frames_where_gdb_has_them(built_core_list: list[BuiltCore]) -> None:  # noqa: F811
+    """gdb shows a call the compiler inlined as a frame of its own (libc's futex_wait inside
+    __lll_lock_wait, with libc6-dbg): pmdb's bt puts an ``(inlined)`` frame in the same
+    place, named as gdb names it; every other frame stays as it was."""
+    inlined = 0
+    for core in built_core_list:
+        with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+            f.write(_INLINE_ORACLE)
+        try:
+            text = gdb_batch(core.exe, core.core, [f"source {f.name}"])
+        finally:
+            os.unlink(f.name)
+        gdb = {int(k): v for k, v in json.loads(
+            next(x for x in text.splitlines() if x.startswith("FRAMES:"))[len("FRAMES:"):]).items()}
+        ours: dict[int, list[tuple[str, bool]]] = {}
+        for row in pmdb.open(str(core.core), str(core.exe)).run("bt -a"):
+            if isinstance(row, dict):
+                name = str(row["function"]).split("(")[0].split("`")[-1].split("+")[0]
+                ours.setdefault(row["thread"], []).append((name, row["method"] == "inline"))
+        for lwp, frames in gdb.items():
+            assert [k for _, k in frames] == [k for _, k in ours[lwp]], (core.name, lwp, frames, ours[lwp])
+            for (want, is_inline), (got, _) in zip(frames, ours[lwp], strict=True):
+                if is_inline:
+                    assert got == want, (core.name, lwp, want, got)
+                    inlined += 1
+    if _has_libc_debug():
+        assert inlined >= 4, inlined
+
+
+def _has_libc_debug() -> bool:
+    from pathlib import Path
+
+    return any(Path("/usr/lib/debug/.build-id").glob("*/*.debug"))

@@ -161,7 +161,7 @@ def _functions(cu: Any) -> tuple[list[int], list[tuple[int, int, str, int]]]:
     names: dict[int, str | None] = {}
     for lo, hi, die, entry in subprogram_parts(cu):
         if die.offset not in names:
-            names[die.offset] = _name(die)
+            names[die.offset] = function_name(die)
         name = names[die.offset]
         if name:
             out.append((lo, hi, name, entry))
@@ -211,7 +211,9 @@ def range_parts(cu: Any, attr: Any, base: int) -> list[tuple[int, int]]:
     return [(lo, hi) for lo, hi in out if lo < hi]
 
 
-def _name(die: Any) -> str | None:
+def function_name(die: Any) -> str | None:
+    """A function's DW_AT_linkage_name, else DW_AT_name, through its abstract origin or
+    specification (the name gdb shows)."""
     for _ in range(_NAME_HOPS):
         attrs = die.attributes
         for key in ("DW_AT_linkage_name", "DW_AT_MIPS_linkage_name", "DW_AT_name"):

@@ -27,7 +27,14 @@ from elftools.elf.elffile import ELFFile
 from pmdb.arch import Arch
 from pmdb.errors import FormatError, PmdbError
 from pmdb.memory.space import AddressSpace
-from pmdb.symbols.dwarfnames import FOREIGN, UnitRanges, partial_dwarf, range_parts, subprogram_parts
+from pmdb.symbols.dwarfnames import (
+    FOREIGN,
+    UnitRanges,
+    function_name,
+    partial_dwarf,
+    range_parts,
+    subprogram_parts,
+)
 from pmdb.unwind.cfi import evaluate_expr
 from pmdb.unwind.frame import Frame
 
@@ -82,6 +89,15 @@ class Param:
 
 
 @dataclass(frozen=True)
+class Inlined:
+    """A call the compiler inlined at the frame's pc: the inlined function's name and its
+    parameters' values there (gdb shows it as a frame of its own, without an address)."""
+
+    name: str
+    params: list[Param]
+
+
+@dataclass(frozen=True)
 class FrameState:
     """What a location is evaluated against: the frame's known registers (by DWARF number),
     its CFA, and the process's memory."""
@@ -119,6 +135,26 @@ class FrameParams:
             return _params(die, cu, pc, entry, state, self._dwarf)
         except FOREIGN:
             self._broken = True         # one damaged file is one miss, not an error per frame
+            return None
+
+    def inlined_at(self, pc: int, state: FrameState) -> list[Inlined] | None:
+        """The calls inlined at pc, innermost first (None as for params_at)."""
+        if self._broken:
+            return None
+        try:
+            found = self._subprogram(pc)
+            if found is None:
+                return None
+            die, cu, _ = found
+            reader = _Variables(die, cu, pc, state, self._dwarf)
+            out = []
+            for site in reversed(_inline_chain(die, cu, pc)):
+                params = [reader.param(c, None) for c in site.iter_children()
+                          if c.tag == "DW_TAG_formal_parameter"][:_MAX_PARAMS]
+                out.append(Inlined(function_name(site) or "??", params))
+            return out
+        except FOREIGN:
+            self._broken = True
             return None
 
     def locals_at(self, pc: int, state: FrameState) -> list[Param] | None:
@@ -244,6 +280,18 @@ def _block_order(die: Any, cu: Any, pc: int) -> list[Any]:
     return out
 
 
+def _const_value(die: Any, state: FrameState, size: int) -> int | None:
+    """A DW_AT_const_value (a constant the compiler folded the variable into)."""
+    attr = die.attributes.get("DW_AT_const_value")
+    if attr is None:
+        return None
+    if isinstance(attr.value, int):
+        return _mask(attr.value, size)
+    if isinstance(attr.value, list) and 0 < len(attr.value) <= 8:
+        return int.from_bytes(bytes(attr.value), "little" if state.little else "big")
+    return None
+
+
 def _covers(block: Any, cu: Any, pc: int) -> bool:
     attrs = block.attributes
     low, high = attrs.get("DW_AT_low_pc"), attrs.get("DW_AT_high_pc")
@@ -255,6 +303,30 @@ def _covers(block: Any, cu: Any, pc: int) -> bool:
         parts = range_parts(cu, attrs["DW_AT_ranges"], base_attr.value if base_attr is not None else 0)
         return any(lo <= pc < hi for lo, hi in parts)
     return False
+
+
+_MAX_INLINE_DEPTH = 64
+
+
+def _inline_chain(die: Any, cu: Any, pc: int) -> list[Any]:
+    """The DW_TAG_inlined_subroutine DIEs holding pc, outermost first (searched through the
+    lexical blocks that hold pc too)."""
+    chain: list[Any] = []
+    scope = die
+    while len(chain) < _MAX_INLINE_DEPTH:
+        todo, site = [scope], None
+        while todo and site is None:
+            for child in todo.pop().iter_children():
+                if child.tag == "DW_TAG_inlined_subroutine" and _covers(child, cu, pc):
+                    site = child
+                    break
+                if child.tag == "DW_TAG_lexical_block" and _covers(child, cu, pc):
+                    todo.append(child)
+        if site is None:
+            break
+        chain.append(site)
+        scope = site
+    return chain
 
 
 class _Variables:
@@ -273,8 +345,8 @@ class _Variables:
         name = _attr_through_origin(die, "DW_AT_name")
         size, pointer, signed, aggregate = _type_shape(die, state.ptr_size)
         expr = _expression_at(die, self.cu, self.version, self.pc, self.parser)
-        value = None
-        if expr is not None:
+        value = _const_value(die, state, size)
+        if expr is not None and value is None:
             value = _evaluate(self.exprs.parse_expr(expr), state, self.frame_base, size,
                               want="address" if aggregate else "location")
         entry = None
@@ -497,6 +569,13 @@ def frame_locals(frames: list[Frame], index: int, arch: Arch, memory: AddressSpa
     """The local variables in scope in frames[index] (found as frame_params finds them)."""
     found = _frame_reader(frames, index, arch, memory, object_at)
     return found[0].locals_at(found[1], found[2]) if found is not None else None
+
+
+def frame_inlined(frames: list[Frame], index: int, arch: Arch, memory: AddressSpace,
+                  object_at: Callable[[int], Any]) -> list[Inlined] | None:
+    """The calls inlined at frames[index]'s pc, innermost first."""
+    found = _frame_reader(frames, index, arch, memory, object_at)
+    return found[0].inlined_at(found[1], found[2]) if found is not None else None
 
 
 def _frame_reader(frames: list[Frame], index: int, arch: Arch, memory: AddressSpace,
