@@ -72,7 +72,8 @@ for inf in gdb.inferiors():
                 if inner.function is not None:
                     break
                 inner = inner.superblock
-            frames.append([frame.name(), params, local])
+            if frame.type() != gdb.TAILCALL_FRAME:     # a caller that tail-called: pmdb shows none
+                frames.append([frame.name(), params, local, frame.type() == gdb.INLINE_FRAME])
             try:
                 frame = frame.older()
             except gdb.error:
@@ -84,28 +85,26 @@ OWN = ("crash_now", "block_here", "level_a", "level_b", "level_c", "worker", "ma
 Frames = dict[int, list[tuple[str, list[tuple[str, int | None, int | None]]]]]
 
 
-def _gdb_params(core: BuiltCore) -> Frames:
+def _gdb_json(core: BuiltCore, script: str, tag: str) -> dict[int, Any]:
+    """lwp -> what a gdb Python script printed as JSON after ``tag:`` on the core."""
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write(_ORACLE)
+        f.write(script)
     try:
         text = gdb_batch(core.exe, core.core, [f"source {f.name}"])
     finally:
         os.unlink(f.name)
-    line = next(line for line in text.splitlines() if line.startswith("PARAMS:"))
-    return {int(lwp): [(name, [tuple(p) for p in params]) for name, params, _ in frames]  # type: ignore[misc]
-            for lwp, frames in json.loads(line[len("PARAMS:"):]).items()}
+    line = next(line for line in text.splitlines() if line.startswith(tag + ":"))
+    return {int(lwp): frames for lwp, frames in json.loads(line[len(tag) + 1:]).items()}
+
+
+def _gdb_params(core: BuiltCore) -> Frames:
+    return {lwp: [(name, [tuple(p) for p in params]) for name, params, _, _ in frames]  # type: ignore[misc]
+            for lwp, frames in _gdb_json(core, _ORACLE, "PARAMS").items()}
 
 
 def _gdb_locals(core: BuiltCore) -> dict[int, list[tuple[str, list[list[Any]]]]]:
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write(_ORACLE)
-    try:
-        text = gdb_batch(core.exe, core.core, [f"source {f.name}"])
-    finally:
-        os.unlink(f.name)
-    line = next(line for line in text.splitlines() if line.startswith("PARAMS:"))
-    return {int(lwp): [(name, local) for name, _, local in frames]
-            for lwp, frames in json.loads(line[len("PARAMS:"):]).items()}
+    return {lwp: [(name, local) for name, _, local, _ in frames]
+            for lwp, frames in _gdb_json(core, _ORACLE, "PARAMS").items()}
 
 
 def _pmdb_params(core: BuiltCore) -> Frames:
@@ -192,41 +191,14 @@ def test_bt_full_locals_equal_gdbs(built_core_list: list[BuiltCore]) -> None:  #
     assert checked >= 30, checked
 
 
-_INLINE_ORACLE = r'''
-import gdb, json
-gdb.execute("set backtrace past-main on")
-gdb.execute("set backtrace past-entry on")
-out = {}
-for inf in gdb.inferiors():
-    for th in inf.threads():
-        th.switch()
-        frame, frames = gdb.newest_frame(), []
-        while frame is not None and len(frames) < 64:
-            if frame.type() != gdb.TAILCALL_FRAME:     # a caller that tail-called: pmdb shows none
-                frames.append([frame.name(), frame.type() == gdb.INLINE_FRAME])
-            try:
-                frame = frame.older()
-            except gdb.error:
-                break
-        out[th.ptid[1]] = frames
-print("FRAMES:" + json.dumps(out))
-'''
-
-
 def test_inlined_calls_are_frames_where_gdb_has_them(built_core_list: list[BuiltCore]) -> None:  # noqa: F811
     """gdb shows a call the compiler inlined as a frame of its own (libc's futex_wait inside
     __lll_lock_wait, with libc6-dbg): pmdb's bt puts an ``(inlined)`` frame in the same
     place, named as gdb names it; every other frame stays as it was."""
     inlined = 0
     for core in built_core_list:
-        with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-            f.write(_INLINE_ORACLE)
-        try:
-            text = gdb_batch(core.exe, core.core, [f"source {f.name}"])
-        finally:
-            os.unlink(f.name)
-        gdb = {int(k): v for k, v in json.loads(
-            next(x for x in text.splitlines() if x.startswith("FRAMES:"))[len("FRAMES:"):]).items()}
+        gdb = {lwp: [(name, inline) for name, _, _, inline in frames]
+               for lwp, frames in _gdb_json(core, _ORACLE, "PARAMS").items()}
         ours: dict[int, list[tuple[str, bool]]] = {}
         for row in pmdb.open(str(core.core), str(core.exe)).run("bt -a"):
             if isinstance(row, dict):

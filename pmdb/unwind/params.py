@@ -18,7 +18,7 @@ import struct
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from elftools.dwarf.dwarf_expr import DWARFExprParser
 from elftools.dwarf.locationlists import BaseAddressEntry, LocationEntry, LocationParser
@@ -39,6 +39,7 @@ from pmdb.unwind.cfi import evaluate_expr
 from pmdb.unwind.frame import Frame
 
 ReadMemory = Callable[[int, int], bytes]
+_T = TypeVar("_T")
 _MAX_OPS = 64             # a longer expression is not a parameter's location
 _MAX_PARAMS = 32
 _MAX_LOCALS = 256
@@ -125,62 +126,21 @@ class FrameParams:
 
     def params_at(self, pc: int, state: FrameState) -> list[Param] | None:
         """None when no DWARF subprogram holds pc (or the DWARF cannot be read)."""
-        if self._broken:
-            return None
-        try:
-            found = self._subprogram(pc)
-            if found is None:
-                return None
-            die, cu, entry = found
-            return _params(die, cu, pc, entry, state, self._dwarf)
-        except FOREIGN:
-            self._broken = True         # one damaged file is one miss, not an error per frame
-            return None
+        return self._in_function(pc, lambda die, cu, entry: _params(die, cu, pc, entry, state, self._dwarf))
 
     def inlined_at(self, pc: int, state: FrameState) -> list[Inlined] | None:
         """The calls inlined at pc, innermost first (None as for params_at)."""
-        if self._broken:
-            return None
-        try:
-            found = self._subprogram(pc)
-            if found is None:
-                return None
-            die, cu, _ = found
-            reader = _Variables(die, cu, pc, state, self._dwarf)
-            out = []
-            for site in reversed(_inline_chain(die, cu, pc)):
-                params = [reader.param(c, None) for c in site.iter_children()
-                          if c.tag == "DW_TAG_formal_parameter"][:_MAX_PARAMS]
-                out.append(Inlined(function_name(site) or "??", params))
-            return out
-        except FOREIGN:
-            self._broken = True
-            return None
+        return self._in_function(pc, lambda die, cu, _: _inlined(die, cu, pc, state, self._dwarf))
 
     def locals_at(self, pc: int, state: FrameState) -> list[Param] | None:
         """The local variables in scope at pc (None as for params_at)."""
-        if self._broken:
-            return None
-        try:
-            found = self._subprogram(pc)
-            if found is None:
-                return None
-            die, cu, _ = found
-            return _locals(die, cu, pc, state, self._dwarf)
-        except FOREIGN:
-            self._broken = True
-            return None
+        return self._in_function(pc, lambda die, cu, _: _locals(die, cu, pc, state, self._dwarf))
 
     def call_value(self, return_pc: int, regno: int, state: FrameState) -> int | None:
         """The value the call returning to return_pc passed in DWARF register regno, from the
         call site's DW_TAG_call_site_parameter (evaluated in the calling frame, ``state``)."""
-        if self._broken:
-            return None
-        try:
-            found = self._subprogram(return_pc - 1)
-            if found is None:
-                return None
-            die, cu, _ = found
+
+        def value(die: Any, cu: Any, _entry: int) -> int | None:
             sites = self._sites.get(die.offset)
             if sites is None:
                 sites = self._sites[die.offset] = _call_sites(die)
@@ -191,6 +151,17 @@ class FrameParams:
             parser = LocationParser(self._dwarf.location_lists())
             base = _frame_base(die, cu, return_pc - 1, parser, exprs, state)
             return _evaluate(exprs.parse_expr(expr), state, base, state.ptr_size, want="value")
+
+        return self._in_function(return_pc - 1, value)
+
+    def _in_function(self, pc: int, read: Callable[[Any, Any, int], _T]) -> _T | None:
+        """read(DIE, unit, entry pc) of the subprogram holding pc; None without one. A file
+        whose DWARF fails to parse is broken from then on: one miss, not an error per frame."""
+        if self._broken:
+            return None
+        try:
+            found = self._subprogram(pc)
+            return read(*found) if found is not None else None
         except FOREIGN:
             self._broken = True
             return None
@@ -255,6 +226,16 @@ def _params(die: Any, cu: Any, pc: int, entry_pc: int, state: FrameState, dwarf:
     reader = _Variables(die, cu, pc, state, dwarf)
     params = [child for child in die.iter_children() if child.tag == "DW_TAG_formal_parameter"]
     return [reader.param(child, entry_pc) for child in params[:_MAX_PARAMS]]
+
+
+def _inlined(die: Any, cu: Any, pc: int, state: FrameState, dwarf: Any) -> list[Inlined]:
+    reader = _Variables(die, cu, pc, state, dwarf)
+    out = []
+    for site in reversed(_inline_chain(die, cu, pc)):
+        params = [reader.param(c, None) for c in site.iter_children()
+                  if c.tag == "DW_TAG_formal_parameter"][:_MAX_PARAMS]
+        out.append(Inlined(function_name(site) or "??", params))
+    return out
 
 
 def _locals(die: Any, cu: Any, pc: int, state: FrameState, dwarf: Any) -> list[Param]:
