@@ -149,8 +149,22 @@ def parse_stat(text: str) -> tuple[int, str, str, int, int]:
 
 
 def parse_stack(text: str) -> list[str]:
-    """Function names from /proc/PID/stack lines like '[<0>] do_select+0x5a0/0x7a0'."""
-    return [m.group(1) for line in text.splitlines() if (m := STACK_LINE.match(line))]
+    """Function names from /proc/PID/stack lines like '[<0>] do_select+0x5a0/0x7a0'; none
+    when a frame's offset is its function's size (``+0x94/0x94``): the record caught the
+    task while it was being switched, and the one frame it got is not where it sleeps."""
+    names = []
+    for line in text.splitlines():
+        m = STACK_LINE.match(line)
+        if m is None:
+            continue
+        at = _OFFSET.search(line)
+        if at is not None and at.group(1) == at.group(2):
+            return []
+        names.append(m.group(1))
+    return names
+
+
+_OFFSET = re.compile(r"\+(0x[0-9a-f]+)/(0x[0-9a-f]+)")
 
 
 def _read(path: Path) -> str:
