@@ -201,7 +201,7 @@ def _config(tmp_path: Path, extra: str = "") -> Path:
 
 @pytest.fixture
 def kernel_repl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pty]:
-    kt.need_dbg_vmlinux("6.1.0-56-amd64")       # found in /usr/lib/debug: globals are typed
+    vmlinux = kt.need_dbg_vmlinux("6.1.0-56-amd64")   # named on the command line: globals are typed
     home = tmp_path / "home"
     home.mkdir()
     (home / ".pmdbrc").write_text("# set up as a user would\n::echo rc-ran\n")
@@ -209,7 +209,7 @@ def kernel_repl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pty
     monkeypatch.setenv("XDG_CACHE_HOME", CACHE_HOME)
     monkeypatch.delenv("PMDB_NORC", raising=False)
     p = Pty(["-q", "--config", str(_config(tmp_path, "[output]\nprogress_after_ms = 0\n")),
-             str(need_fixture(SLUB / "dump.202611222031"))], rc=True)
+             str(need_fixture(SLUB / "dump.202611222031")), str(vmlinux)], rc=True)
     p.expect(b"rc-ran")
     p.prompt()
     yield p
@@ -225,11 +225,13 @@ def _plain(line: str) -> list[str]:
 
 
 def test_tab_completes_a_member_of_a_global_and_a_cache_name(kernel_repl: Pty) -> None:
+    # completion runs asynchronously (its first use loads the types: seconds on a busy
+    # machine): wait until the completed text is drawn, then Enter
     kernel_repl.send("p init_task.tgi\t")      # tgid: the one member starting so
-    time.sleep(1.0)                            # completion runs asynchronously
+    kernel_repl.expect(b"d", timeout=60)        # the typed text has no "d": the completion does
     assert kernel_repl.command("", keys="\r") == _plain("p init_task.tgid")
     kernel_repl.send("kmem -S task_stru\t")
-    time.sleep(1.0)
+    kernel_repl.expect(b"ct", timeout=60)
     assert kernel_repl.command("", keys="\r") == _plain("kmem -S task_struct")
 
 
