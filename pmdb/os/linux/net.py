@@ -82,19 +82,24 @@ def ipv6_addresses(types: TypeRegistry, dev: Object) -> list[str]:
             for node in walk_list(dev.memory, 0, ListLink(off, off), MAX_ADDRESSES, head=head)]
 
 
+AF_INET, AF_INET6 = 2, 10
+
+
 @dataclass(frozen=True)
 class SocketInfo:
     socket: int            # struct socket
     sock: int              # struct sock
     family: int
     type: int
-    local: tuple[str, int] | None       # AF_INET: (address, port)
+    local: tuple[str, int] | None       # AF_INET and AF_INET6: (address, port)
     remote: tuple[str, int] | None
 
 
 def socket_of_inode(mem: AddressSpace, types: TypeRegistry, inode: int) -> SocketInfo:
     """The socket whose inode is ``inode`` (S_ISSOCK): ``container_of(inode, struct
-    socket_alloc, vfs_inode)``, its sock's family and type, and AF_INET's endpoints."""
+    socket_alloc, vfs_inode)``, its sock's family and type, and for AF_INET and AF_INET6 the
+    bound and peer endpoints (``skc_rcv_saddr``/``skc_daddr``, or since 3.13 the
+    ``skc_v6_rcv_saddr``/``skc_v6_daddr`` of sock_common; ports ``inet_sport``/``skc_dport``)."""
     sock_alloc = inode - _offset(types, "socket_alloc", "vfs_inode")
     socket = Object(mem, types.lookup("struct socket_alloc"), sock_alloc).member("socket")
     sk = int(socket.member("sk"))
@@ -103,16 +108,32 @@ def socket_of_inode(mem: AddressSpace, types: TypeRegistry, inode: int) -> Socke
     sock = Object(mem, types.lookup("struct sock"), sk)
     common = sock.member("__sk_common")
     family, stype = int(common.member("skc_family")), int(sock.member("sk_type"))
-    if family != 2:
+    if family not in (AF_INET, AF_INET6):
         return SocketInfo(socket.address, sk, family, stype, None, None)
     inet = Object(mem, types.lookup("struct inet_sock"), sk)
-    local = (_ipv4(mem, common.member("skc_rcv_saddr").address), _port(mem, inet.member("inet_sport").address))
-    remote = (_ipv4(mem, common.member("skc_daddr").address), _port(mem, common.member("skc_dport").address))
-    return SocketInfo(socket.address, sk, family, stype, local, remote)
+    sport = _port(mem, inet.member("inet_sport").address)
+    dport = _port(mem, common.member("skc_dport").address)
+    if family == AF_INET:
+        local = _ipv4(mem, common.member("skc_rcv_saddr").address)
+        remote = _ipv4(mem, common.member("skc_daddr").address)
+    else:
+        local = _ipv6(mem, common.member("skc_v6_rcv_saddr").address)
+        remote = _ipv6(mem, common.member("skc_v6_daddr").address)
+    return SocketInfo(socket.address, sk, family, stype, (local, sport), (remote, dport))
+
+
+def crash_ipv6(address: str) -> str:
+    """An IPv6 address as crash's ``net -s`` prints it: all eight groups in hex without
+    leading zeros or ``::`` (``0:0:0:0:0:0:0:1``), not inet_ntop's ``::1``."""
+    return ":".join(f"{int(group, 16):x}" for group in ipaddress.IPv6Address(address).exploded.split(":"))
 
 
 def _ipv4(mem: AddressSpace, addr: int) -> str:
     return str(ipaddress.IPv4Address(mem.read(addr, 4)))
+
+
+def _ipv6(mem: AddressSpace, addr: int) -> str:
+    return str(ipaddress.IPv6Address(mem.read(addr, 16)))
 
 
 def _port(mem: AddressSpace, addr: int) -> int:
