@@ -319,9 +319,16 @@ static long swap_used_mb(void)
 	return (total - free) / 1024;
 }
 
-/* touch fresh anonymous memory, one MB at a time, until the kernel has put want MB in swap */
+/*
+ * Touch fresh anonymous memory, one MB at a time, until the kernel has put want MB in swap;
+ * then give back the last HEADROOM MB, so that nothing more is swapped out (nor, swap being
+ * less than half full, are slots freed on swap-in) while the truth is recorded: swap's use
+ * in the dump is then the one /proc/swaps showed.
+ */
+#define HEADROOM 24
 static int pageout(long want)
 {
+	static char *chunk[4096];
 	long mb = 0;
 	int fd;
 
@@ -333,8 +340,10 @@ static int pageout(long want)
 			die("mmap");
 		for (long off = 0; off < 1 << 20; off += 4096)
 			p[off] = (char)(mb + off / 4096 + 1);  /* not zero: real pages, not the zero page */
-		mb++;
+		chunk[mb++] = p;
 	}
+	for (long i = mb - 1; i >= 0 && i >= mb - HEADROOM; i--)
+		munmap(chunk[i], 1 << 20);
 	printf("labapp: pageout touched %ld MB, %ld MB in swap\n", mb, swap_used_mb());
 	fflush(stdout);
 	fd = open("/tmp/pageout.ready", O_CREAT | O_WRONLY, 0644);
