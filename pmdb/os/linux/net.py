@@ -22,7 +22,7 @@ MAX_ADDRESSES = 4096        # addresses of one device before its chain is called
 # include/linux/socket.h's families crash names, and linux/net.h's socket types
 FAMILIES = {0: "UNSPEC", 1: "UNIX", 2: "INET", 3: "AX25", 4: "IPX", 5: "APPLETALK", 6: "NETROM",
             7: "BRIDGE", 8: "ATMPVC", 9: "X25", 10: "INET6", 11: "ROSE", 12: "DECnet",
-            13: "NETBEUI", 14: "SECURITY", 16: "NETLINK", 17: "PACKET", 18: "ASH", 19: "ECONET",
+            13: "NETBEUI", 14: "SECURITY/KEY", 16: "NETLINK/ROUTE", 17: "PACKET", 18: "ASH", 19: "ECONET",
             20: "ATMSVC", 22: "SNA", 23: "IRDA", 24: "PPPOX"}
 SOCK_TYPES = {1: "STREAM", 2: "DGRAM ", 3: "RAW", 4: "RDM", 5: "SEQPACKET", 10: "PACKET"}
 
