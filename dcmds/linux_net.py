@@ -64,8 +64,7 @@ def _sockets(ctx: Context, task: Object) -> tuple[list[str], list[dict[str, Any]
         stype = netmodel.SOCK_TYPES.get(s.type, str(s.type))
         rows.append(f"{f.fd:2d} {s.socket:{width}x} {s.sock:{width}x} {family}:{stype} {_endpoints(s)}")
         records.append({"fd": f.fd, "socket": Hex(s.socket), "sock": Hex(s.sock), "family": family,
-                        "type": stype.strip(), "inode": int(Object(ctx.target.memory, ctx.kernel.types.lookup(
-                            "struct inode"), f.inode).member("i_ino")),
+                        "type": stype.strip(), "inode": s.ino,
                         "local": _endpoint(s.local), "remote": _endpoint(s.remote)})
     return ([SOCKET_HEADER, *rows] if rows else ["No open sockets."]), records
 

@@ -93,23 +93,25 @@ class SocketInfo:
     type: int
     local: tuple[str, int] | None       # AF_INET and AF_INET6: (address, port)
     remote: tuple[str, int] | None
+    ino: int = 0           # its inode's number: socket:[ino] in /proc/PID/fd and /proc/net/*
 
 
 def socket_of_inode(mem: AddressSpace, types: TypeRegistry, inode: int) -> SocketInfo:
     """The socket whose inode is ``inode`` (S_ISSOCK): ``container_of(inode, struct
     socket_alloc, vfs_inode)``, its sock's family and type, and for AF_INET and AF_INET6 the
-    bound and peer endpoints (``skc_rcv_saddr``/``skc_daddr``, or since 3.13 the
-    ``skc_v6_rcv_saddr``/``skc_v6_daddr`` of sock_common; ports ``inet_sport``/``skc_dport``)."""
+    bound and peer endpoints (sock_common's ``skc_rcv_saddr``/``skc_daddr`` for IPv4, its
+    ``skc_v6_rcv_saddr``/``skc_v6_daddr`` for IPv6 (3.13+); ports ``inet_sport``/``skc_dport``)."""
     sock_alloc = inode - _offset(types, "socket_alloc", "vfs_inode")
-    socket = Object(mem, types.lookup("struct socket_alloc"), sock_alloc).member("socket")
+    alloc = Object(mem, types.lookup("struct socket_alloc"), sock_alloc)
+    socket, ino = alloc.member("socket"), int(alloc.member("vfs_inode").member("i_ino"))
     sk = int(socket.member("sk"))
     if not sk:
-        return SocketInfo(socket.address, 0, 0, 0, None, None)
+        return SocketInfo(socket.address, 0, 0, 0, None, None, ino)
     sock = Object(mem, types.lookup("struct sock"), sk)
     common = sock.member("__sk_common")
     family, stype = int(common.member("skc_family")), int(sock.member("sk_type"))
     if family not in (AF_INET, AF_INET6):
-        return SocketInfo(socket.address, sk, family, stype, None, None)
+        return SocketInfo(socket.address, sk, family, stype, None, None, ino)
     inet = Object(mem, types.lookup("struct inet_sock"), sk)
     sport = _port(mem, inet.member("inet_sport").address)
     dport = _port(mem, common.member("skc_dport").address)
@@ -119,7 +121,7 @@ def socket_of_inode(mem: AddressSpace, types: TypeRegistry, inode: int) -> Socke
     else:
         local = _ipv6(mem, common.member("skc_v6_rcv_saddr").address)
         remote = _ipv6(mem, common.member("skc_v6_daddr").address)
-    return SocketInfo(socket.address, sk, family, stype, (local, sport), (remote, dport))
+    return SocketInfo(socket.address, sk, family, stype, (local, sport), (remote, dport), ino)
 
 
 def crash_ipv6(address: str) -> str:
