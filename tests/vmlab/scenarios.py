@@ -44,6 +44,8 @@ def refusal(scenario: Scenario, arch: Arch) -> str | None:
     """Why scenario cannot run on arch (one line), or None when it can."""
     if scenario.host_nmi and not arch.nmi:
         return f"{scenario.name} needs an x86 NMI (QMP inject-nmi); {arch.name} has none"
+    if scenario.swap_disk and arch.name != "amd64":
+        return f"{scenario.name}: its swap disk and virtio modules are set up for amd64 only"
     if scenario.base == "divide" and arch.name == "arm64":
         return "divide: arm64 integer division by zero does not trap (it yields 0)"
     return None
