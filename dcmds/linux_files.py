@@ -146,7 +146,11 @@ def _vnode_kind(ctx: Context, opts: dict[str, Any]) -> str:
 
 def dentry_path(ctx: Context, fs: Fs, dentry: int) -> str:
     """A dentry's path through the mount of its filesystem in init's mount namespace whose
-    root is one of its ancestors (its path inside its filesystem when none is mounted)."""
+    root is one of its ancestors (its path inside its filesystem when none is mounted); a
+    socket's, pipe's or anon inode's own name (``socket:[INODE]``) as d_path gives it."""
+    pseudo = fs.pseudo_name(dentry)
+    if pseudo is not None:
+        return pseudo
     d = fs.obj("dentry", dentry)
     sb = int(d.member("d_sb"))
     ancestors = fs.ancestors(dentry)

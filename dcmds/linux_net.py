@@ -30,8 +30,9 @@ def net(ctx: Context, *args: Any) -> None:
     positional, opts = parse_options("net", {"s": "sockets", "n:": "task"}, args, NET_USAGE)
     if opts.get("sockets"):
         for n, task in enumerate(crash_tasks(ctx, positional, "net")):
-            lines = ([""] if n else []) + [task_header(task), *_socket_lines(ctx, task_object(ctx, task))]
-            ctx.out.record({"task": Hex(task.address), "pid": task.pid}, text=lines)
+            rows, records = _sockets(ctx, task_object(ctx, task))
+            lines = ([""] if n else []) + [task_header(task), *rows]
+            ctx.out.record({"task": Hex(task.address), "pid": task.pid, "sockets": records}, text=lines)
         return
     if positional:
         raise CommandError(f"net: unexpected {positional[0]} (usage: net {NET_USAGE})")
@@ -50,17 +51,36 @@ def net(ctx: Context, *args: Any) -> None:
                                 for d in devices]}, text=lines)
 
 
-def _socket_lines(ctx: Context, task: Object) -> list[str]:
+def _sockets(ctx: Context, task: Object) -> tuple[list[str], list[dict[str, Any]]]:
+    """crash's net -s rows of a task's sockets, and the same sockets as records."""
     fs = Fs(ctx.target.memory, ctx.kernel.types)
     width = 2 * ctx.target.arch.ptr_size
-    rows = []
+    rows, records = [], []
     for f in open_files(fs, task) or ():
         if f.type != "SOCK":
             continue
         s = netmodel.socket_of_inode(ctx.target.memory, ctx.kernel.types, f.inode)
-        info = (f"{netmodel.FAMILIES.get(s.family, str(s.family))}:"
-                f"{netmodel.SOCK_TYPES.get(s.type, str(s.type))} ")
-        if s.local is not None and s.remote is not None:
-            info += f" {s.local[0]}-{s.local[1]} {s.remote[0]}-{s.remote[1]}"
-        rows.append(f"{f.fd:2d} {s.socket:{width}x} {s.sock:{width}x} {info}")
-    return [SOCKET_HEADER, *rows] if rows else ["No open sockets."]
+        family = netmodel.FAMILIES.get(s.family, str(s.family))
+        stype = netmodel.SOCK_TYPES.get(s.type, str(s.type))
+        rows.append(f"{f.fd:2d} {s.socket:{width}x} {s.sock:{width}x} {family}:{stype} {_endpoints(s)}")
+        records.append({"fd": f.fd, "socket": Hex(s.socket), "sock": Hex(s.sock), "family": family,
+                        "type": stype.strip(), "inode": s.ino,
+                        "local": _endpoint(s.local), "remote": _endpoint(s.remote)})
+    return ([SOCKET_HEADER, *rows] if rows else ["No open sockets."]), records
+
+
+def _endpoints(s: netmodel.SocketInfo) -> str:
+    """crash's SOURCE-PORT DESTINATION-PORT: IPv4 as `` a.b.c.d-port a.b.c.d-port``; IPv6
+    with every group (``0:0:0:0:0:0:0:1-7002``), the source right-aligned in 12 columns and
+    the destination centred under the source's width."""
+    if s.local is None or s.remote is None:
+        return ""
+    if s.family == netmodel.AF_INET:
+        return f" {s.local[0]}-{s.local[1]} {s.remote[0]}-{s.remote[1]}"
+    src = f"{netmodel.crash_ipv6(s.local[0])}-{s.local[1]}"
+    dst = f"{netmodel.crash_ipv6(s.remote[0])}-{s.remote[1]}"
+    return f"{src:>12} {mkstring(dst, len(src), 'center')}"
+
+
+def _endpoint(end: tuple[str, int] | None) -> dict[str, Any] | None:
+    return None if end is None else {"address": end[0], "port": end[1]}

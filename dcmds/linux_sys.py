@@ -12,7 +12,7 @@ from pmdb.os.linux import irq as irqmodel
 from pmdb.os.linux import signals
 from pmdb.os.linux import timers as timermodel
 from pmdb.os.linux.fs import Fs
-from pmdb.os.linux.meminfo import swap_infos
+from pmdb.os.linux.meminfo import swap_infos, swap_usage
 from pmdb.output import Dec, Hex
 from pmdb.types.value import Object
 
@@ -135,7 +135,7 @@ def swap(ctx: Context) -> None:
     lines, records = [SWAP_HEADER], []
     for addr in infos:
         si = Object(mem, info_t, addr)
-        pages, used = int(si.member("pages")) * page_kb, int(si.member("inuse_pages")) * page_kb
+        pages, used = (n * page_kb for n in swap_usage(mem, kernel.types, addr))
         pct = used * 100 // pages if pages else 0
         path = _swap_path(ctx, si)
         kind = "PARTITION" if _is_partition(ctx, si) else "  FILE   "

@@ -130,9 +130,10 @@ def busybox(cache: Path, arch: Arch, suite: str = BUSYBOX_SUITE) -> Path:
 
 
 def build(cache: Path, dest: Path, modules: list[Path], kernel: Kernel | None = None,
-          kdump_kernel: Path | None = None) -> Path:
+          kdump_kernel: Path | None = None, disk_modules: list[Path] | None = None) -> Path:
     """Write the initramfs for one boot to dest (for kernel's arch; amd64 when None); with
-    ``kdump_kernel``, what the guest's own kdump needs too (tests/vmlab/kdump.py)."""
+    ``kdump_kernel``, what the guest's own kdump needs too (tests/vmlab/kdump.py); with
+    ``disk_modules``, the virtio disk stack under lib/disk-modules/, numbered in load order."""
     arch = ARCHES[kernel.arch if kernel else "amd64"]
     files = {
         "init": ((GUEST / "init").read_bytes(), 0o755),
@@ -142,6 +143,9 @@ def build(cache: Path, dest: Path, modules: list[Path], kernel: Kernel | None = 
     for mod in modules:
         name = mod.name.split(".ko")[0] + ".ko"
         files[f"lib/modules/{name}"] = (plain_module(mod), 0o644)
+    for i, mod in enumerate(disk_modules or []):
+        name = mod.name.split(".ko")[0] + ".ko"
+        files[f"lib/disk-modules/{i:02d}-{name}"] = (plain_module(mod), 0o644)
     if kdump_kernel is not None:
         assert kernel is not None, "a kdump initramfs needs its kernel"
         from tests.vmlab.kdump import initramfs_extras

@@ -37,6 +37,19 @@ TRUTH_TIMEOUT = 300  # seconds from QEMU's start to the truth, at most (a slow T
 TRUTH_VERSION = 2
 
 
+SWAP_DISK = "swap.disk"     # the netswap guest's /dev/vda (deleted once the dumps are made)
+SWAP_BYTES = 32 << 20
+
+
+def swap_disk(work: Path) -> list[str]:
+    """QEMU arguments for the empty 32 MB raw disk the guest swaps on (a sparse file)."""
+    path = work / SWAP_DISK
+    with open(path, "wb") as f:
+        f.truncate(SWAP_BYTES)
+    return ["-drive", f"file={path},format=raw,if=none,id=swap",
+            "-device", "virtio-blk-pci,drive=swap"]
+
+
 def dump_dir(cache: Path, kernel: Kernel, scenario: str) -> Path:
     return cache / "dumps" / kernel.release / scenario
 
@@ -170,13 +183,15 @@ def make(cache: Path, kernel: Kernel, scenario: Scenario, formats: list[str], fo
     mem = scenario.mem or mem
     with building(final) as out:
         initrd = initramfs.build(cache, out / "initramfs.cpio", modules, kernel,
-                                 kdump_kernel=kimage if scenario.kdump else None)
+                                 kdump_kernel=kimage if scenario.kdump else None,
+                                 disk_modules=kdump.virtio_modules(cache, kernel) if scenario.swap_disk else None)
         how = accel.choose(cache, lambda a, t: probe(kimage, initrd, out, a, t, arch)) if arch.kvm else "tcg"
         cmdline = " ".join([base_cmdline(arch), *scenario.cmdline, f"pmdblab.scenario={scenario.base}"])
         say(f"{kernel.name} {scenario.name}: booting {kernel.release} ({how}, {arch.machine}, "
             f"{arch.cpu}, {mem}, {smp} CPUs)")
         guest = qemu.boot(kimage, initrd, cmdline, out, how, mem, smp, arch,
-                          tuple(kdump.disks(out)) if scenario.kdump else ())
+                          tuple(kdump.disks(out)) if scenario.kdump else
+                          tuple(swap_disk(out)) if scenario.swap_disk else ())
         try:
             times = crash(guest, scenario)
             say(f"{kernel.name} {scenario.name}: panic after {times['panic']} s: {times['panic_reason']}")
@@ -207,7 +222,7 @@ def make(cache: Path, kernel: Kernel, scenario: Scenario, formats: list[str], fo
             (out / FILES["elf"]).unlink(missing_ok=True)
             made.remove("elf")
         times["dumps"] = round(time.monotonic() - t0, 1)
-        for name in ("initramfs.cpio", "qmp.sock"):
+        for name in ("initramfs.cpio", "qmp.sock", SWAP_DISK):
             (out / name).unlink(missing_ok=True)
         for fmt in made:
             (out / FILES[fmt]).chmod(0o644)  # QEMU writes its dumps 0400

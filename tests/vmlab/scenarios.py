@@ -24,6 +24,7 @@ class Scenario:
     mem: str | None = None    # guest RAM for this scenario (else PMDB_LAB_MEM, 192M)
     truth_timeout: int = 300  # seconds from QEMU's start to the truth, at most (TCG)
     in_all: bool = True       # part of `all` (busy is not: it takes many minutes and GBs)
+    swap_disk: bool = False   # a small virtio disk, the guest's /dev/vda, to swap on (netswap)
 
     @property
     def base(self) -> str:
@@ -43,6 +44,8 @@ def refusal(scenario: Scenario, arch: Arch) -> str | None:
     """Why scenario cannot run on arch (one line), or None when it can."""
     if scenario.host_nmi and not arch.nmi:
         return f"{scenario.name} needs an x86 NMI (QMP inject-nmi); {arch.name} has none"
+    if scenario.swap_disk and arch.name != "amd64":
+        return f"{scenario.name}: its swap disk and virtio modules are set up for amd64 only"
     if scenario.base == "divide" and arch.name == "arm64":
         return "divide: arm64 integer division by zero does not trap (it yields 0)"
     return None
@@ -68,6 +71,9 @@ SCENARIOS = {s.name: s for s in [
     Scenario("busy", "4 GB, 10,000 sleeping threads in 200 processes, >1M slab objects (tmpfs "
              "files, sockets, pipes), thousands of VMAs; then sysrq", (), module=False,
              mem="4G", truth_timeout=1800, in_all=False),
+    # real sockets and an active swap device for crash's net -s, swap and files (issue 14)
+    Scenario("netswap", "TCP/UDP over IPv4 and IPv6 on lo, unix sockets, and pages swapped out "
+             "to a 32 MB virtio disk; then sysrq", (), module=False, swap_disk=True, in_all=False),
 ]}
 
 

@@ -16,10 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pmdb.errors import PmdbError, SymbolError
+from pmdb.memory.space import AddressSpace
 from pmdb.os.linux.mm.kernel_memory import KernelMemory
 from pmdb.os.linux.mm.pages import PageLayout, flag_bit, pages, present_sections
 from pmdb.os.linux.sysinfo import KernelVars, pgdats
 from pmdb.types.lists import ListLink, walk_list
+from pmdb.types.registry import TypeRegistry
+from pmdb.types.value import Object
 
 SWP_USED = 1
 MAX_SWAPFILES = 64          # a bound on nr_swapfiles (the kernel's MAX_SWAPFILES is at most 32)
@@ -152,13 +155,18 @@ def swap_infos(kv: KernelVars) -> list[int] | None:
     return found
 
 
+def swap_usage(mem: AddressSpace, types: TypeRegistry, si: int) -> tuple[int, int]:
+    """(pages, in use) of one ``struct swap_info_struct``: ``inuse_pages`` is an unsigned
+    int up to 6.x and an atomic_long_t (its ``counter``) since 7.0."""
+    info = Object(mem, types.lookup("struct swap_info_struct"), si)
+    inuse = info.member("inuse_pages")
+    return int(info.member("pages")), int(inuse.member("counter") if inuse.kind == "struct" else inuse)
+
+
 def swap_pages(kv: KernelVars) -> tuple[int, int]:
     """(total, in use) swap pages over the swap_info entries in use."""
-    infos = swap_infos(kv)
-    if not infos:
-        return 0, 0
-    pages_, inuse = (kv.offsets.offsetof("swap_info_struct", m) for m in ("pages", "inuse_pages"))
-    return sum(kv.mem.u32(si + pages_) for si in infos), sum(kv.mem.u32(si + inuse) for si in infos)
+    counts = [swap_usage(kv.mem, kv.types, si) for si in swap_infos(kv) or ()]
+    return sum(c[0] for c in counts), sum(c[1] for c in counts)
 
 
 def shared_pages(km: KernelMemory, kv: KernelVars, problems: list[str]) -> int:

@@ -22,7 +22,7 @@ MAX_ADDRESSES = 4096        # addresses of one device before its chain is called
 # include/linux/socket.h's families crash names, and linux/net.h's socket types
 FAMILIES = {0: "UNSPEC", 1: "UNIX", 2: "INET", 3: "AX25", 4: "IPX", 5: "APPLETALK", 6: "NETROM",
             7: "BRIDGE", 8: "ATMPVC", 9: "X25", 10: "INET6", 11: "ROSE", 12: "DECnet",
-            13: "NETBEUI", 14: "SECURITY", 16: "NETLINK", 17: "PACKET", 18: "ASH", 19: "ECONET",
+            13: "NETBEUI", 14: "SECURITY/KEY", 16: "NETLINK/ROUTE", 17: "PACKET", 18: "ASH", 19: "ECONET",
             20: "ATMSVC", 22: "SNA", 23: "IRDA", 24: "PPPOX"}
 SOCK_TYPES = {1: "STREAM", 2: "DGRAM ", 3: "RAW", 4: "RDM", 5: "SEQPACKET", 10: "PACKET"}
 
@@ -82,37 +82,60 @@ def ipv6_addresses(types: TypeRegistry, dev: Object) -> list[str]:
             for node in walk_list(dev.memory, 0, ListLink(off, off), MAX_ADDRESSES, head=head)]
 
 
+AF_INET, AF_INET6 = 2, 10
+
+
 @dataclass(frozen=True)
 class SocketInfo:
     socket: int            # struct socket
     sock: int              # struct sock
     family: int
     type: int
-    local: tuple[str, int] | None       # AF_INET: (address, port)
+    local: tuple[str, int] | None       # AF_INET and AF_INET6: (address, port)
     remote: tuple[str, int] | None
+    ino: int = 0           # its inode's number: socket:[ino] in /proc/PID/fd and /proc/net/*
 
 
 def socket_of_inode(mem: AddressSpace, types: TypeRegistry, inode: int) -> SocketInfo:
     """The socket whose inode is ``inode`` (S_ISSOCK): ``container_of(inode, struct
-    socket_alloc, vfs_inode)``, its sock's family and type, and AF_INET's endpoints."""
+    socket_alloc, vfs_inode)``, its sock's family and type, and for AF_INET and AF_INET6 the
+    bound and peer endpoints (sock_common's ``skc_rcv_saddr``/``skc_daddr`` for IPv4, its
+    ``skc_v6_rcv_saddr``/``skc_v6_daddr`` for IPv6 (3.13+); ports ``inet_sport``/``skc_dport``)."""
     sock_alloc = inode - _offset(types, "socket_alloc", "vfs_inode")
-    socket = Object(mem, types.lookup("struct socket_alloc"), sock_alloc).member("socket")
+    alloc = Object(mem, types.lookup("struct socket_alloc"), sock_alloc)
+    socket, ino = alloc.member("socket"), int(alloc.member("vfs_inode").member("i_ino"))
     sk = int(socket.member("sk"))
     if not sk:
-        return SocketInfo(socket.address, 0, 0, 0, None, None)
+        return SocketInfo(socket.address, 0, 0, 0, None, None, ino)
     sock = Object(mem, types.lookup("struct sock"), sk)
     common = sock.member("__sk_common")
     family, stype = int(common.member("skc_family")), int(sock.member("sk_type"))
-    if family != 2:
-        return SocketInfo(socket.address, sk, family, stype, None, None)
+    if family not in (AF_INET, AF_INET6):
+        return SocketInfo(socket.address, sk, family, stype, None, None, ino)
     inet = Object(mem, types.lookup("struct inet_sock"), sk)
-    local = (_ipv4(mem, common.member("skc_rcv_saddr").address), _port(mem, inet.member("inet_sport").address))
-    remote = (_ipv4(mem, common.member("skc_daddr").address), _port(mem, common.member("skc_dport").address))
-    return SocketInfo(socket.address, sk, family, stype, local, remote)
+    sport = _port(mem, inet.member("inet_sport").address)
+    dport = _port(mem, common.member("skc_dport").address)
+    if family == AF_INET:
+        local = _ipv4(mem, common.member("skc_rcv_saddr").address)
+        remote = _ipv4(mem, common.member("skc_daddr").address)
+    else:
+        local = _ipv6(mem, common.member("skc_v6_rcv_saddr").address)
+        remote = _ipv6(mem, common.member("skc_v6_daddr").address)
+    return SocketInfo(socket.address, sk, family, stype, (local, sport), (remote, dport), ino)
+
+
+def crash_ipv6(address: str) -> str:
+    """An IPv6 address as crash's ``net -s`` prints it: all eight groups in hex without
+    leading zeros or ``::`` (``0:0:0:0:0:0:0:1``), not inet_ntop's ``::1``."""
+    return ":".join(f"{int(group, 16):x}" for group in ipaddress.IPv6Address(address).exploded.split(":"))
 
 
 def _ipv4(mem: AddressSpace, addr: int) -> str:
     return str(ipaddress.IPv4Address(mem.read(addr, 4)))
+
+
+def _ipv6(mem: AddressSpace, addr: int) -> str:
+    return str(ipaddress.IPv6Address(mem.read(addr, 16)))
 
 
 def _port(mem: AddressSpace, addr: int) -> int:

@@ -9,8 +9,20 @@
  *       files in /tmp/busy (a tmpfs: inodes, dentries, page cache), PAIRS unix socket pairs,
  *       PIPES pipes, and VMAS one-page mappings that do not merge; it writes /tmp/busy.ready
  *       and sleeps holding it all
+ *   labapp sockets                                   the netswap scenario's sockets, held open:
+ *       TCP (a listener, a connected client and its accepted peer) and UDP (a bound one and
+ *       one connected to it) on 127.0.0.1 and on ::1, unix stream (listener, client, accepted),
+ *       a bound unix dgram, a unix socketpair, and a pipe and an eventfd besides (pseudo
+ *       files for `files`); it writes its pid to /tmp/sockets.ready
+ *   labapp pageout N                                 touch memory until the kernel has put N MB
+ *       in swap; writes /tmp/pageout.ready and sleeps holding it
  */
+#include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/eventfd.h>
+#include <sys/un.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -194,6 +206,152 @@ static int busy(int procs, int nthreads, int files, int pairs, int pipes, int vm
 		pause();
 }
 
+static void die(const char *what)
+{
+	perror(what);
+	exit(1);
+}
+
+static socklen_t inet_address(int family, int port, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)ss;
+
+		in->sin_family = AF_INET;
+		in->sin_port = htons(port);
+		in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		return sizeof(*in);
+	}
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+
+	in6->sin6_family = AF_INET6;
+	in6->sin6_port = htons(port);
+	in6->sin6_addr = in6addr_loopback;
+	return sizeof(*in6);
+}
+
+/* bind, retried for a few seconds: ::1 may not be usable the moment lo comes up */
+static void bind_retry(int fd, struct sockaddr *sa, socklen_t len, const char *what)
+{
+	for (int i = 0; bind(fd, sa, len); i++) {
+		if (i == 50)
+			die(what);
+		usleep(100000);
+	}
+}
+
+/* a TCP listener on port, a client connected to it and the accepted peer */
+static void tcp_trio(int family, int port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = inet_address(family, port, &ss);
+	int one = 1, l = socket(family, SOCK_STREAM, 0), c = socket(family, SOCK_STREAM, 0);
+
+	if (l < 0 || c < 0)
+		die("socket tcp");
+	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	bind_retry(l, (struct sockaddr *)&ss, len, "bind tcp");
+	if (listen(l, 4) || connect(c, (struct sockaddr *)&ss, len) || accept(l, NULL, NULL) < 0)
+		die("tcp connect");
+}
+
+/* a UDP socket bound to port and another (bound by the kernel) connected to it */
+static void udp_pair(int family, int port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = inet_address(family, port, &ss);
+	int b = socket(family, SOCK_DGRAM, 0), c = socket(family, SOCK_DGRAM, 0);
+
+	if (b < 0 || c < 0)
+		die("socket udp");
+	bind_retry(b, (struct sockaddr *)&ss, len, "bind udp");
+	if (connect(c, (struct sockaddr *)&ss, len))
+		die("udp connect");
+}
+
+static int sockets(void)
+{
+	struct sockaddr_un un = { .sun_family = AF_UNIX };
+	int l, c, d, sv[2], pv[2];
+	FILE *ready;
+
+	prctl(PR_SET_NAME, "labsock");
+	tcp_trio(AF_INET, 7001);
+	tcp_trio(AF_INET6, 7002);
+	udp_pair(AF_INET, 7003);
+	udp_pair(AF_INET6, 7004);
+	strcpy(un.sun_path, "/tmp/lab.stream");
+	l = socket(AF_UNIX, SOCK_STREAM, 0);
+	c = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (l < 0 || c < 0 || bind(l, (struct sockaddr *)&un, sizeof(un)) || listen(l, 4) ||
+	    connect(c, (struct sockaddr *)&un, sizeof(un)) || accept(l, NULL, NULL) < 0)
+		die("unix stream");
+	strcpy(un.sun_path, "/tmp/lab.dgram");
+	d = socket(AF_UNIX, SOCK_DGRAM, 0);
+	if (d < 0 || bind(d, (struct sockaddr *)&un, sizeof(un)))
+		die("unix dgram");
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) || pipe(pv) || eventfd(0, 0) < 0)
+		die("socketpair/pipe/eventfd");
+	ready = fopen("/tmp/sockets.ready.tmp", "w");
+	if (!ready)
+		die("/tmp/sockets.ready");
+	fprintf(ready, "%d\n", getpid());
+	fclose(ready);
+	rename("/tmp/sockets.ready.tmp", "/tmp/sockets.ready");
+	for (;;)
+		pause();
+}
+
+/* swap in use, in MB (SwapTotal - SwapFree of /proc/meminfo) */
+static long swap_used_mb(void)
+{
+	char line[128];
+	long total = 0, free = 0;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	while (f && fgets(line, sizeof(line), f)) {
+		sscanf(line, "SwapTotal: %ld kB", &total);
+		sscanf(line, "SwapFree: %ld kB", &free);
+	}
+	if (f)
+		fclose(f);
+	return (total - free) / 1024;
+}
+
+/*
+ * Touch fresh anonymous memory, one MB at a time, until the kernel has put want MB in swap;
+ * then give back the last HEADROOM MB, so that nothing more is swapped out (nor, swap being
+ * less than half full, are slots freed on swap-in) while the truth is recorded: swap's use
+ * in the dump is then the one /proc/swaps showed.
+ */
+#define HEADROOM 24
+static int pageout(long want)
+{
+	static char *chunk[4096];
+	long mb = 0;
+	int fd;
+
+	prctl(PR_SET_NAME, "labpageout");
+	while (swap_used_mb() < want && mb < 4096) {
+		char *p = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (p == MAP_FAILED)
+			die("mmap");
+		for (long off = 0; off < 1 << 20; off += 4096)
+			p[off] = (char)(mb + off / 4096 + 1);  /* not zero: real pages, not the zero page */
+		chunk[mb++] = p;
+	}
+	for (long i = mb - 1; i >= 0 && i >= mb - HEADROOM; i--)
+		munmap(chunk[i], 1 << 20);
+	printf("labapp: pageout touched %ld MB, %ld MB in swap\n", mb, swap_used_mb());
+	fflush(stdout);
+	fd = open("/tmp/pageout.ready", O_CREAT | O_WRONLY, 0644);
+	close(fd);
+	for (;;)
+		pause();
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 8 && !strcmp(argv[1], "busy"))
@@ -205,6 +363,10 @@ int main(int argc, char **argv)
 		return threads(atoi(argv[2]));
 	if (argc == 2 && !strcmp(argv[1], "hog"))
 		return hog();
-	fprintf(stderr, "usage: labapp ioctl NAME | threads N | hog | busy PROCS THREADS FILES PAIRS PIPES VMAS\n");
+	if (argc == 2 && !strcmp(argv[1], "sockets"))
+		return sockets();
+	if (argc == 3 && !strcmp(argv[1], "pageout"))
+		return pageout(atol(argv[2]));
+	fprintf(stderr, "usage: labapp ioctl NAME | threads N | hog | busy PROCS THREADS FILES PAIRS PIPES VMAS | sockets | pageout N\n");
 	return 2;
 }

@@ -24,6 +24,9 @@ S_IFMT = 0o170000
 FILE_TYPES = {0o140000: "SOCK", 0o120000: "LNK ", 0o100000: "REG ", 0o060000: "BLK ",
               0o040000: "DIR ", 0o020000: "CHR ", 0o010000: "FIFO"}
 
+# filesystems whose d_dname names a dentry by its inode number (net/socket.c, fs/pipe.c)
+PSEUDO_INODE_NAMES = {b"sockfs": "socket", b"pipefs": "pipe"}
+
 
 class Fs:
     """Typed reads of the VFS structures of one kernel (its memory and BTF types)."""
@@ -94,8 +97,27 @@ class Fs:
         raise CorruptionError(dentry, f"a path deeper than {MAX_DEPTH} components (a loop?)")
 
     def path_string(self, path: Object) -> str:
-        """d_path of a ``struct path`` (mnt, dentry)."""
-        return self.d_path(int(path.member("dentry")), int(path.member("mnt")))
+        """d_path of a ``struct path`` (mnt, dentry): a pseudo file's own name where the
+        kernel's d_path asks the dentry's ``d_dname`` (sockets, pipes, anon inodes)."""
+        dentry = int(path.member("dentry"))
+        return self.pseudo_name(dentry) or self.d_path(dentry, int(path.member("mnt")))
+
+    def pseudo_name(self, dentry: int) -> str | None:
+        """What the ``d_dname`` of sockfs, pipefs and anon_inodefs print, as /proc/PID/fd
+        shows them (``socket:[INODE]``, ``pipe:[INODE]``, ``anon_inode:[eventfd]``); None for a
+        dentry of another filesystem. Told by the superblock's type, whose d_op it is."""
+        d = self.obj("dentry", dentry)
+        sb = int(d.member("d_sb"))
+        if not sb:
+            return None
+        fstype = self.obj("super_block", sb).member("s_type").member("name").string()
+        if fstype == b"anon_inodefs":
+            return "anon_inode:" + self.dentry_name(d).decode("utf-8", "replace")
+        if fstype not in PSEUDO_INODE_NAMES:
+            return None
+        inode = int(d.member("d_inode"))
+        ino = int(self.obj("inode", inode).member("i_ino")) if inode else 0
+        return f"{PSEUDO_INODE_NAMES[fstype]}:[{ino}]"
 
     def file_path(self, file: int) -> str:
         """d_path of a ``struct file`` (its f_path): what /proc/PID/maps and fd/ show."""
