@@ -167,7 +167,9 @@ def _function(target: Target, name: str) -> int | str:
 def compare_stacks(target: Target, truth: Path) -> Agreement:
     """Each task's /proc/PID/stack as a subsequence of its ::findstack, sleeping or not.
     Left out: tasks on a CPU at the crash (their stacks moved on since the record), tasks
-    /proc gave no stack, and tasks gone before the crash."""
+    /proc gave no stack, tasks gone before the crash, and a task whose stack differs but
+    that was switched to since the record (its context-switch count in the dump is not
+    /proc/PID/status's: it woke and slept again, elsewhere)."""
     rows = _ps_rows(target)
     agree = Agreement()
     for pid, task in sorted(truth_tasks(truth).items()):
@@ -178,9 +180,16 @@ def compare_stacks(target: Target, truth: Path) -> Agreement:
         if is_subsequence([_function(target, n) for n in task.stack],
                           [_function(target, n) for n in have]):
             agree.matched += 1
-        else:
+        elif task.switches is None or _switches(target, row.task) == task.switches:
             agree.differences.append(f"pid {pid} ({task.comm}): /proc {task.stack}, pmdb {have}")
     return agree
+
+
+def _switches(target: Target, task: int) -> int | None:
+    """The task's nvcsw + nivcsw in the dump."""
+    out = run(target, f"{task:x}::print task_struct nvcsw nivcsw")[0]
+    found = [int(v, 0) for v in re.findall(r"= (0x[0-9a-f]+|\d+)", out)]
+    return sum(found) if len(found) == 2 else None
 
 
 def compare_msgbuf(target: Target, dump_dir: Path) -> Agreement:

@@ -134,8 +134,9 @@ def test_stacks_groups_every_task_by_its_stack() -> None:
 def test_kmastat_is_slabinfo(busy: tuple[Path, Target]) -> None:
     """::kmastat has /proc/slabinfo's caches and slot sizes, and each cache the busy
     guest filled (10,000 objects or more) holds slabinfo's objects and slabs exactly; but
-    proc_inode_cache, which the recorder itself grows after reading slabinfo (its ``head``
-    opens every /proc/PID file next)."""
+    the caches the recorder itself grows after reading slabinfo (its ``head`` opens every
+    /proc/PID file next): proc_inode_cache is left out, and filp (the files it opens, freed
+    through RCU) may differ by a few slabs."""
     folder, target = busy
     agreement = kt.compare_kmastat(target, folder / "truth")
     assert agreement.matched and not agreement.differences, "\n".join(agreement.differences)
@@ -147,5 +148,10 @@ def test_kmastat_is_slabinfo(busy: tuple[Path, Target]) -> None:
            and int(f[2]) >= 10_000 and f[0] != "proc_inode_cache"}
     assert sum(n for n, _ in big.values()) >= 1_000_000
     wrong = [f"{name}: ::kmastat (objects, slabs) {rows.get(name)}, /proc/slabinfo {want}"
-             for name, want in sorted(big.items()) if rows.get(name) != want]
+             for name, want in sorted(big.items()) if rows.get(name) != want and not _recorders(name, rows.get(name), want)]
     assert not wrong, "\n".join(wrong)
+
+
+def _recorders(name: str, have: tuple[int, int] | None, want: tuple[int, int]) -> bool:
+    """A difference the truth's recorder makes: filp's open files, within 4 slabs."""
+    return name == "filp" and have is not None and abs(have[1] - want[1]) <= 4

@@ -41,6 +41,7 @@ class Task:
     flags: int
     stack: list[str]  # function names, innermost first, from /proc/PID/stack
     threads: list[Task] = field(default_factory=list)  # the leader's other threads
+    switches: int | None = None   # voluntary + nonvoluntary context switches (/proc/PID/status)
 
     @property
     def kernel_thread(self) -> bool:
@@ -179,7 +180,14 @@ def _task(d: Path, pid: int) -> Task | None:
     if not stat.strip():
         return None  # it exited while the guest was recording
     tid, comm, state, ppid, flags = parse_stat(stat)
-    return Task(pid, tid, ppid, state, comm, flags, parse_stack(_read(d / "stack")))
+    return Task(pid, tid, ppid, state, comm, flags, parse_stack(_read(d / "stack")),
+                switches=parse_switches(_read(d / "status")))
+
+
+def parse_switches(status: str) -> int | None:
+    """voluntary_ctxt_switches + nonvoluntary_ctxt_switches of a /proc/PID/status."""
+    found = [int(m.group(1)) for m in re.finditer(r"^(?:non)?voluntary_ctxt_switches:\s+(\d+)", status, re.M)]
+    return sum(found) if len(found) == 2 else None
 
 
 def load_tasks(root: Path) -> dict[int, Task]:
