@@ -475,3 +475,21 @@ def test_cpu_stacks_are_where_the_tss_points(world: World) -> None:
     irq = world.unwinder.stacks.find(frames[0].sp)
     back = next(f for f in frames if f.stack_name == "task")
     assert irq is not None and mem.u64(irq.hi - 8) < back.sp <= mem.u64(irq.hi - 8) + 0x40
+
+
+def test_a_cpu_stopped_in_a_retpoline_thunk_unwinds_to_its_caller() -> None:
+    """objtool marks the retpoline thunks as the end of the stack (UNWIND_HINT_EMPTY), but a
+    CPU stopped at one (a QEMU dump taken while panic() spins) was called there: registers
+    at __x86_indirect_thunk_array with the stack top a real return address of task 1's
+    stack unwind to that address and on exactly as the task's own walk does from there."""
+    w = kaslr_world()
+    task, good = sleeping(w, 1)
+    thunk = w.lookup("__x86_indirect_thunk_array")
+    assert thunk is not None
+    k = 2
+    slot = good[k].slot
+    assert slot is not None
+    regs = {"rip": thunk, "rsp": slot, "rbp": good[k].regs.get("rbp", 0), "cs": 0x10, "ss": 0x18}
+    frames = w.unwinder.unwind_regs(regs, task)
+    assert frames[0].pc == thunk
+    assert [f.pc for f in frames[1:]] == [f.pc for f in good[k:]], (frames, good)

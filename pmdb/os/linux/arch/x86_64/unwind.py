@@ -54,6 +54,12 @@ class _Stop(Exception):
     """The walk cannot go on; the message becomes the last frame's note."""
 
 
+# the thunks retpolines and return-stack mitigations call through (arch/x86/lib/retpoline.S)
+_THUNKS = ("__x86_indirect_thunk_", "__x86_indirect_call_thunk_", "__x86_indirect_jump_thunk_",
+           "__x86_return_thunk", "__x86_return_skl", "retbleed_return_thunk", "srso_return_thunk",
+           "srso_safe_ret", "srso_alias_return_thunk", "zen_untrain_ret", "entry_untrain_ret")
+
+
 @dataclass
 class _State:
     ip: int
@@ -248,6 +254,11 @@ class KernelUnwinder:
             raise _Stop(f"no ORC entry for {self.describe(st.ip)}; as a frame-pointer frame: {err}") from None
 
     def _apply(self, entry: orc.OrcEntry, st: _State, rd: _Reader, method: str) -> Frame | None:
+        if entry.type == orc.TYPE_END and st.signal and self._in_thunk(st.ip):
+            # objtool marks the retpoline and return thunks as the end of the stack
+            # (UNWIND_HINT_EMPTY), but a CPU stopped in one was called there: its caller's
+            # return address is where the thunk's few instructions left the stack
+            entry = orc.OrcEntry(0, 0, orc.REG_UNDEFINED, orc.REG_UNDEFINED, orc.TYPE_UNDEFINED)
         if entry.type == orc.TYPE_END:
             return None
         if entry.type == orc.TYPE_UNDEFINED:
@@ -264,6 +275,9 @@ class KernelUnwinder:
         if frame.stack_name != "user" and st.stack is not None:
             self._check_progress(st, prev_sp, prev_stack)
         return frame
+
+    def _in_thunk(self, ip: int) -> bool:
+        return self.describe(ip).split("+")[0].startswith(_THUNKS)
 
     def _from_code(self, st: _State, undefined: orc.OrcEntry) -> orc.OrcEntry:
         """A call frame worked out from the instructions, where objtool left no ORC data
