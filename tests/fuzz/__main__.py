@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 
@@ -61,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _replay(paths: list[Path]) -> int:
+    """Run kept findings again, each timed as a campaign times it: one over runner.SLOW
+    (taken under load, say) is a finding still only if it is slow here too."""
     from tests.fuzz.harness import patches_from_json
+    from tests.fuzz.runner import SLOW
     from tests.fuzz.targets import all_targets
 
     targets = all_targets()
@@ -70,15 +74,22 @@ def _replay(paths: list[Path]) -> int:
         if path.suffix == ".json":
             record = json.loads(path.read_text())
             target = targets[record["target"]]
+            start = time.monotonic()
             try:
                 if "patches" in record and target.replay is not None:
                     target.replay(patches_from_json(record["patches"], target.base()))
                 else:
                     target.run(path.with_suffix(".bin").read_bytes())
-                print(f"{path}: ok")
             except Exception as err:     # noqa: BLE001
                 bad += 1
                 print(f"{path}: {type(err).__name__}: {err}", file=sys.stderr)
+                continue
+            took = time.monotonic() - start
+            if took > SLOW:
+                bad += 1
+                print(f"{path}: slow: {took:.2f} s", file=sys.stderr)
+            else:
+                print(f"{path}: ok ({took * 1000:.0f} ms)")
     return 1 if bad else 0
 
 
