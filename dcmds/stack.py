@@ -11,13 +11,14 @@ crash's layout on a kernel (linux_stack_text.py) and $c's on a user core.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from pmdb.commands import Context, dcmd
 from pmdb.commands.args import number
 from pmdb.errors import CommandError, FaultError, PmdbError
-from pmdb.os.linux.debuginfo import LineAt
+from pmdb.os.linux.debuginfo import LineAt, debuginfo_for
 from pmdb.os.linux.stacks.frames import lookup_address
 from pmdb.output import Cell, Column, Hex
 from pmdb.target import Target
@@ -259,8 +260,8 @@ def _inlined_rows(target: Target, thread: Thread, frames: list[Frame], index: in
                   width: int) -> list[list[Cell]]:
     """A row per call inlined at frames[index]'s pc, innermost first, marked ``(inlined)``
     (method "inline"), with the inlined function's parameters."""
-    object_at = getattr(getattr(target.os, "objects", None), "object_at", None)
-    if object_at is None or _is_kernel(target):
+    object_at = _code_objects(target)
+    if object_at is None:
         return []
     found = frame_inlined(frames, index, target.arch, target.memory, object_at)
     f = frames[index]
@@ -304,7 +305,7 @@ def _print_frames_with_locals(ctx: Context, thread: Thread, frames: list[Frame])
 
 
 def _locals(target: Target, frames: list[Frame], index: int) -> list[Param] | None:
-    object_at = getattr(getattr(target.os, "objects", None), "object_at", None)
+    object_at = _code_objects(target)
     if object_at is None:
         return None
     return frame_locals(frames, index, target.arch, target.memory, object_at)
@@ -323,14 +324,22 @@ def _call(target: Target, frames: list[Frame], index: int, nargs: int, dwarf_onl
 
 
 def _params(target: Target, frames: list[Frame], index: int) -> list[Param] | None:
-    """A user-core frame's parameters by name from DWARF (the object's debug file or its own
-    -g), with gdb's entry values; None where no DWARF describes its function."""
-    if _is_kernel(target):
-        return None
-    object_at = getattr(getattr(target.os, "objects", None), "object_at", None)
+    """A frame's parameters by name from DWARF (a user core's object's debug file or its own
+    -g; a kernel's debug vmlinux), with gdb's entry values; None where no DWARF describes
+    its function."""
+    object_at = _code_objects(target)
     if object_at is None:
         return None
     return frame_params(frames, index, target.arch, target.memory, object_at)
+
+
+def _code_objects(target: Target) -> Callable[[int], Any] | None:
+    """address -> the object whose DWARF describes the code there: a user core's mapped
+    file, or a kernel's vmlinux (its modules' frames have none here)."""
+    if _is_kernel(target):
+        info = debuginfo_for(target.os)
+        return info.code_at if getattr(getattr(target.os, "km", None), "vmlinux", "") else None
+    return getattr(getattr(target.os, "objects", None), "object_at", None)
 
 
 def _arg_cells(target: Target, frames: list[Frame], index: int, nargs: int,

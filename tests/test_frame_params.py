@@ -13,13 +13,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
+import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import pmdb
+from tests import kernel_truth as kt
+from tests.conftest import need_fixture
 from tests.cores import BuiltCore, built_core_list, built_cores, gdb_batch  # noqa: F401 (fixtures)
+from tests.linux_vmcore import KASLR
 
 _ORACLE = r'''
 import gdb, json
@@ -215,6 +222,58 @@ def test_inlined_calls_are_frames_where_gdb_has_them(built_core_list: list[Built
 
 
 def _has_libc_debug() -> bool:
-    from pathlib import Path
-
     return any(Path("/usr/lib/debug/.build-id").glob("*/*.debug"))
+
+
+# -- kernel frames, against drgn ---------------------------------------------------------------
+
+_DRGN = r'''
+import drgn, json, sys
+prog = drgn.Program()
+prog.set_core_dump(sys.argv[1])
+prog.load_debug_info([sys.argv[2]])
+out = []
+for f in prog.crashed_thread().stack_trace():
+    if f.is_inline:
+        continue
+    params = []
+    try:
+        names = f.locals()
+    except (LookupError, ValueError):
+        names = []
+    for name in names:
+        try:
+            o = f[name]
+            ok = not o.absent_ and o.type_.kind in (drgn.TypeKind.INT, drgn.TypeKind.POINTER, drgn.TypeKind.ENUM,
+                                                    drgn.TypeKind.BOOL)
+            params.append([name, o.value_() if ok else None])
+        except (LookupError, ValueError, drgn.FaultError):
+            params.append([name, None])
+    out.append([f.name, params])
+print("DRGN:" + json.dumps(out))
+'''
+
+
+def test_kernel_frame_parameters_equal_drgns(tmp_path: Path) -> None:
+    """$c N on the fixture dump with its debug vmlinux: each parameter pmdb gives a value is
+    drgn's value of it (drgn walks the vmlinux's CFI; pmdb's ORC walk gets the callee-saved
+    registers from the same .debug_frame); the oops' frames have theirs."""
+    pytest.importorskip("drgn", reason="drgn (pip install drgn) is the oracle")
+    dump = need_fixture(KASLR / "dump.202611221942")
+    vmlinux = kt.need_dbg_vmlinux("6.1.0-56-amd64")
+    proc = subprocess.run([sys.executable, "-c", _DRGN, str(dump), str(vmlinux)], capture_output=True,
+                          text=True, timeout=600)
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("DRGN:"))
+    drgn_frames = {name: dict(params) for name, params in json.loads(line[5:]) if name}
+    prog = pmdb.open(str(dump), str(vmlinux))
+    checked = 0
+    for row in prog.run("$c 0t16"):
+        name = re.sub(r"\W.*", "", str(row["function"]))       # oops_end.cold+0x18(...): drgn's oops_end
+        theirs = drgn_frames.get(name, {})
+        for cell in row["args"]:
+            if isinstance(cell, dict) and cell["value"] is not None and theirs.get(cell["name"]) is not None:
+                assert int(cell["value"]) == theirs[cell["name"]] & ((1 << 64) - 1), (name, cell, theirs)
+                checked += 1
+    assert checked >= 6, checked
+    text = " ".join(str(r["function"]) for r in prog.run("$c 0t16"))
+    assert "page_fault_oops+0xf9(regs=regs@entry=0x" in text and "address=address@entry=24" in text

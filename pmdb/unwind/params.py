@@ -35,8 +35,10 @@ from pmdb.symbols.dwarfnames import (
     range_parts,
     subprogram_parts,
 )
-from pmdb.unwind.cfi import evaluate_expr
+from pmdb.unwind.cfi import CfiTable, evaluate_expr
 from pmdb.unwind.frame import Frame
+from pmdb.unwind.framepointer import StepFailed
+from pmdb.unwind.user import apply_row
 
 ReadMemory = Callable[[int, int], bytes]
 _T = TypeVar("_T")
@@ -116,9 +118,11 @@ class FrameState:
 class FrameParams:
     """``params_at(link_pc, state)``: the parameters of the function holding link_pc."""
 
-    def __init__(self, elf: ELFFile) -> None:
+    def __init__(self, elf: ELFFile, dwarf: Any = None) -> None:
+        """``dwarf``: a DWARFInfo already made for the file (a vmlinux's, over its mapping);
+        else one of only the sections parameters need."""
         self._elf = elf
-        self._dwarf: Any = None
+        self._dwarf: Any = dwarf
         self._ranges = UnitRanges(elf)
         self._broken = False
         self._units: dict[int, list[tuple[int, int, Any, int]]] = {}
@@ -563,16 +567,52 @@ def _frame_reader(frames: list[Frame], index: int, arch: Arch, memory: AddressSp
                   object_at: Callable[[int], Any]) -> tuple[FrameParams, int, FrameState] | None:
     """(the reader of the frame's object, its pc in that file, its state)."""
     frame = frames[index]
-    obj = object_at(frame.lookup_pc)
+    obj = object_at(_lookup_pc(frame))
     reader = _reader(obj)
     if reader is None:
         return None
-    return reader, frame.lookup_pc - obj.bias, _state(frames, index, obj, arch, memory, object_at, 0)
+    return reader, _lookup_pc(frame) - obj.bias, _state(frames, index, obj, arch, memory, object_at, 0)
+
+
+def _registers(frames: list[Frame], index: int, arch: Arch, memory: AddressSpace,
+                object_at: Callable[[int], Any]) -> dict[str, int]:
+    """frames[index]'s registers: the unwinder's, and where a frame's object carries DWARF CFI
+    the unwinder did not use (a kernel walked by ORC, which restores only sp, ip and bp:
+    ``obj.cfi``, the vmlinux's .debug_frame), the callee-saved ones those rows restore, from
+    the innermost frame (or the last exception frame, whose pt_regs are whole) outwards."""
+    regs = dict(frames[0].regs)
+    for f, nxt in zip(frames[:index], frames[1:index + 1], strict=True):
+        obj: Any = object_at(_lookup_pc(f)) if nxt.exception is None else None
+        table: CfiTable | None = getattr(obj, "cfi", None)
+        caller: dict[str, int] = {}
+        if table is not None:
+            with contextlib.suppress(PmdbError, StepFailed):
+                row = table.row(_lookup_pc(f) - obj.bias)
+                if row is not None:
+                    caller = apply_row(row, regs, arch, memory, table)[0]
+        regs = {**caller, **nxt.regs}      # the unwinder's own sp and pc stand
+    return regs
+
+
+def _called(frame: Frame) -> bool:
+    """frame.pc is a return address: a user core's caller frame (call_site), or a kernel
+    frame read from a stack slot."""
+    return frame.call_site or frame.slot is not None
+
+
+def _lookup_pc(frame: Frame) -> int:
+    """Where a frame's code is: the call before a return address."""
+    return frame.pc - 1 if _called(frame) and frame.pc else frame.pc
 
 
 def _reader(obj: Any) -> FrameParams | None:
+    """The object's FrameParams: its own (``obj.frame_params``, a kernel's vmlinux), else one
+    made once over its debug file or itself."""
     if obj is None:
         return None
+    own = getattr(obj, "frame_params", None)
+    if own is not None:
+        return own
     reader = _READERS.get(obj)
     if reader is None:
         try:
@@ -589,21 +629,25 @@ def _state(frames: list[Frame], index: int, obj: Any, arch: Arch, memory: Addres
            object_at: Callable[[int], Any], depth: int) -> FrameState:
     frame = frames[index]
     numbers = {name: number for number, name in arch.dwarf_regs.items()}
-    regs = {numbers[name]: value for name, value in frame.regs.items() if name in numbers}
+    known = _registers(frames, index, arch, memory, object_at)
+    regs = {numbers[name]: value for name, value in known.items() if name in numbers}
 
     def entry(regno: int) -> int | None:
         """What the caller passed in regno: its call site's value, evaluated in its frame."""
         if depth >= _MAX_ENTRY_DEPTH or index + 1 >= len(frames):
             return None
         caller = frames[index + 1]
-        if not caller.call_site:          # frames[index] was interrupted (a signal), not called
+        if not _called(caller):           # frames[index] was interrupted (a signal), not called
             return None
-        caller_obj = object_at(caller.lookup_pc)
+        caller_obj = object_at(_lookup_pc(caller))
         reader = _reader(caller_obj)
         if reader is None:
             return None
         state = _state(frames, index + 1, caller_obj, arch, memory, object_at, depth + 1)
         return reader.call_value(caller.pc - caller_obj.bias, regno, state)
 
-    return FrameState(regs, frame.cfa, memory.read, arch.ptr_size, arch.byteorder == "little",
+    cfa = frame.cfa
+    if cfa is None and index + 1 < len(frames) and _called(frames[index + 1]):
+        cfa = frames[index + 1].sp        # a kernel walk keeps no CFA: the caller's sp after the return
+    return FrameState(regs, cfa, memory.read, arch.ptr_size, arch.byteorder == "little",
                       bias=obj.bias, entry=entry)

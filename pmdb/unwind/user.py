@@ -148,14 +148,14 @@ def _step(frame: Frame, exact: bool, arch: Arch, memory: AddressSpace,
             raise StepFailed(str(err)) from None
         if row is not None:
             try:
-                caller, cfa = _apply_row(row, frame.regs, arch, memory, table)
+                caller, cfa = apply_row(row, frame.regs, arch, memory, table)
             except FaultError as err:
                 raise StepFailed(f"unreadable stack at {err.address:#x} ({err.reason})") from None
             return caller, "cfi", cfa, row.signal_frame
     return fp_step(frame.regs, arch, memory), "fp", None, False
 
 
-def _apply_row(row: Row, regs: dict[str, int], arch: Arch, memory: AddressSpace,
+def apply_row(row: Row, regs: dict[str, int], arch: Arch, memory: AddressSpace,
                table: CfiTable) -> tuple[dict[str, int], int]:
     """The caller's registers by one CFI row (DWARF 6.4.1)."""
     names = arch.dwarf_regs

@@ -13,6 +13,7 @@ import os
 import struct
 import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pmdb.errors import CommandError, FormatError, PmdbError
@@ -24,6 +25,16 @@ if TYPE_CHECKING:      # pyelftools and the DWARF readers load on first use (sta
     from pmdb.types.dwarf_source import SourceLines
 
 LineAt = Callable[[int], "tuple[str, int] | None"]
+
+
+@dataclass(frozen=True)
+class KernelCode:
+    """What frame parameters need of the kernel's code: its load bias (KASLR) and a reader
+    of its DWARF."""
+
+    bias: int
+    frame_params: Any
+    cfi: Any = None          # its .debug_frame (a CfiTable): the registers ORC does not restore
 
 
 class KernelDebugInfo:
@@ -41,6 +52,7 @@ class KernelDebugInfo:
         self._tried: set[str] = set()
         self.directories: list[str] = []       # where modules' debug files are looked for
         self.modules: dict[str, ModuleDwarf] = {}
+        self._code: KernelCode | None = None
 
     def vmlinux_lines(self) -> SourceLines | None:
         from pmdb.types.debugfile import DebugFile
@@ -141,6 +153,27 @@ class KernelDebugInfo:
             return False
         self.kernel.types.remove_source(old.types)
         return True
+
+    def code_at(self, addr: int) -> KernelCode | None:
+        """The vmlinux as frame parameters read it (pmdb.unwind.params), when ``addr`` is the
+        kernel's own code and its debug vmlinux is known; None for a module's code."""
+        lines = self.vmlinux_lines()
+        if lines is None or self._debug is None or self._in_module(addr):
+            return None
+        if self._code is None:
+            from pmdb.unwind.cfi import CfiTable
+            from pmdb.unwind.params import FrameParams
+
+            try:
+                cfi = CfiTable(self._debug.elf)
+            except FormatError as err:
+                self.problems.append(f"{self._debug.path}: no call-frame information ({err})")
+                cfi = None
+            self._code = KernelCode(lines.bias, FrameParams(self._debug.elf, self._debug.dwarf()), cfi)
+        return self._code
+
+    def _in_module(self, addr: int) -> bool:
+        return any(m.base <= addr < m.base + m.size for m in self.kernel.modules())
 
     def function_size(self, addr: int) -> int | None:
         """The size the vmlinux's ELF symbol table gives the function starting at ``addr``
