@@ -277,3 +277,7 @@ def test_kernel_frame_parameters_equal_drgns(tmp_path: Path) -> None:
     assert checked >= 6, checked
     text = " ".join(str(r["function"]) for r in prog.run("$c 0t16"))
     assert "page_fault_oops+0xf9(regs=regs@entry=0x" in text and "address=address@entry=24" in text
+    # the module's debug file gives its frames theirs: the oops' function got NULL (crashdrv.c)
+    prog.run(f"mod -s crashdrv {need_fixture(KASLR / 'crashdrv.ko')}")
+    text = " ".join(str(r["function"]) for r in prog.run("$c 0t16"))
+    assert "crashdrv_widget_bump+0x5(w=w@entry=0x0)" in text, text

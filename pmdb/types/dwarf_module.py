@@ -81,6 +81,11 @@ class ModuleDwarf:
     def line_at(self, addr: int) -> tuple[str, int] | None:
         return self.lines.line_at(addr)
 
+    def relocated_elf(self) -> ELFFile:
+        """The relocated copy as an ELF file (its .debug_aranges and .debug_frame name the
+        loaded addresses), for frame parameters."""
+        return ELFFile(io.BytesIO(self.mm[:]))
+
     def holds(self, addr: int) -> bool:
         """Whether ``addr`` is in one of the module's loaded sections."""
         return any(lo <= addr < lo + n for lo, n in self.loaded)

@@ -53,6 +53,7 @@ class KernelDebugInfo:
         self.directories: list[str] = []       # where modules' debug files are looked for
         self.modules: dict[str, ModuleDwarf] = {}
         self._code: KernelCode | None = None
+        self._module_code: dict[str, KernelCode] = {}
 
     def vmlinux_lines(self) -> SourceLines | None:
         from pmdb.types.debugfile import DebugFile
@@ -155,22 +156,31 @@ class KernelDebugInfo:
         return True
 
     def code_at(self, addr: int) -> KernelCode | None:
-        """The vmlinux as frame parameters read it (pmdb.unwind.params), when ``addr`` is the
-        kernel's own code and its debug vmlinux is known; None for a module's code."""
+        """The debug file of the code at ``addr`` as frame parameters read it
+        (pmdb.unwind.params): a module's (mod -s, or found), else the vmlinux; None without."""
+        for name, mod in self.modules.items():
+            if mod.holds(addr):
+                if name not in self._module_code:
+                    elf = mod.relocated_elf()
+                    self._module_code[name] = self._code_of(0, elf, mod.dwarf, mod.path)
+                return self._module_code[name]
         lines = self.vmlinux_lines()
         if lines is None or self._debug is None or self._in_module(addr):
             return None
         if self._code is None:
-            from pmdb.unwind.cfi import CfiTable
-            from pmdb.unwind.params import FrameParams
-
-            try:
-                cfi = CfiTable(self._debug.elf)
-            except FormatError as err:
-                self.problems.append(f"{self._debug.path}: no call-frame information ({err})")
-                cfi = None
-            self._code = KernelCode(lines.bias, FrameParams(self._debug.elf, self._debug.dwarf()), cfi)
+            self._code = self._code_of(lines.bias, self._debug.elf, self._debug.dwarf(), self._debug.path)
         return self._code
+
+    def _code_of(self, bias: int, elf: Any, dwarf: Any, path: str) -> KernelCode:
+        from pmdb.unwind.cfi import CfiTable
+        from pmdb.unwind.params import FrameParams
+
+        try:
+            cfi = CfiTable(elf)
+        except FormatError as err:
+            self.problems.append(f"{path}: no call-frame information ({err})")
+            cfi = None
+        return KernelCode(bias, FrameParams(elf, dwarf), cfi)
 
     def _in_module(self, addr: int) -> bool:
         return any(m.base <= addr < m.base + m.size for m in self.kernel.modules())
