@@ -21,13 +21,6 @@ from pmdb.types.value import Object, follow_path
 
 from .lists import symbol_namer
 
-# globals declared with these types in the kernel's headers, which pmdb's model reads so
-KNOWN_GLOBALS = {
-    "init_task": "struct task_struct",      # include/linux/sched/task.h
-    "jiffies": "unsigned long",             # include/linux/jiffies.h: unsigned long volatile
-    "init_mm": "struct mm_struct",          # include/linux/mm_types.h
-}
-
 P_USAGE = "[-x | -d] expression"
 _EXPR = re.compile(r"^(?P<deref>\*)?\s*(?:\(\s*(?P<cast>[^()]+?)\s*\)\s*)?(?P<base>[A-Za-z_]\w*|0x[0-9a-fA-F]+|\d+)"
                    r"(?P<path>(?:\s*(?:\.|->)\s*[A-Za-z_]\w*|\s*\[\s*\w+\s*\])*)\s*$")
@@ -98,12 +91,11 @@ def _symbol_address(ctx: Context, name: str) -> int:
 
 
 def _symbol_type(ctx: Context, name: str) -> Type:
-    """A global's type: from the type sources, else the kernel's declaration (KNOWN_GLOBALS)."""
+    """A global's type: from the type sources (BTF, DWARF, the kernel headers' declarations
+    of the usual globals: pmdb.os.linux.declarations)."""
     t = ctx.target.types.variable_type(name)
     if t is not None:
         return t
-    if name in KNOWN_GLOBALS:
-        return ctx.target.types.lookup(KNOWN_GLOBALS[name])
     _symbol_address(ctx, name)
     raise CommandError(f"p: the type of {name} is not in the kernel's BTF (which types only per-CPU "
                        f"variables): cast its address, e.g. p *(unsigned long *){name}")

@@ -181,6 +181,9 @@ def _kernel_types(km: Any, types: TypeRegistry, warnings: list[str], cache: Cach
             types.add_source(mod.types)
     except PmdbError as err:
         warnings.append(f"module types unavailable: {err}")
+    from pmdb.os.linux.declarations import KernelDeclarations
+
+    types.add_source(KernelDeclarations(types))      # asked last: the headers' globals
 
 
 def _open_user_core(core: ElfCore, *, config: Config, symbol_files: Sequence[str],

@@ -103,7 +103,7 @@ def test_struct_definitions_and_offsets() -> None:
     assert out.splitlines()[1:3] == ["   [0] struct list_head *next;", "   [8] struct list_head *prev;"]
 
 
-@pytest.mark.parametrize("line", ["whatis jiffies", "struct no_such_struct", "struct list_head 0",
+@pytest.mark.parametrize("line", ["whatis loops_per_jiffy", "struct no_such_struct", "struct list_head 0",
                                   "struct", "whatis", "union list_head"])
 def test_struct_bad_input_is_one_line(line: str) -> None:
     out, err = run(target_for(KASLR, DUMP), line)

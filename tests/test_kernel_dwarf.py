@@ -102,9 +102,18 @@ def test_types_stay_btf_first() -> None:
                                              str(_target("btf").types.lookup("struct task_struct").sizeof()))
 
 
-def test_without_a_vmlinux_globals_have_no_type() -> None:
-    out, err = run(_target("btf"), "::print jiffies")
-    assert out == "" and "no type is known for global 'jiffies'" in err
+def test_without_a_vmlinux_only_the_headers_usual_globals_are_typed() -> None:
+    """BTF types no global variable but per-CPU ones: the usual ones take the type the
+    kernel's headers declare (pmdb.os.linux.declarations), the same DWARF gives; the rest
+    have none."""
+    btf, dwarf = _target("btf"), _target("both")
+    for name in ("jiffies", "init_task", "init_pid_ns", "nr_cpu_ids"):
+        assert type_name(btf.types.variable_type(name)) == type_name(dwarf.types.variable_type(name)).replace(
+            "volatile ", ""), name
+    out, err = run(btf, "::print jiffies")
+    assert out.strip() == "0xfffee012" and err == ""
+    out, err = run(btf, "::print loops_per_jiffy")
+    assert out == "" and "no type is known for global 'loops_per_jiffy'" in err
 
 
 @pytest.mark.parametrize("command", ["::ps", "::kmastat", "::stacks", "::modinfo", "$c"])
@@ -283,11 +292,11 @@ def test_a_mismatched_vmlinux_is_one_warning_and_not_used(tmp_path: Path) -> Non
     other = need_fixture(USER_CORES / "hashcrash-x86_64-O2")
     config = tmp_path / "pmdb.toml"
     config.write_text("[debuginfo]\ndirectories = []\n")
-    proc = _pmdb("--config", str(config), str(dump), str(other), "-e", "::ps", "-e", "::print jiffies")
-    assert proc.returncode == 1            # ::print jiffies fails: no DWARF was used
+    proc = _pmdb("--config", str(config), str(dump), str(other), "-e", "::ps", "-e", "::print loops_per_jiffy")
+    assert proc.returncode == 1            # ::print loops_per_jiffy fails: no DWARF was used
     (warning,) = _warnings(proc.stderr)
     assert str(other) in warning and "not used" in warning and "build" in warning
-    assert "Traceback" not in proc.stderr and "no type is known for global 'jiffies'" in proc.stderr
+    assert "Traceback" not in proc.stderr and "no type is known for global 'loops_per_jiffy'" in proc.stderr
     assert proc.stdout.splitlines()[0].split()[:2] == ["PID", "PPID"]
 
 
