@@ -146,8 +146,8 @@ def decode_text(blob: bytes, count: int, tokens: Sequence[str]) -> tuple[str, Re
     return "".join(pieces), RecordStarts(heads, seconds)
 
 
-# Name lookups answered by searching the text before the names are indexed in a dict: a
-# session's first few dozen cost ~0.5 ms each, the index ~35 ms once.
+# Names looked up by searching the text (each answer kept) before the names are indexed in
+# a dict: a session's first few dozen cost ~0.5 ms each, the index ~35 ms once.
 _SEARCHES = 64
 _CHUNK = 4096          # text characters per entry of a NameText's table of NUL counts
 
@@ -307,19 +307,22 @@ OnDecoded = Callable[["KallsymsSymbols", "RecordStarts"], None]
 
 
 class _Decoded:
-    """One decoding: the text (decode_text), where records start, and the list of typed
-    names split from the text when something needs them all (made once, then shared)."""
+    """One decoding: the text (decode_text), where records start, the names searched in it
+    and their answers, and the list of typed names split from the text and its index when
+    something needs them all (made once, then shared)."""
 
     def __init__(self, text: str, starts: RecordStarts | None) -> None:
         self.names = NameText(text)
         self.starts = starts
         self.typed: list[str] | None = None
         self.index: tuple[dict[str, int], dict[str, int] | None] | None = None
+        self.searched: dict[str, list[tuple[int, str]]] = {}    # name -> NameText.named's answer
 
 
 # The last decodings, by the content they came from: a process that opens many dumps of one
 # kernel build (triage, scripts, the fuzz campaign) decodes its names once, even without a
-# cache directory. Shared, so never changed in place (``typed`` is only filled in, once).
+# cache directory. Shared, so never changed in place (what is derived from the text only
+# filled in).
 _DECODED: dict[tuple[bytes, int, tuple[str, ...]], _Decoded] = {}
 _DECODED_KEPT = 2
 
@@ -346,7 +349,6 @@ class KallsymsSymbols:
         self._names: list[str] | None = None      # without their letters, made when asked for
         self._letters: str | None = None
         self._found: dict[int, str] = {}          # index -> typed name, of records lookups found
-        self._lookups = 0                         # name lookups searched in the text so far
         self._lead_letters: str | None = None
         self._sizes: list[int] | None = None
         self._sorted: bool | None = None
@@ -421,9 +423,10 @@ class KallsymsSymbols:
     def indices_named(self, name: str) -> list[int]:
         decoded = self._decoding()
         if decoded.index is None:
-            self._lookups += 1
-            if self._lookups <= _SEARCHES:
-                found = decoded.names.named(name)
+            found = decoded.searched.get(name)
+            if found is None and len(decoded.searched) < _SEARCHES:
+                found = decoded.searched[name] = decoded.names.named(name)
+            if found is not None:
                 self._found.update(found)
                 return [i for i, _ in found]
             decoded.index = _name_index(self.typed_names())
