@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import pydoc
 import shutil
 import signal
 import subprocess
@@ -154,6 +153,8 @@ def _page(text: str, out: IO[str]) -> None:
     out.flush()
     less = shutil.which("less")
     if less is None:
+        import pydoc  # ~15 ms of import, only where there is no less
+
         pydoc.ttypager(text)
         return
     # ^C belongs to less while it runs; it must not also interrupt us (a handler, not
