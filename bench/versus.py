@@ -233,8 +233,8 @@ def _bounds(results: dict[tuple[str, str], Runs], base: dict[str, Runs]) -> list
         p, c = results.get((job, "pmdb"), Runs()), results.get((job, "pmdb cold"), Runs())
         if p.cpu and c.cpu:
             out.append(f"{job}: pmdb {cpu(p) * 1000:.0f} ms CPU warm, {cpu(c) * 1000:.0f} ms with an empty cache "
-                       f"(+{(cpu(c) - cpu(p)) * 1000:.0f} ms: decoding 94k kallsyms names, decompressing and "
-                       f"scanning the BTF, writing both to the cache)")
+                       f"(+{(cpu(c) - cpu(p)) * 1000:.0f} ms: decompressing the kallsyms tables and the BTF, "
+                       f"expanding 94k kallsyms names, scanning the BTF, writing both to the cache)")
         for job_who, goal in (("pmdb", GOALS[job]), ("pmdb cold", GOALS[job] * 1.1)):
             r = results.get((job, job_who), Runs())
             if not r.wall:

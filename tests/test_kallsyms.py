@@ -167,6 +167,28 @@ def test_decoded_names_are_shared_by_content_only() -> None:
     assert KallsymsSymbols(blob, 2, tokens, [1, 2]).indices_named("def") == [1]
 
 
+def test_name_lookups_by_text_search_and_by_index_agree() -> None:
+    """The first lookups search the decoded text, later ones an index of every name: both
+    give every record of the name, whatever its type letter, and never a longer name that
+    ends with it or a name that only starts a record's text."""
+    from pmdb.symbols import kallsyms
+    from pmdb.symbols.kallsyms import KallsymsSymbols
+    tokens = [chr(i) for i in range(256)]
+    names = [f"{'Tt'[i % 2]}sym{i % 40}" for i in range(120)] + ["Dx_sym3", "tTsym5", "Tsym50_", ""]
+    blob = b"".join(bytes([len(n)]) + n.encode() for n in names)
+    wanted = [f"sym{k}" for k in range(kallsyms._SEARCHES + 10)] + ["Tsym5", "x_sym3", "sym3", "nothing"]
+
+    def truth(name: str) -> list[int]:
+        return [i for i, n in enumerate(names) if n[1:] == name]
+
+    syms = KallsymsSymbols(blob, len(names), tokens, list(range(len(names))))
+    got = [syms.indices_named(n) for n in wanted]
+    assert got == [truth(n) for n in wanted]
+    assert got[3] == got[-2] == [3, 43, 83] and got[-4] == [121] and got[-3] == [120] and got[50] == []
+    assert syms._decoding().index is not None          # the later lookups used the index
+    assert syms.symbol(43).name == "sym3" and syms.symbol(43).letter == "t"
+
+
 def test_decode_addresses_both_modes() -> None:
     base = 0xFFFFFFFF81000000
     plain = struct.pack("<3i", 0, 0x10, 0x7FFFFFF0)

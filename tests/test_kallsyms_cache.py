@@ -5,6 +5,7 @@ other kallsyms bytes never reading another dump's entry."""
 from __future__ import annotations
 
 import marshal
+from array import array
 from pathlib import Path
 
 from pmdb.cache import sealed, unsealed
@@ -67,17 +68,25 @@ def test_a_forged_entry_that_passes_its_checksum_is_still_refused(tmp_path: Path
     good = entry.read_bytes()
     payload = unsealed(KIND, good)
     assert payload is not None
-    typed, addrs, first, leads, samples = marshal.loads(payload)
+    text, addrs, samples = marshal.loads(payload)
+    names = text[1:-1].split("\0")
     i = samples[len(samples) // 2][0]
-    forged = list(typed)
-    forged[i], forged[i + 1] = typed[i + 1], typed[i]    # two names swapped, resealed
-    entry.write_bytes(sealed(KIND, marshal.dumps((forged, addrs, first, leads, samples))))
-    assert _answers(_open(tmp_path)) == truth
-    assert _entry(tmp_path).read_bytes() == good
-    moved = [a + 0x1000 for a in addrs]                    # every address shifted, resealed
-    entry.write_bytes(sealed(KIND, marshal.dumps((typed, moved, first, leads, samples))))
-    assert _answers(_open(tmp_path)) == truth
-    assert _entry(tmp_path).read_bytes() == good
+
+    def refused(forged: tuple[object, ...]) -> None:
+        entry.write_bytes(sealed(KIND, marshal.dumps(forged)))
+        assert _answers(_open(tmp_path)) == truth
+        assert _entry(tmp_path).read_bytes() == good       # removed, decoded again, rewritten
+
+    swapped = list(names)
+    swapped[i], swapped[i + 1] = names[i + 1], names[i]     # two names swapped, resealed
+    refused(("\0" + "\0".join(swapped) + "\0", addrs, samples))
+    # every name one index later (the first dropped, the last doubled), the samples moved to
+    # point at the same names: their text still matches the dump, their index does not
+    shifted = "\0" + "\0".join(names[1:] + names[-1:]) + "\0"
+    moved = [(j, start, at - len(names[0]) - 1) for j, start, at in samples if at > len(names[0]) + 1]
+    refused((shifted, addrs, moved))
+    far = array("Q", [a + 0x1000 for a in array("Q", addrs)]).tobytes()   # every address shifted
+    refused((text, far, samples))
 
 
 def test_a_dump_with_other_kallsyms_bytes_has_its_own_entry(tmp_path: Path) -> None:

@@ -189,3 +189,28 @@ def test_highlighting_keeps_every_character(line: str) -> None:
     kinds = {text: kind for _, kind, text in MdbLexer().get_tokens_unprocessed(line)}
     if "::print" in kinds:
         assert kinds["::print"] in Token.Keyword
+
+
+@pytest.mark.parametrize("line", ["g_config::print struct config head | ::walk list ! grep x",
+                                  "$[main+0t16]/4X; ::status", "\"unterminated", "1+", ""])
+def test_the_prompts_lexer_colours_as_the_pygments_lexer(line: str) -> None:
+    """The prompt's own lexer gives a line (the prompt reads one) the fragments (style
+    class, text) that prompt_toolkit's PygmentsLexer makes of MdbLexer, so THEME applies
+    to both alike."""
+    from prompt_toolkit.document import Document
+    from prompt_toolkit.lexers import PygmentsLexer
+
+    from pmdb.repl.highlight import MdbLexer, PromptLexer
+
+    ours, theirs = PromptLexer().lex_document(Document(line)), PygmentsLexer(MdbLexer).lex_document(Document(line))
+    assert ours(0) == theirs(0) and ours(1) == theirs(1) == []
+    assert ("class:pygments.keyword", "::print") in ours(0) or "::print" not in line
+
+
+def test_starting_the_prompt_does_not_import_pygments_lexers() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, pmdb.repl.app; print(sorted(m for m in sys.modules if m.startswith('pygments.')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "pygments.lexer" not in out and "pygments.token" in out

@@ -11,6 +11,7 @@ a ByteSource, so a flattened file (flattened.py) is read the same way.
 
 from __future__ import annotations
 
+import itertools
 import os
 import struct
 from collections import OrderedDict
@@ -179,7 +180,8 @@ class Bitmap:
 
     ``rank(pfn)`` (set bits before pfn) gives a page's descriptor index. The
     counts per granule are summed lazily, only as far as a lookup needs, so
-    opening a dump costs nothing and a lookup is one granule popcount.
+    opening a dump costs nothing; a granule a lookup reaches is kept with its
+    counts per 64-byte block, so a lookup pops at most 64 bytes.
     """
 
     GRANULE = 4096  # bytes, i.e. 32768 pfns
@@ -189,6 +191,7 @@ class Bitmap:
         self.offset = offset
         self.nbytes = nbytes
         self._prefix = [0]      # _prefix[g] = set bits in granules [0, g)
+        self._sub: dict[int, tuple[bytes, list[int]]] = {}
 
     def test(self, pfn: int) -> bool:
         byte = pfn >> 3
@@ -207,12 +210,26 @@ class Bitmap:
             k = len(self._prefix) - 1
             count = int.from_bytes(self._granule(k), "little").bit_count() if k * self.GRANULE < self.nbytes else 0
             self._prefix.append(self._prefix[-1] + count)
-        start = g * self.GRANULE
-        part = self.src.read_at(self.offset + start, byte - start) if byte > start else b""
-        n = self._prefix[g] + int.from_bytes(part, "little").bit_count()
-        if byte < self.nbytes and pfn & 7:
-            n += (self.src.read_at(self.offset + byte, 1)[0] & ((1 << (pfn & 7)) - 1)).bit_count()
+        data, blocks = self._blocks(g)
+        off = byte - g * self.GRANULE
+        b = off // self.BLOCK
+        n = self._prefix[g] + blocks[b] + int.from_bytes(data[b * self.BLOCK:off], "little").bit_count()
+        if off < len(data) and pfn & 7:
+            n += (data[off] & ((1 << (pfn & 7)) - 1)).bit_count()
         return n
+
+    BLOCK = 64  # bytes: a granule's set bits are also counted per block, so a rank reads < 64
+
+    def _blocks(self, g: int) -> tuple[bytes, list[int]]:
+        """Granule g's bytes and the set bits before each of its blocks (kept: every page
+        read of a dump asks a rank, most of them in a few granules)."""
+        hit = self._sub.get(g)
+        if hit is None:
+            data = self._granule(g) if g * self.GRANULE < self.nbytes else b""
+            counts = (int.from_bytes(data[i:i + self.BLOCK], "little").bit_count()
+                      for i in range(0, len(data), self.BLOCK))
+            hit = self._sub[g] = (data, list(itertools.accumulate(counts, initial=0)))
+        return hit
 
     def runs(self, limit_pfn: int) -> list[tuple[int, int]]:
         """Runs [first, end) of set bits below limit_pfn, a few hundred bytes at a time."""

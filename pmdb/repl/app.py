@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import pydoc
 import shutil
 import signal
 import subprocess
@@ -20,12 +19,11 @@ from typing import IO
 from prompt_toolkit import PromptSession
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
-from prompt_toolkit.lexers import PygmentsLexer
 
 from pmdb.errors import ParseError, PmdbError
 from pmdb.language.parser import parse
 from pmdb.repl.completer import SessionCompleter
-from pmdb.repl.highlight import MdbLexer, prompt_style
+from pmdb.repl.highlight import PromptLexer, prompt_style
 from pmdb.repl.keys import key_bindings
 from pmdb.session import QuitRequest, Session
 
@@ -67,7 +65,7 @@ def run_repl(session: Session, *, banner: str = "", stdout: IO[str] | None = Non
 def make_prompt(session: Session) -> PromptSession[str]:
     return PromptSession(
         history=_history(session),
-        lexer=PygmentsLexer(MdbLexer),
+        lexer=PromptLexer(),
         completer=SessionCompleter(session),
         complete_while_typing=False,
         auto_suggest=AutoSuggestFromHistory(),
@@ -154,6 +152,8 @@ def _page(text: str, out: IO[str]) -> None:
     out.flush()
     less = shutil.which("less")
     if less is None:
+        import pydoc  # ~15 ms of import, only where there is no less
+
         pydoc.ttypager(text)
         return
     # ^C belongs to less while it runs; it must not also interrupt us (a handler, not

@@ -1,7 +1,10 @@
-"""Syntax colours for the prompt: a pygments lexer over pmdb's own tokenizer.
+"""Syntax colours for the prompt: pmdb's own tokenizer, its tokens named as pygments names them.
 
 Reusing pmdb.language.lexer (tolerant mode) means the colours always agree with
-what the parser will read, including where a line stops making sense (ERROR).
+what the parser will read, including where a line stops making sense (ERROR). The
+prompt's lexer (PromptLexer) is a prompt_toolkit one: only pygments' token names are
+imported at start, not its lexer machinery (~10 ms of imports); MdbLexer, the same
+colours as a pygments lexer, is made when something asks for it.
 """
 
 from __future__ import annotations
@@ -9,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from pygments.lexer import Lexer
+from prompt_toolkit.document import Document
+from prompt_toolkit.formatted_text import StyleAndTextTuples
+from prompt_toolkit.lexers import Lexer as _PromptToolkitLexer
 from pygments.token import Token, _TokenType
 
 from pmdb.language import lexer as L
@@ -68,24 +73,57 @@ def prompt_style() -> Any:
     return style_from_pygments_dict(THEME)
 
 
-class MdbLexer(Lexer):
-    """The mdb command language, as pmdb reads it."""
+def tokens(text: str) -> Iterator[tuple[int, _TokenType, str]]:
+    """(start, pygments token type, text) of every piece of a line, no character lost."""
+    try:
+        found = L.tokenize(text, tolerant=True)
+    except Exception:  # a lexer bug must never break typing: show the line uncoloured
+        yield 0, Token.Text, text
+        return
+    end = 0
+    for tok in found:
+        if tok.start > end:    # tolerate gaps, so no character is ever lost from the display
+            yield end, Token.Text, text[end:tok.start]
+        yield tok.start, STYLE_OF.get(tok.kind, Token.Text), tok.text
+        end = tok.end
+    if end < len(text):
+        yield end, Token.Text, text[end:]
 
-    name = "mdb"
-    aliases = ["mdb", "pmdb"]
-    filenames: list[str] = []
 
-    def get_tokens_unprocessed(self, text: str) -> Iterator[tuple[int, _TokenType, str]]:
-        try:
-            tokens = L.tokenize(text, tolerant=True)
-        except Exception:  # a lexer bug must never break typing: show the line uncoloured
-            yield 0, Token.Text, text
-            return
-        end = 0
-        for tok in tokens:
-            if tok.start > end:    # tolerate gaps, so no character is ever lost from the display
-                yield end, Token.Text, text[end:tok.start]
-            yield tok.start, STYLE_OF.get(tok.kind, Token.Text), tok.text
-            end = tok.end
-        if end < len(text):
-            yield end, Token.Text, text[end:]
+def _style_class(token: _TokenType) -> str:
+    """The class prompt_toolkit gives a pygments token (style_from_pygments_dict's names)."""
+    return "class:" + ".".join(("pygments", *token)).lower()
+
+
+class PromptLexer(_PromptToolkitLexer):
+    """The prompt's colours: each line's tokens as prompt_toolkit fragments."""
+
+    def lex_document(self, document: Document) -> Any:
+        lines = document.lines
+
+        def line(i: int) -> StyleAndTextTuples:
+            if not 0 <= i < len(lines):
+                return []
+            return [(_style_class(kind), piece) for _, kind, piece in tokens(lines[i])]
+
+        return line
+
+
+def __getattr__(name: str) -> Any:
+    """MdbLexer, the pygments lexer, defined on first use (pygments.lexer costs ~10 ms)."""
+    if name != "MdbLexer":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from pygments.lexer import Lexer
+
+    class MdbLexer(Lexer):
+        """The mdb command language, as pmdb reads it."""
+
+        name = "mdb"
+        aliases = ["mdb", "pmdb"]
+        filenames: list[str] = []
+
+        def get_tokens_unprocessed(self, text: str) -> Iterator[tuple[int, _TokenType, str]]:
+            return tokens(text)
+
+    globals()["MdbLexer"] = MdbLexer
+    return MdbLexer

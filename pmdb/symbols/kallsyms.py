@@ -26,7 +26,6 @@ import struct
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from pmdb.cache import Cache
 from pmdb.dumps.vmcoreinfo import VmcoreInfo
@@ -103,8 +102,9 @@ def read_tokens(mem: AddressSpace, tables: KallsymsTables) -> list[str]:
 
 def decode_names(blob: bytes, count: int, tokens: Sequence[str]) -> list[str]:
     """Expand ``count`` records, each name with its type letter first."""
-    heads, seconds, end = _records(blob, count)
-    return _split(_pieces(blob, end, tokens), heads, seconds)
+    if count <= 0:
+        return []
+    return decode_text(blob, count, tokens)[0][1:-1].split("\0")
 
 
 def decode_typed_names(blob: bytes, count: int, tokens: Sequence[str]) -> tuple[str, list[str]]:
@@ -133,11 +133,61 @@ class RecordStarts:
         return head - 1 if j < len(self.seconds) and self.seconds[j] == head - 1 else head
 
 
-def decode_records(blob: bytes, count: int, tokens: Sequence[str]) -> tuple[list[str], RecordStarts]:
-    """(the typed names, type letter first, and where each record starts in ``blob``, which a
-    cache of the names samples to check itself against the dump)."""
+def decode_text(blob: bytes, count: int, tokens: Sequence[str]) -> tuple[str, RecordStarts]:
+    """(the records as one text, each typed name, type letter first, between NULs:
+    ``"\0Tname\0tother\0"``; and where each record starts in ``blob``, which a cache of the
+    text samples to check itself against the dump). A name is found in the text at C speed
+    (str.find), so no list or dict of ~100k names is built to look a few dozen up."""
     heads, seconds, end = _records(blob, count)
-    return _split(_pieces(blob, end, tokens), heads, seconds), RecordStarts(heads, seconds)
+    pieces = _pieces(blob, end, tokens)
+    list(map(pieces.__setitem__, heads, itertools.repeat("\0")))
+    list(map(pieces.__setitem__, seconds, itertools.repeat("")))
+    pieces.append("\0")
+    return "".join(pieces), RecordStarts(heads, seconds)
+
+
+# Names looked up by searching the text (each answer kept) before the names are indexed in
+# a dict: a session's first few dozen cost ~0.5 ms each, the index ~35 ms once.
+_SEARCHES = 64
+_CHUNK = 4096          # text characters per entry of a NameText's table of NUL counts
+
+
+class NameText:
+    """The records as one text (decode_text's) and, built on first use with one pass over
+    it, how many NULs precede each 4 KiB of it: a record's index is then a short count."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._before: list[int] | None = None
+
+    def nuls_before(self, at: int) -> int:
+        """How many NULs text[:at] holds."""
+        if self._before is None:
+            text = self.text
+            self._before = list(itertools.accumulate(
+                (text.count("\0", k, k + _CHUNK) for k in range(0, len(text), _CHUNK)), initial=0))
+        k = at // _CHUNK
+        return self._before[k] + self.text.count("\0", k * _CHUNK, at)
+
+    def records(self) -> int:
+        """How many records the text holds (one fewer than its NULs)."""
+        return self.nuls_before(len(self.text)) - 1
+
+    def named(self, name: str) -> list[tuple[int, str]]:
+        """(index, typed name) of the records named ``name`` with whatever type letter, in
+        order."""
+        if not name or "\0" in name:
+            return []
+        text = self.text
+        needle = name + "\0"
+        found: list[tuple[int, str]] = []
+        at = text.find(needle, 2)
+        while at >= 0:
+            letter = at - 1             # a record starts at its letter, right after a NUL
+            if text[letter - 1] == "\0" and text[letter] != "\0":
+                found.append((self.nuls_before(letter) - 1, text[letter] + name))
+            at = text.find(needle, at + 1)
+        return found
 
 
 _FIRST_CHAR = operator.itemgetter(0)
@@ -171,14 +221,6 @@ def _records(blob: bytes, count: int) -> tuple[list[int], list[int], int]:
 def _pieces(blob: bytes, end: int, tokens: Sequence[str]) -> list[str]:
     """Every byte of the records' stream as its token (expanded at C speed)."""
     return list(map(tokens.__getitem__, blob[:end]))
-
-
-def _split(pieces: list[str], heads: list[int], seconds: list[int]) -> list[str]:
-    """The records of ``pieces``: each record's length byte(s) become a NUL separator (a
-    token never holds one), then one join and one split."""
-    list(map(pieces.__setitem__, heads, itertools.repeat("\0")))
-    list(map(pieces.__setitem__, seconds, itertools.repeat("")))
-    return "".join(pieces).split("\0")[1:]
 
 
 def decode_record(raw: bytes, tokens: Sequence[str]) -> str | None:
@@ -264,16 +306,23 @@ def read_kallsyms(mem: AddressSpace, tables: KallsymsTables) -> list[Symbol]:
 OnDecoded = Callable[["KallsymsSymbols", "RecordStarts"], None]
 
 
-class _Decoded(NamedTuple):
-    typed: list[str]
-    last: dict[str, int]
-    first: dict[str, int] | None
-    starts: RecordStarts
+class _Decoded:
+    """One decoding: the text (decode_text), where records start, the names searched in it
+    and their answers, and the list of typed names split from the text and its index when
+    something needs them all (made once, then shared)."""
+
+    def __init__(self, text: str, starts: RecordStarts | None) -> None:
+        self.names = NameText(text)
+        self.starts = starts
+        self.typed: list[str] | None = None
+        self.index: tuple[dict[str, int], dict[str, int] | None] | None = None
+        self.searched: dict[str, list[tuple[int, str]]] = {}    # name -> NameText.named's answer
 
 
 # The last decodings, by the content they came from: a process that opens many dumps of one
 # kernel build (triage, scripts, the fuzz campaign) decodes its names once, even without a
-# cache directory. Shared, so never changed in place.
+# cache directory. Shared, so never changed in place (what is derived from the text only
+# filled in).
 _DECODED: dict[tuple[bytes, int, tuple[str, ...]], _Decoded] = {}
 _DECODED_KEPT = 2
 
@@ -281,12 +330,11 @@ _DECODED_KEPT = 2
 class KallsymsSymbols:
     """kallsyms kept as its tables: a ``SymbolSource`` for SymbolTable.add_source.
 
-    Decoding ~100k names and making as many Symbols is most of a kernel dump's
-    open time, and a session asks for a few dozen names: names are decoded all
-    at once on the first name lookup (a name index needs them all), sizes on the
-    first symbol made, Symbols one at a time. Names are kept and indexed as decoded,
-    type letter first: a lookup tries each letter the table can start a record with
-    (a few dozen dict probes) rather than every name being split from its letter.
+    Decoding ~100k names and making as many Symbols is most of a kernel dump's open time,
+    and a session asks for a few dozen names: on the first name lookup the names are
+    expanded at once into one text (decode_text) and each lookup is a str.find in it; a
+    list of the names is split from the text only when a symbol is made that no lookup
+    found, or all are asked for; sizes on the first symbol made; Symbols one at a time.
     """
 
     def __init__(self, blob: bytes, count: int, tokens: Sequence[str], addrs: list[int],
@@ -296,23 +344,22 @@ class KallsymsSymbols:
         self._tokens = tokens
         self._addrs = addrs
         self._on_decoded = on_decoded
-        self._typed: list[str] | None = None      # each record: type letter, then name
+        self._decoded: _Decoded | None = None
         self._broken: FormatError | None = None
-        self._leads = "".join(sorted({t[:1] for t in tokens if t}))  # letters a record may start with
         self._names: list[str] | None = None      # without their letters, made when asked for
         self._letters: str | None = None
-        self._last: dict[str, int] = {}           # typed name -> its last index
-        self._first: dict[str, int] | None = None  # typed name -> first index, when names repeat
+        self._found: dict[int, str] = {}          # index -> typed name, of records lookups found
+        self._lead_letters: str | None = None
         self._sizes: list[int] | None = None
         self._sorted: bool | None = None
 
     @classmethod
-    def decoded(cls, typed: list[str], addrs: list[int], first: dict[str, int], leads: str) -> KallsymsSymbols:
-        """kallsyms whose names are already decoded (read from the cache); ``first`` and
-        ``leads`` as ``repeated()`` and ``leads()`` give them."""
-        syms = cls(b"", len(typed), (), addrs)
-        syms._leads = leads
-        syms._index(typed, first)
+    def from_names(cls, names: NameText, addrs: list[int]) -> KallsymsSymbols:
+        """kallsyms whose names are already decoded (read from the cache, which checked
+        that ``names`` holds one record per address)."""
+        syms = cls(b"", len(addrs), (), addrs)
+        syms._decoded = _Decoded(names.text, None)
+        syms._decoded.names = names
         return syms
 
     def __len__(self) -> int:
@@ -320,10 +367,6 @@ class KallsymsSymbols:
 
     def addresses(self) -> list[int]:
         return self._addrs
-
-    def leads(self) -> str:
-        """Every letter a record may start with (the first characters of the tokens)."""
-        return self._leads
 
     def letters(self) -> str:
         """Each symbol's nm type letter (decodes the names)."""
@@ -342,68 +385,73 @@ class KallsymsSymbols:
         assert self._names is not None
         return self._names
 
+    def text(self) -> str:
+        """The records as one text (decode_text), decoded on first use."""
+        return self._decoding().names.text
+
     def typed_names(self) -> list[str]:
         """Each record as decoded: its type letter, then its name."""
-        if self._typed is None:
+        decoded = self._decoding()
+        if decoded.typed is None:
+            typed = decoded.names.text[1:-1].split("\0") if self._count else []
+            if len(typed) != self._count:
+                raise FormatError(f"kallsyms names decode to {len(typed)} records, not {self._count}")
+            decoded.typed = typed
+        return decoded.typed
+
+    def _decoding(self) -> _Decoded:
+        if self._decoded is None:
             if self._broken is not None:
                 raise self._broken  # a damaged stream is decoded (and fails) once, not per lookup
             key = (hashlib.blake2b(self._blob, digest_size=16).digest(), self._count, tuple(self._tokens))
             known = _DECODED.get(key)
             if known is None:
                 try:
-                    typed, starts = decode_records(self._blob, self._count, self._tokens)
+                    text, starts = decode_text(self._blob, self._count, self._tokens)
                 except FormatError as err:
                     self._broken = err
                     raise
-                self._index(typed)
-                known = _DECODED[key] = _Decoded(typed, self._last, self._first, starts)
+                known = _DECODED[key] = _Decoded(text, starts)
                 while len(_DECODED) > _DECODED_KEPT:
                     _DECODED.pop(next(iter(_DECODED)))
-            else:
-                self._typed, self._last, self._first = known.typed, known.last, known.first
-            if self._on_decoded is not None:
+            self._decoded = known
+            if self._on_decoded is not None and known.starts is not None:
                 self._on_decoded(self, known.starts)
             self._blob = b""          # decoded for good: the raw table is not needed again
-        assert self._typed is not None
-        return self._typed
-
-    def _index(self, typed: list[str], first: dict[str, int] | None = None) -> None:
-        """Index the typed names: ``first`` (typed name -> its first index, for those that
-        repeat) when known, else found here."""
-        self._typed = typed
-        with no_cyclic_gc():
-            self._last = dict(zip(typed, range(len(typed)), strict=True))
-            if first is None and len(self._last) < len(typed):
-                # the indices that are not their name's last, found at C speed; a Python
-                # step only for those (a few thousand of ~100k)
-                n = len(typed)
-                lasts = map(self._last.__getitem__, typed)
-                first = {}
-                for i in itertools.compress(range(n), map(operator.ne, lasts, range(n))):
-                    first.setdefault(typed[i], i)
-        self._first = first or None
-
-    def repeated(self) -> dict[str, int]:
-        """typed name -> first index, for those more than one symbol has (for the cache)."""
-        self.typed_names()
-        return dict(self._first or {})
+        return self._decoded
 
     def indices_named(self, name: str) -> list[int]:
+        decoded = self._decoding()
+        if decoded.index is None:
+            found = decoded.searched.get(name)
+            if found is None and len(decoded.searched) < _SEARCHES:
+                found = decoded.searched[name] = decoded.names.named(name)
+            if found is not None:
+                self._found.update(found)
+                return [i for i, _ in found]
+            decoded.index = _name_index(self.typed_names())
+        last, first = decoded.index
         typed = self.typed_names()
-        found: list[int] = []
-        for lead in self._leads:
+        out: list[int] = []
+        for lead in self._leads():
             key = lead + name
-            last = self._last.get(key)
-            if last is None:
+            hit = last.get(key)
+            if hit is None:
                 continue
-            first = self._first.get(key, last) if self._first is not None else last
-            found += [last] if first == last else [i for i in range(first, last + 1) if typed[i] == key]
-        if len(found) > 1:
-            found.sort()
-        return found
+            low = first.get(key, hit) if first is not None else hit
+            out += [hit] if low == hit else [i for i in range(low, hit + 1) if typed[i] == key]
+        if len(out) > 1:
+            out.sort()
+        return out
+
+    def _leads(self) -> str:
+        """Every letter a record starts with (known once the names are split)."""
+        if self._lead_letters is None:
+            self._lead_letters = "".join(sorted(set(self.letters())))
+        return self._lead_letters
 
     def symbol(self, i: int) -> Symbol:
-        typed = self.typed_names()[i]
+        typed = self._found.get(i) or self.typed_names()[i]
         letter, name = typed[:1] or "?", typed[1:]
         addr = self._addrs[i]
         kind, module, binding = _classify(letter, addr)
@@ -427,6 +475,22 @@ class KallsymsSymbols:
         if j < len(addrs) and addrs[j] - addrs[i] <= _MAX_SIZE:
             return addrs[j] - addrs[i]
         return 0
+
+
+def _name_index(typed: list[str]) -> tuple[dict[str, int], dict[str, int] | None]:
+    """(typed name -> its last index, typed name -> its first index for the names that
+    repeat, or None when none does)."""
+    with no_cyclic_gc():
+        last = dict(zip(typed, range(len(typed)), strict=True))
+        if len(last) == len(typed):
+            return last, None
+        # the indices that are not their name's last, found at C speed; a Python step only
+        # for those (a few thousand of ~100k)
+        n = len(typed)
+        first: dict[str, int] = {}
+        for i in itertools.compress(range(n), map(operator.ne, map(last.__getitem__, typed), range(n))):
+            first.setdefault(typed[i], i)
+    return last, first
 
 
 @contextmanager

@@ -1,8 +1,9 @@
 """Decoded kallsyms kept in pmdb's cache, so a second open of a kernel does not decode again.
 
 Decoding ~100k names from the token table is the largest part of opening a kernel dump
-(~60 ms of ~250). An entry holds the decoded names, type letters and addresses. It
-follows the cache's rules for derived data:
+(~60 ms of ~250). An entry holds the decoded names as the one text name lookups search
+(kallsyms.decode_text: each type letter and name between NULs), the addresses as an array
+of words, and samples to check it by. It follows the cache's rules for derived data:
 
 - keyed by content: a hash of how the kallsyms tables are *stored* in the dump (the
   compressed pages, no decompression needed; memory.space.stored_digest), with the
@@ -10,8 +11,9 @@ follows the cache's rules for derived data:
   that, so two dumps share an entry only when they would decode the same, and a damaged
   or hostile dump can only ever reach its own entry;
 - validated when read: the entry is sealed by a checksum (a damaged file is never
-  unmarshalled), its shape must match the count, and sample records and offsets, read
-  from the dump itself, must decode to what it says; an entry that fails is removed and
+  unmarshalled), its shape must match the count (one record per address), and sample
+  records and offsets, read from the dump itself, must decode to what it says at the index
+  it says; an entry that fails is removed and
   the tables are decoded again;
 - written atomically (Cache.store), only after a decode that succeeded.
 """
@@ -22,10 +24,10 @@ import contextlib
 import hashlib
 import marshal
 import struct
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pmdb.cache import Cache, sealed, unsealed
 from pmdb.errors import PmdbError
@@ -33,14 +35,15 @@ from pmdb.memory.space import AddressSpace, stored_digest
 from pmdb.symbols.kallsyms import (
     KallsymsSymbols,
     KallsymsTables,
+    NameText,
     RecordStarts,
     decode_address,
     decode_record,
-    no_cyclic_gc,
 )
 
-KIND = b"pmdbks04"      # bump the number when the payload's layout changes
+KIND = b"pmdbks05"      # bump the number when the payload's layout changes
 SAMPLES = 24            # records checked against the dump on every load
+_ADDR = "Q"             # addresses are kept as an array of unsigned 64-bit words
 
 
 @dataclass
@@ -86,24 +89,32 @@ class Entry:
         return found
 
     def _checked(self, data: memoryview, mem: AddressSpace, tokens: Sequence[str]) -> KallsymsSymbols | None:
+        """The entry's symbols when its text holds one record per address and its samples
+        (index, where the record starts in the dump's names table, where in the text) decode
+        from the dump now to what the text says, at the index the text puts them."""
         try:
-            with no_cyclic_gc():
-                typed, addrs, first, leads, samples = marshal.loads(data)
+            text, raw_addrs, samples = marshal.loads(data)
         except (ValueError, EOFError, TypeError):
             return None
-        if not (isinstance(typed, list) and isinstance(addrs, list) and len(typed) == len(addrs) == self.count
-                and isinstance(samples, list) and isinstance(first, dict)
-                and leads == "".join(sorted({t[:1] for t in tokens if t}))):
+        addrs = array(_ADDR)
+        if not (isinstance(text, str) and isinstance(raw_addrs, bytes) and isinstance(samples, list)
+                and len(raw_addrs) == addrs.itemsize * self.count and text.startswith("\0")
+                and text.endswith("\0")):
             return None
+        names = NameText(text)
+        if names.records() != self.count:
+            return None
+        addrs.frombytes(raw_addrs)
         try:
-            for i, start in samples:
-                if not self._sample_ok(mem, tokens, i, start, typed[i], addrs[i]):
+            for i, start, at in samples:
+                if not 0 < at < len(text) or text[at - 1] != "\0" or names.nuls_before(at) - 1 != i:
                     return None
-            if any(typed[i] != name for name, i in first.items()):
-                return None
+                name = text[at:text.index("\0", at)]
+                if not self._sample_ok(mem, tokens, i, start, name, addrs[i]):
+                    return None
         except (PmdbError, TypeError, ValueError, IndexError):
             return None
-        return KallsymsSymbols.decoded(typed, addrs, first, leads)
+        return KallsymsSymbols.from_names(names, addrs.tolist())
 
     def _sample_ok(self, mem: AddressSpace, tokens: Sequence[str], i: int, start: int, name: str,
                    addr: int) -> bool:
@@ -120,12 +131,23 @@ class Entry:
 
     def store(self, syms: KallsymsSymbols, starts: RecordStarts) -> None:
         """Keep a decode that succeeded (best effort: a cache that cannot be written only
-        costs the decode again next time)."""
-        typed = syms.typed_names()
-        n = len(typed)
-        if n != self.count:
+        costs the decode again next time). Samples are the records that start after evenly
+        spaced points of the text, with their indices counted from its NULs."""
+        text = syms.text()
+        addrs = syms.addresses()
+        if len(addrs) != self.count or not self.count:
             return
-        picks = sorted({k * (n - 1) // max(SAMPLES - 1, 1) for k in range(SAMPLES)})
-        payload: Any = (typed, syms.addresses(), syms.repeated(), syms.leads(),
-                        [(i, starts[i]) for i in picks])
-        self.cache.store(self.stem, sealed(KIND, marshal.dumps(payload)))
+        samples = []
+        nuls, counted = 0, 0
+        for k in range(SAMPLES):
+            at = text.find("\0", k * (len(text) - 1) // SAMPLES) + 1
+            if not counted < at < len(text):
+                continue
+            nuls += text.count("\0", counted, at)
+            counted = at
+            samples.append((nuls - 1, starts[nuls - 1], at))
+        try:
+            raw_addrs = array(_ADDR, addrs).tobytes()
+        except OverflowError:
+            return
+        self.cache.store(self.stem, sealed(KIND, marshal.dumps((text, raw_addrs, samples))))
