@@ -52,6 +52,7 @@ class LinuxKernel:
         self._tasks: list[Task] | None = None
         self._threads: list[Thread] | None = None
         self._lone: dict[int, Thread] = {}   # threads made before the list (the panic task's)
+        self._stack_bases: dict[int, int] | None = None
         self._context_spaces: dict[int, AddressSpace | None] = {}   # task -> its user space
         self._cpus: list[Cpu] | None = None
         self._log: list[str] | None = None
@@ -292,6 +293,15 @@ class LinuxKernel:
         regs: dict[str, int] = saved(self.mem, task, self.offsets)
         return regs
 
+    def _stack_base(self, task: int) -> int | None:
+        """task->stack as the task list read it (None before the list is read): the unwinder
+        then reads one page less for each of 10,000 tasks."""
+        if self._tasks is None:
+            return None
+        if self._stack_bases is None:
+            self._stack_bases = {t.address: t.stack for t in self._tasks if t.stack}
+        return self._stack_bases.get(task)
+
     @property
     def unwinder(self) -> Unwinder:
         """The CPU's kernel unwinder (x86-64: ORC), built on first use."""
@@ -308,7 +318,8 @@ class LinuxKernel:
         if thread.address is not None:    # the unwinder finds a sleeping task's frame itself
             on_cpu = {c.curr: c.registers for c in self.cpus() if c.curr and c.registers}
             try:
-                return unwind_kernel_task(self.unwinder, thread.address, on_cpu.get(thread.address))
+                return unwind_kernel_task(self.unwinder, thread.address, on_cpu.get(thread.address),
+                                          self._stack_base(thread.address))
             except PmdbError as err:
                 note = str(err)
         regs = thread.registers
