@@ -60,22 +60,24 @@ def register_block(regs: dict[str, int], *, orig_rax: bool = True) -> list[str]:
     prints those."""
     if "x29" in regs:
         return _arm64_block(regs)
-
-    def cell(label: str, width: int = 16, align: int = 3) -> str | None:
-        value = regs.get("eflags" if label == "RFLAGS" else label.lower())
-        return None if value is None else f"{label:>{align}}: {value:0{width}x}"
-
     lines = []
-    first = [cell("RIP"), cell("RSP"), cell("RFLAGS", 8)]
-    for row in [first, *[[cell(n) for n in names] for names in _REG_ROWS]]:
-        cells = [c for c in row if c is not None]
+    for row in _BLOCK_ROWS if orig_rax else _BLOCK_ROWS_CPU:
+        cells = [f"{label}{format(value, width)}" for label, key, width in row
+                 if (value := regs.get(key)) is not None]
         if cells:
             lines.append("    " + "  ".join(cells))
-    last = [cell("ORIG_RAX") if orig_rax else None, cell("CS", 4, 2), cell("SS", 4, 2)]
-    cells = [c for c in last if c is not None]
-    if cells:
-        lines.append("    " + "  ".join(cells))
     return lines
+
+
+def _block_cell(label: str, width: int = 16, align: int = 3) -> tuple[str, str, str]:
+    """(the label as crash pads it, the register's key, the value's format)."""
+    return f"{label:>{align}}: ", "eflags" if label == "RFLAGS" else label.lower(), f"0{width}x"
+
+
+_BLOCK_ROWS = ((_block_cell("RIP"), _block_cell("RSP"), _block_cell("RFLAGS", 8)),
+               *(tuple(_block_cell(n) for n in names) for names in _REG_ROWS),
+               (_block_cell("ORIG_RAX"), _block_cell("CS", 4, 2), _block_cell("SS", 4, 2)))
+_BLOCK_ROWS_CPU = (*_BLOCK_ROWS[:-1], _BLOCK_ROWS[-1][1:])     # a CPU's registers: no ORIG_RAX
 
 
 def exception_rip(resolve: Resolve, pc: int) -> str:

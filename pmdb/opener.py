@@ -87,11 +87,11 @@ def _open_vmcore(dump: Dump, path: str, cache: Cache, config: Config | None = No
     target = Target(path=path, arch=dump.arch, memory=km.space, symbols=km.symbols, types=types,
                     os=kernel, kind="vmcore")
     try:
-        panic = kernel.panic_task()
+        # crash's default context: the panic task, from its task_struct alone (the task
+        # list of a busy machine is read when a command needs it, not at open)
+        panic = kernel.panic_thread()
         if panic is not None:
-            target.set_current_thread(panic.address)   # crash's default context: the panic task
-        elif (cpu := kernel.panic_cpu_thread()) is not None:
-            target.set_current_thread(cpu.id)
+            target.choose_current(panic)
     except PmdbError as err:
         # a task list cut short by excluded pages (an old makedumpfile that does not know
         # the kernel's page flags drops slab pages) still leaves the rest of the dump usable

@@ -77,6 +77,11 @@ class Target:
             self._current_chosen = True
         return self._current
 
+    def choose_current(self, thread: Thread) -> None:
+        """Make ``thread`` current without looking it up in the thread list (the opener's
+        panic task: finding it in a list of 10,000 tasks would read them all)."""
+        self._current, self._current_chosen = thread, True
+
     def set_current_thread(self, ident: int) -> Thread:
         """Make a thread current by its id (tid/pid), address or 1-based index."""
         for t in self.threads():

@@ -51,6 +51,8 @@ class LinuxKernel:
         self._reader: TaskReader | None = None
         self._tasks: list[Task] | None = None
         self._threads: list[Thread] | None = None
+        self._lone: dict[int, Thread] = {}   # threads made before the list (the panic task's)
+        self._stack_bases: dict[int, int] | None = None
         self._context_spaces: dict[int, AddressSpace | None] = {}   # task -> its user space
         self._cpus: list[Cpu] | None = None
         self._log: list[str] | None = None
@@ -187,11 +189,44 @@ class LinuxKernel:
         return raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
 
     def panic_task(self) -> Task | None:
+        """The task running on the CPU that called panic(). Its entry in the task list once
+        that is read; before, its task_struct alone, so ::status and the open need not walk
+        10,000 tasks (pid, comm, cpu and state are the same bytes either way)."""
         cpu = sysinfo.panic_cpu(self.vars())
         cpus = self.cpus()
         if cpu is None or cpu >= len(cpus) or not cpus[cpu].curr:
             return None
-        return self.task(cpus[cpu].curr or 0)
+        addr = cpus[cpu].curr or 0
+        return self.task(addr) if self._tasks is not None else self._lone_task(addr)
+
+    def _lone_task(self, addr: int) -> Task:
+        """One task as the list would hold it (idle and on-CPU marks; no memory figures),
+        read by itself; the list's errors when there can be no list (no init_task, no BTF)."""
+        init_task = self.lookup("init_task")
+        if init_task is None:
+            raise SymbolError("no init_task in kallsyms: the task list is unknown")
+        task = self.reader.read(addr)
+        cpus = self.cpus()
+        task.idle = addr == init_task or any(c.idle == addr for c in cpus)
+        if task.idle:
+            task.ppid = 0    # as collect_tasks shows an idle task
+        task.active = any(c.curr == addr for c in cpus)
+        return task
+
+    def panic_thread(self) -> Thread | None:
+        """The thread crash's default context is: the panic task's, else (no task list) the
+        CPU thread whose stack runs through panic(). Made from the panic task alone and kept,
+        so the thread list, when it is read, holds this same object."""
+        task = self.panic_task()
+        if task is None:
+            return self.panic_cpu_thread()
+        if self._threads is not None:
+            return next((t for t in self._threads if t.address == task.address), None)
+        thread = self._lone.get(task.address)
+        if thread is None:
+            on_cpu = {c.curr: c for c in self.cpus() if c.curr}
+            thread = self._lone[task.address] = self._thread(0, task, on_cpu.get(task.address))
+        return thread
 
     def panic_cpu_thread(self) -> Thread | None:
         """With no task list: the CPU thread whose stack runs through panic() (the dump
@@ -220,7 +255,7 @@ class LinuxKernel:
                 self.problems.append(str(err))
                 tasks = []
             on_cpu = {c.curr: c for c in self.cpus() if c.curr}
-            self._threads = [self._thread(i, t, on_cpu.get(t.address)) for i, t in enumerate(tasks, 1)]
+            self._threads = [self._listed(i, t, on_cpu.get(t.address)) for i, t in enumerate(tasks, 1)]
             if not tasks:
                 self._threads = self._cpu_threads()
         return self._threads
@@ -231,6 +266,14 @@ class LinuxKernel:
         return [Thread(id=c.index, registers=dict(c.registers), name=f"cpu{c.index}", index=i,
                        extra={"cpu": c.index})
                 for i, c in enumerate((c for c in self.cpus() if c.registers), 1)]
+
+    def _listed(self, index: int, task: Task, cpu: Cpu | None) -> Thread:
+        """A task's thread in the list: the one panic_thread made before, numbered now."""
+        lone = self._lone.get(task.address)
+        if lone is None:
+            return self._thread(index, task, cpu)
+        lone.index = index
+        return lone
 
     def _thread(self, index: int, task: Task, cpu: Cpu | None) -> Thread:
         regs = dict(cpu.registers) if cpu is not None and cpu.registers else {}
@@ -250,6 +293,15 @@ class LinuxKernel:
         regs: dict[str, int] = saved(self.mem, task, self.offsets)
         return regs
 
+    def _stack_base(self, task: int) -> int | None:
+        """task->stack as the task list read it (None before the list is read): the unwinder
+        then reads one page less for each of 10,000 tasks."""
+        if self._tasks is None:
+            return None
+        if self._stack_bases is None:
+            self._stack_bases = {t.address: t.stack for t in self._tasks if t.stack}
+        return self._stack_bases.get(task)
+
     @property
     def unwinder(self) -> Unwinder:
         """The CPU's kernel unwinder (x86-64: ORC), built on first use."""
@@ -266,7 +318,8 @@ class LinuxKernel:
         if thread.address is not None:    # the unwinder finds a sleeping task's frame itself
             on_cpu = {c.curr: c.registers for c in self.cpus() if c.curr and c.registers}
             try:
-                return unwind_kernel_task(self.unwinder, thread.address, on_cpu.get(thread.address))
+                return unwind_kernel_task(self.unwinder, thread.address, on_cpu.get(thread.address),
+                                          self._stack_base(thread.address))
             except PmdbError as err:
                 note = str(err)
         regs = thread.registers

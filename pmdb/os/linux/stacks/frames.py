@@ -21,7 +21,8 @@ class Unwinder(Protocol):
 
     def task_stack(self, task: int) -> StackRegion: ...
 
-    def unwind_task(self, task: int, regs: dict[str, int] | None = None) -> list[Frame]: ...
+    def unwind_task(self, task: int, regs: dict[str, int] | None = None,
+                    stack_base: int | None = None) -> list[Frame]: ...
 
     def unwind_regs(self, regs: dict[str, int], task: int | None = None) -> list[Frame]: ...
 
@@ -35,14 +36,15 @@ class HasUnwinder(Protocol):
 
 
 def unwind_kernel_task(kernel: Unwinder | HasUnwinder, task_addr: int,
-                       regs: dict[str, int] | None) -> list[Frame]:
+                       regs: dict[str, int] | None, stack_base: int | None = None) -> list[Frame]:
     """A task's kernel stack (see Unwinder.unwind_task): ``regs`` are its CPU's registers
-    when it was running, None to start from the frame it left when it was switched out.
+    when it was running, None to start from the frame it left when it was switched out;
+    ``stack_base`` is task->stack when the task list read it (an unwinder may read it again).
     Raises CorruptionError (one line) when ``task_addr`` is not a task; a stack that
     cannot be followed to its end carries the reason in its last frame's ``note``."""
     # getattr, not isinstance: a runtime_checkable Protocol's check is slow (10,000 tasks)
     unwinder = cast(Unwinder, getattr(kernel, "unwinder", kernel))
-    return unwinder.unwind_task(task_addr, regs)
+    return unwinder.unwind_task(task_addr, regs, stack_base)
 
 
 def lookup_address(frame: Frame) -> int:

@@ -96,7 +96,8 @@ class Arm64Unwinder:
             raise SymbolError("task_struct.stack/thread.cpu_context unknown (no BTF): cannot find task stacks")
         return task_stack(self.mem, task, self.task_offsets, self.thread_size)
 
-    def unwind_task(self, task: int, regs: dict[str, int] | None = None) -> list[Frame]:
+    def unwind_task(self, task: int, regs: dict[str, int] | None = None,
+                    stack_base: int | None = None) -> list[Frame]:
         """From ``regs`` (its CPU's, when it was running) or from its saved cpu_context."""
         stack = self.task_stack(task)
         if regs is None:

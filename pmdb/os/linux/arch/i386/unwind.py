@@ -107,7 +107,8 @@ class FramePointerUnwinder:
             raise SymbolError("task_struct.stack/thread.sp unknown (no kernel types): cannot find task stacks")
         return task_stack(self.mem, task, self.task_offsets.stack, self.thread_size, self.page_offset)
 
-    def unwind_task(self, task: int, regs: dict[str, int] | None = None) -> list[Frame]:
+    def unwind_task(self, task: int, regs: dict[str, int] | None = None,
+                    stack_base: int | None = None) -> list[Frame]:
         """A task's kernel stack from ``regs`` (its CPU's) or the frame at ``thread.sp``."""
         if regs is not None and self.task_offsets is None:
             return self.unwind_regs(regs)

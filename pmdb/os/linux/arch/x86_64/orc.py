@@ -189,6 +189,9 @@ class OrcFinder:
     def __init__(self, tables: list[OrcTable], other_text: list[tuple[int, int]] | None = None) -> None:
         self.tables = tables
         self.other_text = other_text or []   # code without a readable table (a module's)
+        # per address, as 10,000 sleeping tasks return to the same few hundred
+        self._text: dict[int, bool] = {}
+        self._found: dict[int, OrcEntry | None] = {}
 
     def table_for(self, ip: int) -> OrcTable | None:
         for t in self.tables:
@@ -198,11 +201,21 @@ class OrcFinder:
 
     def is_text(self, ip: int) -> bool:
         """Kernel code: what a return address must point into (with or without ORC data)."""
+        hit = self._text.get(ip)
+        if hit is None:
+            hit = self._text[ip] = self.in_text(ip)
+        return hit
+
+    def in_text(self, ip: int) -> bool:
+        """is_text without keeping the answer: for the words of a stack scan."""
         return self.table_for(ip) is not None or any(lo <= ip < hi for lo, hi in self.other_text)
 
     def find(self, ip: int) -> OrcEntry | None:
+        if ip in self._found:
+            return self._found[ip]
         table = self.table_for(ip)
-        return table.find(ip) if table is not None else None
+        found = self._found[ip] = table.find(ip) if table is not None else None
+        return found
 
     def entry_start(self, ip: int) -> int | None:
         table = self.table_for(ip)

@@ -160,21 +160,25 @@ class TaskOffsets:
             return None
 
 
-def task_stack(mem: AddressSpace, task: int, offs: TaskOffsets, size: int) -> StackRegion:
-    """``task->stack`` .. + THREAD_SIZE; CorruptionError when ``task`` cannot be a task."""
-    try:
-        base = mem.ptr(task + offs.stack)
-    except FaultError as err:
-        raise CorruptionError(task, f"not a task: cannot read its stack pointer ({err})") from None
+def task_stack(mem: AddressSpace, task: int, offs: TaskOffsets, size: int,
+               base: int | None = None) -> StackRegion:
+    """``task->stack`` .. + THREAD_SIZE; CorruptionError when ``task`` cannot be a task.
+    ``base``: task->stack as the task list already read it (one page read less a task)."""
+    if base is None:
+        try:
+            base = mem.ptr(task + offs.stack)
+        except FaultError as err:
+            raise CorruptionError(task, f"not a task: cannot read its stack pointer ({err})") from None
     if base == 0 or base % 4096 or base < 1 << 63:
         raise CorruptionError(task, f"not a task: task->stack {base:#x} is not a kernel stack")
     return StackRegion("task", base, base + size)
 
 
-def inactive_frame(mem: AddressSpace, task: int, offs: TaskOffsets,
-                   stack: StackRegion) -> dict[str, int]:
+def inactive_frame(mem: AddressSpace, task: int, offs: TaskOffsets, stack: StackRegion,
+                   held: Callable[[int, int], bytes | None] | None = None) -> dict[str, int]:
     """A switched-out task's registers from the frame at ``thread.sp``: the callee-saved
-    registers, rip (the return into __schedule), and rsp just above the frame."""
+    registers, rip (the return into __schedule), and rsp just above the frame. ``held``:
+    the stack's bytes at an address when the caller has read them already, else None."""
     try:
         sp = mem.ptr(task + offs.thread_sp)
     except FaultError as err:
@@ -183,7 +187,8 @@ def inactive_frame(mem: AddressSpace, task: int, offs: TaskOffsets,
     if not stack.contains(sp, size):
         raise CorruptionError(task, f"thread.sp {sp:#x} is outside its stack {stack.lo:#x}-{stack.hi:#x}")
     try:
-        words = struct.unpack(f"<{len(INACTIVE_FRAME)}Q", mem.read(sp, size))
+        raw = held(sp, size) if held is not None else None
+        words = struct.unpack(f"<{len(INACTIVE_FRAME)}Q", raw if raw is not None else mem.read(sp, size))
     except PmdbError as err:
         raise CorruptionError(task, f"the saved frame at thread.sp is unreadable ({err})") from None
     regs = dict(zip(INACTIVE_FRAME, words, strict=True))

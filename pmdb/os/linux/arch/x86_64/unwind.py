@@ -48,6 +48,8 @@ FP_ENTRY = orc.OrcEntry(16, -16, orc.REG_BP, orc.REG_PREV_SP, orc.TYPE_CALL)
 _SP_REGS = {orc.REG_R10: "r10", orc.REG_R13: "r13", orc.REG_DI: "rdi", orc.REG_DX: "rdx"}
 
 Lookup = Callable[[str], "int | None"]
+# unpackers of the word counts the walk reads (a word, an iret frame, a pt_regs)
+_UNPACK = {n: struct.Struct(f"<{n}Q").unpack_from for n in (1, 5, 21)}
 
 
 class _Stop(Exception):
@@ -79,10 +81,13 @@ class _Reader:
 
     def __init__(self, mem: AddressSpace, stacks: StackMap, task: StackRegion | None) -> None:
         self.mem, self.stacks, self.task = mem, stacks, task
-        self._cache: dict[StackRegion, tuple[int, bytes | None]] = {}
+        self._cache: dict[tuple[int, int], tuple[int, bytes | None]] = {}    # by (lo, hi)
 
     def region(self, addr: int, n: int = 8) -> StackRegion | None:
-        return self.stacks.find(addr, self.task, n)
+        task = self.task
+        if task is not None and task.lo <= addr and addr + n <= task.hi:
+            return task
+        return self.stacks.find(addr, None, n)
 
     def words(self, addr: int, count: int) -> tuple[int, ...]:
         n = 8 * count
@@ -92,24 +97,39 @@ class _Reader:
         start, data = self._bytes(region, addr)
         try:
             if data is not None:
-                return struct.unpack_from(f"<{count}Q", data, addr - start)
+                return _UNPACK[count](data, addr - start) if count in _UNPACK else \
+                    struct.unpack_from(f"<{count}Q", data, addr - start)
             return struct.unpack(f"<{count}Q", self.mem.read(addr, n))
         except FaultError as err:
             raise _Stop(f"stack word at {addr:#x} unreadable ({err.reason or 'not in the dump'})") from None
 
     def word(self, addr: int) -> int:
+        """One stack word; the common case (on the task's stack, its bytes read) inline."""
+        task = self.task
+        if task is not None and task.lo <= addr and addr + 8 <= task.hi:
+            hit = self._cache.get((task.lo, task.hi))
+            if hit is not None and hit[1] is not None and addr >= hit[0]:
+                return int.from_bytes(hit[1][addr - hit[0]:addr - hit[0] + 8], "little")
         return self.words(addr, 1)[0]
+
+    def held(self, addr: int, n: int) -> bytes | None:
+        """The bytes at addr on the task's stack, read with the rest of the stack (None when
+        they cannot be, and the caller reads them itself)."""
+        if self.task is None or not self.task.contains(addr, n):
+            return None
+        start, data = self._bytes(self.task, addr)
+        return data[addr - start:addr - start + n] if data is not None else None
 
     def _bytes(self, region: StackRegion, addr: int) -> tuple[int, bytes | None]:
         """(where the bytes start, the bytes up to the region's top) covering addr."""
-        hit = self._cache.get(region)
+        hit = self._cache.get((region.lo, region.hi))
         if hit is None or addr < hit[0]:
             start = max(region.lo, addr & ~0xFFF)
             try:
                 hit = (start, self.mem.read(start, region.hi - start))
             except PmdbError:
                 hit = (start, None)      # partly missing: fall back to word reads
-            self._cache[region] = hit
+            self._cache[region.lo, region.hi] = hit
         return hit
 
 
@@ -138,21 +158,23 @@ class KernelUnwinder:
 
     # -- entry points ------------------------------------------------------------
 
-    def task_stack(self, task: int) -> StackRegion:
+    def task_stack(self, task: int, base: int | None = None) -> StackRegion:
         if self.task_offsets is None:
             raise SymbolError("task_struct.stack/thread.sp unknown (no BTF): cannot find task stacks")
-        return task_stack(self.mem, task, self.task_offsets, self.thread_size)
+        return task_stack(self.mem, task, self.task_offsets, self.thread_size, base)
 
-    def unwind_task(self, task: int, regs: dict[str, int] | None = None) -> list[Frame]:
+    def unwind_task(self, task: int, regs: dict[str, int] | None = None,
+                    stack_base: int | None = None) -> list[Frame]:
         """A task's kernel stack: from ``regs`` (the CPU's, when it was running) or else from
-        the frame it left at ``thread.sp``. CorruptionError when ``task`` is not a task."""
-        stack = self.task_stack(task)
+        the frame it left at ``thread.sp``. CorruptionError when ``task`` is not a task.
+        ``stack_base``: task->stack when the task list has read it already."""
+        stack = self.task_stack(task, stack_base)
         reader = _Reader(self.mem, self.stacks, stack)
         if regs is not None:
             return self._walk(self._from_regs(regs, reader), reader)
         assert self.task_offsets is not None
         try:
-            saved = inactive_frame(self.mem, task, self.task_offsets, stack)
+            saved = inactive_frame(self.mem, task, self.task_offsets, stack, reader.held)
         except CorruptionError as err:
             return self._scan_start(stack, reader, self._scan_from(task, stack), err.why)
         return self._walk(self._from_switch(saved, reader), reader)
@@ -200,7 +222,7 @@ class KernelUnwinder:
                 value = reader.word(slot)
             except _Stop:
                 continue
-            if not self.orc.is_text(value):
+            if not self.orc.in_text(value):
                 continue
             frame = Frame(0, value, slot + 8, regs={"rip": value, "rsp": slot + 8}, method="scan",
                           slot=slot, stack_name=stack.name)
@@ -370,13 +392,13 @@ class KernelUnwinder:
         """Move to the stack the new sp is on; never back to one the walk left."""
         if region is None:
             raise _Stop(f"stack pointer {st.sp:#x} is on no known stack")
-        if st.stack is not None and region != st.stack:
+        if st.stack is not None and region is not st.stack and region != st.stack:
             if region.name + str(region.cpu) in st.left:
                 raise _Stop(f"the stack returns to the {region} it left")
             st.left.add(st.stack.name + str(st.stack.cpu))
         st.stack = region
 
     def _check_progress(self, st: _State, prev_sp: int, prev_stack: StackRegion | None) -> None:
-        if st.stack == prev_stack and st.sp <= prev_sp:
+        if st.sp <= prev_sp and st.stack == prev_stack:
             raise _Stop(f"stack going in the wrong direction at {self.describe(st.ip)} "
                         f"(sp {st.sp:#x} after {prev_sp:#x})")
