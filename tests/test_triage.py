@@ -27,7 +27,7 @@ import pytest
 from pmdb.triage import group, triage_run
 from pmdb.triage.signature import fold, signature
 from tests.conftest import FIXTURES, ROOT, need_fixture
-from tests.kernel_truth import need_lab_dump
+from tests.kernel_truth import KERNELS, need_lab_dump
 
 AMD64 = ["5.10.0-32-amd64", "6.1.0-57-amd64", "6.12.95+deb12-amd64", "6.12.117+deb13-amd64",
          "7.2.13+deb14-amd64"]
@@ -42,10 +42,11 @@ MORE = [("5.10.0-32-amd64", s) for s in ("bug", "bug@2", "divide", "divide@2")] 
 
 
 def _lab_file(release: str) -> str:
-    """The file to triage of a set: makedumpfile's on amd64 (but QEMU's ELF of 6.12 trixie,
-    whose makedumpfile excluded the panic task's page), QEMU's kdump elsewhere."""
+    """The file to triage of a set: on amd64 the one tests/kernel_truth.py reads (makedumpfile's,
+    but QEMU's ELF for 6.12 and 7.2, which Debian 12's makedumpfile does not know: it may
+    leave the panic task's pages out), QEMU's kdump elsewhere."""
     if release.endswith("-amd64"):
-        return "vmcore.elf" if release.startswith("6.12.117") else "vmcore.mdf"
+        return KERNELS.get(release, "vmcore.mdf")
     return "vmcore.kdump-zlib"
 
 
