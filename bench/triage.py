@@ -49,8 +49,15 @@ def section(runs: int) -> str:
     if len(dumps) < 4:
         return "(triage: no fleet here: make the lab's dumps as .ci/run does)"
     rows, per_dump = [], {}
+    # two interleaved rounds, the best of each: the first round also fills pmdb's cache (each
+    # kernel's decoded kallsyms and BTF) and the page cache, which would favour what runs second
+    best: dict[int, tuple[float, float, int]] = {}
+    for workers in (1, 2, 1, 2):
+        result = _rate(dumps, workers)
+        if workers not in best or result[1] < best[workers][1]:
+            best[workers] = result
     for workers in (1, 2):
-        started, took, failed = _rate(dumps, workers)
+        started, took, failed = best[workers]
         per_dump[workers] = took / len(dumps)
         rows.append([f"{workers} worker{'s' if workers > 1 else ''}", str(len(dumps)), str(failed),
                      f"{started:.1f} s", f"{took:.1f} s", f"{60 * len(dumps) / took:.0f}"])
@@ -60,7 +67,7 @@ def section(runs: int) -> str:
     status_s, rss, _ = best_process([sys.executable, "-m", "pmdb", "-q", probe, "-e", "::status"], runs)
     return (f"Fleet triage (pmdb triage on Dask LocalCluster worker processes; {len(dumps)} dumps: "
             f"lab vmcores, fixture dumps, user cores)\n\n{text}\n"
-            f"2 workers / 1 worker: {speedup:.2f}x faster\n"
+            f"2 workers / 1 worker: {speedup:.2f}x faster (best of 2 interleaved rounds each)\n"
             f"per dump: {per_dump[1] * 1000:.0f} ms on 1 worker, {per_dump[2] * 1000:.0f} ms of wall time on 2; "
             f"one `pmdb -e '::status'` process on {Path(probe).parent.name}/{Path(probe).name}: "
             f"{status_s * 1000:.0f} ms (best of {runs}, {rss:.0f} MB peak)")
