@@ -64,7 +64,9 @@ def mapped_hits(ctx: Context, value: int) -> Iterator[int]:
         lo, hi = image[0][0], image[-1][0] + image[-1][2]
         regions = sorted([r for r in regions if not lo <= r[0] < hi] + image)
     phys = space.phys              # type: ignore[attr-defined]  # a paged space has one
-    yield from find_word_mapped(phys, regions, value, size, ctx.target.arch.byteorder, _progress())
+    held = getattr(ctx.kernel.dump, "ranges", None)
+    yield from find_word_mapped(phys, regions, value, size, ctx.target.arch.byteorder, _progress(),
+                                sorted(held()) if held is not None else None)
 
 
 def _image_by_rule(ctx: Context) -> list[tuple[int, int, int]]:

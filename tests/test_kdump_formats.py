@@ -219,6 +219,47 @@ def test_every_dumped_page_of_the_kdump(dumps: dict, oracle: ElfOracle) -> None:
             assert space.read(addr, PAGE) == oracle.page(addr), hex(addr)
 
 
+def _elf_bytes(oracle: ElfOracle, addr: int, n: int) -> bytes:
+    first = addr - addr % PAGE
+    data = b"".join(oracle.page(a) for a in range(first, addr + n, PAGE))
+    return data[addr - first:addr - first + n]
+
+
+@pytest.mark.parametrize("name", ["dump.202611221942", "vmcore.flat", "vmcore.kdump-zlib",
+                                  "lzo", "snappy", "zstd"])
+def test_bulk_reads_of_whole_runs(dumps: dict, variants: dict, oracle: ElfOracle, name: str) -> None:
+    """A long read (a scan of memory: kdump.pages decompresses its pages in one pass) gives
+    the ELF's bytes over every run of dumped pages, from unaligned starts, in every format;
+    and it leaves the page cache as it was."""
+    dump = dumps.get(name) or variants[name]
+    space = dump.space()
+    bulk = 0
+    for a, b in dump.ranges():
+        at = a + 24 if b - a > 64 * 1024 else a
+        while at < b:
+            n = min(300 * 1024 + 5, b - at)
+            cached = list(dump._cache)
+            assert space.read(at, n) == _elf_bytes(oracle, at, n), f"{name}: {at:#x}+{n:#x}"
+            if n >= 64 * 1024:
+                bulk += 1
+                assert list(dump._cache) == cached
+            at += n
+    assert bulk > 50
+
+
+def test_bulk_read_over_a_left_out_page(dumps: dict, oracle: ElfOracle) -> None:
+    """A long read that reaches a page makedumpfile left out faults at that page, as a
+    page-by-page read does; the pages before it read alone."""
+    dump = dumps["dump.202611221942"]
+    space = dump.space()
+    a, b = next(r for r in dump.ranges() if r[1] - r[0] >= 128 * 1024)
+    start = b - 100 * 1024
+    err = pytest.raises(FaultError, space.read, start, 200 * 1024).value
+    assert err.address == b and "excluded" in err.reason
+    assert dump.pages(start // PAGE, 25) is not None and dump.pages(start // PAGE, 26) is None
+    assert space.read(start, 100 * 1024) == _elf_bytes(oracle, start, 100 * 1024)
+
+
 def test_rom_beyond_ram(dumps: dict, oracle: ElfOracle) -> None:
     """QEMU's kdump keeps the BIOS ROM at 0xfffc0000; makedumpfile's max_mapnr stops below it."""
     rom = 0xFFFC0000

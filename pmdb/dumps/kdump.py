@@ -33,6 +33,8 @@ UTS_FIELDS = ("sysname", "nodename", "release", "version", "machine", "domainnam
 UTS_LEN = 65
 MAX_NOTES_SIZE = 64 << 20        # thousands of CPUs need a few MB; more is a corrupt header
 MAX_VMCOREINFO_SIZE = 1 << 20
+BULK_READ = 64 * 1024            # a read this long (a scan of memory) decompresses its pages in
+                                 # one pass, past the page cache
 PAGE_CACHE_PAGES = 4096          # 16 MB of 4 KB pages: every task's stack and the ORC tables of a
                                  # foreach bt fit (1024 decompressed ~160 pages twice)
 
@@ -382,6 +384,37 @@ class KdumpFile(Dump):
             self._cache.popitem(last=False)
         return data
 
+    def pages(self, first: int, count: int) -> bytes | None:
+        """Pages [first, first+count) decompressed in one pass (for scans of many pages: one
+        read of their descriptors, one of their data, no page cache churn), or None when one
+        of them is not plainly stored (left out, outside this part of a split dump, an odd
+        descriptor): the page-by-page path then says why. A corrupt page is a FaultError."""
+        ps = self.page_size
+        end = first + count
+        if count <= 0 or first < 0 or end > self.max_mapnr:
+            return None
+        if self.sub.split and not (self.sub.start_pfn <= first and end <= self.sub.end_pfn):
+            return None
+        rank = self.dumped.rank(first)
+        if self.dumped.rank(end) - rank != count:
+            return None                     # a page of the run is not dumped
+        at = self.desc_offset + (rank - self._first_rank) * PageDescriptor.SIZE
+        if at < 0 or at + count * PageDescriptor.SIZE > self.src.size:
+            return None
+        table = self.src.read_at(at, count * PageDescriptor.SIZE)
+        descs = [PageDescriptor(*d) for d in struct.iter_unpack(self._e + "qIIQ", table)]
+        lo = descs[0].offset
+        size = self.src.size
+        if any(d.size <= 0 or d.offset <= 0 or d.offset + d.size > size for d in descs):
+            return None
+        if all(descs[i + 1].offset == d.offset + d.size for i, d in enumerate(descs[:-1])):
+            stored = self.src.read_at(lo, descs[-1].offset + descs[-1].size - lo)
+            parts = [stored[d.offset - lo:d.offset - lo + d.size] for d in descs]
+        else:                               # shared zero pages, or data not in page order
+            parts = [self.src.read_at(d.offset, d.size) for d in descs]
+        return b"".join(decompress_page(raw, d, ps, (first + i) * ps)
+                        for i, (raw, d) in enumerate(zip(parts, descs, strict=True)))
+
     def stored_pages(self, first: int, count: int) -> bytes:
         """Pages [first, first+count) as the file stores them: each one's compression flags
         and size, then their stored (compressed) bytes; FaultError when one is not dumped.
@@ -453,6 +486,11 @@ class KdumpSpace(AddressSpace):
             page = self.dump._cache.get(addr // ps)
             if page is not None:
                 return page[off:off + n]
+        elif n >= BULK_READ and addr >= 0:
+            first = addr // ps
+            data = self.dump.pages(first, (addr + n - 1) // ps - first + 1)
+            if data is not None:
+                return data[off:off + n]
         return super().read(addr, n)
 
     def stored(self, addr: int, n: int) -> bytes:

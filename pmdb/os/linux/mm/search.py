@@ -11,6 +11,7 @@ and stop at ^C like any command.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Iterator
 
 from pmdb.errors import FaultError
@@ -32,13 +33,8 @@ def _scan(phys: AddressSpace, start: int, end: int, needle: bytes, progress: Pro
         n = min(CHUNK, end - at)
         try:
             data = phys.read(at, n)
-        except FaultError:
-            # a page of this chunk is not in the dump: search the chunk a page at a time
-            n = 4096 - at % 4096
-            try:
-                data = phys.read(at, n)
-            except FaultError:
-                data = b""
+        except FaultError as err:
+            data, n = _after_fault(phys, at, n, err)
         pos = data.find(needle)
         while pos >= 0:
             if (at + pos) % size == 0:
@@ -46,6 +42,22 @@ def _scan(phys: AddressSpace, start: int, end: int, needle: bytes, progress: Pro
             pos = data.find(needle, pos + 1)
         at += n
         progress.advance(n)
+
+
+def _after_fault(phys: AddressSpace, at: int, n: int, err: FaultError) -> tuple[bytes, int]:
+    """What to search of [at, at+n) when reading it all faulted, and how far that goes: the
+    bytes before the page the error names (one read, not a retry per page), nothing of the
+    page at ``at`` when that is the one missing, else that page if it reads."""
+    page = 4096 - at % 4096
+    if at <= err.address < at + page:
+        return b"", page                    # the page at `at` is the one missing
+    prefix = err.address - at if at < err.address < at + n else 0
+    for length in (prefix, page) if prefix else (page,):
+        try:
+            return phys.read(at, length), length
+        except FaultError:
+            continue
+    return b"", page
 
 
 def find_word(phys: AddressSpace, ranges: list[tuple[int, int]], value: int, size: int,
@@ -73,10 +85,23 @@ def merged(mappings: Iterable[tuple[int, int, int]]) -> list[tuple[int, int, int
     return runs
 
 
+def held_parts(start: int, end: int, held: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    """The parts of physical [start, end) inside the sorted, disjoint ranges ``held``."""
+    i = max(bisect.bisect_right(held, (start, 1 << 64)) - 1, 0)
+    while i < len(held) and held[i][0] < end:
+        lo, hi = max(start, held[i][0]), min(end, held[i][1])
+        if lo < hi:
+            yield lo, hi
+        i += 1
+
+
 def find_word_mapped(phys: AddressSpace, mappings: Iterable[tuple[int, int, int]], value: int, size: int,
-                     byteorder: str = "little", progress: Progress | None = None) -> Iterator[int]:
+                     byteorder: str = "little", progress: Progress | None = None,
+                     held: list[tuple[int, int]] | None = None) -> Iterator[int]:
     """Virtual addresses of every aligned word equal to value in the mapped pages given
-    (virtual, physical, size), in their order."""
+    (virtual, physical, size), in their order. ``held``, the physical ranges the dump holds
+    (sorted), lets the search pass over what a filtered dump left out without reading it
+    (on a -d 31 dump most of the direct map)."""
     needle = _needle(value, size, byteorder)
     runs = merged(mappings)
     progress = progress or NoProgress()
@@ -84,6 +109,12 @@ def find_word_mapped(phys: AddressSpace, mappings: Iterable[tuple[int, int, int]
     progress.start(f"searching {total >> 20} MiB of mapped memory for {value:#x}", total)
     try:
         for vaddr, paddr, length in runs:
-            yield from (vaddr + hit - paddr for hit in _scan(phys, paddr, paddr + length, needle, progress))
+            parts = held_parts(paddr, paddr + length, held) if held is not None else [(paddr, paddr + length)]
+            done = paddr
+            for lo, hi in parts:
+                progress.advance(lo - done)
+                yield from (vaddr + hit - paddr for hit in _scan(phys, lo, hi, needle, progress))
+                done = hi
+            progress.advance(paddr + length - done)
     finally:
         progress.finish()
