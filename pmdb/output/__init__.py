@@ -216,6 +216,11 @@ class Output:
         if text is not None:
             self._lines(text)
             return
+        if not self.color:
+            from pmdb.output.render import table_text
+
+            self._lines(table_text(columns, rows, header=header, fit=fit))
+            return
         from pmdb.output.render import table_lines
 
         self._spans(table_lines(columns, rows, header=header, fit=fit))

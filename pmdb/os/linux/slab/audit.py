@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from pmdb.errors import CorruptionError, FaultError, PmdbError
 from pmdb.os.linux.slab.debug import Finding, Track, check_slab, orig_size, read_tracks
-from pmdb.os.linux.slab.objects import SlabObjects, slab_objects, walk_freelist
+from pmdb.os.linux.slab.objects import SlabObjects, slab_objects, walk_freelist, window_reader
 from pmdb.os.linux.slab.slub import KmemCache, Slab, SlubModel
 
 
@@ -39,13 +39,13 @@ class CacheStats:
 def cache_stats(model: SlubModel, cache: KmemCache) -> CacheStats:
     """Objects in use and in total, and slabs, of one cache; bad lists become ``problems``."""
     st = CacheStats(cache)
+    read = window_reader(model)
     try:
         for cpu in model.cpu_slabs(cache):
             if cpu.slab:
                 slab = model.read_slab(cpu.slab)
                 st.free += slab.objects - slab.inuse
-                free, problem = walk_freelist(cache, slab, cpu.freelist, model.space.ptr,
-                                              f"cpu {cpu.cpu} freelist")
+                free, problem = walk_freelist(cache, slab, cpu.freelist, read, f"cpu {cpu.cpu} freelist")
                 st.free += len(free)
                 _note(st, problem)
             for page in model.cpu_partial_slabs(cpu):
