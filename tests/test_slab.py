@@ -147,3 +147,24 @@ def test_kmem_verify_clean_without_slub_debug() -> None:
     rows = out.splitlines()[1:]
     assert len(rows) == len(_crash_kmem_s(KASLR))
     assert all(r.endswith("clean (freelists only: no slub_debug)") for r in rows)
+
+
+def test_window_reader_reads_what_the_dump_says() -> None:
+    """The freelist reader that keeps pages: every word it gives is the word the dump holds,
+    a word across a page end included; an unreadable address faults as a direct read does."""
+    from pmdb.errors import FaultError
+    from pmdb.os.linux.slab.objects import window_reader
+
+    t = target_for(KASLR, "dump.202611221942")
+    model = slub_model(t)
+    read = window_reader(model, pages=2)
+    base = t.symbols.lookup("init_task").addr                                # type: ignore[attr-defined]
+    page = (base + 0xFFF) & ~0xFFF
+    for addr in [page + 8 * i for i in range(40)] + [page + 4092, page + 0x1000 + 16, page + 0x2000,
+                                                      page + 0x3000 - 3, page]:
+        assert read(addr) == t.memory.ptr(addr), hex(addr)
+    with pytest.raises(FaultError) as direct:
+        t.memory.ptr(0x10)
+    with pytest.raises(FaultError) as windowed:
+        read(0x10)
+    assert str(windowed.value) == str(direct.value)
