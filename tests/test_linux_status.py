@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,3 +110,57 @@ def test_status_on_damaged_clock_variables() -> None:
     assert fields["UPTIME"].startswith("(unknown: corrupt data at") and "tick_nsec 3000000000" in fields["UPTIME"]
     assert fields["DATE"] == f"(not a date: {1 << 62:#x} seconds)"
     assert fields["RELEASE"] == parse_fields(crash_section(folder, "sys"))["RELEASE"]
+
+
+COUNTED = [("6.1.0-57-amd64", "null", "vmcore.mdf"), ("6.1.0-57-amd64", "null", "vmcore.elf"),
+           ("5.10.0-32-amd64", "null", "vmcore.mdf"), ("6.12.117+deb13-amd64", "null", "vmcore.elf"),
+           ("7.2.13+deb14-amd64", "null", "vmcore.elf"), ("7.2.13+deb14-amd64", "null", "vmcore.mdf")]
+
+
+@pytest.mark.parametrize(("release", "scenario", "name"), COUNTED, ids=["-".join(c) for c in COUNTED])
+def test_tasks_counted_by_thread_groups_is_the_walks_count(release: str, scenario: str, name: str) -> None:
+    """TASKS comes from each thread group's nr_threads (a read or two a process) where the
+    list of groups reads cleanly: then it is the number of tasks the walk finds, unless the
+    walk itself lost threads to missing pages (then it says so, and the kernel's count is
+    the larger); otherwise TASKS is the walk's count. The same before and after ::ps."""
+    from pmdb.config import Config
+    from pmdb.opener import open_target
+    from pmdb.os.linux.tasks.tasks import count_tasks
+    from tests import kernel_truth as kt
+
+    folder = kt.need_lab_dump(release, scenario, name)
+    target = open_target(str(folder / name), config=Config({"debuginfo.directories": []}))
+    kernel: Any = target.os
+    before = parse_fields(run(target, "::status")[0].splitlines())["TASKS"]
+    init_task = kernel.lookup("init_task")
+    counted = count_tasks(kernel.reader.mem, init_task, [c.idle for c in kernel.cpus() if c.idle],
+                          kernel.reader.layout)
+    walked = len(kernel.tasks())
+    if name == "vmcore.elf":
+        assert counted is not None, "a whole dump's thread groups all read"
+    if counted is None:
+        assert int(before) == walked
+    elif kernel.problems:
+        assert int(before) == counted >= walked
+    else:
+        assert int(before) == counted == walked
+    assert parse_fields(run(target, "::status")[0].splitlines())["TASKS"] == before
+
+
+def test_tasks_count_falls_back_to_the_walk_on_a_damaged_group() -> None:
+    """A thread group whose nr_threads is nonsense (or unreadable) is damage: TASKS is then
+    the walk's count, not a sum that includes it."""
+    from tests.fuzz.overlay import patched_kernel, words
+
+    folder, name = DUMPS[0]
+    base = target_for(folder, name)
+    kernel: Any = base.os
+    layout = kernel.reader.layout
+    leader = next(t for t in kernel.tasks() if t.pid == 1)
+    signal = base.memory.ptr(leader.address + layout.signal)
+    for value in (0, 1 << 31):
+        damaged = patched_kernel(base, words({signal + layout.nr_threads: value}, size=4))
+        out, err = run(damaged, "::status")
+        assert err == "" and parse_fields(out.splitlines())["TASKS"] == str(len(kernel.tasks()))
+    damaged = patched_kernel(base, words({leader.address + layout.signal: 0xDEAD000000000000}))
+    assert parse_fields(run(damaged, "::status")[0].splitlines())["TASKS"] == str(len(damaged.os.tasks()))

