@@ -38,19 +38,29 @@ def _pad(text: str, width: int, align: str) -> str:
     return text.rjust(width) if align == ">" else text.ljust(width)
 
 
-def table_lines(columns: Sequence[Column], rows: Sequence[Sequence[Any]], *,
-                header: bool | str, fit: bool) -> list[list[Span]]:
-    """The text lines of a table (only the columns shown as text)."""
+def _shown(columns: Sequence[Column], rows: Sequence[Sequence[Any]]) -> tuple[list[Column], list[list[Any]]]:
+    """The columns shown as text, and each row's cells under them ("" where a row is short)."""
     shown = [i for i, c in enumerate(columns) if c.text]
-    cols = [columns[i] for i in shown]
-    cells = [[r[i] if i < len(r) else "" for i in shown] for r in rows]
-    texts = [[cell_text(c) for c in r] for r in cells]
+    return [columns[i] for i in shown], [[r[i] if i < len(r) else "" for i in shown] for r in rows]
+
+
+def _widths(cols: Sequence[Column], texts: Sequence[Sequence[str]], *, header: bool | str, fit: bool) -> list[int]:
+    """Each column's width: its own, or (fitted) its widest cell or title."""
     widths = [c.width for c in cols]
     if fit:
         for r in texts:
             widths = [max(w, len(t)) for w, t in zip(widths, r, strict=True)]
         if header is True:
             widths = [max(w, len(c.title)) for w, c in zip(widths, cols, strict=True)]
+    return widths
+
+
+def table_lines(columns: Sequence[Column], rows: Sequence[Sequence[Any]], *,
+                header: bool | str, fit: bool) -> list[list[Span]]:
+    """The text lines of a table (only the columns shown as text)."""
+    cols, cells = _shown(columns, rows)
+    texts = [[cell_text(c) for c in r] for r in cells]
+    widths = _widths(cols, texts, header=header, fit=fit)
     out: list[list[Span]] = []
     if isinstance(header, str):
         out.append([(header, HEADER_STYLE)])
@@ -65,15 +75,9 @@ def table_text(columns: Sequence[Column], rows: Sequence[Sequence[Any]], *,
                header: bool | str, fit: bool) -> list[str]:
     """table_lines' text alone, for output that is not colored: the same characters,
     without a style and a span per cell (10,000 rows of ::ps were mostly that)."""
-    shown = [i for i, c in enumerate(columns) if c.text]
-    cols = [columns[i] for i in shown]
-    texts = [[cell_text(r[i]) if i < len(r) else "" for i in shown] for r in rows]
-    widths = [c.width for c in cols]
-    if fit:
-        for r in texts:
-            widths = [max(w, len(t)) for w, t in zip(widths, r, strict=True)]
-        if header is True:
-            widths = [max(w, len(c.title)) for w, c in zip(widths, cols, strict=True)]
+    cols, cells = _shown(columns, rows)
+    texts = [list(map(cell_text, r)) for r in cells]
+    widths = _widths(cols, texts, header=header, fit=fit)
     last = len(cols) - 1
     layout = [("" if i == 0 else c.gap, 0 if fit and i == last and c.align != ">" else widths[i],
                c.align == ">", c.suffix) for i, c in enumerate(cols)]
