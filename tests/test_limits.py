@@ -122,3 +122,18 @@ def test_sigint_stops_an_endless_command() -> None:
     _, rest = proc.communicate(timeout=20)
     err = first + rest
     assert err.count("pmdb: interrupted") == 2, err
+
+
+def test_rows_written_in_batches_stop_at_the_exact_line() -> None:
+    """::ps writes its rows in batches; a limit inside a batch still lets every line that
+    fits go out (the header and 19 rows under a limit of 20), then stops the command."""
+    out = io.StringIO()
+    session, err = _session(out, **{"limits.max_lines": 20})
+    assert session.run_line("::ps") is False
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 20 and lines[0].split()[:2] == ["PID", "PPID"]
+    full, _ = _session()
+    whole = io.StringIO()
+    Session(full.target, config=Config(SMALL), stdout=whole, stderr=io.StringIO()).run_line("::ps")
+    assert lines == whole.getvalue().splitlines()[:20]
+    assert "limits.max_lines" in err.getvalue()

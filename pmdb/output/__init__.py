@@ -264,7 +264,12 @@ class Output:
 
     def _lines(self, lines: Iterable[str]) -> None:
         text = "".join(f"{t}\n" for t in lines)
-        self._count(text.count("\n"))
+        n = text.count("\n")
+        if self.max_lines is not None and self.lines + n > self.max_lines and n > 1:
+            for line in text.splitlines():      # what fits goes out before the limit stops it
+                self._lines([line])
+            return
+        self._count(n)
         self.stream.write(text)
 
     def _spans(self, lines: list[list[tuple[str, str]]]) -> None:

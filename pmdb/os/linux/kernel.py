@@ -58,6 +58,7 @@ class LinuxKernel:
         self._layout: TaskLayout | None = None
         self._reader: TaskReader | None = None
         self._tasks: list[Task] | None = None
+        self._by_address: dict[int, Task] | None = None      # task(): the list by task_struct
         self._threads: list[Thread] | None = None
         self._lone: dict[int, Thread] = {}   # threads made before the list (the panic task's)
         self._stack_bases: dict[int, int] | None = None
@@ -122,10 +123,14 @@ class LinuxKernel:
         return len(self.tasks())
 
     def task(self, addr: int) -> Task:
-        for t in self.tasks():
-            if t.address == addr:
-                return t
-        return self.reader.read(addr)
+        """The listed task at a task_struct address, else that task_struct read alone."""
+        tasks = self.tasks()
+        if self._by_address is None:
+            self._by_address = {}
+            for t in reversed(tasks):       # the first of two at one address wins, as a scan would
+                self._by_address[t.address] = t
+        found = self._by_address.get(addr)
+        return found if found is not None else self.reader.read(addr)
 
     def find_task(self, ident: int) -> Task:
         """A task by task_struct address, else by pid (the first with that pid)."""
