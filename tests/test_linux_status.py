@@ -133,7 +133,7 @@ def test_tasks_counted_by_thread_groups_is_the_walks_count(release: str, scenari
     kernel: Any = target.os
     before = parse_fields(run(target, "::status")[0].splitlines())["TASKS"]
     init_task = kernel.lookup("init_task")
-    counted = count_tasks(kernel.reader.mem, init_task, [c.idle for c in kernel.cpus() if c.idle],
+    counted = count_tasks(kernel.reader.mem, init_task, kernel._idle_tasks(init_task),
                           kernel.reader.layout)
     walked = len(kernel.tasks())
     if name == "vmcore.elf":

@@ -165,8 +165,8 @@ def test_status_counts_ten_thousand_tasks_by_their_groups(busy: tuple[Path, Targ
 
     _, target = busy
     kernel: Any = target.os
-    idle = [c.idle for c in kernel.cpus() if c.idle]
-    counted = count_tasks(kernel.reader.mem, kernel.lookup("init_task"), idle, kernel.reader.layout)
+    init_task = kernel.lookup("init_task")
+    counted = count_tasks(kernel.reader.mem, init_task, kernel._idle_tasks(init_task), kernel.reader.layout)
     assert counted is not None and counted > 10_000
     out, _ = run(target, "::status")
     assert f"TASKS: {counted}" in out

@@ -102,13 +102,15 @@ class LinuxKernel:
             init_task = self.lookup("init_task")
             if init_task is None:
                 raise SymbolError("no init_task in kallsyms: the task list is unknown")
-            cpus = self.cpus()
-            idle = [c.idle for c in cpus if c.idle]
-            if init_task not in idle:
-                idle.insert(0, init_task)
-            active = {c.curr for c in cpus if c.curr}
-            self._tasks = collect_tasks(self.reader, init_task, idle, active, self.problems)
+            active = {c.curr for c in self.cpus() if c.curr}
+            self._tasks = collect_tasks(self.reader, init_task, self._idle_tasks(init_task), active,
+                                        self.problems)
         return self._tasks
+
+    def _idle_tasks(self, init_task: int) -> list[int]:
+        """Each CPU's idle task, init_task (CPU 0's) first when no CPU names it."""
+        idle = [c.idle for c in self.cpus() if c.idle]
+        return idle if init_task in idle else [init_task, *idle]
 
     def task_count(self) -> int:
         """How many tasks there are (crash's TASKS), without reading every task where the
@@ -116,8 +118,7 @@ class LinuxKernel:
         The same answer before and after the tasks are read."""
         init_task = self.lookup("init_task")
         if init_task is not None:
-            idle = [c.idle for c in self.cpus() if c.idle]
-            counted = count_tasks(self.reader.mem, init_task, idle, self.reader.layout)
+            counted = count_tasks(self.reader.mem, init_task, self._idle_tasks(init_task), self.reader.layout)
             if counted is not None:
                 return counted
         return len(self.tasks())

@@ -317,7 +317,7 @@ _MAX_THREADS = 4 * 1024 * 1024
 
 
 def count_tasks(mem: AddressSpace, init_task: int, idle: list[int], layout: TaskLayout) -> int | None:
-    """How many tasks collect_tasks finds, from each thread group's own count
+    """How many tasks collect_tasks finds (given the same idle tasks, init_task among them), from each thread group's own count
     (``signal->nr_threads``, which the kernel changes as it links and unlinks the group's
     threads): a read or two a process, not a read of every task (10,000 threads in 200
     processes: 9 ms against 0.4 s). None when that cannot be trusted: no such member, a
@@ -329,7 +329,7 @@ def count_tasks(mem: AddressSpace, init_task: int, idle: list[int], layout: Task
     leaders = group_leaders(mem, init_task, layout, problems)
     if problems:
         return None
-    total = len(set(idle) | {init_task})
+    total = len(set(idle))
     try:
         for leader in leaders[1:]:
             signal = mem.ptr(leader + layout.signal)
