@@ -456,7 +456,7 @@ def test_split_numbering() -> None:
     assert holder.members[0].type.target is base.find_type("node", "struct")
     # a member name may be a base string: 'val' at the base's offset
     b2 = Builder(start_id=base.end_id, start_str=base.end_str)
-    b2.add(f.STRUCT, "other", 4, vlen=1, extra=struct.pack("<III", base._string_offsets("val")[0], 1, 0))
+    b2.add(f.STRUCT, "other", 4, vlen=1, extra=struct.pack("<III", next(base._string_offsets("val")), 1, 0))
     assert BtfTypes(b2.blob(), base=base).find_type("other", "struct").members[0].name == "val"
 
 

@@ -21,7 +21,7 @@ from typing import Protocol
 from pmdb.arch import Arch, by_name
 from pmdb.dumps.base import Dump, Note
 from pmdb.dumps.elf import PT_NOTE, ProgramHeader, parse_notes
-from pmdb.dumps.kdump_pages import PageDescriptor, decompress_page
+from pmdb.dumps.kdump_pages import PageDescriptor, decompress_page, decompress_run
 from pmdb.errors import FaultError, FormatError
 from pmdb.memory.space import AddressSpace, Chunk
 
@@ -402,18 +402,17 @@ class KdumpFile(Dump):
         if at < 0 or at + count * PageDescriptor.SIZE > self.src.size:
             return None
         table = self.src.read_at(at, count * PageDescriptor.SIZE)
-        descs = [PageDescriptor(*d) for d in struct.iter_unpack(self._e + "qIIQ", table)]
-        lo = descs[0].offset
+        descs = list(struct.iter_unpack(self._e + "qIIQ", table))      # offset, size, flags, page_flags
+        lo = descs[0][0]
         size = self.src.size
-        if any(d.size <= 0 or d.offset <= 0 or d.offset + d.size > size for d in descs):
+        if any(n <= 0 or o <= 0 or o + n > size for o, n, _, _ in descs):
             return None
-        if all(descs[i + 1].offset == d.offset + d.size for i, d in enumerate(descs[:-1])):
-            stored = self.src.read_at(lo, descs[-1].offset + descs[-1].size - lo)
-            parts = [stored[d.offset - lo:d.offset - lo + d.size] for d in descs]
+        if all(descs[i + 1][0] == o + n for i, (o, n, _, _) in enumerate(descs[:-1])):
+            stored = self.src.read_at(lo, descs[-1][0] + descs[-1][1] - lo)
+            parts = [stored[o - lo:o - lo + n] for o, n, _, _ in descs]
         else:                               # shared zero pages, or data not in page order
-            parts = [self.src.read_at(d.offset, d.size) for d in descs]
-        return b"".join(decompress_page(raw, d, ps, (first + i) * ps)
-                        for i, (raw, d) in enumerate(zip(parts, descs, strict=True)))
+            parts = [self.src.read_at(o, n) for o, n, _, _ in descs]
+        return b"".join(decompress_run(parts, descs, ps, first * ps))
 
     def stored_pages(self, first: int, count: int) -> bytes:
         """Pages [first, first+count) as the file stores them: each one's compression flags
@@ -483,9 +482,14 @@ class KdumpSpace(AddressSpace):
         ps = self.dump.page_size
         off = addr % ps
         if 0 < n <= ps - off and addr >= 0:
-            page = self.dump._cache.get(addr // ps)
-            if page is not None:
-                return page[off:off + n]
+            pfn = addr // ps
+            page = self.dump._cache.get(pfn)
+            if page is None:            # as mapping() and its chunk would, without them
+                reason = self.dump.absent_reason(pfn)
+                if reason:
+                    raise FaultError(addr, n, reason)
+                page = self.dump.page(pfn)
+            return page[off:off + n]
         elif n >= BULK_READ and addr >= 0:
             first = addr // ps
             data = self.dump.pages(first, (addr + n - 1) // ps - first + 1)

@@ -109,16 +109,20 @@ def window_reader(model: SlubModel, pages: int = 64) -> Reader:
 
 def walk_freelist(cache: KmemCache, slab: Slab, head: int, read: Reader,
                   label: str) -> tuple[list[int], str | None]:
-    """The free objects chained from head, and a line saying why the chain was cut short."""
+    """The free objects chained from head, and a line saying why the chain was cut short.
+    (decode_free_pointer is written out in the loop: a freelist is thousands of links.)"""
     out: list[int] = []
     seen: set[int] = set()
     pad = cache.red_left_pad if cache.red_zone else 0
     limit = slab.objects
+    first, size, span = slab.base + pad, cache.size, limit * cache.size
+    offset, random, word = cache.offset, cache.random, cache.word_size
+    mask = (1 << 8 * word) - 1
     ptr = head
     where = 0
     while ptr:
-        rel = ptr - slab.base - pad
-        if not 0 <= rel < limit * cache.size or rel % cache.size:
+        rel = ptr - first
+        if not 0 <= rel < span or rel % size:
             what = "outside the slab" if not 0 <= rel + pad < cache.slab_bytes else "not an object start"
             src = f" (read at {where:#x})" if where else ""
             return out, f"{label} of slab {slab.page:x}: free pointer {ptr:#x}{src} is {what}"
@@ -126,13 +130,13 @@ def walk_freelist(cache: KmemCache, slab: Slab, head: int, read: Reader,
             return out, f"{label} of slab {slab.page:x} loops: {ptr:#x} is on it twice"
         seen.add(ptr)
         out.append(ptr)
-        if len(out) > limit:
-            return out, f"{label} of slab {slab.page:x} is longer than its {limit} objects"
-        where = ptr + cache.offset
+        where = ptr + offset
         try:
-            ptr = decode_free_pointer(cache, read(where), where)
+            ptr = read(where)
         except FaultError as err:
             return out, f"{label} of slab {slab.page:x}: cannot read the free pointer at {where:#x} ({err})"
+        if random is not None:
+            ptr = (ptr ^ random ^ int.from_bytes((where & mask).to_bytes(word, "little"), "big")) & mask
     return out, None
 
 
