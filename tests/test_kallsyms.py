@@ -167,16 +167,21 @@ def test_decoded_names_are_shared_by_content_only() -> None:
     assert KallsymsSymbols(blob, 2, tokens, [1, 2]).indices_named("def") == [1]
 
 
-def test_name_lookups_by_text_search_and_by_index_agree() -> None:
-    """The first lookups search the decoded text, later ones an index of every name: both
-    give every record of the name, whatever its type letter, and never a longer name that
-    ends with it or a name that only starts a record's text."""
-    from pmdb.symbols import kallsyms
+def test_name_lookups_find_every_record_of_the_name_and_no_other() -> None:
+    """A lookup finds its name's CRC and checks each hit in the text: every record of the
+    name, whatever its type letter, and never a longer name that ends with it, a name that
+    only starts a record's text, or a name whose CRC is the same (c699378 and c18020006)."""
+    import zlib
+
     from pmdb.symbols.kallsyms import KallsymsSymbols
+    assert zlib.crc32(b"c699378") == zlib.crc32(b"c18020006")
     tokens = [chr(i) for i in range(256)]
     names = [f"{'Tt'[i % 2]}sym{i % 40}" for i in range(120)] + ["Dx_sym3", "tTsym5", "Tsym50_", ""]
+    names += [f"d{'x' * (i % 120)}{i}" for i in range(400)]        # records over several 4 KiB chunks
+    names += ["Tc18020006", "tc699378", "Dc699378"]
     blob = b"".join(bytes([len(n)]) + n.encode() for n in names)
-    wanted = [f"sym{k}" for k in range(kallsyms._SEARCHES + 10)] + ["Tsym5", "x_sym3", "sym3", "nothing"]
+    wanted = [f"sym{k}" for k in range(50)] + ["Tsym5", "x_sym3", "sym3", "nothing", "c699378",
+                                               "c18020006", f"{'x' * 119}119", "x399"]
 
     def truth(name: str) -> list[int]:
         return [i for i, n in enumerate(names) if n[1:] == name]
@@ -184,9 +189,12 @@ def test_name_lookups_by_text_search_and_by_index_agree() -> None:
     syms = KallsymsSymbols(blob, len(names), tokens, list(range(len(names))))
     got = [syms.indices_named(n) for n in wanted]
     assert got == [truth(n) for n in wanted]
-    assert got[3] == got[-2] == [3, 43, 83] and got[-4] == [121] and got[-3] == [120] and got[50] == []
-    assert syms._decoding().index is not None          # the later lookups used the index
+    assert got[3] == [3, 43, 83] and got[-8] == [121] and got[-7] == [120] and got[45] == []
+    assert got[-4] == [len(names) - 2, len(names) - 1] and got[-3] == [len(names) - 3]
+    assert got[-2] == [124 + 119] and got[-1] == []
     assert syms.symbol(43).name == "sym3" and syms.symbol(43).letter == "t"
+    text = syms._decoding().names
+    assert [text.record(i) for i in range(len(names))] == names
 
 
 def test_decode_addresses_both_modes() -> None:

@@ -5,6 +5,7 @@ other kallsyms bytes never reading another dump's entry."""
 from __future__ import annotations
 
 import marshal
+import zlib
 from array import array
 from pathlib import Path
 
@@ -68,7 +69,7 @@ def test_a_forged_entry_that_passes_its_checksum_is_still_refused(tmp_path: Path
     good = entry.read_bytes()
     payload = unsealed(KIND, good)
     assert payload is not None
-    text, addrs, samples = marshal.loads(payload)
+    text, addrs, samples, hashes = marshal.loads(payload)
     names = text[1:-1].split("\0")
     i = samples[len(samples) // 2][0]
 
@@ -77,16 +78,22 @@ def test_a_forged_entry_that_passes_its_checksum_is_still_refused(tmp_path: Path
         assert _answers(_open(tmp_path)) == truth
         assert _entry(tmp_path).read_bytes() == good       # removed, decoded again, rewritten
 
+    def crcs_of(typed: list[str]) -> bytes:
+        return b"".join(zlib.crc32(n[1:].encode()).to_bytes(4, "little") for n in typed)
+
+    assert crcs_of(names) == hashes
     swapped = list(names)
     swapped[i], swapped[i + 1] = names[i + 1], names[i]     # two names swapped, resealed
-    refused(("\0" + "\0".join(swapped) + "\0", addrs, samples))
+    refused(("\0" + "\0".join(swapped) + "\0", addrs, samples, crcs_of(swapped)))
     # every name one index later (the first dropped, the last doubled), the samples moved to
     # point at the same names: their text still matches the dump, their index does not
-    shifted = "\0" + "\0".join(names[1:] + names[-1:]) + "\0"
+    shifted = names[1:] + names[-1:]
     moved = [(j, start, at - len(names[0]) - 1) for j, start, at in samples if at > len(names[0]) + 1]
-    refused((shifted, addrs, moved))
+    refused(("\0" + "\0".join(shifted) + "\0", addrs, moved, crcs_of(shifted)))
     far = array("Q", [a + 0x1000 for a in array("Q", addrs)]).tobytes()   # every address shifted
-    refused((text, far, samples))
+    refused((text, far, samples, hashes))
+    # the names' CRCs one record later: lookups would miss their names
+    refused((text, addrs, samples, hashes[-4:] + hashes[:-4]))
 
 
 def test_a_dump_with_other_kallsyms_bytes_has_its_own_entry(tmp_path: Path) -> None:

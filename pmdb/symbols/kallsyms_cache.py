@@ -1,9 +1,10 @@
 """Decoded kallsyms kept in pmdb's cache, so a second open of a kernel does not decode again.
 
 Decoding ~100k names from the token table is the largest part of opening a kernel dump
-(~60 ms of ~250). An entry holds the decoded names as the one text name lookups search
-(kallsyms.decode_text: each type letter and name between NULs), the addresses as an array
-of words, and samples to check it by. It follows the cache's rules for derived data:
+(~60 ms of ~250). An entry holds the decoded names as the one text name lookups read
+(kallsyms.decode_text: each type letter and name between NULs) with the CRC of each name
+they search (kallsyms.NameText), the addresses as an array of words, and samples to check
+it by. It follows the cache's rules for derived data:
 
 - keyed by content: a hash of how the kallsyms tables are *stored* in the dump (the
   compressed pages, no decompression needed; memory.space.stored_digest), with the
@@ -13,7 +14,7 @@ of words, and samples to check it by. It follows the cache's rules for derived d
 - validated when read: the entry is sealed by a checksum (a damaged file is never
   unmarshalled), its shape must match the count (one record per address), and sample
   records and offsets, read from the dump itself, must decode to what it says at the index
-  it says; an entry that fails is removed and
+  it says, and their CRCs be their names'; an entry that fails is removed and
   the tables are decoded again;
 - written atomically (Cache.store), only after a decode that succeeded.
 """
@@ -24,6 +25,7 @@ import contextlib
 import hashlib
 import marshal
 import struct
+import zlib
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,7 +43,7 @@ from pmdb.symbols.kallsyms import (
     decode_record,
 )
 
-KIND = b"pmdbks05"      # bump the number when the payload's layout changes
+KIND = b"pmdbks06"      # bump the number when the payload's layout changes
 SAMPLES = 24            # records checked against the dump on every load
 _ADDR = "Q"             # addresses are kept as an array of unsigned 64-bit words
 
@@ -93,15 +95,15 @@ class Entry:
         (index, where the record starts in the dump's names table, where in the text) decode
         from the dump now to what the text says, at the index the text puts them."""
         try:
-            text, raw_addrs, samples = marshal.loads(data)
+            text, raw_addrs, samples, hashes = marshal.loads(data)
         except (ValueError, EOFError, TypeError):
             return None
         addrs = array(_ADDR)
         if not (isinstance(text, str) and isinstance(raw_addrs, bytes) and isinstance(samples, list)
-                and len(raw_addrs) == addrs.itemsize * self.count and text.startswith("\0")
-                and text.endswith("\0")):
+                and isinstance(hashes, bytes) and len(raw_addrs) == addrs.itemsize * self.count
+                and len(hashes) == 4 * self.count and text.startswith("\0") and text.endswith("\0")):
             return None
-        names = NameText(text)
+        names = NameText(text, hashes)
         if names.records() != self.count:
             return None
         addrs.frombytes(raw_addrs)
@@ -110,6 +112,8 @@ class Entry:
                 if not 0 < at < len(text) or text[at - 1] != "\0" or names.nuls_before(at) - 1 != i:
                     return None
                 name = text[at:text.index("\0", at)]
+                if hashes[4 * i:4 * i + 4] != zlib.crc32(name[1:].encode()).to_bytes(4, "little"):
+                    return None
                 if not self._sample_ok(mem, tokens, i, start, name, addrs[i]):
                     return None
         except (PmdbError, TypeError, ValueError, IndexError):
@@ -150,4 +154,5 @@ class Entry:
             raw_addrs = array(_ADDR, addrs).tobytes()
         except OverflowError:
             return
-        self.cache.store(self.stem, sealed(KIND, marshal.dumps((text, raw_addrs, samples))))
+        hashes = syms.name_hashes()
+        self.cache.store(self.stem, sealed(KIND, marshal.dumps((text, raw_addrs, samples, hashes))))
