@@ -62,11 +62,22 @@ def mapped_hits(ctx: Context, value: int) -> Iterator[int]:
     image = _image_by_rule(ctx)
     if image:     # the kernel image as its linear rule maps it, in place of its page tables
         lo, hi = image[0][0], image[-1][0] + image[-1][2]
-        regions = sorted([r for r in regions if not lo <= r[0] < hi] + image)
+        regions = sorted(list(_outside(regions, lo, hi)) + image)
     phys = space.phys              # type: ignore[attr-defined]  # a paged space has one
     held = getattr(ctx.kernel.dump, "ranges", None)
     yield from find_word_mapped(phys, regions, value, size, ctx.target.arch.byteorder, _progress(),
                                 sorted(held()) if held is not None else None)
+
+
+def _outside(regions: list[tuple[int, int, int]], lo: int, hi: int) -> Iterator[tuple[int, int, int]]:
+    """The parts of (virtual, physical, size) regions outside virtual [lo, hi) (a region
+    of the page tables may run across either end)."""
+    for vaddr, paddr, size in regions:
+        if vaddr < lo:
+            yield vaddr, paddr, min(size, lo - vaddr)
+        if vaddr + size > hi:
+            start = max(vaddr, hi)
+            yield start, paddr + start - vaddr, vaddr + size - start
 
 
 def _image_by_rule(ctx: Context) -> list[tuple[int, int, int]]:

@@ -266,6 +266,41 @@ def test_search_over_left_out_pages() -> None:
     assert len(reads) <= absent + 2 * stretches + (end - start) // (1 << 20)
 
 
+def test_mapped_search_equals_a_page_by_page_search_of_every_mapping() -> None:
+    """find_word_mapped over the fixture's kernel mappings (the page tables' runs, found as
+    arrays, and the image by its rule) gives what reading each mapped page on its own and
+    checking its words gives: memory several mappings show, searched once and answered
+    from the hits kept, is reported at each mapping; so are hits past either end of a run
+    the image replaces (a run of the page tables crossing _end)."""
+    from pmdb.dcmds.linux_search import _outside
+    from pmdb.errors import FaultError
+    from pmdb.os.linux.mm.search import find_word_mapped, merged
+
+    t = target_for(KASLR, DUMP)
+    space = t.os.km.space                                                    # type: ignore[attr-defined]
+    runs = merged(space.mappings(1 << 63, 1 << 64))
+    for v, p, n in runs[::97]:                    # each run is what the page tables say
+        assert space.translate(v)[0] == p and space.translate(v + n - 1)[0] == p + n - 1
+    value = t.symbols.lookup("init_task").addr                               # type: ignore[attr-defined]
+    held = sorted(t.os.dump.ranges())                                        # type: ignore[attr-defined]
+    needle, expected = value.to_bytes(8, "little"), []
+    for v, p, n in runs:
+        for page in range(0, n, 4096):
+            try:
+                data = space.phys.read(p + page, 4096)
+            except FaultError:
+                continue
+            at = data.find(needle)
+            while at >= 0:
+                expected += [v + page + at] if at % 8 == 0 else []
+                at = data.find(needle, at + 1)
+    got = list(find_word_mapped(space.phys, runs, value, 8, held=held))
+    assert got == expected and len({space.translate(h)[0] for h in got}) < len(got)   # aliases
+    assert list(_outside([(0x1000, 0x5000, 0x4000)], 0x2000, 0x3000)) == \
+        [(0x1000, 0x5000, 0x1000), (0x3000, 0x7000, 0x2000)]
+    assert list(_outside([(0x1000, 0x5000, 0x1000)], 0x2000, 0x3000)) == [(0x1000, 0x5000, 0x1000)]
+
+
 def symbol_address(t: object, name: str) -> str:
     """``sym+0xoff`` -> its address, through the target's symbols."""
     sym, _, off = name.split("`")[-1].partition("+")

@@ -26,7 +26,7 @@ OFFLINE = re.compile(r"NewConnectionError|Network is unreachable|Temporary failu
 MODULES = {"prompt_toolkit": "prompt_toolkit", "pygments": "pygments", "rich": "rich",
            "capstone": "capstone", "pyelftools": "elftools", "unicorn": "unicorn",
            "zstandard": "zstandard", "cramjam": "cramjam", "lzallright": "lzallright",
-           "dask": "distributed", "plotly": "plotly"}      # dask[distributed]: its extra's module
+           "dask": "distributed", "plotly": "plotly", "numpy": "numpy"}   # dask[distributed]: its extra's module
 
 
 def runtime_dependencies() -> list[str]:

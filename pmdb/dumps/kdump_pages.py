@@ -67,6 +67,30 @@ def decompress_page(data: bytes, desc: PageDescriptor, page_size: int, addr: int
     return bytes(out)
 
 
+def decompress_run(parts: list[bytes], descs: list[tuple[int, int, int, int]], page_size: int,
+                   addr: int) -> list[bytes]:
+    """Consecutive pages from their stored bytes and raw descriptors (offset, size, flags,
+    page_flags), the first at ``addr``. A scan decompresses millions of pages: a zlib or
+    plain page takes the short way here (one zlib call, no descriptor object); any other,
+    or one that fails, goes through decompress_page, which says what is wrong with it."""
+    out: list[bytes] = []
+    add = out.append
+    for i, (raw, (_, size, flags, _)) in enumerate(zip(parts, descs, strict=True)):
+        if flags == DUMP_DH_COMPRESSED_ZLIB and 0 < size <= 2 * page_size:
+            try:
+                page = zlib.decompress(raw, 15, page_size)
+            except zlib.error:
+                page = b""
+            if len(page) == page_size:
+                add(page)
+                continue
+        elif not flags & COMPRESSED and size == page_size:
+            add(raw)
+            continue
+        add(decompress_page(raw, PageDescriptor(*descs[i]), page_size, addr + i * page_size))
+    return out
+
+
 def _zlib(data: bytes, page_size: int) -> bytes:
     d = zlib.decompressobj()
     out = d.decompress(data, page_size)

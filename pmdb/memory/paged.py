@@ -14,6 +14,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from pmdb.errors import FaultError
 from pmdb.memory.space import AddressSpace, Chunk
@@ -192,6 +193,8 @@ class PagedSpace(TranslatedSpace):
         yield from self._mappings(self.root, 0, 0, lo, hi)
 
     def _mappings(self, table: int, depth: int, base: int, lo: int, hi: int) -> Iterator[tuple[int, int, int]]:
+        import numpy as np  # here, not at import: only a walk of every table needs it
+
         level = self.levels[depth]
         span, size = 1 << level.shift, self.entry_size
         try:
@@ -199,18 +202,44 @@ class PagedSpace(TranslatedSpace):
         except FaultError:
             return
         top = self.levels[0].shift + self.levels[0].bits        # bits a virtual address uses
-        for i in range(1 << level.bits):
+        entries = np.frombuffer(raw, dtype=f"<u{size}")
+        present = np.flatnonzero(entries & 1)
+        if level.shift == 12:
+            yield from self._leaf_runs(entries, present, self._virtual(base, top), lo, hi)
+            return
+        for i in present.tolist():
             partial = base | (i << level.shift)
-            vaddr = partial | (self.addr_mask & ~((1 << top) - 1)) if partial >> (top - 1) & 1 else partial
+            vaddr = self._virtual(partial, top)
             if vaddr + span <= lo or vaddr >= hi:
                 continue
-            value = int.from_bytes(raw[i * size:(i + 1) * size], "little")
-            if not value & _PRESENT:
-                continue
-            if level.shift == 12 or (level.large and value & _PSE):
+            value = int(entries[i])
+            if level.large and value & _PSE:
                 yield vaddr, value & self.entry_mask & ~(span - 1), span
             else:
                 yield from self._mappings(value & self.entry_mask, depth + 1, partial, lo, hi)
+
+    def _virtual(self, partial: int, top: int) -> int:
+        """The address ``partial`` (table indices only) with the sign extension of its top bit."""
+        return partial | (self.addr_mask & ~((1 << top) - 1)) if partial >> (top - 1) & 1 else partial
+
+    def _leaf_runs(self, entries: Any, present: Any, vbase: int, lo: int, hi: int) -> Iterator[tuple[int, int, int]]:
+        """The 4 KiB pages of one last-level table (``present``: the indices of its present
+        entries; ``vbase``: the address of its first), as runs both virtually and physically
+        contiguous: found as arrays, so a table of 512 mapped pages is a few yields, not 512."""
+        import numpy as np
+
+        first = max(0, (lo - vbase) >> 12) if lo > vbase else 0
+        end = min(len(entries), -(-(hi - vbase) >> 12)) if hi > vbase else 0
+        present = present[(present >= first) & (present < end)]
+        if not len(present):
+            return
+        frames = entries[present] & entries.dtype.type(self.entry_mask & ~0xFFF)
+        breaks = np.flatnonzero((np.diff(present) != 1) | (np.diff(frames) != 4096)) + 1
+        starts = [0, *breaks.tolist()]
+        ends = [*breaks.tolist(), len(present)]
+        index, frame = present.tolist(), frames.tolist()
+        for s, e in zip(starts, ends, strict=True):
+            yield vbase + (index[s] << 12), frame[s], (e - s) << 12
 
     def walk_entries(self, addr: int) -> list[Entry]:
         """The entries a walk meets up to the one that ends it, present or not (for ::vtop
