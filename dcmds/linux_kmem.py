@@ -26,8 +26,6 @@ from pmdb.os.linux.slab.slub import KmemCache, SlubModel, find_listed_cache, slu
 from pmdb.os.linux.slab.text import audit_object, code_text
 from pmdb.output import Cell, Column, Dec, Hex, Symbol
 
-from .linux_memory import kmem_counters, kmem_info, kmem_pages, kmem_vmalloc
-
 
 def _model(ctx: Context) -> SlubModel:
     try:
@@ -331,6 +329,8 @@ def kmem(ctx: Context, *args: Any, summary: bool = False, slabs: bool = False, i
                               ("-S", slabs)) if on]
     if len(chosen) > 1:
         raise CommandError(f"kmem: {' and '.join(chosen)} cannot be used together")
+    if info or counters or vmalloc or pages:     # crash's page and vmalloc views, not slabs
+        from .linux_memory import kmem_counters, kmem_info, kmem_pages, kmem_vmalloc
     if info or counters:
         if words:
             raise CommandError(f"kmem {chosen[0]} takes no argument")

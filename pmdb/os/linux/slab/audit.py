@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pmdb.errors import CorruptionError, FaultError, PmdbError
-from pmdb.os.linux.slab.debug import Finding, Track, check_slab, orig_size, read_tracks
 from pmdb.os.linux.slab.objects import SlabObjects, slab_objects, walk_freelist, window_reader
 from pmdb.os.linux.slab.slub import KmemCache, Slab, SlubModel
+
+if TYPE_CHECKING:       # the slub_debug readers, imported by what uses them (not ::kmastat)
+    from pmdb.os.linux.slab.debug import Finding, Track
 
 
 @dataclass
@@ -131,12 +134,14 @@ class VerifyResult:
 
 def verify_cache(model: SlubModel, cache: KmemCache) -> VerifyResult:
     """Freelist sanity for every cache; red zones, poison and padding where slub_debug put them."""
+    from pmdb.os.linux.slab import debug
+
     res = VerifyResult(cache)
     for view in cache_slabs(model, cache, res.problems, bytes_needed=cache.debug):
         res.slabs += 1
         res.objects += view.slab.objects
         if view.data is not None and cache.debug:
-            res.findings.extend(check_slab(view.objects, view.data))
+            res.findings.extend(debug.check_slab(view.objects, view.data))
     return res
 
 
@@ -157,6 +162,8 @@ def transactions(model: SlubModel, caches: list[KmemCache], problems: list[str])
     itself proves goes first: an object's current state is its latest event (a free
     object's free came after its alloc), and a freelist is last-in first-out, so a free
     nearer its head is newer. Events of different objects are otherwise unordered."""
+    from pmdb.os.linux.slab import debug
+
     out = []
     for cache in caches:
         if not cache.stores_user:
@@ -167,7 +174,7 @@ def transactions(model: SlubModel, caches: list[KmemCache], problems: list[str])
                 continue
             for obj in objs.objects():
                 is_free = obj in objs.free
-                for t in read_tracks(cache, obj, view.data, view.slab.base):
+                for t in debug.read_tracks(cache, obj, view.data, view.slab.base):
                     latest = (t.kind == "free") == is_free
                     rank = objs.rank.get(obj, 0) if t.kind == "free" else 0
                     out.append(Transaction(t, obj, cache, (0 if latest else 1, rank)))
@@ -224,4 +231,5 @@ def stack_of(model: SlubModel, track: Track) -> tuple[list[int], str | None]:
 
 
 def requested_size(view: SlabView, cache: KmemCache, obj: int) -> int | None:
-    return orig_size(cache, obj, view.data, view.slab.base) if view.data else None
+    from pmdb.os.linux.slab import debug
+    return debug.orig_size(cache, obj, view.data, view.slab.base) if view.data else None
