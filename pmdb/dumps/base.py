@@ -31,9 +31,9 @@ PREAD_AT_LEAST = 16 << 10
 # Short reads slice the map, and each page they touch stays mapped, counted in the resident
 # set, until dropped: after reads that may have touched this many pages (a read, and one
 # more page for each 4 KiB of it) the map's pages are let go (MADV_DONTNEED: the page
-# cache keeps them; the next read maps its page again, ~0.2 us), so walking the structures
-# and stacks of 10k tasks of a big dump does not keep 300 MB of it resident.
-PAGES_BEFORE_DROP = 16 << 10
+# cache keeps them; the next read maps its page again, a minor fault), so walking the structures
+# and stacks of 10k tasks of a big dump does not keep 300 MB of it resident (128 MB at most).
+PAGES_BEFORE_DROP = 32 << 10
 
 
 class FileSource:
