@@ -131,6 +131,7 @@ class SlubModel:
         self._by_addr: dict[int, KmemCache] = {}
         self._scan: Any = None                  # scan.SlabScan, once all_slab_pages ran
         self._max_pfn: int | None = None
+        self._nr_node_ids: int | None = None
 
     @property
     def depot(self) -> Any:
@@ -185,7 +186,7 @@ class SlubModel:
             raise CorruptionError(addr, f"cache {name!r} has an impossible size {cache.size} "
                                         f"or order {cache.order}")
         stride = lay.node_stride
-        nodes = self.space.read(addr + lay.cache_node, stride * lay.nr_node_ids(self))
+        nodes = self.space.read(addr + lay.cache_node, stride * self.nr_node_ids())
         for nid in range(len(nodes) // stride):
             ptr = self._word(nodes, nid * stride)
             if ptr:
@@ -232,6 +233,12 @@ class SlubModel:
         if not 0 <= phys < self.lookup_max_pfn() * 4096:
             return None
         return self.layout.vmemmap_base + (phys >> 12) * self.lay.page_size
+
+    def nr_node_ids(self) -> int:
+        """How many node pointers a kmem_cache holds that may be set (read once)."""
+        if self._nr_node_ids is None:
+            self._nr_node_ids = self.lay.nr_node_ids(self)
+        return self._nr_node_ids
 
     def lookup_max_pfn(self) -> int:
         """One past the highest page frame (``max_pfn``); 2**34 frames when unreadable."""
