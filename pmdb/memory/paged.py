@@ -203,7 +203,7 @@ class PagedSpace(TranslatedSpace):
             return
         top = self.levels[0].shift + self.levels[0].bits        # bits a virtual address uses
         entries = np.frombuffer(raw, dtype=f"<u{size}")
-        present = np.flatnonzero(entries & 1)
+        present = np.flatnonzero(entries & _PRESENT)
         if level.shift == 12:
             yield from self._leaf_runs(entries, present, self._virtual(base, top), lo, hi)
             return
@@ -228,7 +228,7 @@ class PagedSpace(TranslatedSpace):
         contiguous: found as arrays, so a table of 512 mapped pages is a few yields, not 512."""
         import numpy as np
 
-        first = max(0, (lo - vbase) >> 12) if lo > vbase else 0
+        first = (lo - vbase) >> 12 if lo > vbase else 0
         end = min(len(entries), -(-(hi - vbase) >> 12)) if hi > vbase else 0
         present = present[(present >= first) & (present < end)]
         if not len(present):

@@ -369,8 +369,9 @@ class KallsymsSymbols:
     Decoding ~100k names and making as many Symbols is most of a kernel dump's open time,
     and a session asks for a few dozen names: on the first name lookup the names are
     expanded at once into one text (decode_text) and each lookup finds its name's CRC
-    (NameText.named); a list of the names is split from the text only when a symbol is made that no lookup
-    found, or all are asked for; sizes on the first symbol made; Symbols one at a time.
+    (NameText.named); a list of the names is split from the text only when a symbol is
+    made that no lookup found, or all are asked for; sizes on the first symbol made;
+    Symbols one at a time.
     """
 
     def __init__(self, blob: bytes, count: int, tokens: Sequence[str], addrs: list[int],
