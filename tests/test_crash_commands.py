@@ -266,7 +266,7 @@ def test_search_over_left_out_pages() -> None:
     assert len(reads) <= absent + 2 * stretches + (end - start) // (1 << 20)
 
 
-def test_mapped_search_equals_a_page_by_page_search_of_every_mapping() -> None:
+def test_mapped_search_equals_a_page_by_page_search_of_every_mapping(monkeypatch: pytest.MonkeyPatch) -> None:
     """find_word_mapped over the fixture's kernel mappings (the page tables' runs, found as
     arrays, and the image by its rule) gives what reading each mapped page on its own and
     checking its words gives: memory several mappings show, searched once and answered
@@ -274,7 +274,7 @@ def test_mapped_search_equals_a_page_by_page_search_of_every_mapping() -> None:
     the image replaces (a run of the page tables crossing _end)."""
     from pmdb.dcmds.linux_search import _outside
     from pmdb.errors import FaultError
-    from pmdb.os.linux.mm.search import find_word_mapped, merged
+    from pmdb.os.linux.mm.search import SharedPages, find_word_mapped, merged, overlaps
 
     t = target_for(KASLR, DUMP)
     space = t.os.km.space                                                    # type: ignore[attr-defined]
@@ -296,6 +296,10 @@ def test_mapped_search_equals_a_page_by_page_search_of_every_mapping() -> None:
                 at = data.find(needle, at + 1)
     got = list(find_word_mapped(space.phys, runs, value, 8, held=held))
     assert got == expected and len({space.translate(h)[0] for h in got}) < len(got)   # aliases
+    monkeypatch.setattr(SharedPages, "KEEP", 1)          # too many hits kept: searched again
+    assert list(find_word_mapped(space.phys, runs, value, 8, held=held)) == expected
+    assert overlaps([(0, 10), (2, 5), (3, 8), (20, 30), (25, 26), (40, 44), (42, 50), (49, 60)]) == \
+        [(2, 8), (25, 26), (42, 44), (49, 50)]
     assert list(_outside([(0x1000, 0x5000, 0x4000)], 0x2000, 0x3000)) == \
         [(0x1000, 0x5000, 0x1000), (0x3000, 0x7000, 0x2000)]
     assert list(_outside([(0x1000, 0x5000, 0x1000)], 0x2000, 0x3000)) == [(0x1000, 0x5000, 0x1000)]
