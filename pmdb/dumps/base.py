@@ -24,7 +24,7 @@ class Note:
 
 
 # Reads at least this long are copied with pread, not sliced from the map: a scan of
-# gigabytes through the map faults each page in (~0.2 us a page) and leaves it counted in the
+# gigabytes through the map faults each page in (a few us a page here) and leaves it counted in the
 # process's resident set (a search of a 4 GB ELF dump peaked at 417 MB); pread copies from
 # the page cache and leaves nothing mapped.
 PREAD_AT_LEAST = 16 << 10

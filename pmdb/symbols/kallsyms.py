@@ -153,6 +153,11 @@ _CHUNK = 4096          # text characters per entry of a NameText's table of NUL 
 _LOOKUPS_KEPT = 4096   # answers of name lookups kept per decoding
 
 
+def name_crc(name: str) -> bytes:
+    """A name's entry in NameText.hashes: the CRC-32 of its UTF-8 bytes, little-endian."""
+    return zlib.crc32(name.encode()).to_bytes(4, "little")
+
+
 class NameText:
     """The records as one text (decode_text's), the CRC-32 of each record's name, and,
     built on first use with one pass over the text, how many NULs precede each 4 KiB of
@@ -213,7 +218,7 @@ class NameText:
         if not name or "\0" in name:
             return []
         hashes = self.hashes()
-        needle = zlib.crc32(name.encode()).to_bytes(4, "little")
+        needle = name_crc(name)
         found: list[tuple[int, str]] = []
         at = hashes.find(needle)
         while at >= 0:

@@ -25,7 +25,6 @@ import contextlib
 import hashlib
 import marshal
 import struct
-import zlib
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from pmdb.symbols.kallsyms import (
     RecordStarts,
     decode_address,
     decode_record,
+    name_crc,
 )
 
 KIND = b"pmdbks06"      # bump the number when the payload's layout changes
@@ -112,7 +112,7 @@ class Entry:
                 if not 0 < at < len(text) or text[at - 1] != "\0" or names.nuls_before(at) - 1 != i:
                     return None
                 name = text[at:text.index("\0", at)]
-                if hashes[4 * i:4 * i + 4] != zlib.crc32(name[1:].encode()).to_bytes(4, "little"):
+                if hashes[4 * i:4 * i + 4] != name_crc(name[1:]):
                     return None
                 if not self._sample_ok(mem, tokens, i, start, name, addrs[i]):
                     return None

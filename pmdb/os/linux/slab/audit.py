@@ -232,4 +232,5 @@ def stack_of(model: SlubModel, track: Track) -> tuple[list[int], str | None]:
 
 def requested_size(view: SlabView, cache: KmemCache, obj: int) -> int | None:
     from pmdb.os.linux.slab import debug
+
     return debug.orig_size(cache, obj, view.data, view.slab.base) if view.data else None
