@@ -366,10 +366,15 @@ class KdumpFile(Dump):
         if data is not None:
             self._cache.move_to_end(pfn)
             return data
-        addr = pfn * self.page_size
         reason = self.absent_reason(pfn)
         if reason:
-            raise FaultError(addr, self.page_size, reason)
+            raise FaultError(pfn * self.page_size, self.page_size, reason)
+        return self.load_page(pfn)
+
+    def load_page(self, pfn: int) -> bytes:
+        """page() of a pfn the caller found present (absent_reason None) and not cached:
+        a page miss of KdumpSpace.read asks the bitmaps once, not twice."""
+        addr = pfn * self.page_size
         desc = self.descriptor(pfn)
         if desc.offset == 0 and desc.size == 0:
             raise FaultError(addr, self.page_size, f"page never written: empty page descriptor"
@@ -488,7 +493,7 @@ class KdumpSpace(AddressSpace):
                 reason = self.dump.absent_reason(pfn)
                 if reason:
                     raise FaultError(addr, n, reason)
-                page = self.dump.page(pfn)
+                page = self.dump.load_page(pfn)
             return page[off:off + n]
         elif n >= BULK_READ and addr >= 0:
             first = addr // ps

@@ -38,6 +38,17 @@ def read_symbols(elf: ELFFile, *, bias: int = 0, module: str | None = None,
     still has. The table is unpacked in bulk (pyelftools' per-symbol parsing made
     opening a core with a big libc slower than gdb).
     """
+    return [Symbol(name, value + (bias if not absolute else 0), size, kind, module, binding, secondary=secondary)
+            for name, value, size, kind, binding, absolute in symbol_fields(elf, origin=origin, kinds=kinds)]
+
+
+# one defined symbol: (name, value, size, kind, binding, whether it is absolute)
+SymbolFields = tuple[str, int, int, str, str, bool]
+
+
+def symbol_fields(elf: ELFFile, *, origin: str = "", kinds: Collection[str] | None = None) -> list[SymbolFields]:
+    """read_symbols' symbols as plain fields at their link-time values, before any Symbol is
+    made (a caller that learns the load offset from a few of them makes each Symbol once)."""
     try:
         table = _best_table(elf)
         if table is None:
@@ -45,7 +56,7 @@ def read_symbols(elf: ELFFile, *, bias: int = 0, module: str | None = None,
         strtab = elf.get_section(table["sh_link"])
         raw = _section_bytes(elf, table)
         names = _section_bytes(elf, strtab)
-        return list(_convert(raw, names, elf.elfclass, elf.little_endian, bias, module, kinds, secondary))
+        return list(_convert(raw, names, elf.elfclass, elf.little_endian, kinds))
     except (ELFError, ValueError, OSError, KeyError, AssertionError, struct.error) as err:
         raise FormatError(f"{origin or 'ELF file'}: bad symbol table: {err}") from None
 
@@ -69,9 +80,8 @@ def _section_bytes(elf: ELFFile, section: Section) -> bytes:
     return stream.read(size)
 
 
-def _convert(raw: bytes, names: bytes, elfclass: int, little: bool, bias: int,
-             module: str | None, kinds: Collection[str] | None = None,
-             secondary: bool = False) -> Iterator[Symbol]:
+def _convert(raw: bytes, names: bytes, elfclass: int, little: bool,
+             kinds: Collection[str] | None = None) -> Iterator[SymbolFields]:
     fmt, (i_name, i_info, i_shndx, i_value, i_size) = _SYM64 if elfclass == 64 else _SYM32
     layout = struct.Struct(("<" if little else ">") + fmt)
     usable = len(raw) - len(raw) % layout.size
@@ -101,6 +111,4 @@ def _convert(raw: bytes, names: bytes, elfclass: int, little: bool, bias: int,
         at = name.find("@@")
         if at > 0:
             name = name[:at]
-        addr = value + (bias if shndx != _SHN_ABS else 0)
-        yield Symbol(name, addr, fields[i_size], kind, module, _BINDINGS.get(info >> 4, "global"),
-                     secondary=secondary)
+        yield name, value, fields[i_size], kind, _BINDINGS.get(info >> 4, "global"), shndx == _SHN_ABS

@@ -118,13 +118,13 @@ def data_symbols(debug: DebugFile, lookup: Callable[[str], int | None]) -> list[
     """The vmlinux's object symbols, moved by the image's load offset (KASLR): the
     difference between where ``lookup`` (kallsyms, then VMCOREINFO) puts a data symbol and
     where the vmlinux does; [] when no anchor is known to both."""
-    from pmdb.symbols.elf import read_symbols
+    from pmdb.symbols.elf import symbol_fields
 
-    symbols = read_symbols(debug.elf, origin=debug.path, kinds=("object",))
-    mine = {s.name: s.addr for s in symbols if s.name in _ANCHORS}
+    fields = symbol_fields(debug.elf, origin=debug.path, kinds=("object",))
+    mine = {f[0]: f[1] for f in fields if f[0] in _ANCHORS}
     shift = next((loaded - mine[name] for name in _ANCHORS
                   if name in mine and (loaded := lookup(name)) is not None), None)
     if shift is None:
         return []
-    return [Symbol(s.name, s.addr + shift, s.size, s.kind, None, s.binding, "D" if s.binding == "global" else "d")
-            for s in symbols]
+    return [Symbol(name, value + shift, size, kind, None, binding, "D" if binding == "global" else "d")
+            for name, value, size, kind, binding, _ in fields]
