@@ -106,10 +106,17 @@ class DebugFile:
                 where = self.sections.get(f".debug_{short}")
                 descriptors[f"debug_{short}_sec"] = None if where is None else DebugSectionDescriptor(
                     Window(self.mm, *where), f".debug_{short}", None, where[1], 0)  # type: ignore[arg-type]
-            self._dwarf = DWARFInfo(
-                config=DwarfConfig(little_endian=self.little, default_address_size=self.ptr_size,
-                                   machine_arch=self.elf.get_machine_arch()),
-                eh_frame_sec=None, gnu_debugaltlink_sec=None, **descriptors)
+            config = DwarfConfig(little_endian=self.little, default_address_size=self.ptr_size,
+                                 machine_arch=self.elf.get_machine_arch())
+            abbrev = self.sections.get(".debug_abbrev")
+            if abbrev is None:
+                self._dwarf = DWARFInfo(config=config, eh_frame_sec=None, gnu_debugaltlink_sec=None,
+                                        **descriptors)
+            else:       # abbrev tables read without construct (dwarf_abbrev: ~10x faster)
+                from pmdb.types.dwarf_abbrev import FastAbbrevDWARFInfo
+
+                self._dwarf = FastAbbrevDWARFInfo((self.mm, *abbrev), config=config, eh_frame_sec=None,
+                                                  gnu_debugaltlink_sec=None, **descriptors)
         return self._dwarf
 
     def reset_dwarf(self) -> None:
