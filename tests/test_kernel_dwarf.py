@@ -165,6 +165,31 @@ def test_scan_of_vmlinux_units_finds_what_pyelftools_finds() -> None:
         assert (name if kind in ("", "var") else f"{kind} {name}") in names
 
 
+def test_abbrevs_share_a_step_function_only_when_they_step_alike() -> None:
+    """Abbrevs that differ only in attributes the scan skips share one generated step
+    function: its code must be, for each abbrev of the vmlinux's first units, the code that
+    abbrev alone would get (a run of fixed bytes once read as a form: exprloc is 0x18 = 24)."""
+    import itertools
+
+    from pmdb.types.dwarf_scan import ShapeCompiler, parse_abbrevs, units
+
+    debug = DebugFile(str(kt.need_dbg_vmlinux(RELEASE)))
+    base, size = debug.sections[".debug_info"]
+    start, abbrev_size = debug.sections[".debug_abbrev"]
+    compiler = ShapeCompiler(debug.little)
+    compiled = shared = 0
+    for unit in itertools.islice(units(debug.mm, base, size, debug.little), 40):
+        for ab in parse_abbrevs(debug.mm, start + unit.abbrev_offset, start + abbrev_size).values():
+            shape = compiler.shape(ab, unit.offset_size, unit.address_size, unit.version)
+            if shape.step is None:
+                continue
+            _, wanted, sizes = compiler.plan(ab, unit.offset_size, unit.address_size, unit.version)
+            assert shape.source == compiler.source(ab, wanted, sizes, unit.offset_size), ab
+            compiled += 1
+    shared = compiled - len({id(s) for s in compiler._by_steps.values()})
+    assert compiled > 500 and shared > 100
+
+
 # -- the cache ---------------------------------------------------------------------------
 
 def _die_at(debug: DebugFile):  # type: ignore[no-untyped-def]
