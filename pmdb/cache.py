@@ -111,6 +111,12 @@ class Cache:
                 out.append((path, st))
         return out
 
+    def discard(self, stem: Path) -> None:
+        """Remove the entries of ``stem`` (before an entry of another size replaces them)."""
+        with contextlib.suppress(OSError):
+            for path in stem.parent.glob(f"{stem.name}.*"):
+                _unlink(path)
+
     def store(self, stem: Path, data: bytes) -> None:
         """Best effort: write ``data`` as the entry ``STEM.SIZE`` after making room; a cache
         that cannot be written only costs the work again next time."""

@@ -134,6 +134,7 @@ class Target:
         return f"{value:#x}"
 
     def close(self) -> None:
+        self.types.close()          # before the dump: a type source may keep what it learnt
         closer = getattr(self.os, "close", None)
         if closer:
             closer()

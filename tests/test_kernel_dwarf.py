@@ -234,6 +234,69 @@ def test_a_partial_index_answers_as_the_whole_index_does(tmp_path: Path) -> None
     assert list(tmp_path.rglob("index*")) and index.index().names == whole.names   # ...and caches it
 
 
+def _resumed(debug: DebugFile, cache: Cache) -> tuple[KernelDieIndex, DwarfTypes]:
+    index = KernelDieIndex(debug, cache)
+    return index, DwarfTypes(index=index)
+
+
+def test_a_scan_cut_short_is_kept_and_resumed(tmp_path: Path) -> None:
+    """What one process's lookups scanned is kept when its target closes; the next one
+    starts from there (no unit scanned again) and answers as the whole index does, for the
+    names found before and for names further on."""
+    debug = DebugFile(str(kt.need_dbg_vmlinux(RELEASE)))
+    whole = build_index(debug)
+    cache = Cache(tmp_path)
+    first, types = _resumed(debug, cache)
+    assert types.variable_type("jiffies") is not None
+    assert first._partial is not None
+    scanned = len(first._partial.units)
+    types.close()
+    (entry,) = tmp_path.rglob("partial*")
+    second, types = _resumed(DebugFile(debug.path), cache)
+    assert types.variable_type("jiffies") is not None
+    assert second._partial is not None and second._partial.resumed_at == scanned == len(second._partial.units)
+    for name in STRUCTS:                    # some of these lie past the first units
+        assert second.type_die(name, "struct").offset == whole.offset(1, name), name
+    assert len(second._partial.units) > scanned
+    types.close()                           # went further: kept again, further
+    third, _ = _resumed(DebugFile(debug.path), cache)
+    assert third.type_die("rq", "struct").offset == whole.offset(1, "rq")
+    assert third._partial is not None and third._partial.resumed_at == len(second._partial.units)
+    assert [p.name for p in tmp_path.rglob("partial*")] != [entry.name]      # one entry, the longer scan's
+    assert len(list(tmp_path.rglob("partial*"))) == 1
+
+
+def test_a_damaged_kept_scan_is_removed_and_scanned_again(tmp_path: Path) -> None:
+    """A kept scan that is cut, flipped, or sealed over a wrong claim (a name at another
+    DIE, a next unit in the middle of one) is removed; the scan starts again and answers right."""
+    import marshal
+
+    from pmdb.cache import sealed, unsealed
+    from pmdb.types import dwarf_index
+
+    debug = DebugFile(str(kt.need_dbg_vmlinux(RELEASE)))
+    cache = Cache(tmp_path)
+    index, types = _resumed(debug, cache)
+    assert types.variable_type("jiffies") is not None
+    want = index.type_die("task_struct", "struct").offset
+    types.close()
+    (entry,) = tmp_path.rglob("partial*")
+    good = entry.read_bytes()
+    size, units_, next_unit, names, flags = marshal.loads(unsealed(dwarf_index._PARTIAL_KIND, good))
+    moved = {k: dict(v) for k, v in names.items()}
+    moved[1]["task_struct"] = moved[1]["list_head"]
+    forged = [good[:len(good) // 2], good[:-1] + bytes([good[-1] ^ 1]),
+              sealed(dwarf_index._PARTIAL_KIND, marshal.dumps((size, units_, next_unit + 1, names, flags))),
+              sealed(dwarf_index._PARTIAL_KIND, marshal.dumps((size, units_, next_unit, moved, flags))),
+              sealed(dwarf_index._PARTIAL_KIND, marshal.dumps((size, units_, "x", names, flags)))]
+    for bad in forged:
+        entry.write_bytes(bad)
+        again, types = _resumed(DebugFile(debug.path), cache)
+        assert again.type_die("task_struct", "struct").offset == want
+        assert again._partial is not None and again._partial.resumed_at == 0
+        assert not entry.exists()
+
+
 class _WholeIndex:
     """dwarf.DieIndex over a finished NameIndex (the oracle for the partial one)."""
 

@@ -134,6 +134,12 @@ class DwarfTypes:
         self.parsed_cus = 0          # how many CUs were indexed: opening must leave this at 0
         self.warnings: list[str] = []
 
+    def close(self) -> None:
+        """The index's close, when it has one (a kernel's keeps a scan cut short)."""
+        closer = getattr(self._index, "close", None)
+        if closer is not None:
+            closer()
+
     # -- TypeSource ------------------------------------------------------------------
 
     def find_type(self, name: str, kind: str | None = None) -> Type | None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from elftools.dwarf.die import DIE
 
-from pmdb.cache import Cache, content_key
+from pmdb.cache import Cache, content_key, sealed, unsealed
 from pmdb.errors import FormatError, PmdbError
 from pmdb.progress import NoProgress, Progress
 from pmdb.types.debugfile import DebugFile
@@ -102,18 +102,25 @@ class PartialIndex:
     when ``accept`` says no later DIE could replace it; anything else scans on, to the end
     if need be. ``finish`` completes it into a NameIndex (for the cache and name lists)."""
 
-    def __init__(self, debug: DebugFile) -> None:
+    def __init__(self, debug: DebugFile, resume: tuple[dict[int, dict[str, int]], dict[tuple[int, str], int],
+                                                       list[int], int] | None = None) -> None:
+        """``resume``: (names, flags, units, where the next unit starts) of an earlier scan of
+        this file (load_partial's, checked), to go on from."""
         self._mm = debug.mm
         self._sec = Sections(debug.sections[".debug_info"], debug.sections[".debug_abbrev"],
                              debug.sections.get(".debug_str", (0, 0)), little=debug.little)
         base, self.info_size = self._sec.info
-        self._units = units(debug.mm, base, self.info_size, debug.little)
-        self._tables: dict = {}
-        self._dropped = base
         self.names: dict[int, dict[str, int]] = {}
         self._flags: dict[tuple[int, str], int] = {}
         self.units: list[int] = []
-        self.complete = False
+        self.next_unit = 0                  # the offset of the unit the scan reads next
+        if resume is not None:
+            self.names, self._flags, self.units, self.next_unit = resume
+        self.resumed_at = len(self.units)   # units scanned before this process
+        self._units = units(debug.mm, base, self.info_size, debug.little, self.next_unit)
+        self._tables: dict = {}
+        self._dropped = base + self.next_unit
+        self.complete = self.next_unit >= self.info_size
 
     def lookup(self, kind: int, name: str, accept: Callable[[int, int], bool]) -> int | None:
         """The DIE offset the whole index would give (kind, name): an early hit when
@@ -125,6 +132,11 @@ class PartialIndex:
             if self.complete:
                 return None
             self._scan(_BATCH_UNITS, None)
+
+    def state(self) -> bytes:
+        """What a later process resumes from (load_partial), as cache bytes."""
+        return sealed(_PARTIAL_KIND, marshal.dumps((self.info_size, self.units, self.next_unit, self.names,
+                                                    list(self._flags.items()))))
 
     def unit_of(self, offset: int) -> int:
         i = bisect.bisect_right(self.units, offset)
@@ -148,6 +160,7 @@ class PartialIndex:
                 break
             self.units.append(unit.start - base)
             scan_unit(self._mm, self._sec, unit, self._tables, found)
+            self.next_unit = unit.end - base
             if unit.end - self._dropped > _DROP_EVERY:
                 done = _drop_pages(self._mm, self._dropped, unit.end)
                 if progress is not None:
@@ -249,13 +262,70 @@ def store_index(debug: DebugFile, cache: Cache | None, index: NameIndex) -> None
         cache.store(stem, _dump(index))
 
 
-def _stem(cache: Cache, debug: DebugFile) -> Path | None:
+def _stem(cache: Cache, debug: DebugFile, what: str = "index") -> Path | None:
     try:
         key = content_key(debug.path)
     except OSError:
         return None
     label = debug.build_id()[:40] or "nobuildid"
-    return cache.path("dwarf", f"index{FORMAT}-{label}-{key}")
+    return cache.path("dwarf", f"{what}{FORMAT}-{label}-{key}")
+
+
+# -- a scan cut short, kept to resume -----------------------------------------------------
+#
+# Most opens never need the whole index: the names they ask for are settled in the first
+# units (jiffies in the 10th of 2,400), or, for a kernel without BTF (686-pae), in the first
+# few hundred. What such a scan found is kept (sealed, keyed like the index) and the next
+# process starts from it instead of from the first unit: the same answers, since a resumed
+# scan merges later units by the same rule as an unbroken one.
+
+_PARTIAL_KIND = b"pmdbdp01"
+
+
+def store_partial(debug: DebugFile, cache: Cache | None, partial: PartialIndex) -> None:
+    """Keep a scan cut short when it went further than the one it resumed (best effort)."""
+    stem = _stem(cache, debug, "partial") if cache is not None else None
+    if cache is None or stem is None or partial.complete or len(partial.units) <= partial.resumed_at:
+        return
+    cache.discard(stem)             # the scan it resumed from (entries are named by size)
+    cache.store(stem, partial.state())
+
+
+def load_partial(debug: DebugFile, cache: Cache | None, die_at: DieAt,
+                 required: Iterable[tuple[int, str]] = ()) -> PartialIndex | None:
+    """A scan of this file cut short by an earlier process, when its entry is whole and
+    checks (its offsets in .debug_info; its furthest DIE and those of the ``required``
+    names it holds named as it says; its next unit where its last one ends); a bad entry
+    is removed."""
+    stem = _stem(cache, debug, "partial") if cache is not None else None
+    found = cache.find(stem) if cache is not None and stem is not None else None
+    if found is None:
+        return None
+    try:
+        payload = unsealed(_PARTIAL_KIND, found.read_bytes())
+        if payload is None:
+            raise FormatError("damaged entry")
+        size, unit_offsets, next_unit, names, flags = marshal.loads(payload)
+        if not (isinstance(next_unit, int) and isinstance(unit_offsets, list) and unit_offsets
+                and isinstance(unit_offsets[-1], int) and unit_offsets[-1] < next_unit < size
+                and isinstance(flags, list) and isinstance(names, dict)):
+            raise FormatError("malformed entry")
+        index = NameIndex(names, unit_offsets, size)
+        check(index, debug, die_at, [(kind, name) for kind, name in required
+                                     if isinstance(names.get(kind), dict) and name in names[kind]])
+        flag_of = {(kind, name): int(bits) for (kind, name), bits in flags}
+        if any(name not in table for (kind, name) in flag_of for table in [names.get(kind, {})]):
+            raise FormatError("flags of names it does not hold")
+        base = debug.sections[".debug_info"][0]
+        last = next(units(debug.mm, base, size, debug.little, unit_offsets[-1]))
+        if last.end - base != next_unit:
+            raise FormatError("its next unit is not where its last one ends")
+        return PartialIndex(debug, (names, flag_of, unit_offsets, next_unit))
+    except (OSError, PmdbError, ValueError, TypeError, EOFError, StopIteration):
+        debug.reset_dwarf()
+        with contextlib.suppress(OSError):
+            found.unlink()
+        return None
 
 
 def _dump(index: NameIndex) -> bytes:

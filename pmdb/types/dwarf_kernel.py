@@ -19,7 +19,15 @@ from pmdb.errors import FormatError, PmdbError
 from pmdb.progress import NoProgress, Progress
 from pmdb.types.debugfile import DebugFile
 from pmdb.types.dwarf import _FOREIGN, DwarfTypes
-from pmdb.types.dwarf_index import NameIndex, PartialIndex, check, load_cached, store_index
+from pmdb.types.dwarf_index import (
+    NameIndex,
+    PartialIndex,
+    check,
+    load_cached,
+    load_partial,
+    store_index,
+    store_partial,
+)
 from pmdb.types.dwarf_scan import DECLARATION, ENUM, EXTERNAL, PLAIN, STRUCT, UNION, VARIABLE
 
 _KIND_CODES = {"struct": STRUCT, "union": UNION, "enum": ENUM}
@@ -101,9 +109,10 @@ class KernelDieIndex:
                 self._fail(err)
         if self._index is not None:
             return self._index.offset(kind, name)
-        if self._partial is None:
-            self._partial = PartialIndex(self.debug)
         try:
+            if self._partial is None:
+                self._partial = (load_partial(self.debug, self._cache, self._die_in, REQUIRED)
+                                 or PartialIndex(self.debug))
             found = self._partial.lookup(kind, name, accept)
             if self._partial.complete:           # a miss scanned it all: keep and cache it
                 self._index = self._finish()
@@ -111,6 +120,11 @@ class KernelDieIndex:
         except (PmdbError, *_FOREIGN) as err:
             self._fail(err)
             return None
+
+    def close(self) -> None:
+        """Keep a scan cut short for the next process (store_partial: best effort)."""
+        if self._index is None and self._partial is not None:
+            store_partial(self.debug, self._cache, self._partial)
 
     # -- DieIndex ----------------------------------------------------------------------
 

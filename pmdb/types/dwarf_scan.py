@@ -266,9 +266,10 @@ class Unit:
     kind: int = 1            # DW_UT_*: 1 compile, 3 partial; others are not indexed
 
 
-def units(data: Any, base: int, size: int, little: bool) -> Iterator[Unit]:
-    """The unit headers of a .debug_info at absolute ``base`` of ``data``."""
-    pos, end = base, base + size
+def units(data: Any, base: int, size: int, little: bool, start: int = 0) -> Iterator[Unit]:
+    """The unit headers of a .debug_info at absolute ``base`` of ``data``, from the unit at
+    offset ``start`` of it (a scan resumed where an earlier one stopped)."""
+    pos, end = base + start, base + size
     u16, u32, u64 = _U16[little], _U32[little], _U64[little]
     while pos + 11 <= end:
         length = struct.unpack_from(u32, data, pos)[0]

@@ -28,6 +28,13 @@ class TypeRegistry:
             self.sources.remove(source)
         self._cache.clear()
 
+    def close(self) -> None:
+        """Let each source that keeps something for later (a DWARF scan cut short) keep it."""
+        for source in self.sources:
+            closer = getattr(source, "close", None)
+            if closer is not None:
+                closer()
+
     def lookup(self, spelling: str) -> Type:
         """The type for a C spelling (``struct node``, ``node``, ``char *``, ``int[4]``);
         SymbolError if no source knows it."""
