@@ -10,7 +10,6 @@ same ``check_value``.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +112,8 @@ class Config:
 
     @classmethod
     def from_file(cls, path: str) -> Config:
+        import tomllib  # only with a file to read (~5 ms of every start-up otherwise)
+
         try:
             with open(path, "rb") as f:
                 data = tomllib.load(f)
