@@ -16,8 +16,8 @@ from elftools.dwarf.abbrevtable import AbbrevTable
 
 from pmdb.errors import FormatError
 from pmdb.types.debugfile import DebugFile
-from pmdb.types.dwarf_abbrev import FastAbbrevDWARFInfo, read_table, sleb
-from pmdb.types.dwarf_scan import units
+from pmdb.types.dwarf_abbrev import FastAbbrevDWARFInfo, read_table
+from pmdb.types.dwarf_scan import sleb, units
 from tests import kernel_truth as kt
 from tests.conftest import USER_CORES, need_fixture
 

@@ -177,7 +177,7 @@ def test_abbrevs_share_a_step_function_only_when_they_step_alike() -> None:
     base, size = debug.sections[".debug_info"]
     start, abbrev_size = debug.sections[".debug_abbrev"]
     compiler = ShapeCompiler(debug.little)
-    compiled = shared = 0
+    compiled = 0
     for unit in itertools.islice(units(debug.mm, base, size, debug.little), 40):
         for ab in parse_abbrevs(debug.mm, start + unit.abbrev_offset, start + abbrev_size).values():
             shape = compiler.shape(ab, unit.offset_size, unit.address_size, unit.version)

@@ -3,8 +3,8 @@
 pyelftools parses an abbrev table through ``construct``, several objects per attribute:
 a vmlinux unit's table (hundreds of declarations) costs it 10-25 ms, and the first type
 lookups of a DWARF-only kernel (686-pae) parse several. The declarations are plain
-numbers, so they are read here with dwarf_scan's LEB128 readers and handed to pyelftools
-in the shape its DIE parser reads (``decl['tag']``, ``decl['attr_spec']`` entries with
+numbers, so the table is read by dwarf_scan's parse (the one the name index uses) and handed
+to pyelftools in the shape its DIE parser reads (``decl['tag']``, ``decl['attr_spec']`` entries with
 ``name``, ``form`` and an implicit constant's ``value``), the names from pyelftools' own
 enums (an unknown number stays a number, as pyelftools leaves it).
 """
@@ -16,10 +16,10 @@ from typing import Any
 from elftools.construct.lib.container import Container
 from elftools.dwarf.abbrevtable import AbbrevDecl, AbbrevTable
 from elftools.dwarf.dwarfinfo import DWARFInfo
-from elftools.dwarf.enums import ENUM_DW_AT, ENUM_DW_CHILDREN, ENUM_DW_FORM, ENUM_DW_TAG
+from elftools.dwarf.enums import ENUM_DW_AT, ENUM_DW_FORM, ENUM_DW_TAG
 
 from pmdb.errors import FormatError
-from pmdb.types.dwarf_scan import uleb
+from pmdb.types.dwarf_scan import Abbrev, parse_abbrevs
 
 _IMPLICIT_CONST = 0x21
 
@@ -29,44 +29,26 @@ def _names(enum: dict[str, Any]) -> dict[int, str]:
     return {value: name for name, value in enum.items() if isinstance(value, int)}
 
 
-_TAGS, _ATTRS, _FORMS, _CHILDREN = _names(ENUM_DW_TAG), _names(ENUM_DW_AT), _names(ENUM_DW_FORM), \
-    _names(ENUM_DW_CHILDREN)
-
-
-def sleb(data: Any, pos: int, end: int) -> tuple[int, int]:
-    """A signed LEB128 at pos: (value, position after it); FormatError past end."""
-    value, after = uleb(data, pos, end)
-    bits = 7 * (after - pos)
-    if value >> (bits - 1) & 1:
-        value -= 1 << bits
-    return value, after
+_TAGS, _ATTRS, _FORMS = _names(ENUM_DW_TAG), _names(ENUM_DW_AT), _names(ENUM_DW_FORM)
 
 
 def read_table(data: Any, pos: int, end: int) -> dict[int, AbbrevDecl]:
-    """code -> AbbrevDecl of the table at absolute ``pos`` of ``data`` (ending by ``end``)."""
-    table: dict[int, AbbrevDecl] = {}
-    while True:
-        code, pos = uleb(data, pos, end)
-        if code == 0:
-            return table
-        tag, pos = uleb(data, pos, end)
-        if pos >= end:
-            raise FormatError("abbrev table runs past .debug_abbrev")
-        children = data[pos]
-        pos += 1
-        specs = []
-        while True:
-            at, pos = uleb(data, pos, end)
-            form, pos = uleb(data, pos, end)
-            if at == 0 and form == 0:
-                break
-            spec = Container(name=_ATTRS.get(at, at), form=_FORMS.get(form, form))
-            if form == _IMPLICIT_CONST:
-                spec.value, pos = sleb(data, pos, end)
-            specs.append(spec)
-        table[code] = AbbrevDecl(code, Container(tag=_TAGS.get(tag, tag),
-                                                 children_flag=_CHILDREN.get(children, children),
-                                                 attr_spec=specs))
+    """code -> AbbrevDecl of the table at absolute ``pos`` of ``data`` (ending by ``end``):
+    dwarf_scan's parse of it, named as pyelftools names it."""
+    return {code: _declaration(code, ab) for code, ab in parse_abbrevs(data, pos, end).items()}
+
+
+def _declaration(code: int, ab: Abbrev) -> AbbrevDecl:
+    consts = iter(ab.consts)
+    specs = []
+    for at, form in ab.attrs:
+        spec = Container(name=_ATTRS.get(at, at), form=_FORMS.get(form, form))
+        if form == _IMPLICIT_CONST:
+            spec.value = next(consts)
+        specs.append(spec)
+    return AbbrevDecl(code, Container(tag=_TAGS.get(ab.tag, ab.tag),
+                                      children_flag="DW_CHILDREN_yes" if ab.children else "DW_CHILDREN_no",
+                                      attr_spec=specs))
 
 
 class FastAbbrevDWARFInfo(DWARFInfo):

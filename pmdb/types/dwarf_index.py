@@ -314,7 +314,7 @@ def load_partial(debug: DebugFile, cache: Cache | None, die_at: DieAt,
         check(index, debug, die_at, [(kind, name) for kind, name in required
                                      if isinstance(names.get(kind), dict) and name in names[kind]])
         flag_of = {(kind, name): int(bits) for (kind, name), bits in flags}
-        if any(name not in table for (kind, name) in flag_of for table in [names.get(kind, {})]):
+        if any(name not in names.get(kind, {}) for kind, name in flag_of):
             raise FormatError("flags of names it does not hold")
         base = debug.sections[".debug_info"][0]
         last = next(units(debug.mm, base, size, debug.little, unit_offsets[-1]))

@@ -53,6 +53,9 @@ class Abbrev:
     tag: int
     children: bool
     attrs: tuple[tuple[int, int], ...]       # (DW_AT, DW_FORM)
+    # the values of its DW_FORM_implicit_const attributes, in order: the table holds them,
+    # the DIEs take no bytes for them (so they never make two abbrevs step differently)
+    consts: tuple[int, ...] = field(default=(), compare=False)
 
 
 @dataclass
@@ -86,6 +89,7 @@ def parse_abbrevs(data: Any, pos: int, end: int) -> dict[int, Abbrev]:
             children = data[pos] == 1
             pos += 1
             attrs = []
+            consts = []
             while True:
                 at, form = data[pos], data[pos + 1]
                 pos += 2
@@ -95,11 +99,12 @@ def parse_abbrevs(data: Any, pos: int, end: int) -> dict[int, Abbrev]:
                 if at == 0 and form == 0:
                     break
                 if form == _FORM_IMPLICIT_CONST:
-                    _, pos = uleb(data, pos, end)     # the value is in the table: 0 bytes per DIE
+                    value, pos = sleb(data, pos, end)     # in the table: 0 bytes per DIE
+                    consts.append(value)
                 attrs.append((at, form))
             if pos > end:
                 raise IndexError
-            table[code] = Abbrev(tag, children, tuple(attrs))
+            table[code] = Abbrev(tag, children, tuple(attrs), tuple(consts))
     except IndexError:
         raise FormatError("abbrev table runs past .debug_abbrev") from None
 
@@ -116,6 +121,15 @@ def uleb(data: Any, pos: int, end: int) -> tuple[int, int]:
         shift += 7
         if byte < 0x80:
             return result, pos
+
+
+def sleb(data: Any, pos: int, end: int) -> tuple[int, int]:
+    """A signed LEB128 at pos: (value, position after it); FormatError past end."""
+    value, after = uleb(data, pos, end)
+    bits = 7 * (after - pos)
+    if value >> (bits - 1) & 1:
+        value -= 1 << bits
+    return value, after
 
 
 class ShapeCompiler:
