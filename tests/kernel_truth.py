@@ -123,9 +123,10 @@ def _same_comm(pmdb: str, proc: str) -> bool:
 def compare_ps(target: Target, truth: Path) -> Agreement:
     """::ps against /proc/PID/stat: pid, ppid, state and comm of every task in both. A task
     on a CPU at the crash (``>``) was the recorder or the trigger a moment before: its
-    state is left out; so is a difference between running (RU) and a sleep: a kernel
-    thread woken between the record and the crash (a kworker, rcu_preempt) still waits for
-    a CPU, and one running on the other CPU then may sleep by the crash."""
+    state is left out; so is a difference between running (RU) or being woken (WA,
+    TASK_WAKING: another CPU is in try_to_wake_up for it) and a sleep: a kernel thread
+    woken between the record and the crash (a kworker, rcu_preempt) still waits for a CPU,
+    and one running on the other CPU then may sleep by the crash."""
     rows = _ps_rows(target)
     agree = Agreement()
     for pid, task in sorted(truth_tasks(truth).items()):
@@ -134,7 +135,7 @@ def compare_ps(target: Target, truth: Path) -> Agreement:
             continue                # exited between the record and the crash
         state = _STATE.get(task.state, task.state)
         comm = row.comm.strip("[]")
-        woken = "RU" in (row.state, state)      # ran, or was woken, between record and crash
+        woken = bool({"RU", "WA"} & {row.state, state})   # ran, or was woken, between record and crash
         if row.ppid == task.ppid and (row.active or woken or row.state == state) and _same_comm(comm, task.comm):
             agree.matched += 1
         else:

@@ -86,11 +86,15 @@ class BtfTypes:
         self._strs = bytes(blob[start + hdr.str_off:start + hdr.str_off + hdr.str_len])
         if hdr.str_len and self._strs[-1] != 0:
             raise FormatError("BTF string section does not end with a NUL byte")
-        self._offs = f.scan(self._words) if index is None else f.checked_offsets(self._words, index[0])
+        if index is None:
+            self._offs, names = f.scan(self._words)
+        else:
+            self._offs = f.checked_offsets(self._words, index[0])
+            names = f.checked_names(self._words, self._offs, index[1])
         # Split BTF numbers its types and strings after its base's (libbpf's rule).
         self.start_id = base.end_id if base is not None else 1
         self.start_str = base.end_str if base is not None else 0
-        self._name_offs: array | None = None if index is None else f.checked_names(self._words, self._offs, index[1])
+        self._name_offs = names          # name_off of every own record (what a name search reads)
         self._name_bytes: bytes | None = None
         self._kinds: array | None = None
         self._types: dict[int, Type] = {0: VOID}
@@ -114,7 +118,7 @@ class BtfTypes:
     def index_arrays(self) -> tuple[array, array]:
         """(where each type record starts, its name offset): what the one scan over the
         records gives, to cache."""
-        return self._offs, self._names_index()
+        return self._offs, self._name_offs
 
     def _record(self, tid: int) -> tuple[int, int, int, bool, int, int]:
         """(word offset, kind, vlen, kind_flag, name_off, size_or_type) of an own id."""
@@ -228,17 +232,11 @@ class BtfTypes:
 
     def _index(self) -> tuple[array, array]:
         """name_off and kind of every own record, as flat arrays (built once, lazily)."""
-        names = self._names_index()
+        names = self._name_offs
         if self._kinds is None:
             w = self._words
             self._kinds = array("B", [(w[p + 1] >> 24) & 31 for p in self._offs])
         return names, self._kinds
-
-    def _names_index(self) -> array:
-        """name_off of every own record (what a name search needs; gathered at C speed)."""
-        if self._name_offs is None:
-            self._name_offs = array(self._words.typecode, map(self._words.__getitem__, self._offs))
-        return self._name_offs
 
     def _string_offsets(self, name: str) -> Iterator[int]:
         """Global offsets of the string ``name`` here and in the bases, each found when
@@ -276,7 +274,7 @@ class BtfTypes:
 
     def _names_bytes(self) -> bytes:
         if self._name_bytes is None:
-            self._name_bytes = self._names_index().tobytes()
+            self._name_bytes = self._name_offs.tobytes()
         return self._name_bytes
 
     # -- building Types ------------------------------------------------------------

@@ -100,25 +100,32 @@ def words(section: bytes | memoryview, big_endian: bool) -> array:
     return w
 
 
-def scan(w: array) -> array:
-    """Word offset of every type record, in id order; FormatError if the records
-    do not tile the section exactly."""
-    offs = array("I")
-    append = offs.append
+def scan(w: array) -> tuple[array, array]:
+    """(word offset of every type record, in id order; its name offset); FormatError if
+    the records do not tile the section exactly. A record's size is looked up by its info
+    word (a kernel's ~100k records have a few thousand distinct ones), and the name offsets
+    are gathered on the way: the one Python loop over the records does both."""
+    offs, names = array("I"), array(w.typecode)
+    add, add_name = offs.append, names.append
+    sizes: dict[int, int] = {}
     fixed, per = _FIXED, _PER_ITEM
     end = len(w)
     p = 0
     try:
         while p < end:
+            add_name(w[p])
+            add(p)
             info = w[p + 1]
-            k = (info >> 24) & 31
-            append(p)
-            p += 3 + fixed[k] + (info & 0xFFFF) * per[k]
+            try:
+                p += sizes[info]
+            except KeyError:
+                k = (info >> 24) & 31
+                p += sizes.setdefault(info, 3 + fixed[k] + (info & 0xFFFF) * per[k])
     except IndexError:
         pass
     if p != end:
         _diagnose(w)
-    return offs
+    return offs, names
 
 
 _SAMPLE_EVERY = 997    # cached index entries checked against the words (a prime stride)
