@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pmdb.codecache import install as _install_code_cache
+
 if TYPE_CHECKING:     # what the lazy names are, for type checkers and editors
     from pmdb.api.objects import Object
     from pmdb.api.program import Program, open
@@ -29,6 +31,8 @@ if TYPE_CHECKING:     # what the lazy names are, for type checkers and editors
     from pmdb.errors import PmdbError
 
 __version__ = "0.1.0"
+
+_install_code_cache()     # before any pmdb module defines a dataclass (see pmdb.codecache)
 
 # name -> module that defines it; imported on first use (PEP 562) so `import pmdb` stays cheap
 _LAZY = {

@@ -8,7 +8,7 @@ file (^C, a full disk, a killed process) nor one cut short later is ever taken
 for a finished one. The directory is kept under a size limit by removing the
 least recently used files first; a file is marked used each time it is found.
 
-Low layer: imports nothing from pmdb but the errors.
+Low layer: imports nothing from pmdb but the errors and the seal of its entries.
 """
 
 from __future__ import annotations
@@ -16,19 +16,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import struct
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from pmdb.errors import FormatError
+from pmdb.seal import sealed, unsealed
 
 HEAD_TAIL = 1 << 20          # bytes hashed at each end of a file for its content key
 DEFAULT_MAX_MB = 32768
 PART = ".part"
-_SEAL = struct.Struct("<QI")  # a sealed entry's payload length and CRC-32
+
+__all__ = ["Cache", "Pending", "content_key", "default_directory", "sealed", "unsealed"]
 
 
 def default_directory() -> Path:
@@ -168,28 +168,6 @@ def content_key(path: str) -> str:
             f.seek(max(HEAD_TAIL, size - HEAD_TAIL))
             h.update(f.read(HEAD_TAIL))
     return f"{size:x}-{h.hexdigest()[:24]}"
-
-
-def sealed(kind: bytes, payload: bytes) -> bytes:
-    """``payload`` behind a header naming what it is (``kind``, 8 bytes: a format and its
-    version), its length and a CRC-32 of it, so a reader tells a damaged entry from a good
-    one. (A check against damage, not an authenticator: entries are keyed by content, so a
-    dump can only reach its own; CRC-32 reads 8 MB in 2 ms, a cryptographic hash in 5-10.)"""
-    assert len(kind) == 8
-    return kind + _SEAL.pack(len(payload), zlib.crc32(payload)) + payload
-
-
-def unsealed(kind: bytes, data: bytes) -> memoryview | None:
-    """The payload of a ``sealed`` entry of this ``kind`` (a view, not a copy); None when the
-    entry is of another kind or version, cut short, or damaged (its CRC does not match)."""
-    head = len(kind) + _SEAL.size
-    if len(data) < head or data[:len(kind)] != kind:
-        return None
-    size, crc = _SEAL.unpack_from(data, len(kind))
-    payload = memoryview(data)[head:]
-    if len(payload) != size or zlib.crc32(payload) != crc:
-        return None
-    return payload
 
 
 def _writer_alive(name: str) -> bool:
