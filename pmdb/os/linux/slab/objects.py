@@ -110,9 +110,11 @@ def window_reader(model: SlubModel, pages: int = 64) -> Reader:
 def walk_freelist(cache: KmemCache, slab: Slab, head: int, read: Reader,
                   label: str) -> tuple[list[int], str | None]:
     """The free objects chained from head, and a line saying why the chain was cut short.
-    (decode_free_pointer is written out in the loop: a freelist is thousands of links.)"""
+    (decode_free_pointer is written out in the loop: a freelist is thousands of links. A
+    loop is found by the count: the slab has ``objects`` slots, so a longer chain repeats
+    one, which is then looked for; no set is kept per link.)"""
     out: list[int] = []
-    seen: set[int] = set()
+    add = out.append
     pad = cache.red_left_pad if cache.red_zone else 0
     limit = slab.objects
     first, size, span = slab.base + pad, cache.size, limit * cache.size
@@ -126,10 +128,9 @@ def walk_freelist(cache: KmemCache, slab: Slab, head: int, read: Reader,
             what = "outside the slab" if not 0 <= rel + pad < cache.slab_bytes else "not an object start"
             src = f" (read at {where:#x})" if where else ""
             return out, f"{label} of slab {slab.page:x}: free pointer {ptr:#x}{src} is {what}"
-        if ptr in seen:
-            return out, f"{label} of slab {slab.page:x} loops: {ptr:#x} is on it twice"
-        seen.add(ptr)
-        out.append(ptr)
+        add(ptr)
+        if len(out) > limit:
+            return _loop(out, label, slab)
         where = ptr + offset
         try:
             ptr = read(where)
@@ -138,6 +139,17 @@ def walk_freelist(cache: KmemCache, slab: Slab, head: int, read: Reader,
         if random is not None:
             ptr = (ptr ^ random ^ int.from_bytes((where & mask).to_bytes(word, "little"), "big")) & mask
     return out, None
+
+
+def _loop(chain: list[int], label: str, slab: Slab) -> tuple[list[int], str]:
+    """A chain longer than its slab's slots: the objects before the first one met twice, and
+    the line saying so."""
+    seen: set[int] = set()
+    for i, ptr in enumerate(chain):
+        if ptr in seen:
+            return chain[:i], f"{label} of slab {slab.page:x} loops: {ptr:#x} is on it twice"
+        seen.add(ptr)
+    raise AssertionError("a chain longer than its slab's slots repeats an object")  # pragma: no cover
 
 
 def slab_objects(model: SlubModel, cache: KmemCache, slab: Slab, data: bytes | None = None,
