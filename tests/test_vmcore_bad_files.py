@@ -164,6 +164,28 @@ def test_corrupt_compressed_page(kdump_path: Path, intact: KdumpFile, tmp_path: 
     assert dump.space().read(neighbour * PAGE, PAGE) == intact.space().read(neighbour * PAGE, PAGE)
 
 
+def test_libdeflate_and_zlib_inflate_pages_alike(intact: KdumpFile, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast inflater (libdeflate, where its wheel is) gives zlib's bytes for every kind of
+    read: single pages, runs of pages, and a page read after the fast one is taken away."""
+    import zlib
+
+    from pmdb.dumps import kdump_pages
+
+    assert kdump_pages._libdeflate is not None, "the deflate wheel is a dependency on this machine"
+    pfns = [p for p in dumped_pfns(intact) if intact.descriptor(p).method == "zlib"][::37][:300]
+    assert len(pfns) >= 100
+    for pfn in pfns:
+        desc = intact.descriptor(pfn)
+        raw = intact.src.read_at(desc.offset, desc.size)
+        assert kdump_pages._inflate(raw, PAGE) == zlib.decompress(raw)
+    fast = [intact.space().read(p * PAGE, PAGE) for p in pfns]
+    runs = intact.space().read(pfns[0] * PAGE, 64 * PAGE)
+    monkeypatch.setattr(kdump_pages, "_libdeflate", None)
+    slow_dump = KdumpFile(intact.src)
+    assert [slow_dump.space().read(p * PAGE, PAGE) for p in pfns] == fast
+    assert slow_dump.space().read(pfns[0] * PAGE, 64 * PAGE) == runs
+
+
 @pytest.fixture(scope="module")
 def flat_path() -> Path:
     return need_fixture(KASLR / "vmcore.flat")
