@@ -237,11 +237,12 @@ def _golden_pid(golden: dict[str, list[str]]) -> int:
     return int(next(c for c in golden if c.startswith("net -s ")).split()[-1])
 
 
-_NUMBER = re.compile(r"\b(?:[0-9a-f]{8,16}|\d+)\b")
+_NUMBER = re.compile(r"\b(?:[0-9a-f]{8,16}|\d+[kmg]?)\b")
 
 
 def _masked(lines: list[str]) -> list[list[str]]:
-    """Each line's words with every address and number masked (another boot's layout)."""
+    """Each line's words with every address and number masked (another boot's layout; a size
+    too, as swap's ``316k`` used: how much a boot swapped out is its own)."""
     return [_NUMBER.sub("#", line).split() for line in lines]
 
 

@@ -76,12 +76,18 @@ def crash_frames(frames: Sequence[tuple[str, bool]]) -> list[str]:
     return names[start:]
 
 
+def boilerplate(name: str) -> bool:
+    """Whether a (folded) function is entry, exception or interrupt plumbing, which a
+    signature leaves out."""
+    return _BOILERPLATE.match(name) is not None
+
+
 def signature(frames: Sequence[tuple[str, bool]]) -> list[str]:
     """The normalized signature: crash frames without boilerplate, recursion folded into
     one frame, at most MAX_FRAMES."""
     out: list[str] = []
     for name in crash_frames(frames):
-        if _BOILERPLATE.match(name) or (out and out[-1] == name):
+        if boilerplate(name) or (out and out[-1] == name):
             continue
         out.append(name)
         if len(out) == MAX_FRAMES:
