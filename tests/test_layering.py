@@ -40,8 +40,8 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("pmdb.errors",),
-    ("pmdb.cache", "pmdb.progress", "pmdb.config", "pmdb.threads", "pmdb.demo"),
+    ("pmdb.errors", "pmdb.seal"),
+    ("pmdb.cache", "pmdb.codecache", "pmdb.progress", "pmdb.config", "pmdb.threads", "pmdb.demo"),
     ("pmdb.arch",),
     ("pmdb.memory",),
     ("pmdb.dumps",),

@@ -25,7 +25,7 @@ OFFLINE = re.compile(r"NewConnectionError|Network is unreachable|Temporary failu
 # distribution -> the module it provides
 MODULES = {"prompt_toolkit": "prompt_toolkit", "pygments": "pygments", "rich": "rich",
            "capstone": "capstone", "pyelftools": "elftools", "unicorn": "unicorn",
-           "zstandard": "zstandard", "cramjam": "cramjam", "lzallright": "lzallright",
+           "zstandard": "zstandard", "cramjam": "cramjam", "lzallright": "lzallright", "deflate": "deflate",
            "dask": "distributed", "plotly": "plotly", "numpy": "numpy"}   # dask[distributed]: its extra's module
 
 
