@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import os
 import struct
+from array import array
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol
@@ -395,14 +396,9 @@ class KdumpFile(Dump):
         of them is not plainly stored (left out, outside this part of a split dump, an odd
         descriptor): the page-by-page path then says why. A corrupt page is a FaultError."""
         ps = self.page_size
-        end = first + count
-        if count <= 0 or first < 0 or end > self.max_mapnr:
-            return None
-        if self.sub.split and not (self.sub.start_pfn <= first and end <= self.sub.end_pfn):
+        if not self._all_dumped(first, count):
             return None
         rank = self.dumped.rank(first)
-        if self.dumped.rank(end) - rank != count:
-            return None                     # a page of the run is not dumped
         at = self.desc_offset + (rank - self._first_rank) * PageDescriptor.SIZE
         if at < 0 or at + count * PageDescriptor.SIZE > self.src.size:
             return None
@@ -419,24 +415,37 @@ class KdumpFile(Dump):
             parts = [self.src.read_at(o, n) for o, n, _, _ in descs]
         return b"".join(decompress_run(parts, descs, ps, first * ps))
 
+    def _all_dumped(self, first: int, count: int) -> bool:
+        """Whether every page of [first, first+count) is in this file (absent_reason None
+        for each), from two bitmap ranks instead of a test per page."""
+        end = first + count
+        if count <= 0 or first < 0 or end > self.max_mapnr:
+            return False
+        if self.sub.split and not (self.sub.start_pfn <= first and end <= self.sub.end_pfn):
+            return False
+        return self.dumped.rank(end) - self.dumped.rank(first) == count
+
     def stored_pages(self, first: int, count: int) -> bytes:
-        """Pages [first, first+count) as the file stores them: each one's compression flags
-        and size, then their stored (compressed) bytes; FaultError when one is not dumped.
-        Descriptors of consecutive dumped pages are consecutive, and so (as makedumpfile
-        writes them) is their data: two reads, no decompression."""
+        """Pages [first, first+count) as the file stores them: each one's descriptor but for
+        its file offset (size, compression flags, page flags), then their stored (compressed)
+        bytes; FaultError when one is not dumped. Descriptors of consecutive dumped pages
+        are consecutive, and so (as makedumpfile writes them) is their data: two reads, no
+        decompression, no object per page."""
         ps = self.page_size
-        for pfn in range(first, first + count):
-            reason = self.absent_reason(pfn)
-            if reason:
-                raise FaultError(pfn * ps, ps, reason)
+        if not self._all_dumped(first, count):
+            for pfn in range(first, first + count):
+                reason = self.absent_reason(pfn)
+                if reason:
+                    raise FaultError(pfn * ps, ps, reason)
         at = self.desc_offset + (self.dumped.rank(first) - self._first_rank) * PageDescriptor.SIZE
         table = _read(self.src, at, count * PageDescriptor.SIZE, "page descriptors")
-        descs = [PageDescriptor(*d) for d in struct.iter_unpack(self._e + "qIIQ", table)]
-        sizes = b"".join(struct.pack("<II", d.flags, d.size) for d in descs)
-        lo, hi = min(d.offset for d in descs), max(d.offset + d.size for d in descs)
-        if lo >= 0 and hi - lo == sum(d.size for d in descs) and hi <= self.src.size:
-            return sizes + self.src.read_at(lo, hi - lo)
-        return sizes + b"".join(self.src.read_at(d.offset, d.size) for d in descs)
+        words = array("Q", table)       # three a descriptor: offset, size and flags, page flags
+        described = words[1::3].tobytes() + words[2::3].tobytes()
+        spans = [(o, n) for o, n, _, _ in struct.iter_unpack(self._e + "qIIQ", table)]
+        lo, hi = min(o for o, _ in spans), max(o + n for o, n in spans)
+        if lo >= 0 and hi - lo == sum(n for _, n in spans) and hi <= self.src.size:
+            return described + self.src.read_at(lo, hi - lo)
+        return described + b"".join(self.src.read_at(o, n) for o, n in spans)
 
     def _incomplete_hint(self) -> str:
         if self.header.status & DUMP_DH_COMPRESSED_INCOMPLETE:
