@@ -16,19 +16,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from pmdb.errors import FormatError
-from pmdb.seal import sealed, unsealed
+from pmdb.seal import sealed, sealed_parts, unsealed
 
 HEAD_TAIL = 1 << 20          # bytes hashed at each end of a file for its content key
 DEFAULT_MAX_MB = 32768
 PART = ".part"
 
-__all__ = ["Cache", "Pending", "content_key", "default_directory", "sealed", "unsealed"]
+__all__ = ["Cache", "Pending", "content_key", "default_directory", "sealed", "sealed_parts", "unsealed"]
 
 
 def default_directory() -> Path:
@@ -117,13 +117,16 @@ class Cache:
             for path in stem.parent.glob(f"{stem.name}.*"):
                 _unlink(path)
 
-    def store(self, stem: Path, data: bytes) -> None:
-        """Best effort: write ``data`` as the entry ``STEM.SIZE`` after making room; a cache
-        that cannot be written only costs the work again next time."""
+    def store(self, stem: Path, data: bytes | Sequence[bytes | memoryview]) -> None:
+        """Best effort: write ``data`` (or its parts, one after another) as the entry
+        ``STEM.SIZE`` after making room; a cache that cannot be written only costs the work
+        again next time."""
+        parts = [data] if isinstance(data, bytes) else data
         try:
-            self.make_room(len(data))
+            self.make_room(sum(memoryview(p).nbytes for p in parts))
             with self.writing(stem) as pending:
-                pending.file.write(data)
+                for part in parts:
+                    pending.file.write(part)
         except (OSError, FormatError):
             pass
 

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pmdb.cache import Cache, sealed, unsealed
+from pmdb.cache import Cache, sealed_parts, unsealed
 from pmdb.errors import PmdbError
 from pmdb.memory.space import AddressSpace, stored_digest
 from pmdb.symbols.kallsyms import (
@@ -155,4 +155,4 @@ class Entry:
         except OverflowError:
             return
         hashes = syms.name_hashes()
-        self.cache.store(self.stem, sealed(KIND, marshal.dumps((text, raw_addrs, samples, hashes))))
+        self.cache.store(self.stem, sealed_parts(KIND, [marshal.dumps((text, raw_addrs, samples, hashes))]))
