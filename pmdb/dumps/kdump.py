@@ -390,11 +390,13 @@ class KdumpFile(Dump):
             self._cache.popitem(last=False)
         return data
 
-    def pages(self, first: int, count: int) -> bytes | None:
+    def pages(self, first: int, count: int, skip: int = 0, length: int | None = None) -> bytes | None:
         """Pages [first, first+count) decompressed in one pass (for scans of many pages: one
         read of their descriptors, one of their data, no page cache churn), or None when one
         of them is not plainly stored (left out, outside this part of a split dump, an odd
-        descriptor): the page-by-page path then says why. A corrupt page is a FaultError."""
+        descriptor): the page-by-page path then says why. A corrupt page is a FaultError.
+        With ``skip`` and ``length``, only those bytes of the run, cut from its end pages
+        before they are joined (no second copy of megabytes to slice them out)."""
         ps = self.page_size
         if not self._all_dumped(first, count):
             return None
@@ -413,7 +415,13 @@ class KdumpFile(Dump):
             parts = [stored[o - lo:o - lo + n] for o, n, _, _ in descs]
         else:                               # shared zero pages, or data not in page order
             parts = [self.src.read_at(o, n) for o, n, _, _ in descs]
-        return b"".join(decompress_run(parts, descs, ps, first * ps))
+        out = decompress_run(parts, descs, ps, first * ps)
+        end = count * ps if length is None else skip + length
+        if end < count * ps:
+            out[-1] = out[-1][:end - (count - 1) * ps]
+        if skip:
+            out[0] = out[0][skip:]
+        return b"".join(out)
 
     def _all_dumped(self, first: int, count: int) -> bool:
         """Whether every page of [first, first+count) is in this file (absent_reason None
@@ -506,9 +514,9 @@ class KdumpSpace(AddressSpace):
             return page[off:off + n]
         elif n >= BULK_READ and addr >= 0:
             first = addr // ps
-            data = self.dump.pages(first, (addr + n - 1) // ps - first + 1)
+            data = self.dump.pages(first, (addr + n - 1) // ps - first + 1, off, n)
             if data is not None:
-                return data[off:off + n]
+                return data
         return super().read(addr, n)
 
     def stored(self, addr: int, n: int) -> bytes:

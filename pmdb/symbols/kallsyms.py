@@ -292,7 +292,12 @@ def decode_address(o: int, i: int, base: int | None, at: int) -> set[int]:
 def decode_addresses(raw: bytes, count: int, base: int | None, at: int = 0) -> list[int]:
     """Runtime addresses from the offsets array read at ``at`` (see the module docstring
     for the rules); ``base`` None means place-relative."""
-    offs = struct.unpack(f"<{count}i", raw)
+    offs = array("i")               # not a tuple of 94k ints: the list below is made from it
+    offs.frombytes(memoryview(raw)[:4 * count])
+    if len(offs) != count:
+        raise FormatError(f"kallsyms offsets: {len(offs)} of {count} read")
+    if sys.byteorder == "big":
+        offs.byteswap()
     if base is None:
         mask = (1 << 64) - 1
         return [(at + 4 * i + o) & mask for i, o in enumerate(offs)]
