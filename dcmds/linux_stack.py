@@ -307,6 +307,8 @@ def thread_command(ctx: Context, task: Task, frames: list[Frame]) -> str:
 
 @dataclass
 class _Group:
+    """Tasks whose stacks are the same: one row of ::stacks."""
+
     state: str
     names: tuple[str, ...]
     calls: list[str]                    # the first task's frames, sym+off [module]

@@ -17,6 +17,8 @@ from pmdb.threads import Thread
 
 @dataclass
 class UserGroup:
+    """Threads whose stacks are the same: one row of ::stacks on a user core."""
+
     calls: list[str]                       # the first thread's frames, ``mod`sym+off``
     names: tuple[str, ...]                 # the frames' function names, for -c
     threads: list[Thread] = field(default_factory=list)

@@ -190,6 +190,8 @@ class _Source:
 
 @dataclass
 class _State:
+    """One ``addr/fmt`` run: where it reads, what it prints, and the repeat so far."""
+
     ctx: Context
     src: _Source
     out: FormatLines

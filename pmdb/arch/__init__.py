@@ -14,6 +14,8 @@ from pmdb.errors import FormatError
 
 @dataclass(frozen=True)
 class Arch:
+    """A CPU architecture as pmdb needs it: word size, byte order, ELF machine, registers."""
+
     name: str
     bits: int
     byteorder: str

@@ -20,6 +20,8 @@ NT_PRSTATUS = 1
 
 @dataclass
 class PrStatus:
+    """One NT_PRSTATUS note: the thread's pid, signal and general registers."""
+
     signo: int
     code: int
     cursig: int

@@ -45,6 +45,8 @@ class Handoff:
 
 @dataclass
 class Context:
+    """What a running dcmd is given: its session, output, address, count and flags."""
+
     session: Session
     out: Output
     addr: int | None = None          # None when the dcmd was called without an address

@@ -32,6 +32,8 @@ ADDR_MODES = ("none", "optional", "required")
 
 @dataclass
 class DcmdSpec:
+    """A registered dcmd: its function and what its help and argument parsing say."""
+
     name: str
     func: Callable[..., Any]
     addr: str = "optional"
@@ -51,6 +53,8 @@ class DcmdSpec:
 
 @dataclass
 class WalkerSpec:
+    """A registered walker: its function and the type of what it yields."""
+
     name: str
     func: Callable[..., Any]
     synopsis: str = ""

@@ -36,6 +36,8 @@ Reader = Callable[[str, FileSource, "Cache | None", "Progress | None"], Dump]
 
 @dataclass(frozen=True)
 class DumpFormat:
+    """A dump format pmdb opens: its name, its magic and its reader."""
+
     name: str
     magic: bytes
     open: Reader

@@ -45,6 +45,8 @@ ET_NAMES = {0: "ET_NONE", 1: "a relocatable object (ET_REL)", 2: "an executable 
 
 @dataclass(frozen=True)
 class ElfHeader:
+    """The ELF header fields pmdb reads."""
+
     bits: int
     byteorder: str
     type: int
@@ -60,6 +62,8 @@ class ElfHeader:
 
 @dataclass(frozen=True)
 class ProgramHeader:
+    """One ELF program header (a PT_LOAD segment or a PT_NOTE)."""
+
     type: int
     flags: int
     offset: int

@@ -58,6 +58,8 @@ class SizedSource(Protocol):
 
 @dataclass(frozen=True)
 class DiskDumpHeader:
+    """The kdump file's disk_dump_header: version, utsname, time, block size, bitmaps."""
+
     signature: bytes
     header_version: int
     utsname: dict[str, str]
@@ -73,6 +75,8 @@ class DiskDumpHeader:
 
 @dataclass(frozen=True)
 class SubHeader:
+    """The kdump sub-header: phys_base, dump level, split range, where notes and VMCOREINFO are."""
+
     phys_base: int
     dump_level: int
     split: int

@@ -18,6 +18,8 @@ class Expr:
 
 @dataclass(frozen=True)
 class Num(Expr):
+    """A number."""
+
     value: int
     # a number spelled as a word (``ffffab_cde00``): a symbol of that name wins, as in mdb
     word: str | None = field(default=None, compare=False)
@@ -25,6 +27,8 @@ class Num(Expr):
 
 @dataclass(frozen=True)
 class Sym(Expr):
+    """A symbol name, maybe qualified by its module."""
+
     name: str
     module: str | None = None      # ``libc.so.6`sym`` -> module "libc.so.6"
     offset: int = 0                # start offset in the source line (for errors)
@@ -32,28 +36,36 @@ class Sym(Expr):
 
 @dataclass(frozen=True)
 class Dot(Expr):
-    pass
+    """``.``: the current address."""
 
 
 @dataclass(frozen=True)
 class VarRef(Expr):
+    """``<name``: a variable's value."""
+
     name: str                      # ``<name``
 
 
 @dataclass(frozen=True)
 class Unary(Expr):
+    """A unary operator applied to an expression."""
+
     op: str                        # '-', '~', '#'
     operand: Expr
 
 
 @dataclass(frozen=True)
 class Deref(Expr):
+    """``*expr`` (``*/c/expr`` ...): the value read at an address."""
+
     operand: Expr
     size: int | None = None        # None: pointer size; */c/ 1, */s/ 2, */i/ 4, */l/ 8
 
 
 @dataclass(frozen=True)
 class Binary(Expr):
+    """A binary operator applied to two expressions."""
+
     op: str                        # + - * % %% & | ^ << >> == !=
     left: Expr
     right: Expr
@@ -70,18 +82,24 @@ class Arg:
 
 @dataclass(frozen=True)
 class DcmdVerb:
+    """A dcmd call (``::name args``, ``$c``, ``$<file``)."""
+
     name: str                      # "print" for ::print; "$c" for $c; "$<" for $<file
     args: tuple[Arg, ...] = ()
 
 
 @dataclass(frozen=True)
 class FormatVerb:
+    """``/fmt``, ``=fmt`` or ``?fmt``: memory or a value formatted."""
+
     op: str                        # '/' (read memory), '=' (format the value itself), '?'
     fmt: str                       # e.g. "4X", "K", "s", "" (repeat the last format)
 
 
 @dataclass(frozen=True)
 class AssignVerb:
+    """``>var``: the stage's value assigned to a variable."""
+
     var: str                       # ``>var``
 
 
@@ -90,6 +108,8 @@ Verb = DcmdVerb | FormatVerb | AssignVerb
 
 @dataclass(frozen=True)
 class Stage:
+    """``[addr][,count][verb]``: one stage of a pipeline."""
+
     addr: Expr | None = None
     count: Expr | None = None
     verb: Verb | None = None       # None: a bare expression, which sets dot
@@ -98,6 +118,8 @@ class Stage:
 
 @dataclass(frozen=True)
 class Pipeline:
+    """Stages joined by ``|``, maybe piped through the shell."""
+
     stages: tuple[Stage, ...]
     shell: str | None = None       # text after '!': output is piped through sh -c
     source: bool = False           # '!<': what sh prints is run as command lines
@@ -106,4 +128,6 @@ class Pipeline:
 
 @dataclass(frozen=True)
 class Line:
+    """A whole command line: pipelines separated by ``;``."""
+
     pipelines: tuple[Pipeline, ...] = field(default_factory=tuple)

@@ -44,6 +44,8 @@ KINDS = (NUMBER, SYMBOL, DOT, VAR, OPERATOR, LPAREN, RPAREN, COMMA, DCMD, DOLLAR
 
 @dataclass(frozen=True)
 class Token:
+    """One token of a command line and where it lies in it."""
+
     kind: str
     text: str
     start: int

@@ -25,6 +25,8 @@ UNSIZED_REACH = 0x100
 
 @dataclass(frozen=True)
 class Symbol:
+    """A named address: a function, an object or other, with its size and module."""
+
     name: str
     addr: int
     size: int = 0

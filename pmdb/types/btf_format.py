@@ -44,6 +44,8 @@ INT_SIGNED, INT_CHAR, INT_BOOL = 1, 2, 4
 
 @dataclass(frozen=True)
 class Header:
+    """The BTF header: byte order, version and where its two sections lie."""
+
     big_endian: bool
     version: int
     flags: int

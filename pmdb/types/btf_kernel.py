@@ -129,6 +129,8 @@ def _remove(path: Path) -> None:
 
 @dataclass(frozen=True)
 class ModuleBtf:
+    """A module's split BTF, as the kernel's btf_modules list holds it."""
+
     name: str
     address: int          # the struct btf in the kernel
     types: BtfTypes

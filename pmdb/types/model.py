@@ -16,6 +16,8 @@ from typing import Protocol
 
 @dataclass(eq=False)
 class Member:
+    """A struct or union member: its name, type and bit offset."""
+
     name: str            # "" for an anonymous struct/union member
     type: Type
     bit_offset: int
@@ -28,6 +30,8 @@ class Member:
 
 @dataclass(eq=False)
 class Type:
+    """A C type, whichever debug format it came from."""
+
     kind: str
     name: str = ""
     size: int = 0

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Frame:
+    """One frame of an unwound stack."""
+
     level: int
     pc: int
     sp: int

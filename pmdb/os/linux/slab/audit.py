@@ -23,6 +23,8 @@ if TYPE_CHECKING:       # the slub_debug readers, imported by what uses them (no
 
 @dataclass
 class CacheStats:
+    """One cache's objects, free objects and slabs (a row of ::kmastat / kmem -s)."""
+
     cache: KmemCache
     total: int = 0
     free: int = 0
@@ -84,6 +86,8 @@ def _note(st: CacheStats, problem: str | None) -> None:
 
 @dataclass
 class SlabView:
+    """One slab with its objects, and its bytes when they were read."""
+
     slab: Slab
     objects: SlabObjects
     data: bytes | None         # None: not read (cache_slabs without bytes_needed)
@@ -125,6 +129,8 @@ def cache_slabs(model: SlubModel, cache: KmemCache, problems: list[str], *,
 
 @dataclass
 class VerifyResult:
+    """What ::kmem_verify found in one cache."""
+
     cache: KmemCache
     findings: list[Finding] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -149,6 +155,8 @@ def verify_cache(model: SlubModel, cache: KmemCache) -> VerifyResult:
 
 @dataclass(frozen=True)
 class Transaction:
+    """An alloc or free track of an object, for ::kmalog's history."""
+
     track: Track
     obj: int
     cache: KmemCache

@@ -56,6 +56,8 @@ class Finding:
 
 @dataclass(frozen=True)
 class Track:
+    """One SLAB_STORE_USER track: who allocated or freed an object, where and when."""
+
     kind: str               # "alloc" or "free"
     addr: int               # the caller
     handle: int             # stack depot handle, 0 when none

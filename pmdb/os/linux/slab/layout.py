@@ -94,6 +94,8 @@ class TrackLayout:
 
 @dataclass
 class SlubLayout:
+    """Offsets of the SLUB structures' fields in this kernel, from its BTF."""
+
     cache_cpu_slab: int | None     # None: no per-CPU slabs (sheaves instead)
     cache_flags: int
     cache_size: int

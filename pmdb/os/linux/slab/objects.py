@@ -38,6 +38,8 @@ def encode_free_pointer(cache: KmemCache, ptr: int, where: int) -> int:
 
 @dataclass
 class SlabObjects:
+    """A slab's free and allocated objects, and why a freelist was cut short."""
+
     slab: Slab
     cache: KmemCache
     free: set[int] = field(default_factory=set)

@@ -109,6 +109,8 @@ class Slab:
 
 @dataclass
 class CpuSlab:
+    """One CPU's kmem_cache_cpu of a cache: its slab, freelist and partial list."""
+
     cpu: int
     address: int            # this CPU's kmem_cache_cpu
     freelist: int

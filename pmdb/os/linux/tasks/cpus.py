@@ -26,6 +26,8 @@ Lookup = Callable[[str], "int | None"]
 
 @dataclass
 class Cpu:
+    """One CPU: whether it is present and online, its runqueue and current task."""
+
     index: int
     present: bool = True
     online: bool = True

@@ -76,6 +76,8 @@ Lookup = Callable[[str], "int | None"]
 
 @dataclass(frozen=True, slots=True)
 class OrcEntry:
+    """One ORC unwind entry: how to find the caller's sp and bp at an address."""
+
     sp_offset: int
     bp_offset: int
     sp_reg: int

@@ -64,6 +64,8 @@ _THUNKS = ("__x86_indirect_thunk_", "__x86_indirect_call_thunk_", "__x86_indirec
 
 @dataclass
 class _State:
+    """The registers an unwind step starts from."""
+
     ip: int
     sp: int
     bp: int | None
