@@ -8,7 +8,8 @@ file (^C, a full disk, a killed process) nor one cut short later is ever taken
 for a finished one. The directory is kept under a size limit by removing the
 least recently used files first; a file is marked used each time it is found.
 
-Low layer: imports nothing from pmdb but the errors and the seal of its entries.
+Low layer: imports nothing from pmdb but the errors, the seal of its entries and where
+the directory is (pmdb.cachedir).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from pmdb.cachedir import default_directory
 from pmdb.errors import FormatError
 from pmdb.seal import sealed, sealed_parts, unsealed
 
@@ -29,15 +31,6 @@ DEFAULT_MAX_MB = 32768
 PART = ".part"
 
 __all__ = ["Cache", "Pending", "content_key", "default_directory", "sealed", "sealed_parts", "unsealed"]
-
-
-def default_directory() -> Path:
-    """$PMDB_CACHE_DIR, else $XDG_CACHE_HOME/pmdb, else ~/.cache/pmdb."""
-    explicit = os.environ.get("PMDB_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "pmdb"
 
 
 @dataclass(frozen=True)

@@ -226,11 +226,12 @@ def _have(tool: str) -> bool:
 # -- the package itself ----------------------------------------------------------------------
 
 def test_import_pmdb_loads_no_api_until_asked() -> None:
-    """Only the dataclass code cache (pmdb.codecache, with its seal check) comes first."""
+    """Only the dataclass code cache (pmdb.codecache, with its seal check and where the cache
+    directory is) comes first."""
     code = ("import sys, pmdb; before = {m for m in sys.modules if m.startswith('pmdb.')}; "
             "pmdb.open; after = 'pmdb.api.program' in sys.modules; print(sorted(before), after)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['pmdb.codecache', 'pmdb.seal'] True"
+    assert out.strip() == "['pmdb.cachedir', 'pmdb.codecache', 'pmdb.seal'] True"
 
 
 def test_help_is_informative() -> None:

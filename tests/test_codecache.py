@@ -1,7 +1,8 @@
 """pmdb.codecache: dataclasses' generated methods run from kept code, identical to compiling.
 
 Each case runs fresh interpreters (the cache is installed by ``import pmdb`` and saved at
-exit) with a bytecode prefix of their own, so the file they share is the test's."""
+exit) with a bytecode prefix and a cache directory of their own, so the files they share are
+the test's."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ print(json.dumps({"path": str(codecache.cache_path()), "known": len(cc.known), "
 
 def _probe(prefix: Path, **env: str) -> dict[str, object]:
     full = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    full.update(PYTHONPYCACHEPREFIX=str(prefix), **env)
+    full.update(PYTHONPYCACHEPREFIX=str(prefix), PMDB_CACHE_DIR=str(prefix / "cache"), **env)
     out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, env=full,
                          timeout=120)
     assert out.returncode == 0, out.stderr
@@ -107,3 +108,20 @@ def test_the_file_keeps_what_was_used_once_it_is_full(tmp_path: Path, monkeypatc
     later.code("y = 1")                  # new: the file is written again, with what was used
     later.save()
     assert set(codecache.CodeCache(path).known) == {"x0 = 0", "y = 1"}
+
+
+def test_a_read_only_install_keeps_its_code_in_the_cache_directory(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the first path cannot be written (a root-owned site-packages), the second is."""
+    from pmdb import codecache
+
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    blocked = tmp_path / "ro"
+    blocked.write_text("a file, so nothing can be made below it")
+    first, second = blocked / "__pycache__" / "code.bin", tmp_path / "cache" / "python" / "code.bin"
+    cc = codecache.CodeCache(first, second)
+    cc.code("z = 1")
+    cc.save()
+    assert not first.exists() and second.exists()
+    again = codecache.CodeCache(first, second)
+    assert set(again.known) == {"z = 1"} and again.compiled == 0

@@ -40,7 +40,7 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("pmdb.errors", "pmdb.seal"),
+    ("pmdb.errors", "pmdb.seal", "pmdb.cachedir"),
     ("pmdb.cache", "pmdb.codecache", "pmdb.progress", "pmdb.config", "pmdb.threads", "pmdb.demo"),
     ("pmdb.arch",),
     ("pmdb.memory",),
