@@ -22,7 +22,7 @@ from typing import Protocol
 from pmdb.arch import Arch, by_name
 from pmdb.dumps.base import Dump, Note
 from pmdb.dumps.elf import PT_NOTE, ProgramHeader, parse_notes
-from pmdb.dumps.kdump_pages import PageDescriptor, decompress_page, decompress_run
+from pmdb.dumps.kdump_pages import PageDescriptor, decompress_run
 from pmdb.errors import FaultError, FormatError
 from pmdb.memory.space import AddressSpace, Chunk
 
@@ -269,6 +269,7 @@ class KdumpFile(Dump):
         self.src = source
         self.path = path or source.path
         self.header, self._e, self.bits = parse_header(source)
+        self._desc_format = struct.Struct(self._e + "qIIQ")     # a page_desc_t
         self.sub = parse_sub_header(source, self.header, self._e, self.bits)
         hdr = self.header
         self.page_size = hdr.block_size
@@ -358,12 +359,16 @@ class KdumpFile(Dump):
 
     def descriptor(self, pfn: int) -> PageDescriptor:
         """The page descriptor of a dumped pfn (the caller checked the 2nd bitmap)."""
+        return PageDescriptor(*self._raw_descriptor(pfn))
+
+    def _raw_descriptor(self, pfn: int) -> tuple[int, int, int, int]:
+        """descriptor()'s fields (offset, size, flags, page_flags), no object made: a page
+        miss reads one."""
         at = self.desc_offset + (self.dumped.rank(pfn) - self._first_rank) * PageDescriptor.SIZE
-        addr = pfn * self.page_size
         if at + PageDescriptor.SIZE > self.src.size:
-            raise FaultError(addr, self.page_size, "page descriptor past the end of the file "
-                                                   "(truncated dump)")
-        return PageDescriptor.unpack(self.src.read_at(at, PageDescriptor.SIZE), self._e)
+            raise FaultError(pfn * self.page_size, self.page_size, "page descriptor past the end of "
+                                                                   "the file (truncated dump)")
+        return self._desc_format.unpack(self.src.read_at(at, PageDescriptor.SIZE))
 
     def page(self, pfn: int) -> bytes:
         """The decompressed page ``pfn``; FaultError if left out, cut off or corrupt."""
@@ -380,15 +385,16 @@ class KdumpFile(Dump):
         """page() of a pfn the caller found present (absent_reason None) and not cached:
         a page miss of KdumpSpace.read asks the bitmaps once, not twice."""
         addr = pfn * self.page_size
-        desc = self.descriptor(pfn)
-        if desc.offset == 0 and desc.size == 0:
+        desc = self._raw_descriptor(pfn)
+        offset, size = desc[0], desc[1]
+        if offset == 0 and size == 0:
             raise FaultError(addr, self.page_size, f"page never written: empty page descriptor"
                                                    f"{self._incomplete_hint()}")
-        if desc.offset < 0 or desc.offset + desc.size > self.src.size:
-            raise FaultError(addr, self.page_size, f"page data at file offset {desc.offset:#x} "
-                                                   f"({desc.size} bytes) lies past the end of the file"
+        if offset < 0 or offset + size > self.src.size:
+            raise FaultError(addr, self.page_size, f"page data at file offset {offset:#x} "
+                                                   f"({size} bytes) lies past the end of the file"
                                                    f"{self._incomplete_hint()}")
-        data = decompress_page(self.src.read_at(desc.offset, desc.size), desc, self.page_size, addr)
+        data = decompress_run([self.src.read_at(offset, size)], [desc], self.page_size, addr)[0]
         self._cache[pfn] = data
         if len(self._cache) > PAGE_CACHE_PAGES:
             self._cache.popitem(last=False)
@@ -409,7 +415,7 @@ class KdumpFile(Dump):
         if at < 0 or at + count * PageDescriptor.SIZE > self.src.size:
             return None
         table = self.src.read_at(at, count * PageDescriptor.SIZE)
-        descs = list(struct.iter_unpack(self._e + "qIIQ", table))      # offset, size, flags, page_flags
+        descs = list(self._desc_format.iter_unpack(table))      # offset, size, flags, page_flags
         lo = descs[0][0]
         size = self.src.size
         if any(n <= 0 or o <= 0 or o + n > size for o, n, _, _ in descs):
@@ -453,7 +459,7 @@ class KdumpFile(Dump):
         table = _read(self.src, at, count * PageDescriptor.SIZE, "page descriptors")
         words = array("Q", table)       # three a descriptor: offset, size and flags, page flags
         described = words[1::3].tobytes() + words[2::3].tobytes()
-        spans = [(o, n) for o, n, _, _ in struct.iter_unpack(self._e + "qIIQ", table)]
+        spans = [(o, n) for o, n, _, _ in self._desc_format.iter_unpack(table)]
         lo, hi = min(o for o, _ in spans), max(o + n for o, n in spans)
         if lo >= 0 and hi - lo == sum(n for _, n in spans) and hi <= self.src.size:
             return described + self.src.read_at(lo, hi - lo)
