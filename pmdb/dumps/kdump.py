@@ -364,11 +364,16 @@ class KdumpFile(Dump):
     def _raw_descriptor(self, pfn: int) -> tuple[int, int, int, int]:
         """descriptor()'s fields (offset, size, flags, page_flags), no object made: a page
         miss reads one."""
-        at = self.desc_offset + (self.dumped.rank(pfn) - self._first_rank) * PageDescriptor.SIZE
+        at = self._descriptor_at(pfn)
         if at + PageDescriptor.SIZE > self.src.size:
             raise FaultError(pfn * self.page_size, self.page_size, "page descriptor past the end of "
                                                                    "the file (truncated dump)")
         return self._desc_format.unpack(self.src.read_at(at, PageDescriptor.SIZE))
+
+    def _descriptor_at(self, pfn: int) -> int:
+        """Where a dumped pfn's descriptor lies in the file: descriptors are in pfn order,
+        one per dumped page of this file."""
+        return self.desc_offset + (self.dumped.rank(pfn) - self._first_rank) * PageDescriptor.SIZE
 
     def page(self, pfn: int) -> bytes:
         """The decompressed page ``pfn``; FaultError if left out, cut off or corrupt."""
@@ -410,8 +415,7 @@ class KdumpFile(Dump):
         ps = self.page_size
         if not self._all_dumped(first, count):
             return None
-        rank = self.dumped.rank(first)
-        at = self.desc_offset + (rank - self._first_rank) * PageDescriptor.SIZE
+        at = self._descriptor_at(first)
         if at < 0 or at + count * PageDescriptor.SIZE > self.src.size:
             return None
         table = self.src.read_at(at, count * PageDescriptor.SIZE)
@@ -443,27 +447,27 @@ class KdumpFile(Dump):
             return False
         return self.dumped.rank(end) - self.dumped.rank(first) == count
 
-    def stored_pages(self, first: int, count: int) -> bytes:
-        """Pages [first, first+count) as the file stores them: each one's descriptor but for
-        its file offset (size, compression flags, page flags), then their stored (compressed)
-        bytes; FaultError when one is not dumped. Descriptors of consecutive dumped pages
-        are consecutive, and so (as makedumpfile writes them) is their data: two reads, no
-        decompression, no object per page."""
+    def stored_pages(self, first: int, count: int) -> list[bytes]:
+        """Pages [first, first+count) as the file stores them, in parts to hash one after
+        another: each one's descriptor but for its file offset (size, compression flags, page
+        flags), then their stored (compressed) bytes; FaultError when one is not dumped.
+        Descriptors of consecutive dumped pages are consecutive, and so (as makedumpfile
+        writes them) is their data: two reads, no decompression, no object per page, no
+        copy of the megabytes read to join them."""
         ps = self.page_size
         if not self._all_dumped(first, count):
             for pfn in range(first, first + count):
                 reason = self.absent_reason(pfn)
                 if reason:
                     raise FaultError(pfn * ps, ps, reason)
-        at = self.desc_offset + (self.dumped.rank(first) - self._first_rank) * PageDescriptor.SIZE
-        table = _read(self.src, at, count * PageDescriptor.SIZE, "page descriptors")
+        table = _read(self.src, self._descriptor_at(first), count * PageDescriptor.SIZE, "page descriptors")
         words = array("Q", table)       # three a descriptor: offset, size and flags, page flags
-        described = words[1::3].tobytes() + words[2::3].tobytes()
+        described = [words[1::3].tobytes(), words[2::3].tobytes()]
         spans = [(o, n) for o, n, _, _ in self._desc_format.iter_unpack(table)]
         lo, hi = min(o for o, _ in spans), max(o + n for o, n in spans)
         if lo >= 0 and hi - lo == sum(n for _, n in spans) and hi <= self.src.size:
-            return described + self.src.read_at(lo, hi - lo)
-        return described + b"".join(self.src.read_at(o, n) for o, n in spans)
+            return [*described, self.src.read_at(lo, hi - lo)]
+        return [*described, *(self.src.read_at(o, n) for o, n in spans)]
 
     def _incomplete_hint(self) -> str:
         if self.header.status & DUMP_DH_COMPRESSED_INCOMPLETE:
@@ -529,11 +533,11 @@ class KdumpSpace(AddressSpace):
                 return data
         return super().read(addr, n)
 
-    def stored(self, addr: int, n: int) -> bytes:
-        """How [addr, addr+n) is stored (for pmdb.memory.space.stored_digest)."""
+    def stored(self, addr: int, n: int) -> list[bytes]:
+        """How [addr, addr+n) is stored, in parts (for pmdb.memory.space.stored_digest)."""
         ps = self.dump.page_size
         first = addr // ps
-        return f"{addr % ps}:{n}:".encode() + self.dump.stored_pages(first, (addr + n - 1) // ps - first + 1)
+        return [f"{addr % ps}:{n}:".encode(), *self.dump.stored_pages(first, (addr + n - 1) // ps - first + 1)]
 
     def mapping(self, addr: int, n: int) -> list[Chunk]:
         ps = self.dump.page_size

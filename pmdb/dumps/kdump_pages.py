@@ -11,7 +11,6 @@ it is not installed, goes through zlib, whose error says what is wrong.
 
 from __future__ import annotations
 
-import struct
 import zlib
 from dataclasses import dataclass
 from types import ModuleType
@@ -42,10 +41,6 @@ class PageDescriptor:
     page_flags: int
 
     SIZE = 24
-
-    @classmethod
-    def unpack(cls, raw: bytes, endian: str) -> PageDescriptor:
-        return cls(*struct.unpack(endian + "qIIQ", raw))
 
     @property
     def method(self) -> str:
@@ -113,9 +108,8 @@ def _inflate(data: bytes, page_size: int) -> bytes:
 
 
 def _zlib(data: bytes, page_size: int) -> bytes:
-    page = _inflate(data, page_size)
-    if len(page) == page_size:
-        return page
+    """zlib alone: decompress_run came here after _inflate refused the page (or its flags
+    are not zlib's alone), and zlib's error says what is wrong with it."""
     d = zlib.decompressobj()
     out = d.decompress(data, page_size)
     if not d.eof:

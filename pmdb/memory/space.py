@@ -200,8 +200,8 @@ def disjoint(segments: list[Segment]) -> list[Segment]:
 def stored_digest(space: AddressSpace, addr: int, n: int) -> str:
     """A hash of how [addr, addr+n) is *stored*: followed down through the stacked spaces to
     the bytes in the file. A space or source that can say how it stores a range
-    (``stored(offset, n)``: kdump pages' compression flags and compressed bytes) is hashed by
-    that, which is cheaper than decompressing; any other source by the bytes themselves. Equal digests mean
+    (``stored(offset, n)``: kdump pages' compression flags and compressed bytes, as a list
+    of parts hashed one after another) is hashed by that, which is cheaper than decompressing; any other source by the bytes themselves. Equal digests mean
     equal contents, since decompression is a function of what is stored, so the digest keys
     a cache of derived data by content, soundly, whatever the dump claims about itself."""
     h = hashlib.sha256(f"{n}:".encode())
@@ -213,7 +213,8 @@ def _digest_into(h: Any, space: AddressSpace, addr: int, n: int) -> None:
     # asked of the class: a wrapper forwarding attributes (an overlay) must not answer for
     # the space it changes
     if hasattr(type(space), "stored"):
-        h.update(space.stored(addr, n))     # type: ignore[attr-defined]
+        for part in space.stored(addr, n):  # type: ignore[attr-defined]
+            h.update(part)
         return
     for c in space.mapping(addr, n):
         src = c.source

@@ -231,7 +231,8 @@ class BtfTypes:
     # -- name search -----------------------------------------------------------
 
     def _index(self) -> tuple[array, array]:
-        """name_off and kind of every own record, as flat arrays (built once, lazily)."""
+        """name_off (from the scan) and kind (built once, lazily) of every own record, as
+        flat arrays."""
         names = self._name_offs
         if self._kinds is None:
             w = self._words
