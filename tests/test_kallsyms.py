@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
 import re
 import struct
 import time
+from array import array
 from pathlib import Path
 
 import pytest
@@ -200,10 +202,27 @@ def test_name_lookups_find_every_record_of_the_name_and_no_other() -> None:
 def test_decode_addresses_both_modes() -> None:
     base = 0xFFFFFFFF81000000
     plain = struct.pack("<3i", 0, 0x10, 0x7FFFFFF0)
-    assert decode_addresses(plain, 3, base) == [base, base + 0x10, base + 0x7FFFFFF0]
+    assert list(decode_addresses(plain, 3, base)) == [base, base + 0x10, base + 0x7FFFFFF0]
     # absolute per-CPU: non-negative values are absolute, negative ones count down from base - 1
-    mixed = struct.pack("<2i", 0x1000, -1)
-    assert decode_addresses(mixed, 2, base) == [0x1000, base]
+    mixed = struct.pack("<3i", 0, 0x1000, -1)
+    assert list(decode_addresses(mixed, 3, base)) == [0, 0x1000, base]
+    # the same rule when the table is out of order (a per-CPU offset after the others)
+    unsorted = struct.pack("<3i", -1, 0x1000, -0x10)
+    assert list(decode_addresses(unsorted, 3, base)) == [base, 0x1000, base + 0xF]
+    # a kernel-sized table, every lane done at once (kallsyms._lanes), against the rules
+    # applied one offset at a time: per-CPU offsets first, then kernel ones, and plain ones
+    rng = random.Random(7)
+    percpu = sorted(rng.randrange(0, 1 << 18) for _ in range(300))
+    kernel = sorted((rng.randrange(-(1 << 27), 0) for _ in range(90_000)), reverse=True)
+    for offs, b in ((percpu + kernel, base), (kernel, base), ([0, *sorted(-o for o in kernel)], base),
+                    (percpu + kernel, 0xC1000000)):
+        raw = struct.pack(f"<{len(offs)}i", *offs)
+        percpu_rule = min(offs) < 0
+        want = [o if o >= 0 and percpu_rule else (b + o if o >= 0 else b - 1 - o) for o in offs]
+        got = decode_addresses(raw, len(offs), b)
+        assert isinstance(got, array) and list(got) == want
+    # offsets that would reach past 64 bits (a damaged table): the rules as they are
+    assert decode_addresses(struct.pack("<2i", 0, -(1 << 31)), 2, base) == [0, base - 1 + (1 << 31)]
     # Linux 7.0: place-relative, each offset from its own slot of the array at 'at'
     at = 0xFFFFFFFF856A0AA0
     placed = struct.pack("<3i", -0x18A0AA0, -0x18A0AA4, 0x100)

@@ -69,7 +69,8 @@ def test_a_forged_entry_that_passes_its_checksum_is_still_refused(tmp_path: Path
     good = entry.read_bytes()
     payload = unsealed(KIND, good)
     assert payload is not None
-    text, addrs, samples, hashes = marshal.loads(payload)
+    text, addrs, samples, hashes, in_order = marshal.loads(payload)
+    assert in_order is True               # a kernel's table, as built
     names = text[1:-1].split("\0")
     i = samples[len(samples) // 2][0]
 
@@ -84,16 +85,16 @@ def test_a_forged_entry_that_passes_its_checksum_is_still_refused(tmp_path: Path
     assert crcs_of(names) == hashes
     swapped = list(names)
     swapped[i], swapped[i + 1] = names[i + 1], names[i]     # two names swapped, resealed
-    refused(("\0" + "\0".join(swapped) + "\0", addrs, samples, crcs_of(swapped)))
+    refused(("\0" + "\0".join(swapped) + "\0", addrs, samples, crcs_of(swapped), in_order))
     # every name one index later (the first dropped, the last doubled), the samples moved to
     # point at the same names: their text still matches the dump, their index does not
     shifted = names[1:] + names[-1:]
     moved = [(j, start, at - len(names[0]) - 1) for j, start, at in samples if at > len(names[0]) + 1]
-    refused(("\0" + "\0".join(shifted) + "\0", addrs, moved, crcs_of(shifted)))
+    refused(("\0" + "\0".join(shifted) + "\0", addrs, moved, crcs_of(shifted), in_order))
     far = array("Q", [a + 0x1000 for a in array("Q", addrs)]).tobytes()   # every address shifted
-    refused((text, far, samples, hashes))
+    refused((text, far, samples, hashes, in_order))
     # the names' CRCs one record later: lookups would miss their names
-    refused((text, addrs, samples, hashes[-4:] + hashes[:-4]))
+    refused((text, addrs, samples, hashes[-4:] + hashes[:-4], in_order))
 
 
 def test_a_dump_with_other_kallsyms_bytes_has_its_own_entry(tmp_path: Path) -> None:

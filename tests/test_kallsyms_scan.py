@@ -124,7 +124,7 @@ def test_finds_the_arrays_and_they_decode() -> None:
     assert tables == img.tables
     syms = load_kallsyms(space(img), tables)
     assert [n[1:] for n in img.names] == syms.all_names()
-    assert syms.addresses() == img.addrs
+    assert list(syms.addresses()) == img.addrs
 
 
 @pytest.mark.parametrize("count", [257, 512, 513])

@@ -3,8 +3,8 @@
 Decoding ~100k names from the token table is the largest part of opening a kernel dump
 (~60 ms of ~250). An entry holds the decoded names as the one text name lookups read
 (kallsyms.decode_text: each type letter and name between NULs) with the CRC of each name
-they search (kallsyms.NameText), the addresses as an array of words, and samples to check
-it by. It follows the cache's rules for derived data:
+they search (kallsyms.NameText), the addresses as an array of words (used as they are read,
+never made into a list), whether they are in order, and samples to check it by. It follows the cache's rules for derived data:
 
 - keyed by content: a hash of how the kallsyms tables are *stored* in the dump (the
   compressed pages, no decompression needed; memory.space.stored_digest), with the
@@ -43,7 +43,7 @@ from pmdb.symbols.kallsyms import (
     name_crc,
 )
 
-KIND = b"pmdbks06"      # bump the number when the payload's layout changes
+KIND = b"pmdbks07"      # bump the number when the payload's layout changes
 SAMPLES = 24            # records checked against the dump on every load
 _ADDR = "Q"             # addresses are kept as an array of unsigned 64-bit words
 
@@ -95,12 +95,13 @@ class Entry:
         (index, where the record starts in the dump's names table, where in the text) decode
         from the dump now to what the text says, at the index the text puts them."""
         try:
-            text, raw_addrs, samples, hashes = marshal.loads(data)
+            text, raw_addrs, samples, hashes, in_order = marshal.loads(data)
         except (ValueError, EOFError, TypeError):
             return None
         addrs = array(_ADDR)
         if not (isinstance(text, str) and isinstance(raw_addrs, bytes) and isinstance(samples, list)
-                and isinstance(hashes, bytes) and len(raw_addrs) == addrs.itemsize * self.count
+                and isinstance(hashes, bytes) and isinstance(in_order, bool)
+                and len(raw_addrs) == addrs.itemsize * self.count
                 and len(hashes) == 4 * self.count and text.startswith("\0") and text.endswith("\0")):
             return None
         names = NameText(text, hashes)
@@ -118,7 +119,7 @@ class Entry:
                     return None
         except (PmdbError, TypeError, ValueError, IndexError):
             return None
-        return KallsymsSymbols.from_names(names, addrs.tolist())
+        return KallsymsSymbols.from_names(names, addrs, in_order)
 
     def _sample_ok(self, mem: AddressSpace, tokens: Sequence[str], i: int, start: int, name: str,
                    addr: int) -> bool:
@@ -151,8 +152,9 @@ class Entry:
             counted = at
             samples.append((nuls - 1, starts[nuls - 1], at))
         try:
-            raw_addrs = array(_ADDR, addrs).tobytes()
+            raw_addrs = (addrs if isinstance(addrs, array) and addrs.typecode == _ADDR else array(_ADDR, addrs)).tobytes()
         except OverflowError:
             return
         hashes = syms.name_hashes()
-        self.cache.store(self.stem, sealed_parts(KIND, [marshal.dumps((text, raw_addrs, samples, hashes))]))
+        entry = (text, raw_addrs, samples, hashes, syms.in_order_addresses())
+        self.cache.store(self.stem, sealed_parts(KIND, [marshal.dumps(entry)]))

@@ -268,7 +268,7 @@ class LinuxKernel:
 
     def log(self) -> list[str]:
         if self._log is None:
-            self._log = log_texts(self.mem, self.km.info, self.lookup)
+            self._log = log_texts(self.km.log_records)
         return self._log
 
     # -- OSModel ------------------------------------------------------------------------

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pmdb.dumps.vmcoreinfo import VmcoreInfo
 from pmdb.errors import PmdbError
-from pmdb.memory.space import AddressSpace
-from pmdb.os.linux.printk.ring import read_log, text_lines
+from pmdb.os.linux.printk.ring import LogRecord, text_lines
 
 # Searched pass by pass: the first line that matches in the earliest pass wins (crash's order).
 PANIC_PATTERNS: tuple[tuple[str, ...], ...] = (
@@ -29,10 +27,11 @@ def panic_message(lines: list[str]) -> str | None:
     return None
 
 
-def log_texts(mem: AddressSpace, info: VmcoreInfo, lookup: Callable[[str], int | None]) -> list[str]:
-    """Every line of the kernel log, oldest first; [] when there is no readable ring."""
+def log_texts(records: Callable[[], list[LogRecord]]) -> list[str]:
+    """Every line of the kernel log, oldest first, from ``records`` (KernelMemory.log_records);
+    [] when there is no readable ring."""
     try:
-        return [line for rec in read_log(mem, info, lookup) for line in text_lines(rec)]
+        return [line for rec in records() for line in text_lines(rec)]
     except PmdbError:
         return []
 
