@@ -149,15 +149,16 @@ def test_kmem_verify_clean_without_slub_debug() -> None:
     assert all(r.endswith("clean (freelists only: no slub_debug)") for r in rows)
 
 
-def test_window_reader_reads_what_the_dump_says() -> None:
+def test_page_window_reads_what_the_dump_says() -> None:
     """The freelist reader that keeps pages: every word it gives is the word the dump holds,
-    a word across a page end included; an unreadable address faults as a direct read does."""
+    a word across a page end included; an unreadable address faults as a direct read does;
+    and every CPU freelist walked through it is the one walked through direct reads."""
     from pmdb.errors import FaultError
-    from pmdb.os.linux.slab.objects import window_reader
+    from pmdb.os.linux.slab.objects import PageWindow, walk_freelist
 
     t = target_for(KASLR, "dump.202611221942")
     model = slub_model(t)
-    read = window_reader(model, pages=2)
+    read = PageWindow(model, pages=2)
     base = t.symbols.lookup("init_task").addr                                # type: ignore[attr-defined]
     page = (base + 0xFFF) & ~0xFFF
     for addr in [page + 8 * i for i in range(40)] + [page + 4092, page + 0x1000 + 16, page + 0x2000,
@@ -168,3 +169,12 @@ def test_window_reader_reads_what_the_dump_says() -> None:
     with pytest.raises(FaultError) as windowed:
         read(0x10)
     assert str(windowed.value) == str(direct.value)
+    links = 0
+    for cache in model.caches():
+        for cpu in model.cpu_slabs(cache):
+            if cpu.slab:
+                slab = model.read_slab(cpu.slab)
+                windowed_walk = walk_freelist(cache, slab, cpu.freelist, PageWindow(model, pages=2), "cpu")
+                assert windowed_walk == walk_freelist(cache, slab, cpu.freelist, t.memory.ptr, "cpu"), cache.name
+                links += len(windowed_walk[0])
+    assert links > 1000

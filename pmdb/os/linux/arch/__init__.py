@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 import struct
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from pmdb.arch import Arch
@@ -47,14 +47,20 @@ class KernelLayout:
     modules_end: int
     per_cpu_offset_addr: int | None = None
     nr_cpu_ids: int = 1
+    _offsets: dict[int, int] = field(default_factory=dict, repr=False, compare=False)
 
     def per_cpu_offset(self, cpu: int) -> int:
-        """``__per_cpu_offset[cpu]``: add it to a per-CPU symbol's value to get that CPU's copy."""
+        """``__per_cpu_offset[cpu]``: add it to a per-CPU symbol's value to get that CPU's copy
+        (read once per CPU: kmem -s asks it twice for each of ~150 caches)."""
+        known = self._offsets.get(cpu)
+        if known is not None:
+            return known
         if self.per_cpu_offset_addr is None:
             raise SymbolError("no __per_cpu_offset symbol: per-CPU data is unknown")
         if not 0 <= cpu < self.nr_cpu_ids:
             raise SymbolError(f"cpu {cpu} out of range (nr_cpu_ids is {self.nr_cpu_ids})")
-        return self.mem.ptr(self.per_cpu_offset_addr + self.mem.ptr_size * cpu)
+        value = self._offsets[cpu] = self.mem.ptr(self.per_cpu_offset_addr + self.mem.ptr_size * cpu)
+        return value
 
     def per_cpu_address(self, var: int, cpu: int) -> int:
         """Where CPU ``cpu``'s copy of the per-CPU variable at ``var`` is: the sum wraps at the

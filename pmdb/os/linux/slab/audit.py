@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pmdb.errors import CorruptionError, FaultError, PmdbError
-from pmdb.os.linux.slab.objects import SlabObjects, slab_objects, walk_freelist, window_reader
+from pmdb.os.linux.slab.objects import PageWindow, SlabObjects, slab_objects, walk_freelist
 from pmdb.os.linux.slab.slub import KmemCache, Slab, SlubModel
 
 if TYPE_CHECKING:       # the slub_debug readers, imported by what uses them (not ::kmastat)
@@ -44,7 +44,7 @@ class CacheStats:
 def cache_stats(model: SlubModel, cache: KmemCache) -> CacheStats:
     """Objects in use and in total, and slabs, of one cache; bad lists become ``problems``."""
     st = CacheStats(cache)
-    read = window_reader(model)
+    read = PageWindow(model)
     try:
         for cpu in model.cpu_slabs(cache):
             if cpu.slab:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pmdb.errors import FaultError
 from pmdb.os.linux.slab.slub import CpuSlab, KmemCache, Slab, SlubModel
@@ -78,35 +79,40 @@ def slab_reader(model: SlubModel, slab: Slab, data: bytes | None) -> Reader:
     return read
 
 
-def window_reader(model: SlubModel, pages: int = 64) -> Reader:
+class PageWindow:
     """Pointer reads through the 4 KiB pages of bytes read so far (up to ``pages`` of them):
     a freelist's objects lie in the few pages of one slab (in random order where the kernel
     shuffles freelists), so most reads are a slice of bytes already read, not a trip
     through the address translation and the dump. A page that cannot be read whole leaves
     the read to the dump (the same value, or the same fault, as a direct read)."""
-    space, size = model.space, model.space.ptr_size
-    order = space.byteorder
-    kept: dict[int, bytes] = {}
 
-    def read(addr: int) -> int:
+    def __init__(self, model: SlubModel, pages: int = 64) -> None:
+        self.space = model.space
+        self.size = model.space.ptr_size
+        self.order: Literal["little", "big"] = model.space.byteorder
+        self.limit = pages
+        self.kept: dict[int, bytes] = {}
+
+    def page(self, base: int) -> bytes | None:
+        """The page at ``base`` (4 KiB aligned), read once; None when it cannot be read whole."""
+        data = self.kept.get(base)
+        if data is None:
+            try:
+                data = self.space.read(base, 4096)
+            except FaultError:
+                return None
+            if len(self.kept) >= self.limit:
+                self.kept.clear()
+            self.kept[base] = data
+        return data
+
+    def __call__(self, addr: int) -> int:
         base = addr & ~0xFFF
         off = addr - base
-        data = kept.get(base)
+        data = self.page(base) if off <= 4096 - self.size else None
         if data is None:
-            if off > 4096 - size:
-                return space.ptr(addr)
-            try:
-                data = space.read(base, 4096)
-            except FaultError:
-                return space.ptr(addr)
-            if len(kept) >= pages:
-                kept.clear()
-            kept[base] = data
-        elif off > 4096 - size:
-            return space.ptr(addr)
-        return int.from_bytes(data[off:off + size], order)
-
-    return read
+            return self.space.ptr(addr)
+        return int.from_bytes(data[off:off + self.size], self.order)
 
 
 def walk_freelist(cache: KmemCache, slab: Slab, head: int, read: Reader,
@@ -114,7 +120,8 @@ def walk_freelist(cache: KmemCache, slab: Slab, head: int, read: Reader,
     """The free objects chained from head, and a line saying why the chain was cut short.
     (decode_free_pointer is written out in the loop: a freelist is thousands of links. A
     loop is found by the count: the slab has ``objects`` slots, so a longer chain repeats
-    one, which is then looked for; no set is kept per link.)"""
+    one, which is then looked for; no set is kept per link. Through a PageWindow, the page
+    the last link was read from is kept at hand: the next link is most often in it.)"""
     out: list[int] = []
     add = out.append
     pad = cache.red_left_pad if cache.red_zone else 0
@@ -122,6 +129,9 @@ def walk_freelist(cache: KmemCache, slab: Slab, head: int, read: Reader,
     first, size, span = slab.base + pad, cache.size, limit * cache.size
     offset, random, word = cache.offset, cache.random, cache.word_size
     mask = (1 << 8 * word) - 1
+    window = read if isinstance(read, PageWindow) else None
+    order: Literal["little", "big"] = window.order if window is not None else "little"
+    page_base, page, room = -1, b"", 4096 - word
     ptr = head
     where = 0
     while ptr:
@@ -134,10 +144,20 @@ def walk_freelist(cache: KmemCache, slab: Slab, head: int, read: Reader,
         if len(out) > limit:
             return _loop(out, label, slab)
         where = ptr + offset
-        try:
-            ptr = read(where)
-        except FaultError as err:
-            return out, f"{label} of slab {slab.page:x}: cannot read the free pointer at {where:#x} ({err})"
+        at = where - page_base
+        if 0 <= at <= room:
+            ptr = int.from_bytes(page[at:at + word], order)
+        else:
+            try:
+                if window is not None and (where & 0xFFF) <= room and \
+                        (got := window.page(where & ~0xFFF)) is not None:
+                    page_base, page = where & ~0xFFF, got
+                    at = where - page_base
+                    ptr = int.from_bytes(page[at:at + word], order)
+                else:
+                    ptr = read(where)
+            except FaultError as err:
+                return out, f"{label} of slab {slab.page:x}: cannot read the free pointer at {where:#x} ({err})"
         if random is not None:
             ptr = (ptr ^ random ^ int.from_bytes((where & mask).to_bytes(word, "little"), "big")) & mask
     return out, None
