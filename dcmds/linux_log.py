@@ -9,14 +9,14 @@ from __future__ import annotations
 from pmdb.commands import Context, dcmd
 from pmdb.errors import CommandError
 from pmdb.os.linux.mm.kernel_memory import kernel_parts
-from pmdb.os.linux.printk.ring import LogRecord, crash_lines, text_lines, timestamp
+from pmdb.os.linux.printk.ring import LogRecord, crash_lines, kernel_log, text_lines, timestamp
 
 
 def _records(ctx: Context) -> list[LogRecord]:
     parts = kernel_parts(ctx.target)
     if parts is None:
         raise CommandError("the kernel log needs a Linux kernel dump")
-    return parts.log_records()
+    return kernel_log(parts)
 
 
 def _record(ctx: Context, rec: LogRecord, lines: list[str]) -> None:

@@ -20,6 +20,7 @@ from pmdb.memory.space import AddressSpace
 from pmdb.os.linux import sysinfo
 from pmdb.os.linux.mm.kernel_memory import KernelMemory
 from pmdb.os.linux.printk.panicmsg import log_texts
+from pmdb.os.linux.printk.ring import kernel_log
 from pmdb.os.linux.stacks.frames import Unwinder, unwind_kernel_task
 from pmdb.os.linux.tasks.cpus import Cpu, read_cpus
 from pmdb.os.linux.tasks.registers import TaskThread
@@ -268,7 +269,7 @@ class LinuxKernel:
 
     def log(self) -> list[str]:
         if self._log is None:
-            self._log = log_texts(self.km.log_records)
+            self._log = log_texts(lambda: kernel_log(self.km))
         return self._log
 
     # -- OSModel ------------------------------------------------------------------------

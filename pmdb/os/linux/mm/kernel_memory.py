@@ -19,7 +19,6 @@ from pmdb.dumps.vmcoreinfo import VmcoreInfo
 from pmdb.errors import FormatError, SymbolError
 from pmdb.memory.space import AddressSpace
 from pmdb.os.linux.arch import KernelArch, KernelLayout, Translation, kernel_arch
-from pmdb.os.linux.printk.ring import LogRecord, read_log
 from pmdb.symbols.kallsyms import KallsymsTables, load_kallsyms
 from pmdb.symbols.kallsyms_scan import scan_kallsyms
 from pmdb.symbols.kmodules import KernelModule, StructOffsets, read_modules
@@ -39,7 +38,6 @@ class KernelMemory:
     modules: list[KernelModule] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)    # what works less well, one line each
     vmlinux: str = ""         # the debug vmlinux whose DWARF (and symbols) pmdb uses, if any
-    _log: list[LogRecord] | None = field(default=None, repr=False, compare=False)
 
     def lookup(self, name: str) -> int | None:
         """A vmlinux symbol's address (never a module's), or None."""
@@ -59,13 +57,6 @@ class KernelMemory:
         if start is None or stop is None or not 0 < stop.addr - start.addr < 1 << 28:
             return None
         return start.addr, stop.addr - start.addr
-
-    def log_records(self) -> list[LogRecord]:
-        """The kernel log's records, oldest first (read_log), read once: ::status looks for
-        the panic in it and ::msgbuf prints it, and a dump does not change."""
-        if self._log is None:
-            self._log = read_log(self.space, self.info, self.lookup)
-        return self._log
 
     def load_modules(self, offsets: StructOffsets) -> list[KernelModule]:
         """Walk ``modules`` and add every module's symbols to the table."""

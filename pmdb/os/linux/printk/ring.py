@@ -20,10 +20,14 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pmdb.dumps.vmcoreinfo import VmcoreInfo
 from pmdb.errors import FaultError, FormatError, SymbolError
 from pmdb.memory.space import AddressSpace
+
+if TYPE_CHECKING:
+    from pmdb.os.linux.mm.kernel_memory import KernelMemory
 
 # desc state values, in the top two bits of state_var (kernel/printk/printk_ringbuffer.h)
 _COMMITTED, _FINALIZED = 1, 2
@@ -255,6 +259,16 @@ def read_log(mem: AddressSpace, info: VmcoreInfo,
         return PrintkRing(mem, prb, layout).records()
     except FaultError as err:
         raise FaultError(err.address, err.size, f"printk ring buffer unreadable ({err.reason})") from None
+
+
+def kernel_log(km: KernelMemory) -> list[LogRecord]:
+    """read_log of a kernel's memory, read once and kept with it: ::status looks for the
+    panic in the log and ::msgbuf prints it, and a dump does not change."""
+    records: list[LogRecord] | None = getattr(km, "_printk_records", None)
+    if records is None:
+        records = read_log(km.space, km.info, km.lookup)
+        km._printk_records = records        # type: ignore[attr-defined]
+    return records
 
 
 # -- formatting ------------------------------------------------------------------
