@@ -131,7 +131,7 @@ def walk_freelist(cache: KmemCache, slab: Slab, head: int, read: Reader,
     mask = (1 << 8 * word) - 1
     window = read if isinstance(read, PageWindow) else None
     order: Literal["little", "big"] = window.order if window is not None else "little"
-    page_base, page, room = -1, b"", 4096 - word
+    page_base, page, room = -(1 << 65), b"", 4096 - word    # no page at hand yet
     ptr = head
     where = 0
     while ptr:
