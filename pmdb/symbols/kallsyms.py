@@ -314,7 +314,7 @@ def decode_addresses(raw: bytes, count: int, base: int | None, at: int = 0) -> S
     return [o if o >= 0 else top - o for o in offs]
 
 
-_ADDRESS = "Q"
+ADDRESS_TYPECODE = "Q"      # addresses are kept as an array of unsigned 64-bit words
 _HIGH_BYTES = [bytes(range(b, 256)) for b in range(257)]    # [b]: the high bytes from b up
 
 
@@ -327,20 +327,21 @@ def _base_relative(raw: bytes, base: int) -> array | None:
     per-CPU offsets first (the lowest addresses, as they are, sorted first) and only
     negative ones after them (base - 1 - offset)."""
     high = raw[3::4]
-    first_negative = len(high.translate(None, _HIGH_BYTES[0x80]))     # leading non-negative ones
+    # how many are non-negative: where the first negative one is, if they all come first
+    first_negative = len(high.translate(None, _HIGH_BYTES[0x80]))
     if first_negative == len(high):
         room = (1 << 64) - base            # base + u < 2**64 for u < room
         if room <= 1 << 32 and high.translate(None, _HIGH_BYTES[0][:room >> 24]):
             return None
         return _lanes(raw, base, 1)
-    if high[:first_negative].translate(None, _HIGH_BYTES[0][:0x80]) or high[first_negative:].translate(None, _HIGH_BYTES[0x80]):
+    if high[:first_negative].translate(None, _HIGH_BYTES[0][:0x80]):
         return None                         # not per-CPU offsets first, then only negative ones
     # base - 1 - o == (base - 1 + 2**32) - u for u, o's unsigned bits: below 2**64 for every
     # u above base - 1 + 2**32 - 2**64
     least = base - 1 + (1 << 32) - (1 << 64) + 1
     if least > 0 and high[first_negative:].translate(None, _HIGH_BYTES[(least >> 24) + 1]):
         return None
-    out = array(_ADDRESS, struct.unpack(f"<{first_negative}i", raw[:4 * first_negative]))
+    out = array(ADDRESS_TYPECODE, struct.unpack(f"<{first_negative}i", raw[:4 * first_negative]))
     out.extend(_lanes(raw[4 * first_negative:], base - 1 + (1 << 32), -1))
     return out
 
@@ -356,7 +357,7 @@ def _lanes(raw: bytes, constant: int, sign: int) -> array:
     spread = bytearray(8 * n)
     memoryview(spread).cast("I")[0::2] = memoryview(raw).cast("I")
     total = constant * int.from_bytes(_ONE * n, "little") + sign * int.from_bytes(spread, "little")
-    out = array(_ADDRESS)
+    out = array(ADDRESS_TYPECODE)
     out.frombytes(total.to_bytes(8 * n, "little"))
     return out
 
@@ -488,7 +489,8 @@ class KallsymsSymbols:
 
     def sizes(self) -> list[int]:
         if self._sizes is None:
-            self._sizes = _sizes(self._addrs)
+            addrs = self._addrs
+            self._sizes = _sorted_sizes(addrs) if self.in_order_addresses() else _sizes(addrs)
         return self._sizes
 
     def all_names(self) -> list[str]:
@@ -585,9 +587,8 @@ def no_cyclic_gc() -> Iterator[None]:
 
 
 def _sizes(addrs: Sequence[int]) -> list[int]:
-    """Each symbol's distance to the next higher address (0 for the last, or across regions)."""
-    if all(map(operator.le, addrs, itertools.islice(addrs, 1, None))):
-        return _sorted_sizes(addrs)
+    """Each symbol's distance to the next higher address (0 for the last, or across regions),
+    of addresses out of order (_sorted_sizes is for those in order)."""
     order = sorted(range(len(addrs)), key=addrs.__getitem__)
     sizes = [0] * len(addrs)
     higher = last = None  # higher: the next address strictly above the current one

@@ -4,7 +4,8 @@ Decoding ~100k names from the token table is the largest part of opening a kerne
 (~60 ms of ~250). An entry holds the decoded names as the one text name lookups read
 (kallsyms.decode_text: each type letter and name between NULs) with the CRC of each name
 they search (kallsyms.NameText), the addresses as an array of words (used as they are read,
-never made into a list), whether they are in order, and samples to check it by. It follows the cache's rules for derived data:
+never made into a list), whether they are in order, and samples to check it by. It follows
+the cache's rules for derived data:
 
 - keyed by content: a hash of how the kallsyms tables are *stored* in the dump (the
   compressed pages, no decompression needed; memory.space.stored_digest), with the
@@ -34,6 +35,7 @@ from pmdb.cache import Cache, sealed_parts, unsealed
 from pmdb.errors import PmdbError
 from pmdb.memory.space import AddressSpace, stored_digest
 from pmdb.symbols.kallsyms import (
+    ADDRESS_TYPECODE,
     KallsymsSymbols,
     KallsymsTables,
     NameText,
@@ -45,7 +47,6 @@ from pmdb.symbols.kallsyms import (
 
 KIND = b"pmdbks07"      # bump the number when the payload's layout changes
 SAMPLES = 24            # records checked against the dump on every load
-_ADDR = "Q"             # addresses are kept as an array of unsigned 64-bit words
 
 
 @dataclass
@@ -98,7 +99,7 @@ class Entry:
             text, raw_addrs, samples, hashes, in_order = marshal.loads(data)
         except (ValueError, EOFError, TypeError):
             return None
-        addrs = array(_ADDR)
+        addrs = array(ADDRESS_TYPECODE)
         if not (isinstance(text, str) and isinstance(raw_addrs, bytes) and isinstance(samples, list)
                 and isinstance(hashes, bytes) and isinstance(in_order, bool)
                 and len(raw_addrs) == addrs.itemsize * self.count
@@ -152,7 +153,9 @@ class Entry:
             counted = at
             samples.append((nuls - 1, starts[nuls - 1], at))
         try:
-            raw_addrs = (addrs if isinstance(addrs, array) and addrs.typecode == _ADDR else array(_ADDR, addrs)).tobytes()
+            kept = addrs if isinstance(addrs, array) and addrs.typecode == ADDRESS_TYPECODE else \
+                array(ADDRESS_TYPECODE, addrs)
+            raw_addrs = kept.tobytes()
         except OverflowError:
             return
         hashes = syms.name_hashes()

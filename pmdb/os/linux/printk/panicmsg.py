@@ -28,8 +28,8 @@ def panic_message(lines: list[str]) -> str | None:
 
 
 def log_texts(records: Callable[[], list[LogRecord]]) -> list[str]:
-    """Every line of the kernel log, oldest first, from ``records`` (KernelMemory.log_records);
-    [] when there is no readable ring."""
+    """Every line of the kernel log, oldest first, from ``records`` (ring.kernel_log); []
+    when there is no readable ring."""
     try:
         return [line for rec in records() for line in text_lines(rec)]
     except PmdbError:
