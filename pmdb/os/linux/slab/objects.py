@@ -11,6 +11,8 @@ object of this slab ends that chain with one line in ``problems``.
 
 from __future__ import annotations
 
+import sys
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -92,6 +94,8 @@ class PageWindow:
         self.order: Literal["little", "big"] = model.space.byteorder
         self.limit = pages
         self.kept: dict[int, bytes] = {}
+        # pages can be seen as native words holding the target's pointers
+        self.words = self.size == 8 and self.order == "little" == sys.byteorder
 
     def page(self, base: int) -> bytes | None:
         """The page at ``base`` (4 KiB aligned), read once; None when it cannot be read whole."""
@@ -122,6 +126,8 @@ def walk_freelist(cache: KmemCache, slab: Slab, head: int, read: Reader,
     loop is found by the count: the slab has ``objects`` slots, so a longer chain repeats
     one, which is then looked for; no set is kept per link. Through a PageWindow, the page
     the last link was read from is kept at hand: the next link is most often in it.)"""
+    if isinstance(read, PageWindow) and read.words:
+        return _walk_words(cache, slab, head, read, label)
     out: list[int] = []
     add = out.append
     pad = cache.red_left_pad if cache.red_zone else 0
@@ -137,9 +143,7 @@ def walk_freelist(cache: KmemCache, slab: Slab, head: int, read: Reader,
     while ptr:
         rel = ptr - first
         if not 0 <= rel < span or rel % size:
-            what = "outside the slab" if not 0 <= rel + pad < cache.slab_bytes else "not an object start"
-            src = f" (read at {where:#x})" if where else ""
-            return out, f"{label} of slab {slab.page:x}: free pointer {ptr:#x}{src} is {what}"
+            return out, _stray(cache, slab, label, ptr, rel, pad, where)
         add(ptr)
         if len(out) > limit:
             return _loop(out, label, slab)
@@ -157,10 +161,67 @@ def walk_freelist(cache: KmemCache, slab: Slab, head: int, read: Reader,
                 else:
                     ptr = read(where)
             except FaultError as err:
-                return out, f"{label} of slab {slab.page:x}: cannot read the free pointer at {where:#x} ({err})"
+                return out, _unreadable(slab, label, where, err)
         if random is not None:
             ptr = (ptr ^ random ^ int.from_bytes((where & mask).to_bytes(word, "little"), "big")) & mask
     return out, None
+
+
+# swab() of each 8-byte-aligned offset into a page: a free pointer's address is its page's
+# base plus such an offset with no bit in common, so its swab is the two swabs xored
+_SWAB_IN_PAGE = array("Q", (swab(at, 8) for at in range(0, 4096, 8)))
+_NO_SWAB = array("Q", bytes(4096))
+
+
+def _walk_words(cache: KmemCache, slab: Slab, head: int, window: PageWindow,
+                label: str) -> tuple[list[int], str | None]:
+    """walk_freelist for 64-bit little-endian pointers read on a little-endian host: each page
+    is seen as words, and a stored pointer is decoded with two xors and no call (the swab of
+    its address is its page's, once a page, xor a table's entry): about half the time a link
+    of the general loop, on the thousands of links of kmem -s."""
+    out: list[int] = []
+    add = out.append
+    pad = cache.red_left_pad if cache.red_zone else 0
+    limit = slab.objects
+    first, size, span = slab.base + pad, cache.size, limit * cache.size
+    offset, random = cache.offset, cache.random
+    in_page = _SWAB_IN_PAGE if random is not None else _NO_SWAB
+    words: array[int] | memoryview = _NO_SWAB
+    page_base, key = -(1 << 65), 0      # no page at hand yet
+    ptr, where, n = head, 0, 0
+    while ptr:
+        rel = ptr - first
+        if not 0 <= rel < span or rel % size:
+            return out, _stray(cache, slab, label, ptr, rel, pad, where)
+        add(ptr)
+        n += 1
+        if n > limit:
+            return _loop(out, label, slab)
+        where = ptr + offset
+        at = where - page_base
+        if not 0 <= at < 4096 or at & 7:
+            base = where & ~0xFFF
+            got = window.page(base) if not where & 7 else None
+            if got is None:             # not a whole page, or a pointer across words
+                try:
+                    ptr = decode_free_pointer(cache, window.space.ptr(where), where)
+                except FaultError as err:
+                    return out, _unreadable(slab, label, where, err)
+                continue
+            page_base, words, at = base, memoryview(got).cast("Q"), where - base
+            key = random ^ swab(base, 8) if random is not None else 0
+        ptr = words[at >> 3] ^ key ^ in_page[at >> 3]
+    return out, None
+
+
+def _stray(cache: KmemCache, slab: Slab, label: str, ptr: int, rel: int, pad: int, where: int) -> str:
+    what = "outside the slab" if not 0 <= rel + pad < cache.slab_bytes else "not an object start"
+    src = f" (read at {where:#x})" if where else ""
+    return f"{label} of slab {slab.page:x}: free pointer {ptr:#x}{src} is {what}"
+
+
+def _unreadable(slab: Slab, label: str, where: int, err: FaultError) -> str:
+    return f"{label} of slab {slab.page:x}: cannot read the free pointer at {where:#x} ({err})"
 
 
 def _loop(chain: list[int], label: str, slab: Slab) -> tuple[list[int], str]:
