@@ -177,8 +177,8 @@ def _walk_words(cache: KmemCache, slab: Slab, head: int, window: PageWindow,
                 label: str) -> tuple[list[int], str | None]:
     """walk_freelist for 64-bit little-endian pointers read on a little-endian host: each page
     is seen as words, and a stored pointer is decoded with two xors and no call (the swab of
-    its address is its page's, once a page, xor a table's entry): about half the time a link
-    of the general loop, on the thousands of links of kmem -s."""
+    its address is its page's, once a page, xor a table's entry), where the general loop makes
+    a slice and three int conversions a link (kmem -s on the fixture: 6.7 -> 5.6 ms steady)."""
     out: list[int] = []
     add = out.append
     pad = cache.red_left_pad if cache.red_zone else 0
