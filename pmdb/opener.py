@@ -72,17 +72,17 @@ def _open_vmcore(dump: Dump, path: str, cache: Cache, config: Config | None = No
 
     config = config or Config()
     warnings: list[str] = []
-    found: list[Any] = []           # the debug vmlinux, when one matches
-    more = _vmlinux_symbols(config, files, warnings, found)
+    found: list[Any] = []           # the debug vmlinux, when one matches, and its head start
+    more = _vmlinux_symbols(config, files, warnings, found, cache)
     km = load_kernel_memory(dump.space(), getattr(dump, "vmcoreinfo", ""), dump.arch, more_symbols=more,
                             cache=cache)
     types = TypeRegistry(dump.arch.ptr_size)
     warnings[:0] = km.problems
-    debug = found[0] if found else None
+    debug, head_start = found if found else (None, None)
     if debug is not None:
         km.vmlinux = debug.path
     _kernel_types(km, types, warnings, cache, debug=debug, btf=bool(config.get("debuginfo.kernel_btf")),
-                  progress=progress)
+                  progress=progress, head_start=head_start)
     kernel = LinuxKernel(dump, km, types, path=path)
     target = Target(path=path, arch=dump.arch, memory=km.space, symbols=km.symbols, types=types,
                     os=kernel, kind="vmcore")
@@ -104,12 +104,16 @@ def _open_vmcore(dump: Dump, path: str, cache: Cache, config: Config | None = No
     return target
 
 
-def _vmlinux_symbols(config: Config, files: Sequence[str], warnings: list[str], found: list[Any]) -> Any:
+def _vmlinux_symbols(config: Config, files: Sequence[str], warnings: list[str], found: list[Any],
+                     cache: Cache) -> Any:
     """What load_kernel_memory calls once kallsyms is read: finds the dump's debug vmlinux
-    (a DebugFile, appended to ``found``) when one is named or found and matches, and returns
-    its data symbols when kallsyms has none (no CONFIG_KALLSYMS_ALL)."""
+    when one is named or found and matches (appending to ``found`` the DebugFile and the
+    head start of its DWARF scan, dwarf_kernel.start_head_start, which runs while kallsyms
+    and BTF decode), and returns its data symbols when kallsyms has none (no
+    CONFIG_KALLSYMS_ALL)."""
     from pmdb.errors import FaultError
     from pmdb.symbols.vmlinux import data_symbols, find_vmlinux
+    from pmdb.types.dwarf_kernel import start_head_start
 
     def more(info: Any, space: Any, symbols: Any) -> list[Any]:
         def read(addr: int, n: int) -> bytes | None:
@@ -127,7 +131,7 @@ def _vmlinux_symbols(config: Config, files: Sequence[str], warnings: list[str], 
         warnings.extend(hit.warnings)
         if hit.debug is None:
             return []
-        found.append(hit.debug)
+        found[:] = [hit.debug, start_head_start(hit.debug, cache)]
         if lookup("init_task") is not None:
             return []
         try:
@@ -140,7 +144,7 @@ def _vmlinux_symbols(config: Config, files: Sequence[str], warnings: list[str], 
 
 
 def _kernel_types(km: Any, types: TypeRegistry, warnings: list[str], cache: Cache, *, debug: Any,
-                  btf: bool, progress: Progress | None) -> None:
+                  btf: bool, progress: Progress | None, head_start: Any = None) -> None:
     """vmlinux BTF (cached by its content), the debug vmlinux's DWARF after it, module BTF
     and module symbols; what fails becomes a warning, since symbols and memory still work
     without types."""
@@ -165,7 +169,7 @@ def _kernel_types(km: Any, types: TypeRegistry, warnings: list[str], cache: Cach
     if debug is not None:
         from pmdb.types.dwarf_kernel import kernel_dwarf_types
 
-        types.add_source(kernel_dwarf_types(debug, cache, progress)[0])
+        types.add_source(kernel_dwarf_types(debug, cache, progress, head_start)[0])
     if not types.sources:
         if not btf:
             warnings.append("no kernel types: debuginfo.kernel_btf is false and no debug vmlinux matches")

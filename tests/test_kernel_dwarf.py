@@ -8,6 +8,7 @@ the DIEs pyelftools finds). Damaged, truncated and mismatched files cost one lin
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from pmdb import forked
 from pmdb.cache import Cache
 from pmdb.config import Config
 from pmdb.errors import FormatError
@@ -24,7 +26,7 @@ from pmdb.target import Target
 from pmdb.types.debugfile import DebugFile
 from pmdb.types.dwarf import DwarfTypes
 from pmdb.types.dwarf_index import NameIndex, build_index, cached_index
-from pmdb.types.dwarf_kernel import KernelDieIndex
+from pmdb.types.dwarf_kernel import HEAD_START_UNITS, KernelDieIndex, start_head_start
 from pmdb.types.dwarf_scan import KIND_NAMES, PLAIN, VARIABLE
 from pmdb.types.model import Type, type_name
 from tests import kernel_truth as kt
@@ -264,6 +266,41 @@ def test_a_scan_cut_short_is_kept_and_resumed(tmp_path: Path) -> None:
     assert third._partial is not None and third._partial.resumed_at == len(second._partial.units)
     assert [p.name for p in tmp_path.rglob("partial*")] != [entry.name]      # one entry, the longer scan's
     assert len(list(tmp_path.rglob("partial*"))) == 1
+
+
+def test_a_head_start_answers_as_the_whole_index_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first units scanned by a forked child (while the dump's tables decode) are what
+    the first lookups start from: the same answers as the whole index, no unit scanned
+    twice, and the scan kept for the next process, which then starts no head start."""
+    monkeypatch.setattr(forked, "cpus", lambda: 2)
+    debug = DebugFile(str(kt.need_dbg_vmlinux(RELEASE)))
+    whole = build_index(debug)
+    cache = Cache(tmp_path)
+    child = start_head_start(debug, cache)
+    assert child is not None
+    index = KernelDieIndex(debug, cache, head_start=child)
+    types = DwarfTypes(index=index)
+    for name in ("jiffies", "init_pid_ns", "nr_cpu_ids"):
+        got, want = types.variable_type(name), DwarfTypes(index=_WholeIndex(debug, whole)).variable_type(name)
+        assert got is not None and want is not None and type_name(got) == type_name(want), name
+    assert index.head_start_units == HEAD_START_UNITS
+    assert index._partial is not None and index._partial.units[:HEAD_START_UNITS] == whole.units[:HEAD_START_UNITS]
+    for name in STRUCTS:
+        assert index.type_die(name, "struct").offset == whole.offset(1, name), name
+    types.close()
+    assert len(list(tmp_path.rglob("partial*"))) == 1
+    assert start_head_start(DebugFile(debug.path), cache) is None
+
+
+def test_a_head_start_nothing_asks_for_is_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(forked, "cpus", lambda: 2)
+    debug = DebugFile(str(kt.need_dbg_vmlinux(RELEASE)))
+    child = start_head_start(debug, Cache(tmp_path))
+    assert child is not None
+    KernelDieIndex(debug, Cache(tmp_path), head_start=child).close()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(child.pid, os.WNOHANG)
+    assert not list(tmp_path.rglob("partial*"))
 
 
 def test_a_damaged_kept_scan_is_removed_and_scanned_again(tmp_path: Path) -> None:

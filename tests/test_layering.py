@@ -7,7 +7,7 @@ above. The order, and why each layer sits where it does:
 
  0. errors                    the exceptions every layer raises
  1. cache, progress, config,  leaf utilities and value types (Thread, Mapping) that
-    threads, demo             import nothing but errors
+    threads, demo, forked     import nothing but errors (forked: work in a forked child)
  2. arch                      CPU descriptions (registers, NT_PRSTATUS layout): pure data
  3. memory                    address spaces and page-table translation
  4. dumps                     file formats implement memory's spaces, describe their CPU
@@ -41,7 +41,8 @@ from tests.conftest import ROOT
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("pmdb.errors", "pmdb.seal", "pmdb.cachedir"),
-    ("pmdb.cache", "pmdb.codecache", "pmdb.progress", "pmdb.config", "pmdb.threads", "pmdb.demo"),
+    ("pmdb.cache", "pmdb.codecache", "pmdb.progress", "pmdb.config", "pmdb.threads", "pmdb.demo",
+     "pmdb.forked"),
     ("pmdb.arch",),
     ("pmdb.memory",),
     ("pmdb.dumps",),

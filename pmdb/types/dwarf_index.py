@@ -138,6 +138,11 @@ class PartialIndex:
         return sealed(_PARTIAL_KIND, marshal.dumps((self.info_size, self.units, self.next_unit, self.names,
                                                     list(self._flags.items()))))
 
+    def scan_ahead(self, count: int) -> None:
+        """Scan the next ``count`` units whatever lookups will ask (a head start)."""
+        if not self.complete:
+            self._scan(count, None)
+
     def unit_of(self, offset: int) -> int:
         i = bisect.bisect_right(self.units, offset)
         if i == 0:
@@ -262,6 +267,12 @@ def store_index(debug: DebugFile, cache: Cache | None, index: NameIndex) -> None
         cache.store(stem, _dump(index))
 
 
+def in_cache(debug: DebugFile, cache: Cache | None) -> bool:
+    """Whether an earlier process left this file's index, or a scan cut short, in the cache."""
+    stems = [_stem(cache, debug, what) for what in ("index", "partial")] if cache is not None else []
+    return cache is not None and any(stem is not None and cache.find(stem) is not None for stem in stems)
+
+
 def _stem(cache: Cache, debug: DebugFile, what: str = "index") -> Path | None:
     try:
         key = content_key(debug.path)
@@ -302,30 +313,52 @@ def load_partial(debug: DebugFile, cache: Cache | None, die_at: DieAt,
     if found is None:
         return None
     try:
-        payload = unsealed(_PARTIAL_KIND, found.read_bytes())
-        if payload is None:
-            raise FormatError("damaged entry")
-        size, unit_offsets, next_unit, names, flags = marshal.loads(payload)
-        if not (isinstance(next_unit, int) and isinstance(unit_offsets, list) and unit_offsets
-                and isinstance(unit_offsets[-1], int) and unit_offsets[-1] < next_unit < size
-                and isinstance(flags, list) and isinstance(names, dict)):
-            raise FormatError("malformed entry")
-        index = NameIndex(names, unit_offsets, size)
+        index, flag_of, next_unit = _partial_state(found.read_bytes())
+        names = index.names
         check(index, debug, die_at, [(kind, name) for kind, name in required
                                      if isinstance(names.get(kind), dict) and name in names[kind]])
-        flag_of = {(kind, name): int(bits) for (kind, name), bits in flags}
-        if any(name not in names.get(kind, {}) for kind, name in flag_of):
-            raise FormatError("flags of names it does not hold")
         base = debug.sections[".debug_info"][0]
-        last = next(units(debug.mm, base, size, debug.little, unit_offsets[-1]))
+        last = next(units(debug.mm, base, index.info_size, debug.little, index.units[-1]))
         if last.end - base != next_unit:
             raise FormatError("its next unit is not where its last one ends")
-        return PartialIndex(debug, (names, flag_of, unit_offsets, next_unit))
+        return PartialIndex(debug, (names, flag_of, index.units, next_unit))
     except (OSError, PmdbError, ValueError, TypeError, EOFError, StopIteration):
         debug.reset_dwarf()
         with contextlib.suppress(OSError):
             found.unlink()
         return None
+
+
+def handed_partial(debug: DebugFile, state: bytes) -> PartialIndex | None:
+    """The scan a forked copy of this process made of this very file (PartialIndex.state,
+    through a pipe, not a file anyone else writes): checked for shape, not against DIEs.
+    Its units are new to the cache, so ``close`` keeps them."""
+    try:
+        index, flag_of, next_unit = _partial_state(state)
+    except (PmdbError, ValueError, TypeError, EOFError):
+        return None
+    if index.info_size != debug.sections[".debug_info"][1]:
+        return None
+    partial = PartialIndex(debug, (index.names, flag_of, index.units, next_unit))
+    partial.resumed_at = 0
+    return partial
+
+
+def _partial_state(data: bytes) -> tuple[NameIndex, dict[tuple[int, str], int], int]:
+    """(names and units, flags, where the next unit starts) of PartialIndex.state's bytes;
+    FormatError when they are damaged or not of that shape."""
+    payload = unsealed(_PARTIAL_KIND, data)
+    if payload is None:
+        raise FormatError("damaged entry")
+    size, unit_offsets, next_unit, names, flags = marshal.loads(payload)
+    if not (isinstance(next_unit, int) and isinstance(unit_offsets, list) and unit_offsets
+            and isinstance(unit_offsets[-1], int) and unit_offsets[-1] < next_unit < size
+            and isinstance(flags, list) and isinstance(names, dict)):
+        raise FormatError("malformed entry")
+    flag_of = {(kind, name): int(bits) for (kind, name), bits in flags}
+    if any(name not in names.get(kind, {}) for kind, name in flag_of):
+        raise FormatError("flags of names it does not hold")
+    return NameIndex(names, unit_offsets, size), flag_of, next_unit
 
 
 def _dump(index: NameIndex) -> bytes:

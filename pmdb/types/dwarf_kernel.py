@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 
 from elftools.dwarf.die import DIE
 
+from pmdb import forked
 from pmdb.cache import Cache
 from pmdb.errors import FormatError, PmdbError
 from pmdb.progress import NoProgress, Progress
@@ -23,6 +24,8 @@ from pmdb.types.dwarf_index import (
     NameIndex,
     PartialIndex,
     check,
+    handed_partial,
+    in_cache,
     load_cached,
     load_partial,
     store_index,
@@ -33,6 +36,24 @@ from pmdb.types.dwarf_scan import DECLARATION, ENUM, EXTERNAL, PLAIN, STRUCT, UN
 _KIND_CODES = {"struct": STRUCT, "union": UNION, "enum": ENUM}
 # a vmlinux index that lacks these was not built from a kernel (or from a damaged one)
 REQUIRED = ((STRUCT, "task_struct"), (STRUCT, "list_head"))
+# units a head start scans: jiffies is settled in the 10th, lookups scan 8 at a time
+HEAD_START_UNITS = 16
+HEAD_START_PATIENCE = 10.0          # seconds a lookup waits for the head start, at most
+
+
+def start_head_start(debug: DebugFile, cache: Cache | None) -> forked.Child | None:
+    """Have a forked child scan the vmlinux's first units while this process decodes the
+    dump's own tables (kallsyms, BTF), when no earlier process left its scan in the cache:
+    the first query of a global (``::print jiffies``) then starts from its result."""
+    if not debug.has_dwarf() or in_cache(debug, cache):
+        return None
+
+    def scan() -> bytes:
+        partial = PartialIndex(debug)
+        partial.scan_ahead(HEAD_START_UNITS)
+        return partial.state()
+
+    return forked.start(scan)
 
 
 class KernelDieIndex:
@@ -41,10 +62,14 @@ class KernelDieIndex:
     cached, only for a name no early unit settles, or for lists of names). A scan that fails
     is one FormatError; the index is empty after it, so BTF and the rest keep working."""
 
-    def __init__(self, debug: DebugFile, cache: Cache | None, progress: Progress | None = None) -> None:
+    def __init__(self, debug: DebugFile, cache: Cache | None, progress: Progress | None = None,
+                 head_start: forked.Child | None = None) -> None:
+        """``head_start``: start_head_start's child, scanning the first units meanwhile."""
         self.debug = debug
         self._cache = cache
         self._progress = progress
+        self._head_start = head_start
+        self.head_start_units = 0       # units the head start scanned, once taken
         self._index: NameIndex | None = None
         self._partial: PartialIndex | None = None
         self._looked_in_cache = False
@@ -84,7 +109,7 @@ class KernelDieIndex:
         return found
 
     def _finish(self) -> NameIndex:
-        partial = self._partial or PartialIndex(self.debug)
+        partial = self._partial or self._handed() or PartialIndex(self.debug)
         progress = self._progress or NoProgress()
         progress.start(f"indexing the DWARF of {self.debug.path} (once: the index is cached)",
                        partial.info_size)
@@ -111,7 +136,7 @@ class KernelDieIndex:
             return self._index.offset(kind, name)
         try:
             if self._partial is None:
-                self._partial = (load_partial(self.debug, self._cache, self._die_in, REQUIRED)
+                self._partial = (self._handed() or load_partial(self.debug, self._cache, self._die_in, REQUIRED)
                                  or PartialIndex(self.debug))
             found = self._partial.lookup(kind, name, accept)
             if self._partial.complete:           # a miss scanned it all: keep and cache it
@@ -121,8 +146,20 @@ class KernelDieIndex:
             self._fail(err)
             return None
 
+    def _handed(self) -> PartialIndex | None:
+        """The head start's scan, once (waiting for it if need be); None without one."""
+        child, self._head_start = self._head_start, None
+        state = child.result(HEAD_START_PATIENCE) if child is not None else None
+        partial = handed_partial(self.debug, state) if state is not None else None
+        self.head_start_units = len(partial.units) if partial is not None else 0
+        return partial
+
     def close(self) -> None:
-        """Keep a scan cut short for the next process (store_partial: best effort)."""
+        """Keep a scan cut short for the next process (store_partial: best effort); stop a
+        head start nothing asked for."""
+        if self._head_start is not None:
+            self._head_start.cancel()
+            self._head_start = None
         if self._index is None and self._partial is not None:
             store_partial(self.debug, self._cache, self._partial)
 
@@ -171,8 +208,8 @@ def _sized(die: DIE) -> bool:
     return False
 
 
-def kernel_dwarf_types(debug: DebugFile, cache: Cache | None,
-                       progress: Progress | None = None) -> tuple[DwarfTypes, KernelDieIndex]:
+def kernel_dwarf_types(debug: DebugFile, cache: Cache | None, progress: Progress | None = None,
+                       head_start: forked.Child | None = None) -> tuple[DwarfTypes, KernelDieIndex]:
     """A TypeSource over the vmlinux's DWARF (and its index, for figures and warnings)."""
-    index = KernelDieIndex(debug, cache, progress)
+    index = KernelDieIndex(debug, cache, progress, head_start)
     return DwarfTypes(index=index), index
