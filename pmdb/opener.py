@@ -108,12 +108,11 @@ def _vmlinux_symbols(config: Config, files: Sequence[str], warnings: list[str], 
                      cache: Cache) -> Any:
     """What load_kernel_memory calls once kallsyms is read: finds the dump's debug vmlinux
     when one is named or found and matches (appending to ``found`` the DebugFile and the
-    head start of its DWARF scan, dwarf_kernel.start_head_start, which runs while kallsyms
-    and BTF decode), and returns its data symbols when kallsyms has none (no
-    CONFIG_KALLSYMS_ALL)."""
+    head start on its BTF and DWARF, types.head_start, which runs while kallsyms decodes),
+    and returns its data symbols when kallsyms has none (no CONFIG_KALLSYMS_ALL)."""
     from pmdb.errors import FaultError
     from pmdb.symbols.vmlinux import data_symbols, find_vmlinux
-    from pmdb.types.dwarf_kernel import start_head_start
+    from pmdb.types.head_start import start_head_start
 
     def more(info: Any, space: Any, symbols: Any) -> list[Any]:
         def read(addr: int, n: int) -> bytes | None:
@@ -161,7 +160,8 @@ def _kernel_types(km: Any, types: TypeRegistry, warnings: list[str], cache: Cach
             warnings.append("no kernel types: the BTF is found through kallsyms")
     elif btf:
         try:
-            kernel_btf = vmlinux_btf(km.space, lookup, cache=cache, build_id=km.info.build_id)
+            kernel_btf = vmlinux_btf(km.space, lookup, cache=cache, build_id=km.info.build_id,
+                                     head_start=head_start)
             types.add_source(kernel_btf)
         except PmdbError as err:
             if debug is None:

@@ -23,11 +23,13 @@ from pmdb.config import Config
 from pmdb.errors import FormatError
 from pmdb.opener import open_target
 from pmdb.target import Target
+from pmdb.types.btf import BtfTypes
 from pmdb.types.debugfile import DebugFile
 from pmdb.types.dwarf import DwarfTypes
 from pmdb.types.dwarf_index import NameIndex, build_index, cached_index
-from pmdb.types.dwarf_kernel import HEAD_START_UNITS, KernelDieIndex, start_head_start
+from pmdb.types.dwarf_kernel import KernelDieIndex
 from pmdb.types.dwarf_scan import KIND_NAMES, PLAIN, VARIABLE
+from pmdb.types.head_start import DWARF_UNITS, start_head_start
 from pmdb.types.model import Type, type_name
 from tests import kernel_truth as kt
 from tests.conftest import USER_CORES, need_fixture
@@ -283,8 +285,8 @@ def test_a_head_start_answers_as_the_whole_index_does(tmp_path: Path, monkeypatc
     for name in ("jiffies", "init_pid_ns", "nr_cpu_ids"):
         got, want = types.variable_type(name), DwarfTypes(index=_WholeIndex(debug, whole)).variable_type(name)
         assert got is not None and want is not None and type_name(got) == type_name(want), name
-    assert index.head_start_units == HEAD_START_UNITS
-    assert index._partial is not None and index._partial.units[:HEAD_START_UNITS] == whole.units[:HEAD_START_UNITS]
+    assert index.head_start_units == DWARF_UNITS
+    assert index._partial is not None and index._partial.units[:DWARF_UNITS] == whole.units[:DWARF_UNITS]
     for name in STRUCTS:
         assert index.type_die(name, "struct").offset == whole.offset(1, name), name
     types.close()
@@ -292,14 +294,35 @@ def test_a_head_start_answers_as_the_whole_index_does(tmp_path: Path, monkeypatc
     assert start_head_start(DebugFile(debug.path), cache) is None
 
 
+def test_a_head_start_indexes_the_btf_the_dump_holds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The vmlinux's own .BTF is byte for byte the dump's (same build-id), so the child's
+    index of it is the dump's BTF index; bytes that differ anywhere get none."""
+    monkeypatch.setattr(forked, "cpus", lambda: 2)
+    target = _target("btf")
+    start, stop = (target.symbols.lookup(name).addr for name in ("__start_BTF", "__stop_BTF"))
+    data = target.memory.read(start, stop - start)
+    child = start_head_start(DebugFile(str(kt.need_dbg_vmlinux(RELEASE))), Cache(tmp_path))
+    assert child is not None
+    index = child.btf_index(data)
+    assert index is not None
+    offs, names = BtfTypes(data).index_arrays()
+    assert index[0] == offs and index[1] == names and len(offs) > 100_000
+    changed = bytearray(data)
+    changed[len(data) // 2] ^= 1
+    assert child.btf_index(bytes(changed)) is None and child.btf_index(data[:-4]) is None
+    with_index = BtfTypes(data, index=index)
+    assert type_name(with_index.find_type("task_struct", "struct")) == "struct task_struct"
+
+
 def test_a_head_start_nothing_asks_for_is_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(forked, "cpus", lambda: 2)
     debug = DebugFile(str(kt.need_dbg_vmlinux(RELEASE)))
     child = start_head_start(debug, Cache(tmp_path))
     assert child is not None
+    pid = child._child.pid if child._child is not None else 0
     KernelDieIndex(debug, Cache(tmp_path), head_start=child).close()
     with pytest.raises(ChildProcessError):
-        os.waitpid(child.pid, os.WNOHANG)
+        os.waitpid(pid, os.WNOHANG)
     assert not list(tmp_path.rglob("partial*"))
 
 

@@ -20,6 +20,7 @@ from pmdb.cache import Cache, sealed_parts, unsealed
 from pmdb.errors import CorruptionError, FormatError, PmdbError, quote
 from pmdb.memory.space import AddressSpace, stored_digest
 from pmdb.types.btf import BtfTypes
+from pmdb.types.head_start import HeadStart
 from pmdb.types.model import Type
 
 _MAX_MODULES = 4096     # far above any real system; ends a walk through garbage
@@ -31,7 +32,7 @@ REQUIRED_STRUCTS = ("task_struct", "list_head")
 
 
 def vmlinux_btf(space: AddressSpace, lookup: Callable[[str], int | None],
-                cache: Cache | None = None, build_id: str = "") -> BtfTypes:
+                cache: Cache | None = None, build_id: str = "", head_start: HeadStart | None = None) -> BtfTypes:
     """The kernel's own BTF, read from ``space`` (a kernel virtual space).
 
     Reading it means decompressing ~1000 pages of a compressed dump (~0.1 s); with
@@ -40,7 +41,8 @@ def vmlinux_btf(space: AddressSpace, lookup: Callable[[str], int | None],
     (compressed bytes, not decompressed; see stored_digest), so a damaged or hostile dump
     can only ever find or write its own copy, never the one another dump reads. A copy is
     written (atomically) only when it parses and has the types pmdb needs, and one that no
-    longer does is removed."""
+    longer does is removed. ``head_start``: a debug vmlinux's, whose index of its own copy
+    of the BTF serves when that copy is byte for byte what the dump holds."""
     start, stop = lookup("__start_BTF"), lookup("__stop_BTF")
     if start is None or stop is None:
         raise FormatError("no __start_BTF/__stop_BTF symbols: this kernel was built without BTF")
@@ -63,7 +65,8 @@ def vmlinux_btf(space: AddressSpace, lookup: Callable[[str], int | None],
         data = space.read(start, size)
     except PmdbError as err:
         raise FormatError(f"cannot read the BTF: {err}") from None
-    btf = BtfTypes(data, ptr_size=space.ptr_size)
+    index = head_start.btf_index(data) if head_start is not None else None
+    btf = BtfTypes(data, ptr_size=space.ptr_size, index=index)
     if _has_required(btf):
         cache.store(stem, _entry(data, btf))
     return btf

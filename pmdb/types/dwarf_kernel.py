@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable
 
 from elftools.dwarf.die import DIE
 
-from pmdb import forked
 from pmdb.cache import Cache
 from pmdb.errors import FormatError, PmdbError
 from pmdb.progress import NoProgress, Progress
@@ -25,35 +24,17 @@ from pmdb.types.dwarf_index import (
     PartialIndex,
     check,
     handed_partial,
-    in_cache,
     load_cached,
     load_partial,
     store_index,
     store_partial,
 )
 from pmdb.types.dwarf_scan import DECLARATION, ENUM, EXTERNAL, PLAIN, STRUCT, UNION, VARIABLE
+from pmdb.types.head_start import HeadStart
 
 _KIND_CODES = {"struct": STRUCT, "union": UNION, "enum": ENUM}
 # a vmlinux index that lacks these was not built from a kernel (or from a damaged one)
 REQUIRED = ((STRUCT, "task_struct"), (STRUCT, "list_head"))
-# units a head start scans: jiffies is settled in the 10th, lookups scan 8 at a time
-HEAD_START_UNITS = 16
-HEAD_START_PATIENCE = 10.0          # seconds a lookup waits for the head start, at most
-
-
-def start_head_start(debug: DebugFile, cache: Cache | None) -> forked.Child | None:
-    """Have a forked child scan the vmlinux's first units while this process decodes the
-    dump's own tables (kallsyms, BTF), when no earlier process left its scan in the cache:
-    the first query of a global (``::print jiffies``) then starts from its result."""
-    if not debug.has_dwarf() or in_cache(debug, cache):
-        return None
-
-    def scan() -> bytes:
-        partial = PartialIndex(debug)
-        partial.scan_ahead(HEAD_START_UNITS)
-        return partial.state()
-
-    return forked.start(scan)
 
 
 class KernelDieIndex:
@@ -63,8 +44,8 @@ class KernelDieIndex:
     is one FormatError; the index is empty after it, so BTF and the rest keep working."""
 
     def __init__(self, debug: DebugFile, cache: Cache | None, progress: Progress | None = None,
-                 head_start: forked.Child | None = None) -> None:
-        """``head_start``: start_head_start's child, scanning the first units meanwhile."""
+                 head_start: HeadStart | None = None) -> None:
+        """``head_start``: head_start.start_head_start's, scanning the first units meanwhile."""
         self.debug = debug
         self._cache = cache
         self._progress = progress
@@ -148,8 +129,8 @@ class KernelDieIndex:
 
     def _handed(self) -> PartialIndex | None:
         """The head start's scan, once (waiting for it if need be); None without one."""
-        child, self._head_start = self._head_start, None
-        state = child.result(HEAD_START_PATIENCE) if child is not None else None
+        head, self._head_start = self._head_start, None
+        state = head.dwarf_state() if head is not None else None
         partial = handed_partial(self.debug, state) if state is not None else None
         self.head_start_units = len(partial.units) if partial is not None else 0
         return partial
@@ -209,7 +190,7 @@ def _sized(die: DIE) -> bool:
 
 
 def kernel_dwarf_types(debug: DebugFile, cache: Cache | None, progress: Progress | None = None,
-                       head_start: forked.Child | None = None) -> tuple[DwarfTypes, KernelDieIndex]:
+                       head_start: HeadStart | None = None) -> tuple[DwarfTypes, KernelDieIndex]:
     """A TypeSource over the vmlinux's DWARF (and its index, for figures and warnings)."""
     index = KernelDieIndex(debug, cache, progress, head_start)
     return DwarfTypes(index=index), index
