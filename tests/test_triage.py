@@ -238,6 +238,25 @@ def test_signature_normalization() -> None:
     assert signature(rec) == ["f"]
 
 
+def test_a_soft_lockup_signs_by_the_stuck_context_not_the_softirq_its_tick_landed_in() -> None:
+    """The 6.12 lab softlockup's stack (pmdb's bt of it), and the same lockup when the
+    watchdog's tick lands in softirq work an earlier interrupt's exit ran on top of the spin
+    (one of the lab's repeats did): one signature. A fault in softirq work stays its own."""
+    spin = [("pmdblab_spin.isra.0", True), ("pmdblab_ioctl.cold", False), ("__x64_sys_ioctl", False),
+            ("do_syscall_64", False), ("entry_SYSCALL_64_after_hwframe", False)]
+    tick = [("panic", False), ("watchdog_timer_fn.cold", False), ("__hrtimer_run_queues", False),
+            ("hrtimer_interrupt", False), ("__sysvec_apic_timer_interrupt", False),
+            ("sysvec_apic_timer_interrupt", False), ("asm_sysvec_apic_timer_interrupt", False)]
+    softirq = [("sched_balance_rq", True), ("sched_balance_softirq", False), ("handle_softirqs", False),
+               ("__irq_exit_rcu", False), ("sysvec_apic_timer_interrupt", False),
+               ("asm_sysvec_apic_timer_interrupt", False)]
+    direct = signature(tick + spin)
+    assert direct == ["pmdblab_spin", "pmdblab_ioctl", "sys_ioctl"]
+    assert signature(tick + softirq + spin) == direct
+    fault = [("panic", False), ("oops_end", False), ("asm_exc_page_fault", False)]
+    assert signature(fault + softirq + spin)[0] == "sched_balance_rq"
+
+
 def test_cli_json_and_html(fleet: list[str], cluster: Any, tmp_path: Path) -> None:
     """The subcommand on part of the fleet (a new results file, so it runs on the cluster)."""
     some = [fleet[0], fleet[1], fleet[10], fleet[11], fleet[-1]]

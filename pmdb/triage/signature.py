@@ -61,18 +61,32 @@ def fold(name: str) -> str:
     return f"sys_{hit.group(1)}" if hit else base
 
 
+# The soft-lockup watchdog's timer, and the softirq work an interrupt's exit runs on top of
+# whatever it interrupted: when the watchdog's tick lands in that work, the CPU was stuck
+# below it, in the context that interrupt came into.
+SOFTLOCKUP_WATCHDOG = "watchdog_timer_fn"
+_SOFTIRQ_ON_IRQ_EXIT = frozenset({"handle_softirqs", "__do_softirq", "do_softirq_own_stack",
+                                  "__irq_exit_rcu", "irq_exit_rcu", "irq_exit"})
+
+
 def crash_frames(frames: Sequence[tuple[str, bool]]) -> list[str]:
     """The folded names from the crash point outwards. The crash point is the first frame
     an exception interrupted (a fault, a trap, the timer of a soft lockup, an NMI) below the
     last panic function, else the frame that called the last panic function; a stack with
-    neither is kept whole."""
+    neither is kept whole. A soft lockup's tick that interrupted softirq work run on an
+    interrupt's exit points past it, to what that interrupt interrupted: the same lockup
+    signs the same whichever softirq the tick happened to land in."""
     names = [fold(n) for n, _ in frames]
     last_panic = max((i for i, n in enumerate(names) if n in PANIC_FUNCTIONS), default=-1)
-    start = last_panic + 1
-    for i in range(start, len(frames)):
-        if frames[i][1]:
-            start = i
-            break
+    interrupted = [i for i in range(last_panic + 1, len(frames)) if frames[i][1]]
+    if not interrupted:
+        return names[last_panic + 1:]
+    start = interrupted[0]
+    if SOFTLOCKUP_WATCHDOG in names[:start]:
+        for nxt in interrupted[1:]:
+            if not _SOFTIRQ_ON_IRQ_EXIT.intersection(names[start:nxt]):
+                break
+            start = nxt
     return names[start:]
 
 
