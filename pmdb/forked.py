@@ -33,7 +33,12 @@ _children: list[int] = []           # started and not yet reaped
 def can_fork() -> bool:
     """Whether a child would run beside the parent, safely: fork exists, this process has
     more than one CPU to run on, and no other thread is running."""
-    return hasattr(os, "fork") and threading.active_count() == 1 and cpus() > 1
+    return hasattr(os, "fork") and single_threaded() and cpus() > 1
+
+
+def single_threaded() -> bool:
+    """No other thread is running (a forked child would inherit the locks they hold)."""
+    return threading.active_count() == 1
 
 
 def cpus() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import pytest
@@ -11,9 +12,11 @@ from pmdb import forked
 
 
 @pytest.fixture(autouse=True)
-def two_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The child runs beside the parent only with a second CPU; the tests want it anyway."""
+def can_fork(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child is started only with a second CPU and no other thread; the tests want one
+    anyway (earlier tests of the run may leave threads behind: dask's, prompt_toolkit's)."""
     monkeypatch.setattr(forked, "cpus", lambda: 2)
+    monkeypatch.setattr(forked, "single_threaded", lambda: True)
 
 
 def _gone(pid: int) -> bool:
@@ -91,3 +94,16 @@ def test_a_writer_nobody_waits_for_is_reaped_later(tmp_path) -> None:  # type: i
 def test_nothing_is_forked_on_one_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(forked, "cpus", lambda: 1)
     assert forked.start(lambda: b"x") is None
+
+
+def test_nothing_is_forked_beside_another_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.undo()
+    monkeypatch.setattr(forked, "cpus", lambda: 2)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert forked.start(lambda: b"x") is None
+    finally:
+        stop.set()
+        other.join()

@@ -275,6 +275,7 @@ def test_a_head_start_answers_as_the_whole_index_does(tmp_path: Path, monkeypatc
     the first lookups start from: the same answers as the whole index, no unit scanned
     twice, and the scan kept for the next process, which then starts no head start."""
     monkeypatch.setattr(forked, "cpus", lambda: 2)
+    monkeypatch.setattr(forked, "single_threaded", lambda: True)
     debug = DebugFile(str(kt.need_dbg_vmlinux(RELEASE)))
     whole = build_index(debug)
     cache = Cache(tmp_path)
@@ -298,6 +299,7 @@ def test_a_head_start_indexes_the_btf_the_dump_holds(tmp_path: Path, monkeypatch
     """The vmlinux's own .BTF is byte for byte the dump's (same build-id), so the child's
     index of it is the dump's BTF index; bytes that differ anywhere get none."""
     monkeypatch.setattr(forked, "cpus", lambda: 2)
+    monkeypatch.setattr(forked, "single_threaded", lambda: True)
     target = _target("btf")
     start, stop = (target.symbols.lookup(name).addr for name in ("__start_BTF", "__stop_BTF"))
     data = target.memory.read(start, stop - start)
@@ -316,6 +318,7 @@ def test_a_head_start_indexes_the_btf_the_dump_holds(tmp_path: Path, monkeypatch
 
 def test_a_head_start_nothing_asks_for_is_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(forked, "cpus", lambda: 2)
+    monkeypatch.setattr(forked, "single_threaded", lambda: True)
     debug = DebugFile(str(kt.need_dbg_vmlinux(RELEASE)))
     child = start_head_start(debug, Cache(tmp_path))
     assert child is not None
