@@ -112,7 +112,6 @@ def _vmlinux_symbols(config: Config, files: Sequence[str], warnings: list[str], 
     and returns its data symbols when kallsyms has none (no CONFIG_KALLSYMS_ALL)."""
     from pmdb.errors import FaultError
     from pmdb.symbols.vmlinux import data_symbols, find_vmlinux
-    from pmdb.types.head_start import start_head_start
 
     def more(info: Any, space: Any, symbols: Any) -> list[Any]:
         def read(addr: int, n: int) -> bytes | None:
@@ -130,6 +129,8 @@ def _vmlinux_symbols(config: Config, files: Sequence[str], warnings: list[str], 
         warnings.extend(hit.warnings)
         if hit.debug is None:
             return []
+        from pmdb.types.head_start import start_head_start  # with pyelftools: only for a vmlinux
+
         found[:] = [hit.debug, start_head_start(hit.debug, cache)]
         if lookup("init_task") is not None:
             return []

@@ -120,6 +120,23 @@ def test_without_a_vmlinux_only_the_headers_usual_globals_are_typed() -> None:
     assert out == "" and "no type is known for global 'loops_per_jiffy'" in err
 
 
+def test_only_a_vmlinux_brings_pyelftools_in(tmp_path: Path) -> None:
+    """pyelftools' DWARF modules (~25 ms of a start) are imported for a debug vmlinux, not by
+    an open of the dump alone."""
+    config = tmp_path / "pmdb.toml"
+    config.write_text("[debuginfo]\ndirectories = []\n")
+    code = ("import sys; from pmdb.cli import main; main(sys.argv[1:]); "
+            "print(' '.join(m for m in sorted(sys.modules) if m.startswith('elftools')))")
+    dump = str(need_fixture(DUMP))
+    alone = subprocess.run([sys.executable, "-c", code, "-q", "--config", str(config), dump, "-e", "::status"],
+                           capture_output=True, text=True, timeout=300)
+    assert "PANIC" in alone.stdout.upper() and "elftools" not in alone.stdout.splitlines()[-1]
+    vmlinux = str(kt.need_dbg_vmlinux(RELEASE))
+    both = subprocess.run([sys.executable, "-c", code, "-q", "--config", str(config), dump, vmlinux, "-e",
+                           "::status"], capture_output=True, text=True, timeout=300)
+    assert "elftools.dwarf" in both.stdout.splitlines()[-1]
+
+
 @pytest.mark.parametrize("command", ["::ps", "::kmastat", "::stacks", "::modinfo", "$c"])
 def test_dwarf_alone_prints_what_btf_prints(command: str) -> None:
     """BTF ignored (debuginfo.kernel_btf = false): every answer is the BTF one."""

@@ -15,13 +15,16 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pmdb.cache import Cache, sealed_parts, unsealed
 from pmdb.errors import CorruptionError, FormatError, PmdbError, quote
 from pmdb.memory.space import AddressSpace, stored_digest
 from pmdb.types.btf import BtfTypes
-from pmdb.types.head_start import HeadStart
 from pmdb.types.model import Type
+
+if TYPE_CHECKING:      # a debug vmlinux's: imported with it (pyelftools), not by every open
+    from pmdb.types.head_start import HeadStart
 
 _MAX_MODULES = 4096     # far above any real system; ends a walk through garbage
 _MAX_BTF = 64 << 20     # a module blob larger than this is a wild size field
