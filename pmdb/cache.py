@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,17 +154,33 @@ class Pending:
     path: Path | None = None
 
 
+_KEYS: dict[tuple[int, int, int, int], str] = {}   # (device, inode, size, mtime) -> content key
+_SETTLED_NS = 5_000_000_000                        # unchanged this long: its stat stands for it
+
+
 def content_key(path: str) -> str:
     """Size plus a hash of the first and last MiB: equal for a file and its copies, different
-    for a changed dump (a dump's head holds its headers and notes, which differ between dumps)."""
-    h = hashlib.sha256()
+    for a changed dump (a dump's head holds its headers and notes, which differ between dumps).
+    Worked out once per process for a file that stays as it was (a vmlinux's is asked for by
+    its name index, its scan cut short and its line tables: ~3 ms each time); as git does with
+    its index, not for a file changed in the last seconds, whose next change could keep its
+    size and its (coarse) modification time."""
     with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
+        st = os.fstat(f.fileno())
+        stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        known = _KEYS.get(stamp)
+        if known is not None:
+            return known
+        h = hashlib.sha256()
+        size = st.st_size
         h.update(f.read(HEAD_TAIL))
         if size > HEAD_TAIL:
             f.seek(max(HEAD_TAIL, size - HEAD_TAIL))
             h.update(f.read(HEAD_TAIL))
-    return f"{size:x}-{h.hexdigest()[:24]}"
+    key = f"{size:x}-{h.hexdigest()[:24]}"
+    if time.time_ns() - st.st_mtime_ns > _SETTLED_NS:
+        _KEYS[stamp] = key
+    return key
 
 
 def _writer_alive(name: str) -> bool:

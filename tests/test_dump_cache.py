@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,28 @@ def test_cli_shows_the_bar_on_a_terminal(packed: Path, tmp_path: Path) -> None:
     assert os.waitstatus_to_exitcode(status) == 0, text
     assert "decompressing dump.202611221942.zst" in text and "━" in text
     assert "RELEASE: 6.1.0-56-amd64" in text
+
+
+def test_a_settled_files_key_is_worked_out_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file unchanged for a while is hashed once per process (a vmlinux's key is asked for
+    by each of its caches); one just written is hashed each time (its next change could keep
+    its size and coarse mtime)."""
+    import pmdb.cache as cache_module
+
+    hashed: list[int] = []
+    real = cache_module.hashlib.sha256
+
+    def counting(*args):  # type: ignore[no-untyped-def]
+        hashed.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(cache_module.hashlib, "sha256", counting)
+    fresh, settled = tmp_path / "fresh", tmp_path / "settled"
+    for f in (fresh, settled):
+        f.write_bytes(os.urandom(3 << 20))
+    old = time.time() - 3600
+    os.utime(settled, (old, old))
+    keys = {content_key(str(settled)) for _ in range(3)}
+    assert len(keys) == 1 and len(hashed) == 1
+    fresh_keys = {content_key(str(fresh)) for _ in range(3)}
+    assert len(fresh_keys) == 1 and len(hashed) == 4 and fresh_keys != keys
