@@ -62,10 +62,12 @@ class Child:
             return None
         chunks: list[bytes] = []
         deadline = time.monotonic() + timeout
+        ready = select.poll()                        # (select() cannot wait on an fd past 1023)
+        ready.register(self._pipe, select.POLLIN)
         try:
             while True:
                 left = deadline - time.monotonic()
-                if left <= 0 or not select.select([self._pipe], [], [], left)[0]:
+                if left <= 0 or not ready.poll(left * 1000):
                     self.cancel()
                     return None
                 chunk = os.read(self._pipe, 1 << 20)
