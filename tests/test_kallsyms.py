@@ -12,9 +12,21 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
+from pmdb import forked
 from pmdb.errors import CorruptionError, FormatError
 from pmdb.memory.space import Segment, SegmentedSpace
-from pmdb.symbols.kallsyms import KallsymsTables, decode_addresses, decode_names, read_kallsyms
+from pmdb.symbols.kallsyms import (
+    KallsymsTables,
+    NameText,
+    _names_end,
+    decode_addresses,
+    decode_names,
+    decode_text,
+    decode_text_and_crcs,
+    name_crc,
+    read_kallsyms,
+    read_tokens,
+)
 from pmdb.symbols.kmodules import RegistryOffsets, module_addresses
 from pmdb.symbols.table import SymbolTable
 from pmdb.types.registry import TypeRegistry
@@ -70,6 +82,35 @@ def test_decoding_is_fast(kernel: Kernel) -> None:
     start = time.process_time()  # CPU time: wall time says more about the machine's load
     read_kallsyms(kernel.space, tables)
     assert time.process_time() - start < 1.0  # target 0.5 s; slack for slow CI machines
+
+
+@pytest.mark.parametrize("how", ["child", "no child", "child failed"])
+def test_a_decode_split_with_a_child_is_the_decode(kernel: Kernel, how: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fixture's ~100k records decoded in two halves, the second by a forked child (or
+    here when there is none, or it fails), give the one-pass text and each name's CRC."""
+    tables = KallsymsTables.from_vmcoreinfo(kernel.info)
+    count = kernel.space.u32(tables.num_syms)
+    tokens = read_tokens(kernel.space, tables)
+    blob = kernel.space.read(tables.names, _names_end(tables) - tables.names)
+    want, want_starts = decode_text(blob, count, tokens)
+    monkeypatch.setattr(forked, "cpus", lambda: 2 if how != "no child" else 1)
+    monkeypatch.setattr(forked, "single_threaded", lambda: True)
+    real_start, started = forked.start, []
+
+    def start(work):  # type: ignore[no-untyped-def]
+        child = real_start(work if how != "child failed" else lambda: b"not marshal data")
+        started.extend([child] if child is not None else [])
+        return child
+
+    monkeypatch.setattr(forked, "start", start)
+    text, starts, crcs = decode_text_and_crcs(blob, count, tokens)
+    assert (len(started) == 1) == (how != "no child")
+    assert text == want and starts.heads == want_starts.heads and count > 90_000
+    assert crcs == NameText(want).hashes() and len(crcs) == 4 * count
+    names = want[1:-1].split("\0")
+    for i in (0, count // 2 - 1, count // 2, count // 2 + 1, count - 1):
+        assert crcs[4 * i:4 * i + 4] == name_crc(names[i][1:]), i
 
 
 def test_sizes_come_from_the_next_symbol(kernel: Kernel) -> None:

@@ -21,15 +21,17 @@ import bisect
 import gc
 import hashlib
 import itertools
+import marshal
 import operator
 import struct
 import sys
 import zlib
 from array import array
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from pmdb import forked
 from pmdb.cache import Cache
 from pmdb.dumps.vmcoreinfo import VmcoreInfo
 from pmdb.errors import FaultError, FormatError, SymbolError
@@ -142,11 +144,70 @@ def decode_text(blob: bytes, count: int, tokens: Sequence[str]) -> tuple[str, Re
     text samples to check itself against the dump). A name is found in the text at C speed
     (str.find), so no list or dict of ~100k names is built to look a few dozen up."""
     heads, seconds, end = _records(blob, count)
-    pieces = _pieces(blob, end, tokens)
-    list(map(pieces.__setitem__, heads, itertools.repeat("\0")))
-    list(map(pieces.__setitem__, seconds, itertools.repeat("")))
-    pieces.append("\0")
-    return "".join(pieces), RecordStarts(heads, seconds)
+    return _text_of(blob, 0, end, heads, seconds, tokens) + "\0", RecordStarts(heads, seconds)
+
+
+_SPLIT_RECORDS = 20_000    # below this a second process costs more than half the work saves
+
+
+def decode_text_and_crcs(blob: bytes, count: int, tokens: Sequence[str]) -> tuple[str, RecordStarts, bytes]:
+    """decode_text's, and the names' CRCs (NameText.hashes), the second half of both made
+    by a forked child (pmdb.forked) while this process makes the first: they are the bulk
+    of a first open (~55 of ~90 ms), and a record's text and CRC depend on its bytes alone.
+    The child's half is the very one this process would make; without a child (one CPU,
+    threads running, a child that failed) it is made here."""
+    heads, seconds, end = _records(blob, count)
+    starts = RecordStarts(heads, seconds)
+    half = count // 2
+    if count < _SPLIT_RECORDS:
+        text = _text_of(blob, 0, end, heads, seconds, tokens) + "\0"
+        return text, starts, name_crcs(text)
+    cut = starts[half]                      # where record ``half`` starts in the blob
+    later_heads, later_seconds = heads[half:], seconds[bisect.bisect_left(seconds, cut):]
+
+    def second_half() -> bytes:
+        text = _text_of(blob, cut, end, later_heads, later_seconds, tokens) + "\0"
+        return marshal.dumps((text, name_crcs(text)))
+
+    child = forked.start(second_half)
+    first = _text_of(blob, 0, cut, heads[:half], seconds[:len(seconds) - len(later_seconds)], tokens)
+    first_crcs = name_crcs(first + "\0")
+    got = child.result(_CHILD_PATIENCE) if child is not None else None
+    try:
+        later, later_crcs = marshal.loads(got) if got is not None else (None, None)
+    except (ValueError, EOFError, TypeError):
+        later = later_crcs = None
+    if not isinstance(later, str) or not isinstance(later_crcs, bytes):
+        later = _text_of(blob, cut, end, later_heads, later_seconds, tokens) + "\0"
+        later_crcs = name_crcs(later)
+    return first + later, starts, first_crcs + later_crcs
+
+
+_CHILD_PATIENCE = 10.0     # seconds; the child's half takes ~40 ms
+
+
+def _text_of(blob: bytes, lo: int, hi: int, heads: Sequence[int], seconds: Sequence[int],
+             tokens: Sequence[str]) -> str:
+    """The records in blob[lo:hi] (whose last length bytes are ``heads``, and the first of
+    their two-byte lengths ``seconds``) as text, each after a NUL: every byte expanded as its
+    token, a record's last length byte made a NUL, the first of two dropped."""
+    pieces = list(map(tokens.__getitem__, blob[lo:hi]))
+    at_heads: Iterable[int] = map(operator.sub, heads, itertools.repeat(lo)) if lo else heads
+    at_seconds: Iterable[int] = map(operator.sub, seconds, itertools.repeat(lo)) if lo else seconds
+    list(map(pieces.__setitem__, at_heads, itertools.repeat("\0")))
+    list(map(pieces.__setitem__, at_seconds, itertools.repeat("")))
+    return "".join(pieces)
+
+
+def name_crcs(text: str) -> bytes:
+    """NameText.hashes of a text of records: the CRC-32 of each name (its type letter left
+    out, UTF-8), 4 little-endian bytes a record."""
+    # (split whole and the two empty ends dropped: text[1:-1] would copy 2 MB first)
+    parts = text.encode().split(b"\0")[1:-1]
+    crcs = array("I", map(zlib.crc32, map(_BUT_FIRST_CHAR, parts)))
+    if sys.byteorder == "big":
+        crcs.byteswap()
+    return crcs.tobytes()
 
 
 _CHUNK = 4096          # text characters per entry of a NameText's table of NUL counts
@@ -205,12 +266,7 @@ class NameText:
         """The CRC-32 of each record's name (its type letter left out, UTF-8), as 4
         little-endian bytes a record, in record order."""
         if self._hashes is None:
-            # (split whole and the two empty ends dropped: text[1:-1] would copy 2 MB first)
-            parts = self.text.encode().split(b"\0")[1:-1] if self.records() > 0 else []
-            crcs = array("I", map(zlib.crc32, map(_BUT_FIRST_CHAR, parts)))
-            if sys.byteorder == "big":
-                crcs.byteswap()
-            self._hashes = crcs.tobytes()
+            self._hashes = name_crcs(self.text) if self.records() > 0 else b""
         return self._hashes
 
     def named(self, name: str) -> list[tuple[int, str]]:
@@ -259,11 +315,6 @@ def _records(blob: bytes, count: int) -> tuple[list[int], list[int], int]:
     if pos > len(blob):
         raise FormatError(f"kallsyms names run past their table ({pos} > {len(blob)} bytes)")
     return heads, seconds, pos
-
-
-def _pieces(blob: bytes, end: int, tokens: Sequence[str]) -> list[str]:
-    """Every byte of the records' stream as its token (expanded at C speed)."""
-    return list(map(tokens.__getitem__, blob[:end]))
 
 
 def decode_record(raw: bytes, tokens: Sequence[str]) -> str | None:
@@ -415,8 +466,8 @@ class _Decoded:
     names looked up and their answers, and the list of typed names split from the text when
     something needs them all (made once, then shared)."""
 
-    def __init__(self, text: str, starts: RecordStarts | None) -> None:
-        self.names = NameText(text)
+    def __init__(self, text: str, starts: RecordStarts | None, crcs: bytes | None = None) -> None:
+        self.names = NameText(text, crcs)
         self.starts = starts
         self.typed: list[str] | None = None
         self.looked_up: dict[str, list[tuple[int, str]]] = {}   # name -> NameText.named's answer
@@ -525,11 +576,11 @@ class KallsymsSymbols:
             known = _DECODED.get(key)
             if known is None:
                 try:
-                    text, starts = decode_text(self._blob, self._count, self._tokens)
+                    text, starts, crcs = decode_text_and_crcs(self._blob, self._count, self._tokens)
                 except FormatError as err:
                     self._broken = err
                     raise
-                known = _DECODED[key] = _Decoded(text, starts)
+                known = _DECODED[key] = _Decoded(text, starts, crcs)
                 while len(_DECODED) > _DECODED_KEPT:
                     _DECODED.pop(next(iter(_DECODED)))
             self._decoded = known
