@@ -153,7 +153,9 @@ _SPLIT_RECORDS = 20_000    # below this a second process costs more than half th
 def decode_text_and_crcs(blob: bytes, count: int, tokens: Sequence[str]) -> tuple[str, RecordStarts, bytes]:
     """decode_text's, and the names' CRCs (NameText.hashes), the second half of both made
     by a forked child (pmdb.forked) while this process makes the first: they are the bulk
-    of a first open (~55 of ~90 ms), and a record's text and CRC depend on its bytes alone.
+    of a first decode (~48 of ~61 ms on the fixture; the rest is the pass over the length
+    bytes that finds where the halves meet), and a record's text and CRC depend on its bytes
+    alone.
     The child's half is the very one this process would make; without a child (one CPU,
     threads running, a child that failed) it is made here."""
     heads, seconds, end = _records(blob, count)
@@ -183,7 +185,7 @@ def decode_text_and_crcs(blob: bytes, count: int, tokens: Sequence[str]) -> tupl
     return first + later, starts, first_crcs + later_crcs
 
 
-_CHILD_PATIENCE = 10.0     # seconds; the child's half takes ~40 ms
+_CHILD_PATIENCE = 10.0     # seconds; the child's half takes ~25 ms
 
 
 def _text_of(blob: bytes, lo: int, hi: int, heads: Sequence[int], seconds: Sequence[int],
