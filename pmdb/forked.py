@@ -153,6 +153,12 @@ def _reap(pid: int, *, block: bool) -> bool:
     return done == pid and os.waitstatus_to_exitcode(status) == 0
 
 
+def running() -> int:
+    """How many started children are still at work (a CPU each)."""
+    reap_finished()
+    return len(_children)
+
+
 def reap_finished() -> None:
     """Collect the children that have exited (so a long session leaves no zombies)."""
     for pid in list(_children):

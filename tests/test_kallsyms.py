@@ -84,7 +84,7 @@ def test_decoding_is_fast(kernel: Kernel) -> None:
     assert time.process_time() - start < 1.0  # target 0.5 s; slack for slow CI machines
 
 
-@pytest.mark.parametrize("how", ["child", "no child", "child failed"])
+@pytest.mark.parametrize("how", ["child", "no child", "child failed", "no CPU to spare"])
 def test_a_decode_split_with_a_child_is_the_decode(kernel: Kernel, how: str,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """The fixture's ~100k records decoded in two halves, the second by a forked child (or
@@ -103,9 +103,14 @@ def test_a_decode_split_with_a_child_is_the_decode(kernel: Kernel, how: str,
         started.extend([child] if child is not None else [])
         return child
 
+    busy = real_start(lambda: (time.sleep(30), b"")[1]) if how == "no CPU to spare" else None
     monkeypatch.setattr(forked, "start", start)
-    text, starts, crcs = decode_text_and_crcs(blob, count, tokens)
-    assert (len(started) == 1) == (how != "no child")
+    try:
+        text, starts, crcs = decode_text_and_crcs(blob, count, tokens)
+    finally:
+        if busy is not None:
+            busy.cancel()
+    assert (len(started) == 1) == (how in ("child", "child failed"))
     assert text == want and starts.heads == want_starts.heads and count > 90_000
     assert crcs == NameText(want).hashes() and len(crcs) == 4 * count
     names = want[1:-1].split("\0")

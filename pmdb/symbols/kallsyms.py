@@ -157,11 +157,12 @@ def decode_text_and_crcs(blob: bytes, count: int, tokens: Sequence[str]) -> tupl
     bytes that finds where the halves meet), and a record's text and CRC depend on its bytes
     alone.
     The child's half is the very one this process would make; without a child (one CPU,
-    threads running, a child that failed) it is made here."""
+    or none to spare from a vmlinux's head start; threads running; a child that failed) it
+    is made here."""
     heads, seconds, end = _records(blob, count)
     starts = RecordStarts(heads, seconds)
     half = count // 2
-    if count < _SPLIT_RECORDS:
+    if count < _SPLIT_RECORDS or forked.running() >= forked.cpus() - 1:   # no CPU to spare
         text = _text_of(blob, 0, end, heads, seconds, tokens) + "\0"
         return text, starts, name_crcs(text)
     cut = starts[half]                      # where record ``half`` starts in the blob
