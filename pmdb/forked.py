@@ -2,8 +2,8 @@
 
 Opening a kernel dump with its debug vmlinux is a chain of CPU-bound steps in one Python
 thread (kallsyms, BTF, the DWARF name index), and a machine that debugs dumps has more than
-one CPU. A step whose result is wanted later (the first DWARF units a type query scans), or
-only by the next process (a cache entry), is handed to a child made by fork: it shares the
+one CPU. A step whose result is wanted later (the first DWARF units a type query scans, the
+second half of the kallsyms names) is handed to a child made by fork: it shares the
 parent's state as it is at that moment without copying or pickling it, and hands back at
 most one bytes object through a pipe.
 
@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 
 _children: list[int] = []           # started and not yet reaped
+PATIENCE = 10.0                     # seconds a parent waits for a result, at most (they take ms)
 
 
 def can_fork() -> bool:
@@ -52,25 +53,27 @@ def cpus() -> int:
 class Child:
     """A forked child computing one bytes result (or None) for the parent."""
 
-    def __init__(self, pid: int, pipe: int | None) -> None:
-        self.pid, self._pipe = pid, pipe
+    def __init__(self, pid: int, pipe: int) -> None:
+        self.pid = pid
+        self._pipe: int | None = pipe           # None once closed
 
-    def result(self, timeout: float) -> bytes | None:
+    def result(self, timeout: float = PATIENCE) -> bytes | None:
         """The child's bytes, waiting at most ``timeout`` seconds; None when it failed, sent
         nothing, or is too slow (then it is killed)."""
-        if self._pipe is None:
+        pipe = self._pipe
+        if pipe is None:
             return None
         chunks: list[bytes] = []
         deadline = time.monotonic() + timeout
         ready = select.poll()                        # (select() cannot wait on an fd past 1023)
-        ready.register(self._pipe, select.POLLIN)
+        ready.register(pipe, select.POLLIN)
         try:
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0 or not ready.poll(left * 1000):
                     self.cancel()
                     return None
-                chunk = os.read(self._pipe, 1 << 20)
+                chunk = os.read(pipe, 1 << 20)
                 if not chunk:
                     break
                 chunks.append(chunk)
@@ -95,41 +98,36 @@ class Child:
             self._pipe = None
 
 
-def start(work: Callable[[], bytes | None], *, wants_result: bool = True) -> Child | None:
-    """Run ``work`` in a forked child; None when no child can be started (can_fork). With
-    ``wants_result`` false the parent never waits for it (a cache writer): it is reaped by
-    the next start or, after the parent exits, by init."""
+def start(work: Callable[[], bytes | None]) -> Child | None:
+    """Run ``work`` in a forked child; None when no child can be started (can_fork)."""
     reap_finished()
     if not can_fork():
         return None
-    read_end, write_end = os.pipe() if wants_result else (None, None)
+    read_end, write_end = os.pipe()
     try:
         pid = os.fork()
     except OSError:
-        for fd in (read_end, write_end):
-            if fd is not None:
-                os.close(fd)
+        os.close(read_end)
+        os.close(write_end)
         return None
     if pid == 0:                                     # the child: never returns
         _run_child(work, read_end, write_end)
-    if write_end is not None:
-        os.close(write_end)
+    os.close(write_end)
     _children.append(pid)
     return Child(pid, read_end)
 
 
-def _run_child(work: Callable[[], bytes | None], read_end: int | None, write_end: int | None) -> None:
+def _run_child(work: Callable[[], bytes | None], read_end: int, write_end: int) -> None:
     status = 1
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if read_end is not None:
-            os.close(read_end)
+        os.close(read_end)
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):                         # a reader of the parent's output must
             os.dup2(null, fd)                        # not wait for this child's end of it
         sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 -- until os._exit
         data = work()
-        if data is not None and write_end is not None:
+        if data is not None:
             view = memoryview(data)
             while view:
                 view = view[os.write(write_end, view):]

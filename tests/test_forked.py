@@ -77,20 +77,6 @@ def test_the_child_never_writes_to_the_parents_terminal(capfd: pytest.CaptureFix
     assert "child" not in out + err
 
 
-def test_a_writer_nobody_waits_for_is_reaped_later(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    mark = tmp_path / "written"
-    child = forked.start(lambda: (mark.write_text("yes"), None)[1], wants_result=False)
-    assert child is not None
-    for _ in range(300):
-        if mark.exists():
-            break
-        time.sleep(0.01)
-    assert mark.read_text() == "yes"
-    time.sleep(0.1)
-    forked.reap_finished()
-    assert _gone(child.pid)
-
-
 def test_nothing_is_forked_on_one_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(forked, "cpus", lambda: 1)
     assert forked.start(lambda: b"x") is None

@@ -168,25 +168,21 @@ def decode_text_and_crcs(blob: bytes, count: int, tokens: Sequence[str]) -> tupl
     cut = starts[half]                      # where record ``half`` starts in the blob
     later_heads, later_seconds = heads[half:], seconds[bisect.bisect_left(seconds, cut):]
 
-    def second_half() -> bytes:
+    def second_half() -> tuple[str, bytes]:
         text = _text_of(blob, cut, end, later_heads, later_seconds, tokens) + "\0"
-        return marshal.dumps((text, name_crcs(text)))
+        return text, name_crcs(text)
 
-    child = forked.start(second_half)
+    child = forked.start(lambda: marshal.dumps(second_half()))
     first = _text_of(blob, 0, cut, heads[:half], seconds[:len(seconds) - len(later_seconds)], tokens)
     first_crcs = name_crcs(first + "\0")
-    got = child.result(_CHILD_PATIENCE) if child is not None else None
+    got = child.result() if child is not None else None
     try:
         later, later_crcs = marshal.loads(got) if got is not None else (None, None)
     except (ValueError, EOFError, TypeError):
         later = later_crcs = None
     if not isinstance(later, str) or not isinstance(later_crcs, bytes):
-        later = _text_of(blob, cut, end, later_heads, later_seconds, tokens) + "\0"
-        later_crcs = name_crcs(later)
+        later, later_crcs = second_half()
     return first + later, starts, first_crcs + later_crcs
-
-
-_CHILD_PATIENCE = 10.0     # seconds; the child's half takes ~25 ms
 
 
 def _text_of(blob: bytes, lo: int, hi: int, heads: Sequence[int], seconds: Sequence[int],

@@ -28,7 +28,6 @@ from pmdb.types.dwarf_index import PartialIndex, in_cache
 
 # units of DWARF scanned: jiffies is settled in the 10th, lookups scan 8 at a time
 DWARF_UNITS = 16
-PATIENCE = 10.0         # seconds this process waits for the child, at most
 
 
 class HeadStart:
@@ -42,7 +41,7 @@ class HeadStart:
 
     def _take(self) -> None:
         child, self._child = self._child, None
-        data = child.result(PATIENCE) if child is not None else None
+        data = child.result() if child is not None else None
         if data is None:
             return
         with contextlib.suppress(ValueError, EOFError, TypeError):
