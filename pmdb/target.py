@@ -135,6 +135,7 @@ class Target:
 
     def close(self) -> None:
         self.types.close()          # before the dump: a type source may keep what it learnt
+        self.symbols.close()        # and so may a symbol source
         closer = getattr(self.os, "close", None)
         if closer:
             closer()

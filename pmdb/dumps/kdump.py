@@ -22,7 +22,7 @@ from typing import Protocol
 from pmdb.arch import Arch, by_name
 from pmdb.dumps.base import Dump, Note
 from pmdb.dumps.elf import PT_NOTE, ProgramHeader, parse_notes
-from pmdb.dumps.kdump_pages import PageDescriptor, decompress_run
+from pmdb.dumps.kdump_pages import PageDescriptor, decompress_run, stored_page
 from pmdb.errors import FaultError, FormatError
 from pmdb.memory.space import AddressSpace, Chunk
 
@@ -399,7 +399,7 @@ class KdumpFile(Dump):
             raise FaultError(addr, self.page_size, f"page data at file offset {offset:#x} "
                                                    f"({size} bytes) lies past the end of the file"
                                                    f"{self._incomplete_hint()}")
-        data = decompress_run([self.src.read_at(offset, size)], [desc], self.page_size, addr)[0]
+        data = stored_page(self.src.read_at(offset, size), desc, self.page_size, addr)
         self._cache[pfn] = data
         if len(self._cache) > PAGE_CACHE_PAGES:
             self._cache.popitem(last=False)

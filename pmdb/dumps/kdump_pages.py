@@ -75,22 +75,24 @@ def decompress_page(data: bytes, desc: PageDescriptor, page_size: int, addr: int
 def decompress_run(parts: list[bytes], descs: list[tuple[int, int, int, int]], page_size: int,
                    addr: int) -> list[bytes]:
     """Consecutive pages from their stored bytes and raw descriptors (offset, size, flags,
-    page_flags), the first at ``addr``. A scan decompresses millions of pages: a zlib or
-    plain page takes the short way here (one zlib call, no descriptor object); any other,
-    or one that fails, goes through decompress_page, which says what is wrong with it."""
-    out: list[bytes] = []
-    add = out.append
-    for i, (raw, (_, size, flags, _)) in enumerate(zip(parts, descs, strict=True)):
-        if flags == DUMP_DH_COMPRESSED_ZLIB and 0 < size <= 2 * page_size:
-            page = _inflate(raw, page_size)
-            if len(page) == page_size:
-                add(page)
-                continue
-        elif not flags & COMPRESSED and size == page_size:
-            add(raw)
-            continue
-        add(decompress_page(raw, PageDescriptor(*descs[i]), page_size, addr + i * page_size))
-    return out
+    page_flags), the first at ``addr``."""
+    return [stored_page(raw, desc, page_size, addr + i * page_size)
+            for i, (raw, desc) in enumerate(zip(parts, descs, strict=True))]
+
+
+def stored_page(raw: bytes, desc: tuple[int, int, int, int], page_size: int, addr: int) -> bytes:
+    """One page from its stored bytes and raw descriptor (offset, size, flags, page_flags).
+    A scan decompresses millions of pages and every page miss one: a zlib or plain page
+    takes the short way here (one zlib call, no descriptor object); any other, or one that
+    fails, goes through decompress_page, which says what is wrong with it."""
+    size, flags = desc[1], desc[2]
+    if flags == DUMP_DH_COMPRESSED_ZLIB and 0 < size <= 2 * page_size:
+        page = _inflate(raw, page_size)
+        if len(page) == page_size:
+            return page
+    elif not flags & COMPRESSED and size == page_size:
+        return raw
+    return decompress_page(raw, PageDescriptor(*desc), page_size, addr)
 
 
 def _inflate(data: bytes, page_size: int) -> bytes:

@@ -35,6 +35,7 @@ from pmdb import forked
 from pmdb.cache import Cache
 from pmdb.dumps.vmcoreinfo import VmcoreInfo
 from pmdb.errors import FaultError, FormatError, SymbolError
+from pmdb.lookup_memo import LookupMemo
 from pmdb.memory.space import AddressSpace
 from pmdb.symbols.table import Symbol
 
@@ -428,7 +429,8 @@ def load_kallsyms(mem: AddressSpace, tables: KallsymsTables, cache: Cache | None
 
     With ``cache``, names and addresses another open of the same tables decoded are read
     from there instead (kallsyms_cache: keyed by how the tables are stored, checked against
-    the dump), and a first decode is written there."""
+    the dump), and a first decode is written there; the names looked up are remembered
+    for the next session (pmdb.lookup_memo)."""
     try:
         count = mem.u32(tables.num_syms)
         if not 0 < count <= _MAX_SYMS:
@@ -442,12 +444,15 @@ def load_kallsyms(mem: AddressSpace, tables: KallsymsTables, cache: Cache | None
             entry = kallsyms_cache.Entry.of(cache, mem, tables, count, base, _names_end(tables))
             found = entry.load(mem, tokens) if entry is not None else None
             if found is not None:
+                found.memo = entry.memo() if entry is not None else None
                 return found
         blob = mem.read(tables.names, _names_end(tables) - tables.names)
         addrs = decode_addresses(mem.read(tables.offsets, 4 * count), count, base, tables.offsets)
     except FaultError as err:
         raise FormatError(f"kallsyms tables are not readable: {err}") from None
-    return KallsymsSymbols(blob, count, tokens, addrs, on_decoded=entry.store if entry is not None else None)
+    syms = KallsymsSymbols(blob, count, tokens, addrs, on_decoded=entry.store if entry is not None else None)
+    syms.memo = entry.memo() if entry is not None else None
+    return syms
 
 
 def read_kallsyms(mem: AddressSpace, tables: KallsymsTables) -> list[Symbol]:
@@ -505,6 +510,7 @@ class KallsymsSymbols:
         self._found: dict[int, str] = {}          # index -> typed name, of records lookups found
         self._sizes: list[int] | None = None
         self._sorted: bool | None = None
+        self.memo: LookupMemo | None = None       # remembered lookups, when there is a cache
 
     @classmethod
     def from_names(cls, names: NameText, addrs: Sequence[int], in_order: bool | None = None) -> KallsymsSymbols:
@@ -594,9 +600,35 @@ class KallsymsSymbols:
         if found is None:
             if len(decoded.looked_up) >= _LOOKUPS_KEPT:
                 decoded.looked_up.clear()
-            found = decoded.looked_up[name] = decoded.names.named(name)
+            found = decoded.looked_up[name] = self._remembered(decoded.names, name)
+        elif self.memo is not None:       # answered for another target of this process
+            self.memo.put(name, tuple(i for i, _ in found))
         self._found.update(found)
         return [i for i, _ in found]
+
+    def _remembered(self, names: NameText, name: str) -> list[tuple[int, str]]:
+        """NameText.named's answer, through the memo when there is one: remembered records
+        that are still called name answer without the search of every CRC, else the search
+        does (and is remembered)."""
+        memo = self.memo
+        if memo is None:
+            return names.named(name)
+        answer = memo.get(name)
+        if answer is not None:
+            try:
+                found = [(i, names.record(i)) for i in answer]
+            except IndexError:
+                found = None
+            if found is not None and all(typed[1:] == name for _, typed in found):
+                return found
+        found = names.named(name)
+        memo.put(name, tuple(i for i, _ in found))
+        return found
+
+    def close(self) -> None:
+        """Keep the names this session looked up for the next (pmdb.lookup_memo)."""
+        if self.memo is not None:
+            self.memo.save()
 
     def symbol(self, i: int) -> Symbol:
         typed = self._found.get(i) or self.typed_names()[i]

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from pmdb.cache import Cache, sealed_parts, unsealed
 from pmdb.errors import PmdbError
+from pmdb.lookup_memo import LookupMemo
 from pmdb.memory.space import AddressSpace, stored_digest
 from pmdb.symbols.kallsyms import (
     ADDRESS_TYPECODE,
@@ -75,6 +76,10 @@ class Entry:
         except PmdbError:
             return None
         return cls(cache, cache.path("kallsyms", f"names-{h.hexdigest()[:40]}"), tables, count, base)
+
+    def memo(self) -> LookupMemo:
+        """Where the names looked up in these tables are remembered (beside the entry)."""
+        return LookupMemo(self.cache, self.cache.path("memo", f"kallsyms-{self.stem.name}"))
 
     def load(self, mem: AddressSpace, tokens: Sequence[str]) -> KallsymsSymbols | None:
         """The decoded symbols from the cache, when the entry is there and sound."""

@@ -93,6 +93,13 @@ class SymbolTable:
         self._syms.extend([None] * len(source))
         self._dirty = True
 
+    def close(self) -> None:
+        """Let each bulk source that keeps something for later (kallsyms' lookups) keep it."""
+        for _, source in self._sources:
+            closer = getattr(source, "close", None)
+            if closer is not None:
+                closer()
+
     def __len__(self) -> int:
         return len(self._syms)
 

@@ -13,11 +13,14 @@ from __future__ import annotations
 import sys
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pmdb.errors import FormatError, PmdbError, quote
 from pmdb.types import btf_format as f
 from pmdb.types.model import VOID, Member, Type
+
+if TYPE_CHECKING:
+    from pmdb.lookup_memo import LookupMemo
 
 _MAX_CHAIN = 64          # longest typedef/qualifier/pointer chain believed before calling it a cycle
 _QUALS = {f.CONST: "const", f.VOLATILE: "volatile", f.RESTRICT: "restrict"}
@@ -100,6 +103,7 @@ class BtfTypes:
         self._types: dict[int, Type] = {0: VOID}
         self._found: dict[tuple[str, str | None], Type | None] = {}
         self._acyclic: set[int] = set()
+        self.memo: LookupMemo | None = None     # remembered name lookups (a kernel's own BTF)
 
     # -- numbering ---------------------------------------------------------
 
@@ -172,6 +176,40 @@ class BtfTypes:
             kinds = _TAG_KINDS[kind]
         else:
             return None
+        if self.memo is not None and self.base is None:
+            return self._remembered_id(name, kind, kinds)
+        return self._scanned_id(name, kind, kinds)
+
+    def _remembered_id(self, name: str, kind: str | None, kinds: tuple[int, ...]) -> int | None:
+        """find_id through the memo (a kernel's own BTF): a remembered id that still names
+        a complete type of that name and kind here is the answer, else the scan's is (and is
+        remembered, unless it is a forward declaration: those are rare, and scanned again)."""
+        assert self.memo is not None
+        key = f"{kind or ''} {name}"
+        answer = self.memo.get(key)
+        if answer == ():
+            return None
+        if answer is not None and len(answer) == 1 and self._complete_named(answer[0], name, kinds):
+            return answer[0]
+        tid = self._scanned_id(name, kind, kinds)
+        if tid is None or self._complete_named(tid, name, kinds):
+            self.memo.put(key, () if tid is None else (tid,))
+        return tid
+
+    def _complete_named(self, tid: int, name: str, kinds: tuple[int, ...]) -> bool:
+        """Whether own type id tid is a complete type of one of kinds called name."""
+        if not self.start_id <= tid < self.end_id:
+            return False
+        _, k, vlen, _, name_off, _ = self._record(tid)
+        if k not in kinds or not (vlen or k not in (f.ENUM, f.ENUM64)):
+            return False
+        try:
+            return self.string(name_off) == name
+        except FormatError:
+            return False
+
+    def _scanned_id(self, name: str, kind: str | None, kinds: tuple[int, ...]) -> int | None:
+        """find_id by a search of the name offsets (then the base's)."""
         partial = None      # a forward declaration, or an enum without enumerators
         for tid in self._ids_named(name):
             _, k, vlen, kflag, _, _ = self._record(tid)
@@ -185,6 +223,11 @@ class BtfTypes:
             if hit is not None and (partial is None or self.base.kind_of(hit) != f.FWD):
                 return hit
         return partial
+
+    def close(self) -> None:
+        """Keep the name lookups this session learnt for the next (see find_id)."""
+        if self.memo is not None:
+            self.memo.save()
 
     def type_names(self) -> Iterable[str]:
         """Every type name, tagged ones spelled ``struct x`` (for completion)."""

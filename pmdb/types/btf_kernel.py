@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from pmdb.cache import Cache, sealed_parts, unsealed
 from pmdb.errors import CorruptionError, FormatError, PmdbError, quote
+from pmdb.lookup_memo import LookupMemo
 from pmdb.memory.space import AddressSpace, stored_digest
 from pmdb.types.btf import BtfTypes
 from pmdb.types.model import Type
@@ -45,7 +46,8 @@ def vmlinux_btf(space: AddressSpace, lookup: Callable[[str], int | None],
     can only ever find or write its own copy, never the one another dump reads. A copy is
     written (atomically) only when it parses and has the types pmdb needs, and one that no
     longer does is removed. ``head_start``: a debug vmlinux's, whose index of its own copy
-    of the BTF serves when that copy is byte for byte what the dump holds."""
+    of the BTF serves when that copy is byte for byte what the dump holds. With ``cache``,
+    the type names looked up are remembered for the next session (pmdb.lookup_memo)."""
     start, stop = lookup("__start_BTF"), lookup("__stop_BTF")
     if start is None or stop is None:
         raise FormatError("no __start_BTF/__stop_BTF symbols: this kernel was built without BTF")
@@ -58,9 +60,10 @@ def vmlinux_btf(space: AddressSpace, lookup: Callable[[str], int | None],
         stem = _cache_stem(cache, build_id, stored_digest(space, start, size))
     except PmdbError as err:
         raise FormatError(f"cannot read the BTF: {err}") from None
+    memo = LookupMemo(cache, cache.path("memo", stem.name))
     found = cache.find(stem)
     if found is not None:
-        kept = _cached(found, space.ptr_size)
+        kept = _cached(found, space.ptr_size, memo)
         if kept is not None:
             return kept
         _remove(found)                    # damaged since it was written: the dump is the truth
@@ -70,8 +73,11 @@ def vmlinux_btf(space: AddressSpace, lookup: Callable[[str], int | None],
         raise FormatError(f"cannot read the BTF: {err}") from None
     index = head_start.btf_index(data) if head_start is not None else None
     btf = BtfTypes(data, ptr_size=space.ptr_size, index=index)
+    btf.memo = memo
     if _has_required(btf):
         cache.store(stem, _entry(data, btf))
+    else:
+        btf.memo = None                 # nothing of this BTF is kept
     return btf
 
 
@@ -95,7 +101,7 @@ def _entry(data: bytes, btf: BtfTypes) -> list[bytes | memoryview]:
     return sealed_parts(_KIND, [_LENGTHS.pack(len(data), len(offs)), data, memoryview(offs), memoryview(names)])
 
 
-def _cached(path: Path, ptr_size: int) -> BtfTypes | None:
+def _cached(path: Path, ptr_size: int, memo: LookupMemo) -> BtfTypes | None:
     """The BTF of a cache entry when it is whole (its checksum), its index fits its type
     section, and it has what pmdb needs; None otherwise."""
     try:
@@ -115,6 +121,7 @@ def _cached(path: Path, ptr_size: int) -> BtfTypes | None:
         btf = BtfTypes(payload[_LENGTHS.size:at], ptr_size=ptr_size, index=(offs, names))
     except PmdbError:
         return None
+    btf.memo = memo
     return btf if _has_required(btf) else None
 
 
