@@ -42,7 +42,7 @@ from tests.conftest import ROOT
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("pmdb.errors", "pmdb.seal", "pmdb.cachedir"),
     ("pmdb.cache", "pmdb.codecache", "pmdb.progress", "pmdb.config", "pmdb.threads", "pmdb.demo",
-     "pmdb.forked"),
+     "pmdb.forked", "pmdb.lookup_memo"),
     ("pmdb.arch",),
     ("pmdb.memory",),
     ("pmdb.dumps",),

@@ -53,8 +53,7 @@ def cache_stats(model: SlubModel, cache: KmemCache) -> CacheStats:
                 free, problem = walk_freelist(cache, slab, cpu.freelist, read, f"cpu {cpu.cpu} freelist")
                 st.free += len(free)
                 _note(st, problem)
-            for page in model.cpu_partial_slabs(cpu):
-                slab = model.read_slab(page)
+            for slab in model.cpu_partial_chain(cpu):
                 st.free += slab.objects - slab.inuse
     except (CorruptionError, FaultError) as err:
         st.problems.append(f"{cache.name}: per-CPU slabs: {why(err)}")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pmdb.errors import FormatError, PmdbError
+from pmdb.types.fields import FieldGroup, member_field
 from pmdb.types.model import Type
 from pmdb.types.value import path_offset
 
@@ -59,6 +60,25 @@ def _maybe(t: Type, *paths: str) -> int | None:
         return _off(t, *paths)
     except FormatError:
         return None
+
+
+def _fields(t: Type, byteorder: str, *names: str) -> FieldGroup:
+    """The members ``names`` of t read in one unpack, each under its first spelling:
+    ``a|b`` is a or else b, ``?a`` is a when t has it."""
+    found: dict[str, tuple[int, int]] = {}
+    for spelling in names:
+        optional = spelling.startswith("?")
+        choices = spelling.lstrip("?").split("|")
+        for path in choices:
+            try:
+                found[choices[0]] = member_field(t, path)
+                break
+            except PmdbError:
+                continue
+        else:
+            if not optional:
+                raise FormatError(f"{t} has no member {' or '.join(choices)} in this kernel's BTF")
+    return FieldGroup(found, byteorder)
 
 
 def _bits(t: Type, name: str, base: int) -> tuple[int, int]:
@@ -135,15 +155,19 @@ class SlubLayout:
     pg_slab: int
     max_nodes: int
     track: TrackLayout
+    cache_fields: FieldGroup       # what read_cache takes from a kmem_cache, in one unpack
+    cpu_fields: FieldGroup | None  # and cpu_slabs from a kmem_cache_cpu
+    slab_fields: FieldGroup        # and read_slab from a struct slab
 
     @classmethod
-    def from_types(cls, types: Any, info: Any) -> SlubLayout:
+    def from_types(cls, types: Any, info: Any, byteorder: str = "little") -> SlubLayout:
         kc = _type(types, "struct kmem_cache")
         cpu = _optional_type(types, "struct kmem_cache_cpu")
         node = _type(types, "struct kmem_cache_node")
         slab = _type(types, "struct slab", "struct page")   # 5.17 split struct slab off struct page
         page = _type(types, "struct page")
         counters = _off(slab, "counters")
+        slab_fields = _fields(slab, byteorder, "slab_cache", "freelist", "counters", "?next")
         cache_node, node_stride, max_nodes = _node_array(types, kc)
         ends = [_off(kc, m) + 8 for m in ("cpu_slab", "cpu_sheaves", "flags", "name", "list", "random")
                 if _maybe(kc, m) is not None] + [_off(kc, "red_left_pad") + 4]
@@ -163,13 +187,17 @@ class SlubLayout:
             node_full=_maybe(node, "full"), node_read_size=node.sizeof(),
             slab_list=_off(slab, "slab_list", "lru"), slab_next=_maybe(slab, "next"),
             slab_cache=_off(slab, "slab_cache"), slab_freelist=_off(slab, "freelist"),
-            slab_counters=counters, slab_read_size=max(counters + 8, _off(slab, "freelist") + 8),
+            slab_counters=counters, slab_read_size=max(counters + 8, _off(slab, "freelist") + 8, slab_fields.size),
             inuse_bits=_bits(slab, "inuse", counters), objects_bits=_bits(slab, "objects", counters),
             frozen_bits=_bits(slab, "frozen", counters),
             page_compound_head=_off(page, "compound_head", "compound_info"),   # renamed by 7.2
             page_size=info.sizes.get("page", 0) or page.sizeof(),
             pg_slab=info.number_or("PG_slab", 9),
-            max_nodes=max_nodes, track=TrackLayout.from_types(types))
+            max_nodes=max_nodes, track=TrackLayout.from_types(types),
+            cache_fields=_fields(kc, byteorder, "flags", "size", "object_size", "offset", "inuse", "align",
+                                 "red_left_pad", "name", "oo", "?random", "?cpu_slab"),
+            cpu_fields=_fields(cpu, byteorder, "freelist", "slab|page", "?partial") if cpu is not None else None,
+            slab_fields=slab_fields)
 
     def _field(self, counters: int, bits: tuple[int, int]) -> int:
         return counters >> bits[0] & (1 << bits[1]) - 1

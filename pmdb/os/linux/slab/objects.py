@@ -195,7 +195,7 @@ def _walk_words(cache: KmemCache, slab: Slab, head: int, window: PageWindow,
     pointer is decoded with two xors (the swab of its address is the slab base's, once a
     walk, xor a table's entry). A freelist in random order jumps between the slab's pages at
     most links: a page kept by its place costs an index there, where looking it up again
-    cost a call, a view and a swab a link (kmem -s on the fixture: walks 4.6 -> 1.4 ms)."""
+    cost a call, a view and a swab a link (the fixture's 5,120 CPU freelist links: 2.2 -> 2.0 ms)."""
     out: list[int] = []
     add = out.append
     base, slab_bytes = slab.base, cache.slab_bytes

@@ -102,6 +102,7 @@ class Slab:
     objects: int
     frozen: bool
     node: int = 0
+    next: int = 0           # the next slab of a per-CPU partial list (slab->next)
 
     def contains(self, addr: int, cache: KmemCache) -> bool:
         return self.base <= addr < self.base + cache.slab_bytes
@@ -126,7 +127,7 @@ class SlubModel:
         self.layout = layout
         self.lookup = lookup
         self.types = types
-        self.lay = SlubLayout.from_types(types, info)
+        self.lay = SlubLayout.from_types(types, info, space.byteorder)
         self._depot: Any = None
         self._caches: list[KmemCache] | None = None
         self.cache_errors: list[str] = []
@@ -172,25 +173,24 @@ class SlubModel:
 
     def read_cache(self, addr: int) -> KmemCache:
         lay = self.lay
-        raw = self.space.read(addr, lay.cache_read_size)
-        name = self.space.cstring(self._word(raw, lay.cache_name), 64).decode("utf-8", "replace")
-        oo = _u32(raw, lay.cache_oo)
+        stride = lay.node_stride
+        nodes_at = lay.cache_node
+        raw = self.space.read(addr, max(lay.cache_read_size, lay.cache_fields.size,
+                                        nodes_at + stride * self.nr_node_ids()))
+        f = lay.cache_fields.unpack(raw)
+        name = self.space.cstring(f["name"], 64).decode("utf-8", "replace")
+        oo = f["oo"]
         cache = KmemCache(
-            address=addr, name=name, flags=self._word(raw, lay.cache_flags) & 0xFFFFFFFF,
-            size=_u32(raw, lay.cache_size), object_size=_u32(raw, lay.cache_object_size),
-            offset=_u32(raw, lay.cache_offset), inuse=_u32(raw, lay.cache_inuse),
-            align=_u32(raw, lay.cache_align), red_left_pad=_u32(raw, lay.cache_red_left_pad),
-            random=self._word(raw, lay.cache_random) if lay.cache_random is not None else None,
-            order=oo >> 16, objects_per_slab=oo & 0xFFFF,
-            cpu_slab=self._word(raw, lay.cache_cpu_slab) if lay.cache_cpu_slab is not None else 0,
+            address=addr, name=name, flags=f["flags"] & 0xFFFFFFFF, size=f["size"], object_size=f["object_size"],
+            offset=f["offset"], inuse=f["inuse"], align=f["align"], red_left_pad=f["red_left_pad"],
+            random=f.get("random"), order=oo >> 16, objects_per_slab=oo & 0xFFFF,
+            cpu_slab=f.get("cpu_slab", 0) if lay.cache_cpu_slab is not None else 0,
             track=lay.track, word_size=self.space.ptr_size)
         if not 0 < cache.size <= 1 << 24 or cache.order > 10:
             raise CorruptionError(addr, f"cache {name!r} has an impossible size {cache.size} "
                                         f"or order {cache.order}")
-        stride = lay.node_stride
-        nodes = self.space.read(addr + lay.cache_node, stride * self.nr_node_ids())
-        for nid in range(len(nodes) // stride):
-            ptr = self._word(nodes, nid * stride)
+        for nid in range(self.nr_node_ids()):
+            ptr = self._word(raw, nodes_at + nid * stride)
             if ptr:
                 cache.nodes.append((nid, ptr))
         return cache
@@ -223,11 +223,12 @@ class SlubModel:
         kept = self._scan.heads.get(page) if self._scan is not None else None
         raw = kept if kept is not None and len(kept) >= lay.slab_read_size else \
             self.space.read(page, lay.slab_read_size)
-        counters = self._word(raw, lay.slab_counters)
+        f = lay.slab_fields.unpack(raw)
+        counters = f["counters"]
         pfn = (page - self.layout.vmemmap_base) // lay.page_size
-        return Slab(page=page, cache=self._word(raw, lay.slab_cache), base=self.layout.page_offset_base + pfn * 4096,
-                    freelist=self._word(raw, lay.slab_freelist), inuse=lay.inuse_of(counters),
-                    objects=lay.objects_of(counters), frozen=lay.frozen_of(counters), node=node)
+        return Slab(page=page, cache=f["slab_cache"], base=self.layout.page_offset_base + pfn * 4096,
+                    freelist=f["freelist"], inuse=lay.inuse_of(counters), objects=lay.objects_of(counters),
+                    frozen=lay.frozen_of(counters), node=node, next=f.get("next", 0))
 
     def page_of(self, addr: int) -> int | None:
         """The struct page of a direct-map address; None outside the direct map."""
@@ -277,26 +278,29 @@ class SlubModel:
     def cpu_slabs(self, cache: KmemCache) -> list[CpuSlab]:
         """Each CPU's kmem_cache_cpu of cache (its slab, lockless freelist and partial list)."""
         out: list[CpuSlab] = []
-        lay = self.lay
-        if lay.cache_cpu_slab is None:          # no per-CPU slabs in this kernel (sheaves)
+        fields = self.lay.cpu_fields
+        if fields is None or self.lay.cache_cpu_slab is None:   # no per-CPU slabs here (sheaves)
             return out
         for cpu in range(self.layout.nr_cpu_ids):
             addr = self.layout.per_cpu_address(cache.cpu_slab, cpu)
-            raw = self.space.read(addr, lay.cpu_read_size)
-            out.append(CpuSlab(cpu, addr, self._word(raw, lay.cpu_freelist), self._word(raw, lay.cpu_slab),
-                               self._word(raw, lay.cpu_partial) if lay.cpu_partial is not None else 0))
+            f = fields.unpack(self.space.read(addr, fields.size))
+            out.append(CpuSlab(cpu, addr, f["freelist"], f["slab"], f.get("partial", 0)))
         return out
 
-    def cpu_partial_slabs(self, cpu: CpuSlab) -> Iterator[int]:
-        """The per-CPU partial list: a chain through slab->next."""
+    def cpu_partial_chain(self, cpu: CpuSlab) -> Iterator[Slab]:
+        """The slabs of the per-CPU partial list, a chain through slab->next, each read once."""
         page, seen = cpu.partial, set[int]()
-        link = self.lay.slab_next
-        while page and link is not None:
+        while page and self.lay.slab_next is not None:
             if page in seen or len(seen) > MAX_LIST:
                 raise CorruptionError(page, f"cpu {cpu.cpu}'s partial slab list loops")
             seen.add(page)
-            yield page
-            page = self.space.ptr(page + link)
+            slab = self.read_slab(page)
+            yield slab
+            page = slab.next
+
+    def cpu_partial_slabs(self, cpu: CpuSlab) -> Iterator[int]:
+        """The struct slabs of the per-CPU partial list."""
+        return (slab.page for slab in self.cpu_partial_chain(cpu))
 
     def node_list(self, node: int, which: str) -> Iterator[int]:
         """The struct slabs on a kmem_cache_node's ``partial`` or ``full`` list."""
@@ -363,10 +367,6 @@ def walk_list_head(space: Any, head: int, limit: int) -> Iterator[int]:
 def _word(raw: bytes, off: int, size: int) -> int:
     """An unsigned long or pointer of the kernel (4 bytes on i386, 8 on 64-bit CPUs)."""
     return int.from_bytes(raw[off:off + size], "little")
-
-
-def _u32(raw: bytes, off: int) -> int:
-    return int.from_bytes(raw[off:off + 4], "little")
 
 
 def slub_model(target: Any) -> SlubModel:
