@@ -4,7 +4,8 @@ The busy dump (tests/vmlab scenario ``busy``) is a 4 GB guest with 10,264 tasks 
 million slab objects, as makedumpfile ``-c -d 31`` and as QEMU's unfiltered ELF. pmdb runs
 in this process on a freshly opened target per command (the open not counted), best of
 ``--runs``; crash 8.0.6 and drgn (both with Debian's dbg vmlinux) run in the same bench run,
-crash as one session per dump whose commands are timed by ``!date`` lines between them,
+crash as one session per dump whose commands are timed by ``!date`` lines between them
+(less what one stamp costs, from two stamps in a row: a fork and exec of date, ~2 ms),
 drgn by bench/drgn_scale.py. Where a goal is missed the notes say what bounds it (from a
 profile of that command).
 
@@ -146,7 +147,7 @@ def crash_figures(path: Path, vmlinux: Path, value: int, fig: Figures, timeout: 
     if not CRASH.exists():
         fig.notes.append(f"crash: not found at {CRASH} (PMDB_CRASH)")
         return
-    lines = ["!date +T%s.%N"]
+    lines = ["!date +T%s.%N", "!date +T%s.%N"]     # two stamps in a row: what one stamp costs
     for _, command in CRASH_STEPS:
         lines += [command.format(value=value), "!date +T%s.%N"]
     script = Path(f"/tmp/pmdb-bench-scale-{os.getpid()}.in")
@@ -165,9 +166,14 @@ def crash_figures(path: Path, vmlinux: Path, value: int, fig: Figures, timeout: 
         fig.notes.append("crash: no timing stamps (it failed to start on this dump)")
         return
     fig.crash["open"] = stamps[0] - t0
+    if len(stamps) < 2:
+        fig.notes.append("crash: one timing stamp only (it stopped after starting)")
+        return
+    stamp = stamps[1] - stamps[0]       # a fork and exec of date, inside every step's figure
+    fig.notes.append(f"crash: each step's time less what one !date stamp costs ({stamp * 1000:.1f} ms)")
     parts = _STAMP.split(text)
-    for (key, _), a, b, between in zip(CRASH_STEPS, stamps, stamps[1:], parts[2::2], strict=False):
-        fig.crash[key] = b - a
+    for (key, _), a, b, between in zip(CRASH_STEPS, stamps[1:], stamps[2:], parts[4::2], strict=False):
+        fig.crash[key] = max(b - a - stamp, 0.0)
         if key == "kmem -S":
             fig.counts["crash kmem -S objects"] = len(_OBJECT.findall(between))
     out.unlink(missing_ok=True)

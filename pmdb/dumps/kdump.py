@@ -204,6 +204,9 @@ class Bitmap:
         byte = pfn >> 3
         if pfn < 0 or byte >= self.nbytes:
             return False
+        kept = self._sub.get(byte // self.GRANULE)     # a granule a rank read (most page misses)
+        if kept is not None:
+            return bool(kept[0][byte % self.GRANULE] >> (pfn & 7) & 1)
         return bool(self.src.read_at(self.offset + byte, 1)[0] >> (pfn & 7) & 1)
 
     def _granule(self, g: int) -> bytes:

@@ -105,6 +105,14 @@ class AddressSpace(ABC):
     def cstring(self, addr: int, limit: int = 4096) -> bytes:
         """NUL-terminated bytes at addr (without the NUL), at most ``limit`` bytes; a string
         that runs into unreadable memory ends there (FaultError only if addr itself is unreadable)."""
+        want = min(0x1000 - (addr & 0xFFF), limit)
+        try:                            # most strings end in the page they start in: one read
+            block = self.read(addr, want)
+        except FaultError:
+            block = b""
+        nul = block.find(b"\0")
+        if nul >= 0:
+            return block[:nul]
         out = bytearray()
         while len(out) < limit:
             cur = addr + len(out)

@@ -79,16 +79,14 @@ def table_text(columns: Sequence[Column], rows: Sequence[Sequence[Any]], *,
     texts = [list(map(cell_text, r)) for r in cells]
     widths = _widths(cols, texts, header=header, fit=fit)
     last = len(cols) - 1
-    layout = [("" if i == 0 else c.gap, 0 if fit and i == last and c.align != ">" else widths[i],
-               c.align == ">", c.suffix) for i, c in enumerate(cols)]
+    # one format string for the whole line: each cell padded to its width on its side
+    template = "".join(
+        _literal("" if i == 0 else c.gap)
+        + ("{}" if fit and i == last and c.align != ">" else f"{{:{'>' if c.align == '>' else '<'}{widths[i]}}}")
+        + _literal(c.suffix) for i, c in enumerate(cols))
 
     def line(cells: Sequence[str]) -> str:
-        parts = []
-        for text, (gap, width, right, suffix) in zip(cells, layout, strict=True):
-            parts.append(gap)
-            parts.append(text.rjust(width) if right else text.ljust(width))
-            parts.append(suffix)
-        joined = "".join(parts)
+        joined = template.format(*cells)
         return joined.rstrip() if fit else joined
 
     out: list[str] = []
@@ -98,6 +96,11 @@ def table_text(columns: Sequence[Column], rows: Sequence[Sequence[Any]], *,
         out.append(line([c.title for c in cols]))
     out.extend(map(line, texts))
     return out
+
+
+def _literal(text: str) -> str:
+    """text as a literal part of a str.format template."""
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 def _row(texts: Sequence[str], styles: Sequence[str], cols: Sequence[Column], widths: Sequence[int],
