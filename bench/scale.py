@@ -203,11 +203,15 @@ def drgn_figures(path: Path, vmlinux: Path, value: int, fig: Figures) -> None:
 def _s(x: float | None) -> str:
     if x is None:
         return "n/a"
+    if x < 0.1:
+        return f"{x * 1000:.1f} ms"         # a tenth of a ms: small figures are compared here
     return f"{x * 1000:.0f} ms" if x < 10 else f"{x:.1f} s"
 
 
 def _ratio(other: float | None, mine: float | None) -> str:
-    return f"{other / mine:.1f}x" if other and mine else "-"
+    if not (other and mine):
+        return "-"
+    return f"{other / mine:.2f}x" if other / mine < 2 else f"{other / mine:.1f}x"
 
 
 ROWS = (("open (first command)", "open", "open", "open"), ("::ps / ps", "ps", "ps", "ps"),
@@ -260,7 +264,7 @@ GOALS = {"open": 0.5, "ps": 1.0, "stacks": 3.0, "foreach bt": 3.0, "kmastat": 1.
 def missed(fig: Figures) -> list[str]:
     out = [f"{key}: {fig.pmdb[key]:.2f} s, over the {goal} s goal"
            for key, goal in GOALS.items() if fig.pmdb.get(key, 0) > goal]
-    for key, crash_key in (("ps", "ps"), ("foreach bt", "foreach bt"), ("kmastat", "kmem -s")):
+    for key, crash_key in (("ps", "ps"), ("foreach bt", "foreach bt"), ("kmastat", "kmem -s"), ("kmem -s", "kmem -s")):
         if fig.crash.get(crash_key) and fig.pmdb.get(key, 0) > fig.crash[crash_key]:
             out.append(f"{key}: slower than crash {crash_key} ({fig.pmdb[key]:.2f} s against {fig.crash[crash_key]:.2f} s)")
     if fig.rss_mb > 300:
