@@ -64,8 +64,7 @@ def cache_stats(model: SlubModel, cache: KmemCache) -> CacheStats:
             st.slabs += nr_slabs
             st.per_node.append((nid, nr_slabs, nr_partial, total))
             for page in model.node_list(node, "partial"):
-                slab = model.read_slab(page)
-                st.free += slab.objects - slab.inuse
+                st.free += model.slab_free(page)
         except (CorruptionError, FaultError) as err:
             st.problems.append(f"{cache.name}: node {nid} partial list: {why(err)}")
     return st

@@ -230,6 +230,15 @@ class SlubModel:
                     freelist=f["freelist"], inuse=lay.inuse_of(counters), objects=lay.objects_of(counters),
                     frozen=lay.frozen_of(counters), node=node, next=f.get("next", 0))
 
+    def slab_free(self, page: int) -> int:
+        """A slab's free objects as its counters say (objects - inuse): all a node's partial
+        slab adds to a cache's sums, read as one word, not a whole Slab (a busy machine's
+        caches have hundreds of partial slabs)."""
+        lay = self.lay
+        counters = int.from_bytes(self.space.read(page + lay.slab_counters, self.space.ptr_size),
+                                  self.space.byteorder)
+        return lay.objects_of(counters) - lay.inuse_of(counters)
+
     def page_of(self, addr: int) -> int | None:
         """The struct page of a direct-map address; None outside the direct map."""
         phys = addr - self.layout.page_offset_base
