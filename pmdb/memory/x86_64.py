@@ -86,13 +86,14 @@ class KernelSpace(PagedSpace):
         return None
 
     def translate(self, addr: int) -> tuple[int, int]:
-        """(physical address, bytes left in its page or region): fast paths, then the cache."""
-        phys = self.image_phys(addr)
-        if phys is not None:
-            return phys, START_KERNEL_MAP + self.image_size - addr
-        phys = self.direct_phys(addr)
-        if phys is not None:
-            return phys, self.direct_size - phys
+        """(physical address, bytes left in its page or region): the image's and the direct
+        map's rules (image_phys and direct_phys, written out here: every read of a kernel
+        structure comes through), then the cache."""
+        if START_KERNEL_MAP <= addr < START_KERNEL_MAP + self.image_size:
+            return addr - START_KERNEL_MAP + self.phys_base, START_KERNEL_MAP + self.image_size - addr
+        base = self.direct_base
+        if base is not None and base <= addr < base + self.direct_size:
+            return addr - base, base + self.direct_size - addr
         return self.cached_walk(addr)
 
     def check(self, addr: int) -> None:
