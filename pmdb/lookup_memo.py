@@ -7,11 +7,13 @@ answer is a function of the searched table alone, so answers are kept in a small
 named after that table's own cache entry (itself keyed by content), read at the first
 lookup of a session and written back when the session closes having learnt new ones.
 
-The entry is sealed like every cache entry (pmdb.seal) and its shape checked when read;
-beyond that, the caller checks each remembered answer against the table before using it
-(the record named, of the right kind) and falls back to the scan when it does not hold,
-so a stale or damaged entry costs a scan, never a wrong answer. Answers are tuples of
-record indices (or type ids); the empty tuple records that the table has no such name.
+The entry is sealed like every cache entry (pmdb.seal) and its shape checked when read.
+Answers are tuples of record indices (or type ids), and the caller checks each one found
+against the table before using it (the record is called that name, of the right kind),
+falling back to the scan when it does not hold: a damaged or wrong entry costs a scan. The
+empty tuple records that the table has no such name; that cannot be checked without the
+scan, and is trusted as the table's own cache entry is (sealed, and reached only by the
+content it was made from).
 
 Low layer: imports the cache and its seal only.
 """

@@ -202,7 +202,7 @@ def _walk_words(cache: KmemCache, slab: Slab, head: int, window: PageWindow,
     pad = cache.red_left_pad if cache.red_zone else 0
     limit = slab.objects
     first, size, span = base + pad, cache.size, limit * cache.size
-    shift = pad + cache.offset          # from an object's slot to its free pointer, less pad
+    shift = pad + cache.offset          # from a slot's start to its object's free pointer
     random = cache.random
     key = random ^ swab(base, 8) if random is not None else 0
     table = _swab_offsets(slab_bytes, random is not None)
