@@ -117,24 +117,9 @@ class SlubLayout:
     """Offsets of the SLUB structures' fields in this kernel, from its BTF."""
 
     cache_cpu_slab: int | None     # None: no per-CPU slabs (sheaves instead)
-    cache_flags: int
-    cache_size: int
-    cache_object_size: int
-    cache_offset: int
-    cache_oo: int
-    cache_inuse: int
-    cache_align: int
-    cache_red_left_pad: int
-    cache_name: int
     cache_list: int
-    cache_random: int | None
     cache_node: int
     node_stride: int               # bytes between the node pointers of a kmem_cache
-    cache_read_size: int
-    cpu_freelist: int
-    cpu_slab: int
-    cpu_partial: int | None
-    cpu_read_size: int
     node_nr_partial: int
     node_partial: int
     node_nr_slabs: int | None
@@ -144,9 +129,7 @@ class SlubLayout:
     slab_list: int
     slab_next: int | None          # the per-CPU partial list's link; gone with per-CPU slabs
     slab_cache: int
-    slab_freelist: int
     slab_counters: int
-    slab_read_size: int
     inuse_bits: tuple[int, int]
     objects_bits: tuple[int, int]
     frozen_bits: tuple[int, int]
@@ -157,7 +140,7 @@ class SlubLayout:
     track: TrackLayout
     cache_fields: FieldGroup       # what read_cache takes from a kmem_cache, in one unpack
     cpu_fields: FieldGroup | None  # and cpu_slabs from a kmem_cache_cpu
-    slab_fields: FieldGroup        # and read_slab from a struct slab
+    slab_fields: FieldGroup        # and read_slab from a struct slab (its size: what a read covers)
 
     @classmethod
     def from_types(cls, types: Any, info: Any, byteorder: str = "little") -> SlubLayout:
@@ -169,25 +152,14 @@ class SlubLayout:
         counters = _off(slab, "counters")
         slab_fields = _fields(slab, byteorder, "slab_cache", "freelist", "counters", "?next")
         cache_node, node_stride, max_nodes = _node_array(types, kc)
-        ends = [_off(kc, m) + 8 for m in ("cpu_slab", "cpu_sheaves", "flags", "name", "list", "random")
-                if _maybe(kc, m) is not None] + [_off(kc, "red_left_pad") + 4]
         return cls(
             cache_cpu_slab=_maybe(kc, "cpu_slab") if cpu is not None else None,
-            cache_flags=_off(kc, "flags"),
-            cache_size=_off(kc, "size"), cache_object_size=_off(kc, "object_size"),
-            cache_offset=_off(kc, "offset"), cache_oo=_off(kc, "oo"), cache_inuse=_off(kc, "inuse"),
-            cache_align=_off(kc, "align"), cache_red_left_pad=_off(kc, "red_left_pad"),
-            cache_name=_off(kc, "name"), cache_list=_off(kc, "list"),
-            cache_random=_maybe(kc, "random"), cache_node=cache_node, node_stride=node_stride,
-            cache_read_size=max(ends),
-            cpu_freelist=_off(cpu, "freelist") if cpu else 0, cpu_slab=_off(cpu, "slab", "page") if cpu else 0,
-            cpu_partial=_maybe(cpu, "partial") if cpu else None, cpu_read_size=cpu.sizeof() if cpu else 0,
+            cache_list=_off(kc, "list"), cache_node=cache_node, node_stride=node_stride,
             node_nr_partial=_off(node, "nr_partial"), node_partial=_off(node, "partial"),
             node_nr_slabs=_maybe(node, "nr_slabs"), node_total_objects=_maybe(node, "total_objects"),
             node_full=_maybe(node, "full"), node_read_size=node.sizeof(),
             slab_list=_off(slab, "slab_list", "lru"), slab_next=_maybe(slab, "next"),
-            slab_cache=_off(slab, "slab_cache"), slab_freelist=_off(slab, "freelist"),
-            slab_counters=counters, slab_read_size=max(counters + 8, _off(slab, "freelist") + 8, slab_fields.size),
+            slab_cache=_off(slab, "slab_cache"), slab_counters=counters,
             inuse_bits=_bits(slab, "inuse", counters), objects_bits=_bits(slab, "objects", counters),
             frozen_bits=_bits(slab, "frozen", counters),
             page_compound_head=_off(page, "compound_head", "compound_info"),   # renamed by 7.2
@@ -195,7 +167,7 @@ class SlubLayout:
             pg_slab=info.number_or("PG_slab", 9),
             max_nodes=max_nodes, track=TrackLayout.from_types(types),
             cache_fields=_fields(kc, byteorder, "flags", "size", "object_size", "offset", "inuse", "align",
-                                 "red_left_pad", "name", "oo", "?random", "?cpu_slab"),
+                                 "red_left_pad", "name", "oo", "?random", *(("?cpu_slab",) if cpu else ())),
             cpu_fields=_fields(cpu, byteorder, "freelist", "slab|page", "?partial") if cpu is not None else None,
             slab_fields=slab_fields)
 

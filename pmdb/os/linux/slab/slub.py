@@ -175,8 +175,7 @@ class SlubModel:
         lay = self.lay
         stride = lay.node_stride
         nodes_at = lay.cache_node
-        raw = self.space.read(addr, max(lay.cache_read_size, lay.cache_fields.size,
-                                        nodes_at + stride * self.nr_node_ids()))
+        raw = self.space.read(addr, max(lay.cache_fields.size, nodes_at + stride * self.nr_node_ids()))
         f = lay.cache_fields.unpack(raw)
         name = self.space.cstring(f["name"], 64).decode("utf-8", "replace")
         oo = f["oo"]
@@ -184,7 +183,7 @@ class SlubModel:
             address=addr, name=name, flags=f["flags"] & 0xFFFFFFFF, size=f["size"], object_size=f["object_size"],
             offset=f["offset"], inuse=f["inuse"], align=f["align"], red_left_pad=f["red_left_pad"],
             random=f.get("random"), order=oo >> 16, objects_per_slab=oo & 0xFFFF,
-            cpu_slab=f.get("cpu_slab", 0) if lay.cache_cpu_slab is not None else 0,
+            cpu_slab=f.get("cpu_slab", 0),
             track=lay.track, word_size=self.space.ptr_size)
         if not 0 < cache.size <= 1 << 24 or cache.order > 10:
             raise CorruptionError(addr, f"cache {name!r} has an impossible size {cache.size} "
@@ -221,9 +220,9 @@ class SlubModel:
     def read_slab(self, page: int, node: int = 0) -> Slab:
         lay = self.lay
         kept = self._scan.heads.get(page) if self._scan is not None else None
-        raw = kept if kept is not None and len(kept) >= lay.slab_read_size else \
-            self.space.read(page, lay.slab_read_size)
-        f = lay.slab_fields.unpack(raw)
+        fields = lay.slab_fields
+        raw = kept if kept is not None and len(kept) >= fields.size else self.space.read(page, fields.size)
+        f = fields.unpack(raw)
         counters = f["counters"]
         pfn = (page - self.layout.vmemmap_base) // lay.page_size
         return Slab(page=page, cache=f["slab_cache"], base=self.layout.page_offset_base + pfn * 4096,
@@ -235,8 +234,7 @@ class SlubModel:
         slab adds to a cache's sums, read as one word, not a whole Slab (a busy machine's
         caches have hundreds of partial slabs)."""
         lay = self.lay
-        counters = int.from_bytes(self.space.read(page + lay.slab_counters, self.space.ptr_size),
-                                  self.space.byteorder)
+        counters = self.space.ptr(page + lay.slab_counters)     # an unsigned long: a word
         return lay.objects_of(counters) - lay.inuse_of(counters)
 
     def page_of(self, addr: int) -> int | None:
